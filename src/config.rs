@@ -1,0 +1,364 @@
+//! The rollout config stored in KV under `rollout/<bundle>`: parsing, validation and the
+//! names it is built from (bundle, version, weight).
+//!
+//! Validation happens once, at the boundary: everything past `Rollout::parse` can trust the
+//! values. Fields this version does not know are kept, so a later feature (or an operator's
+//! note) survives a read-modify-write by the CLI or the admin API.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// KV key prefix of a bundle's rollout config. Must match `scripts/canary`.
+pub const KV_PREFIX: &str = "rollout/";
+
+/// The KV key that holds `bundle`'s config.
+pub fn kv_key(bundle: &BundleName) -> String {
+    format!("{KV_PREFIX}{}", bundle.as_str())
+}
+
+/// Longest bundle name or version accepted; keeps R2 keys and cookies short.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A config error names the field at fault, so an operator can fix it without guessing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid rollout config: field `{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A bundle name: `[a-z0-9][a-z0-9_-]*`, at most 64 bytes. It is the first segment of every
+/// R2 key, so it must never contain `/`, `@`, `.` or anything that needs escaping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BundleName(String);
+
+impl BundleName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok_first = s
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let ok_rest = s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if s.is_empty() || s.len() > MAX_NAME_LEN || !ok_first || !ok_rest {
+            return Err(format!(
+                "bundle name must be 1-{MAX_NAME_LEN} characters of a-z, 0-9, '-' or '_', starting with a letter or digit, got {s:?}"
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BundleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A version label such as `1.5.0` or `2.0.0-rc.1+build.7`: ASCII letters, digits and
+/// `.`, `-`, `+`, `_`, starting with a letter or digit, no `..`, at most 64 bytes.
+/// It is the second segment of every R2 key, so it can never climb out of its bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Version(String);
+
+impl Version {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok_first = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+        let ok_rest = s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'_'));
+        if s.is_empty() || s.len() > MAX_NAME_LEN || !ok_first || !ok_rest || s.contains("..") {
+            return Err(format!(
+                "version must be 1-{MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '.', '-', '+' or '_', starting with a letter or digit, without '..', got {s:?}"
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Version::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Canary weight in whole percent, 0..=100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+#[serde(transparent)]
+pub struct Weight(u8);
+
+impl Weight {
+    pub const ZERO: Weight = Weight(0);
+    pub const FULL: Weight = Weight(100);
+
+    pub fn new(percent: u64) -> Result<Self, String> {
+        if percent > 100 {
+            return Err(format!("weight must be an integer from 0 to 100, got {percent}"));
+        }
+        Ok(Self(percent as u8))
+    }
+
+    pub fn percent(self) -> u8 {
+        self.0
+    }
+
+    /// How many of `cohorts` cohorts are on canary: exactly `floor(weight * cohorts / 100)`.
+    pub fn canary_cohorts(self, cohorts: u16) -> u16 {
+        (u32::from(self.0) * u32::from(cohorts) / 100) as u16
+    }
+
+    /// The weight actually served with `cohorts` cohorts, in percent (may be fractional with
+    /// 1000 cohorts, so it is a float for display only).
+    pub fn effective_percent(self, cohorts: u16) -> f64 {
+        f64::from(self.canary_cohorts(cohorts)) * 100.0 / f64::from(cohorts)
+    }
+
+    /// True when `weight` cannot be served exactly with `cohorts` cohorts.
+    pub fn is_rounded(self, cohorts: u16) -> bool {
+        u32::from(self.0) * u32::from(cohorts) % 100 != 0
+    }
+}
+
+/// A bundle's rollout: which version is stable, which (if any) is the canary, and its weight.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollout {
+    pub stable: Version,
+    pub canary: Option<Version>,
+    pub weight: Weight,
+    /// Pins which cohort goes first for this canary; derived from the canary version when
+    /// absent, so the same users are not the first to meet every release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cohort_offset: Option<u32>,
+    /// Fields this version does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Rollout {
+    /// Parses and validates a KV value. Errors name the first field at fault.
+    pub fn parse(json: &str) -> Result<Self, ConfigError> {
+        let value: Value = serde_json::from_str(json)
+            .map_err(|e| ConfigError::new("(document)", format!("not valid JSON: {e}")))?;
+        Self::from_value(value)
+    }
+
+    pub fn from_value(value: Value) -> Result<Self, ConfigError> {
+        let Value::Object(mut map) = value else {
+            return Err(ConfigError::new("(document)", "must be a JSON object"));
+        };
+        let stable = match map.remove("stable") {
+            Some(Value::String(s)) => {
+                Version::parse(&s).map_err(|m| ConfigError::new("stable", m))?
+            }
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "stable",
+                    format!("must be a version string, got {other}"),
+                ))
+            }
+            None => return Err(ConfigError::new("stable", "is required")),
+        };
+        let canary = match map.remove("canary") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => {
+                Some(Version::parse(&s).map_err(|m| ConfigError::new("canary", m))?)
+            }
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "canary",
+                    format!("must be a version string or null, got {other}"),
+                ))
+            }
+        };
+        if canary.as_ref() == Some(&stable) {
+            return Err(ConfigError::new(
+                "canary",
+                format!("equals `stable` ({stable}); set it to null when no canary runs"),
+            ));
+        }
+        let weight = match map.remove("weight") {
+            None => Weight::ZERO,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(p) => Weight::new(p).map_err(|m| ConfigError::new("weight", m))?,
+                None => {
+                    return Err(ConfigError::new(
+                        "weight",
+                        format!("must be an integer from 0 to 100, got {n}"),
+                    ))
+                }
+            },
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "weight",
+                    format!("must be an integer from 0 to 100, got {other}"),
+                ))
+            }
+        };
+        let cohort_offset = match map.remove("cohort_offset") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_u64().and_then(|v| u32::try_from(v).ok()) {
+                Some(v) => Some(v),
+                None => {
+                    return Err(ConfigError::new(
+                        "cohort_offset",
+                        format!("must be a non-negative integer, got {n}"),
+                    ))
+                }
+            },
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "cohort_offset",
+                    format!("must be a non-negative integer or null, got {other}"),
+                ))
+            }
+        };
+        Ok(Self {
+            stable,
+            canary,
+            weight,
+            cohort_offset,
+            extra: map,
+        })
+    }
+
+    /// The JSON written back to KV (unknown fields included).
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings, integers and a JSON map cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The version served to canary cohorts, if a canary is running with a weight above 0.
+    pub fn live_canary(&self) -> Option<&Version> {
+        self.canary.as_ref().filter(|_| self.weight > Weight::ZERO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_spec_example() {
+        let r = Rollout::parse(r#"{ "stable": "1.4.2", "canary": "1.5.0", "weight": 30 }"#)
+            .unwrap();
+        assert_eq!(r.stable.as_str(), "1.4.2");
+        assert_eq!(r.canary.as_ref().map(Version::as_str), Some("1.5.0"));
+        assert_eq!(r.weight.percent(), 30);
+        assert!(r.extra.is_empty());
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_field() {
+        let cases = [
+            (r#"{"canary":"1.5.0","weight":30}"#, "stable"),
+            (r#"{"stable":1,"weight":30}"#, "stable"),
+            (r#"{"stable":"../x","weight":30}"#, "stable"),
+            (r#"{"stable":"1.0.0","canary":"a/b","weight":30}"#, "canary"),
+            (r#"{"stable":"1.0.0","canary":7,"weight":30}"#, "canary"),
+            (r#"{"stable":"1.0.0","canary":"1.0.0","weight":30}"#, "canary"),
+            (r#"{"stable":"1.0.0","canary":"1.1.0","weight":101}"#, "weight"),
+            (r#"{"stable":"1.0.0","canary":"1.1.0","weight":-1}"#, "weight"),
+            (r#"{"stable":"1.0.0","canary":"1.1.0","weight":12.5}"#, "weight"),
+            (r#"{"stable":"1.0.0","canary":"1.1.0","weight":"30"}"#, "weight"),
+            (r#"{"stable":"1.0.0","cohort_offset":-3}"#, "cohort_offset"),
+            (r#"[1,2]"#, "(document)"),
+            (r#"{"stable":"1.0.0","#, "(document)"),
+        ];
+        for (json, field) in cases {
+            let err = Rollout::parse(json).expect_err(json);
+            assert_eq!(err.field, field, "{json}: {err}");
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn keeps_unknown_fields_through_a_round_trip() {
+        let json = r#"{"stable":"1.0.0","canary":"1.1.0","weight":20,"note":"ticket 42","steps":[1,5]}"#;
+        let r = Rollout::parse(json).unwrap();
+        assert_eq!(r.extra["note"], "ticket 42");
+        let again = Rollout::parse(&r.to_json()).unwrap();
+        assert_eq!(again, r);
+    }
+
+    #[test]
+    fn canary_may_be_absent_or_null_and_weight_defaults_to_zero() {
+        for json in [r#"{"stable":"1.0.0"}"#, r#"{"stable":"1.0.0","canary":null}"#] {
+            let r = Rollout::parse(json).unwrap();
+            assert_eq!(r.canary, None, "{json}");
+            assert_eq!(r.weight, Weight::ZERO, "{json}");
+            assert_eq!(r.live_canary(), None);
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        for ok in ["demo", "payments-sdk", "a", "v2_widget"] {
+            assert!(BundleName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Demo", "-x", "a/b", "a@1", "a.b", "__canary", &"x".repeat(65)] {
+            assert!(BundleName::parse(bad).is_err(), "{bad}");
+        }
+        for ok in ["1.0.0", "2.0.0-rc.1+build.7", "v3", "2026_11_23"] {
+            assert!(Version::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".1", "1..0", "1/0", "1.0.0 ", "%2e", "1\\0", &"9".repeat(65)] {
+            assert!(Version::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn canary_cohort_count_is_floor_of_weight_times_cohorts() {
+        let cases = [
+            (0, 10, 0),
+            (9, 10, 0),
+            (10, 10, 1),
+            (30, 10, 3),
+            (35, 10, 3),
+            (99, 10, 9),
+            (100, 10, 10),
+            (1, 100, 1),
+            (55, 100, 55),
+        ];
+        for (w, cohorts, expected) in cases {
+            let weight = Weight::new(w).unwrap();
+            assert_eq!(weight.canary_cohorts(cohorts), expected, "{w}% of {cohorts}");
+            assert_eq!(weight.is_rounded(cohorts), w * u64::from(cohorts) % 100 != 0);
+        }
+        assert_eq!(Weight::new(35).unwrap().effective_percent(10), 30.0);
+    }
+}

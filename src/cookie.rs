@@ -1,0 +1,189 @@
+//! The sticky cohort cookie: `cohort=<n>.<tag>`, where `tag` is a truncated HMAC-SHA256 of
+//! the cohort and the cohort count. A client can delete the cookie (and get a new cohort)
+//! but cannot pick its own: an edited, out-of-range or foreign value fails the check and is
+//! replaced. Signing the cohort count too means a change of `COHORTS` re-buckets everyone
+//! cleanly instead of reading old numbers against a new range.
+
+use cookie::{Cookie, SameSite};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Hex characters of the tag kept in the cookie: 64 bits, plenty against guessing a cohort.
+const TAG_HEX_LEN: usize = 16;
+
+/// Longest cookie header looked at; anything longer is not a browser's.
+pub const MAX_COOKIE_HEADER: usize = 8 * 1024;
+
+#[derive(Clone)]
+pub struct CohortCookie {
+    name: String,
+    cohorts: u16,
+    /// Keyed HMAC state, cloned per use: the key schedule runs once per isolate.
+    mac: HmacSha256,
+    /// `; Path=/; Max-Age=…; Secure; HttpOnly; SameSite=None; Partitioned`, built once.
+    attributes: String,
+}
+
+impl CohortCookie {
+    pub fn new(name: &str, secret: &[u8], cohorts: u16, max_age_secs: i64) -> Self {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mac = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+        let template = Cookie::build((name.to_owned(), String::new()))
+            .path("/")
+            .max_age(cookie::time::Duration::seconds(max_age_secs))
+            .secure(true)
+            .http_only(true)
+            .same_site(SameSite::None)
+            .partitioned(true)
+            .build()
+            .to_string();
+        // The template is `name=; attrs`: keep everything after the empty value.
+        let attributes = template[name.len() + 1..].to_owned();
+        Self {
+            name: name.to_owned(),
+            cohorts,
+            mac,
+            attributes,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn tag(&self, cohort: u16) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(&self.cohorts.to_be_bytes());
+        mac.update(&cohort.to_be_bytes());
+        let full = mac.finalize().into_bytes();
+        hex::encode(&full[..TAG_HEX_LEN / 2])
+    }
+
+    /// The cookie value for `cohort`.
+    pub fn value(&self, cohort: u16) -> String {
+        format!("{cohort}.{}", self.tag(cohort))
+    }
+
+    /// A `Set-Cookie` header value pinning `cohort`.
+    pub fn set_cookie(&self, cohort: u16) -> String {
+        format!("{}={}{}", self.name, self.value(cohort), self.attributes)
+    }
+
+    /// Checks one cookie value; `None` for anything but a well-formed, in-range, correctly
+    /// signed cohort.
+    pub fn verify(&self, value: &str) -> Option<u16> {
+        let (number, tag) = value.split_once('.')?;
+        let canonical = number == "0" || !number.starts_with('0');
+        if number.is_empty()
+            || number.len() > 5
+            || !canonical
+            || !number.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let cohort: u16 = number.parse().ok()?;
+        if cohort >= self.cohorts || tag.len() != TAG_HEX_LEN {
+            return None;
+        }
+        let tag_bytes = hex::decode(tag).ok()?;
+        let mut mac = self.mac.clone();
+        mac.update(&self.cohorts.to_be_bytes());
+        mac.update(&cohort.to_be_bytes());
+        // Constant-time comparison of the truncated tag.
+        mac.verify_truncated_left(&tag_bytes).ok()?;
+        Some(cohort)
+    }
+
+    /// The cohort from a `Cookie` request header: the first of our cookies that verifies.
+    pub fn read(&self, header: &str) -> Option<u16> {
+        if header.len() > MAX_COOKIE_HEADER {
+            return None;
+        }
+        Cookie::split_parse(header)
+            .filter_map(Result::ok)
+            .filter(|c| c.name() == self.name)
+            .find_map(|c| self.verify(c.value()))
+    }
+}
+
+impl std::fmt::Debug for CohortCookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CohortCookie")
+            .field("name", &self.name)
+            .field("cohorts", &self.cohorts)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jar() -> CohortCookie {
+        CohortCookie::new("cohort", b"secret", 10, 31_536_000)
+    }
+
+    #[test]
+    fn set_cookie_has_the_cross_site_attributes() {
+        let header = jar().set_cookie(3);
+        assert!(header.starts_with("cohort=3."), "{header}");
+        for attr in [
+            "Path=/",
+            "Max-Age=31536000",
+            "Secure",
+            "HttpOnly",
+            "SameSite=None",
+            "Partitioned",
+        ] {
+            assert!(header.contains(attr), "{attr} missing in {header}");
+        }
+    }
+
+    #[test]
+    fn reads_back_what_it_wrote() {
+        let jar = jar();
+        for cohort in 0..10 {
+            let header = format!("a=1; cohort={}; b=2", jar.value(cohort));
+            assert_eq!(jar.read(&header), Some(cohort), "{header}");
+        }
+    }
+
+    #[test]
+    fn tampered_foreign_or_out_of_range_values_are_rejected() {
+        let jar = jar();
+        let good = jar.value(4);
+        let (_, tag) = good.split_once('.').unwrap();
+        let other_jar = CohortCookie::new("cohort", b"other", 10, 60);
+        let hundred = CohortCookie::new("cohort", b"secret", 100, 60);
+        let cases = [
+            "cohort=4".to_string(),
+            format!("cohort=5.{tag}"),
+            format!("cohort=04.{tag}"),
+            format!("cohort=4.{}", &tag[..15]),
+            format!("cohort=4.{}0", tag),
+            format!("cohort=4.{}", tag.to_uppercase().replace(char::is_numeric, "Z")),
+            format!("cohort={}", other_jar.value(4)),
+            format!("cohort={}", hundred.value(4)),
+            format!("cohort={}", hundred.value(42)),
+            "cohort=-1.0000000000000000".to_string(),
+            "cohort=99999999999.0000000000000000".to_string(),
+            "cohort=".to_string(),
+            "cohort".to_string(),
+            "".to_string(),
+            format!("xcohort={good}"),
+            format!("cohort={good}; {}", "x=y; ".repeat(2000)),
+        ];
+        for header in cases {
+            assert_eq!(jar.read(&header), None, "{header}");
+        }
+    }
+
+    #[test]
+    fn the_first_valid_cookie_wins_over_junk() {
+        let jar = jar();
+        let header = format!("cohort=junk; cohort={}; cohort={}", jar.value(2), jar.value(7));
+        assert_eq!(jar.read(&header), Some(2));
+    }
+}

@@ -1,0 +1,329 @@
+//! The routing decision: which cohort a client is in, which version it gets, and why.
+//!
+//! `Router` is built once per isolate from the settings; `Router::decide` is a pure function
+//! of the request facts, the rollout and a source of randomness, so it is tested natively
+//! and benchmarked without a runtime.
+
+use crate::cohort::{Bucketer, CohortSource, MAX_IDENTITY_LEN};
+use crate::config::{BundleName, Rollout, Version};
+use crate::cookie::CohortCookie;
+use crate::settings::Settings;
+
+/// What the decision needs to know about a request; all of it untrusted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientFacts<'a> {
+    pub cookie_header: Option<&'a str>,
+    pub user_key: Option<&'a str>,
+    pub ja4: Option<&'a str>,
+    pub ja3_hash: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Stable,
+    Canary,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Stable => "stable",
+            Channel::Canary => "canary",
+        }
+    }
+}
+
+/// A rollout ready for routing: the config plus what can be computed once per config load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedRollout {
+    pub bundle: BundleName,
+    pub rollout: Rollout,
+    /// First canary cohort of the current canary version.
+    pub rotation: u16,
+}
+
+impl PreparedRollout {
+    /// The version a pinned URL names, classified: `Some(channel)` when it is the live
+    /// stable or canary, `None` for any other (older, or not yet live) version.
+    pub fn channel_of(&self, version: &Version) -> Option<Channel> {
+        if *version == self.rollout.stable {
+            Some(Channel::Stable)
+        } else if self.rollout.canary.as_ref() == Some(version) {
+            Some(Channel::Canary)
+        } else {
+            None
+        }
+    }
+}
+
+/// The outcome of routing one floating request; explains itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<'r> {
+    pub cohort: u16,
+    pub source: CohortSource,
+    pub channel: Channel,
+    pub version: &'r Version,
+    /// `Set-Cookie` value when the cohort did not come from a valid cookie.
+    pub set_cookie: Option<String>,
+}
+
+/// Per-isolate routing state.
+#[derive(Debug, Clone)]
+pub struct Router {
+    bucketer: Bucketer,
+    cookie: CohortCookie,
+}
+
+impl Router {
+    pub fn new(settings: &Settings) -> Self {
+        let secret = settings.cookie_secret.as_deref().unwrap_or(&settings.salt);
+        Self {
+            bucketer: Bucketer::new(&settings.salt, settings.cohorts),
+            cookie: CohortCookie::new(
+                &settings.cookie_name,
+                secret.as_bytes(),
+                settings.cohorts,
+                i64::from(settings.cookie_max_age),
+            ),
+        }
+    }
+
+    pub fn bucketer(&self) -> &Bucketer {
+        &self.bucketer
+    }
+
+    pub fn cookie(&self) -> &CohortCookie {
+        &self.cookie
+    }
+
+    pub fn prepare(&self, bundle: BundleName, rollout: Rollout) -> PreparedRollout {
+        let rotation = match &rollout.canary {
+            Some(canary) => {
+                self.bucketer
+                    .rotation(bundle.as_str(), canary, rollout.cohort_offset)
+            }
+            None => 0,
+        };
+        PreparedRollout {
+            bundle,
+            rollout,
+            rotation,
+        }
+    }
+
+    /// The client's cohort, from the first valid identity: cookie, user key, TLS
+    /// fingerprint (JA4, else JA3), else `random()`.
+    pub fn cohort(&self, facts: &ClientFacts<'_>, random: impl FnOnce() -> u64) -> (u16, CohortSource) {
+        if let Some(c) = facts.cookie_header.and_then(|h| self.cookie.read(h)) {
+            return (c, CohortSource::Cookie);
+        }
+        if let Some(key) = facts.user_key.and_then(identity) {
+            return (self.bucketer.from_user_key(key), CohortSource::UserKey);
+        }
+        let fingerprint = facts
+            .ja4
+            .and_then(identity)
+            .or_else(|| facts.ja3_hash.and_then(identity));
+        if let Some(fp) = fingerprint {
+            let ip = facts.client_ip.and_then(identity);
+            return (self.bucketer.from_fingerprint(fp, ip), CohortSource::Fingerprint);
+        }
+        (self.bucketer.scale(random()), CohortSource::Random)
+    }
+
+    /// Routes a floating-URL request.
+    pub fn decide<'r>(
+        &self,
+        prepared: &'r PreparedRollout,
+        facts: &ClientFacts<'_>,
+        random: impl FnOnce() -> u64,
+    ) -> Decision<'r> {
+        let (cohort, source) = self.cohort(facts, random);
+        let rollout = &prepared.rollout;
+        let (channel, version) = match rollout.live_canary() {
+            Some(canary) if self.bucketer.is_canary(cohort, rollout.weight, prepared.rotation) => {
+                (Channel::Canary, canary)
+            }
+            _ => (Channel::Stable, &rollout.stable),
+        };
+        let set_cookie = (source != CohortSource::Cookie).then(|| self.cookie.set_cookie(cohort));
+        Decision {
+            cohort,
+            source,
+            channel,
+            version,
+            set_cookie,
+        }
+    }
+}
+
+/// An identity string worth hashing: trimmed, non-empty, not absurdly long, no control
+/// characters. Anything else is treated as absent, and the next source is tried.
+fn identity(raw: &str) -> Option<&str> {
+    let s = raw.trim();
+    let ok = !s.is_empty() && s.len() <= MAX_IDENTITY_LEN && !s.chars().any(char::is_control);
+    ok.then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Weight;
+
+    fn router(cohorts: u16) -> Router {
+        Router::new(&Settings {
+            cohorts,
+            ..Settings::default()
+        })
+    }
+
+    fn prepared(r: &Router, canary: Option<&str>, weight: u64, offset: Option<u32>) -> PreparedRollout {
+        let rollout = Rollout {
+            stable: Version::parse("1.0.0").unwrap(),
+            canary: canary.map(|c| Version::parse(c).unwrap()),
+            weight: Weight::new(weight).unwrap(),
+            cohort_offset: offset,
+            extra: Default::default(),
+        };
+        r.prepare(BundleName::parse("demo").unwrap(), rollout)
+    }
+
+    fn never() -> u64 {
+        panic!("randomness used although an identity was present")
+    }
+
+    #[test]
+    fn identity_sources_in_spec_order() {
+        let r = router(10);
+        let cookie = format!("cohort={}", r.cookie().value(7));
+        let cases: Vec<(ClientFacts, CohortSource)> = vec![
+            (
+                ClientFacts {
+                    cookie_header: Some(&cookie),
+                    user_key: Some("u"),
+                    ja4: Some("j"),
+                    ..Default::default()
+                },
+                CohortSource::Cookie,
+            ),
+            (
+                ClientFacts {
+                    cookie_header: Some("cohort=7"),
+                    user_key: Some("u"),
+                    ja4: Some("j"),
+                    ..Default::default()
+                },
+                CohortSource::UserKey,
+            ),
+            (
+                ClientFacts {
+                    user_key: Some("   "),
+                    ja4: Some("j"),
+                    ..Default::default()
+                },
+                CohortSource::Fingerprint,
+            ),
+            (
+                ClientFacts {
+                    ja3_hash: Some("e7d705a3286e19ea42f587b344ee6865"),
+                    ..Default::default()
+                },
+                CohortSource::Fingerprint,
+            ),
+        ];
+        for (facts, source) in cases {
+            let (cohort, got) = r.cohort(&facts, never);
+            assert_eq!(got, source, "{facts:?}");
+            assert!(cohort < 10);
+        }
+        let (c, s) = r.cohort(&ClientFacts::default(), || u64::MAX / 10 * 3 + 5);
+        assert_eq!((c, s), (3, CohortSource::Random));
+        let cookie_facts = ClientFacts {
+            cookie_header: Some(&cookie),
+            ..Default::default()
+        };
+        assert_eq!(r.cohort(&cookie_facts, never).0, 7);
+    }
+
+    #[test]
+    fn bad_identities_fall_through() {
+        let r = router(10);
+        let long = "k".repeat(MAX_IDENTITY_LEN + 1);
+        for bad in ["", "  ", "a\u{0}b", "a\nb", long.as_str()] {
+            let facts = ClientFacts {
+                user_key: Some(bad),
+                ..Default::default()
+            };
+            assert_eq!(r.cohort(&facts, || 0).1, CohortSource::Random, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn weights_0_30_100_route_the_expected_cohorts() {
+        let r = router(10);
+        for (weight, canary_count) in [(0u64, 0usize), (30, 3), (100, 10)] {
+            let p = prepared(&r, Some("1.1.0"), weight, Some(0));
+            let mut canary = Vec::new();
+            for cohort in 0..10u16 {
+                let cookie = format!("cohort={}", r.cookie().value(cohort));
+                let facts = ClientFacts {
+                    cookie_header: Some(&cookie),
+                    ..Default::default()
+                };
+                let d = r.decide(&p, &facts, never);
+                assert_eq!(d.cohort, cohort);
+                assert_eq!(d.set_cookie, None, "a valid cookie is not rewritten");
+                match d.channel {
+                    Channel::Canary => {
+                        assert_eq!(d.version.as_str(), "1.1.0");
+                        canary.push(cohort)
+                    }
+                    Channel::Stable => assert_eq!(d.version.as_str(), "1.0.0"),
+                }
+            }
+            let expected: Vec<u16> = (0..canary_count as u16).collect();
+            assert_eq!(canary, expected, "weight {weight} with offset 0");
+        }
+    }
+
+    #[test]
+    fn no_canary_means_everyone_is_stable_whatever_the_weight() {
+        let r = router(10);
+        let p = prepared(&r, None, 100, None);
+        for cohort in 0..10u16 {
+            let d = r.decide(&p, &ClientFacts::default(), || u64::from(cohort) << 60);
+            assert_eq!(d.channel, Channel::Stable);
+            assert_eq!(d.version.as_str(), "1.0.0");
+        }
+    }
+
+    #[test]
+    fn new_clients_get_a_cookie_that_routes_them_the_same_way_next_time() {
+        let r = router(10);
+        let p = prepared(&r, Some("1.1.0"), 50, None);
+        for i in 0..200u64 {
+            let first = r.decide(&p, &ClientFacts::default(), || i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let set = first.set_cookie.clone().expect("new client gets a cookie");
+            let pair = set.split(';').next().unwrap();
+            let facts = ClientFacts {
+                cookie_header: Some(pair),
+                ..Default::default()
+            };
+            let again = r.decide(&p, &facts, never);
+            assert_eq!((again.cohort, again.channel), (first.cohort, first.channel));
+            assert_eq!(again.source, CohortSource::Cookie);
+        }
+    }
+
+    #[test]
+    fn pinned_versions_are_classified() {
+        let r = router(10);
+        let p = prepared(&r, Some("1.1.0"), 10, None);
+        let v = |s| Version::parse(s).unwrap();
+        assert_eq!(p.channel_of(&v("1.0.0")), Some(Channel::Stable));
+        assert_eq!(p.channel_of(&v("1.1.0")), Some(Channel::Canary));
+        assert_eq!(p.channel_of(&v("0.9.0")), None);
+    }
+}

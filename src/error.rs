@@ -1,0 +1,129 @@
+//! One error type for everything a request can fail with, and its one mapping to an HTTP
+//! status and a message safe to show. Internal detail goes to the log, not the body.
+
+use crate::config::ConfigError;
+use crate::settings::SettingsError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EdgeError {
+    /// A path that names nothing served here.
+    NotFound(String),
+    /// A malformed path or request.
+    BadRequest(String),
+    /// A method other than GET/HEAD on an asset route; carries the `Allow` value.
+    MethodNotAllowed(&'static str),
+    /// No `rollout/<bundle>` key in KV.
+    NoRollout(String),
+    /// The KV config is invalid and no earlier good config is known.
+    ConfigInvalid { bundle: String, error: ConfigError },
+    /// KV failed and no earlier good config is known.
+    ConfigUnavailable { bundle: String, detail: String },
+    /// The stable object is missing in R2.
+    ObjectMissing(String),
+    /// R2 failed for the stable version.
+    Origin { key: String, detail: String },
+    /// Bad deployment settings.
+    Misconfigured(SettingsError),
+}
+
+impl EdgeError {
+    pub fn status(&self) -> u16 {
+        match self {
+            EdgeError::NotFound(_) | EdgeError::NoRollout(_) | EdgeError::ObjectMissing(_) => 404,
+            EdgeError::BadRequest(_) => 400,
+            EdgeError::MethodNotAllowed(_) => 405,
+            EdgeError::Origin { .. } => 502,
+            EdgeError::ConfigInvalid { .. }
+            | EdgeError::ConfigUnavailable { .. }
+            | EdgeError::Misconfigured(_) => 503,
+        }
+    }
+
+    /// The body sent to the client: says what is wrong without internal detail.
+    pub fn public_message(&self) -> String {
+        match self {
+            EdgeError::NotFound(m) => format!("not found: {m}"),
+            EdgeError::BadRequest(m) => format!("bad request: {m}"),
+            EdgeError::MethodNotAllowed(allow) => format!("method not allowed; use {allow}"),
+            EdgeError::NoRollout(b) => format!("no rollout config for bundle `{b}`"),
+            EdgeError::ConfigInvalid { bundle, error } => {
+                format!("bundle `{bundle}` unavailable: {error}")
+            }
+            EdgeError::ConfigUnavailable { bundle, .. } => {
+                format!("bundle `{bundle}` unavailable: rollout config cannot be read right now")
+            }
+            EdgeError::ObjectMissing(key) => format!("no such file: {key}"),
+            EdgeError::Origin { key, .. } => {
+                format!("origin storage failed for {key}; try again shortly")
+            }
+            EdgeError::Misconfigured(e) => e.to_string(),
+        }
+    }
+
+    /// Detail for the log line (may include internals).
+    pub fn log_detail(&self) -> String {
+        match self {
+            EdgeError::ConfigUnavailable { detail, .. } | EdgeError::Origin { detail, .. } => {
+                format!("{}: {detail}", self.public_message())
+            }
+            _ => self.public_message(),
+        }
+    }
+}
+
+impl std::fmt::Display for EdgeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.public_message())
+    }
+}
+
+impl std::error::Error for EdgeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_failure_table() {
+        let cfg = ConfigError {
+            field: "weight",
+            message: "must be an integer".into(),
+        };
+        let cases = [
+            (EdgeError::NoRollout("demo".into()), 404, "demo"),
+            (
+                EdgeError::ConfigInvalid {
+                    bundle: "demo".into(),
+                    error: cfg,
+                },
+                503,
+                "weight",
+            ),
+            (
+                EdgeError::ConfigUnavailable {
+                    bundle: "demo".into(),
+                    detail: "kv secret detail".into(),
+                },
+                503,
+                "demo",
+            ),
+            (EdgeError::ObjectMissing("demo/1.0.0/x.js".into()), 404, "x.js"),
+            (
+                EdgeError::Origin {
+                    key: "demo/1.0.0/x.js".into(),
+                    detail: "r2 secret detail".into(),
+                },
+                502,
+                "x.js",
+            ),
+            (EdgeError::BadRequest("dot segment".into()), 400, "dot"),
+            (EdgeError::MethodNotAllowed("GET, HEAD"), 405, "GET, HEAD"),
+        ];
+        for (err, status, needle) in cases {
+            assert_eq!(err.status(), status, "{err:?}");
+            let body = err.public_message();
+            assert!(body.contains(needle), "{body}");
+            assert!(!body.contains("secret detail"), "internal detail leaked: {body}");
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! HTTP details of asset responses that do not depend on the runtime: content types,
+//! cache policies and conditional requests.
+
+/// Content type by file extension, used when the R2 object carries none.
+pub fn content_type_for(path: &str) -> &'static str {
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "js" | "mjs" | "cjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json; charset=utf-8",
+        "html" | "htm" => "text/html; charset=utf-8",
+        "txt" => "text/plain; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "wasm" => "application/wasm",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "woff" => "font/woff",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `Cache-Control` of a floating URL: its body differs per client, so only the client's
+/// own cache may keep it, and briefly, so a rollback reaches it soon.
+pub fn floating_cache_control(max_age: u32) -> String {
+    format!("private, max-age={max_age}")
+}
+
+/// `Cache-Control` of a pinned URL: the bytes of one version never change.
+pub fn pinned_cache_control(max_age: u32) -> String {
+    format!("public, max-age={max_age}, immutable")
+}
+
+/// Whether an `If-None-Match` header matches `etag` (weak comparison, RFC 9110 13.1.2).
+pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let target = bare(etag);
+    if_none_match.len() <= 4096
+        && if_none_match
+            .split(',')
+            .any(|candidate| candidate.trim() == "*" || bare(candidate) == target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        for (path, ct) in [
+            ("sdk.js", "text/javascript; charset=utf-8"),
+            ("a/b/chunk.MJS", "text/javascript; charset=utf-8"),
+            ("sdk.js.map", "application/json; charset=utf-8"),
+            ("style.css", "text/css; charset=utf-8"),
+            ("index.html", "text/html; charset=utf-8"),
+            ("logo.svg", "image/svg+xml"),
+            ("core.wasm", "application/wasm"),
+            ("LICENSE", "application/octet-stream"),
+            ("x.unknown", "application/octet-stream"),
+        ] {
+            assert_eq!(content_type_for(path), ct, "{path}");
+        }
+    }
+
+    #[test]
+    fn conditional_requests() {
+        let etag = "\"abc\"";
+        for (header, matches) in [
+            ("\"abc\"", true),
+            ("W/\"abc\"", true),
+            ("\"x\", \"abc\"", true),
+            ("*", true),
+            ("\"abd\"", false),
+            ("abc", false),
+            ("", false),
+        ] {
+            assert_eq!(etag_matches(header, etag), matches, "{header}");
+        }
+        assert!(!etag_matches(&"\"abc\",".repeat(1000), etag), "oversized header ignored");
+    }
+
+    #[test]
+    fn cache_policies() {
+        assert_eq!(floating_cache_control(60), "private, max-age=60");
+        assert_eq!(
+            pinned_cache_control(31_536_000),
+            "public, max-age=31536000, immutable"
+        );
+    }
+}

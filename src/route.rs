@@ -1,0 +1,228 @@
+//! Request paths: which route a URL path names, and the R2 key of an asset.
+//!
+//! Every asset path is decoded and checked here, segment by segment, so that the key handed
+//! to R2 is always `<bundle>/<version>/<path>` with `<path>` made only of plain, non-empty,
+//! non-dot segments: nothing can climb out of its bundle's version prefix.
+
+use percent_encoding::percent_decode_str;
+
+use crate::config::{BundleName, Version};
+
+/// Longest raw URL path accepted.
+pub const MAX_RAW_PATH: usize = 1024;
+/// Most segments in an asset path (after the bundle segment).
+pub const MAX_SEGMENTS: usize = 32;
+/// Longest single decoded segment.
+pub const MAX_SEGMENT_LEN: usize = 255;
+
+/// Prefix of the operations endpoints.
+pub const OPS_PREFIX: &str = "/__canary";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/<bundle>/<path>` (floating, `pin == None`) or `/<bundle>@<version>/<path>`.
+    Asset(AssetRoute),
+    /// `/__canary/<rest>`: `rest` without the leading slash.
+    Ops(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetRoute {
+    pub bundle: BundleName,
+    pub pin: Option<Version>,
+    /// The decoded file path inside the version, e.g. `sdk.js` or `chunks/a.js`.
+    pub path: String,
+}
+
+impl AssetRoute {
+    /// The R2 object key of this asset in `version`.
+    pub fn object_key(&self, version: &Version) -> String {
+        format!("{}/{}/{}", self.bundle, version, self.path)
+    }
+
+    /// The pinned URL path of this asset in `version`: also the edge cache key's path, since
+    /// the bytes of one file in one version never change.
+    pub fn pinned_path(&self, version: &Version) -> String {
+        // Re-encode so the cache key is a valid URL whatever the file name.
+        let encoded: Vec<String> = self
+            .path
+            .split('/')
+            .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT_ENCODE).to_string())
+            .collect();
+        format!("/{}@{}/{}", self.bundle, version, encoded.join("/"))
+    }
+}
+
+/// Characters escaped when a decoded segment goes back into a URL.
+const SEGMENT_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'\\');
+
+/// Why a path was refused: `NotFound` for paths that name nothing we serve, `BadRequest` for
+/// paths that are malformed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    NotFound(String),
+    BadRequest(String),
+}
+
+/// Parses a raw (still percent-encoded) URL path.
+pub fn parse(raw_path: &str) -> Result<Route, RouteError> {
+    if raw_path.len() > MAX_RAW_PATH {
+        return Err(RouteError::BadRequest(format!(
+            "path longer than {MAX_RAW_PATH} bytes"
+        )));
+    }
+    let Some(rest) = raw_path.strip_prefix('/') else {
+        return Err(RouteError::BadRequest("path must start with '/'".into()));
+    };
+    if raw_path == OPS_PREFIX || raw_path.starts_with("/__canary/") {
+        let ops = raw_path[OPS_PREFIX.len()..].trim_start_matches('/');
+        return Ok(Route::Ops(ops.to_owned()));
+    }
+    let (first, file) = match rest.split_once('/') {
+        Some(pair) => pair,
+        None => (rest, ""),
+    };
+    let (bundle_text, pin_text) = match first.split_once('@') {
+        Some((b, v)) => (b, Some(v)),
+        None => (first, None),
+    };
+    let bundle = BundleName::parse(bundle_text)
+        .map_err(|_| RouteError::NotFound(format!("no bundle at {first:?}")))?;
+    let pin = match pin_text {
+        None => None,
+        Some(v) => Some(
+            Version::parse(v).map_err(|m| RouteError::BadRequest(format!("bad version: {m}")))?,
+        ),
+    };
+    if file.is_empty() {
+        return Err(RouteError::NotFound(format!(
+            "no file named: use /{first}/<file>"
+        )));
+    }
+    let path = decode_file_path(file)?;
+    Ok(Route::Asset(AssetRoute { bundle, pin, path }))
+}
+
+/// Decodes and checks the file part of an asset path.
+fn decode_file_path(file: &str) -> Result<String, RouteError> {
+    let bad = |m: &str| Err(RouteError::BadRequest(format!("bad file path: {m}")));
+    let mut segments = Vec::new();
+    for raw in file.split('/') {
+        if segments.len() == MAX_SEGMENTS {
+            return bad("too many segments");
+        }
+        let Ok(segment) = percent_decode_str(raw).decode_utf8() else {
+            return bad("not UTF-8 after percent-decoding");
+        };
+        if segment.is_empty() {
+            return bad("empty segment");
+        }
+        if segment == "." || segment == ".." {
+            return bad("dot segment");
+        }
+        if segment.len() > MAX_SEGMENT_LEN {
+            return bad("segment too long");
+        }
+        if segment
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
+        {
+            return bad("slash, backslash or control character in a segment");
+        }
+        segments.push(segment);
+    }
+    Ok(segments.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asset(bundle: &str, pin: Option<&str>, path: &str) -> Route {
+        Route::Asset(AssetRoute {
+            bundle: BundleName::parse(bundle).unwrap(),
+            pin: pin.map(|v| Version::parse(v).unwrap()),
+            path: path.into(),
+        })
+    }
+
+    #[test]
+    fn routes() {
+        let cases: Vec<(&str, Result<Route, &str>)> = vec![
+            ("/demo/sdk.js", Ok(asset("demo", None, "sdk.js"))),
+            ("/demo@1.1.0/sdk.js", Ok(asset("demo", Some("1.1.0"), "sdk.js"))),
+            ("/demo/chunks/a.js", Ok(asset("demo", None, "chunks/a.js"))),
+            ("/demo/my%20file.js", Ok(asset("demo", None, "my file.js"))),
+            ("/demo/%E2%9C%93.js", Ok(asset("demo", None, "✓.js"))),
+            ("/__canary/health", Ok(Route::Ops("health".into()))),
+            ("/__canary", Ok(Route::Ops("".into()))),
+            ("/__canary/api/demo", Ok(Route::Ops("api/demo".into()))),
+            ("/", Err("404")),
+            ("/favicon.ico", Err("404")),
+            ("/demo", Err("404")),
+            ("/demo/", Err("404")),
+            ("/Demo/sdk.js", Err("404")),
+            ("/__canaryx/a", Err("404")),
+            ("/demo@/sdk.js", Err("400")),
+            ("/demo@1..0/sdk.js", Err("400")),
+            ("/demo@%2e%2e/sdk.js", Err("400")),
+            ("/demo/../secret", Err("400")),
+            ("/demo/./sdk.js", Err("400")),
+            ("/demo/%2e%2e/x", Err("400")),
+            ("/demo/%2E%2e/x", Err("400")),
+            ("/demo/a//b", Err("400")),
+            ("/demo/a%2Fb", Err("400")),
+            ("/demo/..%2Fx", Err("400")),
+            ("/demo/a%5Cb", Err("400")),
+            ("/demo/a%00b", Err("400")),
+            ("/demo/a%0d%0aX-Bad:1", Err("400")),
+            ("/demo/%ff.js", Err("400")),
+            ("demo/sdk.js", Err("400")),
+        ];
+        for (path, expected) in cases {
+            let got = parse(path);
+            match (expected, got) {
+                (Ok(route), Ok(got)) => assert_eq!(got, route, "{path}"),
+                (Err("404"), Err(RouteError::NotFound(_))) => {}
+                (Err("400"), Err(RouteError::BadRequest(_))) => {}
+                (want, got) => panic!("{path}: want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let long = format!("/demo/{}", "a".repeat(MAX_RAW_PATH));
+        assert!(matches!(parse(&long), Err(RouteError::BadRequest(_))));
+        let deep = format!("/demo/{}x", "a/".repeat(MAX_SEGMENTS));
+        assert!(matches!(parse(&deep), Err(RouteError::BadRequest(_))));
+        let wide = format!("/demo/{}", "%41".repeat(MAX_SEGMENT_LEN + 1));
+        assert!(matches!(parse(&wide), Err(RouteError::BadRequest(_))));
+    }
+
+    #[test]
+    fn object_key_and_cache_path_stay_under_the_version_prefix() {
+        let Route::Asset(a) = parse("/demo/dir/my%20file%3F.js").unwrap() else {
+            panic!()
+        };
+        let v = Version::parse("1.1.0").unwrap();
+        assert_eq!(a.object_key(&v), "demo/1.1.0/dir/my file?.js");
+        assert_eq!(a.pinned_path(&v), "/demo@1.1.0/dir/my%20file%3F.js");
+        assert_eq!(parse(&a.pinned_path(&v)).unwrap(), Route::Asset(AssetRoute {
+            pin: Some(v),
+            ..a
+        }));
+    }
+}

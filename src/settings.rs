@@ -1,0 +1,205 @@
+//! Deployment settings from `wrangler.toml` vars and secrets, read and validated once per
+//! isolate. Names here must match `wrangler.toml` and the README.
+
+use std::fmt;
+
+pub const VAR_COHORTS: &str = "COHORTS";
+pub const VAR_COOKIE: &str = "COHORT_COOKIE";
+pub const VAR_COHORT_HEADER: &str = "COHORT_HEADER";
+pub const VAR_USER_KEY_HEADER: &str = "USER_KEY_HEADER";
+pub const VAR_SALT: &str = "COHORT_SALT";
+/// Secret; signs the cohort cookie. Falls back to the salt when unset (fine for local dev).
+pub const SECRET_COOKIE_KEY: &str = "COHORT_SECRET";
+pub const VAR_CONFIG_TTL_MS: &str = "CONFIG_TTL_MS";
+pub const VAR_FLOATING_MAX_AGE: &str = "FLOATING_MAX_AGE";
+pub const VAR_PINNED_MAX_AGE: &str = "PINNED_MAX_AGE";
+pub const VAR_COOKIE_MAX_AGE: &str = "COOKIE_MAX_AGE";
+
+pub const MAX_COHORTS: u16 = 1000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub cohorts: u16,
+    pub cookie_name: String,
+    pub cohort_header: String,
+    pub user_key_header: String,
+    pub salt: String,
+    pub cookie_secret: Option<String>,
+    pub config_ttl_ms: u64,
+    pub floating_max_age: u32,
+    pub pinned_max_age: u32,
+    pub cookie_max_age: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cohorts: 10,
+            cookie_name: "cohort".into(),
+            cohort_header: "X-Cohort".into(),
+            user_key_header: "X-User-Key".into(),
+            salt: "canary-edge".into(),
+            cookie_secret: None,
+            config_ttl_ms: 5_000,
+            floating_max_age: 60,
+            pinned_max_age: 31_536_000,
+            cookie_max_age: 31_536_000,
+        }
+    }
+}
+
+/// A setting that could not be used; names the variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "worker misconfigured: var `{}`: {}", self.var, self.message)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+fn number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(
+    var: &'static str,
+    raw: Option<String>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, SettingsError> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.trim().parse::<T>() {
+        Ok(v) if v >= min && v <= max => Ok(v),
+        _ => Err(SettingsError {
+            var,
+            message: format!("must be an integer from {min} to {max}, got {raw:?}"),
+        }),
+    }
+}
+
+/// RFC 7230 token: what a header or cookie name may be made of.
+fn token(var: &'static str, raw: Option<String>, default: &str) -> Result<String, SettingsError> {
+    let value = raw.unwrap_or_else(|| default.to_owned());
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok {
+        Ok(value)
+    } else {
+        Err(SettingsError {
+            var,
+            message: format!("must be a header/cookie name token, got {value:?}"),
+        })
+    }
+}
+
+impl Settings {
+    /// Builds settings from a lookup of vars and secrets (`None` = unset).
+    pub fn from_lookup(mut get: impl FnMut(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let d = Settings::default();
+        let salt = get(VAR_SALT).unwrap_or(d.salt);
+        if salt.is_empty() {
+            return Err(SettingsError {
+                var: VAR_SALT,
+                message: "must not be empty".into(),
+            });
+        }
+        Ok(Self {
+            cohorts: number(VAR_COHORTS, get(VAR_COHORTS), d.cohorts, 1, MAX_COHORTS)?,
+            cookie_name: token(VAR_COOKIE, get(VAR_COOKIE), &d.cookie_name)?,
+            cohort_header: token(VAR_COHORT_HEADER, get(VAR_COHORT_HEADER), &d.cohort_header)?,
+            user_key_header: token(
+                VAR_USER_KEY_HEADER,
+                get(VAR_USER_KEY_HEADER),
+                &d.user_key_header,
+            )?,
+            salt,
+            cookie_secret: get(SECRET_COOKIE_KEY).filter(|s| !s.is_empty()),
+            config_ttl_ms: number(
+                VAR_CONFIG_TTL_MS,
+                get(VAR_CONFIG_TTL_MS),
+                d.config_ttl_ms,
+                0,
+                600_000,
+            )?,
+            floating_max_age: number(
+                VAR_FLOATING_MAX_AGE,
+                get(VAR_FLOATING_MAX_AGE),
+                d.floating_max_age,
+                0,
+                3_600,
+            )?,
+            pinned_max_age: number(
+                VAR_PINNED_MAX_AGE,
+                get(VAR_PINNED_MAX_AGE),
+                d.pinned_max_age,
+                60,
+                31_536_000,
+            )?,
+            cookie_max_age: number(
+                VAR_COOKIE_MAX_AGE,
+                get(VAR_COOKIE_MAX_AGE),
+                d.cookie_max_age,
+                60,
+                34_560_000,
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.cohorts, 10);
+        assert_eq!(s.cookie_name, "cohort");
+        assert_eq!(s.cohort_header, "X-Cohort");
+        assert_eq!(s.user_key_header, "X-User-Key");
+    }
+
+    #[test]
+    fn bad_values_name_the_var() {
+        let cases = [
+            (VAR_COHORTS, "0"),
+            (VAR_COHORTS, "1001"),
+            (VAR_COHORTS, "ten"),
+            (VAR_COOKIE, "bad name"),
+            (VAR_COOKIE, ""),
+            (VAR_COHORT_HEADER, "X-Cohort:"),
+            (VAR_CONFIG_TTL_MS, "-5"),
+            (VAR_SALT, ""),
+            (VAR_FLOATING_MAX_AGE, "86400"),
+        ];
+        for (var, value) in cases {
+            let err = from(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var, "{value}");
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let s = from(&[(VAR_COHORTS, "100"), (VAR_CONFIG_TTL_MS, "0"), (SECRET_COOKIE_KEY, "k")]).unwrap();
+        assert_eq!(s.cohorts, 100);
+        assert_eq!(s.config_ttl_ms, 0);
+        assert_eq!(s.cookie_secret.as_deref(), Some("k"));
+    }
+}
