@@ -1,0 +1,307 @@
+// scripts/canary: operate canary-edge rollouts. A thin layer over wrangler: R2 object puts
+// for files, KV key get/put for the rollout config `rollout/<bundle>`.
+//
+//   canary publish <bundle> <version> <dir>   upload <dir> as <bundle>/<version>/..., then make
+//                                             it the canary at weight 0 (or the stable, if the
+//                                             bundle is new)
+//   canary set-weight <bundle> <percent>      send <percent>% of clients to the canary
+//   canary promote <bundle>                   canary becomes stable, weight 0
+//   canary rollback <bundle>                  weight 0 (the canary stays named, dark)
+//   canary status <bundle>                    show the config and the effective weight
+//
+// Flags: --local (the local dev state `wrangler dev` uses), --persist-to <dir> (a local
+// state elsewhere; implies --local), --config <wrangler.toml>, --json (status as JSON).
+// Without --local the commands act on the deployed resources (wrangler --remote).
+
+import { execFile } from "node:child_process";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative, resolve, sep } from "node:path";
+import { promisify } from "node:util";
+import { fileURLToPath } from "node:url";
+
+const run = promisify(execFile);
+const ROOT = resolve(fileURLToPath(import.meta.url), "../..");
+
+// Must match src/config.rs (BundleName, Version, Weight) and src/route.rs.
+const BUNDLE_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$/;
+const KV_PREFIX = "rollout/";
+const KV_BINDING = "ROLLOUTS";
+const R2_BINDING = "BUNDLES";
+
+// Must match src/http.rs content_type_for.
+const CONTENT_TYPES = {
+  js: "text/javascript; charset=utf-8", mjs: "text/javascript; charset=utf-8",
+  cjs: "text/javascript; charset=utf-8", css: "text/css; charset=utf-8",
+  json: "application/json; charset=utf-8", map: "application/json; charset=utf-8",
+  html: "text/html; charset=utf-8", htm: "text/html; charset=utf-8",
+  txt: "text/plain; charset=utf-8", svg: "image/svg+xml", wasm: "application/wasm",
+  png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif",
+  webp: "image/webp", ico: "image/x-icon", woff2: "font/woff2", woff: "font/woff",
+};
+
+class UsageError extends Error {}
+
+function fail(message) {
+  throw new UsageError(message);
+}
+
+export function checkBundle(bundle) {
+  if (!bundle || !BUNDLE_RE.test(bundle)) {
+    fail(`bad bundle name ${JSON.stringify(bundle ?? "")}: use 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit`);
+  }
+  return bundle;
+}
+
+export function checkVersion(version) {
+  if (!version || !VERSION_RE.test(version) || version.includes("..")) {
+    fail(`bad version ${JSON.stringify(version ?? "")}: use 1-64 characters of A-Z, a-z, 0-9, '.', '-', '+' or '_', starting with a letter or digit, without '..'`);
+  }
+  return version;
+}
+
+export function checkWeight(text) {
+  if (typeof text !== "string" || !/^\d{1,3}$/.test(text) || Number(text) > 100) {
+    fail(`bad weight ${JSON.stringify(text ?? "")}: use an integer percent from 0 to 100`);
+  }
+  return Number(text);
+}
+
+function parseArgs(argv) {
+  const flags = { local: false, json: false, persistTo: null, config: null };
+  const positional = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--local") flags.local = true;
+    else if (a === "--remote") flags.local = false;
+    else if (a === "--json") flags.json = true;
+    else if (a === "--persist-to") { flags.persistTo = argv[++i]; flags.local = true; }
+    else if (a === "--config") flags.config = argv[++i];
+    else if (a === "-h" || a === "--help") positional.unshift("help");
+    else if (a.startsWith("--")) fail(`unknown flag ${a}`);
+    else positional.push(a);
+  }
+  return { flags, positional };
+}
+
+/** Settings of the worker that matter to the CLI, read from wrangler.toml. */
+function workerSettings(configPath) {
+  const text = readFileSync(configPath, "utf8");
+  const bucket = /\[\[r2_buckets\]\][^[]*?bucket_name\s*=\s*"([^"]+)"/s.exec(text)?.[1];
+  const cohorts = Number(/^\s*COHORTS\s*=\s*"?(\d+)"?/m.exec(text)?.[1] ?? 10);
+  if (!bucket) fail(`${configPath} has no [[r2_buckets]] bucket_name for ${R2_BINDING}`);
+  return { bucket, cohorts };
+}
+
+class Wrangler {
+  constructor(flags) {
+    this.config = resolve(flags.config ?? join(ROOT, "wrangler.toml"));
+    this.location = flags.local ? ["--local"] : ["--remote"];
+    if (flags.persistTo) this.location.push("--persist-to", resolve(flags.persistTo));
+    this.settings = workerSettings(this.config);
+  }
+
+  async exec(args) {
+    const bin = join(ROOT, "node_modules", ".bin", "wrangler");
+    try {
+      const { stdout } = await run(bin, [...args, "--config", this.config, ...this.location], {
+        maxBuffer: 16 * 1024 * 1024,
+        env: { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true" },
+      });
+      return stdout;
+    } catch (e) {
+      const detail = `${e.stderr ?? ""}${e.stdout ?? ""}`.trim().split("\n").slice(-5).join("\n");
+      throw new Error(`wrangler ${args.slice(0, 3).join(" ")} failed:\n${detail || e.message}`);
+    }
+  }
+
+  /** The bundle's config, or null when the key does not exist. */
+  async readConfig(bundle) {
+    const out = await this.exec(["kv", "key", "get", "--binding", KV_BINDING, KV_PREFIX + bundle, "--text"]);
+    const text = out.trim();
+    if (text === "Value not found" || text === "") return null;
+    try {
+      return JSON.parse(text);
+    } catch {
+      fail(`rollout/${bundle} in KV is not valid JSON; fix it with wrangler kv key put`);
+    }
+  }
+
+  async writeConfig(bundle, config) {
+    validateConfig(config);
+    await this.exec(["kv", "key", "put", "--binding", KV_BINDING, KV_PREFIX + bundle, JSON.stringify(config)]);
+  }
+
+  async putObject(key, file) {
+    const ext = file.split(".").pop().toLowerCase();
+    const type = CONTENT_TYPES[ext] ?? "application/octet-stream";
+    await this.exec(["r2", "object", "put", `${this.settings.bucket}/${key}`, "--file", file, "--content-type", type]);
+  }
+}
+
+/** The same rules as the worker's Rollout::parse, so the CLI never writes what it rejects. */
+export function validateConfig(c) {
+  if (typeof c !== "object" || c === null || Array.isArray(c)) fail("config must be a JSON object");
+  checkVersion(c.stable);
+  if (c.canary != null) {
+    checkVersion(c.canary);
+    if (c.canary === c.stable) fail("canary equals stable; set canary to null");
+  }
+  if (c.weight !== undefined && !(Number.isInteger(c.weight) && c.weight >= 0 && c.weight <= 100)) {
+    fail(`weight must be an integer from 0 to 100, got ${JSON.stringify(c.weight)}`);
+  }
+  return c;
+}
+
+export function effectiveWeight(weight, cohorts) {
+  const on = Math.floor((weight * cohorts) / 100);
+  return { cohortsOnCanary: on, percent: (on * 100) / cohorts, rounded: (weight * cohorts) % 100 !== 0 };
+}
+
+function listFiles(dir) {
+  const out = [];
+  const walk = (d) => {
+    for (const entry of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, entry.name);
+      if (entry.isDirectory()) walk(p);
+      else if (entry.isFile()) out.push(p);
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+function describe(bundle, c, cohorts) {
+  const lines = [`bundle ${bundle}: stable ${c.stable}`];
+  if (c.canary) {
+    const eff = effectiveWeight(c.weight ?? 0, cohorts);
+    lines.push(`canary ${c.canary} at weight ${c.weight ?? 0}% (${eff.cohortsOnCanary} of ${cohorts} cohorts)`);
+    if (eff.rounded) {
+      lines.push(`note: ${c.weight}% is not a multiple of ${100 / cohorts}% with ${cohorts} cohorts; ${eff.percent}% is served`);
+    }
+  } else {
+    lines.push("no canary running");
+  }
+  for (const [k, v] of Object.entries(c)) {
+    if (!["stable", "canary", "weight"].includes(k)) lines.push(`${k}: ${JSON.stringify(v)}`);
+  }
+  return lines.join("\n");
+}
+
+const USAGE = `usage: scripts/canary <command> [args] [--local | --persist-to <dir>] [--config <wrangler.toml>]
+  publish <bundle> <version> <dir>   upload a version, then make it the canary at weight 0
+  set-weight <bundle> <percent>      send <percent>% of clients to the canary
+  promote <bundle>                   the canary becomes stable (weight 0, no canary)
+  rollback <bundle>                  weight 0: every client back on stable
+  status <bundle> [--json]           show the rollout and its effective weight`;
+
+export async function main(argv, log = console.log) {
+  const { flags, positional } = parseArgs(argv);
+  const [command, ...args] = positional;
+  if (!command || command === "help") {
+    log(USAGE);
+    return;
+  }
+  const need = (n) => {
+    if (args.length !== n) fail(`${command} takes ${n} argument(s)\n${USAGE}`);
+  };
+  const w = () => new Wrangler(flags);
+  switch (command) {
+    case "publish": {
+      need(3);
+      const [bundle, version, dir] = [checkBundle(args[0]), checkVersion(args[1]), args[2]];
+      let files;
+      try {
+        if (!statSync(dir).isDirectory()) fail(`${dir} is not a directory`);
+        files = listFiles(dir);
+      } catch (e) {
+        if (e instanceof UsageError) throw e;
+        fail(`cannot read ${dir}: ${e.message}`);
+      }
+      if (files.length === 0) fail(`${dir} has no files to publish`);
+      for (const f of files) {
+        const rel = relative(dir, f).split(sep);
+        if (rel.some((s) => s === "" || s === "." || s === ".." || s.includes("\\") || s.length > 255)) {
+          fail(`cannot publish ${f}: its path is not servable`);
+        }
+      }
+      const wr = w();
+      const current = await wr.readConfig(bundle);
+      if (current && (current.stable === version || current.canary === version)) {
+        fail(`${bundle} ${version} is already live (${current.stable === version ? "stable" : "canary"}); versions are immutable: publish a new version`);
+      }
+      // Files first, config last: a failed upload leaves the live rollout untouched.
+      for (const f of files) {
+        const key = `${bundle}/${version}/${relative(dir, f).split(sep).join("/")}`;
+        await wr.putObject(key, f);
+        log(`uploaded ${key}`);
+      }
+      const next = current
+        ? { ...current, canary: version, weight: 0 }
+        : { stable: version, canary: null, weight: 0 };
+      await wr.writeConfig(bundle, next);
+      log(current
+        ? `${bundle} ${version} published as canary at weight 0; raise it with: scripts/canary set-weight ${bundle} <percent>`
+        : `${bundle} ${version} published as stable (new bundle)`);
+      log(describe(bundle, next, wr.settings.cohorts));
+      return next;
+    }
+    case "set-weight": {
+      need(2);
+      const [bundle, weight] = [checkBundle(args[0]), checkWeight(args[1])];
+      const wr = w();
+      const current = await wr.readConfig(bundle);
+      if (!current) fail(`no rollout config for bundle ${bundle}; publish it first`);
+      if (!current.canary && weight > 0) fail(`${bundle} has no canary; publish a version first`);
+      const next = { ...current, weight };
+      await wr.writeConfig(bundle, next);
+      log(describe(bundle, next, wr.settings.cohorts));
+      return next;
+    }
+    case "promote": {
+      need(1);
+      const bundle = checkBundle(args[0]);
+      const wr = w();
+      const current = await wr.readConfig(bundle);
+      if (!current) fail(`no rollout config for bundle ${bundle}`);
+      if (!current.canary) fail(`${bundle} has no canary to promote`);
+      const next = { ...current, stable: current.canary, canary: null, weight: 0 };
+      await wr.writeConfig(bundle, next);
+      log(`${bundle}: ${current.canary} is now stable (was ${current.stable})`);
+      return next;
+    }
+    case "rollback": {
+      need(1);
+      const bundle = checkBundle(args[0]);
+      const wr = w();
+      const current = await wr.readConfig(bundle);
+      if (!current) fail(`no rollout config for bundle ${bundle}`);
+      const next = { ...current, weight: 0 };
+      await wr.writeConfig(bundle, next);
+      log(`${bundle}: rolled back, every client on stable ${next.stable}${next.canary ? ` (canary ${next.canary} kept, dark)` : ""}`);
+      return next;
+    }
+    case "status": {
+      need(1);
+      const bundle = checkBundle(args[0]);
+      const wr = w();
+      const current = await wr.readConfig(bundle);
+      if (!current) fail(`no rollout config for bundle ${bundle}`);
+      if (flags.json) {
+        log(JSON.stringify({ bundle, config: current, effective: effectiveWeight(current.canary ? current.weight ?? 0 : 0, wr.settings.cohorts) }));
+      } else {
+        log(describe(bundle, current, wr.settings.cohorts));
+      }
+      return current;
+    }
+    default:
+      fail(`unknown command ${command}\n${USAGE}`);
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).catch((e) => {
+    console.error(`canary: ${e.message}`);
+    process.exit(e instanceof UsageError ? 2 : 1);
+  });
+}

