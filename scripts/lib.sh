@@ -66,3 +66,13 @@ build_worker() {
       worker-build --release >&2
   )
 }
+
+# Debian's Chromium for the browser test (test tools that download their own browser fail
+# here). Needs root, as on these machines and in CI.
+ensure_chromium() {
+  if [ ! -x /usr/bin/chromium ]; then
+    say "installing Debian's chromium for the browser test"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+  fi
+}

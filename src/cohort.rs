@@ -104,7 +104,10 @@ impl Bucketer {
     pub fn rotation(&self, bundle: &str, canary: &Version, pinned: Option<u32>) -> u16 {
         match pinned {
             Some(offset) => (offset % u32::from(self.cohorts)) as u16,
-            None => self.scale(self.hash(b"rotation", &[bundle.as_bytes(), canary.as_str().as_bytes()])),
+            None => self.scale(self.hash(
+                b"rotation",
+                &[bundle.as_bytes(), canary.as_str().as_bytes()],
+            )),
         }
     }
 
@@ -148,7 +151,11 @@ mod tests {
             for key in ["alice", "bob", "", "ünïcode", &"k".repeat(256)] {
                 let c = b.from_user_key(key);
                 assert!(c < cohorts, "{key} -> {c} of {cohorts}");
-                assert_eq!(c, Bucketer::new("salt", cohorts).from_user_key(key), "{key}");
+                assert_eq!(
+                    c,
+                    Bucketer::new("salt", cohorts).from_user_key(key),
+                    "{key}"
+                );
             }
         }
     }
@@ -180,8 +187,9 @@ mod tests {
         // The failure the spec warns of: one JA4 for all of Chromium.
         let b = Bucketer::new("canary-edge", 10);
         let chrome = "t13d1516h2_8daaf6152771_02713d6af862";
-        let alone: std::collections::HashSet<u16> =
-            (0..1000).map(|_| b.from_fingerprint(chrome, None)).collect();
+        let alone: std::collections::HashSet<u16> = (0..1000)
+            .map(|_| b.from_fingerprint(chrome, None))
+            .collect();
         assert_eq!(alone.len(), 1, "a fingerprint alone is one cohort");
         let mut counts = [0u32; 10];
         for i in 0..50_000u32 {
@@ -224,8 +232,14 @@ mod tests {
             for rotation in [0, 3, cohorts - 1] {
                 for w in 0..=100u64 {
                     let weight = Weight::new(w).unwrap();
-                    let on = (0..cohorts).filter(|&c| b.is_canary(c, weight, rotation)).count();
-                    assert_eq!(on, weight.canary_cohorts(cohorts) as usize, "w={w} r={rotation}");
+                    let on = (0..cohorts)
+                        .filter(|&c| b.is_canary(c, weight, rotation))
+                        .count();
+                    assert_eq!(
+                        on,
+                        weight.canary_cohorts(cohorts) as usize,
+                        "w={w} r={rotation}"
+                    );
                 }
             }
         }
@@ -239,7 +253,7 @@ mod tests {
                 let mut was_canary = false;
                 for w in 0..=100u64 {
                     let now = b.is_canary(cohort, Weight::new(w).unwrap(), rotation);
-                    assert!(!(was_canary && !now), "cohort {cohort} left canary at {w}%");
+                    assert!(!was_canary || now, "cohort {cohort} left canary at {w}%");
                     was_canary = now;
                 }
                 assert!(was_canary, "100% includes everyone");
@@ -255,6 +269,9 @@ mod tests {
             .collect();
         assert!(firsts.len() >= 8, "rotation barely varies: {firsts:?}");
         assert_eq!(b.rotation("demo", &v("1.1.0"), Some(13)), 3);
-        assert_eq!(b.rotation("demo", &v("1.1.0"), None), b.rotation("demo", &v("1.1.0"), None));
+        assert_eq!(
+            b.rotation("demo", &v("1.1.0"), None),
+            b.rotation("demo", &v("1.1.0"), None)
+        );
     }
 }

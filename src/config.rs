@@ -39,7 +39,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid rollout config: field `{}`: {}", self.field, self.message)
+        write!(
+            f,
+            "invalid rollout config: field `{}`: {}",
+            self.field, self.message
+        )
     }
 }
 
@@ -128,7 +132,9 @@ impl Weight {
 
     pub fn new(percent: u64) -> Result<Self, String> {
         if percent > 100 {
-            return Err(format!("weight must be an integer from 0 to 100, got {percent}"));
+            return Err(format!(
+                "weight must be an integer from 0 to 100, got {percent}"
+            ));
         }
         Ok(Self(percent as u8))
     }
@@ -274,8 +280,8 @@ mod tests {
 
     #[test]
     fn parses_the_spec_example() {
-        let r = Rollout::parse(r#"{ "stable": "1.4.2", "canary": "1.5.0", "weight": 30 }"#)
-            .unwrap();
+        let r =
+            Rollout::parse(r#"{ "stable": "1.4.2", "canary": "1.5.0", "weight": 30 }"#).unwrap();
         assert_eq!(r.stable.as_str(), "1.4.2");
         assert_eq!(r.canary.as_ref().map(Version::as_str), Some("1.5.0"));
         assert_eq!(r.weight.percent(), 30);
@@ -290,11 +296,26 @@ mod tests {
             (r#"{"stable":"../x","weight":30}"#, "stable"),
             (r#"{"stable":"1.0.0","canary":"a/b","weight":30}"#, "canary"),
             (r#"{"stable":"1.0.0","canary":7,"weight":30}"#, "canary"),
-            (r#"{"stable":"1.0.0","canary":"1.0.0","weight":30}"#, "canary"),
-            (r#"{"stable":"1.0.0","canary":"1.1.0","weight":101}"#, "weight"),
-            (r#"{"stable":"1.0.0","canary":"1.1.0","weight":-1}"#, "weight"),
-            (r#"{"stable":"1.0.0","canary":"1.1.0","weight":12.5}"#, "weight"),
-            (r#"{"stable":"1.0.0","canary":"1.1.0","weight":"30"}"#, "weight"),
+            (
+                r#"{"stable":"1.0.0","canary":"1.0.0","weight":30}"#,
+                "canary",
+            ),
+            (
+                r#"{"stable":"1.0.0","canary":"1.1.0","weight":101}"#,
+                "weight",
+            ),
+            (
+                r#"{"stable":"1.0.0","canary":"1.1.0","weight":-1}"#,
+                "weight",
+            ),
+            (
+                r#"{"stable":"1.0.0","canary":"1.1.0","weight":12.5}"#,
+                "weight",
+            ),
+            (
+                r#"{"stable":"1.0.0","canary":"1.1.0","weight":"30"}"#,
+                "weight",
+            ),
             (r#"{"stable":"1.0.0","cohort_offset":-3}"#, "cohort_offset"),
             (r#"[1,2]"#, "(document)"),
             (r#"{"stable":"1.0.0","#, "(document)"),
@@ -308,7 +329,8 @@ mod tests {
 
     #[test]
     fn keeps_unknown_fields_through_a_round_trip() {
-        let json = r#"{"stable":"1.0.0","canary":"1.1.0","weight":20,"note":"ticket 42","steps":[1,5]}"#;
+        let json =
+            r#"{"stable":"1.0.0","canary":"1.1.0","weight":20,"note":"ticket 42","steps":[1,5]}"#;
         let r = Rollout::parse(json).unwrap();
         assert_eq!(r.extra["note"], "ticket 42");
         let again = Rollout::parse(&r.to_json()).unwrap();
@@ -317,7 +339,10 @@ mod tests {
 
     #[test]
     fn canary_may_be_absent_or_null_and_weight_defaults_to_zero() {
-        for json in [r#"{"stable":"1.0.0"}"#, r#"{"stable":"1.0.0","canary":null}"#] {
+        for json in [
+            r#"{"stable":"1.0.0"}"#,
+            r#"{"stable":"1.0.0","canary":null}"#,
+        ] {
             let r = Rollout::parse(json).unwrap();
             assert_eq!(r.canary, None, "{json}");
             assert_eq!(r.weight, Weight::ZERO, "{json}");
@@ -330,13 +355,31 @@ mod tests {
         for ok in ["demo", "payments-sdk", "a", "v2_widget"] {
             assert!(BundleName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Demo", "-x", "a/b", "a@1", "a.b", "__canary", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "Demo",
+            "-x",
+            "a/b",
+            "a@1",
+            "a.b",
+            "__canary",
+            &"x".repeat(65),
+        ] {
             assert!(BundleName::parse(bad).is_err(), "{bad}");
         }
         for ok in ["1.0.0", "2.0.0-rc.1+build.7", "v3", "2026_11_23"] {
             assert!(Version::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".1", "1..0", "1/0", "1.0.0 ", "%2e", "1\\0", &"9".repeat(65)] {
+        for bad in [
+            "",
+            ".1",
+            "1..0",
+            "1/0",
+            "1.0.0 ",
+            "%2e",
+            "1\\0",
+            &"9".repeat(65),
+        ] {
             assert!(Version::parse(bad).is_err(), "{bad}");
         }
     }
@@ -356,8 +399,15 @@ mod tests {
         ];
         for (w, cohorts, expected) in cases {
             let weight = Weight::new(w).unwrap();
-            assert_eq!(weight.canary_cohorts(cohorts), expected, "{w}% of {cohorts}");
-            assert_eq!(weight.is_rounded(cohorts), w * u64::from(cohorts) % 100 != 0);
+            assert_eq!(
+                weight.canary_cohorts(cohorts),
+                expected,
+                "{w}% of {cohorts}"
+            );
+            assert_eq!(
+                weight.is_rounded(cohorts),
+                w * u64::from(cohorts) % 100 != 0
+            );
         }
         assert_eq!(Weight::new(35).unwrap().effective_percent(10), 30.0);
     }

@@ -163,7 +163,10 @@ mod tests {
             format!("cohort=04.{tag}"),
             format!("cohort=4.{}", &tag[..15]),
             format!("cohort=4.{}0", tag),
-            format!("cohort=4.{}", tag.to_uppercase().replace(char::is_numeric, "Z")),
+            format!(
+                "cohort=4.{}",
+                tag.to_uppercase().replace(char::is_numeric, "Z")
+            ),
             format!("cohort={}", other_jar.value(4)),
             format!("cohort={}", hundred.value(4)),
             format!("cohort={}", hundred.value(42)),
@@ -183,7 +186,11 @@ mod tests {
     #[test]
     fn the_first_valid_cookie_wins_over_junk() {
         let jar = jar();
-        let header = format!("cohort=junk; cohort={}; cohort={}", jar.value(2), jar.value(7));
+        let header = format!(
+            "cohort=junk; cohort={}; cohort={}",
+            jar.value(2),
+            jar.value(7)
+        );
         assert_eq!(jar.read(&header), Some(2));
     }
 }

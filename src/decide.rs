@@ -100,10 +100,9 @@ impl Router {
 
     pub fn prepare(&self, bundle: BundleName, rollout: Rollout) -> PreparedRollout {
         let rotation = match &rollout.canary {
-            Some(canary) => {
-                self.bucketer
-                    .rotation(bundle.as_str(), canary, rollout.cohort_offset)
-            }
+            Some(canary) => self
+                .bucketer
+                .rotation(bundle.as_str(), canary, rollout.cohort_offset),
             None => 0,
         };
         PreparedRollout {
@@ -115,7 +114,11 @@ impl Router {
 
     /// The client's cohort, from the first valid identity: cookie, user key, TLS
     /// fingerprint (JA4, else JA3), else `random()`.
-    pub fn cohort(&self, facts: &ClientFacts<'_>, random: impl FnOnce() -> u64) -> (u16, CohortSource) {
+    pub fn cohort(
+        &self,
+        facts: &ClientFacts<'_>,
+        random: impl FnOnce() -> u64,
+    ) -> (u16, CohortSource) {
         if let Some(c) = facts.cookie_header.and_then(|h| self.cookie.read(h)) {
             return (c, CohortSource::Cookie);
         }
@@ -128,7 +131,10 @@ impl Router {
             .or_else(|| facts.ja3_hash.and_then(identity));
         if let Some(fp) = fingerprint {
             let ip = facts.client_ip.and_then(identity);
-            return (self.bucketer.from_fingerprint(fp, ip), CohortSource::Fingerprint);
+            return (
+                self.bucketer.from_fingerprint(fp, ip),
+                CohortSource::Fingerprint,
+            );
         }
         (self.bucketer.scale(random()), CohortSource::Random)
     }
@@ -143,7 +149,11 @@ impl Router {
         let (cohort, source) = self.cohort(facts, random);
         let rollout = &prepared.rollout;
         let (channel, version) = match rollout.live_canary() {
-            Some(canary) if self.bucketer.is_canary(cohort, rollout.weight, prepared.rotation) => {
+            Some(canary)
+                if self
+                    .bucketer
+                    .is_canary(cohort, rollout.weight, prepared.rotation) =>
+            {
                 (Channel::Canary, canary)
             }
             _ => (Channel::Stable, &rollout.stable),
@@ -179,7 +189,12 @@ mod tests {
         })
     }
 
-    fn prepared(r: &Router, canary: Option<&str>, weight: u64, offset: Option<u32>) -> PreparedRollout {
+    fn prepared(
+        r: &Router,
+        canary: Option<&str>,
+        weight: u64,
+        offset: Option<u32>,
+    ) -> PreparedRollout {
         let rollout = Rollout {
             stable: Version::parse("1.0.0").unwrap(),
             canary: canary.map(|c| Version::parse(c).unwrap()),
@@ -304,7 +319,9 @@ mod tests {
         let r = router(10);
         let p = prepared(&r, Some("1.1.0"), 50, None);
         for i in 0..200u64 {
-            let first = r.decide(&p, &ClientFacts::default(), || i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let first = r.decide(&p, &ClientFacts::default(), || {
+                i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            });
             let set = first.set_cookie.clone().expect("new client gets a cookie");
             let pair = set.split(';').next().unwrap();
             let facts = ClientFacts {

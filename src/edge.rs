@@ -12,9 +12,7 @@ use worker::{
 use crate::config::{kv_key, BundleName, Version};
 use crate::decide::{Channel, ClientFacts, Decision, PreparedRollout, Router};
 use crate::error::EdgeError;
-use crate::http::{
-    content_type_for, etag_matches, floating_cache_control, pinned_cache_control,
-};
+use crate::http::{content_type_for, etag_matches, floating_cache_control, pinned_cache_control};
 use crate::rollouts::{KvRead, RolloutCache, Staleness};
 use crate::route::{self, AssetRoute, Route, RouteError};
 use crate::settings::{Settings, SettingsError};
@@ -58,6 +56,13 @@ fn isolate(env: &Env) -> Result<Rc<Isolate>, SettingsError> {
     })
 }
 
+/// The first line of a runtime error, bounded: JS errors carry whole stacks.
+fn brief(e: impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.chars().take(240).collect()
+}
+
 /// One structured log line.
 fn log_event(event: &str, fields: serde_json::Value) {
     let mut line = json!({ "event": event, "service": "canary-edge" });
@@ -78,12 +83,15 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> Response {
         Ok(resp) => resp,
         Err(Failure::Edge(e)) => {
             if e.status() >= 500 {
-                log_event("error", json!({ "status": e.status(), "detail": e.log_detail() }));
+                log_event(
+                    "error",
+                    json!({ "status": e.status(), "detail": e.log_detail() }),
+                );
             }
             error_response(&e)
         }
         Err(Failure::Runtime(e)) => {
-            log_event("internal_error", json!({ "detail": e.to_string() }));
+            log_event("internal_error", json!({ "detail": brief(e) }));
             text_response(500, "internal error; the request was not served")
         }
     }
@@ -122,7 +130,11 @@ async fn handle(req: &Request, env: &Env, ctx: &Context, iso: &Isolate) -> Outco
 // ---------------------------------------------------------------- rollout config
 
 /// The bundle's rollout: from the isolate's copy while fresh, else from KV.
-async fn rollout(env: &Env, iso: &Isolate, bundle: &BundleName) -> Result<Rc<PreparedRollout>, EdgeError> {
+async fn rollout(
+    env: &Env,
+    iso: &Isolate,
+    bundle: &BundleName,
+) -> Result<Rc<PreparedRollout>, EdgeError> {
     let now = Date::now().as_millis() as f64;
     if let Some(answer) = iso.rollouts.borrow().fresh(bundle, now) {
         return answer;
@@ -131,7 +143,7 @@ async fn rollout(env: &Env, iso: &Isolate, bundle: &BundleName) -> Result<Rc<Pre
         Ok(kv) => match kv.get(&kv_key(bundle)).text().await {
             Ok(Some(text)) => KvRead::Value(text),
             Ok(None) => KvRead::Missing,
-            Err(e) => KvRead::Failed(e.to_string()),
+            Err(e) => KvRead::Failed(brief(e)),
         },
         Err(e) => KvRead::Failed(format!("binding {KV_BINDING}: {e}")),
     };
@@ -168,7 +180,11 @@ enum Miss {
     Failed(String),
 }
 
-fn client_facts<'a>(req: &Request, iso: &Isolate, store: &'a mut [Option<String>; 5]) -> ClientFacts<'a> {
+fn client_facts<'a>(
+    req: &Request,
+    iso: &Isolate,
+    store: &'a mut [Option<String>; 5],
+) -> ClientFacts<'a> {
     let headers = req.headers();
     store[0] = headers.get("cookie").ok().flatten();
     store[1] = headers.get(&iso.settings.user_key_header).ok().flatten();
@@ -212,14 +228,15 @@ async fn serve_asset(
     let origin = url.origin().ascii_serialization();
 
     let mut store: [Option<String>; 5] = Default::default();
-    let (version, channel, decision): (&Version, Option<Channel>, Option<Decision>) = match &asset.pin {
-        Some(pinned) => (pinned, prepared.channel_of(pinned), None),
-        None => {
-            let facts = client_facts(req, iso, &mut store);
-            let d = iso.router.decide(&prepared, &facts, random_u64);
-            (d.version, Some(d.channel), Some(d))
-        }
-    };
+    let (version, channel, decision): (&Version, Option<Channel>, Option<Decision>) =
+        match &asset.pin {
+            Some(pinned) => (pinned, prepared.channel_of(pinned), None),
+            None => {
+                let facts = client_facts(req, iso, &mut store);
+                let d = iso.router.decide(&prepared, &facts, random_u64);
+                (d.version, Some(d.channel), Some(d))
+            }
+        };
 
     let mut served_version = version;
     let mut served_channel = channel;
@@ -328,7 +345,7 @@ async fn load(
         Ok(None) => {}
         Err(e) => log_event(
             "cache_read_failed",
-            json!({ "key": cache_key, "detail": e.to_string() }),
+            json!({ "key": cache_key, "detail": brief(e) }),
         ),
     }
 
@@ -341,7 +358,7 @@ async fn load(
     } else {
         bucket.get(key).execute().await
     }
-    .map_err(|e| Miss::Failed(e.to_string()))?
+    .map_err(|e| Miss::Failed(brief(e)))?
     .ok_or(Miss::Absent)?;
 
     let etag = object.http_etag();
@@ -351,7 +368,7 @@ async fn load(
         .filter(|ct| !ct.is_empty())
         .unwrap_or_else(|| content_type_for(&asset.path).to_owned());
     let body = match object.body() {
-        Some(body) => body.response_body().map_err(|e| Miss::Failed(e.to_string()))?,
+        Some(body) => body.response_body().map_err(|e| Miss::Failed(brief(e)))?,
         None => ResponseBody::Empty,
     };
     if head {
@@ -375,7 +392,7 @@ async fn load(
                 if let Err(e) = cache.put(cache_key.as_str(), copy).await {
                     log_event(
                         "cache_write_failed",
-                        json!({ "key": cache_key, "detail": e.to_string() }),
+                        json!({ "key": cache_key, "detail": brief(e) }),
                     );
                 }
             });

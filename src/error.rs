@@ -107,7 +107,11 @@ mod tests {
                 503,
                 "demo",
             ),
-            (EdgeError::ObjectMissing("demo/1.0.0/x.js".into()), 404, "x.js"),
+            (
+                EdgeError::ObjectMissing("demo/1.0.0/x.js".into()),
+                404,
+                "x.js",
+            ),
             (
                 EdgeError::Origin {
                     key: "demo/1.0.0/x.js".into(),
@@ -123,7 +127,10 @@ mod tests {
             assert_eq!(err.status(), status, "{err:?}");
             let body = err.public_message();
             assert!(body.contains(needle), "{body}");
-            assert!(!body.contains("secret detail"), "internal detail leaked: {body}");
+            assert!(
+                !body.contains("secret detail"),
+                "internal detail leaked: {body}"
+            );
         }
     }
 }

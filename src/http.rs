@@ -82,7 +82,10 @@ mod tests {
         ] {
             assert_eq!(etag_matches(header, etag), matches, "{header}");
         }
-        assert!(!etag_matches(&"\"abc\",".repeat(1000), etag), "oversized header ignored");
+        assert!(
+            !etag_matches(&"\"abc\",".repeat(1000), etag),
+            "oversized header ignored"
+        );
     }
 
     #[test]

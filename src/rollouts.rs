@@ -205,7 +205,10 @@ mod tests {
         assert_eq!(weight(&r), 30);
         assert_eq!(weight(&cache.fresh(&demo, 5_999.0).unwrap()), 30);
         assert!(cache.fresh(&demo, 6_000.0).is_none(), "expired at the TTL");
-        assert!(cache.fresh(&demo, 999.0).is_none(), "clock going back forces a read");
+        assert!(
+            cache.fresh(&demo, 999.0).is_none(),
+            "clock going back forces a read"
+        );
         let (r, _) = cache.record(&router, &demo, KvRead::Value(GOOD2.into()), 6_000.0);
         assert_eq!(weight(&r), 60);
     }
@@ -215,14 +218,14 @@ mod tests {
         let router = Router::new(&Settings::default());
         let mut cache = RolloutCache::new(0);
         let demo = BundleName::parse("demo").unwrap();
-        cache.record(&router, &demo, KvRead::Value(GOOD.into()), 0.0);
+        let _ = cache.record(&router, &demo, KvRead::Value(GOOD.into()), 0.0);
         assert!(cache.fresh(&demo, 0.0).is_none());
     }
 
     #[test]
     fn faults_keep_the_last_good_config() {
         let (router, mut cache, demo) = setup();
-        cache.record(&router, &demo, KvRead::Value(GOOD.into()), 0.0);
+        let _ = cache.record(&router, &demo, KvRead::Value(GOOD.into()), 0.0);
         let (r, stale) = cache.record(&router, &demo, KvRead::Value("{bad".into()), 10_000.0);
         assert_eq!(weight(&r), 30);
         assert!(matches!(stale, Some(Staleness::InvalidInKv(m)) if m.contains("(document)")));
@@ -259,20 +262,24 @@ mod tests {
     #[test]
     fn a_deleted_key_is_a_404_and_forgets_the_old_config() {
         let (router, mut cache, demo) = setup();
-        cache.record(&router, &demo, KvRead::Value(GOOD.into()), 0.0);
+        let _ = cache.record(&router, &demo, KvRead::Value(GOOD.into()), 0.0);
         let (r, _) = cache.record(&router, &demo, KvRead::Missing, 10_000.0);
         assert!(matches!(r, Err(EdgeError::NoRollout(b)) if b == "demo"));
         let (r, _) = cache.record(&router, &demo, KvRead::Failed("down".into()), 20_000.0);
-        assert_eq!(r.unwrap_err().status(), 503, "no good config remembered after a delete");
+        assert_eq!(
+            r.unwrap_err().status(),
+            503,
+            "no good config remembered after a delete"
+        );
     }
 
     #[test]
     fn probing_unknown_bundles_does_not_grow_without_bound() {
         let (router, mut cache, demo) = setup();
-        cache.record(&router, &demo, KvRead::Value(GOOD.into()), 0.0);
+        let _ = cache.record(&router, &demo, KvRead::Value(GOOD.into()), 0.0);
         for i in 0..10 * MAX_BUNDLES {
             let b = BundleName::parse(&format!("probe{i}")).unwrap();
-            cache.record(&router, &b, KvRead::Missing, i as f64);
+            let _ = cache.record(&router, &b, KvRead::Missing, i as f64);
         }
         assert!(cache.len() <= MAX_BUNDLES);
         assert!(cache.fresh(&demo, 1.0).is_some(), "known bundles are kept");

@@ -162,7 +162,10 @@ mod tests {
     fn routes() {
         let cases: Vec<(&str, Result<Route, &str>)> = vec![
             ("/demo/sdk.js", Ok(asset("demo", None, "sdk.js"))),
-            ("/demo@1.1.0/sdk.js", Ok(asset("demo", Some("1.1.0"), "sdk.js"))),
+            (
+                "/demo@1.1.0/sdk.js",
+                Ok(asset("demo", Some("1.1.0"), "sdk.js")),
+            ),
             ("/demo/chunks/a.js", Ok(asset("demo", None, "chunks/a.js"))),
             ("/demo/my%20file.js", Ok(asset("demo", None, "my file.js"))),
             ("/demo/%E2%9C%93.js", Ok(asset("demo", None, "✓.js"))),
@@ -220,9 +223,9 @@ mod tests {
         let v = Version::parse("1.1.0").unwrap();
         assert_eq!(a.object_key(&v), "demo/1.1.0/dir/my file?.js");
         assert_eq!(a.pinned_path(&v), "/demo@1.1.0/dir/my%20file%3F.js");
-        assert_eq!(parse(&a.pinned_path(&v)).unwrap(), Route::Asset(AssetRoute {
-            pin: Some(v),
-            ..a
-        }));
+        assert_eq!(
+            parse(&a.pinned_path(&v)).unwrap(),
+            Route::Asset(AssetRoute { pin: Some(v), ..a })
+        );
     }
 }

@@ -57,7 +57,11 @@ pub struct SettingsError {
 
 impl fmt::Display for SettingsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "worker misconfigured: var `{}`: {}", self.var, self.message)
+        write!(
+            f,
+            "worker misconfigured: var `{}`: {}",
+            self.var, self.message
+        )
     }
 }
 
@@ -197,7 +201,12 @@ mod tests {
 
     #[test]
     fn overrides_apply() {
-        let s = from(&[(VAR_COHORTS, "100"), (VAR_CONFIG_TTL_MS, "0"), (SECRET_COOKIE_KEY, "k")]).unwrap();
+        let s = from(&[
+            (VAR_COHORTS, "100"),
+            (VAR_CONFIG_TTL_MS, "0"),
+            (SECRET_COOKIE_KEY, "k"),
+        ])
+        .unwrap();
         assert_eq!(s.cohorts, 100);
         assert_eq!(s.config_ttl_ms, 0);
         assert_eq!(s.cookie_secret.as_deref(), Some("k"));

@@ -1,0 +1,80 @@
+// What a shopper sees: the demo merchant page in headless Chromium (Debian's), loading the
+// SDK through the worker in workerd. The cohort cookie keeps the visitor on one version,
+// the SDK's chunk always matches its entry (no version skew), and a KV write moves the
+// visitor to the canary on their next visit.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { chromium } from "playwright-core";
+import { startWorker } from "./support/harness.mjs";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+let w;
+let browser;
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: scripts/test installs Debian's chromium`);
+  w = await startWorker({ listen: true, rollout: { stable: "1.0.0", canary: "1.1.0", weight: 0 } });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+after(async () => {
+  await browser?.close();
+  await w?.dispose();
+});
+
+/** One visit in a fresh browser context holding `cookies`; returns what the page showed. */
+async function visit(cookies = []) {
+  const context = await browser.newContext();
+  if (cookies.length) await context.addCookies(cookies);
+  const page = await context.newPage();
+  const failures = [];
+  page.on("response", (r) => { if (r.status() >= 400) failures.push(`${r.status()} ${r.url()}`); });
+  page.on("pageerror", (e) => failures.push(`pageerror ${e.message}`));
+  await page.goto(new URL("/merchant/index.html", w.url).href);
+  const button = page.locator("#demopay-button");
+  await button.waitFor({ timeout: 10_000 });
+  const status = page.locator("#status");
+  await page.waitForFunction(() => document.getElementById("status").dataset.version);
+  const shown = {
+    buttonVersion: await button.getAttribute("data-version"),
+    sdkVersion: await page.evaluate(() => window.DemoPay.version),
+    status: await status.textContent(),
+    cookies: await context.cookies(),
+    failures,
+  };
+  await page.screenshot({ path: "build/browser-checkout.png" });
+  await context.close();
+  return shown;
+}
+
+test("a visitor stays on one version, sees no skew, and moves to the canary after a KV write", async () => {
+  const first = await visit();
+  assert.deepEqual(first.failures, []);
+  assert.equal(first.sdkVersion, "1.0.0");
+  assert.equal(first.buttonVersion, "1.0.0", "the chunk matches the entry");
+  const cohort = first.cookies.find((c) => c.name === "cohort");
+  assert.ok(cohort, "the cohort cookie was stored by the browser");
+  assert.ok(cohort.httpOnly && cohort.secure && cohort.sameSite === "None");
+  const cohortNumber = cohort.value.split(".")[0];
+  assert.match(first.status, new RegExp(`cohort ${cohortNumber}\\b`));
+
+  const again = await visit(first.cookies);
+  assert.equal(again.sdkVersion, "1.0.0");
+  assert.match(again.status, new RegExp(`cohort ${cohortNumber}\\b`), "same cohort on return");
+
+  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 100 });
+  const moved = await visit(first.cookies);
+  assert.deepEqual(moved.failures, []);
+  assert.equal(moved.sdkVersion, "1.1.0");
+  assert.equal(moved.buttonVersion, "1.1.0", "the canary entry loads the canary chunk");
+  assert.match(moved.status, /channel canary/);
+
+  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0 });
+  const back = await visit(first.cookies);
+  assert.equal(back.sdkVersion, "1.0.0", "weight 0 is a complete rollback");
+  assert.equal(back.buttonVersion, "1.0.0");
+});

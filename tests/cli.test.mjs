@@ -1,0 +1,138 @@
+// The operator's path: scripts/canary and plain `wrangler kv key put` write the local state
+// that a running worker reads; a new weight takes effect within the config TTL, without a
+// redeploy. Also: the CLI's input checks and its "nothing half-written" rule.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { ROOT, bodyVersion, cookiesForEveryCohort, startWorker } from "./support/harness.mjs";
+
+const run = promisify(execFile);
+const TTL_MS = 1500;
+
+let state;
+let w;
+before(async () => {
+  state = mkdtempSync(join(tmpdir(), "canary-edge-cli-"));
+  await canary("publish", "demo", "1.0.0", join(ROOT, "fixtures/demo/1.0.0"));
+  await canary("publish", "demo", "1.1.0", join(ROOT, "fixtures/demo/1.1.0"));
+  w = await startWorker({ persist: state, seed: false, vars: { CONFIG_TTL_MS: String(TTL_MS) } });
+});
+after(async () => {
+  await w?.dispose();
+  rmSync(state, { recursive: true, force: true });
+});
+
+async function canary(...args) {
+  const { stdout } = await run(join(ROOT, "scripts/canary"), [...args, "--persist-to", state], { cwd: ROOT });
+  return stdout;
+}
+
+async function canaryFails(...args) {
+  try {
+    await canary(...args);
+  } catch (e) {
+    return `${e.stderr}${e.stdout}`;
+  }
+  assert.fail(`canary ${args.join(" ")} should have failed`);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function versions(cookies) {
+  const out = [];
+  for (const cookie of cookies.values()) {
+    const r = await w.get("/demo/sdk.js", { cookie });
+    assert.equal(bodyVersion(r.text), r.headers.get("x-canary-version"));
+    out.push(r.headers.get("x-canary-version"));
+  }
+  return out;
+}
+
+describe("scripts/canary against a running worker", () => {
+  test("publish made 1.0.0 stable and 1.1.0 a dark canary", async () => {
+    const status = JSON.parse(await canary("status", "demo", "--json"));
+    assert.deepEqual(status.config, { stable: "1.0.0", canary: "1.1.0", weight: 0 });
+    const r = await w.get("/demo/sdk.js", { userKey: "first" });
+    assert.equal(r.headers.get("x-canary-version"), "1.0.0");
+    assert.equal((await w.get("/demo@1.1.0/chunk.js")).status, 200, "canary files are uploaded");
+  });
+
+  test("set-weight 100 takes effect after the config TTL, with no redeploy", async () => {
+    const cookies = await cookiesForEveryCohort(w);
+    assert.deepEqual(new Set(await versions(cookies)), new Set(["1.0.0"]));
+    const out = await canary("set-weight", "demo", "100");
+    assert.match(out, /weight 100%/);
+    const written = Date.now();
+    // Within the TTL the isolate may still serve its copy; after it, everyone is on canary.
+    await sleep(TTL_MS + 200 - (Date.now() - written));
+    assert.deepEqual(new Set(await versions(cookies)), new Set(["1.1.0"]));
+    const fresh = await w.get("/demo/sdk.js", { userKey: "brand-new" });
+    assert.equal(fresh.headers.get("x-canary-version"), "1.1.0");
+  });
+
+  test("a plain `wrangler kv key put` rolls back, too", async () => {
+    const cookies = await cookiesForEveryCohort(w);
+    await run(join(ROOT, "node_modules/.bin/wrangler"), [
+      "kv", "key", "put", "--binding", "ROLLOUTS", "rollout/demo",
+      JSON.stringify({ stable: "1.0.0", canary: "1.1.0", weight: 0 }),
+      "--local", "--persist-to", state, "--config", join(ROOT, "wrangler.toml"),
+    ], { cwd: ROOT });
+    await sleep(TTL_MS + 200);
+    assert.deepEqual(new Set(await versions(cookies)), new Set(["1.0.0"]));
+  });
+
+  test("set-weight 30 reports the effective weight; 35 says it is rounded", async () => {
+    assert.match(await canary("set-weight", "demo", "30"), /3 of 10 cohorts/);
+    const out = await canary("set-weight", "demo", "35");
+    assert.match(out, /30% is served/);
+  });
+
+  test("rollback and promote", async () => {
+    assert.match(await canary("rollback", "demo"), /rolled back/);
+    assert.equal(JSON.parse(await canary("status", "demo", "--json")).config.weight, 0);
+    await canary("promote", "demo");
+    const status = JSON.parse(await canary("status", "demo", "--json"));
+    assert.deepEqual(status.config, { stable: "1.1.0", canary: null, weight: 0 });
+    await sleep(TTL_MS + 200);
+    const r = await w.get("/demo/sdk.js", { userKey: "after-promote" });
+    assert.equal(r.headers.get("x-canary-version"), "1.1.0");
+    assert.equal(r.headers.get("x-canary-channel"), "stable");
+  });
+});
+
+describe("scripts/canary input checks", () => {
+  test("bad bundle names, versions and weights get clear errors", async () => {
+    assert.match(await canaryFails("set-weight", "Demo!", "10"), /bad bundle name/);
+    assert.match(await canaryFails("set-weight", "demo", "101"), /bad weight/);
+    assert.match(await canaryFails("set-weight", "demo", "ten"), /bad weight/);
+    assert.match(await canaryFails("set-weight", "demo", "-5"), /bad weight|unknown flag/);
+    assert.match(await canaryFails("publish", "demo", "../1", join(ROOT, "fixtures/demo/1.0.0")), /bad version/);
+    assert.match(await canaryFails("publish", "demo", "2.0.0", join(ROOT, "no-such-dir")), /cannot read/);
+    assert.match(await canaryFails("set-weight", "unknown", "10"), /no rollout config/);
+    assert.match(await canaryFails("promote", "demo"), /no canary/);
+    assert.match(await canaryFails("frobnicate", "demo"), /unknown command/);
+  });
+
+  test("publishing a live version again is refused: versions are immutable", async () => {
+    assert.match(await canaryFails("publish", "demo", "1.1.0", join(ROOT, "fixtures/demo/1.1.0")), /already live/);
+  });
+
+  test("a failed publish leaves the live config untouched", async () => {
+    const before = JSON.parse(await canary("status", "demo", "--json")).config;
+    const dir = mkdtempSync(join(tmpdir(), "canary-edge-empty-"));
+    mkdirSync(join(dir, "sub"));
+    assert.match(await canaryFails("publish", "demo", "3.0.0", dir), /no files/);
+    writeFileSync(join(dir, "sub", "x.js"), "x");
+    // A broken wrangler config makes the upload fail after validation.
+    const badConfig = join(dir, "wrangler.toml");
+    writeFileSync(badConfig, 'name = "x"\n[[r2_buckets]]\nbinding = "BUNDLES"\nbucket_name = "Invalid_Bucket!"\n[[kv_namespaces]]\nbinding = "ROLLOUTS"\nid = "00000000000000000000000000000000"\n');
+    await canaryFails("publish", "demo", "3.0.0", join(dir, "sub"), "--config", badConfig);
+    const after = JSON.parse(await canary("status", "demo", "--json")).config;
+    assert.deepEqual(after, before);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});

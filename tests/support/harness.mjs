@@ -1,0 +1,143 @@
+// One Miniflare set-up for every end-to-end test: the built wasm worker (build/) in workerd,
+// with real local KV and R2 simulators, seeded from fixtures/, and a thin fault-injecting
+// wrapper (tests/support/faults.mjs) that tests switch on through a control KV namespace.
+
+import { readFileSync, readdirSync, existsSync } from "node:fs";
+import { join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+
+export const ROOT = resolve(fileURLToPath(import.meta.url), "../../..");
+const BUILD = join(ROOT, "build");
+
+export const CHROME_JA4 = "t13d1516h2_8daaf6152771_02713d6af862";
+export const FIREFOX_JA4 = "t13d1715h2_5b57614c22b0_3d5424432f57";
+
+const CONTENT_TYPES = { js: "text/javascript; charset=utf-8", html: "text/html; charset=utf-8" };
+
+/** Files of fixtures/<bundle>/<version>/ as [key, bytes, contentType]. */
+export function fixtureObjects() {
+  const out = [];
+  const walk = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/^(demo|merchant)\//.test(relative(join(ROOT, "fixtures"), p))) {
+        const key = relative(join(ROOT, "fixtures"), p).split("\\").join("/");
+        out.push([key, readFileSync(p), CONTENT_TYPES[p.split(".").pop()]]);
+      }
+    }
+  };
+  walk(join(ROOT, "fixtures"));
+  return out;
+}
+
+/**
+ * Starts the worker. `vars` override wrangler.toml-style vars; `persist` shares state with
+ * `wrangler ... --persist-to <persist>`; `rollout` seeds `rollout/demo` (null: no config).
+ */
+export async function startWorker({
+  vars = {},
+  persist,
+  rollout = { stable: "1.0.0", canary: "1.1.0", weight: 0 },
+  seed = true,
+  listen = false,
+} = {}) {
+  if (!existsSync(join(BUILD, "index.js"))) {
+    throw new Error("build/index.js missing: run scripts/build (scripts/test does) first");
+  }
+  const options = convertV4MiniflareOptions({
+    modules: [
+      { type: "ESModule", path: join(ROOT, "tests/support/faults.mjs") },
+      { type: "ESModule", path: join(BUILD, "index.js") },
+      { type: "CompiledWasm", path: join(BUILD, "index_bg.wasm") },
+    ],
+    modulesRoot: ROOT,
+    compatibilityDate: "2026-11-01",
+    kvNamespaces: { ROLLOUTS: "00000000000000000000000000000000", FAULTS: "faults" },
+    r2Buckets: { BUNDLES: "canary-edge-bundles" },
+    bindings: { COHORT_SALT: "canary-edge-test", CONFIG_TTL_MS: "0", ...vars },
+  });
+  // The harness rewrites module names so the wrapper can import "./build/index.js".
+  options.logRequests = false;
+  if (persist) options.resourcePersistencePath = join(persist, "v3");
+  // Keep the CF-Connecting-IP the tests send: it is part of the client's identity.
+  for (const w of options.workers) w.dev = { ...(w.dev ?? {}), stripCfConnectingIp: false };
+  if (listen) Object.assign(options, { host: "127.0.0.1", port: 0 });
+  const mf = new Miniflare(options);
+  const url = await mf.ready;
+  const kv = await mf.getKVNamespace("ROLLOUTS");
+  const faults = await mf.getKVNamespace("FAULTS");
+  const r2 = await mf.getR2Bucket("BUNDLES");
+  if (seed) {
+    for (const [key, bytes, contentType] of fixtureObjects()) {
+      await r2.put(key, bytes, { httpMetadata: { contentType } });
+    }
+    await kv.put("rollout/merchant", JSON.stringify({ stable: "1", weight: 0 }));
+    if (rollout) await kv.put("rollout/demo", JSON.stringify(rollout));
+  }
+  const worker = new Worker(mf, kv, faults, r2);
+  worker.url = url;
+  return worker;
+}
+
+export class Worker {
+  constructor(mf, kv, faults, r2) {
+    this.mf = mf;
+    this.kv = kv;
+    this.faults = faults;
+    this.r2 = r2;
+  }
+
+  /**
+   * A request like production's: `cookie`, `userKey`, `ip` (CF-Connecting-IP), `ja4`/`ja3`
+   * (in `cf.botManagement`), plus any `headers` and `method`.
+   */
+  async get(path, { cookie, userKey, ip, ja4, ja3, headers = {}, method = "GET", body } = {}) {
+    const h = { ...headers };
+    if (cookie) h.cookie = cookie;
+    if (userKey) h["x-user-key"] = userKey;
+    if (ip) h["cf-connecting-ip"] = ip;
+    const cf = { colo: "ICN", country: "KR", httpProtocol: "HTTP/2", tlsVersion: "TLSv1.3" };
+    // Always set botManagement: Miniflare's placeholder cf has one with a JA3 of its own.
+    cf.botManagement = { score: 99, ...(ja4 ? { ja4 } : {}), ...(ja3 ? { ja3Hash: ja3 } : {}) };
+    const res = await this.mf.dispatchFetch(`http://edge.test${path}`, { method, headers: h, cf, body, redirect: "manual" });
+    const text = method === "HEAD" ? "" : await res.text();
+    return { status: res.status, headers: res.headers, text, res };
+  }
+
+  async setRollout(config, bundle = "demo") {
+    await this.kv.put(`rollout/${bundle}`, typeof config === "string" ? config : JSON.stringify(config));
+  }
+
+  /** Turns on a fault in the wrapper: e.g. { kv: "throw" }, { r2: "throw", r2Match: "1.1.0" }. */
+  async setFaults(spec) {
+    await this.faults.put("spec", JSON.stringify(spec));
+  }
+
+  async dispose() {
+    await this.mf.dispose();
+  }
+}
+
+/** The `cohort=<value>` pair of a response's Set-Cookie, or null. */
+export function cookiePair(headers) {
+  const set = headers.get("set-cookie");
+  return set ? set.split(";")[0] : null;
+}
+
+/** The version a served SDK file says it is. */
+export function bodyVersion(text) {
+  return /DemoPay SDK ([0-9.]+)/.exec(text)?.[1] ?? null;
+}
+
+/** Valid cookies for every cohort, collected from first-visit responses. */
+export async function cookiesForEveryCohort(worker, cohorts = 10) {
+  const found = new Map();
+  for (let i = 0; found.size < cohorts && i < cohorts * 50; i++) {
+    const r = await worker.get("/demo/sdk.js", { userKey: `collector-${i}` });
+    found.set(Number(r.headers.get("x-cohort")), cookiePair(r.headers));
+  }
+  if (found.size < cohorts) throw new Error(`only found ${found.size} cohorts`);
+  return found;
+}
