@@ -45,7 +45,9 @@ ensure_node() {
   if [ ! -f "$ROOT/node_modules/.package-lock.json" ] ||
      [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
     say "installing npm packages"
-    (cd "$ROOT" && npm ci --no-audit --no-fund >&2)
+    # `npm install`, not `npm ci`: npm 11 drops the other platforms' optional workerd
+    # packages from the lockfile and then `npm ci` refuses it as out of sync.
+    (cd "$ROOT" && npm install --no-audit --no-fund >&2)
   fi
 }
 
