@@ -66,6 +66,12 @@ build_worker() {
     WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt" \
     ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild" \
       worker-build --release >&2
+    # Size pass: -Oz, no name or producers sections. The feature list is worker-build's
+    # (what workerd supports), so binaryen emits nothing newer.
+    wasm-opt build/index_bg.wasm -o build/index_bg.wasm -Oz --strip-debug --strip-producers \
+      --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
+      --enable-bulk-memory --enable-multivalue --enable-reference-types \
+      --enable-exception-handling >&2
   )
 }
 
