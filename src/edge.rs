@@ -3,10 +3,13 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
 
 use serde_json::json;
 use worker::{
-    console_log, Cache, Context, Date, Env, Headers, Method, Request, Response, ResponseBody,
+    console_log, Cache, Context, Date, Delay, Env, Headers, Method, Request, Response, ResponseBody,
 };
 
 use crate::config::{kv_key, BundleName, Version};
@@ -140,11 +143,20 @@ async fn rollout(
         return answer;
     }
     let read = match env.kv(KV_BINDING) {
-        Ok(kv) => match kv.get(&kv_key(bundle)).text().await {
-            Ok(Some(text)) => KvRead::Value(text),
-            Ok(None) => KvRead::Missing,
-            Err(e) => KvRead::Failed(brief(e)),
-        },
+        Ok(kv) => {
+            let key = kv_key(bundle);
+            let get = std::pin::pin!(kv.get(&key).text());
+            let timeout = Delay::from(Duration::from_millis(iso.settings.kv_timeout_ms));
+            match select(get, timeout).await {
+                Either::Left((Ok(Some(text)), _)) => KvRead::Value(text),
+                Either::Left((Ok(None), _)) => KvRead::Missing,
+                Either::Left((Err(e), _)) => KvRead::Failed(brief(e)),
+                Either::Right(_) => KvRead::Failed(format!(
+                    "KV read timed out after {} ms",
+                    iso.settings.kv_timeout_ms
+                )),
+            }
+        }
         Err(e) => KvRead::Failed(format!("binding {KV_BINDING}: {e}")),
     };
     let (answer, staleness) = iso

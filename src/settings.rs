@@ -11,6 +11,7 @@ pub const VAR_SALT: &str = "COHORT_SALT";
 /// Secret; signs the cohort cookie. Falls back to the salt when unset (fine for local dev).
 pub const SECRET_COOKIE_KEY: &str = "COHORT_SECRET";
 pub const VAR_CONFIG_TTL_MS: &str = "CONFIG_TTL_MS";
+pub const VAR_KV_TIMEOUT_MS: &str = "KV_TIMEOUT_MS";
 pub const VAR_FLOATING_MAX_AGE: &str = "FLOATING_MAX_AGE";
 pub const VAR_PINNED_MAX_AGE: &str = "PINNED_MAX_AGE";
 pub const VAR_COOKIE_MAX_AGE: &str = "COOKIE_MAX_AGE";
@@ -26,6 +27,8 @@ pub struct Settings {
     pub salt: String,
     pub cookie_secret: Option<String>,
     pub config_ttl_ms: u64,
+    /// A KV read slower than this counts as a failure (last good config is served).
+    pub kv_timeout_ms: u64,
     pub floating_max_age: u32,
     pub pinned_max_age: u32,
     pub cookie_max_age: u32,
@@ -41,6 +44,7 @@ impl Default for Settings {
             salt: "canary-edge".into(),
             cookie_secret: None,
             config_ttl_ms: 5_000,
+            kv_timeout_ms: 1_500,
             floating_max_age: 60,
             pinned_max_age: 31_536_000,
             cookie_max_age: 31_536_000,
@@ -131,6 +135,13 @@ impl Settings {
                 0,
                 600_000,
             )?,
+            kv_timeout_ms: number(
+                VAR_KV_TIMEOUT_MS,
+                get(VAR_KV_TIMEOUT_MS),
+                d.kv_timeout_ms,
+                50,
+                60_000,
+            )?,
             floating_max_age: number(
                 VAR_FLOATING_MAX_AGE,
                 get(VAR_FLOATING_MAX_AGE),
@@ -189,6 +200,7 @@ mod tests {
             (VAR_COOKIE, ""),
             (VAR_COHORT_HEADER, "X-Cohort:"),
             (VAR_CONFIG_TTL_MS, "-5"),
+            (VAR_KV_TIMEOUT_MS, "10"),
             (VAR_SALT, ""),
             (VAR_FLOATING_MAX_AGE, "86400"),
         ];

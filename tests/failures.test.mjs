@@ -15,7 +15,7 @@ function assertClearError(r, status, ...needles) {
 describe("rollout config faults", () => {
   let w;
   before(async () => {
-    w = await startWorker({ rollout: null });
+    w = await startWorker({ rollout: null, vars: { KV_TIMEOUT_MS: "300" } });
   });
   after(() => w.dispose());
   beforeEach(() => w.setFaults({}));
@@ -63,6 +63,21 @@ describe("rollout config faults", () => {
       assert.equal(bodyVersion(r.text), r.headers.get("x-canary-version"));
     }
     assertClearError(await w.get("/fresh/sdk.js"), 503, "fresh");
+  });
+
+  test("KV timing out: the last good config after KV_TIMEOUT_MS, not a hung request", async () => {
+    await w.setRollout(GOOD);
+    assert.equal((await w.get("/demo/sdk.js")).status, 200);
+    await w.setFaults({ kv: "timeout", kvDelayMs: 5000 });
+    const started = Date.now();
+    const r = await w.get("/demo/sdk.js", { userKey: "slow-kv" });
+    const took = Date.now() - started;
+    assert.equal(r.status, 200);
+    assert.equal(bodyVersion(r.text), "1.1.0");
+    assert.ok(took >= 250 && took < 2000, `answered in ${took} ms`);
+    await w.setRollout(GOOD, "slow-unseen");
+    const unseen = await w.get("/slow-unseen/sdk.js");
+    assertClearError(unseen, 503, "slow-unseen");
   });
 
   test("KV binding missing: 503, not a crash", async () => {
