@@ -10,6 +10,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::health::{HealthPolicy, Progression};
+
 /// KV key prefix of a bundle's rollout config. Must match `scripts/canary`.
 pub const KV_PREFIX: &str = "rollout/";
 
@@ -126,6 +128,12 @@ impl<'de> Deserialize<'de> for Version {
 #[serde(transparent)]
 pub struct Weight(u8);
 
+impl<'de> Deserialize<'de> for Weight {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Weight::new(u64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Weight {
     pub const ZERO: Weight = Weight(0);
     pub const FULL: Weight = Weight(100);
@@ -170,6 +178,12 @@ pub struct Rollout {
     /// absent, so the same users are not the first to meet every release.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cohort_offset: Option<u32>,
+    /// Thresholds of the automatic rollback (defaults apply when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthPolicy>,
+    /// The progressive rollout plan, if one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progression: Option<Progression>,
     /// Fields this version does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -253,11 +267,21 @@ impl Rollout {
                 ))
             }
         };
+        let health = match map.remove("health") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(HealthPolicy::from_value(v)?),
+        };
+        let progression = match map.remove("progression") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(Progression::from_value(v)?),
+        };
         Ok(Self {
             stable,
             canary,
             weight,
             cohort_offset,
+            health,
+            progression,
             extra: map,
         })
     }
@@ -266,6 +290,11 @@ impl Rollout {
     pub fn to_json(&self) -> String {
         // Serializing plain strings, integers and a JSON map cannot fail.
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The rollback thresholds in force.
+    pub fn health_policy(&self) -> HealthPolicy {
+        self.health.clone().unwrap_or_default()
     }
 
     /// The version served to canary cohorts, if a canary is running with a weight above 0.
@@ -317,6 +346,14 @@ mod tests {
                 "weight",
             ),
             (r#"{"stable":"1.0.0","cohort_offset":-3}"#, "cohort_offset"),
+            (
+                r#"{"stable":"1.0.0","health":{"max_error_rate":2}}"#,
+                "health.max_error_rate",
+            ),
+            (
+                r#"{"stable":"1.0.0","progression":{"steps":[50,10]}}"#,
+                "progression.steps",
+            ),
             (r#"[1,2]"#, "(document)"),
             (r#"{"stable":"1.0.0","#, "(document)"),
         ];

@@ -200,6 +200,8 @@ mod tests {
             canary: canary.map(|c| Version::parse(c).unwrap()),
             weight: Weight::new(weight).unwrap(),
             cohort_offset: offset,
+            health: None,
+            progression: None,
             extra: Default::default(),
         };
         r.prepare(BundleName::parse("demo").unwrap(), rollout)

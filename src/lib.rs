@@ -14,12 +14,16 @@
 //! `edge` is the only module that touches the `worker` crate; the events below hand off to
 //! it at once.
 
+pub mod admin;
 pub mod cohort;
 pub mod config;
 pub mod cookie;
 pub mod decide;
 pub mod error;
+pub mod health;
 pub mod http;
+pub mod override_token;
+pub mod report;
 pub mod rollouts;
 pub mod route;
 pub mod settings;

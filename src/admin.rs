@@ -1,0 +1,173 @@
+//! The admin API's pure parts: bearer-token checking in constant time and the request
+//! bodies of its writes, validated before anything is written.
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{ConfigError, Weight};
+use crate::health::Progression;
+
+/// Whether an `Authorization` header carries `expected` as a bearer token. Both sides are
+/// hashed first, so the comparison takes the same time whatever the lengths.
+pub fn bearer_matches(authorization: Option<&str>, expected: &str) -> bool {
+    let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    let a = Sha256::digest(given.trim().as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    !expected.is_empty() && bool::from(a.ct_eq(&b))
+}
+
+/// The writes the admin API accepts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    SetWeight(Weight),
+    StartRollout(Option<Progression>),
+    Pause,
+    Resume,
+    Rollback(String),
+    Promote,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightBody {
+    weight: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn body_error(e: impl std::fmt::Display) -> ConfigError {
+    ConfigError {
+        field: "(body)",
+        message: e.to_string(),
+    }
+}
+
+/// Parses `POST /__canary/api/<bundle>/<action>` with its JSON body.
+pub fn parse_command(action: &str, body: &str) -> Result<Command, ConfigError> {
+    let body = body.trim();
+    let json = |b: &str| -> Result<serde_json::Value, ConfigError> {
+        if b.is_empty() {
+            Ok(serde_json::Value::Object(Default::default()))
+        } else {
+            serde_json::from_str(b).map_err(body_error)
+        }
+    };
+    match action {
+        "weight" => {
+            let w: WeightBody = serde_json::from_value(json(body)?).map_err(body_error)?;
+            Weight::new(w.weight)
+                .map(Command::SetWeight)
+                .map_err(|m| ConfigError {
+                    field: "weight",
+                    message: m,
+                })
+        }
+        "rollout" => {
+            let v = json(body)?;
+            let empty = v.as_object().is_some_and(|o| o.is_empty());
+            Ok(Command::StartRollout(if empty {
+                None
+            } else {
+                Some(Progression::from_value(v)?)
+            }))
+        }
+        "pause" => Ok(Command::Pause),
+        "resume" => Ok(Command::Resume),
+        "rollback" => {
+            let r: RollbackBody = serde_json::from_value(json(body)?).map_err(body_error)?;
+            let reason = r.reason.unwrap_or_else(|| "operator rollback".into());
+            Ok(Command::Rollback(reason.chars().take(200).collect()))
+        }
+        "promote" => Ok(Command::Promote),
+        other => Err(ConfigError {
+            field: "(action)",
+            message: format!(
+                "unknown action {other:?}; use weight, rollout, pause, resume, rollback or promote"
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        for (header, ok) in [
+            (Some("Bearer t0ken"), true),
+            (Some("Bearer t0ken "), true),
+            (Some("Bearer t0ke"), false),
+            (Some("Bearer t0kenn"), false),
+            (Some("bearer t0ken"), false),
+            (Some("t0ken"), false),
+            (Some("Basic dDBrZW4="), false),
+            (None, false),
+        ] {
+            assert_eq!(bearer_matches(header, "t0ken"), ok, "{header:?}");
+        }
+        assert!(
+            !bearer_matches(Some("Bearer "), ""),
+            "an empty secret never matches"
+        );
+    }
+
+    #[test]
+    fn commands_are_validated() {
+        assert_eq!(
+            parse_command("weight", r#"{"weight": 25}"#).unwrap(),
+            Command::SetWeight(Weight::new(25).unwrap())
+        );
+        assert_eq!(
+            parse_command("weight", r#"{"weight": 101}"#)
+                .unwrap_err()
+                .field,
+            "weight"
+        );
+        assert_eq!(
+            parse_command("weight", r#"{"weight": "x"}"#)
+                .unwrap_err()
+                .field,
+            "(body)"
+        );
+        assert_eq!(
+            parse_command("weight", r#"{"weight": 5, "x": 1}"#)
+                .unwrap_err()
+                .field,
+            "(body)"
+        );
+        assert_eq!(parse_command("weight", "{").unwrap_err().field, "(body)");
+        assert_eq!(
+            parse_command("rollout", "").unwrap(),
+            Command::StartRollout(None)
+        );
+        assert!(matches!(
+            parse_command("rollout", r#"{"steps":[1,5],"bake_secs":2}"#),
+            Ok(Command::StartRollout(Some(_)))
+        ));
+        assert_eq!(
+            parse_command("rollout", r#"{"steps":[5,1]}"#)
+                .unwrap_err()
+                .field,
+            "progression.steps"
+        );
+        assert_eq!(
+            parse_command("rollback", "").unwrap(),
+            Command::Rollback("operator rollback".into())
+        );
+        assert_eq!(
+            parse_command("rollback", r#"{"reason":"bad deploy"}"#).unwrap(),
+            Command::Rollback("bad deploy".into())
+        );
+        assert_eq!(parse_command("promote", "").unwrap(), Command::Promote);
+        assert_eq!(parse_command("explode", "").unwrap_err().field, "(action)");
+    }
+}

@@ -1,0 +1,130 @@
+//! Signed overrides: a token that sends its holder to a chosen channel (typically the canary
+//! at weight 0, for QA and synthetic probes), for one bundle, until it expires. A bare
+//! `always`/`never` header would let any client opt itself in; this needs the secret.
+//!
+//! Format: `v1.<bundle>.<channel>.<expiry unix secs>.<tag>`, `tag` = hex of the first 16
+//! bytes of HMAC-SHA256(secret, everything before the last dot).
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::config::BundleName;
+use crate::decide::Channel;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Header and cookie that carry an override token. Must match scripts/canary.
+pub const OVERRIDE_HEADER: &str = "x-canary-override";
+pub const OVERRIDE_COOKIE: &str = "canary_override";
+/// Longest validity an issued token may have.
+pub const MAX_TTL_SECS: u64 = 7 * 24 * 3600;
+const TAG_BYTES: usize = 16;
+
+#[derive(Clone)]
+pub struct OverrideKey {
+    mac: HmacSha256,
+}
+
+impl std::fmt::Debug for OverrideKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OverrideKey(..)")
+    }
+}
+
+impl OverrideKey {
+    pub fn new(secret: &[u8]) -> Self {
+        // HMAC takes keys of any length.
+        let mac = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+        Self { mac }
+    }
+
+    fn tag(&self, payload: &str) -> HmacSha256 {
+        let mut mac = self.mac.clone();
+        mac.update(payload.as_bytes());
+        mac
+    }
+
+    /// Issues a token for `bundle` → `channel`, valid until `expires_unix`.
+    pub fn issue(&self, bundle: &BundleName, channel: Channel, expires_unix: u64) -> String {
+        let payload = format!("v1.{bundle}.{}.{expires_unix}", channel.as_str());
+        let tag = self.tag(&payload).finalize().into_bytes();
+        format!("{payload}.{}", hex::encode(&tag[..TAG_BYTES]))
+    }
+
+    /// The channel a token grants for `bundle` at `now_unix`, if it is genuine and current.
+    pub fn verify(&self, token: &str, bundle: &BundleName, now_unix: u64) -> Option<Channel> {
+        if token.len() > 256 {
+            return None;
+        }
+        let (payload, tag_hex) = token.trim().rsplit_once('.')?;
+        let mut parts = payload.split('.');
+        let (Some("v1"), Some(b), Some(ch), Some(exp), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        if b != bundle.as_str() || tag_hex.len() != TAG_BYTES * 2 {
+            return None;
+        }
+        let tag = hex::decode(tag_hex).ok()?;
+        self.tag(payload).verify_truncated_left(&tag).ok()?;
+        let expires: u64 = exp.parse().ok()?;
+        if expires < now_unix {
+            return None;
+        }
+        match ch {
+            "canary" => Some(Channel::Canary),
+            "stable" => Some(Channel::Stable),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> BundleName {
+        BundleName::parse("demo").unwrap()
+    }
+
+    #[test]
+    fn issued_tokens_verify_until_they_expire() {
+        let key = OverrideKey::new(b"s3cret");
+        let t = key.issue(&demo(), Channel::Canary, 1_000);
+        assert!(t.starts_with("v1.demo.canary.1000."), "{t}");
+        assert_eq!(key.verify(&t, &demo(), 999), Some(Channel::Canary));
+        assert_eq!(key.verify(&t, &demo(), 1_000), Some(Channel::Canary));
+        assert_eq!(key.verify(&t, &demo(), 1_001), None, "expired");
+        let s = key.issue(&demo(), Channel::Stable, 1_000);
+        assert_eq!(key.verify(&s, &demo(), 0), Some(Channel::Stable));
+    }
+
+    #[test]
+    fn forged_or_foreign_tokens_are_refused() {
+        let key = OverrideKey::new(b"s3cret");
+        let t = key.issue(&demo(), Channel::Canary, 5_000);
+        let other = OverrideKey::new(b"other").issue(&demo(), Channel::Canary, 5_000);
+        let payments = BundleName::parse("payments").unwrap();
+        let cases = [
+            "always".to_string(),
+            "canary".to_string(),
+            other,
+            t.replace("5000", "9999"),
+            t.replace("canary", "stable"),
+            format!("{t}0"),
+            t[..t.len() - 1].to_string(),
+            t.replace("v1.", "v2."),
+            String::new(),
+            "x".repeat(300),
+        ];
+        for bad in &cases {
+            assert_eq!(key.verify(bad, &demo(), 0), None, "{bad}");
+        }
+        assert_eq!(key.verify(&t, &payments, 0), None, "bound to its bundle");
+    }
+}
