@@ -24,6 +24,12 @@ pub enum EdgeError {
     Origin { key: String, detail: String },
     /// Bad deployment settings.
     Misconfigured(SettingsError),
+    /// Missing or wrong admin token. Says nothing more.
+    Unauthorized,
+    /// A request body over its limit.
+    TooLarge(String),
+    /// A valid request that the current state does not allow (e.g. no canary to promote).
+    Conflict(String),
 }
 
 impl EdgeError {
@@ -31,6 +37,9 @@ impl EdgeError {
         match self {
             EdgeError::NotFound(_) | EdgeError::NoRollout(_) | EdgeError::ObjectMissing(_) => 404,
             EdgeError::BadRequest(_) => 400,
+            EdgeError::Unauthorized => 401,
+            EdgeError::TooLarge(_) => 413,
+            EdgeError::Conflict(_) => 409,
             EdgeError::MethodNotAllowed(_) => 405,
             EdgeError::Origin { .. } => 502,
             EdgeError::ConfigInvalid { .. }
@@ -57,6 +66,9 @@ impl EdgeError {
                 format!("origin storage failed for {key}; try again shortly")
             }
             EdgeError::Misconfigured(e) => e.to_string(),
+            EdgeError::Unauthorized => "unauthorized".into(),
+            EdgeError::TooLarge(m) => format!("payload too large: {m}"),
+            EdgeError::Conflict(m) => format!("conflict: {m}"),
         }
     }
 
@@ -122,6 +134,9 @@ mod tests {
             ),
             (EdgeError::BadRequest("dot segment".into()), 400, "dot"),
             (EdgeError::MethodNotAllowed("GET, HEAD"), 405, "GET, HEAD"),
+            (EdgeError::Unauthorized, 401, "unauthorized"),
+            (EdgeError::TooLarge("4096 bytes".into()), 413, "4096"),
+            (EdgeError::Conflict("no canary".into()), 409, "no canary"),
         ];
         for (err, status, needle) in cases {
             assert_eq!(err.status(), status, "{err:?}");

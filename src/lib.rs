@@ -32,6 +32,9 @@ pub mod settings;
 mod edge;
 
 #[cfg(target_arch = "wasm32")]
+pub use edge::HealthMonitor;
+
+#[cfg(target_arch = "wasm32")]
 #[worker::event(start)]
 fn start() {
     console_error_panic_hook::set_once();

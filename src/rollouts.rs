@@ -160,6 +160,14 @@ impl RolloutCache {
         }
     }
 
+    /// Forgets the copy of `bundle` (after this isolate wrote a new config), so the next
+    /// request reads KV. The last good config is kept.
+    pub fn invalidate(&mut self, bundle: &BundleName) {
+        if let Some(e) = self.entries.get_mut(bundle) {
+            e.checked_at_ms = f64::NEG_INFINITY;
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

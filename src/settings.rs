@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::health::FlushPolicy;
+
 pub const VAR_COHORTS: &str = "COHORTS";
 pub const VAR_COOKIE: &str = "COHORT_COOKIE";
 pub const VAR_COHORT_HEADER: &str = "COHORT_HEADER";
@@ -15,6 +17,12 @@ pub const VAR_KV_TIMEOUT_MS: &str = "KV_TIMEOUT_MS";
 pub const VAR_FLOATING_MAX_AGE: &str = "FLOATING_MAX_AGE";
 pub const VAR_PINNED_MAX_AGE: &str = "PINNED_MAX_AGE";
 pub const VAR_COOKIE_MAX_AGE: &str = "COOKIE_MAX_AGE";
+/// Secret; enables the admin API (`/__canary/api/`) when set.
+pub const SECRET_ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+/// Secret; enables signed overrides (QA, probes) when set.
+pub const SECRET_OVERRIDE: &str = "OVERRIDE_SECRET";
+pub const VAR_HEALTH_FLUSH_MS: &str = "HEALTH_FLUSH_MS";
+pub const VAR_HEALTH_FLUSH_REQUESTS: &str = "HEALTH_FLUSH_REQUESTS";
 
 pub const MAX_COHORTS: u16 = 1000;
 
@@ -32,6 +40,10 @@ pub struct Settings {
     pub floating_max_age: u32,
     pub pinned_max_age: u32,
     pub cookie_max_age: u32,
+    pub admin_token: Option<String>,
+    pub override_secret: Option<String>,
+    /// How often an isolate sends its request/error counts to the health monitor.
+    pub flush: FlushPolicy,
 }
 
 impl Default for Settings {
@@ -48,6 +60,12 @@ impl Default for Settings {
             floating_max_age: 60,
             pinned_max_age: 31_536_000,
             cookie_max_age: 31_536_000,
+            admin_token: None,
+            override_secret: None,
+            flush: FlushPolicy {
+                every_ms: 10_000,
+                every_requests: 100,
+            },
         }
     }
 }
@@ -163,6 +181,24 @@ impl Settings {
                 60,
                 34_560_000,
             )?,
+            admin_token: get(SECRET_ADMIN_TOKEN).filter(|s| !s.is_empty()),
+            override_secret: get(SECRET_OVERRIDE).filter(|s| !s.is_empty()),
+            flush: FlushPolicy {
+                every_ms: number(
+                    VAR_HEALTH_FLUSH_MS,
+                    get(VAR_HEALTH_FLUSH_MS),
+                    d.flush.every_ms,
+                    0,
+                    600_000,
+                )?,
+                every_requests: number(
+                    VAR_HEALTH_FLUSH_REQUESTS,
+                    get(VAR_HEALTH_FLUSH_REQUESTS),
+                    d.flush.every_requests,
+                    1,
+                    1_000_000,
+                )?,
+            },
         })
     }
 }

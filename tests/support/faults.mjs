@@ -3,6 +3,9 @@
 // way production ones can. With no fault set it passes everything through untouched.
 import Inner from "../../build/index.js";
 
+// The Durable Object class must be exported by the main module.
+export { HealthMonitor } from "../../build/index.js";
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function matches(spec, key) {

@@ -56,6 +56,7 @@ export async function startWorker({
     compatibilityDate: "2026-11-01",
     kvNamespaces: { ROLLOUTS: "00000000000000000000000000000000", FAULTS: "faults" },
     r2Buckets: { BUNDLES: "canary-edge-bundles" },
+    durableObjects: { HEALTH: "HealthMonitor" },
     bindings: { COHORT_SALT: "canary-edge-test", CONFIG_TTL_MS: "0", ...vars },
   });
   // The harness rewrites module names so the wrapper can import "./build/index.js".

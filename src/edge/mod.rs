@@ -1,0 +1,244 @@
+//! The runtime adapter: the only code that touches the `worker` crate. It gathers request
+//! facts, does the KV, R2, cache and Durable Object I/O, and turns core decisions into
+//! responses.
+//!
+//! - `mod.rs`: per-isolate state, the fetch entry, config reads, responses, logging;
+//! - `assets.rs`: the asset routes (routing decision, cache, R2, canary fallback);
+//! - `ops.rs`: `/__canary/...`: health, status, error reports, the admin API;
+//! - `monitor.rs`: the `HealthMonitor` Durable Object and the KV config writes.
+
+mod assets;
+mod monitor;
+mod ops;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use serde_json::json;
+use worker::{console_log, Context, Date, Delay, Env, Headers, Request, Response};
+
+pub use monitor::HealthMonitor;
+
+use crate::config::{kv_key, BundleName};
+use crate::decide::{PreparedRollout, Router};
+use crate::error::EdgeError;
+use crate::health::Pending;
+use crate::http::{floating_cache_control, pinned_cache_control};
+use crate::override_token::OverrideKey;
+use crate::rollouts::{KvRead, RolloutCache, Staleness};
+use crate::route::{self, Route, RouteError};
+use crate::settings::{Settings, SettingsError};
+
+/// Binding names; must match `wrangler.toml`.
+const KV_BINDING: &str = "ROLLOUTS";
+const R2_BINDING: &str = "BUNDLES";
+const HEALTH_BINDING: &str = "HEALTH";
+
+/// Per-isolate state, built on the first request.
+struct Isolate {
+    settings: Settings,
+    router: Router,
+    rollouts: RefCell<RolloutCache>,
+    /// Request and error counts not yet sent to each bundle's monitor.
+    pending: RefCell<HashMap<BundleName, Pending>>,
+    override_key: Option<OverrideKey>,
+    floating_cache_control: String,
+    pinned_cache_control: String,
+}
+
+thread_local! {
+    static ISOLATE: RefCell<Option<Result<Rc<Isolate>, SettingsError>>> = const { RefCell::new(None) };
+}
+
+fn isolate(env: &Env) -> Result<Rc<Isolate>, SettingsError> {
+    ISOLATE.with(|cell| {
+        cell.borrow_mut()
+            .get_or_insert_with(|| {
+                let settings = Settings::from_lookup(|name| {
+                    env.var(name)
+                        .map(|v| v.to_string())
+                        .or_else(|_| env.secret(name).map(|v| v.to_string()))
+                        .ok()
+                })?;
+                Ok(Rc::new(Isolate {
+                    router: Router::new(&settings),
+                    rollouts: RefCell::new(RolloutCache::new(settings.config_ttl_ms)),
+                    pending: RefCell::new(HashMap::new()),
+                    override_key: settings
+                        .override_secret
+                        .as_deref()
+                        .map(|s| OverrideKey::new(s.as_bytes())),
+                    floating_cache_control: floating_cache_control(settings.floating_max_age),
+                    pinned_cache_control: pinned_cache_control(settings.pinned_max_age),
+                    settings,
+                }))
+            })
+            .clone()
+    })
+}
+
+/// Milliseconds since the epoch (advances across I/O; frozen within one CPU slice).
+fn now_ms() -> f64 {
+    Date::now().as_millis() as f64
+}
+
+/// The first line of a runtime error, bounded: JS errors carry whole stacks.
+fn brief(e: impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.chars().take(240).collect()
+}
+
+/// One structured log line per event worth knowing about (`event` names it).
+fn log_event(event: &str, fields: serde_json::Value) {
+    let mut line = json!({ "event": event, "service": "canary-edge" });
+    if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), fields) {
+        line.extend(fields);
+    }
+    console_log!("{line}");
+}
+
+/// Entry point of the fetch event. Never returns `Err`: every failure becomes a response
+/// with a status and a message.
+pub async fn fetch(req: Request, env: Env, ctx: Context) -> Response {
+    let outcome = match isolate(&env) {
+        Ok(iso) => handle(req, &env, &ctx, &iso).await,
+        Err(e) => Err(EdgeError::Misconfigured(e).into()),
+    };
+    match outcome {
+        Ok(resp) => resp,
+        Err(Failure::Edge(e)) => {
+            if e.status() >= 500 {
+                log_event(
+                    "error",
+                    json!({ "status": e.status(), "detail": e.log_detail() }),
+                );
+            }
+            error_response(&e)
+        }
+        Err(Failure::Runtime(e)) => {
+            log_event("internal_error", json!({ "detail": brief(e) }));
+            text_response(500, "internal error; the request was not served")
+        }
+    }
+}
+
+/// A failure: either one of ours (mapped by `EdgeError`) or a runtime error.
+enum Failure {
+    Edge(EdgeError),
+    Runtime(worker::Error),
+}
+
+impl From<EdgeError> for Failure {
+    fn from(e: EdgeError) -> Self {
+        Failure::Edge(e)
+    }
+}
+
+impl From<worker::Error> for Failure {
+    fn from(e: worker::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+type Outcome = Result<Response, Failure>;
+
+async fn handle(req: Request, env: &Env, ctx: &Context, iso: &Isolate) -> Outcome {
+    let started = now_ms();
+    let url = req.url()?;
+    match route::parse(url.path()) {
+        Ok(Route::Asset(asset)) => assets::serve(&req, env, ctx, iso, &url, asset, started).await,
+        Ok(Route::Ops(rest)) => ops::serve(req, env, ctx, iso, &rest).await,
+        Err(RouteError::NotFound(m)) => Err(EdgeError::NotFound(m).into()),
+        Err(RouteError::BadRequest(m)) => Err(EdgeError::BadRequest(m).into()),
+    }
+}
+
+// ---------------------------------------------------------------- rollout config
+
+/// The bundle's rollout: from the isolate's copy while fresh, else from KV (bounded by
+/// `KV_TIMEOUT_MS`; on failure the last good config).
+async fn rollout(
+    env: &Env,
+    iso: &Isolate,
+    bundle: &BundleName,
+) -> Result<Rc<PreparedRollout>, EdgeError> {
+    let now = now_ms();
+    if let Some(answer) = iso.rollouts.borrow().fresh(bundle, now) {
+        return answer;
+    }
+    let read = read_kv(env, bundle, iso.settings.kv_timeout_ms).await;
+    let (answer, staleness) = iso
+        .rollouts
+        .borrow_mut()
+        .record(&iso.router, bundle, read, now);
+    match staleness {
+        Some(Staleness::InvalidInKv(detail)) => log_event(
+            "config_invalid_kept_last_good",
+            json!({ "bundle": bundle.as_str(), "detail": detail }),
+        ),
+        Some(Staleness::KvFailed(detail)) => log_event(
+            "kv_failed_kept_last_good",
+            json!({ "bundle": bundle.as_str(), "detail": detail }),
+        ),
+        None => {}
+    }
+    answer
+}
+
+/// One KV read of `rollout/<bundle>`, failing after `timeout_ms`.
+async fn read_kv(env: &Env, bundle: &BundleName, timeout_ms: u64) -> KvRead {
+    let kv = match env.kv(KV_BINDING) {
+        Ok(kv) => kv,
+        Err(e) => return KvRead::Failed(format!("binding {KV_BINDING}: {e}")),
+    };
+    let key = kv_key(bundle);
+    let get = std::pin::pin!(kv.get(&key).text());
+    let timeout = Delay::from(Duration::from_millis(timeout_ms));
+    match select(get, timeout).await {
+        Either::Left((Ok(Some(text)), _)) => KvRead::Value(text),
+        Either::Left((Ok(None), _)) => KvRead::Missing,
+        Either::Left((Err(e), _)) => KvRead::Failed(brief(e)),
+        Either::Right(_) => KvRead::Failed(format!("KV read timed out after {timeout_ms} ms")),
+    }
+}
+
+// ---------------------------------------------------------------- responses
+
+fn text_response(status: u16, message: &str) -> Response {
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "text/plain; charset=utf-8");
+    let _ = headers.set("cache-control", "no-store");
+    Response::builder()
+        .with_status(status)
+        .with_headers(headers)
+        .fixed(format!("{status} {message}\n").into_bytes())
+}
+
+fn error_response(e: &EdgeError) -> Response {
+    let mut resp = text_response(e.status(), &e.public_message());
+    let headers = resp.headers_mut();
+    match e {
+        EdgeError::MethodNotAllowed(allow) => {
+            let _ = headers.set("allow", allow);
+        }
+        EdgeError::Unauthorized => {
+            let _ = headers.set("www-authenticate", "Bearer");
+        }
+        _ => {}
+    }
+    resp
+}
+
+fn json_response(status: u16, value: &serde_json::Value) -> Outcome {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json; charset=utf-8")?;
+    headers.set("cache-control", "no-store")?;
+    Ok(Response::builder()
+        .with_status(status)
+        .with_headers(headers)
+        .fixed(value.to_string().into_bytes()))
+}

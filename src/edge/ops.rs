@@ -1,0 +1,267 @@
+//! Operations endpoints under `/__canary/`: health, status, SDK error reports and the admin
+//! API (enabled only when the `ADMIN_TOKEN` secret is set).
+
+use serde_json::json;
+use worker::{Context, Env, Method, Request};
+
+use super::{json_response, monitor, now_ms, rollout, Isolate, Outcome, R2_BINDING};
+use crate::admin::{bearer_matches, parse_command};
+use crate::config::{BundleName, Version};
+use crate::decide::{Channel, PreparedRollout};
+use crate::error::EdgeError;
+use crate::health::Pending;
+use crate::override_token::MAX_TTL_SECS;
+use crate::report::{self, ReportError, MAX_REPORT_BYTES};
+
+pub(super) async fn serve(
+    mut req: Request,
+    env: &Env,
+    ctx: &Context,
+    iso: &Isolate,
+    rest: &str,
+) -> Outcome {
+    let segments: Vec<&str> = rest.split('/').collect();
+    let method = req.method();
+    match (segments.as_slice(), method) {
+        (["health"], Method::Get | Method::Head) => json_response(
+            200,
+            &json!({ "status": "ok", "service": "canary-edge", "cohorts": iso.settings.cohorts }),
+        ),
+        (["status", bundle], Method::Get | Method::Head) if !bundle.is_empty() => {
+            let bundle = BundleName::parse(bundle).map_err(EdgeError::NotFound)?;
+            let prepared = rollout(env, iso, &bundle).await?;
+            json_response(200, &status_json(iso, &prepared))
+        }
+        (["report"], Method::Post) => receive_report(&mut req, env, ctx, iso).await,
+        (["report"], _) => Err(EdgeError::MethodNotAllowed("POST").into()),
+        (["api", ..], _) => admin(&mut req, env, iso, &segments[1..]).await,
+        _ => Err(EdgeError::NotFound(format!("no operations endpoint /__canary/{rest}")).into()),
+    }
+}
+
+/// What an operator needs to see of a bundle's rollout, including the effective weight.
+fn status_json(iso: &Isolate, p: &PreparedRollout) -> serde_json::Value {
+    let cohorts = iso.settings.cohorts;
+    let weight = p.rollout.weight;
+    let live = p.rollout.live_canary().is_some();
+    let canary_cohorts: Vec<u16> = if live {
+        (0..cohorts)
+            .filter(|&c| iso.router.bucketer().is_canary(c, weight, p.rotation))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut v = json!({
+        "bundle": p.bundle.as_str(),
+        "config": p.rollout,
+        "cohorts": cohorts,
+        "weight": weight.percent(),
+        "effective_weight": if live { weight.effective_percent(cohorts) } else { 0.0 },
+        "canary_cohorts": canary_cohorts,
+    });
+    if weight.is_rounded(cohorts) {
+        v["note"] = json!(format!(
+            "weight {}% is not a multiple of {}% with {cohorts} cohorts; {}% is served",
+            weight.percent(),
+            100.0 / f64::from(cohorts),
+            weight.effective_percent(cohorts)
+        ));
+    }
+    v
+}
+
+// ---------------------------------------------------------------- error reports
+
+/// `POST /__canary/report`: an SDK error from a browser, counted against the channel of the
+/// version it names. Only a live version (stable, or the canary at weight > 0) is counted,
+/// so reports can neither revive nor blame a version that serves no one.
+async fn receive_report(req: &mut Request, env: &Env, ctx: &Context, iso: &Isolate) -> Outcome {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_REPORT_BYTES) {
+        return Err(EdgeError::TooLarge(format!(
+            "reports are limited to {MAX_REPORT_BYTES} bytes"
+        ))
+        .into());
+    }
+    let body = req.bytes().await?;
+    let report = report::parse(&body).map_err(|e| match e {
+        ReportError::TooLarge => {
+            EdgeError::TooLarge(format!("reports are limited to {MAX_REPORT_BYTES} bytes"))
+        }
+        ReportError::Malformed(m) => EdgeError::BadRequest(format!("bad report: {m}")),
+    })?;
+    let prepared = rollout(env, iso, &report.bundle).await?;
+    let channel = if report.version == prepared.rollout.stable {
+        Channel::Stable
+    } else if prepared.rollout.live_canary() == Some(&report.version) {
+        Channel::Canary
+    } else {
+        return Err(EdgeError::Conflict(format!(
+            "version {} of `{}` is not live; report not counted",
+            report.version, report.bundle
+        ))
+        .into());
+    };
+    let now = now_ms();
+    let live_canary = prepared.rollout.live_canary().cloned();
+    let batch = {
+        let mut pending = iso.pending.borrow_mut();
+        let entry = pending.entry(prepared.bundle.clone()).or_insert_with(|| {
+            Pending::new(prepared.rollout.stable.clone(), live_canary.clone(), now)
+        });
+        if !entry.is_for(&prepared.rollout.stable, live_canary.as_ref()) {
+            *entry = Pending::new(prepared.rollout.stable.clone(), live_canary, now);
+        }
+        match channel {
+            Channel::Canary => entry.counts.canary.errors += 1,
+            Channel::Stable => entry.counts.stable.errors += 1,
+        }
+        entry.due(iso.settings.flush, now).then(|| entry.take(now))
+    };
+    if let Some(batch) = batch {
+        monitor::send_batch(
+            env,
+            ctx,
+            &prepared.bundle,
+            batch,
+            prepared.rollout.health_policy(),
+        );
+    }
+    let resp = json_response(
+        202,
+        &json!({ "counted": channel.as_str(), "kind": report.kind }),
+    )?;
+    resp.headers().set("access-control-allow-origin", "*")?;
+    Ok(resp)
+}
+
+// ---------------------------------------------------------------- admin API
+
+/// `/__canary/api/<bundle>[/<action>]`, bearer-token protected.
+async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Outcome {
+    let Some(token) = iso.settings.admin_token.as_deref() else {
+        return Err(EdgeError::NotFound(
+            "the admin API is disabled (ADMIN_TOKEN is not set)".into(),
+        )
+        .into());
+    };
+    let authorization = req.headers().get("authorization").ok().flatten();
+    if !bearer_matches(authorization.as_deref(), token) {
+        return Err(EdgeError::Unauthorized.into());
+    }
+    let bundle_text = path.first().copied().unwrap_or_default();
+    let bundle = BundleName::parse(bundle_text).map_err(EdgeError::NotFound)?;
+    match (path.get(1..).unwrap_or_default(), req.method()) {
+        ([], Method::Get) => {
+            let prepared = rollout(env, iso, &bundle).await.ok();
+            let monitor = monitor::status(env, &bundle).await?;
+            let mut body = match &prepared {
+                Some(p) => status_json(iso, p),
+                None => json!({ "bundle": bundle.as_str(), "config": null }),
+            };
+            body["monitor"] = monitor;
+            json_response(200, &body)
+        }
+        (["files", version], Method::Get) => {
+            let version = Version::parse(version).map_err(EdgeError::BadRequest)?;
+            list_files(env, &bundle, &version).await
+        }
+        (["override"], Method::Post) => issue_override(req, iso, &bundle).await,
+        ([action], Method::Post) => {
+            let body = req.text().await?;
+            if body.len() > 16 * 1024 {
+                return Err(
+                    EdgeError::TooLarge("admin requests are limited to 16 KiB".into()).into(),
+                );
+            }
+            // Validate here for a clear 400; the monitor applies it as the single writer.
+            parse_command(action, &body).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
+            let (status, answer) = monitor::command(env, &bundle, action, &body).await?;
+            iso.rollouts.borrow_mut().invalidate(&bundle);
+            json_response(status, &answer)
+        }
+        (_, Method::Get | Method::Post) => Err(EdgeError::NotFound(format!(
+            "no admin endpoint /__canary/api/{}",
+            path.join("/")
+        ))
+        .into()),
+        _ => Err(EdgeError::MethodNotAllowed("GET, POST").into()),
+    }
+}
+
+/// The files of one version, for `scripts/canary probe`.
+async fn list_files(env: &Env, bundle: &BundleName, version: &Version) -> Outcome {
+    let bucket = env.bucket(R2_BINDING)?;
+    let prefix = format!("{bundle}/{version}/");
+    let mut files = Vec::new();
+    let mut cursor = None;
+    loop {
+        let mut list = bucket.list().prefix(prefix.clone()).limit(1000);
+        if let Some(c) = cursor.take() {
+            list = list.cursor(c);
+        }
+        let page = list.execute().await?;
+        for o in page.objects() {
+            let key = o.key();
+            files.push(json!({
+                "path": key.strip_prefix(&prefix).unwrap_or(&key),
+                "size": o.size(),
+                "etag": o.http_etag(),
+            }));
+        }
+        match (page.truncated(), page.cursor()) {
+            (true, Some(c)) if files.len() < 10_000 => cursor = Some(c),
+            _ => break,
+        }
+    }
+    json_response(
+        200,
+        &json!({ "bundle": bundle.as_str(), "version": version.as_str(), "files": files }),
+    )
+}
+
+/// `POST /__canary/api/<bundle>/override {"channel": "canary", "ttl_secs": 600}`.
+async fn issue_override(req: &mut Request, iso: &Isolate, bundle: &BundleName) -> Outcome {
+    let Some(key) = iso.override_key.as_ref() else {
+        return Err(EdgeError::Conflict(
+            "overrides are disabled (OVERRIDE_SECRET is not set)".into(),
+        )
+        .into());
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ask {
+        channel: String,
+        #[serde(default)]
+        ttl_secs: Option<u64>,
+    }
+    let text = req.text().await?;
+    let ask: Ask = serde_json::from_str(&text)
+        .map_err(|e| EdgeError::BadRequest(format!("bad override request: {e}")))?;
+    let channel = match ask.channel.as_str() {
+        "canary" => Channel::Canary,
+        "stable" => Channel::Stable,
+        other => {
+            return Err(EdgeError::BadRequest(format!(
+                "channel must be canary or stable, got {other:?}"
+            ))
+            .into())
+        }
+    };
+    let ttl = ask.ttl_secs.unwrap_or(900).clamp(1, MAX_TTL_SECS);
+    let expires = (now_ms() / 1000.0) as u64 + ttl;
+    json_response(
+        200,
+        &json!({
+            "token": key.issue(bundle, channel, expires),
+            "header": crate::override_token::OVERRIDE_HEADER,
+            "cookie": crate::override_token::OVERRIDE_COOKIE,
+            "expires_unix": expires,
+        }),
+    )
+}
