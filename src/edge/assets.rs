@@ -155,9 +155,9 @@ pub(super) async fn serve(
         Err(miss) => return Err(miss_error(&asset, version, miss)),
     };
 
-    // Real traffic on the floating URL feeds the canary's health; overrides (QA, probes)
-    // and pinned chunk loads do not.
-    if decision.is_some() && overridden.is_none() {
+    // Real script loads of the floating URL feed the canary's health; HEAD requests,
+    // overrides (QA, probes) and pinned chunk loads do not.
+    if decision.is_some() && overridden.is_none() && !head {
         let meant = if fallback {
             Channel::Canary
         } else {
