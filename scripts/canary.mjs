@@ -9,9 +9,18 @@
 //   canary rollback <bundle>                  weight 0 (the canary stays named, dark)
 //   canary status <bundle>                    show the config and the effective weight
 //
+//   canary rollout <bundle> [--steps 1,5,25,50,100] [--bake <secs>]   progressive rollout (API)
+//   canary pause|resume <bundle>              hold or continue a progressive rollout (API)
+//   canary watch <bundle> [--interval <s>] [--count <n>]   live view of health and steps (API)
+//   canary probe <bundle>                     fetch every canary file through a signed
+//                                             override, before any real user gets it (API)
+//
 // Flags: --local (the local dev state `wrangler dev` uses), --persist-to <dir> (a local
 // state elsewhere; implies --local), --config <wrangler.toml>, --json (status as JSON).
 // Without --local the commands act on the deployed resources (wrangler --remote).
+// With --url <worker URL> and --token <ADMIN_TOKEN> (or CANARY_URL / CANARY_ADMIN_TOKEN),
+// set-weight, rollback, promote and status go through the admin API instead of KV, so the
+// bundle's HealthMonitor sees them; rollout, pause, resume, watch and probe need the API.
 
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -68,7 +77,11 @@ export function checkWeight(text) {
 }
 
 function parseArgs(argv) {
-  const flags = { local: false, json: false, persistTo: null, config: null };
+  const flags = {
+    local: false, json: false, persistTo: null, config: null,
+    url: process.env.CANARY_URL ?? null, token: process.env.CANARY_ADMIN_TOKEN ?? null,
+    steps: null, bake: null, interval: 2, count: Infinity, reason: null,
+  };
   const positional = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -77,6 +90,13 @@ function parseArgs(argv) {
     else if (a === "--json") flags.json = true;
     else if (a === "--persist-to") { flags.persistTo = argv[++i]; flags.local = true; }
     else if (a === "--config") flags.config = argv[++i];
+    else if (a === "--url") flags.url = argv[++i];
+    else if (a === "--token") flags.token = argv[++i];
+    else if (a === "--steps") flags.steps = argv[++i];
+    else if (a === "--bake") flags.bake = argv[++i];
+    else if (a === "--interval") flags.interval = Number(argv[++i]);
+    else if (a === "--count") flags.count = Number(argv[++i]);
+    else if (a === "--reason") flags.reason = argv[++i];
     else if (a === "-h" || a === "--help") positional.unshift("help");
     else if (a.startsWith("--")) fail(`unknown flag ${a}`);
     else positional.push(a);
@@ -158,6 +178,91 @@ export function effectiveWeight(weight, cohorts) {
   return { cohortsOnCanary: on, percent: (on * 100) / cohorts, rounded: (weight * cohorts) % 100 !== 0 };
 }
 
+/** The admin API of a deployed (or `wrangler dev`) worker. */
+class AdminApi {
+  constructor(flags) {
+    if (!flags.url || !flags.token) fail("this needs the admin API: pass --url <worker URL> and --token <ADMIN_TOKEN> (or set CANARY_URL and CANARY_ADMIN_TOKEN)");
+    this.base = flags.url.replace(/\/+$/, "");
+    this.token = flags.token;
+  }
+
+  async call(bundle, path = "", { method = "GET", body } = {}) {
+    let res;
+    try {
+      res = await fetch(`${this.base}/__canary/api/${bundle}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new Error(`cannot reach ${this.base}: ${e.cause?.message ?? e.message}`);
+    }
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path || "/"}: ${res.status} ${text.trim()}`);
+    return JSON.parse(text);
+  }
+}
+
+function pct(rate) {
+  return `${(rate * 100).toFixed(2)}%`;
+}
+
+/** A screenful for `watch`: split, health per channel, rollout step, last rollbacks. */
+export function renderStatus(s, now = new Date()) {
+  const c = s.config ?? {};
+  const m = s.monitor ?? {};
+  const lines = [
+    `${s.bundle}  ${now.toISOString()}`,
+    `stable ${c.stable}   canary ${c.canary ?? "-"}   weight ${c.weight ?? 0}% (effective ${s.effective_weight ?? 0}%)`,
+  ];
+  if (m.recent) {
+    lines.push("channel   requests   errors   error rate   (current + previous window)");
+    for (const ch of ["stable", "canary"]) {
+      const r = m.recent[ch];
+      lines.push(`${ch.padEnd(9)} ${String(r.requests).padStart(8)}   ${String(r.errors).padStart(6)}   ${pct(m.recent_error_rate[ch]).padStart(10)}`);
+    }
+    lines.push(`verdict: ${m.verdict?.state}${m.verdict?.reason ? ` (${m.verdict.reason})` : ""}`);
+  }
+  if (m.progress) {
+    const p = m.progress;
+    lines.push(`rollout: ${p.state}, step ${p.step + 1}/${p.steps.length} [${p.steps.join(" → ")}], next step at ${p.next_step_at}`);
+  }
+  for (const r of (m.history ?? []).slice(-3)) lines.push(`rolled back ${r.at} (${r.by}): ${r.reason}`);
+  return lines.join("\n");
+}
+
+async function probe(api, bundle, log) {
+  const status = await api.call(bundle);
+  const canary = status.config?.canary;
+  if (!canary) fail(`${bundle} has no canary to probe`);
+  const { files } = await api.call(bundle, `/files/${canary}`);
+  if (!files.length) fail(`no files under ${bundle}/${canary}/ in R2`);
+  const { token, header } = await api.call(bundle, "/override", { method: "POST", body: { channel: "canary", ttl_secs: 600 } });
+  let failures = 0;
+  for (const f of files) {
+    const problems = [];
+    for (const url of [`/${bundle}/${f.path}`, `/${bundle}@${canary}/${f.path}`]) {
+      let res;
+      try {
+        res = await fetch(`${api.base}${url}`, { headers: { [header]: token } });
+      } catch (e) {
+        problems.push(`${url}: ${e.message}`);
+        continue;
+      }
+      const body = Buffer.from(await res.arrayBuffer());
+      if (res.status !== 200) problems.push(`${url}: status ${res.status}`);
+      else if (res.headers.get("x-canary-version") !== canary) problems.push(`${url}: served ${res.headers.get("x-canary-version")}, not ${canary}`);
+      else if (res.headers.get("etag") !== f.etag) problems.push(`${url}: etag ${res.headers.get("etag")} != ${f.etag}`);
+      else if (body.length !== f.size) problems.push(`${url}: ${body.length} bytes, expected ${f.size}`);
+    }
+    failures += problems.length ? 1 : 0;
+    log(problems.length ? `FAIL ${f.path}\n  ${problems.join("\n  ")}` : `ok   ${f.path} (${f.size} bytes)`);
+  }
+  if (failures) throw new Error(`probe of ${bundle} ${canary}: ${failures} of ${files.length} files failed; do not raise the weight`);
+  log(`probe of ${bundle} ${canary}: all ${files.length} files served correctly through the override`);
+  return { canary, files: files.length };
+}
+
 function listFiles(dir) {
   const out = [];
   const walk = (d) => {
@@ -188,12 +293,16 @@ function describe(bundle, c, cohorts) {
   return lines.join("\n");
 }
 
-const USAGE = `usage: scripts/canary <command> [args] [--local | --persist-to <dir>] [--config <wrangler.toml>]
+const USAGE = `usage: scripts/canary <command> [args] [--local | --persist-to <dir> | --url <url> --token <token>]
   publish <bundle> <version> <dir>   upload a version, then make it the canary at weight 0
   set-weight <bundle> <percent>      send <percent>% of clients to the canary
   promote <bundle>                   the canary becomes stable (weight 0, no canary)
   rollback <bundle>                  weight 0: every client back on stable
-  status <bundle> [--json]           show the rollout and its effective weight`;
+  status <bundle> [--json]           show the rollout and its effective weight
+  rollout <bundle> [--steps 1,5,25,50,100] [--bake <secs>]   progressive rollout (admin API)
+  pause | resume <bundle>            hold or continue a progressive rollout (admin API)
+  watch <bundle> [--interval <s>] [--count <n>]   live health and steps (admin API)
+  probe <bundle>                     check every canary file through a signed override (admin API)`;
 
 export async function main(argv, log = console.log) {
   const { flags, positional } = parseArgs(argv);
@@ -206,7 +315,65 @@ export async function main(argv, log = console.log) {
     if (args.length !== n) fail(`${command} takes ${n} argument(s)\n${USAGE}`);
   };
   const w = () => new Wrangler(flags);
+  const viaApi = Boolean(flags.url && flags.token);
+  if (viaApi && ["set-weight", "rollback", "promote", "status"].includes(command)) {
+    const api = new AdminApi(flags);
+    need(command === "set-weight" ? 2 : 1);
+    const bundle = checkBundle(args[0]);
+    if (command === "status") {
+      const s = await api.call(bundle);
+      log(flags.json ? JSON.stringify(s) : renderStatus(s));
+      return s;
+    }
+    const [path, body] = {
+      "set-weight": () => ["/weight", { weight: checkWeight(args[1]) }],
+      rollback: () => ["/rollback", { reason: flags.reason ?? "operator rollback (scripts/canary)" }],
+      promote: () => ["/promote", undefined],
+    }[command]();
+    const out = await api.call(bundle, path, { method: "POST", body });
+    const { cohorts } = await api.call(bundle);
+    log(describe(bundle, out.config, cohorts ?? 10));
+    return out.config;
+  }
   switch (command) {
+    case "rollout": {
+      need(1);
+      const bundle = checkBundle(args[0]);
+      let body;
+      if (flags.steps) {
+        const steps = flags.steps.split(",").map((x) => checkWeight(x.trim()));
+        body = { steps, ...(flags.bake ? { bake_secs: Number(flags.bake) } : {}) };
+      }
+      const out = await new AdminApi(flags).call(bundle, "/rollout", { method: "POST", body });
+      log(`${bundle}: rollout started at weight ${out.config.weight}%`);
+      log(renderStatus({ bundle, config: out.config, monitor: out.monitor, effective_weight: out.config.weight }));
+      return out;
+    }
+    case "pause":
+    case "resume": {
+      need(1);
+      const bundle = checkBundle(args[0]);
+      const out = await new AdminApi(flags).call(bundle, `/${command}`, { method: "POST" });
+      log(`${bundle}: rollout ${out.monitor.progress?.state}`);
+      return out;
+    }
+    case "watch": {
+      need(1);
+      const bundle = checkBundle(args[0]);
+      const api = new AdminApi(flags);
+      const tty = process.stdout.isTTY;
+      for (let i = 0; i < flags.count; i++) {
+        const s = await api.call(bundle);
+        if (tty) process.stdout.write("\x1b[2J\x1b[H");
+        log(renderStatus(s));
+        if (i + 1 < flags.count) await new Promise((r) => setTimeout(r, flags.interval * 1000));
+      }
+      return;
+    }
+    case "probe": {
+      need(1);
+      return probe(new AdminApi(flags), checkBundle(args[0]), log);
+    }
     case "publish": {
       need(3);
       const [bundle, version, dir] = [checkBundle(args[0]), checkVersion(args[1]), args[2]];
