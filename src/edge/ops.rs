@@ -158,6 +158,8 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
     let bundle = BundleName::parse(bundle_text).map_err(EdgeError::NotFound)?;
     match (path.get(1..).unwrap_or_default(), req.method()) {
         ([], Method::Get) => {
+            // The monitor may have written KV since this isolate read it: read afresh.
+            iso.rollouts.borrow_mut().invalidate(&bundle);
             let prepared = rollout(env, iso, &bundle).await.ok();
             let monitor = monitor::status(env, &bundle).await?;
             let mut body = match &prepared {
