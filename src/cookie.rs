@@ -4,7 +4,6 @@
 //! replaced. Signing the cohort count too means a change of `COHORTS` re-buckets everyone
 //! cleanly instead of reading old numbers against a new range.
 
-use cookie::{Cookie, SameSite};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -30,17 +29,12 @@ impl CohortCookie {
     pub fn new(name: &str, secret: &[u8], cohorts: u16, max_age_secs: i64) -> Self {
         // HMAC accepts keys of any length, so this cannot fail.
         let mac = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
-        let template = Cookie::build((name.to_owned(), String::new()))
-            .path("/")
-            .max_age(cookie::time::Duration::seconds(max_age_secs))
-            .secure(true)
-            .http_only(true)
-            .same_site(SameSite::None)
-            .partitioned(true)
-            .build()
-            .to_string();
-        // The template is `name=; attrs`: keep everything after the empty value.
-        let attributes = template[name.len() + 1..].to_owned();
+        // Fixed attributes, written once. (Building them with the `cookie` crate pulls the
+        // `time` crate's formatter into the wasm for one constant string; the tests parse the
+        // result with the `cookie` crate instead.)
+        let attributes = format!(
+            "; Path=/; Max-Age={max_age_secs}; Secure; HttpOnly; SameSite=None; Partitioned"
+        );
         Self {
             name: name.to_owned(),
             cohorts,
@@ -101,10 +95,13 @@ impl CohortCookie {
         if header.len() > MAX_COOKIE_HEADER {
             return None;
         }
-        Cookie::split_parse(header)
-            .filter_map(Result::ok)
-            .filter(|c| c.name() == self.name)
-            .find_map(|c| self.verify(c.value()))
+        // A `Cookie` request header is only `name=value` pairs; the `cookie` crate's parser
+        // also handles Set-Cookie attributes (dates), which costs ~30 KB of wasm here.
+        header
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(name, _)| *name == self.name)
+            .find_map(|(_, value)| self.verify(value.trim_matches('"')))
     }
 }
 
@@ -126,8 +123,17 @@ mod tests {
     }
 
     #[test]
-    fn set_cookie_has_the_cross_site_attributes() {
+    fn set_cookie_parses_with_the_cookie_crate_and_has_the_cross_site_attributes() {
         let header = jar().set_cookie(3);
+        let parsed = cookie::Cookie::parse(header.as_str()).expect("a valid Set-Cookie");
+        assert_eq!(parsed.name(), "cohort");
+        assert_eq!(jar().verify(parsed.value()), Some(3));
+        assert_eq!(parsed.path(), Some("/"));
+        assert_eq!(parsed.secure(), Some(true));
+        assert_eq!(parsed.http_only(), Some(true));
+        assert_eq!(parsed.same_site(), Some(cookie::SameSite::None));
+        assert_eq!(parsed.partitioned(), Some(true));
+        assert_eq!(parsed.max_age().map(|d| d.whole_seconds()), Some(31_536_000));
         assert!(header.starts_with("cohort=3."), "{header}");
         for attr in [
             "Path=/",

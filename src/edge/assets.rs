@@ -1,7 +1,7 @@
 //! Asset routes: `/<bundle>/<path>` (canary-routed) and `/<bundle>@<version>/<path>`.
 
 use serde_json::json;
-use worker::{Cache, Context, Env, Headers, Method, Request, Response, ResponseBody, Url};
+use worker::{Cache, Context, Env, Headers, Method, Request, Response, ResponseBody};
 
 use super::{brief, log_event, monitor, now_ms, rollout, Failure, Isolate, Outcome, R2_BINDING};
 use crate::config::Version;
@@ -10,7 +10,7 @@ use crate::error::EdgeError;
 use crate::health::Pending;
 use crate::http::{content_type_for, etag_matches, pinned_cache_control};
 use crate::override_token::{OVERRIDE_COOKIE, OVERRIDE_HEADER};
-use crate::route::AssetRoute;
+use crate::route::{self, AssetRoute};
 
 /// An object found in the edge cache or R2, ready to become a response.
 struct Found {
@@ -96,7 +96,6 @@ pub(super) async fn serve(
     env: &Env,
     ctx: &Context,
     iso: &Isolate,
-    url: &Url,
     asset: AssetRoute,
     started_ms: f64,
 ) -> Outcome {
@@ -106,7 +105,8 @@ pub(super) async fn serve(
         _ => return Err(EdgeError::MethodNotAllowed("GET, HEAD").into()),
     };
     let prepared = rollout(env, iso, &asset.bundle).await?;
-    let origin = url.origin().ascii_serialization();
+    let url = req.inner().url();
+    let origin = route::origin_of(&url);
 
     let raw = RawFacts::read(req, &iso.settings.user_key_header);
     let mut overridden = None;
@@ -131,7 +131,7 @@ pub(super) async fn serve(
     let mut served_version = version;
     let mut served_channel = channel;
     let mut fallback = false;
-    let found = match load(env, ctx, &origin, &asset, version, head).await {
+    let found = match load(env, ctx, origin, &asset, version, head).await {
         Ok(found) => found,
         // Floating canary requests fall back to stable rather than break a page.
         Err(miss) if asset.pin.is_none() && channel == Some(Channel::Canary) => {
@@ -148,7 +148,7 @@ pub(super) async fn serve(
             served_version = &prepared.rollout.stable;
             served_channel = Some(Channel::Stable);
             fallback = true;
-            load(env, ctx, &origin, &asset, served_version, head)
+            load(env, ctx, origin, &asset, served_version, head)
                 .await
                 .map_err(|m| miss_error(&asset, served_version, m))?
         }

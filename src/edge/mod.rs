@@ -148,9 +148,9 @@ type Outcome = Result<Response, Failure>;
 
 async fn handle(req: Request, env: &Env, ctx: &Context, iso: &Isolate) -> Outcome {
     let started = now_ms();
-    let url = req.url()?;
-    match route::parse(url.path()) {
-        Ok(Route::Asset(asset)) => assets::serve(&req, env, ctx, iso, &url, asset, started).await,
+    let path = req.path();
+    match route::parse(&path) {
+        Ok(Route::Asset(asset)) => assets::serve(&req, env, ctx, iso, asset, started).await,
         Ok(Route::Ops(rest)) => ops::serve(req, env, ctx, iso, &rest).await,
         Err(RouteError::NotFound(m)) => Err(EdgeError::NotFound(m).into()),
         Err(RouteError::BadRequest(m)) => Err(EdgeError::BadRequest(m).into()),
