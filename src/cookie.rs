@@ -133,7 +133,10 @@ mod tests {
         assert_eq!(parsed.http_only(), Some(true));
         assert_eq!(parsed.same_site(), Some(cookie::SameSite::None));
         assert_eq!(parsed.partitioned(), Some(true));
-        assert_eq!(parsed.max_age().map(|d| d.whole_seconds()), Some(31_536_000));
+        assert_eq!(
+            parsed.max_age().map(|d| d.whole_seconds()),
+            Some(31_536_000)
+        );
         assert!(header.starts_with("cohort=3."), "{header}");
         for attr in [
             "Path=/",

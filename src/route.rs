@@ -219,7 +219,10 @@ mod tests {
     #[test]
     fn origins() {
         for (url, origin) in [
-            ("https://sdk.example.com/demo/sdk.js?x=1", "https://sdk.example.com"),
+            (
+                "https://sdk.example.com/demo/sdk.js?x=1",
+                "https://sdk.example.com",
+            ),
             ("http://127.0.0.1:8787/", "http://127.0.0.1:8787"),
             ("http://edge.test", "http://edge.test"),
             ("https://a.b/c/d@e", "https://a.b"),
