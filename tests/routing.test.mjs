@@ -197,3 +197,34 @@ describe("balance", () => {
     for (const c of counts) assert.ok(Math.abs(c - n / 10) <= n / 10 * 0.2, `cohort sizes ${counts}`);
   });
 });
+
+describe("COHORTS = 100", () => {
+  test("1% steps: weight 1 puts exactly one cohort on the canary, weight 37 thirty-seven", async () => {
+    const fine = await startWorker({ vars: { COHORTS: "100" } });
+    try {
+      for (const [weight, count] of [[1, 1], [5, 5], [37, 37], [100, 100]]) {
+        await fine.setRollout({ stable: "1.0.0", canary: "1.1.0", weight });
+        const status = JSON.parse((await fine.get("/__canary/status/demo")).text);
+        assert.equal(status.cohorts, 100);
+        assert.equal(status.canary_cohorts.length, count, `weight ${weight}`);
+        assert.equal(status.effective_weight, weight);
+      }
+      await fine.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 25 });
+      let canary = 0;
+      const n = 2000;
+      for (let i = 0; i < n; i++) {
+        const r = await fine.get("/demo/sdk.js", { method: "HEAD", userKey: `hundred-${i}` });
+        const cohort = Number(r.headers.get("x-cohort"));
+        assert.ok(cohort >= 0 && cohort < 100);
+        if (r.headers.get("x-canary-channel") === "canary") canary++;
+      }
+      assert.ok(Math.abs((canary / n) * 100 - 25) <= 3, `canary share ${(canary / n) * 100}% at 25`);
+      // A cookie signed for 10 cohorts is not valid with 100: the client is re-bucketed.
+      const ten = [...cookies.values()][0];
+      const r = await fine.get("/demo/sdk.js", { cookie: ten, userKey: "rebucket" });
+      assert.ok(r.headers.get("set-cookie"), "old-COHORTS cookie replaced");
+    } finally {
+      await fine.dispose();
+    }
+  });
+});
