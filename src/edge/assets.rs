@@ -7,7 +7,6 @@ use super::{brief, log_event, monitor, now_ms, rollout, Failure, Isolate, Outcom
 use crate::config::Version;
 use crate::decide::{Channel, ClientFacts, PreparedRollout};
 use crate::error::EdgeError;
-use crate::health::Pending;
 use crate::http::{content_type_for, etag_matches, pinned_cache_control};
 use crate::override_token::{OVERRIDE_COOKIE, OVERRIDE_HEADER};
 use crate::route::{self, AssetRoute};
@@ -163,7 +162,7 @@ pub(super) async fn serve(
         } else {
             served_channel.unwrap_or(Channel::Stable)
         };
-        count(env, ctx, iso, &prepared, meant, fallback);
+        monitor::tally(env, ctx, iso, &prepared, meant, 1, u64::from(fallback));
     }
 
     let headers = Headers::new();
@@ -223,47 +222,6 @@ pub(super) async fn serve(
         .with_status(status)
         .with_headers(headers)
         .body(body))
-}
-
-/// Adds one request (and an origin error, on fallback) to the bundle's pending counts and
-/// sends them to the monitor when due.
-fn count(
-    env: &Env,
-    ctx: &Context,
-    iso: &Isolate,
-    prepared: &PreparedRollout,
-    channel: Channel,
-    origin_error: bool,
-) {
-    let now = now_ms();
-    let live_canary = prepared.rollout.live_canary();
-    let batch = {
-        let mut pending = iso.pending.borrow_mut();
-        let entry = pending.entry(prepared.bundle.clone()).or_insert_with(|| {
-            Pending::new(prepared.rollout.stable.clone(), live_canary.cloned(), now)
-        });
-        if !entry.is_for(&prepared.rollout.stable, live_canary) {
-            *entry = Pending::new(prepared.rollout.stable.clone(), live_canary.cloned(), now);
-        }
-        let counts = match channel {
-            Channel::Canary => &mut entry.counts.canary,
-            Channel::Stable => &mut entry.counts.stable,
-        };
-        counts.requests += 1;
-        if origin_error {
-            counts.errors += 1;
-        }
-        entry.due(iso.settings.flush, now).then(|| entry.take(now))
-    };
-    if let Some(batch) = batch {
-        monitor::send_batch(
-            env,
-            ctx,
-            &prepared.bundle,
-            batch,
-            prepared.rollout.health_policy(),
-        );
-    }
 }
 
 fn miss_error(asset: &AssetRoute, version: &Version, miss: Miss) -> Failure {

@@ -14,10 +14,11 @@ use worker::{
     State,
 };
 
-use super::{brief, log_event, now_ms, HEALTH_BINDING, KV_BINDING};
+use super::{brief, log_event, now_ms, Isolate, HEALTH_BINDING, KV_BINDING};
 use crate::admin::{parse_command, Command};
 use crate::config::{kv_key, BundleName, Rollout, Weight};
-use crate::health::{AlarmAction, Batch, HealthPolicy, Monitor, ProgressState, Verdict};
+use crate::decide::{Channel, PreparedRollout};
+use crate::health::{AlarmAction, Batch, HealthPolicy, Monitor, Pending, ProgressState, Verdict};
 
 const BUNDLE_HEADER: &str = "x-canary-bundle";
 const STORAGE_KEY: &str = "monitor";
@@ -68,15 +69,51 @@ async fn call(
         .await
 }
 
-/// Sends a batch of counts to the bundle's monitor, after the response (`wait_until`).
-/// Without a `HEALTH` binding, health monitoring is off and counts are dropped.
-pub(super) fn send_batch(
+/// Adds `requests` and `errors` to the bundle's pending counts for `channel`, and sends
+/// them to the monitor when due (see `Pending::due`).
+pub(super) fn tally(
     env: &Env,
     ctx: &Context,
-    bundle: &BundleName,
-    batch: Batch,
-    policy: HealthPolicy,
+    iso: &Isolate,
+    prepared: &PreparedRollout,
+    channel: Channel,
+    requests: u64,
+    errors: u64,
 ) {
+    let now = now_ms();
+    let stable = &prepared.rollout.stable;
+    let canary = prepared.rollout.live_canary();
+    let batch = {
+        let mut pending = iso.pending.borrow_mut();
+        let entry = pending
+            .entry(prepared.bundle.clone())
+            .or_insert_with(|| Pending::new(stable.clone(), canary.cloned(), now));
+        // New versions, new counts: one release's errors never count against the next.
+        if !entry.is_for(stable, canary) {
+            *entry = Pending::new(stable.clone(), canary.cloned(), now);
+        }
+        let counts = match channel {
+            Channel::Canary => &mut entry.counts.canary,
+            Channel::Stable => &mut entry.counts.stable,
+        };
+        counts.requests += requests;
+        counts.errors += errors;
+        entry.due(iso.settings.flush, now).then(|| entry.take(now))
+    };
+    if let Some(batch) = batch {
+        send_batch(
+            env,
+            ctx,
+            &prepared.bundle,
+            batch,
+            prepared.rollout.health_policy(),
+        );
+    }
+}
+
+/// Sends a batch of counts to the bundle's monitor, after the response (`wait_until`).
+/// Without a `HEALTH` binding, health monitoring is off and counts are dropped.
+fn send_batch(env: &Env, ctx: &Context, bundle: &BundleName, batch: Batch, policy: HealthPolicy) {
     if env.durable_object(HEALTH_BINDING).is_err() {
         return;
     }

@@ -9,7 +9,6 @@ use crate::admin::{bearer_matches, parse_command};
 use crate::config::{BundleName, Version};
 use crate::decide::{Channel, PreparedRollout};
 use crate::error::EdgeError;
-use crate::health::Pending;
 use crate::override_token::MAX_TTL_SECS;
 use crate::report::{self, ReportError, MAX_REPORT_BYTES};
 
@@ -107,31 +106,7 @@ async fn receive_report(req: &mut Request, env: &Env, ctx: &Context, iso: &Isola
         ))
         .into());
     };
-    let now = now_ms();
-    let live_canary = prepared.rollout.live_canary().cloned();
-    let batch = {
-        let mut pending = iso.pending.borrow_mut();
-        let entry = pending.entry(prepared.bundle.clone()).or_insert_with(|| {
-            Pending::new(prepared.rollout.stable.clone(), live_canary.clone(), now)
-        });
-        if !entry.is_for(&prepared.rollout.stable, live_canary.as_ref()) {
-            *entry = Pending::new(prepared.rollout.stable.clone(), live_canary, now);
-        }
-        match channel {
-            Channel::Canary => entry.counts.canary.errors += 1,
-            Channel::Stable => entry.counts.stable.errors += 1,
-        }
-        entry.due(iso.settings.flush, now).then(|| entry.take(now))
-    };
-    if let Some(batch) = batch {
-        monitor::send_batch(
-            env,
-            ctx,
-            &prepared.bundle,
-            batch,
-            prepared.rollout.health_policy(),
-        );
-    }
+    monitor::tally(env, ctx, iso, &prepared, channel, 0, 1);
     let resp = json_response(
         202,
         &json!({ "counted": channel.as_str(), "kind": report.kind }),
