@@ -1,0 +1,181 @@
+//! Criterion benchmarks of the routing core, natively, through the public API only.
+//!
+//! `cargo bench --bench routing` (about 2 s per benchmark); add `-- --quick` for a short,
+//! noisier run (CI). `bench/run` turns the results into the table in BENCHMARKS.md.
+//!
+//! The bench profile inherits `[profile.release]` (opt-level "s", LTO): the same code
+//! generation settings the wasm build uses, though on a native CPU.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use canary_edge::config::{BundleName, Rollout};
+use canary_edge::decide::{ClientFacts, PreparedRollout, Router};
+use canary_edge::route::{self, Route};
+use canary_edge::settings::Settings;
+use criterion::{criterion_group, criterion_main, Criterion};
+
+const CHROME_JA4: &str = "t13d1516h2_8daaf6152771_02713d6af862";
+const IPV4: &str = "203.0.113.77";
+const IPV6: &str = "2001:db8:4a2f:17:8d1c:2e4:91aa:3b07";
+const FLOATING: &str = "/demo/sdk.js";
+
+fn setup() -> (Router, PreparedRollout, String) {
+    let settings = Settings {
+        cohorts: 10,
+        salt: "bench-salt".into(),
+        cookie_secret: Some("bench-cookie-secret".into()),
+        ..Settings::default()
+    };
+    let router = Router::new(&settings);
+    let rollout = Rollout::parse(r#"{"stable":"1.4.2","canary":"1.5.0","weight":30}"#).unwrap();
+    let prepared = router.prepare(BundleName::parse("demo").unwrap(), rollout);
+    // A browser's Cookie header: the cohort cookie among a few others, as on a merchant page.
+    let cookie = format!(
+        "_ga=GA1.1.1234567890.1700000000; theme=dark; cohort={}; _fbp=fb.1.1700000000.42",
+        router.cookie().value(7)
+    );
+    (router, prepared, cookie)
+}
+
+/// What the worker does per floating request besides I/O: parse the path, decide, build the
+/// cache key (pinned URL) and the cohort header value.
+fn full_request(
+    router: &Router,
+    prepared: &PreparedRollout,
+    path: &str,
+    facts: &ClientFacts<'_>,
+    random: u64,
+) -> (String, String, Option<String>) {
+    let Ok(Route::Asset(asset)) = route::parse(path) else {
+        unreachable!()
+    };
+    let d = router.decide(prepared, facts, || random);
+    let cache_key = asset.pinned_path(d.version);
+    (cache_key, d.cohort.to_string(), d.set_cookie)
+}
+
+fn benches(c: &mut Criterion) {
+    let (router, prepared, cookie) = setup();
+    let returning = ClientFacts {
+        cookie_header: Some(&cookie),
+        ja4: Some(CHROME_JA4),
+        client_ip: Some(IPV4),
+        ..Default::default()
+    };
+    let first_fp4 = ClientFacts {
+        ja4: Some(CHROME_JA4),
+        client_ip: Some(IPV4),
+        ..Default::default()
+    };
+    let first_fp6 = ClientFacts {
+        ja4: Some(CHROME_JA4),
+        client_ip: Some(IPV6),
+        ..Default::default()
+    };
+    let first_user = ClientFacts {
+        user_key: Some("merchant-42:customer-9f8e7d"),
+        ..Default::default()
+    };
+    let anonymous = ClientFacts::default();
+
+    let mut g = c.benchmark_group("cohort");
+    g.bench_function("cookie_read", |b| {
+        b.iter(|| router.cookie().read(black_box(&cookie)))
+    });
+    g.bench_function("user_key", |b| {
+        b.iter(|| router.cohort(black_box(&first_user), || 0))
+    });
+    g.bench_function("fingerprint_ipv4", |b| {
+        b.iter(|| router.cohort(black_box(&first_fp4), || 0))
+    });
+    g.bench_function("fingerprint_ipv6", |b| {
+        b.iter(|| router.cohort(black_box(&first_fp6), || 0))
+    });
+    g.bench_function("set_cookie", |b| {
+        b.iter(|| router.cookie().set_cookie(black_box(3)))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("route");
+    g.bench_function("parse_floating", |b| {
+        b.iter(|| route::parse(black_box(FLOATING)))
+    });
+    g.bench_function("parse_pinned", |b| {
+        b.iter(|| route::parse(black_box("/demo@1.5.0/chunks/checkout.js")))
+    });
+    let Ok(Route::Asset(asset)) = route::parse(FLOATING) else {
+        unreachable!()
+    };
+    g.bench_function("cache_key", |b| {
+        b.iter(|| black_box(&asset).pinned_path(&prepared.rollout.stable))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("decide");
+    g.bench_function("returning_cookie", |b| {
+        b.iter(|| router.decide(&prepared, black_box(&returning), || 0))
+    });
+    g.bench_function("first_visit_fingerprint", |b| {
+        b.iter(|| router.decide(&prepared, black_box(&first_fp4), || 0))
+    });
+    g.bench_function("first_visit_random", |b| {
+        let mut x = 0u64;
+        b.iter(|| {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            router.decide(&prepared, black_box(&anonymous), || x)
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("request");
+    g.bench_function("hot_path_cookie", |b| {
+        b.iter(|| {
+            full_request(
+                &router,
+                &prepared,
+                black_box(FLOATING),
+                black_box(&returning),
+                0,
+            )
+        })
+    });
+    g.bench_function("first_visit_fingerprint", |b| {
+        b.iter(|| {
+            full_request(
+                &router,
+                &prepared,
+                black_box(FLOATING),
+                black_box(&first_fp6),
+                0,
+            )
+        })
+    });
+    g.bench_function("first_visit_user_key", |b| {
+        b.iter(|| {
+            full_request(
+                &router,
+                &prepared,
+                black_box(FLOATING),
+                black_box(&first_user),
+                0,
+            )
+        })
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50)
+        .without_plots()
+}
+
+criterion_group! {
+    name = routing;
+    config = config();
+    targets = benches
+}
+criterion_main!(routing);
