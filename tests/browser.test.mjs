@@ -78,3 +78,34 @@ test("a visitor stays on one version, sees no skew, and moves to the canary afte
   assert.equal(back.sdkVersion, "1.0.0", "weight 0 is a complete rollback");
   assert.equal(back.buttonVersion, "1.0.0");
 });
+
+test("a broken canary in a real browser: the SDK reports its error and the edge counts it", async () => {
+  const broken = await startWorker({
+    listen: true,
+    rollout: { stable: "1.0.0", canary: "1.1.0", weight: 100 },
+    vars: { ADMIN_TOKEN: "browser-admin", HEALTH_FLUSH_MS: "0" },
+  });
+  try {
+    // The canary's chunk never made it to R2: the entry loads, its pinned chunk 404s.
+    await broken.r2.delete("demo/1.1.0/chunk.js");
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(new URL("/merchant/index.html", broken.url).href);
+    await page.waitForFunction(() => document.getElementById("status").dataset.error);
+    assert.match(await page.locator("#status").textContent(), /could not load .*\/demo@1\.1\.0\/chunk\.js/);
+    await page.screenshot({ path: "build/browser-broken-canary.png" });
+    await context.close();
+    // sendBeacon is fire-and-forget: poll the monitor through the admin API.
+    let totals;
+    for (let i = 0; i < 50; i++) {
+      const r = await broken.get("/__canary/api/demo", { headers: { authorization: "Bearer browser-admin" } });
+      totals = JSON.parse(r.text).monitor.totals;
+      if (totals.canary.errors >= 1) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.ok(totals.canary.errors >= 1, `canary errors counted: ${JSON.stringify(totals)}`);
+    assert.equal(totals.stable.errors, 0);
+  } finally {
+    await broken.dispose();
+  }
+});
