@@ -25,23 +25,20 @@ enum Miss {
     Failed(String),
 }
 
-/// Request headers the decision reads, fetched once.
-#[derive(Default)]
-struct RawFacts {
-    cookie: Option<String>,
+/// The identities other than the cookie, read only when the cookie does not decide.
+struct OtherFacts {
     user_key: Option<String>,
     ja4: Option<String>,
     ja3: Option<String>,
     ip: Option<String>,
 }
 
-impl RawFacts {
+impl OtherFacts {
     fn read(req: &Request, user_key_header: &str) -> Self {
         let headers = req.headers();
         let get = |name: &str| headers.get(name).ok().flatten();
         let bot = req.cf().and_then(|cf| cf.bot_management());
         Self {
-            cookie: get("cookie"),
             user_key: get(user_key_header),
             ip: get("cf-connecting-ip"),
             ja4: bot.as_ref().and_then(|b| b.ja4()),
@@ -49,9 +46,9 @@ impl RawFacts {
         }
     }
 
-    fn facts(&self) -> ClientFacts<'_> {
+    fn facts<'a>(&'a self, cookie: Option<&'a str>) -> ClientFacts<'a> {
         ClientFacts {
-            cookie_header: self.cookie.as_deref(),
+            cookie_header: cookie,
             user_key: self.user_key.as_deref(),
             ja4: self.ja4.as_deref(),
             ja3_hash: self.ja3.as_deref(),
@@ -71,14 +68,14 @@ fn random_u64() -> u64 {
 /// The channel a signed override token grants, from the header or the cookie.
 fn override_channel(
     req: &Request,
-    raw: &RawFacts,
+    cookie: Option<&str>,
     iso: &Isolate,
     prepared: &PreparedRollout,
 ) -> Option<Channel> {
     let key = iso.override_key.as_ref()?;
     let now = (now_ms() / 1000.0) as u64;
     let from_header = req.headers().get(OVERRIDE_HEADER).ok().flatten();
-    let from_cookie = raw.cookie.as_deref().and_then(|c| {
+    let from_cookie = cookie.and_then(|c| {
         c.split(';')
             .filter_map(|p| p.trim().split_once('='))
             .find(|(name, _)| *name == OVERRIDE_COOKIE)
@@ -107,14 +104,24 @@ pub(super) async fn serve(
     let url = req.inner().url();
     let origin = route::origin_of(&url);
 
-    let raw = RawFacts::read(req, &iso.settings.user_key_header);
+    let cookie = req.headers().get("cookie").ok().flatten();
     let mut overridden = None;
     let (version, channel, decision) = match &asset.pin {
         Some(pinned) => (pinned, prepared.channel_of(pinned), None),
         None => {
-            let d = iso.router.decide(&prepared, &raw.facts(), random_u64);
+            let returning = cookie
+                .as_deref()
+                .and_then(|c| iso.router.decide_returning(&prepared, c));
+            let d = match returning {
+                Some(d) => d,
+                None => {
+                    let others = OtherFacts::read(req, &iso.settings.user_key_header);
+                    iso.router
+                        .decide(&prepared, &others.facts(cookie.as_deref()), random_u64)
+                }
+            };
             // A signed override (QA, probes) picks the channel; the cohort stays as it is.
-            let forced = override_channel(req, &raw, iso, &prepared).map(|ch| {
+            let forced = override_channel(req, cookie.as_deref(), iso, &prepared).map(|ch| {
                 let v = match (ch, prepared.rollout.canary.as_ref()) {
                     (Channel::Canary, Some(canary)) => (Channel::Canary, canary),
                     _ => (Channel::Stable, &prepared.rollout.stable),
