@@ -74,7 +74,9 @@ fn run(cohorts: u16, with_network: bool, clients: usize, seed: u64) -> (Pass, u1
     for i in 0..clients {
         // The same clients for both derivations: the mix depends only on the seed and i.
         let mut c = Client {
-            user_key: rng.chance(USER_KEY_SHARE).then(|| format!("cust-{seed:x}-{i}")),
+            user_key: rng
+                .chance(USER_KEY_SHARE)
+                .then(|| format!("cust-{seed:x}-{i}")),
             ja4: rng.chance(JA4_SHARE).then(|| pick_ja4(&mut rng)),
             net: Net::draw(&mut rng, &pool, &pool_weights),
             keeps_cookie: rng.chance(COOKIE_KEEP_SHARE),
@@ -121,8 +123,14 @@ fn main() {
     let clients = if args.quick { 20_000 } else { 3_000_000 };
     let mut csv = String::from("cohorts,derivation,weight,share_pct,deviation_pp\n");
     println!("balance: {clients} clients, requests per client Pareto(alpha {PARETO_ALPHA}, cap {MAX_REQUESTS})");
-    for (cohorts, weights) in [(100u16, (1..=99).collect::<Vec<u64>>()), (10, (1..=9).map(|w| w * 10).collect())] {
-        let router = Router::new(&Settings { cohorts, ..Settings::default() });
+    for (cohorts, weights) in [
+        (100u16, (1..=99).collect::<Vec<u64>>()),
+        (10, (1..=9).map(|w| w * 10).collect()),
+    ] {
+        let router = Router::new(&Settings {
+            cohorts,
+            ..Settings::default()
+        });
         let b = router.bucketer();
         let started = std::time::Instant::now();
         let (net, rotation) = run(cohorts, true, clients, 0xC0FFEE);
@@ -158,8 +166,13 @@ fn main() {
                 }
                 csv.push_str(&format!("{cohorts},{name},{w},{share:.4},{dev:.4}\n"));
             }
-            let per: Vec<f64> = per_cohort.iter().map(|&n| n as f64 * 100.0 / net.total as f64).collect();
-            let (lo, hi) = per.iter().fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
+            let per: Vec<f64> = per_cohort
+                .iter()
+                .map(|&n| n as f64 * 100.0 / net.total as f64)
+                .collect();
+            let (lo, hi) = per
+                .iter()
+                .fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
             println!(
                 "  {name:34} max |share - weight| {:5.2} pp (at {at:2}%); one cohort's share of requests: min {lo:.2}%, max {hi:.2}%",
                 max_dev.abs()

@@ -111,7 +111,11 @@ impl Net {
         match self {
             Net::V4(a) | Net::SharedV4(a) => std::net::Ipv4Addr::from(*a).to_string(),
             Net::V6 { prefix, rotates } => {
-                let low = if *rotates { rng.next_u64() } else { prefix.rotate_left(17) ^ 0x5eed };
+                let low = if *rotates {
+                    rng.next_u64()
+                } else {
+                    prefix.rotate_left(17) ^ 0x5eed
+                };
                 std::net::Ipv6Addr::from((u128::from(*prefix) << 64) | u128::from(low)).to_string()
             }
         }
