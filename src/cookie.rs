@@ -4,8 +4,11 @@
 //! replaced. Signing the cohort count too means a change of `COHORTS` re-buckets everyone
 //! cleanly instead of reading old numbers against a new range.
 
+use std::cell::OnceCell;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -23,6 +26,9 @@ pub struct CohortCookie {
     mac: HmacSha256,
     /// `; Path=/; Max-Age=…; Secure; HttpOnly; SameSite=None; Partitioned`, built once.
     attributes: String,
+    /// The tag of each cohort, computed on first use: there are only `cohorts` valid
+    /// cookies, so after warm-up a check is a table look-up, not an HMAC per request.
+    tags: Vec<OnceCell<String>>,
 }
 
 impl CohortCookie {
@@ -40,6 +46,7 @@ impl CohortCookie {
             cohorts,
             mac,
             attributes,
+            tags: (0..cohorts).map(|_| OnceCell::new()).collect(),
         }
     }
 
@@ -47,12 +54,20 @@ impl CohortCookie {
         &self.name
     }
 
-    fn tag(&self, cohort: u16) -> String {
+    fn compute_tag(&self, cohort: u16) -> String {
         let mut mac = self.mac.clone();
         mac.update(&self.cohorts.to_be_bytes());
         mac.update(&cohort.to_be_bytes());
         let full = mac.finalize().into_bytes();
         hex::encode(&full[..TAG_HEX_LEN / 2])
+    }
+
+    /// The tag of an in-range cohort (cached).
+    fn tag(&self, cohort: u16) -> &str {
+        match self.tags.get(usize::from(cohort)) {
+            Some(cell) => cell.get_or_init(|| self.compute_tag(cohort)),
+            None => "",
+        }
     }
 
     /// The cookie value for `cohort`.
@@ -81,13 +96,9 @@ impl CohortCookie {
         if cohort >= self.cohorts || tag.len() != TAG_HEX_LEN {
             return None;
         }
-        let tag_bytes = hex::decode(tag).ok()?;
-        let mut mac = self.mac.clone();
-        mac.update(&self.cohorts.to_be_bytes());
-        mac.update(&cohort.to_be_bytes());
-        // Constant-time comparison of the truncated tag.
-        mac.verify_truncated_left(&tag_bytes).ok()?;
-        Some(cohort)
+        // Constant-time comparison with the one valid tag of this cohort.
+        let genuine = bool::from(self.tag(cohort).as_bytes().ct_eq(tag.as_bytes()));
+        genuine.then_some(cohort)
     }
 
     /// The cohort from a `Cookie` request header: the first of our cookies that verifies.
@@ -106,6 +117,7 @@ impl CohortCookie {
 }
 
 impl std::fmt::Debug for CohortCookie {
+    // The key and tags stay out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CohortCookie")
             .field("name", &self.name)
