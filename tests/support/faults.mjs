@@ -61,12 +61,16 @@ function patchCache() {
   const cache = caches.default;
   const match = cache.match.bind(cache);
   const put = cache.put.bind(cache);
+  // cache: "throw" (match and put throw), "throw-match", "throw-put", or "miss" (a cache
+  // that stores nothing and finds nothing, like the Cache API on workers.dev).
   cache.match = async (...a) => {
-    if (cacheSpec.cache === "throw") throw new Error("injected: cache match failed");
+    if (cacheSpec.cache === "throw" || cacheSpec.cache === "throw-match") throw new Error("injected: cache match failed");
+    if (cacheSpec.cache === "miss") return undefined;
     return match(...a);
   };
   cache.put = async (...a) => {
-    if (cacheSpec.cache === "throw") throw new Error("injected: cache put failed");
+    if (cacheSpec.cache === "throw" || cacheSpec.cache === "throw-put") throw new Error("injected: cache put failed");
+    if (cacheSpec.cache === "miss") return undefined;
     return put(...a);
   };
 }
