@@ -65,6 +65,7 @@ if a.quick:
 w("| | |\n|---|---|")
 w(f"| date | {now} |")
 w(f"| machine | {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.system()} {platform.release()} |")
+w(f"| load average at report time | {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine skews req/s) |")
 w(f"| command | `{a.command}` |")
 w(f"| commit | {git_rev()} |")
 w("")
@@ -119,10 +120,11 @@ w("")
 # ---------------------------------------------------------------- throughput
 w("## Throughput in workerd\n")
 w(f"Miniflare 5 (workerd) on 127.0.0.1, one worker at a time, `wrk -t{tp['threads']} -c{tp['connections']} "
-  f"-d{tp['duration_s']}s`; wrk and workerd share the machine's CPUs. Local KV, R2 and Cache API are "
+  f"-d{tp['duration_s']}s`, {tp.get('rounds', 1)} interleaved rounds, each figure from the round with the "
+  "median req/s (all rounds' req/s in the last column); wrk and workerd share the machine's CPUs. Local KV, R2 and Cache API are "
   "Miniflare's simulators, so absolute numbers are far below Cloudflare's; the ratios are the point.\n")
-w("| worker | scenario | req/s | p50 ms | p99 ms | vs JS same logic | vs floor |")
-w("|---|---|---:|---:|---:|---:|---:|")
+w("| worker | scenario | req/s | p50 ms | p99 ms | vs JS same logic | vs floor | rounds req/s |")
+w("|---|---|---:|---:|---:|---:|---:|---|")
 labels = {"hot": "(a) cached asset, cookie", "miss": "(b) cache miss, R2", "first": "(c) first visit, Set-Cookie"}
 for scen in ["hot", "miss", "first"]:
     for name, res in wk.items():
@@ -132,7 +134,7 @@ for scen in ["hot", "miss", "first"]:
         vs_js = ratio(r["rps"], js.get(scen, {}).get("rps"))
         vs_fl = ratio(r["rps"], fl.get(scen, {}).get("rps"))
         bad = f" ({r['non2xx']} non-2xx)" if r.get("non2xx") else ""
-        w(f"| {name} | {labels[scen]} | {r['rps']:.0f}{bad} | {r['p50']:.2f} | {r['p99']:.2f} | {vs_js:.2f}x | {vs_fl:.2f}x |")
+        w(f"| {name} | {labels[scen]} | {r['rps']:.0f}{bad} | {r['p50']:.2f} | {r['p99']:.2f} | {vs_js:.2f}x | {vs_fl:.2f}x | {' / '.join(f'{x:.0f}' for x in r.get('all_rps', []))} |")
 w("")
 w("![throughput](BENCHMARKS-throughput.png)\n")
 

@@ -19,11 +19,12 @@ import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 const ROOT = resolve(fileURLToPath(import.meta.url), "../..");
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
+const explore = args.includes("--explore");
 const opt = (name, dflt) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : dflt;
 };
-const DURATION = Number(opt("--duration", quick ? 1 : 8));
+const DURATION = Number(opt("--duration", quick ? 1 : 5));
 const THREADS = 2;
 const CONNECTIONS = quick ? 8 : 32;
 const PORT = Number(opt("--port", 8791));
@@ -44,6 +45,17 @@ const WORKERS = {
       { type: "CompiledWasm", path: join(ROOT, "build/index_bg.wasm") },
     ],
     only: ["hot"],
+  },
+  // Attribution of the health counting cost (run with --explore only).
+  "canary-edge (HEALTH, flush every 100k requests / 10 min)": {
+    modules: [
+      { type: "ESModule", path: join(ROOT, "build/index.js") },
+      { type: "CompiledWasm", path: join(ROOT, "build/index_bg.wasm") },
+    ],
+    durableObjects: { HEALTH: "HealthMonitor" },
+    vars: { HEALTH_FLUSH_REQUESTS: "100000", HEALTH_FLUSH_MS: "600000" },
+    only: ["hot"],
+    explore: true,
   },
   "JS same logic": { modules: [{ type: "ESModule", path: join(ROOT, "bench/workers/js-same-logic.mjs") }] },
   "JS floor": { modules: [{ type: "ESModule", path: join(ROOT, "bench/workers/floor.mjs") }] },
@@ -72,7 +84,7 @@ async function start(name, { cache = true } = {}) {
     kvNamespaces: { ROLLOUTS: "rollouts" },
     r2Buckets: { BUNDLES: "bundles" },
     durableObjects: w.durableObjects,
-    bindings: VARS,
+    bindings: { ...VARS, ...(w.vars ?? {}) },
     cache,
   });
   options.logRequests = false;
@@ -168,13 +180,31 @@ async function startTimes(name) {
   }
 }
 
-const report = { duration_s: DURATION, threads: THREADS, connections: CONNECTIONS, workers: {}, start: {} };
-for (const name of Object.keys(WORKERS)) {
-  if (quick && name.includes("no HEALTH")) continue;
-  process.stderr.write(`throughput: ${name}\n`);
-  report.workers[name] = await runScenarios(name);
+// Rounds interleave the workers (A B C D, A B C D, ...) so that drift and other load on the
+// machine hit them alike; each figure is the round with the median req/s.
+const ROUNDS = Number(opt("--rounds", quick ? 1 : 3));
+const report = { duration_s: DURATION, threads: THREADS, connections: CONNECTIONS, rounds: ROUNDS, workers: {}, start: {} };
+const names = Object.keys(WORKERS).filter(
+  (name) =>
+    !(quick && name.includes("no HEALTH")) &&
+    !(WORKERS[name].explore && !explore) &&
+    !(explore && !WORKERS[name].explore && !name.startsWith("canary-edge")),
+);
+const all = Object.fromEntries(names.map((n) => [n, []]));
+for (let round = 1; round <= ROUNDS; round++) {
+  for (const name of names) {
+    process.stderr.write(`throughput: round ${round}/${ROUNDS}: ${name}\n`);
+    all[name].push(await runScenarios(name));
+  }
 }
-for (const name of ["canary-edge", "JS same logic", "JS floor"]) {
+for (const name of names) {
+  report.workers[name] = {};
+  for (const scen of Object.keys(all[name][0])) {
+    const runs = all[name].map((r) => r[scen]).sort((a, b) => a.rps - b.rps);
+    report.workers[name][scen] = { ...runs[Math.floor(runs.length / 2)], all_rps: runs.map((r) => r.rps) };
+  }
+}
+for (const name of explore ? [] : ["canary-edge", "JS same logic", "JS floor"]) {
   // Median of three fresh starts (one in quick mode).
   const runs = [];
   for (let i = 0; i < (quick ? 1 : 3); i++) runs.push(await startTimes(name));
