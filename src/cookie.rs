@@ -15,8 +15,9 @@ type HmacSha256 = Hmac<Sha256>;
 /// Hex characters of the tag kept in the cookie: 64 bits, plenty against guessing a cohort.
 const TAG_HEX_LEN: usize = 16;
 
-/// Longest cookie header looked at; anything longer is not a browser's.
-pub const MAX_COOKIE_HEADER: usize = 8 * 1024;
+/// How much of a `Cookie` header is scanned. Bounds the work per request while keeping a
+/// valid cohort cookie that sits behind a few large cookies of the merchant's own.
+pub const MAX_COOKIE_SCAN: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct CohortCookie {
@@ -102,14 +103,14 @@ impl CohortCookie {
     }
 
     /// The cohort from a `Cookie` request header: the first of our cookies that verifies.
+    /// Pairs are split on `;` and also `,` (never part of a cookie value), which is how a
+    /// runtime joins two `Cookie` header lines; bytes past `MAX_COOKIE_SCAN` are not read,
+    /// and pairs that are not UTF-8 are skipped.
     pub fn read(&self, header: &str) -> Option<u16> {
-        if header.len() > MAX_COOKIE_HEADER {
-            return None;
-        }
-        // A `Cookie` request header is only `name=value` pairs; the `cookie` crate's parser
-        // also handles Set-Cookie attributes (dates), which costs ~30 KB of wasm here.
-        header
-            .split(';')
+        let scanned = &header.as_bytes()[..header.len().min(MAX_COOKIE_SCAN)];
+        scanned
+            .split(|&b| b == b';' || b == b',')
+            .filter_map(|pair| std::str::from_utf8(pair).ok())
             .filter_map(|pair| pair.trim().split_once('='))
             .filter(|(name, _)| *name == self.name)
             .find_map(|(_, value)| self.verify(value.trim_matches('"')))
@@ -197,10 +198,24 @@ mod tests {
             "cohort".to_string(),
             "".to_string(),
             format!("xcohort={good}"),
-            format!("cohort={good}; {}", "x=y; ".repeat(2000)),
+            format!("big={}; cohort={good}", "x".repeat(MAX_COOKIE_SCAN)),
         ];
         for header in cases {
             assert_eq!(jar.read(&header), None, "{header}");
+        }
+    }
+
+    #[test]
+    fn large_headers_joined_lines_and_odd_bytes_still_find_the_cookie() {
+        let jar = jar();
+        let good = jar.value(6);
+        for header in [
+            format!("big={}; cohort={good}", "x".repeat(16 * 1024)),
+            format!("{}cohort={good}", "a=b; ".repeat(500)),
+            format!("a=1, cohort={good}"),
+            format!("bad=\u{fffd}\u{7f}; cohort=\"{good}\""),
+        ] {
+            assert_eq!(jar.read(&header), Some(6), "{}", &header[..header.len().min(60)]);
         }
     }
 

@@ -111,15 +111,21 @@ describe("oversized and malformed cookies and headers", () => {
     }
   });
 
-  // BUG (reported, src/ not changed here): a Cookie header over 8 KB (cookie::MAX_COOKIE_HEADER)
-  // is ignored as a whole, valid cohort cookie included. A client with no user key and no
-  // JA4/JA3 (the common case without Bot Management) then gets a *random* cohort on every
-  // request, and a new Set-Cookie that never helps while its other cookies keep the header
-  // over 8 KB: at weight 50, `Cookie: big=<8200 x>; cohort=<valid>` gave cohorts
-  // 4,4,3,3,0,8,2,6 and versions 1.1.0,1.1.0,1.0.0,1.0.0,1.0.0,1.1.0,1.0.0,1.1.0 on eight
-  // consecutive requests (version skew for one user). Reading only the first 8 KB of the
-  // header, instead of none of it, would keep such clients sticky.
-  test.todo("a valid cohort cookie in a Cookie header over 8 KB keeps the client in its cohort");
+  // Found by this suite: a Cookie header over 8 KB used to be ignored as a whole, so a
+  // client without other identities got a random cohort (and version) on every request.
+  test("a valid cohort cookie behind large merchant cookies keeps the client in its cohort", async () => {
+    const good = cookies.get(5);
+    await w.setRollout(HALF);
+    const versions = new Set();
+    for (let i = 0; i < 8; i++) {
+      const r = await w.get("/demo/sdk.js", { cookie: `big=${"x".repeat(8200 + i * 1000)}; ${good}` });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get("x-cohort"), "5");
+      assert.equal(r.headers.get("set-cookie"), null, "the cookie was read, not replaced");
+      versions.add(r.headers.get("x-canary-version"));
+    }
+    assert.equal(versions.size, 1, "one version for one client");
+  });
 
   test("tampered, malformed and non-UTF-8 cohort cookies are replaced by a valid one", async () => {
     const good = cookies.get(2);
@@ -278,13 +284,24 @@ describe("smuggling-shaped, traversal and non-UTF-8 paths", () => {
     }
   });
 
-  // BUG (reported, src/ not changed here): methods that workers-rs does not know (PURGE,
-  // PROPFIND, MKCOL, LOCK, COPY, MOVE, SEARCH, ...) reach the worker as `Method::Get`
-  // (worker 0.8's `From<String> for Method` falls back to Get), so e.g. `PURGE /demo/sdk.js`
-  // answers 200 with the SDK body and a Set-Cookie, and is counted as a script load, instead
-  // of SPEC.md's 405 with `Allow: GET, HEAD`. Fix: compare `req.inner().method()` to "GET" /
-  // "HEAD" instead of matching `req.method()`.
-  test.todo("methods unknown to workers-rs (PURGE, PROPFIND, MKCOL, ...) on asset routes get 405 with Allow, not the GET answer");
+  // Found by this suite: workers-rs maps methods it does not know to GET, so PURGE used
+  // to answer 200 with the SDK and a cookie, and count as a script load.
+  test("methods unknown to workers-rs (PURGE, PROPFIND, MKCOL, ...) on asset routes get 405 with Allow", async () => {
+    for (const method of ["PURGE", "PROPFIND", "MKCOL", "LOCK", "COPY", "MOVE", "SEARCH", "get"]) {
+      for (const path of ["/demo/sdk.js", "/demo@1.0.0/sdk.js"]) {
+        const r = await w.get(path, { method });
+        if (method === "get") {
+          // fetch normalises the case of standard methods: this is a GET.
+          assert.equal(r.status, 200, `${method} ${path}`);
+          continue;
+        }
+        assert.equal(r.status, 405, `${method} ${path}`);
+        assert.equal(r.headers.get("allow"), "GET, HEAD");
+        assert.equal(r.headers.get("set-cookie"), null);
+        assert.ok(!r.text.includes("DemoPay"), "no SDK body");
+      }
+    }
+  });
 });
 
 describe("client-sent X-Cohort, X-Canary-* and override attempts", () => {

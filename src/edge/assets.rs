@@ -1,7 +1,8 @@
 //! Asset routes: `/<bundle>/<path>` (canary-routed) and `/<bundle>@<version>/<path>`.
 
 use serde_json::json;
-use worker::{Cache, Context, Env, Headers, Method, Request, Response, ResponseBody};
+use wasm_bindgen::JsValue;
+use worker::{Cache, Context, Env, Headers, Request, Response, ResponseBody};
 
 use super::{brief, log_event, monitor, now_ms, rollout, Failure, Isolate, Outcome, R2_BINDING};
 use crate::config::Version;
@@ -37,12 +38,18 @@ impl OtherFacts {
     fn read(req: &Request, user_key_header: &str) -> Self {
         let headers = req.headers();
         let get = |name: &str| headers.get(name).ok().flatten();
-        let bot = req.cf().and_then(|cf| cf.bot_management());
+        let bot = bot_management(req);
+        let field = |name: &str| {
+            let bot = bot.as_ref()?;
+            js_sys::Reflect::get(bot, &JsValue::from_str(name))
+                .ok()?
+                .as_string()
+        };
         Self {
             user_key: get(user_key_header),
             ip: get("cf-connecting-ip"),
-            ja4: bot.as_ref().and_then(|b| b.ja4()),
-            ja3: bot.as_ref().and_then(|b| b.ja3_hash()),
+            ja4: field("ja4"),
+            ja3: field("ja3Hash"),
         }
     }
 
@@ -55,6 +62,17 @@ impl OtherFacts {
             client_ip: self.ip.as_deref(),
         }
     }
+}
+
+/// `request.cf.botManagement`, read through `Reflect` so that a field of an unexpected type
+/// is simply absent (the typed `Cf` accessors assume strings and trap otherwise).
+fn bot_management(req: &Request) -> Option<JsValue> {
+    let cf = js_sys::Reflect::get(req.inner(), &JsValue::from_str("cf")).ok()?;
+    if !cf.is_object() {
+        return None;
+    }
+    let bot = js_sys::Reflect::get(&cf, &JsValue::from_str("botManagement")).ok()?;
+    bot.is_object().then_some(bot)
 }
 
 fn random_u64() -> u64 {
@@ -95,9 +113,11 @@ pub(super) async fn serve(
     asset: AssetRoute,
     started_ms: f64,
 ) -> Outcome {
-    let head = match req.method() {
-        Method::Get => false,
-        Method::Head => true,
+    // The method as the runtime has it: workers-rs maps methods it does not know (PURGE,
+    // PROPFIND, ...) to GET.
+    let head = match req.inner().method().as_str() {
+        "GET" => false,
+        "HEAD" => true,
         _ => return Err(EdgeError::MethodNotAllowed("GET, HEAD").into()),
     };
     let prepared = rollout(env, iso, &asset.bundle).await?;
@@ -141,6 +161,14 @@ pub(super) async fn serve(
         Ok(found) => found,
         // Floating canary requests fall back to stable rather than break a page.
         Err(miss) if asset.pin.is_none() && channel == Some(Channel::Canary) => {
+            served_version = &prepared.rollout.stable;
+            served_channel = Some(Channel::Stable);
+            fallback = true;
+            let stable = load(env, ctx, origin, &asset, served_version, head)
+                .await
+                .map_err(|m| miss_error(&asset, served_version, m))?;
+            // Logged only when stable has the file: a path missing from both versions is a
+            // plain 404 (scanners), not a broken canary.
             log_event(
                 "canary_fallback",
                 json!({
@@ -151,12 +179,7 @@ pub(super) async fn serve(
                     "reason": match &miss { Miss::Absent => "missing".to_owned(), Miss::Failed(d) => d.clone() },
                 }),
             );
-            served_version = &prepared.rollout.stable;
-            served_channel = Some(Channel::Stable);
-            fallback = true;
-            load(env, ctx, origin, &asset, served_version, head)
-                .await
-                .map_err(|m| miss_error(&asset, served_version, m))?
+            stable
         }
         Err(miss) => return Err(miss_error(&asset, version, miss)),
     };

@@ -2,7 +2,7 @@
 //! API (enabled only when the `ADMIN_TOKEN` secret is set).
 
 use serde_json::json;
-use worker::{Context, Env, Method, Request};
+use worker::{Context, Env, Request};
 
 use super::{json_response, monitor, now_ms, rollout, Isolate, Outcome, R2_BINDING};
 use crate::admin::{bearer_matches, parse_command};
@@ -20,18 +20,19 @@ pub(super) async fn serve(
     rest: &str,
 ) -> Outcome {
     let segments: Vec<&str> = rest.split('/').collect();
-    let method = req.method();
-    match (segments.as_slice(), method) {
-        (["health"], Method::Get | Method::Head) => json_response(
+    // The runtime's method string: workers-rs maps unknown methods to GET.
+    let method = req.inner().method();
+    match (segments.as_slice(), method.as_str()) {
+        (["health"], "GET" | "HEAD") => json_response(
             200,
             &json!({ "status": "ok", "service": "canary-edge", "cohorts": iso.settings.cohorts }),
         ),
-        (["status", bundle], Method::Get | Method::Head) if !bundle.is_empty() => {
+        (["status", bundle], "GET" | "HEAD") if !bundle.is_empty() => {
             let bundle = BundleName::parse(bundle).map_err(EdgeError::NotFound)?;
             let prepared = rollout(env, iso, &bundle).await?;
             json_response(200, &status_json(iso, &prepared))
         }
-        (["report"], Method::Post) => receive_report(&mut req, env, ctx, iso).await,
+        (["report"], "POST") => receive_report(&mut req, env, ctx, iso).await,
         (["report"], _) => Err(EdgeError::MethodNotAllowed("POST").into()),
         (["api", ..], _) => admin(&mut req, env, iso, &segments[1..]).await,
         _ => Err(EdgeError::NotFound(format!("no operations endpoint /__canary/{rest}")).into()),
@@ -131,8 +132,9 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
     }
     let bundle_text = path.first().copied().unwrap_or_default();
     let bundle = BundleName::parse(bundle_text).map_err(EdgeError::NotFound)?;
-    match (path.get(1..).unwrap_or_default(), req.method()) {
-        ([], Method::Get) => {
+    let method = req.inner().method();
+    match (path.get(1..).unwrap_or_default(), method.as_str()) {
+        ([], "GET") => {
             // The monitor may have written KV since this isolate read it: read afresh.
             iso.rollouts.borrow_mut().invalidate(&bundle);
             let prepared = rollout(env, iso, &bundle).await.ok();
@@ -144,12 +146,12 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
             body["monitor"] = monitor;
             json_response(200, &body)
         }
-        (["files", version], Method::Get) => {
+        (["files", version], "GET") => {
             let version = Version::parse(version).map_err(EdgeError::BadRequest)?;
             list_files(env, &bundle, &version).await
         }
-        (["override"], Method::Post) => issue_override(req, iso, &bundle).await,
-        ([action], Method::Post) => {
+        (["override"], "POST") => issue_override(req, iso, &bundle).await,
+        ([action], "POST") => {
             let body = req.text().await?;
             if body.len() > 16 * 1024 {
                 return Err(
@@ -162,7 +164,7 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
             iso.rollouts.borrow_mut().invalidate(&bundle);
             json_response(status, &answer)
         }
-        (_, Method::Get | Method::Post) => Err(EdgeError::NotFound(format!(
+        (_, "GET" | "POST") => Err(EdgeError::NotFound(format!(
             "no admin endpoint /__canary/api/{}",
             path.join("/")
         ))
