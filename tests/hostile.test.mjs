@@ -209,6 +209,22 @@ describe("garbage identities", () => {
   });
 });
 
+describe("cf fields of unexpected types", () => {
+  // Found by this suite: a non-string JA4 trapped the wasm (500, module re-initialised).
+  test("a JA4 or JA3 that is not a string is ignored, not a crash", async () => {
+    for (const bot of [{ ja4: 12345 }, { ja3Hash: { x: 1 } }, { ja4: null, ja3Hash: [1, 2] }, { ja4: true }]) {
+      const r = await w.mf.dispatchFetch("http://edge.test/demo/sdk.js", { cf: { botManagement: bot } });
+      assert.equal(r.status, 200, JSON.stringify(bot));
+      const cohort = Number(r.headers.get("x-cohort"));
+      assert.ok(cohort >= 0 && cohort < 10);
+      await r.text();
+    }
+    const plain = await w.mf.dispatchFetch("http://edge.test/demo/sdk.js", { cf: { botManagement: "nope" } });
+    assert.equal(plain.status, 200);
+    await plain.text();
+  });
+});
+
 describe("smuggling-shaped, traversal and non-UTF-8 paths", () => {
   const cases = [
     // CRLF and header injection through the path: a control character in a segment is refused.
