@@ -30,6 +30,8 @@ pub struct CohortCookie {
     /// The tag of each cohort, computed on first use: there are only `cohorts` valid
     /// cookies, so after warm-up a check is a table look-up, not an HMAC per request.
     tags: Vec<OnceCell<String>>,
+    /// The whole `Set-Cookie` value of each cohort, likewise computed once.
+    set_cookies: Vec<OnceCell<String>>,
 }
 
 impl CohortCookie {
@@ -48,6 +50,7 @@ impl CohortCookie {
             mac,
             attributes,
             tags: (0..cohorts).map(|_| OnceCell::new()).collect(),
+            set_cookies: (0..cohorts).map(|_| OnceCell::new()).collect(),
         }
     }
 
@@ -78,7 +81,11 @@ impl CohortCookie {
 
     /// A `Set-Cookie` header value pinning `cohort`.
     pub fn set_cookie(&self, cohort: u16) -> String {
-        format!("{}={}{}", self.name, self.value(cohort), self.attributes)
+        let build = || format!("{}={}{}", self.name, self.value(cohort), self.attributes);
+        match self.set_cookies.get(usize::from(cohort)) {
+            Some(cell) => cell.get_or_init(build).clone(),
+            None => build(),
+        }
     }
 
     /// Checks one cookie value; `None` for anything but a well-formed, in-range, correctly
@@ -215,7 +222,12 @@ mod tests {
             format!("a=1, cohort={good}"),
             format!("bad=\u{fffd}\u{7f}; cohort=\"{good}\""),
         ] {
-            assert_eq!(jar.read(&header), Some(6), "{}", &header[..header.len().min(60)]);
+            assert_eq!(
+                jar.read(&header),
+                Some(6),
+                "{}",
+                &header[..header.len().min(60)]
+            );
         }
     }
 

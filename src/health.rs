@@ -614,6 +614,9 @@ pub struct Pending {
     pub last_flush_ms: f64,
 }
 
+/// Longest an error waits in an isolate before it is sent to the monitor.
+pub const ERROR_FLUSH_MS: u64 = 1_000;
+
 /// When an isolate flushes its counts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FlushPolicy {
@@ -636,12 +639,16 @@ impl Pending {
         &self.stable == stable && self.canary.as_ref() == canary
     }
 
+    /// Errors go out within a second (or `every_ms`, if shorter), so that a failing canary
+    /// is judged at once without turning every error into a Durable Object call.
     pub fn due(&self, policy: FlushPolicy, now_ms: f64) -> bool {
         let c = &self.counts;
+        let since = now_ms - self.last_flush_ms;
+        let error_wait = policy.every_ms.min(ERROR_FLUSH_MS) as f64;
         !c.is_empty()
-            && (c.stable.errors + c.canary.errors > 0
+            && ((c.stable.errors + c.canary.errors > 0 && since >= error_wait)
                 || c.stable.requests + c.canary.requests >= policy.every_requests
-                || now_ms - self.last_flush_ms >= policy.every_ms as f64)
+                || since >= policy.every_ms as f64)
     }
 
     /// Takes the counts as a batch and starts afresh.
@@ -672,7 +679,16 @@ mod pending_tests {
         assert!(!p.due(policy, 5_000.0));
         assert!(p.due(policy, 10_000.0), "time");
         p.counts.canary.errors = 1;
-        assert!(p.due(policy, 1.0), "an error goes at once");
+        assert!(!p.due(policy, 500.0), "errors wait at most a second...");
+        assert!(p.due(policy, 1_000.0), "...then go");
+        let at_once = FlushPolicy {
+            every_ms: 0,
+            every_requests: 100,
+        };
+        assert!(
+            p.due(at_once, 1.0),
+            "with every_ms 0 everything goes at once"
+        );
         let batch = p.take(2.0);
         assert_eq!(batch.counts.canary.errors, 1);
         assert!(p.counts.is_empty());

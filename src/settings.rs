@@ -64,7 +64,7 @@ impl Default for Settings {
             override_secret: None,
             flush: FlushPolicy {
                 every_ms: 10_000,
-                every_requests: 100,
+                every_requests: 1_000,
             },
         }
     }
