@@ -1,0 +1,117 @@
+//! The other request inputs of the pure core: admin API bodies (`parse_command`), SDK error
+//! reports (`report::parse`), the admin `Authorization` header and `If-None-Match`.
+//!
+//! Properties:
+//! - an accepted admin write is in range: weight 0..=100, progression steps 1..=20 strictly
+//!   increasing above 0 with a bake of 1..=604800 s, a rollback reason of at most 200
+//!   characters; an unknown action is refused naming `(action)`; errors name a field;
+//! - an accepted report names a valid bundle and version and a 1-32 character `[a-z0-9_]`
+//!   kind; bodies over 4096 bytes are refused as too large, whatever they hold;
+//! - the bearer check passes only for `Bearer <the token>` (surrounding spaces trimmed);
+//! - `If-None-Match: *` always matches, a header over 4096 bytes never does.
+#![no_main]
+
+use canary_edge::admin::{bearer_matches, parse_command, Command};
+use canary_edge::config::Weight;
+use canary_edge::http::{content_type_for, etag_matches};
+use canary_edge::report::{self, ReportError, MAX_REPORT_BYTES};
+use canary_edge_fuzz::{bundle_ok, version_ok, Fields};
+use libfuzzer_sys::fuzz_target;
+
+const ACTIONS: [&str; 6] = [
+    "weight", "rollout", "pause", "resume", "rollback", "promote",
+];
+const TOKEN: &str = "admin-token-123";
+
+/// Lines `action:`, `body:`, `authorization:`, `if-none-match:`, `report:`; see `Fields`.
+struct Input<'a> {
+    action: &'a str,
+    body: &'a str,
+    authorization: &'a str,
+    if_none_match: &'a str,
+    report: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    fn parse(data: &'a [u8]) -> Self {
+        let f = Fields::parse(data);
+        Input {
+            action: f.text("action").unwrap_or(""),
+            body: f.text("body").unwrap_or(""),
+            authorization: f.text("authorization").unwrap_or(""),
+            if_none_match: f.text("if-none-match").unwrap_or(""),
+            report: f.bytes("report").unwrap_or(b""),
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let input = Input::parse(data);
+    let action = input.action;
+    match parse_command(action, input.body) {
+        Ok(Command::SetWeight(w)) => {
+            assert_eq!(action, "weight");
+            assert!(w <= Weight::FULL);
+        }
+        Ok(Command::StartRollout(plan)) => {
+            assert_eq!(action, "rollout");
+            if let Some(p) = plan {
+                assert!((1..=20).contains(&p.steps.len()));
+                assert!(p.steps[0] > Weight::ZERO);
+                assert!(p.steps.windows(2).all(|w| w[0] < w[1]));
+                assert!(p.steps.iter().all(|w| *w <= Weight::FULL));
+                assert!((1..=604_800).contains(&p.bake_secs));
+            }
+        }
+        Ok(Command::Rollback(reason)) => {
+            assert_eq!(action, "rollback");
+            assert!(reason.chars().count() <= 200);
+        }
+        Ok(Command::Pause) => assert_eq!(action, "pause"),
+        Ok(Command::Resume) => assert_eq!(action, "resume"),
+        Ok(Command::Promote) => assert_eq!(action, "promote"),
+        Err(e) => {
+            assert!(!e.field.is_empty());
+            assert!(e.to_string().contains(e.field));
+            if !ACTIONS.contains(&action) {
+                assert_eq!(e.field, "(action)");
+            }
+        }
+    }
+
+    match report::parse(input.report) {
+        Ok(r) => {
+            assert!(input.report.len() <= MAX_REPORT_BYTES);
+            assert!(bundle_ok(r.bundle.as_str()));
+            assert!(version_ok(r.version.as_str()));
+            assert!(
+                (1..=32).contains(&r.kind.len())
+                    && r.kind
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{:?}",
+                r.kind
+            );
+        }
+        Err(ReportError::TooLarge) => assert!(input.report.len() > MAX_REPORT_BYTES),
+        Err(ReportError::Malformed(m)) => {
+            assert!(input.report.len() <= MAX_REPORT_BYTES);
+            assert!(!m.is_empty());
+        }
+    }
+
+    if bearer_matches(Some(input.authorization), TOKEN) {
+        let given = input.authorization.strip_prefix("Bearer ").expect("scheme");
+        assert_eq!(given.trim(), TOKEN, "{:?}", input.authorization);
+    }
+    assert!(!bearer_matches(Some(input.authorization), ""));
+    assert!(!bearer_matches(None, TOKEN));
+
+    let matched = etag_matches(input.if_none_match, "\"abc123\"");
+    if input.if_none_match.len() > 4096 {
+        assert!(!matched);
+    } else if input.if_none_match.trim() == "*" {
+        assert!(matched);
+    }
+    let _ = content_type_for(input.body);
+});
