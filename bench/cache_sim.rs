@@ -33,7 +33,14 @@ use common::Rng;
 const HOURS: f64 = 6.0;
 const IDLE_EVICT_S: f64 = 30.0 * 60.0;
 const DATA_CENTRES: usize = 60;
-const FILES: &[&str] = &["sdk.js", "chunks/card.js", "chunks/wallet.js", "chunks/3ds.js", "chunks/i18n.js", "chunks/fraud.js"];
+const FILES: &[&str] = &[
+    "sdk.js",
+    "chunks/card.js",
+    "chunks/wallet.js",
+    "chunks/3ds.js",
+    "chunks/i18n.js",
+    "chunks/fraud.js",
+];
 /// Which chunks a page view loads (Zipf-like: card forms everywhere, 3-D Secure rarely).
 const CHUNK_WEIGHTS: &[f64] = &[0.0, 10.0, 5.0, 2.0, 3.0, 1.0];
 
@@ -43,8 +50,14 @@ fn schedule() -> Vec<(f64, &'static str)> {
         (0.0, r#"{"stable":"1.4.2","canary":"1.5.0","weight":0}"#),
         (3600.0, r#"{"stable":"1.4.2","canary":"1.5.0","weight":5}"#),
         (7200.0, r#"{"stable":"1.4.2","canary":"1.5.0","weight":25}"#),
-        (10800.0, r#"{"stable":"1.4.2","canary":"1.5.0","weight":50}"#),
-        (14400.0, r#"{"stable":"1.4.2","canary":"1.5.0","weight":100}"#),
+        (
+            10800.0,
+            r#"{"stable":"1.4.2","canary":"1.5.0","weight":50}"#,
+        ),
+        (
+            14400.0,
+            r#"{"stable":"1.4.2","canary":"1.5.0","weight":100}"#,
+        ),
         (18000.0, r#"{"stable":"1.5.0","weight":0}"#),
     ]
 }
@@ -121,11 +134,20 @@ impl Design {
 }
 
 fn simulate(cohorts: u16, clients: usize, seed: u64) -> Vec<Design> {
-    let router = Router::new(&Settings { cohorts, salt: "cache-sim".into(), ..Settings::default() });
+    let router = Router::new(&Settings {
+        cohorts,
+        salt: "cache-sim".into(),
+        ..Settings::default()
+    });
     let bundle = BundleName::parse("payments").unwrap();
     let phases: Vec<(f64, PreparedRollout)> = schedule()
         .into_iter()
-        .map(|(t, json)| (t, router.prepare(bundle.clone(), Rollout::parse(json).unwrap())))
+        .map(|(t, json)| {
+            (
+                t,
+                router.prepare(bundle.clone(), Rollout::parse(json).unwrap()),
+            )
+        })
         .collect();
     let assets: Vec<AssetRoute> = FILES
         .iter()
@@ -159,9 +181,16 @@ fn simulate(cohorts: u16, clients: usize, seed: u64) -> Vec<Design> {
             by_cohort.purge();
         }
         let prepared = &phases[phase].1;
-        let facts = ClientFacts { user_key: Some(&user_keys[client as usize]), ..Default::default() };
+        let facts = ClientFacts {
+            user_key: Some(&user_keys[client as usize]),
+            ..Default::default()
+        };
         let d = router.decide(prepared, &facts, || unreachable!("every client has a key"));
-        let plain_version = if now >= PLAIN_RELEASE_AT { "1.5.0" } else { "1.4.2" };
+        let plain_version = if now >= PLAIN_RELEASE_AT {
+            "1.5.0"
+        } else {
+            "1.4.2"
+        };
         let plain_version = canary_edge::config::Version::parse(plain_version).unwrap();
         // The SDK, then one to three chunks of the same version.
         let mut files = vec![0usize];
@@ -181,7 +210,11 @@ fn simulate(cohorts: u16, clients: usize, seed: u64) -> Vec<Design> {
 fn main() {
     let args = common::args();
     // A busy bundle and a quiet one: the quiet one shows what cold, small data centres cost.
-    let sizes: &[usize] = if args.quick { &[5_000] } else { &[300_000, 10_000] };
+    let sizes: &[usize] = if args.quick {
+        &[5_000]
+    } else {
+        &[300_000, 10_000]
+    };
     let mut csv = String::from("clients,cohorts,design,requests,hits,hit_rate_pct,purges\n");
     println!(
         "cache: {sizes:?} clients, {DATA_CENTRES} data centres (Zipf sizes), {HOURS} h, idle eviction {} min",

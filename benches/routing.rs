@@ -95,7 +95,11 @@ fn benches(c: &mut Criterion) {
                 let c: usize = n.parse().ok()?;
                 let want = table.get(c)?.as_bytes();
                 let ok = want.len() == value.len()
-                    && want.iter().zip(value.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+                    && want
+                        .iter()
+                        .zip(value.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0;
                 ok.then_some(c as u16)
             })
         })
