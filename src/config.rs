@@ -375,6 +375,19 @@ mod tests {
     }
 
     #[test]
+    fn numbers_survive_a_round_trip_exactly() {
+        // Found by fuzz/rollout_config: without serde_json's float_roundtrip, 17-digit
+        // decimals came back one bit off, so a read-modify-write changed the config.
+        for json in [
+            r#"{"stable":"1.0.0","health":{"max_error_rate":0.091109319140219417}}"#,
+            r#"{"stable":"1.0.0","note":2.2250738585072011e-186}"#,
+        ] {
+            let r = Rollout::parse(json).unwrap();
+            assert_eq!(Rollout::parse(&r.to_json()).unwrap(), r, "{json}");
+        }
+    }
+
+    #[test]
     fn canary_may_be_absent_or_null_and_weight_defaults_to_zero() {
         for json in [
             r#"{"stable":"1.0.0"}"#,
