@@ -4,6 +4,7 @@ use serde_json::json;
 use wasm_bindgen::JsValue;
 use worker::{Cache, Context, Env, Headers, Request, Response, ResponseBody};
 
+use super::js::{cached_etag_and_type, HeaderLines, RequestFacts};
 use super::{brief, log_event, monitor, now_ms, rollout, Failure, Isolate, Outcome, R2_BINDING};
 use crate::config::Version;
 use crate::decide::{Channel, ClientFacts, PreparedRollout};
@@ -85,15 +86,14 @@ fn random_u64() -> u64 {
 
 /// The channel a signed override token grants, from the header or the cookie.
 fn override_channel(
-    req: &Request,
-    cookie: Option<&str>,
+    facts: &RequestFacts,
     iso: &Isolate,
     prepared: &PreparedRollout,
 ) -> Option<Channel> {
     let key = iso.override_key.as_ref()?;
     let now = (now_ms() / 1000.0) as u64;
-    let from_header = req.headers().get(OVERRIDE_HEADER).ok().flatten();
-    let from_cookie = cookie.and_then(|c| {
+    let from_header = facts.override_token.clone();
+    let from_cookie = facts.cookie.as_deref().and_then(|c| {
         c.split(';')
             .filter_map(|p| p.trim().split_once('='))
             .find(|(name, _)| *name == OVERRIDE_COOKIE)
@@ -115,33 +115,30 @@ pub(super) async fn serve(
 ) -> Outcome {
     // The method as the runtime has it: workers-rs maps methods it does not know (PURGE,
     // PROPFIND, ...) to GET.
-    let head = match req.inner().method().as_str() {
+    let facts = RequestFacts::read(req.inner(), OVERRIDE_HEADER);
+    let head = match facts.method.as_str() {
         "GET" => false,
         "HEAD" => true,
         _ => return Err(EdgeError::MethodNotAllowed("GET, HEAD").into()),
     };
     let prepared = rollout(env, iso, &asset.bundle).await?;
-    let url = req.inner().url();
-    let origin = route::origin_of(&url);
-
-    let cookie = req.headers().get("cookie").ok().flatten();
+    let origin = route::origin_of(&facts.url);
+    let cookie = facts.cookie.as_deref();
     let mut overridden = None;
     let (version, channel, decision) = match &asset.pin {
         Some(pinned) => (pinned, prepared.channel_of(pinned), None),
         None => {
-            let returning = cookie
-                .as_deref()
-                .and_then(|c| iso.router.decide_returning(&prepared, c));
+            let returning = cookie.and_then(|c| iso.router.decide_returning(&prepared, c));
             let d = match returning {
                 Some(d) => d,
                 None => {
                     let others = OtherFacts::read(req, &iso.settings.user_key_header);
                     iso.router
-                        .decide(&prepared, &others.facts(cookie.as_deref()), random_u64)
+                        .decide(&prepared, &others.facts(cookie), random_u64)
                 }
             };
             // A signed override (QA, probes) picks the channel; the cohort stays as it is.
-            let forced = override_channel(req, cookie.as_deref(), iso, &prepared).map(|ch| {
+            let forced = override_channel(&facts, iso, &prepared).map(|ch| {
                 let v = match (ch, prepared.rollout.canary.as_ref()) {
                     (Channel::Canary, Some(canary)) => (Channel::Canary, canary),
                     _ => (Channel::Stable, &prepared.rollout.stable),
@@ -195,37 +192,37 @@ pub(super) async fn serve(
         monitor::tally(env, ctx, iso, &prepared, meant, 1, u64::from(fallback));
     }
 
-    let headers = Headers::new();
-    headers.set("content-type", &found.content_type)?;
-    headers.set("etag", &found.etag)?;
+    let mut headers = HeaderLines::default();
+    headers.set("content-type", &found.content_type);
+    headers.set("etag", &found.etag);
     let cache_control = match (asset.pin.is_some(), overridden.is_some()) {
         (_, true) => "private, no-store",
         (true, false) => &iso.pinned_cache_control,
         (false, false) => &iso.floating_cache_control,
     };
-    headers.set("cache-control", cache_control)?;
-    headers.set("x-canary-version", served_version.as_str())?;
+    headers.set("cache-control", cache_control);
+    headers.set("x-canary-version", served_version.as_str());
     if let Some(ch) = served_channel {
-        headers.set("x-canary-channel", ch.as_str())?;
+        headers.set("x-canary-channel", ch.as_str());
     }
     if fallback {
-        headers.set("x-canary-fallback", "stable")?;
+        headers.set("x-canary-fallback", "stable");
     }
     if let Some(ch) = overridden {
-        headers.set("x-canary-override", ch.as_str())?;
+        headers.set("x-canary-override", ch.as_str());
     }
     if let Some(d) = &decision {
-        headers.set(&iso.settings.cohort_header, &d.cohort.to_string())?;
+        headers.set(&iso.settings.cohort_header, &d.cohort.to_string());
         if let Some(cookie) = &d.set_cookie {
-            headers.set("set-cookie", cookie)?;
+            headers.set("set-cookie", cookie);
         }
     }
-    headers.set("access-control-allow-origin", "*")?;
+    headers.set("access-control-allow-origin", "*");
     headers.set(
         "access-control-expose-headers",
         "x-cohort, x-canary-channel, x-canary-version, x-canary-fallback",
-    )?;
-    headers.set("x-content-type-options", "nosniff")?;
+    );
+    headers.set("x-content-type-options", "nosniff");
     headers.set(
         "server-timing",
         &format!(
@@ -233,14 +230,12 @@ pub(super) async fn serve(
             now_ms() - started_ms,
             if found.from_cache { "hit" } else { "miss" }
         ),
-    )?;
+    );
 
-    let not_modified = req
-        .headers()
-        .get("if-none-match")
-        .ok()
-        .flatten()
-        .is_some_and(|inm| etag_matches(&inm, &found.etag));
+    let not_modified = facts
+        .if_none_match
+        .as_deref()
+        .is_some_and(|inm| etag_matches(inm, &found.etag));
     let (status, body) = if not_modified {
         (304, ResponseBody::Empty)
     } else if head {
@@ -250,7 +245,7 @@ pub(super) async fn serve(
     };
     Ok(Response::builder()
         .with_status(status)
-        .with_headers(headers)
+        .with_headers(headers.build())
         .body(body))
 }
 
@@ -278,10 +273,10 @@ async fn load(
     let cache = Cache::default();
     match cache.get(cache_key.as_str(), false).await {
         Ok(Some(hit)) => {
-            let header = |name: &str| hit.headers().get(name).ok().flatten();
-            if let Some(etag) = header("etag") {
+            let (etag, content_type) = cached_etag_and_type(&hit.headers().0);
+            if let Some(etag) = etag {
                 return Ok(Found {
-                    content_type: header("content-type")
+                    content_type: content_type
                         .unwrap_or_else(|| content_type_for(&asset.path).to_owned()),
                     etag,
                     body: hit.body().clone(),

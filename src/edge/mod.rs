@@ -8,6 +8,7 @@
 //! - `monitor.rs`: the `HealthMonitor` Durable Object and the KV config writes.
 
 mod assets;
+mod js;
 mod monitor;
 mod ops;
 
