@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ROOT, startWorker } from "./support/harness.mjs";
+import { ROOT, failureOutput, startWorker } from "./support/harness.mjs";
 
 const run = promisify(execFile);
 const TOKEN = "cli-admin-token";
@@ -27,14 +27,7 @@ async function canary(...args) {
   return stdout;
 }
 
-async function canaryFails(...args) {
-  try {
-    await canary(...args);
-  } catch (e) {
-    return `${e.stderr}${e.stdout}`;
-  }
-  assert.fail(`canary ${args.join(" ")} should have failed`);
-}
+const canaryFails = (...args) => failureOutput(canary(...args), `canary ${args.join(" ")}`);
 
 test("probe checks every canary file through the override before any user gets it", async () => {
   const out = await canary("probe", "demo");

@@ -8,7 +8,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ROOT, bodyVersion, cookiesForEveryCohort, startWorker } from "./support/harness.mjs";
+import { ROOT, bodyVersion, cookiesForEveryCohort, failureOutput, startWorker } from "./support/harness.mjs";
 
 const run = promisify(execFile);
 const TTL_MS = 1500;
@@ -31,14 +31,7 @@ async function canary(...args) {
   return stdout;
 }
 
-async function canaryFails(...args) {
-  try {
-    await canary(...args);
-  } catch (e) {
-    return `${e.stderr}${e.stdout}`;
-  }
-  assert.fail(`canary ${args.join(" ")} should have failed`);
-}
+const canaryFails = (...args) => failureOutput(canary(...args), `canary ${args.join(" ")}`);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -142,3 +142,13 @@ export async function cookiesForEveryCohort(worker, cohorts = 10) {
   if (found.size < cohorts) throw new Error(`only found ${found.size} cohorts`);
   return found;
 }
+
+/** The stderr+stdout of a command run that must fail (a rejected execFile promise). */
+export async function failureOutput(running, what) {
+  try {
+    await running;
+  } catch (e) {
+    return `${e.stderr}${e.stdout}`;
+  }
+  throw new Error(`${what} should have failed`);
+}
