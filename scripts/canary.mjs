@@ -152,6 +152,15 @@ class Wrangler {
     await this.exec(["kv", "key", "put", "--binding", KV_BINDING, KV_PREFIX + bundle, JSON.stringify(config)]);
   }
 
+  /** Read-modify-write of an existing config; `change` returns the next config. */
+  async update(bundle, change, missing = `no rollout config for bundle ${bundle}`) {
+    const current = await this.readConfig(bundle);
+    if (!current) fail(missing);
+    const next = change(current);
+    await this.writeConfig(bundle, next);
+    return { current, next };
+  }
+
   async putObject(key, file) {
     const ext = file.split(".").pop().toLowerCase();
     const type = CONTENT_TYPES[ext] ?? "application/octet-stream";
@@ -417,34 +426,27 @@ export async function main(argv, log = console.log) {
       need(2);
       const [bundle, weight] = [checkBundle(args[0]), checkWeight(args[1])];
       const wr = w();
-      const current = await wr.readConfig(bundle);
-      if (!current) fail(`no rollout config for bundle ${bundle}; publish it first`);
-      if (!current.canary && weight > 0) fail(`${bundle} has no canary; publish a version first`);
-      const next = { ...current, weight };
-      await wr.writeConfig(bundle, next);
+      const { next } = await wr.update(bundle, (current) => {
+        if (!current.canary && weight > 0) fail(`${bundle} has no canary; publish a version first`);
+        return { ...current, weight };
+      }, `no rollout config for bundle ${bundle}; publish it first`);
       log(describe(bundle, next, wr.settings.cohorts));
       return next;
     }
     case "promote": {
       need(1);
       const bundle = checkBundle(args[0]);
-      const wr = w();
-      const current = await wr.readConfig(bundle);
-      if (!current) fail(`no rollout config for bundle ${bundle}`);
-      if (!current.canary) fail(`${bundle} has no canary to promote`);
-      const next = { ...current, stable: current.canary, canary: null, weight: 0 };
-      await wr.writeConfig(bundle, next);
+      const { current, next } = await w().update(bundle, (current) => {
+        if (!current.canary) fail(`${bundle} has no canary to promote`);
+        return { ...current, stable: current.canary, canary: null, weight: 0 };
+      });
       log(`${bundle}: ${current.canary} is now stable (was ${current.stable})`);
       return next;
     }
     case "rollback": {
       need(1);
       const bundle = checkBundle(args[0]);
-      const wr = w();
-      const current = await wr.readConfig(bundle);
-      if (!current) fail(`no rollout config for bundle ${bundle}`);
-      const next = { ...current, weight: 0 };
-      await wr.writeConfig(bundle, next);
+      const { next } = await w().update(bundle, (current) => ({ ...current, weight: 0 }));
       log(`${bundle}: rolled back, every client on stable ${next.stable}${next.canary ? ` (canary ${next.canary} kept, dark)` : ""}`);
       return next;
     }
