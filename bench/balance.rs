@@ -17,9 +17,9 @@
 #[path = "common.rs"]
 mod common;
 
-use canary_edge::config::{BundleName, Rollout, Weight};
-use canary_edge::decide::{Channel, ClientFacts, Router};
-use canary_edge::settings::Settings;
+use canary_core::config::{BundleName, Rollout, Weight};
+use canary_core::decide::{Channel, ClientFacts, Router};
+use canary_core::settings::Settings;
 use common::{pick_ja4, shared_pool, Net, Rng};
 
 /// The client mix; shares are of clients.

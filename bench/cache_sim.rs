@@ -24,10 +24,10 @@ mod common;
 
 use std::collections::HashMap;
 
-use canary_edge::config::{BundleName, Rollout};
-use canary_edge::decide::{ClientFacts, PreparedRollout, Router};
-use canary_edge::route::{self, AssetRoute, Route};
-use canary_edge::settings::Settings;
+use canary_core::config::{BundleName, Rollout};
+use canary_core::decide::{ClientFacts, PreparedRollout, Router};
+use canary_core::route::{self, AssetRoute, Route};
+use canary_core::settings::Settings;
 use common::Rng;
 
 const HOURS: f64 = 6.0;
@@ -191,7 +191,7 @@ fn simulate(cohorts: u16, clients: usize, seed: u64) -> Vec<Design> {
         } else {
             "1.4.2"
         };
-        let plain_version = canary_edge::config::Version::parse(plain_version).unwrap();
+        let plain_version = canary_core::config::Version::parse(plain_version).unwrap();
         // The SDK, then one to three chunks of the same version.
         let mut files = vec![0usize];
         for _ in 0..1 + rng.below(3) {

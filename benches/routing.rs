@@ -9,10 +9,10 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use canary_edge::config::{BundleName, Rollout};
-use canary_edge::decide::{ClientFacts, PreparedRollout, Router};
-use canary_edge::route::{self, Route};
-use canary_edge::settings::Settings;
+use canary_core::config::{BundleName, Rollout};
+use canary_core::decide::{ClientFacts, PreparedRollout, Router};
+use canary_core::route::{self, Route};
+use canary_core::settings::Settings;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const CHROME_JA4: &str = "t13d1516h2_8daaf6152771_02713d6af862";

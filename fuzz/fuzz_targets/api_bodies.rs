@@ -11,10 +11,10 @@
 //! - `If-None-Match: *` always matches, a header over 4096 bytes never does.
 #![no_main]
 
-use canary_edge::admin::{bearer_matches, parse_command, Command};
-use canary_edge::config::Weight;
-use canary_edge::http::{content_type_for, etag_matches};
-use canary_edge::report::{self, ReportError, MAX_REPORT_BYTES};
+use canary_core::admin::{bearer_matches, parse_command, Command};
+use canary_core::config::Weight;
+use canary_core::http::{content_type_for, etag_matches};
+use canary_core::report::{self, ReportError, MAX_REPORT_BYTES};
 use canary_edge_fuzz::{bundle_ok, version_ok, Fields};
 use libfuzzer_sys::fuzz_target;
 

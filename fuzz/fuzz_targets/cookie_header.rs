@@ -21,7 +21,7 @@
 
 use std::sync::OnceLock;
 
-use canary_edge::cookie::{CohortCookie, MAX_COOKIE_SCAN};
+use canary_core::cookie::{CohortCookie, MAX_COOKIE_SCAN};
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
 use sha2::Sha256;

@@ -13,8 +13,8 @@
 //!   recomputed by the harness; tokens over 256 bytes are refused.
 #![no_main]
 
-use canary_edge::decide::Channel;
-use canary_edge::override_token::OverrideKey;
+use canary_core::decide::Channel;
+use canary_core::override_token::OverrideKey;
 use canary_edge_fuzz::{bundle, Fields};
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;

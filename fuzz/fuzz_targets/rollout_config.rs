@@ -11,9 +11,9 @@
 //!   the count of canary cohorts is `floor(weight * COHORTS / 100)`.
 #![no_main]
 
-use canary_edge::config::{kv_key, Rollout, Weight};
-use canary_edge::decide::{Channel, ClientFacts, Router};
-use canary_edge::settings::Settings;
+use canary_core::config::{kv_key, Rollout, Weight};
+use canary_core::decide::{Channel, ClientFacts, Router};
+use canary_core::settings::Settings;
 use canary_edge_fuzz::{bundle, version_ok};
 use libfuzzer_sys::fuzz_target;
 

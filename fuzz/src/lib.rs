@@ -2,8 +2,8 @@
 //! (SPEC.md and the module docs), not copied from the code under test, so a target fails
 //! when the code and the contract disagree, not only when something panics.
 
-use canary_edge::config::{BundleName, Version};
-use canary_edge::route::{
+use canary_core::config::{BundleName, Version};
+use canary_core::route::{
     self, AssetRoute, Route, RouteError, MAX_RAW_PATH, MAX_SEGMENTS, MAX_SEGMENT_LEN,
 };
 

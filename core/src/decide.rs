@@ -224,6 +224,7 @@ mod tests {
             cohort_offset: offset,
             health: None,
             progression: None,
+            revision: None,
             extra: Default::default(),
         };
         r.prepare(BundleName::parse("demo").unwrap(), rollout)

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::health::FlushPolicy;
+use crate::control::batching::FlushPolicy;
 
 pub const VAR_COHORTS: &str = "COHORTS";
 pub const VAR_COOKIE: &str = "COHORT_COOKIE";

@@ -10,7 +10,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::health::{HealthPolicy, Progression};
+mod policy;
+
+pub use policy::{HealthPolicy, Progression};
 
 /// KV key prefix of a bundle's rollout config. Must match `scripts/canary`.
 pub const KV_PREFIX: &str = "rollout/";
@@ -184,6 +186,10 @@ pub struct Rollout {
     /// The progressive rollout plan, if one is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progression: Option<Progression>,
+    /// Stamped by the bundle's control plane on every config it writes, so that it can tell
+    /// its own (possibly stale) writes from an operator's. The edge ignores it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
     /// Fields this version does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -275,6 +281,16 @@ impl Rollout {
             None | Some(Value::Null) => None,
             Some(v) => Some(Progression::from_value(v)?),
         };
+        let revision = match map.remove("revision") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "revision",
+                    format!("must be a non-negative integer, got {other}"),
+                ))
+            }
+        };
         Ok(Self {
             stable,
             canary,
@@ -282,6 +298,7 @@ impl Rollout {
             cohort_offset,
             health,
             progression,
+            revision,
             extra: map,
         })
     }
@@ -300,6 +317,15 @@ impl Rollout {
     /// The version served to canary cohorts, if a canary is running with a weight above 0.
     pub fn live_canary(&self) -> Option<&Version> {
         self.canary.as_ref().filter(|_| self.weight > Weight::ZERO)
+    }
+
+    /// The canary, if its weight puts at least one of `cohorts` cohorts on it. A weight
+    /// below one cohort (1-9% with 10 cohorts) serves nobody, so nothing may be counted
+    /// against it either.
+    pub fn serving_canary(&self, cohorts: u16) -> Option<&Version> {
+        self.canary
+            .as_ref()
+            .filter(|_| self.weight.canary_cohorts(cohorts) > 0)
     }
 }
 

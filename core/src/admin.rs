@@ -5,8 +5,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{ConfigError, Weight};
-use crate::health::Progression;
+use crate::config::{ConfigError, Progression, Version, Weight};
 
 /// Whether an `Authorization` header carries `expected` as a bearer token. Both sides are
 /// hashed first, so the comparison takes the same time whatever the lengths.
@@ -28,6 +27,39 @@ pub enum Command {
     Resume,
     Rollback(String),
     Promote,
+    /// Make a version the canary at weight 0 (or the stable, for a new bundle).
+    Publish(Version),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    version: String,
+}
+
+/// Parses an admin write whose body may also name the canary it is about
+/// (`"canary": "1.5.0"`): the control plane refuses it if that is no longer the canary, so
+/// a command aimed at one release never lands on the next.
+pub fn parse_request(action: &str, body: &str) -> Result<(Command, Option<Version>), ConfigError> {
+    let trimmed = body.trim();
+    if trimmed.is_empty() {
+        return parse_command(action, trimmed).map(|c| (c, None));
+    }
+    let mut value: serde_json::Value = serde_json::from_str(trimmed).map_err(body_error)?;
+    let expect = match value.as_object_mut().and_then(|o| o.remove("canary")) {
+        None => None,
+        Some(serde_json::Value::String(v)) => Some(Version::parse(&v).map_err(|m| ConfigError {
+            field: "canary",
+            message: m,
+        })?),
+        Some(other) => {
+            return Err(ConfigError {
+                field: "canary",
+                message: format!("must be the version string of the canary, got {other}"),
+            })
+        }
+    };
+    parse_command(action, &value.to_string()).map(|c| (c, expect))
 }
 
 #[derive(Deserialize)]
@@ -87,10 +119,19 @@ pub fn parse_command(action: &str, body: &str) -> Result<Command, ConfigError> {
             Ok(Command::Rollback(reason.chars().take(200).collect()))
         }
         "promote" => Ok(Command::Promote),
+        "publish" => {
+            let p: PublishBody = serde_json::from_value(json(body)?).map_err(body_error)?;
+            Version::parse(&p.version)
+                .map(Command::Publish)
+                .map_err(|m| ConfigError {
+                    field: "version",
+                    message: m,
+                })
+        }
         other => Err(ConfigError {
             field: "(action)",
             message: format!(
-                "unknown action {other:?}; use weight, rollout, pause, resume, rollback or promote"
+                "unknown action {other:?}; use weight, rollout, pause, resume, rollback, promote or publish"
             ),
         }),
     }
@@ -118,6 +159,30 @@ mod tests {
             !bearer_matches(Some("Bearer "), ""),
             "an empty secret never matches"
         );
+    }
+
+    #[test]
+    fn requests_may_name_their_canary() {
+        let v = |s| Version::parse(s).unwrap();
+        assert_eq!(
+            parse_request("weight", r#"{"weight": 30, "canary": "1.1.0"}"#).unwrap(),
+            (Command::SetWeight(Weight::new(30).unwrap()), Some(v("1.1.0")))
+        );
+        assert_eq!(
+            parse_request("promote", "").unwrap(),
+            (Command::Promote, None)
+        );
+        assert_eq!(
+            parse_request("rollback", r#"{"canary": "1.1.0"}"#).unwrap(),
+            (Command::Rollback("operator rollback".into()), Some(v("1.1.0")))
+        );
+        for (body, field) in [
+            (r#"{"weight": 30, "canary": 7}"#, "canary"),
+            (r#"{"weight": 30, "canary": "a/b"}"#, "canary"),
+            (r#"{"weight": 300, "canary": "1.1.0"}"#, "weight"),
+        ] {
+            assert_eq!(parse_request("weight", body).unwrap_err().field, field, "{body}");
+        }
     }
 
     #[test]
@@ -168,6 +233,16 @@ mod tests {
             Command::Rollback("bad deploy".into())
         );
         assert_eq!(parse_command("promote", "").unwrap(), Command::Promote);
+        assert_eq!(
+            parse_command("publish", r#"{"version":"1.2.0"}"#).unwrap(),
+            Command::Publish(Version::parse("1.2.0").unwrap())
+        );
+        assert_eq!(
+            parse_command("publish", r#"{"version":"../x"}"#)
+                .unwrap_err()
+                .field,
+            "version"
+        );
         assert_eq!(parse_command("explode", "").unwrap_err().field, "(action)");
     }
 }

@@ -1,0 +1,25 @@
+//! The control plane of a bundle: health counts, the rollback rule, progressive rollouts,
+//! and the rules for projecting the authoritative config to KV, run as one state machine
+//! (`machine::step`). Pure: time, counts and I/O outcomes are arguments; the Durable Object
+//! in the worker crate only runs the machine and carries out its effects.
+//!
+//! - `machine`: `step(state, event, now) -> (state, effects)`;
+//! - `counts`: counts per channel in windows, the batches the edge sends;
+//! - `rule`: the rollback rule;
+//! - `progress`: a progressive rollout, bound to its canary;
+//! - `projection`: KV write pacing, revisions, stale reads, retries;
+//! - `history`: what happened, bounded;
+//! - `status`: the admin view of the state, as JSON;
+//! - `batching`: the edge side, counts an isolate has not sent yet.
+
+pub mod batching;
+pub mod counts;
+pub mod history;
+pub mod machine;
+pub mod progress;
+pub mod projection;
+pub mod rule;
+pub mod status;
+
+pub use counts::{Batch, ChannelCounts, Counts};
+pub use machine::{step, CommandRequest, Control, Effect, Event, Reply, WriteOutcome};

@@ -1,0 +1,65 @@
+//! The admin view of a bundle's control plane: counts, verdict, rollout, history and the
+//! state of the KV projection. Thresholds, counts and history are for operators only: the
+//! public status endpoint shows none of this.
+
+use serde_json::{json, Value};
+
+use super::machine::{iso_time, Control};
+
+pub fn admin_json(c: &Control, now_ms: f64) -> Value {
+    let policy = c
+        .config
+        .as_ref()
+        .map(|r| r.health_policy())
+        .unwrap_or_default();
+    let recent = c.health.recent(policy.window_secs, now_ms);
+    let verdict = c.verdict(now_ms);
+    let reason = match &verdict {
+        super::rule::Verdict::Unhealthy(r) => Some(r.clone()),
+        _ => None,
+    };
+    json!({
+        "stable": c.health.stable,
+        "canary": c.health.canary,
+        "recent": recent,
+        "recent_error_rate": { "stable": recent.stable.rate(), "canary": recent.canary.rate() },
+        "totals": c.health.totals,
+        "verdict": { "state": verdict.state(), "reason": reason },
+        "policy": policy,
+        "progress": c.progress.as_ref().map(|p| json!({
+            "canary": p.canary,
+            "state": p.state,
+            "reason": p.reason,
+            "step": p.step,
+            "steps": p.plan.steps,
+            "bake_secs": p.plan.bake_secs,
+            "weight": p.current_weight(),
+            "next_step_at": iso_time(p.due_ms()),
+        })),
+        // Rollbacks, oldest first, with the counts that caused them.
+        "history": c.history.of_kind("rollback").map(|e| json!({
+            "at": iso_time(e.at_ms),
+            "canary": e.canary,
+            "reason": e.reason,
+            "by": e.by,
+            "canary_counts": e.counts.map(|x| x.canary).unwrap_or_default(),
+            "stable_counts": e.counts.map(|x| x.stable).unwrap_or_default(),
+        })).collect::<Vec<_>>(),
+        // Everything that happened, newest first.
+        "events": c.history.entries.iter().rev().map(|e| json!({
+            "seq": e.seq,
+            "at": iso_time(e.at_ms),
+            "kind": e.kind,
+            "canary": e.canary,
+            "weight": e.weight,
+            "by": e.by,
+            "reason": e.reason,
+        })).collect::<Vec<_>>(),
+        "kv": {
+            "revision": c.kv.revision,
+            "last_write_at": c.kv.last_write_ms.map(iso_time),
+            "retry_at": c.kv.retry_at_ms.map(iso_time),
+            "failed_writes": c.kv.failures,
+        },
+    })
+}

@@ -1,0 +1,31 @@
+//! canary-core: every decision canary-edge makes, with no runtime dependency, so that
+//! `cargo test` runs it natively and the fuzzers and benchmarks call exactly what the
+//! worker runs. The worker crate (`canary-edge`, the repository root) is the only code that
+//! touches the `worker` crate; it gathers facts, does I/O and applies these decisions.
+//!
+//! - [`route`] parses request paths into assets and R2 keys;
+//! - [`config`] parses and validates the KV rollout config (and its `health` and
+//!   `progression` settings);
+//! - [`cohort`] buckets identities into cohorts and picks the canary cohorts;
+//! - [`cookie`] signs and verifies the sticky cohort cookie;
+//! - [`decide`] makes the routing decision;
+//! - [`rollouts`] keeps the per-isolate copy of configs (TTL, last good config);
+//! - [`control`] is the control plane of a bundle as one state machine (health, rollback,
+//!   progressive rollout, KV projection);
+//! - [`admin`], [`override_token`], [`report`] parse what operators and browsers send;
+//! - [`http`] holds content types, cache policies and conditional requests;
+//! - [`settings`] reads the deployment vars; [`error`] maps failures to statuses.
+
+pub mod admin;
+pub mod cohort;
+pub mod config;
+pub mod control;
+pub mod cookie;
+pub mod decide;
+pub mod error;
+pub mod http;
+pub mod override_token;
+pub mod report;
+pub mod rollouts;
+pub mod route;
+pub mod settings;
