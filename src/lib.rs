@@ -8,6 +8,12 @@
 #[cfg(target_arch = "wasm32")]
 mod edge;
 
+// The edge names the core's modules as `crate::config`, `crate::decide`, ...
+#[cfg(target_arch = "wasm32")]
+use canary_core::{
+    admin, config, control, decide, error, http, override_token, report, rollouts, route, settings,
+};
+
 #[cfg(target_arch = "wasm32")]
 pub use edge::HealthMonitor;
 

@@ -48,10 +48,12 @@ pub fn parse_request(action: &str, body: &str) -> Result<(Command, Option<Versio
     let mut value: serde_json::Value = serde_json::from_str(trimmed).map_err(body_error)?;
     let expect = match value.as_object_mut().and_then(|o| o.remove("canary")) {
         None => None,
-        Some(serde_json::Value::String(v)) => Some(Version::parse(&v).map_err(|m| ConfigError {
-            field: "canary",
-            message: m,
-        })?),
+        Some(serde_json::Value::String(v)) => {
+            Some(Version::parse(&v).map_err(|m| ConfigError {
+                field: "canary",
+                message: m,
+            })?)
+        }
         Some(other) => {
             return Err(ConfigError {
                 field: "canary",
@@ -166,7 +168,10 @@ mod tests {
         let v = |s| Version::parse(s).unwrap();
         assert_eq!(
             parse_request("weight", r#"{"weight": 30, "canary": "1.1.0"}"#).unwrap(),
-            (Command::SetWeight(Weight::new(30).unwrap()), Some(v("1.1.0")))
+            (
+                Command::SetWeight(Weight::new(30).unwrap()),
+                Some(v("1.1.0"))
+            )
         );
         assert_eq!(
             parse_request("promote", "").unwrap(),
@@ -174,14 +179,21 @@ mod tests {
         );
         assert_eq!(
             parse_request("rollback", r#"{"canary": "1.1.0"}"#).unwrap(),
-            (Command::Rollback("operator rollback".into()), Some(v("1.1.0")))
+            (
+                Command::Rollback("operator rollback".into()),
+                Some(v("1.1.0"))
+            )
         );
         for (body, field) in [
             (r#"{"weight": 30, "canary": 7}"#, "canary"),
             (r#"{"weight": 30, "canary": "a/b"}"#, "canary"),
             (r#"{"weight": 300, "canary": "1.1.0"}"#, "weight"),
         ] {
-            assert_eq!(parse_request("weight", body).unwrap_err().field, field, "{body}");
+            assert_eq!(
+                parse_request("weight", body).unwrap_err().field,
+                field,
+                "{body}"
+            );
         }
     }
 

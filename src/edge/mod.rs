@@ -5,7 +5,8 @@
 //! - `mod.rs`: per-isolate state, the fetch entry, config reads, responses, logging;
 //! - `assets.rs`: the asset routes (routing decision, cache, R2, canary fallback);
 //! - `ops.rs`: `/__canary/...`: health, status, error reports, the admin API;
-//! - `monitor.rs`: the `HealthMonitor` Durable Object and the KV config writes.
+//! - `monitor/`: the `HealthMonitor` Durable Object (runs the control plane, owns the
+//!   rollout state in SQLite, projects the config to KV) and the edge's calls to it.
 
 mod assets;
 mod js;
@@ -24,9 +25,9 @@ use worker::{console_log, Context, Date, Delay, Env, Headers, Request, Response}
 pub use monitor::HealthMonitor;
 
 use crate::config::{kv_key, BundleName};
+use crate::control::batching::Pending;
 use crate::decide::{PreparedRollout, Router};
 use crate::error::EdgeError;
-use crate::health::Pending;
 use crate::http::{floating_cache_control, pinned_cache_control};
 use crate::override_token::OverrideKey;
 use crate::rollouts::{KvRead, RolloutCache, Staleness};

@@ -4,8 +4,9 @@
 use serde_json::json;
 use worker::{Context, Env, Request};
 
-use super::{json_response, monitor, now_ms, rollout, Isolate, Outcome, R2_BINDING};
-use crate::admin::{bearer_matches, parse_command};
+use super::{json_response, monitor, now_ms, rollout, Failure, Isolate, Outcome, R2_BINDING};
+use crate::admin::{bearer_matches, parse_request, Command};
+use crate::config::Rollout;
 use crate::config::{BundleName, Version};
 use crate::decide::{Channel, PreparedRollout};
 use crate::error::EdgeError;
@@ -30,7 +31,7 @@ pub(super) async fn serve(
         (["status", bundle], "GET" | "HEAD") if !bundle.is_empty() => {
             let bundle = BundleName::parse(bundle).map_err(EdgeError::NotFound)?;
             let prepared = rollout(env, iso, &bundle).await?;
-            json_response(200, &status_json(iso, &prepared))
+            json_response(200, &public_status(iso, &prepared))
         }
         (["report"], "POST") => receive_report(&mut req, env, ctx, iso).await,
         (["report"], _) => Err(EdgeError::MethodNotAllowed("POST").into()),
@@ -39,8 +40,19 @@ pub(super) async fn serve(
     }
 }
 
-/// What an operator needs to see of a bundle's rollout, including the effective weight.
-fn status_json(iso: &Isolate, p: &PreparedRollout) -> serde_json::Value {
+/// The split of a bundle as a client may know it: versions, weight, effective weight and
+/// which cohorts are on the canary. Thresholds, counts, rollback reasons and history are
+/// for operators (the admin API).
+fn public_status(iso: &Isolate, p: &PreparedRollout) -> serde_json::Value {
+    let r = &p.rollout;
+    let mut v = split_json(iso, p);
+    v["stable"] = json!(r.stable);
+    v["canary"] = json!(r.live_canary());
+    v
+}
+
+/// Weight, effective weight and canary cohorts of a rollout.
+fn split_json(iso: &Isolate, p: &PreparedRollout) -> serde_json::Value {
     let cohorts = iso.settings.cohorts;
     let weight = p.rollout.weight;
     let live = p.rollout.live_canary().is_some();
@@ -53,13 +65,17 @@ fn status_json(iso: &Isolate, p: &PreparedRollout) -> serde_json::Value {
     };
     let mut v = json!({
         "bundle": p.bundle.as_str(),
-        "config": p.rollout,
         "cohorts": cohorts,
         "weight": weight.percent(),
         "effective_weight": if live { weight.effective_percent(cohorts) } else { 0.0 },
         "canary_cohorts": canary_cohorts,
     });
-    if weight.is_rounded(cohorts) {
+    if live && weight.canary_cohorts(cohorts) == 0 {
+        v["note"] = json!(format!(
+            "weight {}% puts no cohort on the canary with {cohorts} cohorts: nobody gets it",
+            weight.percent()
+        ));
+    } else if weight.is_rounded(cohorts) {
         v["note"] = json!(format!(
             "weight {}% is not a multiple of {}% with {cohorts} cohorts; {}% is served",
             weight.percent(),
@@ -68,6 +84,32 @@ fn status_json(iso: &Isolate, p: &PreparedRollout) -> serde_json::Value {
         ));
     }
     v
+}
+
+/// The admin view: the control plane's authoritative config with its split, and the
+/// monitor's counts, verdict, rollout and history.
+fn admin_status(
+    iso: &Isolate,
+    bundle: &BundleName,
+    answer: serde_json::Value,
+) -> serde_json::Value {
+    let config = answer
+        .get("config")
+        .cloned()
+        .and_then(|c| Rollout::from_value(c).ok());
+    let mut body = match config {
+        Some(c) => {
+            let prepared = iso.router.prepare(bundle.clone(), c);
+            let mut v = split_json(iso, &prepared);
+            v["config"] = json!(prepared.rollout);
+            v
+        }
+        None => {
+            json!({ "bundle": bundle.as_str(), "config": null, "cohorts": iso.settings.cohorts })
+        }
+    };
+    body["monitor"] = answer.get("monitor").cloned().unwrap_or(json!(null));
+    body
 }
 
 // ---------------------------------------------------------------- error reports
@@ -98,7 +140,7 @@ async fn receive_report(req: &mut Request, env: &Env, ctx: &Context, iso: &Isola
     let prepared = rollout(env, iso, &report.bundle).await?;
     let channel = if report.version == prepared.rollout.stable {
         Channel::Stable
-    } else if prepared.rollout.live_canary() == Some(&report.version) {
+    } else if prepared.rollout.serving_canary(iso.settings.cohorts) == Some(&report.version) {
         Channel::Canary
     } else {
         return Err(EdgeError::Conflict(format!(
@@ -135,16 +177,17 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
     let method = req.inner().method();
     match (path.get(1..).unwrap_or_default(), method.as_str()) {
         ([], "GET") => {
-            // The monitor may have written KV since this isolate read it: read afresh.
-            iso.rollouts.borrow_mut().invalidate(&bundle);
-            let prepared = rollout(env, iso, &bundle).await.ok();
-            let monitor = monitor::status(env, &bundle).await?;
-            let mut body = match &prepared {
-                Some(p) => status_json(iso, p),
-                None => json!({ "bundle": bundle.as_str(), "config": null }),
-            };
-            body["monitor"] = monitor;
-            json_response(200, &body)
+            let answer = monitor::status(env, &bundle).await?;
+            if answer.is_null() {
+                // No control plane bound: what this isolate reads from KV.
+                iso.rollouts.borrow_mut().invalidate(&bundle);
+                let prepared = rollout(env, iso, &bundle).await?;
+                let mut body = split_json(iso, &prepared);
+                body["config"] = json!(prepared.rollout);
+                body["monitor"] = json!(null);
+                return json_response(200, &body);
+            }
+            json_response(200, &admin_status(iso, &bundle, answer))
         }
         (["files", version], "GET") => {
             let version = Version::parse(version).map_err(EdgeError::BadRequest)?;
@@ -158,10 +201,17 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
                     EdgeError::TooLarge("admin requests are limited to 16 KiB".into()).into(),
                 );
             }
-            // Validate here for a clear 400; the monitor applies it as the single writer.
-            parse_command(action, &body).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
-            let (status, answer) = monitor::command(env, &bundle, action, &body).await?;
+            // Validate here for a clear 400; the control plane applies it as the single writer.
+            let (command, _) =
+                parse_request(action, &body).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
+            if let Command::Publish(version) = &command {
+                require_files(env, &bundle, version).await?;
+            }
+            let (status, mut answer) = monitor::command(env, &bundle, action, &body).await?;
             iso.rollouts.borrow_mut().invalidate(&bundle);
+            if status == 200 {
+                answer = admin_status(iso, &bundle, answer);
+            }
             json_response(status, &answer)
         }
         (_, "GET" | "POST") => Err(EdgeError::NotFound(format!(
@@ -171,6 +221,25 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
         .into()),
         _ => Err(EdgeError::MethodNotAllowed("GET, POST").into()),
     }
+}
+
+/// Publishing a version with no files would send its canary cohorts to 404s (or, with the
+/// fallback, hide that nothing was uploaded): refuse it.
+async fn require_files(env: &Env, bundle: &BundleName, version: &Version) -> Result<(), Failure> {
+    let bucket = env.bucket(R2_BINDING)?;
+    let page = bucket
+        .list()
+        .prefix(format!("{bundle}/{version}/"))
+        .limit(1)
+        .execute()
+        .await?;
+    if page.objects().is_empty() {
+        return Err(EdgeError::Conflict(format!(
+            "no files under {bundle}/{version}/ in R2: upload them before publishing"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// The files of one version, for `scripts/canary probe`.

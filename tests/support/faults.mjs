@@ -1,10 +1,15 @@
 // Test-only entry module: wraps the built worker (build/index.js) and, when a test asks for
 // it through the FAULTS KV namespace, makes its KV or R2 bindings or the edge cache fail the
 // way production ones can. With no fault set it passes everything through untouched.
-import Inner from "../../build/index.js";
+import Inner, { HealthMonitor as InnerMonitor } from "../../build/index.js";
 
-// The Durable Object class must be exported by the main module.
-export { HealthMonitor } from "../../build/index.js";
+// The Durable Object class must be exported by the main module. It gets the same faulty
+// bindings as the edge, so its KV writes can fail and are logged.
+export class HealthMonitor extends InnerMonitor {
+  constructor(state, env) {
+    super(state, wrapEnv(env, null));
+  }
+}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -12,9 +17,36 @@ function matches(spec, key) {
   return !spec.match || String(key).includes(spec.match);
 }
 
-function faultyKv(real, spec) {
+async function readSpec(env) {
+  const raw = await env.FAULTS.get("spec");
+  return raw ? JSON.parse(raw) : {};
+}
+
+// Every successful KV write made by the worker or its Durable Object, as
+// `writes/<key>/<ms>-<random>` in the FAULTS namespace (value: what was written), so tests
+// can check that no key is written twice within a second, and replay an older value.
+async function logWrite(faults, key, value) {
+  const at = String(Date.now()).padStart(15, "0");
+  await faults.put(`writes/${key}/${at}-${Math.random().toString(36).slice(2, 8)}`, String(value));
+}
+
+async function previousWrite(faults, key) {
+  const { keys } = await faults.list({ prefix: `writes/${key}/` });
+  const names = keys.map((k) => k.name).sort();
+  return names.length >= 2 ? faults.get(names[names.length - 2]) : null;
+}
+
+// `spec` is null for the Durable Object's env: it reads the spec on every call, because
+// an object outlives the request that set it.
+function faultyKv(real, fixedSpec, faults) {
+  const specNow = async () => fixedSpec ?? (await readSpec({ FAULTS: faults }));
   return {
     async get(key, options) {
+      const spec = await specNow();
+      if (spec.kvStale) {
+        const old = await previousWrite(faults, key);
+        if (old !== null) return old;
+      }
       if (spec.kv === "throw") throw new Error("injected: KV GET failed");
       if (spec.kv === "timeout") {
         await sleep(spec.kvDelayMs ?? 30000);
@@ -23,7 +55,19 @@ function faultyKv(real, spec) {
       if (spec.kv === "invalid") return "{\"stable\": ";
       return real.get(key, options);
     },
-    put: (...a) => real.put(...a),
+    async put(key, value, options) {
+      const spec = await specNow();
+      // { kvPutFail: n, kvPutError: "429" }: the next n writes fail like Workers KV's.
+      if (spec.kvPutFail) {
+        const failed = Number((await faults.get("kv-put-failed")) ?? 0);
+        if (failed < spec.kvPutFail) {
+          await faults.put("kv-put-failed", String(failed + 1));
+          throw new Error(spec.kvPutError === "500" ? "injected: KV PUT failed: 500" : "KV PUT failed: 429 Too Many Requests");
+        }
+      }
+      await real.put(key, value, options);
+      await logWrite(faults, key, value);
+    },
     list: (...a) => real.list(...a),
     delete: (...a) => real.delete(...a),
     getWithMetadata: (...a) => real.getWithMetadata(...a),
@@ -75,17 +119,21 @@ function patchCache() {
   };
 }
 
+function wrapEnv(env, spec) {
+  const wrapped = Object.create(env);
+  // KV always goes through the wrapper: it logs writes.
+  wrapped.ROLLOUTS = faultyKv(env.ROLLOUTS, spec, env.FAULTS);
+  if (spec?.r2) wrapped.BUNDLES = new R2Bucket(env.BUNDLES, spec);
+  if (spec?.noKvBinding) wrapped.ROLLOUTS = undefined;
+  return wrapped;
+}
+
 export default {
   async fetch(request, env, ctx) {
-    const raw = await env.FAULTS.get("spec");
-    const spec = raw ? JSON.parse(raw) : {};
+    const spec = await readSpec(env);
     cacheSpec = spec;
     patchCache();
-    const wrapped = Object.create(env);
-    if (spec.kv) wrapped.ROLLOUTS = faultyKv(env.ROLLOUTS, spec);
-    if (spec.r2) wrapped.BUNDLES = new R2Bucket(env.BUNDLES, spec);
-    if (spec.noKvBinding) wrapped.ROLLOUTS = undefined;
-    const worker = new Inner(ctx, wrapped);
+    const worker = new Inner(ctx, wrapEnv(env, spec));
     return worker.fetch(request);
   },
 };

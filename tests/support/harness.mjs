@@ -56,7 +56,7 @@ export async function startWorker({
     compatibilityDate: "2026-11-01",
     kvNamespaces: { ROLLOUTS: "00000000000000000000000000000000", FAULTS: "faults" },
     r2Buckets: { BUNDLES: "canary-edge-bundles" },
-    durableObjects: { HEALTH: "HealthMonitor" },
+    durableObjects: { HEALTH: { className: "HealthMonitor", useSQLite: true } },
     bindings: { COHORT_SALT: "canary-edge-test", CONFIG_TTL_MS: "0", ...vars },
   });
   // The harness rewrites module names so the wrapper can import "./build/index.js".
@@ -116,8 +116,53 @@ export class Worker {
     await this.faults.put("spec", JSON.stringify(spec));
   }
 
+  /** Turns every fault off (and resets the count of injected write failures). */
+  async clearFaults() {
+    await this.faults.delete("spec");
+    await this.faults.delete("kv-put-failed");
+  }
+
+  /** Successful KV writes of `key` by the worker and its Durable Object: [{ at, value }]. */
+  async kvWrites(key) {
+    const out = [];
+    let cursor;
+    do {
+      const page = await this.faults.list({ prefix: `writes/${key}/`, cursor });
+      for (const k of page.keys) {
+        out.push({ at: Number(k.name.slice(`writes/${key}/`.length).split("-")[0]), name: k.name });
+      }
+      cursor = page.list_complete ? undefined : page.cursor;
+    } while (cursor);
+    out.sort((a, b) => a.at - b.at);
+    return Promise.all(out.map(async ({ at, name }) => ({ at, value: await this.faults.get(name) })));
+  }
+
+  /** Workers KV allows one write per second per key: fails if any key was written faster. */
+  async assertPacedWrites() {
+    const keys = new Set();
+    let cursor;
+    do {
+      const page = await this.faults.list({ prefix: "writes/", cursor });
+      for (const k of page.keys) keys.add(k.name.slice("writes/".length).replace(/\/[^/]*$/, ""));
+      cursor = page.list_complete ? undefined : page.cursor;
+    } while (cursor);
+    for (const key of keys) {
+      const writes = await this.kvWrites(key);
+      for (let i = 1; i < writes.length; i++) {
+        const gap = writes[i].at - writes[i - 1].at;
+        if (gap < 1000) throw new Error(`${key} written twice within ${gap} ms (Workers KV allows one write per second per key)`);
+      }
+    }
+    return keys.size;
+  }
+
+  /** Disposes of Miniflare, after checking that no KV key was written twice in a second. */
   async dispose() {
-    await this.mf.dispose();
+    try {
+      await this.assertPacedWrites();
+    } finally {
+      await this.mf.dispose();
+    }
   }
 }
 

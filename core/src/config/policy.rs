@@ -114,7 +114,6 @@ impl Progression {
     }
 }
 
-
 impl Progression {
     /// Checks the plan against the deployment's cohort count: every step must put at least
     /// one more cohort on the canary than the one before, or it would serve nobody new (a

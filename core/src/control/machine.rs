@@ -96,7 +96,10 @@ pub struct LogLine {
 pub enum Reply {
     /// The command was applied; answer with the config and status.
     Done,
-    Refused { status: u16, message: String },
+    Refused {
+        status: u16,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -198,26 +201,26 @@ impl Control {
         match event {
             Event::Command(_) | Event::Alarm => true,
             Event::Batch(b) => {
-                let matches = self.config.as_ref().is_some_and(|c| {
-                    b.stable == c.stable && b.canary.as_ref() == c.live_canary()
-                });
+                let matches = self
+                    .config
+                    .as_ref()
+                    .is_some_and(|c| b.stable == c.stable && b.canary.as_ref() == c.live_canary());
                 !matches && !recently(MISMATCH_READ_GAP_MS)
             }
             Event::KvRead(_) | Event::Written(_) => false,
         }
     }
 
-    /// When the alarm should next fire: the running step's end, or a write's retry.
+    /// When the alarm should next fire: a failed write's retry, else the running step's end.
     pub fn next_alarm_ms(&self) -> Option<f64> {
         let due = self
             .progress
             .as_ref()
             .filter(|p| p.state == ProgressState::Running)
             .map(Progress::due_ms);
-        match (due, self.kv.retry_at_ms) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // A failed write waits out its backoff before anything automatic is tried again
+        // (a due step would otherwise fire the alarm at once, again and again).
+        self.kv.retry_at_ms.or(due)
     }
 
     /// The rollback rule over the recent counts of the live versions.
@@ -259,12 +262,16 @@ impl Control {
                 if self.config.is_none() {
                     return;
                 }
-                let own_recent = self.kv.own_writes.last().is_some_and(|w| {
-                    now_ms - w.written_ms < super::projection::STALE_HORIZON_MS
-                }) && self.kv.own_writes.len() == 1;
+                let own_recent =
+                    self.kv.own_writes.last().is_some_and(|w| {
+                        now_ms - w.written_ms < super::projection::STALE_HORIZON_MS
+                    }) && self.kv.own_writes.len() == 1;
                 if own_recent {
                     // Our first write has not reached this KV location yet.
-                    out.log("kv_stale_read_ignored", json!({ "bundle": bundle, "read": "missing" }));
+                    out.log(
+                        "kv_stale_read_ignored",
+                        json!({ "bundle": bundle, "read": "missing" }),
+                    );
                     return;
                 }
                 self.adopt(None, None, now_ms, out);
@@ -535,7 +542,10 @@ impl Control {
                     409,
                     format!(
                         "this command is about canary {expected}, but the canary is now {}",
-                        config.canary.as_ref().map_or("none".into(), |v| v.to_string())
+                        config
+                            .canary
+                            .as_ref()
+                            .map_or("none".into(), |v| v.to_string())
                     ),
                 );
             }
@@ -592,7 +602,11 @@ impl Control {
         let entry = OwnedEntry {
             kind: "set_weight",
             by: by.into(),
-            reason: format!("weight {}% -> {}%", config.weight.percent(), weight.percent()),
+            reason: format!(
+                "weight {}% -> {}%",
+                config.weight.percent(),
+                weight.percent()
+            ),
             counts: None,
         };
         self.propose(next, progress, entry, logs, Origin::Command, now, out);
@@ -616,7 +630,10 @@ impl Control {
             );
         };
         if let Err(e) = plan.check_cohorts(self.cohorts) {
-            return out.refuse(400, format!("invalid command: field `{}`: {}", e.field, e.message));
+            return out.refuse(
+                400,
+                format!("invalid command: field `{}`: {}", e.field, e.message),
+            );
         }
         let progress = Progress::start(canary.clone(), plan, now);
         let mut next = config;
@@ -715,7 +732,15 @@ impl Control {
         }
         let mut next = config;
         next.weight = p.current_weight();
-        self.propose(next, Some(resumed), entry, vec![log], Origin::Command, now, out);
+        self.propose(
+            next,
+            Some(resumed),
+            entry,
+            vec![log],
+            Origin::Command,
+            now,
+            out,
+        );
     }
 
     fn promote(&mut self, config: Rollout, by: &str, now: f64, out: &mut Out) {
@@ -777,7 +802,10 @@ impl Control {
                 next.weight = Weight::ZERO;
                 next.cohort_offset = None;
                 next.extra.remove("rollback");
-                (next, format!("{version} published as the canary, dark (weight 0)"))
+                (
+                    next,
+                    format!("{version} published as the canary, dark (weight 0)"),
+                )
             }
         };
         let mut logs = vec![];
@@ -961,8 +989,15 @@ impl Control {
 /// `2026-11-23T10:13:01.738Z` for milliseconds since the epoch (UTC; the civil-date
 /// conversion of Howard Hinnant's `civil_from_days`).
 pub fn iso_time(ms: f64) -> String {
-    let total_ms = if ms.is_finite() { ms.max(0.0) as i64 } else { 0 };
-    let (days, rest) = (total_ms.div_euclid(86_400_000), total_ms.rem_euclid(86_400_000));
+    let total_ms = if ms.is_finite() {
+        ms.max(0.0) as i64
+    } else {
+        0
+    };
+    let (days, rest) = (
+        total_ms.div_euclid(86_400_000),
+        total_ms.rem_euclid(86_400_000),
+    );
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

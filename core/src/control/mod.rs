@@ -23,3 +23,6 @@ pub mod status;
 
 pub use counts::{Batch, ChannelCounts, Counts};
 pub use machine::{step, CommandRequest, Control, Effect, Event, Reply, WriteOutcome};
+
+#[cfg(test)]
+mod tests;

@@ -156,7 +156,11 @@ mod tests {
         );
         assert_eq!(p.last_write_ms, None);
         p.record_failure(50.0, true);
-        assert_eq!(p.last_write_ms, Some(50.0), "a 429 counts as a recent write");
+        assert_eq!(
+            p.last_write_ms,
+            Some(50.0),
+            "a 429 counts as a recent write"
+        );
         p.record_write(3, "x", 100.0);
         assert_eq!((p.failures, p.retry_at_ms, p.revision), (0, None, 3));
         let mut p = Projection::default();

@@ -91,11 +91,21 @@ mod tests {
             auto_rollback: true,
         };
         for (stable, canary, expected, why) in [
-            ((1000, 5), (200, 40), "unhealthy", "a burst of canary errors"),
+            (
+                (1000, 5),
+                (200, 40),
+                "unhealthy",
+                "a burst of canary errors",
+            ),
             ((1000, 0), (20, 10), "too_few_samples", "20 canary loads"),
             ((1000, 300), (300, 90), "healthy", "equal 30% rates"),
             ((1000, 10), (300, 3), "healthy", "1% is under 5%"),
-            ((0, 0), (500, 50), "unhealthy", "no stable traffic: the threshold decides"),
+            (
+                (0, 0),
+                (500, 50),
+                "unhealthy",
+                "no stable traffic: the threshold decides",
+            ),
         ] {
             let v = evaluate(&recent(stable, canary), &policy);
             assert_eq!(v.state(), expected, "{why}: {v:?}");

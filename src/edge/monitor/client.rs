@@ -1,0 +1,129 @@
+//! The edge side of the control plane: batching health counts to the bundle's Durable
+//! Object, and calling it for status and admin commands.
+
+use serde_json::json;
+use wasm_bindgen::JsValue;
+use worker::{Context, Env, Headers, Method, Request, RequestInit, Response};
+
+use super::{CommandMessage, BUNDLE_HEADER};
+use crate::config::BundleName;
+use crate::control::batching::Pending;
+use crate::control::Batch;
+use crate::decide::{Channel, PreparedRollout};
+use crate::edge::{brief, log_event, now_ms, Isolate, HEALTH_BINDING};
+
+fn stub_request(
+    bundle: &BundleName,
+    path: &str,
+    method: Method,
+    body: Option<String>,
+) -> worker::Result<Request> {
+    let headers = Headers::new();
+    headers.set(BUNDLE_HEADER, bundle.as_str())?;
+    headers.set("content-type", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(headers);
+    if let Some(b) = body {
+        init.with_body(Some(JsValue::from_str(&b)));
+    }
+    Request::new_with_init(&format!("https://monitor.canary-edge{path}"), &init)
+}
+
+async fn call(
+    env: &Env,
+    bundle: &BundleName,
+    path: &str,
+    method: Method,
+    body: Option<String>,
+) -> worker::Result<Response> {
+    let namespace = env.durable_object(HEALTH_BINDING)?;
+    let stub = namespace.id_from_name(bundle.as_str())?.get_stub()?;
+    stub.fetch_with_request(stub_request(bundle, path, method, body)?)
+        .await
+}
+
+/// Adds `requests` and `errors` to the bundle's pending counts for `channel`, and sends
+/// them to the control plane when due (see `Pending::due`).
+pub(in crate::edge) fn tally(
+    env: &Env,
+    ctx: &Context,
+    iso: &Isolate,
+    prepared: &PreparedRollout,
+    channel: Channel,
+    requests: u64,
+    errors: u64,
+) {
+    let now = now_ms();
+    let stable = &prepared.rollout.stable;
+    let canary = prepared.rollout.live_canary();
+    let batch = {
+        let mut pending = iso.pending.borrow_mut();
+        let entry = pending
+            .entry(prepared.bundle.clone())
+            .or_insert_with(|| Pending::new(stable.clone(), canary.cloned(), now));
+        // New versions, new counts: one release's errors never count against the next.
+        if !entry.is_for(stable, canary) {
+            *entry = Pending::new(stable.clone(), canary.cloned(), now);
+        }
+        let counts = match channel {
+            Channel::Canary => &mut entry.counts.canary,
+            Channel::Stable => &mut entry.counts.stable,
+        };
+        counts.requests += requests;
+        counts.errors += errors;
+        entry.due(iso.settings.flush, now).then(|| entry.take(now))
+    };
+    if let Some(batch) = batch {
+        send_batch(env, ctx, &prepared.bundle, batch);
+    }
+}
+
+/// Sends a batch of counts to the bundle's control plane, after the response
+/// (`wait_until`). Without a `HEALTH` binding, health monitoring is off and counts are
+/// dropped.
+fn send_batch(env: &Env, ctx: &Context, bundle: &BundleName, batch: Batch) {
+    if env.durable_object(HEALTH_BINDING).is_err() {
+        return;
+    }
+    let env = env.clone();
+    let bundle = bundle.clone();
+    ctx.wait_until(async move {
+        let body = serde_json::to_string(&batch).unwrap_or_default();
+        if let Err(e) = call(&env, &bundle, "/ingest", Method::Post, Some(body)).await {
+            log_event(
+                "health_send_failed",
+                json!({ "bundle": bundle.as_str(), "detail": brief(e) }),
+            );
+        }
+    });
+}
+
+/// The control plane's view of a bundle: `{config, monitor}`, or `null` without a
+/// `HEALTH` binding.
+pub(in crate::edge) async fn status(
+    env: &Env,
+    bundle: &BundleName,
+) -> worker::Result<serde_json::Value> {
+    if env.durable_object(HEALTH_BINDING).is_err() {
+        return Ok(json!(null));
+    }
+    let mut resp = call(env, bundle, "/status", Method::Get, None).await?;
+    resp.json().await
+}
+
+/// Runs an admin write in the control plane; returns its status and answer.
+pub(in crate::edge) async fn command(
+    env: &Env,
+    bundle: &BundleName,
+    action: &str,
+    body: &str,
+) -> worker::Result<(u16, serde_json::Value)> {
+    let message = serde_json::to_string(&CommandMessage {
+        action: action.to_owned(),
+        body: body.to_owned(),
+    })
+    .unwrap_or_default();
+    let mut resp = call(env, bundle, "/command", Method::Post, Some(message)).await?;
+    let status = resp.status_code();
+    Ok((status, resp.json().await?))
+}

@@ -1,0 +1,254 @@
+//! The `HealthMonitor` Durable Object, one per bundle: the runner of the bundle's control
+//! plane (`canary_core::control`). It owns the authoritative rollout config, the health
+//! windows and the history in its SQLite storage, and projects the config to KV.
+//!
+//! Every handler (ingest, command, status, alarm) takes `lock` before it loads the state and
+//! releases it after the new state is committed. The runtime's input gates only hold events
+//! back while *storage* calls are pending; a KV write or read, or the wait between two KV
+//! writes, would let another event run in between and work on the same state (the lost
+//! updates this replaces). An async mutex in the object serialises exactly these handlers,
+//! and, unlike `blockConcurrencyWhile` (which the `worker` crate does not expose), cannot
+//! reset the object when a KV call is slow.
+
+mod client;
+mod storage;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::lock::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
+
+pub(super) use client::{command, status, tally};
+
+use super::{brief, log_event, now_ms, read_kv, KV_BINDING};
+use crate::admin::parse_request;
+use crate::config::{kv_key, BundleName};
+use crate::control::machine::ConfigWrite;
+use crate::control::{self, step, CommandRequest, Control, Effect, Event, Reply, WriteOutcome};
+use crate::settings::Settings;
+use storage::Store;
+
+const BUNDLE_HEADER: &str = "x-canary-bundle";
+/// Longest wait for a KV read made by the control plane.
+const KV_READ_TIMEOUT_MS: u64 = 5_000;
+
+#[derive(Serialize, Deserialize)]
+struct CommandMessage {
+    action: String,
+    body: String,
+}
+
+#[durable_object]
+pub struct HealthMonitor {
+    state: State,
+    env: Env,
+    /// Committed state, as stored; loaded on first use.
+    control: RefCell<Option<Control>>,
+    store: RefCell<Option<std::rc::Rc<Store>>>,
+    lock: Mutex<()>,
+}
+
+/// Why a handler runs the machine.
+enum Trigger {
+    Event(Event),
+    /// Status: read KV (adopting an operator's write) and report.
+    Refresh,
+}
+
+impl HealthMonitor {
+    fn cohorts(&self) -> u16 {
+        Settings::from_lookup(|name| self.env.var(name).map(|v| v.to_string()).ok())
+            .map(|s| s.cohorts)
+            .unwrap_or(10)
+    }
+
+    fn store(&self) -> worker::Result<std::rc::Rc<Store>> {
+        if let Some(s) = self.store.borrow().as_ref() {
+            return Ok(s.clone());
+        }
+        let store = std::rc::Rc::new(Store::open(self.state.storage().sql())?);
+        *self.store.borrow_mut() = Some(store.clone());
+        Ok(store)
+    }
+
+    /// The committed state (loading it from storage once).
+    fn committed(&self) -> worker::Result<Option<Control>> {
+        if let Some(c) = self.control.borrow().as_ref() {
+            return Ok(Some(c.clone()));
+        }
+        let loaded = self.store()?.load(self.cohorts())?;
+        *self.control.borrow_mut() = loaded.clone();
+        Ok(loaded)
+    }
+
+    /// Runs one trigger through the machine under the lock, carries out its effects, and
+    /// commits the resulting state. Returns the command's reply, if any.
+    async fn run(
+        &self,
+        bundle: Option<&BundleName>,
+        trigger: Trigger,
+    ) -> worker::Result<(Option<Control>, Option<Reply>)> {
+        let _guard = self.lock.lock().await;
+        let before = self.committed()?;
+        let mut state = match (&before, bundle) {
+            (Some(c), _) => c.clone(),
+            (None, Some(b)) => Control::new(b.clone(), self.cohorts()),
+            (None, None) => return Ok((None, None)),
+        };
+        let mut reply = None;
+        let wants_read = match &trigger {
+            Trigger::Event(e) => state.wants_kv_read(e, now_ms()),
+            Trigger::Refresh => true,
+        };
+        if wants_read {
+            let read = read_kv(&self.env, &state.bundle, KV_READ_TIMEOUT_MS).await;
+            state = self.apply(state, Event::KvRead(read), &mut reply).await;
+        }
+        if let Trigger::Event(event) = trigger {
+            state = self.apply(state, event, &mut reply).await;
+        }
+        self.store()?.save(before.as_ref(), &state)?;
+        *self.control.borrow_mut() = Some(state.clone());
+        Ok((Some(state), reply))
+    }
+
+    /// Steps the machine and carries out the effects, feeding write outcomes back.
+    async fn apply(&self, state: Control, event: Event, reply: &mut Option<Reply>) -> Control {
+        let (mut state, effects) = step(state, event, now_ms());
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            match effect {
+                Effect::WriteConfig(write) => {
+                    let outcome = self.write_kv(&state.bundle, &write).await;
+                    let (next, more) = step(state, Event::Written(outcome), now_ms());
+                    state = next;
+                    queue.extend(more);
+                }
+                Effect::SetAlarm(at) => {
+                    let wait = (at - now_ms()).max(0.0) as u64;
+                    if let Err(e) = self
+                        .state
+                        .storage()
+                        .set_alarm(Duration::from_millis(wait))
+                        .await
+                    {
+                        log_event(
+                            "alarm_failed",
+                            json!({ "bundle": state.bundle.as_str(), "detail": brief(e) }),
+                        );
+                    }
+                }
+                Effect::Log(line) => log_event(line.event, line.fields),
+                Effect::Reply(r) => *reply = Some(r),
+            }
+        }
+        state
+    }
+
+    /// One KV write of the config, no earlier than the machine allows (one per second).
+    async fn write_kv(&self, bundle: &BundleName, write: &ConfigWrite) -> WriteOutcome {
+        let wait = write.not_before_ms - now_ms();
+        if wait > 0.0 {
+            worker::Delay::from(Duration::from_millis(wait.ceil() as u64)).await;
+        }
+        let kv = match self.env.kv(KV_BINDING) {
+            Ok(kv) => kv,
+            Err(e) => return WriteOutcome::Failed(format!("KV binding: {e}")),
+        };
+        let put = match kv.put(&kv_key(bundle), write.text.clone()) {
+            Ok(put) => put,
+            Err(e) => return WriteOutcome::Failed(brief(e)),
+        };
+        match put.execute().await {
+            Ok(()) => WriteOutcome::Ok,
+            Err(e) => {
+                let detail = brief(e);
+                if detail.contains("429") {
+                    WriteOutcome::RateLimited(detail)
+                } else {
+                    WriteOutcome::Failed(detail)
+                }
+            }
+        }
+    }
+
+    fn answer(state: Option<&Control>, reply: Option<Reply>) -> worker::Result<Response> {
+        let now = now_ms();
+        match reply {
+            Some(Reply::Refused { status, message }) => {
+                Response::from_json(&json!({ "error": message })).map(|r| r.with_status(status))
+            }
+            _ => Response::from_json(&json!({
+                "config": state.and_then(|c| c.config.as_ref()),
+                "monitor": state.map(|c| control::status::admin_json(c, now)),
+            })),
+        }
+    }
+}
+
+impl DurableObject for HealthMonitor {
+    fn new(state: State, env: Env) -> Self {
+        Self {
+            state,
+            env,
+            control: RefCell::new(None),
+            store: RefCell::new(None),
+            lock: Mutex::new(()),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let Some(bundle) = req
+            .headers()
+            .get(BUNDLE_HEADER)?
+            .and_then(|name| BundleName::parse(&name).ok())
+        else {
+            return Response::error("missing bundle", 400);
+        };
+        match (req.method(), req.path().as_str()) {
+            (Method::Post, "/ingest") => {
+                let Ok(batch) = req.json().await else {
+                    return Response::error("bad batch", 400);
+                };
+                self.run(Some(&bundle), Trigger::Event(Event::Batch(batch)))
+                    .await?;
+                Response::from_json(&json!({ "ok": true }))
+            }
+            (Method::Post, "/command") => {
+                let Ok(msg) = req.json::<CommandMessage>().await else {
+                    return Response::error("bad command", 400);
+                };
+                let (command, expect_canary) = match parse_request(&msg.action, &msg.body) {
+                    Ok(parsed) => parsed,
+                    Err(e) => {
+                        return Response::from_json(&json!({ "error": e.to_string() }))
+                            .map(|r| r.with_status(400))
+                    }
+                };
+                let request = CommandRequest {
+                    command,
+                    expect_canary,
+                    by: "operator".into(),
+                };
+                let (state, reply) = self
+                    .run(Some(&bundle), Trigger::Event(Event::Command(request)))
+                    .await?;
+                Self::answer(state.as_ref(), reply)
+            }
+            (Method::Get, "/status") => {
+                let (state, _) = self.run(Some(&bundle), Trigger::Refresh).await?;
+                Self::answer(state.as_ref(), None)
+            }
+            _ => Response::error("not found", 404),
+        }
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        self.run(None, Trigger::Event(Event::Alarm)).await?;
+        Response::ok("ok")
+    }
+}

@@ -1,0 +1,405 @@
+//! The control plane's state in the Durable Object's SQLite storage: typed tables, one row
+//! per thing, written as a diff of the state before and after an event (an ingest touches
+//! the current window and the totals, not the whole state). All writes of one event are
+//! synchronous and uninterrupted, so the runtime commits them as one transaction.
+
+use serde::Deserialize;
+use worker::{SqlStorage, SqlStorageValue as V};
+
+use canary_core::config::{BundleName, Progression, Rollout, Version, Weight};
+use canary_core::control::counts::{ChannelCounts, Counts, HealthWindows, Window};
+use canary_core::control::history::{Entry, History};
+use canary_core::control::progress::{Progress, ProgressState};
+use canary_core::control::projection::{OwnWrite, Projection};
+use canary_core::control::Control;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  bundle TEXT NOT NULL,
+  config TEXT,
+  revision INTEGER NOT NULL,
+  last_write_ms REAL,
+  retry_at_ms REAL,
+  failures INTEGER NOT NULL,
+  next_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS own_writes (
+  revision INTEGER PRIMARY KEY,
+  digest TEXT NOT NULL,
+  written_ms REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS progress (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  canary TEXT NOT NULL,
+  steps TEXT NOT NULL,
+  bake_secs INTEGER NOT NULL,
+  step INTEGER NOT NULL,
+  step_started_ms REAL NOT NULL,
+  state TEXT NOT NULL,
+  reason TEXT
+);
+CREATE TABLE IF NOT EXISTS health (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  stable TEXT,
+  canary TEXT,
+  stable_requests INTEGER NOT NULL,
+  stable_errors INTEGER NOT NULL,
+  canary_requests INTEGER NOT NULL,
+  canary_errors INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS windows (
+  start_ms REAL PRIMARY KEY,
+  stable_requests INTEGER NOT NULL,
+  stable_errors INTEGER NOT NULL,
+  canary_requests INTEGER NOT NULL,
+  canary_errors INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+  seq INTEGER PRIMARY KEY,
+  at_ms REAL NOT NULL,
+  kind TEXT NOT NULL,
+  canary TEXT,
+  weight INTEGER,
+  by TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  counts TEXT
+);
+";
+
+pub(super) struct Store {
+    sql: SqlStorage,
+}
+
+fn text(s: impl ToString) -> V {
+    V::String(s.to_string())
+}
+
+fn int(n: u64) -> V {
+    V::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> V) -> V {
+    v.map(f).unwrap_or(V::Null)
+}
+
+fn count(n: f64) -> u64 {
+    if n.is_finite() && n > 0.0 {
+        n as u64
+    } else {
+        0
+    }
+}
+
+#[derive(Deserialize)]
+struct MetaRow {
+    bundle: String,
+    config: Option<String>,
+    revision: f64,
+    last_write_ms: Option<f64>,
+    retry_at_ms: Option<f64>,
+    failures: f64,
+    next_seq: f64,
+}
+
+#[derive(Deserialize)]
+struct OwnWriteRow {
+    revision: f64,
+    digest: String,
+    written_ms: f64,
+}
+
+#[derive(Deserialize)]
+struct ProgressRow {
+    canary: String,
+    steps: String,
+    bake_secs: f64,
+    step: f64,
+    step_started_ms: f64,
+    state: String,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HealthRow {
+    stable: Option<String>,
+    canary: Option<String>,
+    stable_requests: f64,
+    stable_errors: f64,
+    canary_requests: f64,
+    canary_errors: f64,
+}
+
+#[derive(Deserialize)]
+struct WindowRow {
+    start_ms: f64,
+    stable_requests: f64,
+    stable_errors: f64,
+    canary_requests: f64,
+    canary_errors: f64,
+}
+
+#[derive(Deserialize)]
+struct HistoryRow {
+    seq: f64,
+    at_ms: f64,
+    kind: String,
+    canary: Option<String>,
+    weight: Option<f64>,
+    by: String,
+    reason: String,
+    counts: Option<String>,
+}
+
+fn counts(sr: f64, se: f64, cr: f64, ce: f64) -> ChannelCounts {
+    ChannelCounts {
+        stable: Counts {
+            requests: count(sr),
+            errors: count(se),
+        },
+        canary: Counts {
+            requests: count(cr),
+            errors: count(ce),
+        },
+    }
+}
+
+impl Store {
+    pub fn open(sql: SqlStorage) -> worker::Result<Self> {
+        for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sql.exec(statement, None)?;
+        }
+        Ok(Self { sql })
+    }
+
+    fn rows<T: for<'de> Deserialize<'de>>(&self, query: &str) -> worker::Result<Vec<T>> {
+        self.sql.exec(query, None)?.to_array()
+    }
+
+    fn run(&self, query: &str, bindings: Vec<V>) -> worker::Result<()> {
+        self.sql.exec(query, bindings).map(|_| ())
+    }
+
+    /// The stored state, or `None` for an object that never stored one. Rows that no
+    /// longer parse (a version this code rejects) are skipped, not fatal.
+    pub fn load(&self, cohorts: u16) -> worker::Result<Option<Control>> {
+        let Some(meta) = self.rows::<MetaRow>("SELECT * FROM meta")?.pop() else {
+            return Ok(None);
+        };
+        let Ok(bundle) = BundleName::parse(&meta.bundle) else {
+            return Ok(None);
+        };
+        let mut c = Control::new(bundle, cohorts);
+        c.config = meta.config.and_then(|t| Rollout::parse(&t).ok());
+        c.kv = Projection {
+            revision: count(meta.revision),
+            own_writes: self
+                .rows::<OwnWriteRow>("SELECT * FROM own_writes ORDER BY revision")?
+                .into_iter()
+                .map(|r| OwnWrite {
+                    revision: count(r.revision),
+                    digest: r.digest,
+                    written_ms: r.written_ms,
+                })
+                .collect(),
+            last_write_ms: meta.last_write_ms,
+            retry_at_ms: meta.retry_at_ms,
+            failures: count(meta.failures) as u32,
+        };
+        c.progress = self
+            .rows::<ProgressRow>("SELECT * FROM progress")?
+            .pop()
+            .and_then(|p| {
+                let steps: Vec<u64> = serde_json::from_str(&p.steps).ok()?;
+                Some(Progress {
+                    canary: Version::parse(&p.canary).ok()?,
+                    plan: Progression {
+                        steps: steps
+                            .into_iter()
+                            .map(Weight::new)
+                            .collect::<Result<_, _>>()
+                            .ok()?,
+                        bake_secs: count(p.bake_secs) as u32,
+                    },
+                    step: count(p.step) as usize,
+                    step_started_ms: p.step_started_ms,
+                    state: ProgressState::parse(&p.state)?,
+                    reason: p.reason,
+                })
+            });
+        if let Some(h) = self.rows::<HealthRow>("SELECT * FROM health")?.pop() {
+            c.health = HealthWindows {
+                stable: h.stable.and_then(|v| Version::parse(&v).ok()),
+                canary: h.canary.and_then(|v| Version::parse(&v).ok()),
+                windows: self
+                    .rows::<WindowRow>("SELECT * FROM windows ORDER BY start_ms")?
+                    .into_iter()
+                    .map(|w| Window {
+                        start_ms: w.start_ms,
+                        counts: counts(
+                            w.stable_requests,
+                            w.stable_errors,
+                            w.canary_requests,
+                            w.canary_errors,
+                        ),
+                    })
+                    .collect(),
+                totals: counts(
+                    h.stable_requests,
+                    h.stable_errors,
+                    h.canary_requests,
+                    h.canary_errors,
+                ),
+            };
+        }
+        c.history = History {
+            entries: self
+                .rows::<HistoryRow>("SELECT * FROM history ORDER BY seq")?
+                .into_iter()
+                .map(|e| Entry {
+                    seq: count(e.seq),
+                    at_ms: e.at_ms,
+                    kind: e.kind,
+                    canary: e.canary.and_then(|v| Version::parse(&v).ok()),
+                    weight: e.weight.and_then(|w| Weight::new(count(w)).ok()),
+                    by: e.by,
+                    reason: e.reason,
+                    counts: e.counts.and_then(|t| serde_json::from_str(&t).ok()),
+                })
+                .collect(),
+            next_seq: count(meta.next_seq),
+        };
+        Ok(Some(c))
+    }
+
+    /// Writes what changed between `before` (what is stored) and `after`.
+    pub fn save(&self, before: Option<&Control>, after: &Control) -> worker::Result<()> {
+        let changed = |f: &dyn Fn(&Control) -> bool| before.is_none_or(f);
+        if changed(&|b| {
+            b.bundle != after.bundle
+                || b.config != after.config
+                || b.kv.revision != after.kv.revision
+                || b.kv.last_write_ms != after.kv.last_write_ms
+                || b.kv.retry_at_ms != after.kv.retry_at_ms
+                || b.kv.failures != after.kv.failures
+                || b.history.next_seq != after.history.next_seq
+        }) {
+            self.run(
+                "INSERT OR REPLACE INTO meta VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                vec![
+                    text(&after.bundle),
+                    opt(after.config.as_ref(), |c| text(c.to_json())),
+                    int(after.kv.revision),
+                    opt(after.kv.last_write_ms, V::Float),
+                    opt(after.kv.retry_at_ms, V::Float),
+                    int(u64::from(after.kv.failures)),
+                    int(after.history.next_seq),
+                ],
+            )?;
+        }
+        if changed(&|b| b.kv.own_writes != after.kv.own_writes) {
+            self.run("DELETE FROM own_writes", vec![])?;
+            for w in &after.kv.own_writes {
+                self.run(
+                    "INSERT INTO own_writes VALUES (?, ?, ?)",
+                    vec![int(w.revision), text(&w.digest), V::Float(w.written_ms)],
+                )?;
+            }
+        }
+        if changed(&|b| b.progress != after.progress) {
+            match &after.progress {
+                None => self.run("DELETE FROM progress", vec![])?,
+                Some(p) => self.run(
+                    "INSERT OR REPLACE INTO progress VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
+                    vec![
+                        text(&p.canary),
+                        text(serde_json::json!(p.plan.steps)),
+                        int(u64::from(p.plan.bake_secs)),
+                        int(p.step as u64),
+                        V::Float(p.step_started_ms),
+                        text(p.state.as_str()),
+                        opt(p.reason.as_deref(), text),
+                    ],
+                )?,
+            }
+        }
+        self.save_health(before.map(|b| &b.health), &after.health)?;
+        self.save_history(before.map(|b| &b.history), &after.history)
+    }
+
+    fn save_health(
+        &self,
+        before: Option<&HealthWindows>,
+        after: &HealthWindows,
+    ) -> worker::Result<()> {
+        let same_versions =
+            before.is_some_and(|b| b.stable == after.stable && b.canary == after.canary);
+        if before.is_none_or(|b| b.totals != after.totals) || !same_versions {
+            let t = &after.totals;
+            self.run(
+                "INSERT OR REPLACE INTO health VALUES (1, ?, ?, ?, ?, ?, ?)",
+                vec![
+                    opt(after.stable.as_ref(), text),
+                    opt(after.canary.as_ref(), text),
+                    int(t.stable.requests),
+                    int(t.stable.errors),
+                    int(t.canary.requests),
+                    int(t.canary.errors),
+                ],
+            )?;
+        }
+        if !same_versions {
+            self.run("DELETE FROM windows", vec![])?;
+        }
+        for w in &after.windows {
+            let stored = before
+                .filter(|_| same_versions)
+                .and_then(|b| b.windows.iter().find(|x| x.start_ms == w.start_ms));
+            if stored != Some(w) {
+                let c = &w.counts;
+                self.run(
+                    "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?)",
+                    vec![
+                        V::Float(w.start_ms),
+                        int(c.stable.requests),
+                        int(c.stable.errors),
+                        int(c.canary.requests),
+                        int(c.canary.errors),
+                    ],
+                )?;
+            }
+        }
+        if let Some(oldest) = after.windows.first() {
+            self.run(
+                "DELETE FROM windows WHERE start_ms < ?",
+                vec![V::Float(oldest.start_ms)],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn save_history(&self, before: Option<&History>, after: &History) -> worker::Result<()> {
+        let stored_up_to = before.map_or(0, |b| b.next_seq);
+        for e in after.entries.iter().filter(|e| e.seq >= stored_up_to) {
+            self.run(
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                vec![
+                    int(e.seq),
+                    V::Float(e.at_ms),
+                    text(&e.kind),
+                    opt(e.canary.as_ref(), text),
+                    opt(e.weight, |w| int(u64::from(w.percent()))),
+                    text(&e.by),
+                    text(&e.reason),
+                    opt(e.counts, |c| text(serde_json::json!(c))),
+                ],
+            )?;
+        }
+        if let Some(first) = after.entries.first() {
+            if before.and_then(|b| b.entries.first()).map(|e| e.seq) != Some(first.seq) {
+                self.run("DELETE FROM history WHERE seq < ?", vec![int(first.seq)])?;
+            }
+        }
+        Ok(())
+    }
+}
