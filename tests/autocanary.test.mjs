@@ -3,12 +3,11 @@
 // the report endpoint and the admin API refuse bad input, signed overrides reach the canary.
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { bodyVersion, cookiesForEveryCohort, startWorker } from "./support/harness.mjs";
+import { bodyVersion, cookiesByChannel, cookiesForEveryCohort, copyDemoFiles, sleep, startWorker, until } from "./support/harness.mjs";
 
 const TOKEN = "test-admin-token";
 const HEALTH = { window_secs: 60, min_requests: 20, max_error_rate: 0.1, max_relative: 2, auto_rollback: true };
 const BASE = { stable: "1.0.0", canary: "1.1.0", weight: 50, health: HEALTH };
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let w;
 let cookies;
@@ -29,17 +28,10 @@ after(() => w.dispose());
 
 beforeEach(async () => {
   bundle = `auto${++n}`;
-  for (const [key, bytes, contentType] of (await import("./support/harness.mjs")).fixtureObjects()) {
-    if (key.startsWith("demo/")) await w.r2.put(key.replace(/^demo\//, `${bundle}/`), bytes, { httpMetadata: { contentType } });
-  }
+  await copyDemoFiles(w, bundle);
   await w.setRollout(BASE, bundle);
   // Sort the cohort cookies by channel at weight 50 for this bundle.
-  canaryCookies = [];
-  stableCookies = [];
-  for (const cookie of cookies.values()) {
-    const r = await w.get(`/${bundle}/sdk.js`, { cookie, method: "HEAD" });
-    (r.headers.get("x-canary-channel") === "canary" ? canaryCookies : stableCookies).push(cookie);
-  }
+  ({ canary: canaryCookies, stable: stableCookies } = await cookiesByChannel(w, bundle, cookies));
   assert.equal(canaryCookies.length, 5);
 });
 
@@ -64,16 +56,6 @@ async function traffic(cookieList, requests) {
 
 async function report(version, kind = "chunk_load") {
   return w.get("/__canary/report", { method: "POST", body: JSON.stringify({ bundle, version, kind, message: "x" }), headers: { "content-type": "text/plain" } });
-}
-
-async function until(check, what, timeoutMs = 5000) {
-  const started = Date.now();
-  for (;;) {
-    const v = await check();
-    if (v) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 async function monitorTotals() {
@@ -131,7 +113,7 @@ describe("automatic rollback", () => {
   test("errors below the minimum sample size do not trip it", async () => {
     await traffic(canaryCookies, 5);
     for (let i = 0; i < 4; i++) assert.equal((await report("1.1.0")).status, 202);
-    await sleep(300);
+    await until(async () => (await monitorTotals()).canary.errors === 4, "the 4 reports counted");
     assert.equal((await kvConfig()).weight, 50);
     const totals = await monitorTotals();
     assert.equal(totals.canary.errors, 4);
@@ -145,7 +127,10 @@ describe("automatic rollback", () => {
       assert.equal((await report("1.1.0")).status, 202);
       assert.equal((await report("1.0.0")).status, 202);
     }
-    await sleep(300);
+    await until(async () => {
+      const t = await monitorTotals();
+      return t.canary.errors === 6 && t.stable.errors === 6;
+    }, "every report counted");
     assert.equal((await kvConfig()).weight, 50, "20% on both sides is not the canary's fault");
     const verdict = (await api("")).json.monitor.verdict;
     assert.equal(verdict.state, "healthy");

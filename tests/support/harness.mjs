@@ -197,3 +197,36 @@ export async function failureOutput(running, what) {
   }
   throw new Error(`${what} should have failed`);
 }
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls `check` every 50 ms until it returns something truthy (returned), failing after
+ * `timeoutMs` with `what`. Tests wait for what they expect, not for a fixed time.
+ */
+export async function until(check, what, timeoutMs = 5000) {
+  const started = Date.now();
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Sorts cohort cookies (from `cookiesForEveryCohort`) by the channel `bundle` serves them. */
+export async function cookiesByChannel(worker, bundle, cookies) {
+  const byChannel = { canary: [], stable: [] };
+  for (const cookie of cookies.values()) {
+    const r = await worker.get(`/${bundle}/sdk.js`, { cookie, method: "HEAD" });
+    byChannel[r.headers.get("x-canary-channel")].push(cookie);
+  }
+  return byChannel;
+}
+
+/** Copies the demo bundle's fixture files to `bundle` in R2 (a bundle per test). */
+export async function copyDemoFiles(worker, bundle) {
+  for (const [key, bytes, contentType] of fixtureObjects()) {
+    if (key.startsWith("demo/")) await worker.r2.put(key.replace(/^demo\//, `${bundle}/`), bytes, { httpMetadata: { contentType } });
+  }
+}
