@@ -19,8 +19,10 @@
 // state elsewhere; implies --local), --config <wrangler.toml>, --json (status as JSON).
 // Without --local the commands act on the deployed resources (wrangler --remote).
 // With --url <worker URL> and --token <ADMIN_TOKEN> (or CANARY_URL / CANARY_ADMIN_TOKEN),
-// set-weight, rollback, promote and status go through the admin API instead of KV, so the
-// bundle's HealthMonitor sees them; rollout, pause, resume, watch and probe need the API.
+// publish (its config step), set-weight, rollback, promote and status go through the admin
+// API instead of KV: the bundle's control plane (HealthMonitor) owns the config and writes
+// KV itself. Each such write names the canary it is about, so it is refused if another
+// release became the canary meanwhile. rollout, pause, resume, watch and probe need the API.
 
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -234,9 +236,12 @@ export function renderStatus(s, now = new Date()) {
   }
   if (m.progress) {
     const p = m.progress;
-    lines.push(`rollout: ${p.state}, step ${p.step + 1}/${p.steps.length} [${p.steps.join(" → ")}], next step at ${p.next_step_at}`);
+    const when = p.state === "running" ? `, next step at ${p.next_step_at}` : p.reason ? ` (${p.reason})` : "";
+    lines.push(`rollout of ${p.canary}: ${p.state}, step ${p.step + 1}/${p.steps.length} [${p.steps.join(" → ")}]${when}`);
   }
   for (const r of (m.history ?? []).slice(-3)) lines.push(`rolled back ${r.at} (${r.by}): ${r.reason}`);
+  if (m.kv?.failed_writes) lines.push(`KV: ${m.kv.failed_writes} failed write(s), retry at ${m.kv.retry_at}`);
+  for (const e of (m.events ?? []).slice(0, 5)) lines.push(`  ${e.at}  ${e.kind.padEnd(18)} ${e.by.padEnd(8)} ${e.reason}`);
   return lines.join("\n");
 }
 
@@ -290,7 +295,9 @@ function describe(bundle, c, cohorts) {
   if (c.canary) {
     const eff = effectiveWeight(c.weight ?? 0, cohorts);
     lines.push(`canary ${c.canary} at weight ${c.weight ?? 0}% (${eff.cohortsOnCanary} of ${cohorts} cohorts)`);
-    if (eff.rounded) {
+    if ((c.weight ?? 0) > 0 && eff.cohortsOnCanary === 0) {
+      lines.push(`warning: ${c.weight}% puts no cohort on the canary with ${cohorts} cohorts: nobody gets it`);
+    } else if (eff.rounded) {
       lines.push(`note: ${c.weight}% is not a multiple of ${100 / cohorts}% with ${cohorts} cohorts; ${eff.percent}% is served`);
     }
   } else {
@@ -337,11 +344,14 @@ export async function main(argv, log = console.log) {
     const [path, body] = {
       "set-weight": () => ["/weight", { weight: checkWeight(args[1]) }],
       rollback: () => ["/rollback", { reason: flags.reason ?? "operator rollback (scripts/canary)" }],
-      promote: () => ["/promote", undefined],
+      promote: () => ["/promote", {}],
     }[command]();
+    // Name the canary this command is about: if another release became the canary since,
+    // the control plane refuses it instead of applying it to the wrong version.
+    const { config: current } = await api.call(bundle);
+    if (current?.canary) body.canary = current.canary;
     const out = await api.call(bundle, path, { method: "POST", body });
-    const { cohorts } = await api.call(bundle);
-    log(describe(bundle, out.config, cohorts ?? 10));
+    log(describe(bundle, out.config, out.cohorts ?? 10));
     return out.config;
   }
   switch (command) {
@@ -402,7 +412,8 @@ export async function main(argv, log = console.log) {
         }
       }
       const wr = w();
-      const current = await wr.readConfig(bundle);
+      const api = viaApi ? new AdminApi(flags) : null;
+      const current = api ? (await api.call(bundle)).config : await wr.readConfig(bundle);
       if (current && (current.stable === version || current.canary === version)) {
         fail(`${bundle} ${version} is already live (${current.stable === version ? "stable" : "canary"}); versions are immutable: publish a new version`);
       }
@@ -412,10 +423,16 @@ export async function main(argv, log = console.log) {
         await wr.putObject(key, f);
         log(`uploaded ${key}`);
       }
-      const next = current
-        ? { ...current, canary: version, weight: 0 }
-        : { stable: version, canary: null, weight: 0 };
-      await wr.writeConfig(bundle, next);
+      let next;
+      if (api) {
+        // The control plane makes it the canary (ending any rollout of the previous one).
+        next = (await api.call(bundle, "/publish", { method: "POST", body: { version } })).config;
+      } else {
+        next = current
+          ? { ...current, canary: version, weight: 0 }
+          : { stable: version, canary: null, weight: 0 };
+        await wr.writeConfig(bundle, next);
+      }
       log(current
         ? `${bundle} ${version} published as canary at weight 0; raise it with: scripts/canary set-weight ${bundle} <percent>`
         : `${bundle} ${version} published as stable (new bundle)`);
@@ -426,6 +443,10 @@ export async function main(argv, log = console.log) {
       need(2);
       const [bundle, weight] = [checkBundle(args[0]), checkWeight(args[1])];
       const wr = w();
+      const cohorts = wr.settings.cohorts;
+      if (weight > 0 && effectiveWeight(weight, cohorts).cohortsOnCanary === 0) {
+        fail(`weight ${weight}% puts no cohort on the canary with COHORTS=${cohorts} (one cohort is ${100 / cohorts}%): nobody would get it`);
+      }
       const { next } = await wr.update(bundle, (current) => {
         if (!current.canary && weight > 0) fail(`${bundle} has no canary; publish a version first`);
         return { ...current, weight };

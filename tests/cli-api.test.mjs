@@ -3,6 +3,8 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ROOT, failureOutput, startWorker } from "./support/harness.mjs";
@@ -77,4 +79,28 @@ test("a wrong token or an unreachable URL is a clear error", async () => {
   const down = await run(join(ROOT, "scripts/canary"), ["status", "demo", "--url", "http://127.0.0.1:9", "--token", "x"], { cwd: ROOT }).catch((e) => e);
   assert.match(`${down.stderr}`, /cannot reach/);
   assert.match(await canaryFails("rollout", "demo", "--steps", "50,10"), /bad weight|400/);
+});
+
+test("publish with the admin API: files through wrangler, the config through the control plane", async () => {
+  const state = mkdtempSync(join(tmpdir(), "canary-edge-cli-api-"));
+  const local = await startWorker({ persist: state, listen: true, vars: { ADMIN_TOKEN: TOKEN, CONFIG_TTL_MS: "0" } });
+  try {
+    const env = { ...process.env, CANARY_URL: local.url.href, CANARY_ADMIN_TOKEN: TOKEN };
+    const cli = (...args) => run(join(ROOT, "scripts/canary"), [...args, "--persist-to", state], { cwd: ROOT, env });
+    await cli("rollout", "demo", "--steps", "10,50,100", "--bake", "2");
+    const { stdout } = await cli("publish", "demo", "1.2.0", join(ROOT, "fixtures/demo/1.1.0"));
+    assert.match(stdout, /uploaded demo\/1\.2\.0\/sdk\.js/);
+    assert.match(stdout, /1\.2\.0 published as canary at weight 0/);
+    const config = JSON.parse(await local.kv.get("rollout/demo"));
+    assert.deepEqual([config.canary, config.weight], ["1.2.0", 0]);
+    assert.ok(config.revision > 0, "written by the control plane");
+    const status = JSON.parse((await cli("status", "demo", "--json")).stdout);
+    assert.equal(status.monitor.progress.state, "superseded", "the 1.1.0 rollout ended");
+    assert.equal(status.monitor.events[0].kind, "publish");
+    // A set-weight names the canary it read; the control plane checks it.
+    assert.match((await cli("set-weight", "demo", "10")).stdout, /canary 1\.2\.0 at weight 10%/);
+  } finally {
+    await local.dispose();
+    rmSync(state, { recursive: true, force: true });
+  }
 });
