@@ -33,14 +33,14 @@ import { fileURLToPath } from "node:url";
 const run = promisify(execFile);
 const ROOT = resolve(fileURLToPath(import.meta.url), "../..");
 
-// Must match src/config.rs (BundleName, Version, Weight) and src/route.rs.
+// Must match core/src/config/mod.rs (BundleName, Version, Weight) and core/src/route.rs.
 const BUNDLE_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$/;
 const KV_PREFIX = "rollout/";
 const KV_BINDING = "ROLLOUTS";
 const R2_BINDING = "BUNDLES";
 
-// Must match src/http.rs content_type_for.
+// Must match core/src/http.rs content_type_for.
 const CONTENT_TYPES = {
   js: "text/javascript; charset=utf-8", mjs: "text/javascript; charset=utf-8",
   cjs: "text/javascript; charset=utf-8", css: "text/css; charset=utf-8",
