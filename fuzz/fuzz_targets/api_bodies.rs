@@ -11,16 +11,13 @@
 //! - `If-None-Match: *` always matches, a header over 4096 bytes never does.
 #![no_main]
 
-use canary_core::admin::{bearer_matches, parse_command, Command};
+use canary_core::admin::{bearer_matches, parse_request, Command, ACTIONS};
 use canary_core::config::Weight;
 use canary_core::http::{content_type_for, etag_matches};
 use canary_core::report::{self, ReportError, MAX_REPORT_BYTES};
 use canary_edge_fuzz::{bundle_ok, version_ok, Fields};
 use libfuzzer_sys::fuzz_target;
 
-const ACTIONS: [&str; 6] = [
-    "weight", "rollout", "pause", "resume", "rollback", "promote",
-];
 const TOKEN: &str = "admin-token-123";
 
 /// Lines `action:`, `body:`, `authorization:`, `if-none-match:`, `report:`; see `Fields`.
@@ -48,7 +45,14 @@ impl<'a> Input<'a> {
 fuzz_target!(|data: &[u8]| {
     let input = Input::parse(data);
     let action = input.action;
-    match parse_command(action, input.body) {
+    let parsed = parse_request(action, input.body).map(|(command, expect_canary)| {
+        // A named canary is always a valid version.
+        if let Some(v) = expect_canary {
+            assert!(version_ok(v.as_str()));
+        }
+        command
+    });
+    match parsed {
         Ok(Command::SetWeight(w)) => {
             assert_eq!(action, "weight");
             assert!(w <= Weight::FULL);
@@ -70,6 +74,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(Command::Pause) => assert_eq!(action, "pause"),
         Ok(Command::Resume) => assert_eq!(action, "resume"),
         Ok(Command::Promote) => assert_eq!(action, "promote"),
+        Ok(Command::Publish(v)) => {
+            assert_eq!(action, "publish");
+            assert!(version_ok(v.as_str()));
+        }
         Err(e) => {
             assert!(!e.field.is_empty());
             assert!(e.to_string().contains(e.field));
