@@ -8,12 +8,11 @@
 // last good config when KV misbehaves, and never a 500 or an error without a body.
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { bodyVersion, cookiePair, cookiesForEveryCohort, startWorker } from "./support/harness.mjs";
+import { bodyVersion, cookiePair, cookiesForEveryCohort, startWorker, sleep } from "./support/harness.mjs";
 
 // The monitor's automatic rollback would rewrite the config when canary files vanish; these
 // tests look at the edge's own answers, so it is off (tests/autocanary.test.mjs covers it).
 const HALF = { stable: "1.0.0", canary: "1.1.0", weight: 50, health: { auto_rollback: false } };
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const KV_TIMEOUT_MS = 100;
 
 let w;

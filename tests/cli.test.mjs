@@ -8,7 +8,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ROOT, bodyVersion, cookiesForEveryCohort, failureOutput, startWorker } from "./support/harness.mjs";
+import { ROOT, bodyVersion, cookiesForEveryCohort, failureOutput, startWorker, sleep, until } from "./support/harness.mjs";
 
 const run = promisify(execFile);
 const TTL_MS = 1500;
@@ -33,7 +33,6 @@ async function canary(...args) {
 
 const canaryFails = (...args) => failureOutput(canary(...args), `canary ${args.join(" ")}`);
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function versions(cookies) {
   const out = [];
@@ -59,10 +58,8 @@ describe("scripts/canary against a running worker", () => {
     assert.deepEqual(new Set(await versions(cookies)), new Set(["1.0.0"]));
     const out = await canary("set-weight", "demo", "100");
     assert.match(out, /weight 100%/);
-    const written = Date.now();
     // Within the TTL the isolate may still serve its copy; after it, everyone is on canary.
-    await sleep(TTL_MS + 200 - (Date.now() - written));
-    assert.deepEqual(new Set(await versions(cookies)), new Set(["1.1.0"]));
+    await until(async () => (await versions(cookies)).every((v) => v === "1.1.0"), "everyone on 1.1.0 after the TTL", TTL_MS + 1000);
     const fresh = await w.get("/demo/sdk.js", { userKey: "brand-new" });
     assert.equal(fresh.headers.get("x-canary-version"), "1.1.0");
   });
@@ -74,8 +71,7 @@ describe("scripts/canary against a running worker", () => {
       JSON.stringify({ stable: "1.0.0", canary: "1.1.0", weight: 0 }),
       "--local", "--persist-to", state, "--config", join(ROOT, "wrangler.toml"),
     ], { cwd: ROOT });
-    await sleep(TTL_MS + 200);
-    assert.deepEqual(new Set(await versions(cookies)), new Set(["1.0.0"]));
+    await until(async () => (await versions(cookies)).every((v) => v === "1.0.0"), "everyone on 1.0.0 after the TTL", TTL_MS + 1000);
   });
 
   test("set-weight 30 reports the effective weight; 35 says it is rounded", async () => {
@@ -90,8 +86,10 @@ describe("scripts/canary against a running worker", () => {
     await canary("promote", "demo");
     const status = JSON.parse(await canary("status", "demo", "--json"));
     assert.deepEqual(status.config, { stable: "1.1.0", canary: null, weight: 0 });
-    await sleep(TTL_MS + 200);
-    const r = await w.get("/demo/sdk.js", { userKey: "after-promote" });
+    const r = await until(async () => {
+      const res = await w.get("/demo/sdk.js", { userKey: "after-promote" });
+      return res.headers.get("x-canary-version") === "1.1.0" ? res : null;
+    }, "the promote served after the TTL", TTL_MS + 1000);
     assert.equal(r.headers.get("x-canary-version"), "1.1.0");
     assert.equal(r.headers.get("x-canary-channel"), "stable");
   });

@@ -11,14 +11,13 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { CHROME_JA4, bodyVersion, cookiePair, cookiesForEveryCohort, startWorker } from "./support/harness.mjs";
+import { CHROME_JA4, bodyVersion, cookiePair, cookiesForEveryCohort, startWorker, sleep } from "./support/harness.mjs";
 
 const ADMIN_TOKEN = "hostile-admin-token";
 const VARS = { ADMIN_TOKEN, OVERRIDE_SECRET: "hostile-override-secret" };
 const HALF = { stable: "1.0.0", canary: "1.1.0", weight: 50 };
 const SECRETS = /top secret|bundle-level secret/;
 const INJECTED = /injected|evil\.example/i;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** A UTF-8 string as the latin1 "byte string" fetch sends as raw bytes. */
 const bytes = (s) => Buffer.from(s, "utf8").toString("latin1");
 

@@ -26,7 +26,7 @@
 // - a pinned chunk is always the version its entry named (no version skew).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { CHROME_JA4, FIREFOX_JA4, bodyVersion, cookiePair, fixtureObjects, startWorker } from "./support/harness.mjs";
+import { CHROME_JA4, FIREFOX_JA4, bodyVersion, cookiePair, fixtureObjects, startWorker, sleep } from "./support/harness.mjs";
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 20);
 const CLIENTS = Number(process.env.SOAK_CLIENTS ?? 300);
@@ -39,7 +39,6 @@ const CANARIES = ["1.1.0", "1.2.0", "1.3.0"];
 const WEIGHTS = [0, 10, 50, 100];
 const JA4S = [CHROME_JA4, CHROME_JA4, CHROME_JA4, FIREFOX_JA4, "t13d1517h2_8daaf6152771_b1ff8ab2d16f"];
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const now = () => performance.now();
 
 let w;
