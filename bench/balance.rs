@@ -85,7 +85,7 @@ fn run(cohorts: u16, with_network: bool, clients: usize, seed: u64) -> (Pass, u1
         };
         if rng.chance(RETURNING_SHARE) {
             let earlier = rng.below(u64::from(cohorts)) as u16;
-            c.cookie = Some(format!("cohort={}", router.cookie().value(earlier)));
+            c.cookie = Some(format!("cohort={}", router.cookie().value(earlier, 1)));
         }
         pass.ideal_per_cohort[ideal_rng.below(u64::from(cohorts)) as usize] += c.requests;
         let mut first = None;

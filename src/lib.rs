@@ -11,7 +11,8 @@ mod edge;
 // The edge names the core's modules as `crate::config`, `crate::decide`, ...
 #[cfg(target_arch = "wasm32")]
 use canary_core::{
-    admin, config, control, decide, error, http, override_token, report, rollouts, route, settings,
+    admin, config, control, cookie, decide, error, http, override_token, report, rollouts, route,
+    settings,
 };
 
 #[cfg(target_arch = "wasm32")]

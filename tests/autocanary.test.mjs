@@ -3,7 +3,9 @@
 // the report endpoint and the admin API refuse bad input, signed overrides reach the canary.
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { bodyVersion, cookiesByChannel, cookiesForEveryCohort, copyDemoFiles, sleep, startWorker, until } from "./support/harness.mjs";
+import {
+  bodyVersion, cookiesByChannel, cookiesForEveryCohort, copyDemoFiles, newClients, sendReport, sleep, startWorker, until,
+} from "./support/harness.mjs";
 
 const TOKEN = "test-admin-token";
 const HEALTH = { window_secs: 60, min_requests: 20, max_error_rate: 0.1, max_relative: 2, auto_rollback: true };
@@ -54,8 +56,9 @@ async function traffic(cookieList, requests) {
   }
 }
 
-async function report(version, kind = "chunk_load") {
-  return w.get("/__canary/report", { method: "POST", body: JSON.stringify({ bundle, version, kind, message: "x" }), headers: { "content-type": "text/plain" } });
+/** A report from `client` ({ cookie, ip }); without one, from an anonymous client. */
+async function report(version, client = {}, kind = "chunk_load") {
+  return sendReport(w, bundle, version, client, kind);
 }
 
 async function monitorTotals() {
@@ -64,15 +67,15 @@ async function monitorTotals() {
 
 describe("automatic rollback", () => {
   test("a burst of canary error reports cuts the canary: KV weight 0, everyone on stable, history says why", async () => {
-    await traffic([...canaryCookies, ...stableCookies], 60);
+    const shoppers = await newClients(w, bundle, 60);
     const started = Date.now();
     let reports = 0;
-    while ((await kvConfig()).weight !== 0) {
-      const r = await report("1.1.0");
-      if (r.status === 409) break; // the edge already sees the canary as not live
+    for (const client of shoppers.canary) {
+      if ((await kvConfig()).weight === 0) break;
+      const r = await report("1.1.0", client);
       assert.equal(r.status, 202, r.text);
+      if (!r.json.counted) break; // the edge already sees the canary as not live
       reports++;
-      assert.ok(reports < 40, "should have tripped by now");
       await sleep(20);
     }
     await until(async () => (await kvConfig()).weight === 0, "weight 0 in KV");
@@ -82,7 +85,7 @@ describe("automatic rollback", () => {
     assert.match(config.rollback.reason, /canary error rate/);
     assert.equal(config.rollback.by, "auto");
     assert.ok(config.rollback.at);
-    console.log(`# auto rollback after ${reports} canary error reports on ~30 canary requests, ${tookMs} ms after the first report`);
+    console.log(`# auto rollback after ${reports} canary clients reported an error (of ${shoppers.canary.length} canary clients), ${tookMs} ms after the first report`);
 
     for (const cookie of [...canaryCookies, ...stableCookies]) {
       const r = await w.get(`/${bundle}/sdk.js`, { cookie });
@@ -97,39 +100,42 @@ describe("automatic rollback", () => {
     assert.match(status.monitor.history[0].reason, /above 10\.00%/);
     assert.equal(status.monitor.history[0].by, "auto");
     assert.ok(status.monitor.history[0].canary_counts.errors >= 3);
+    assert.ok(status.monitor.history[0].canary_counts.clients >= 20, "judged on distinct clients");
   });
 
   test("canary origin faults count as canary errors too", async () => {
     await w.setFaults({ r2: "missing", match: `${bundle}/1.1.0/` });
     // Canary requests fall back to stable (users are fine) but the canary is judged.
-    await traffic(canaryCookies, 25);
+    await newClients(w, bundle, 60);
     await until(async () => (await kvConfig()).weight === 0, "rollback on origin faults");
     await w.setFaults({});
     const config = await kvConfig();
-    assert.match(config.rollback.reason, /canary error rate 100\.00% \(20\/20\)/);
+    // Each client is a load, then an error: the cut may come before the last error lands.
+    assert.match(config.rollback.reason, /canary error rate (9\d|100)\.\d\d% \(\d+\/\d+\)/);
     assert.equal(config.rollback.by, "auto");
   });
 
   test("errors below the minimum sample size do not trip it", async () => {
-    await traffic(canaryCookies, 5);
-    for (let i = 0; i < 4; i++) assert.equal((await report("1.1.0")).status, 202);
-    await until(async () => (await monitorTotals()).canary.errors === 4, "the 4 reports counted");
+    const shoppers = await newClients(w, bundle, 14);
+    const few = shoppers.canary.slice(0, 4);
+    for (const client of few) assert.equal((await report("1.1.0", client)).json.counted, true);
+    await until(async () => (await monitorTotals()).canary.errors === few.length, "the reports counted");
     assert.equal((await kvConfig()).weight, 50);
     const totals = await monitorTotals();
-    assert.equal(totals.canary.errors, 4);
-    assert.equal(totals.canary.requests, 5);
+    assert.equal(totals.canary.clients, shoppers.canary.length);
+    assert.ok(totals.canary.clients < HEALTH.min_requests);
   });
 
   test("equal error rates on stable and canary do not trip it (the cause is shared)", async () => {
-    await traffic(canaryCookies, 30);
-    await traffic(stableCookies, 30);
-    for (let i = 0; i < 6; i++) {
-      assert.equal((await report("1.1.0")).status, 202);
-      assert.equal((await report("1.0.0")).status, 202);
+    const shoppers = await newClients(w, bundle, 80);
+    const perSide = Math.floor(Math.min(shoppers.canary.length, shoppers.stable.length) / 5);
+    for (let i = 0; i < perSide; i++) {
+      assert.equal((await report("1.1.0", shoppers.canary[i])).json.counted, true);
+      assert.equal((await report("1.0.0", shoppers.stable[i])).json.counted, true);
     }
     await until(async () => {
       const t = await monitorTotals();
-      return t.canary.errors === 6 && t.stable.errors === 6;
+      return t.canary.errors === perSide && t.stable.errors === perSide;
     }, "every report counted");
     assert.equal((await kvConfig()).weight, 50, "20% on both sides is not the canary's fault");
     const verdict = (await api("")).json.monitor.verdict;
@@ -161,8 +167,11 @@ describe("progressive rollout", () => {
   test("an unhealthy canary during a rollout rolls back and the rollout stops", async () => {
     await w.setRollout({ ...BASE, weight: 0 }, bundle);
     await api("/rollout", { method: "POST", body: { steps: [50, 100], bake_secs: 2 } });
-    await traffic(canaryCookies, 25);
-    for (let i = 0; i < 10 && (await kvConfig()).weight !== 0; i++) await report("1.1.0");
+    const shoppers = await newClients(w, bundle, 50);
+    for (const client of shoppers.canary.slice(0, 10)) {
+      if ((await kvConfig()).weight === 0) break;
+      await report("1.1.0", client);
+    }
     await until(async () => (await kvConfig()).weight === 0, "rollback");
     await sleep(2500);
     assert.equal((await kvConfig()).weight, 0, "the alarm does not advance a rolled-back rollout");
@@ -192,7 +201,7 @@ describe("report endpoint", () => {
       [{ method: "POST", body: JSON.stringify({ bundle, version: "1.1.0" }) }, 400, /kind/],
       [{ method: "POST", body: JSON.stringify({ bundle, version: "1.1.0", kind: "Bad Kind!" }) }, 400, /kind/],
       [{ method: "POST", body: JSON.stringify({ bundle: "nope", version: "1.1.0", kind: "x" }) }, 404, /nope/],
-      [{ method: "POST", body: JSON.stringify({ bundle, version: "9.9.9", kind: "x" }) }, 409, /not live/],
+      [{ method: "POST", body: JSON.stringify({ bundle, version: "9.9.9", kind: "x" }) }, 202, /"counted":false,"reason":"version_not_live"/],
       [{ method: "POST", body: JSON.stringify({ bundle, version: "../1.0.0", kind: "x" }) }, 400, /version/],
       [{ method: "POST", body: JSON.stringify({ bundle, version: "1.1.0", kind: "x", message: "m".repeat(5000) }) }, 413, /4096/],
       [{ method: "GET" }, 405, /POST/],
@@ -204,16 +213,17 @@ describe("report endpoint", () => {
       assert.match(r.text, pattern);
     }
     await w.setRollout({ ...BASE, weight: 0 }, bundle);
-    assert.equal((await report("1.1.0")).status, 409, "a dark canary is not live");
+    const dark = await report("1.1.0", { cookie: canaryCookies[0] });
+    assert.equal(dark.json.reason, "version_not_live", "a dark canary is not live");
     await sleep(200);
     assert.deepEqual(await monitorTotals(), before, "nothing counted");
   });
 
   test("sendBeacon-style text/plain reports are accepted with CORS", async () => {
-    const r = await report("1.0.0");
+    const r = await report("1.0.0", { cookie: stableCookies[0] });
     assert.equal(r.status, 202);
     assert.equal(r.headers.get("access-control-allow-origin"), "*");
-    assert.equal(JSON.parse(r.text).counted, "stable");
+    assert.deepEqual(r.json, { counted: true, channel: "stable", kind: "chunk_load" });
   });
 });
 
@@ -238,7 +248,7 @@ describe("admin API", () => {
     const s = (await api("")).json;
     assert.equal(s.config.weight, 50);
     assert.equal(s.effective_weight, 50);
-    assert.deepEqual(s.monitor.totals, { stable: { requests: 4, errors: 0 }, canary: { requests: 3, errors: 0 } });
+    assert.deepEqual(s.monitor.totals, { stable: { clients: 4, errors: 0 }, canary: { clients: 3, errors: 0 } });
     assert.deepEqual(s.monitor.history, []);
     assert.equal(s.monitor.progress, null);
   });

@@ -5,14 +5,13 @@
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  cookiesByChannel, cookiesForEveryCohort, copyDemoFiles, sleep, startWorker, until,
+  copyDemoFiles, newClients, sendReport, sleep, startWorker, until,
 } from "./support/harness.mjs";
 
 const TOKEN = "test-admin-token";
 const BASE = { stable: "1.0.0", canary: "1.1.0", weight: 0 };
 
 let w;
-let cookies;
 let bundle;
 let n = 0;
 
@@ -21,7 +20,6 @@ before(async () => {
     rollout: BASE,
     vars: { ADMIN_TOKEN: TOKEN, HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" },
   });
-  cookies = await cookiesForEveryCohort(w);
 });
 // dispose() also fails the suite if any key was written twice within a second.
 after(() => w.dispose());
@@ -122,21 +120,21 @@ describe("the operator wins", () => {
 describe("concurrency", () => {
   test("parallel loads, reports and commands lose nothing", async () => {
     await w.setRollout({ ...BASE, weight: 50 }, bundle);
-    const { canary, stable } = await cookiesByChannel(w, bundle, cookies);
     const loads = 60;
     const weights = [50, 60, 70, 80, 90];
     const jobs = [];
     for (let i = 0; i < loads; i++) {
-      jobs.push(w.get(`/${bundle}/sdk.js`, { cookie: (i % 2 ? canary : stable)[i % 5] }));
+      // Each a new client (its own id): 60 distinct clients, all loading at once.
+      jobs.push(w.get(`/${bundle}/sdk.js`, { userKey: `parallel-${bundle}-${i}` }));
     }
     for (const weight of weights) jobs.push(api("/weight", { method: "POST", body: { weight } }));
     const results = await Promise.all(jobs);
     assert.ok(results.every((r) => r.status === 200), results.map((r) => r.status).join(","));
     const totals = await until(async () => {
       const t = (await monitor()).totals;
-      return t.stable.requests + t.canary.requests === loads ? t : null;
-    }, `all ${loads} loads counted`, 8000);
-    assert.ok(totals.canary.requests > 0 && totals.stable.requests > 0);
+      return t.stable.clients + t.canary.clients === loads ? t : null;
+    }, `all ${loads} clients counted`, 8000);
+    assert.ok(totals.canary.clients > 0 && totals.stable.clients > 0);
     const events = (await monitor()).events.filter((e) => e.kind === "set_weight");
     assert.equal(events.length, weights.length, "every command in the history");
     const final = (await kvConfig()).weight;
@@ -145,10 +143,8 @@ describe("concurrency", () => {
 
   test("two failing batches at once cut the canary once", async () => {
     await w.setRollout({ ...BASE, weight: 50, health: { window_secs: 60, min_requests: 5, max_error_rate: 0.1, max_relative: 2 } }, bundle);
-    const { canary } = await cookiesByChannel(w, bundle, cookies);
-    for (let i = 0; i < 10; i++) await w.get(`/${bundle}/sdk.js`, { cookie: canary[i % canary.length] });
-    const report = () => w.get("/__canary/report", { method: "POST", body: JSON.stringify({ bundle, version: "1.1.0", kind: "uncaught" }) });
-    await Promise.all(Array.from({ length: 12 }, report));
+    const { canary } = await newClients(w, bundle, 24);
+    await Promise.all(canary.map((client) => sendReport(w, bundle, "1.1.0", client)));
     await until(async () => (await kvConfig()).weight === 0, "rollback");
     await sleep(300);
     const m = await monitor();
@@ -207,8 +203,9 @@ describe("weights and steps that mean something", () => {
     const status = JSON.parse((await w.get(`/__canary/status/${bundle}`)).text);
     assert.equal(status.effective_weight, 0);
     assert.match(status.note, /nobody gets it/);
-    const report = await w.get("/__canary/report", { method: "POST", body: JSON.stringify({ bundle, version: "1.1.0", kind: "uncaught" }) });
-    assert.equal(report.status, 409, "reports against a canary that serves nobody are not counted");
+    const [client] = (await newClients(w, bundle, 1)).all;
+    const report = await sendReport(w, bundle, "1.1.0", client);
+    assert.deepEqual(report.json, { counted: false, reason: "version_not_live" }, "a canary that serves nobody counts nothing");
   });
 });
 

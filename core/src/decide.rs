@@ -65,7 +65,10 @@ pub struct Decision<'r> {
     pub source: CohortSource,
     pub channel: Channel,
     pub version: &'r Version,
-    /// `Set-Cookie` value when the cohort did not come from a valid cookie.
+    /// The client's id: from its cookie, or issued now.
+    pub client: u64,
+    /// `Set-Cookie` value when the cohort did not come from a valid cookie of the current
+    /// format (a new client, or one whose previous-format cookie is upgraded in place).
     pub set_cookie: Option<String>,
 }
 
@@ -139,53 +142,89 @@ impl Router {
         (self.bucketer.scale(random()), CohortSource::Random)
     }
 
-    /// Routes a floating-URL request.
+    /// Routes a floating-URL request. `random` supplies 64 random bits: a new client's id,
+    /// and its cohort when it has no identity at all.
     pub fn decide<'r>(
         &self,
         prepared: &'r PreparedRollout,
         facts: &ClientFacts<'_>,
-        random: impl FnOnce() -> u64,
+        mut random: impl FnMut() -> u64,
     ) -> Decision<'r> {
-        let (cohort, source) = self.cohort(facts, random);
-        self.place(prepared, cohort, source)
+        if let Some(d) = facts
+            .cookie_header
+            .and_then(|h| self.decide_returning(prepared, h, &mut random))
+        {
+            return d;
+        }
+        let (cohort, source) = self.cohort(facts, &mut random);
+        self.place(prepared, cohort, source, None, random)
     }
 
     /// The decision for a returning client, from its `Cookie` header alone; `None` when the
     /// cookie does not verify. Lets the edge skip reading the other identities (each a
-    /// JS call) on the hot path, where nearly every client has the cookie.
+    /// JS call) on the hot path, where nearly every client has the cookie. `random` is
+    /// drawn only to upgrade a previous-format cookie.
     pub fn decide_returning<'r>(
         &self,
         prepared: &'r PreparedRollout,
         cookie_header: &str,
+        random: impl FnMut() -> u64,
     ) -> Option<Decision<'r>> {
-        let cohort = self.cookie.read(cookie_header)?;
-        Some(self.place(prepared, cohort, CohortSource::Cookie))
+        let verified = self.cookie.read_client(cookie_header)?;
+        Some(self.place(
+            prepared,
+            verified.cohort,
+            CohortSource::Cookie,
+            verified.client,
+            random,
+        ))
     }
 
-    /// Routes a known cohort.
+    /// The channel the live rollout serves to `cohort`.
+    pub fn served_channel(&self, prepared: &PreparedRollout, cohort: u16) -> Channel {
+        let rollout = &prepared.rollout;
+        let on_canary = rollout.live_canary().is_some()
+            && self
+                .bucketer
+                .is_canary(cohort, rollout.weight, prepared.rotation);
+        if on_canary {
+            Channel::Canary
+        } else {
+            Channel::Stable
+        }
+    }
+
+    /// Routes a known cohort; issues a client id (and the cookie that carries it) when the
+    /// client has none yet.
     fn place<'r>(
         &self,
         prepared: &'r PreparedRollout,
         cohort: u16,
         source: CohortSource,
+        client: Option<u64>,
+        mut random: impl FnMut() -> u64,
     ) -> Decision<'r> {
         let rollout = &prepared.rollout;
-        let (channel, version) = match rollout.live_canary() {
-            Some(canary)
-                if self
-                    .bucketer
-                    .is_canary(cohort, rollout.weight, prepared.rotation) =>
-            {
-                (Channel::Canary, canary)
-            }
-            _ => (Channel::Stable, &rollout.stable),
+        let (channel, version) = match self.served_channel(prepared, cohort) {
+            Channel::Canary => (
+                Channel::Canary,
+                rollout.live_canary().unwrap_or(&rollout.stable),
+            ),
+            Channel::Stable => (Channel::Stable, &rollout.stable),
         };
-        let set_cookie = (source != CohortSource::Cookie).then(|| self.cookie.set_cookie(cohort));
+        let (client, set_cookie) = match client {
+            Some(id) => (id, None),
+            None => {
+                let id = random();
+                (id, Some(self.cookie.set_cookie(cohort, id)))
+            }
+        };
         Decision {
             cohort,
             source,
             channel,
             version,
+            client,
             set_cookie,
         }
     }
@@ -237,7 +276,7 @@ mod tests {
     #[test]
     fn identity_sources_in_spec_order() {
         let r = router(10);
-        let cookie = format!("cohort={}", r.cookie().value(7));
+        let cookie = format!("cohort={}", r.cookie().value(7, 42));
         let cases: Vec<(ClientFacts, CohortSource)> = vec![
             (
                 ClientFacts {
@@ -307,7 +346,7 @@ mod tests {
             let p = prepared(&r, Some("1.1.0"), weight, Some(0));
             let mut canary = Vec::new();
             for cohort in 0..10u16 {
-                let cookie = format!("cohort={}", r.cookie().value(cohort));
+                let cookie = format!("cohort={}", r.cookie().value(cohort, 42));
                 let facts = ClientFacts {
                     cookie_header: Some(&cookie),
                     ..Default::default()
@@ -315,6 +354,7 @@ mod tests {
                 let d = r.decide(&p, &facts, never);
                 assert_eq!(d.cohort, cohort);
                 assert_eq!(d.set_cookie, None, "a valid cookie is not rewritten");
+                assert_eq!(d.client, 42, "the id comes from the cookie");
                 match d.channel {
                     Channel::Canary => {
                         assert_eq!(d.version.as_str(), "1.1.0");
@@ -334,6 +374,7 @@ mod tests {
         let p = prepared(&r, None, 100, None);
         for cohort in 0..10u16 {
             let d = r.decide(&p, &ClientFacts::default(), || u64::from(cohort) << 60);
+            assert!(d.set_cookie.is_some());
             assert_eq!(d.channel, Channel::Stable);
             assert_eq!(d.version.as_str(), "1.0.0");
         }
@@ -354,8 +395,36 @@ mod tests {
                 ..Default::default()
             };
             let again = r.decide(&p, &facts, never);
-            assert_eq!((again.cohort, again.channel), (first.cohort, first.channel));
+            assert_eq!(
+                (again.cohort, again.channel, again.client),
+                (first.cohort, first.channel, first.client)
+            );
             assert_eq!(again.source, CohortSource::Cookie);
+            assert_eq!(again.set_cookie, None);
+        }
+    }
+
+    #[test]
+    fn previous_format_cookies_keep_their_cohort_and_are_upgraded_in_place() {
+        let r = router(10);
+        let p = prepared(&r, Some("1.1.0"), 50, None);
+        for cohort in 0..10u16 {
+            let old = format!("cohort={}", r.cookie().legacy_value(cohort));
+            let d = r
+                .decide_returning(&p, &old, || 0xfeed)
+                .expect("still valid");
+            assert_eq!(
+                (d.cohort, d.source, d.client),
+                (cohort, CohortSource::Cookie, 0xfeed)
+            );
+            let set = d.set_cookie.expect("upgraded on this response");
+            let pair = set.split(';').next().unwrap();
+            let next = r.decide_returning(&p, pair, never).unwrap();
+            assert_eq!(
+                (next.cohort, next.channel, next.client),
+                (cohort, d.channel, 0xfeed)
+            );
+            assert_eq!(next.set_cookie, None, "upgraded once");
         }
     }
 
@@ -364,7 +433,7 @@ mod tests {
         let r = router(10);
         let p = prepared(&r, Some("1.1.0"), 50, None);
         for cohort in 0..10u16 {
-            let header = format!("x=1; cohort={}", r.cookie().value(cohort));
+            let header = format!("x=1; cohort={}", r.cookie().value(cohort, 9));
             let full = r.decide(
                 &p,
                 &ClientFacts {
@@ -373,10 +442,10 @@ mod tests {
                 },
                 never,
             );
-            assert_eq!(r.decide_returning(&p, &header), Some(full));
+            assert_eq!(r.decide_returning(&p, &header, never), Some(full));
         }
-        assert_eq!(r.decide_returning(&p, "cohort=3"), None);
-        assert_eq!(r.decide_returning(&p, ""), None);
+        assert_eq!(r.decide_returning(&p, "cohort=3", never), None);
+        assert_eq!(r.decide_returning(&p, "", never), None);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use serde::Deserialize;
 
 use crate::config::{BundleName, Version};
+use crate::cookie::Verified;
+use crate::decide::{Channel, PreparedRollout, Router};
 
 /// Largest report body accepted.
 pub const MAX_REPORT_BYTES: usize = 4096;
@@ -59,6 +61,87 @@ pub fn parse(body: &[u8]) -> Result<Report, ReportError> {
     })
 }
 
+/// Why a report was not counted; answered as `{"counted": false, "reason": ...}` with a
+/// 2xx status (a beacon must not retry) or, for `RateLimited`, 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotCounted {
+    /// No cohort cookie: the edge never served this client (or it drops cookies).
+    NoCookie,
+    /// A cohort cookie that does not verify: forged, tampered, another deployment's.
+    BadCookie,
+    /// A valid cookie of the previous format (no client id); the next script load
+    /// upgrades it.
+    OldCookie,
+    /// The version is neither the stable nor a canary that serves anyone.
+    VersionNotLive,
+    /// The client's cohort is served the other channel by the live config.
+    NotServedThisVersion,
+    /// Over the per-client or per-IP limit.
+    RateLimited,
+}
+
+impl NotCounted {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotCounted::NoCookie => "no_cookie",
+            NotCounted::BadCookie => "bad_cookie",
+            NotCounted::OldCookie => "old_cookie",
+            NotCounted::VersionNotLive => "version_not_live",
+            NotCounted::NotServedThisVersion => "not_served_this_version",
+            NotCounted::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// What the edge knows about the reporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reporter {
+    /// `None`: no cohort cookie at all; `Some(None)`: one that does not verify.
+    pub cookie: Option<Option<Verified>>,
+    /// A valid signed override's channel, and the client id it stands for.
+    pub override_holder: Option<(Channel, u64)>,
+}
+
+/// Whether a report counts, and as whose: only a client that the live config serves the
+/// reported version (its signed cohort maps to that channel), or that holds a signed
+/// override for it, can move the counts, and only as one client (its id).
+pub fn admit(
+    report: &Report,
+    prepared: &PreparedRollout,
+    router: &Router,
+    reporter: &Reporter,
+) -> Result<(Channel, u64), NotCounted> {
+    let rollout = &prepared.rollout;
+    let cohorts = router.bucketer().cohorts();
+    let channel = if report.version == rollout.stable {
+        Channel::Stable
+    } else if rollout.serving_canary(cohorts) == Some(&report.version) {
+        Channel::Canary
+    } else {
+        return Err(NotCounted::VersionNotLive);
+    };
+    if let Some((held, id)) = reporter.override_holder {
+        if held == channel {
+            return Ok((channel, id));
+        }
+    }
+    match reporter.cookie {
+        None => Err(NotCounted::NoCookie),
+        Some(None) => Err(NotCounted::BadCookie),
+        Some(Some(Verified { client: None, .. })) => Err(NotCounted::OldCookie),
+        Some(Some(Verified {
+            cohort,
+            client: Some(id),
+        })) => {
+            if router.served_channel(prepared, cohort) == channel {
+                Ok((channel, id))
+            } else {
+                Err(NotCounted::NotServedThisVersion)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +170,108 @@ mod tests {
             "a".repeat(5000)
         );
         assert_eq!(parse(big.as_bytes()), Err(ReportError::TooLarge));
+    }
+}
+
+#[cfg(test)]
+mod admission_tests {
+    use super::*;
+    use crate::config::Rollout;
+    use crate::settings::Settings;
+
+    fn router() -> Router {
+        Router::new(&Settings {
+            cohorts: 10,
+            salt: "t".into(),
+            ..Settings::default()
+        })
+    }
+
+    fn report(version: &str) -> Report {
+        Report {
+            bundle: BundleName::parse("demo").unwrap(),
+            version: Version::parse(version).unwrap(),
+            kind: "uncaught".into(),
+        }
+    }
+
+    #[test]
+    fn only_clients_served_the_version_count() {
+        let r = router();
+        let prepared = |weight: u64| {
+            let json = format!(
+                r#"{{"stable":"1.0.0","canary":"1.1.0","weight":{weight},"cohort_offset":0}}"#
+            );
+            r.prepare(
+                BundleName::parse("demo").unwrap(),
+                Rollout::parse(&json).unwrap(),
+            )
+        };
+        // Offset 0, weight 30: cohorts 0-2 are canary.
+        let valid = |cohort| {
+            Some(Some(Verified {
+                cohort,
+                client: Some(77),
+            }))
+        };
+        let none = |cookie| Reporter {
+            cookie,
+            override_holder: None,
+        };
+        use Channel::*;
+        use NotCounted::*;
+        for (weight, version, reporter, expected) in [
+            (30, "1.1.0", none(valid(1)), Ok((Canary, 77))),
+            (30, "1.0.0", none(valid(5)), Ok((Stable, 77))),
+            (30, "1.1.0", none(valid(5)), Err(NotServedThisVersion)),
+            (30, "1.0.0", none(valid(1)), Err(NotServedThisVersion)),
+            (30, "1.1.0", none(None), Err(NoCookie)),
+            (30, "1.1.0", none(Some(None)), Err(BadCookie)),
+            (
+                30,
+                "1.1.0",
+                none(Some(Some(Verified {
+                    cohort: 1,
+                    client: None,
+                }))),
+                Err(OldCookie),
+            ),
+            (30, "9.9.9", none(valid(1)), Err(VersionNotLive)),
+            (0, "1.1.0", none(valid(1)), Err(VersionNotLive)),
+            (5, "1.1.0", none(valid(0)), Err(VersionNotLive)),
+            (
+                0,
+                "1.1.0",
+                Reporter {
+                    cookie: None,
+                    override_holder: Some((Canary, 9)),
+                },
+                Err(VersionNotLive),
+            ),
+            (
+                30,
+                "1.1.0",
+                Reporter {
+                    cookie: None,
+                    override_holder: Some((Canary, 9)),
+                },
+                Ok((Canary, 9)),
+            ),
+            (
+                30,
+                "1.1.0",
+                Reporter {
+                    cookie: None,
+                    override_holder: Some((Stable, 9)),
+                },
+                Err(NoCookie),
+            ),
+        ] {
+            assert_eq!(
+                admit(&report(version), &prepared(weight), &r, &reporter),
+                expected,
+                "weight {weight}, {version}, {reporter:?}"
+            );
+        }
     }
 }

@@ -124,7 +124,7 @@ fuzz_target!(|data: &[u8]| {
                 "{}; {}={}",
                 input.cookie_header.unwrap_or(""),
                 settings.cookie_name,
-                router.cookie().value(m % n)
+                router.cookie().value(m % n, u64::from(m))
             );
             Some(minted.as_str())
         }
@@ -232,7 +232,16 @@ fuzz_target!(|data: &[u8]| {
                 "weight 0 must be a full rollback"
             );
         }
-        assert_eq!(d.set_cookie.is_some(), source != CohortSource::Cookie);
+        // A cookie is set exactly when the cohort did not come from a current-format cookie
+        // (a previous-format one is upgraded), and it carries the client id.
+        let upgraded = source == CohortSource::Cookie
+            && cookie_header
+                .and_then(|h| router.cookie().read_client(h))
+                .is_some_and(|v| v.client.is_none());
+        assert_eq!(d.set_cookie.is_some(), source != CohortSource::Cookie || upgraded);
+        if let Some(set) = &d.set_cookie {
+            assert!(set.contains(&format!("{:016x}", d.client)), "{set}");
+        }
     }
     assert!(
         !(d_low.channel == Channel::Canary && d_high.channel == Channel::Stable),
@@ -250,9 +259,10 @@ fuzz_target!(|data: &[u8]| {
             unreachable!("random drawn with a valid cookie")
         });
         assert_eq!(
-            (d.cohort, d.source, d.channel),
-            (cohort, CohortSource::Cookie, d_high.channel)
+            (d.cohort, d.source, d.channel, d.client),
+            (cohort, CohortSource::Cookie, d_high.channel, d_high.client)
         );
+        assert_eq!(d.set_cookie, None, "the cookie set is current: not set again");
     }
 
     // Exactly floor(w * n / 100) canary cohorts, for the fuzzed weight and rotation.

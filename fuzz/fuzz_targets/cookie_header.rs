@@ -41,7 +41,19 @@ fn cohorts_of(b: u8) -> u16 {
     }
 }
 
-/// The signed value of `cohort`, computed from the format, not by the code under test.
+/// The current format's signed value of `cohort` and `client`, computed from the format.
+fn expected_v2(cohorts: u16, cohort: u16, client: u64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET).unwrap();
+    mac.update(b"cohort-v2");
+    mac.update(&cohorts.to_be_bytes());
+    mac.update(&cohort.to_be_bytes());
+    mac.update(&client.to_be_bytes());
+    let tag = mac.finalize().into_bytes();
+    format!("{cohort}.{client:016x}.{}", hex::encode(&tag[..8]))
+}
+
+/// The previous format's signed value of `cohort`, computed from the format, not by the
+/// code under test.
 fn expected_value(cohorts: u16, cohort: u16) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET).unwrap();
     mac.update(&cohorts.to_be_bytes());
@@ -77,16 +89,22 @@ fuzz_target!(|data: &[u8]| {
     };
     let jar = CohortCookie::new(name, SECRET, cohorts, 31_536_000);
 
-    // The signed value matches the documented format.
-    let value_k = jar.value(k);
-    assert_eq!(value_k, expected_value(cohorts, k));
+    // The signed values match the documented formats.
+    let client = u64::from(data[1]).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    assert_eq!(jar.legacy_value(k), expected_value(cohorts, k));
+    let value_k = jar.value(k, client);
+    assert_eq!(value_k, expected_v2(cohorts, k, client));
 
     // In range, and never without the genuine signed value in the scanned part of the
     // header (compared ignoring case: an upper-case hex tag is the same tag).
     let read = jar.read(header);
-    if let Some(c) = read {
+    if let Some(v) = jar.read_client(header) {
+        let c = v.cohort;
         assert!(c < cohorts, "cohort {c} of {cohorts} from {header:?}");
-        let genuine = expected_value(cohorts, c);
+        let genuine = match v.client {
+            None => expected_value(cohorts, c),
+            Some(id) => expected_v2(cohorts, c, id),
+        };
         let scanned = &header.as_bytes()[..header.len().min(MAX_COOKIE_SCAN)];
         assert!(
             scanned
@@ -110,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Set-Cookie round trip and attributes.
-    let set = jar.set_cookie(k);
+    let set = jar.set_cookie(k, client);
     let pair = set.split(';').next().unwrap();
     assert_eq!(pair, format!("{name}={value_k}"));
     assert_eq!(jar.read(pair), Some(k), "{set}");
@@ -143,10 +161,17 @@ fuzz_target!(|data: &[u8]| {
 
     // A jar with another secret or another cohort count never accepts these values.
     let other = CohortCookie::new(name, b"another secret", cohorts, 60);
-    if let Some(c) = other.read(header) {
+    if let Some(v) = other.read_client(header) {
         let mut mac = Hmac::<Sha256>::new_from_slice(b"another secret").unwrap();
-        mac.update(&cohorts.to_be_bytes());
-        mac.update(&c.to_be_bytes());
+        if let Some(id) = v.client {
+            mac.update(b"cohort-v2");
+            mac.update(&cohorts.to_be_bytes());
+            mac.update(&v.cohort.to_be_bytes());
+            mac.update(&id.to_be_bytes());
+        } else {
+            mac.update(&cohorts.to_be_bytes());
+            mac.update(&v.cohort.to_be_bytes());
+        }
         let tag = hex::encode(&mac.finalize().into_bytes()[..8]);
         assert!(header.to_ascii_lowercase().contains(&tag), "{header:?}");
     }

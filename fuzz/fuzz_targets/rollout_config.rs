@@ -74,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
     let n = settings.cohorts;
     let mut canary = 0u16;
     for cohort in 0..n {
-        let header = format!("cohort={}", router.cookie().value(cohort));
+        let header = format!("cohort={}", router.cookie().value(cohort, u64::from(cohort)));
         let facts = ClientFacts {
             cookie_header: Some(&header),
             ..Default::default()

@@ -128,7 +128,8 @@ pub(super) async fn serve(
     let (version, channel, decision) = match &asset.pin {
         Some(pinned) => (pinned, prepared.channel_of(pinned), None),
         None => {
-            let returning = cookie.and_then(|c| iso.router.decide_returning(&prepared, c));
+            let returning =
+                cookie.and_then(|c| iso.router.decide_returning(&prepared, c, random_u64));
             let d = match returning {
                 Some(d) => d,
                 None => {
@@ -183,13 +184,17 @@ pub(super) async fn serve(
 
     // Real script loads of the floating URL feed the canary's health; HEAD requests,
     // overrides (QA, probes) and pinned chunk loads do not.
-    if decision.is_some() && overridden.is_none() && !head {
+    if let (Some(d), None, false) = (&decision, overridden, head) {
         let meant = if fallback {
             Channel::Canary
         } else {
             served_channel.unwrap_or(Channel::Stable)
         };
-        monitor::tally(env, ctx, iso, &prepared, meant, 1, u64::from(fallback));
+        monitor::tally(env, ctx, iso, &prepared, meant, d.client, false);
+        if fallback {
+            // The canary failed this client at the origin: an error of the canary's.
+            monitor::tally(env, ctx, iso, &prepared, meant, d.client, true);
+        }
     }
 
     let mut headers = HeaderLines::default();

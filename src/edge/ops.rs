@@ -4,14 +4,18 @@
 use serde_json::json;
 use worker::{Context, Env, Request};
 
-use super::{json_response, monitor, now_ms, rollout, Failure, Isolate, Outcome, R2_BINDING};
+use super::{
+    json_response, log_event, monitor, now_ms, rollout, Failure, Isolate, Outcome, R2_BINDING,
+};
 use crate::admin::{bearer_matches, parse_request, Command};
 use crate::config::Rollout;
 use crate::config::{BundleName, Version};
+use crate::cookie::Verified;
 use crate::decide::{Channel, PreparedRollout};
 use crate::error::EdgeError;
 use crate::override_token::MAX_TTL_SECS;
-use crate::report::{self, ReportError, MAX_REPORT_BYTES};
+use crate::override_token::{OverrideKey, OVERRIDE_COOKIE, OVERRIDE_HEADER};
+use crate::report::{self, admit, NotCounted, ReportError, Reporter, MAX_REPORT_BYTES};
 
 pub(super) async fn serve(
     mut req: Request,
@@ -114,9 +118,93 @@ fn admin_status(
 
 // ---------------------------------------------------------------- error reports
 
-/// `POST /__canary/report`: an SDK error from a browser, counted against the channel of the
-/// version it names. Only a live version (stable, or the canary at weight > 0) is counted,
-/// so reports can neither revive nor blame a version that serves no one.
+/// Rate limiting bindings (`[[ratelimits]]` in wrangler.toml) for error reports.
+const LIMIT_PER_IP: &str = "REPORT_LIMIT_PER_IP";
+const LIMIT_PER_CLIENT: &str = "REPORT_LIMIT_PER_CLIENT";
+
+/// Whether `key` is within the limit of the rate limiting binding `name`. Without the
+/// binding there is no limit at the door (distinct-client counting still weighs each
+/// client once); a failing limiter lets the report through (logged).
+async fn within_limit(env: &Env, name: &str, key: String) -> bool {
+    let Ok(limiter) = env.rate_limiter(name) else {
+        return true;
+    };
+    match limiter.limit(key).await {
+        Ok(outcome) => outcome.success,
+        Err(e) => {
+            log_event(
+                "rate_limit_failed",
+                json!({ "binding": name, "detail": super::brief(e) }),
+            );
+            true
+        }
+    }
+}
+
+/// The answer to a report: 202 (429 when rate limited), never retried by a beacon.
+fn report_answer(status: u16, body: serde_json::Value) -> Outcome {
+    let resp = json_response(status, &body)?;
+    resp.headers().set("access-control-allow-origin", "*")?;
+    Ok(resp)
+}
+
+fn not_counted(reason: NotCounted) -> Outcome {
+    let status = if reason == NotCounted::RateLimited {
+        429
+    } else {
+        202
+    };
+    report_answer(
+        status,
+        json!({ "counted": false, "reason": reason.as_str() }),
+    )
+}
+
+/// The reporter's cohort cookie: absent, present but not verifying, or verified.
+fn cookie_state(iso: &Isolate, header: Option<&str>) -> Option<Option<Verified>> {
+    let header = header?;
+    let jar = iso.router.cookie();
+    if let Some(v) = jar.read_client(header) {
+        return Some(Some(v));
+    }
+    let named = header
+        .split([';', ','])
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, _)| name == jar.name());
+    named.then_some(None)
+}
+
+/// A valid signed override the reporter holds for this bundle: its channel and the client
+/// id it counts as.
+fn override_holder(
+    req: &Request,
+    iso: &Isolate,
+    bundle: &BundleName,
+    cookie: Option<&str>,
+) -> Option<(Channel, u64)> {
+    let key = iso.override_key.as_ref()?;
+    let now = (now_ms() / 1000.0) as u64;
+    let from_header = req.headers().get(OVERRIDE_HEADER).ok().flatten();
+    let from_cookie = cookie.and_then(|c| {
+        c.split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(name, _)| *name == OVERRIDE_COOKIE)
+            .map(|(_, v)| v.to_owned())
+    });
+    [from_header, from_cookie]
+        .into_iter()
+        .flatten()
+        .find_map(|token| {
+            key.verify(&token, bundle, now)
+                .map(|ch| (ch, OverrideKey::holder_id(&token)))
+        })
+}
+
+/// `POST /__canary/report`: an SDK error from a browser. It counts only when it comes from
+/// a client the edge served the reported version (its signed cohort cookie maps to that
+/// version's channel in the live config) or that holds a signed override for it, within
+/// the per-IP and per-client rate limits, and then as one client with an error (its id),
+/// however many it sends. Anything else is answered 2xx `{"counted": false, "reason"}`.
 async fn receive_report(req: &mut Request, env: &Env, ctx: &Context, iso: &Isolate) -> Outcome {
     let declared = req
         .headers()
@@ -137,25 +225,33 @@ async fn receive_report(req: &mut Request, env: &Env, ctx: &Context, iso: &Isola
         }
         ReportError::Malformed(m) => EdgeError::BadRequest(format!("bad report: {m}")),
     })?;
+    let ip = req
+        .headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !within_limit(env, LIMIT_PER_IP, format!("ip:{ip}")).await {
+        return not_counted(NotCounted::RateLimited);
+    }
     let prepared = rollout(env, iso, &report.bundle).await?;
-    let channel = if report.version == prepared.rollout.stable {
-        Channel::Stable
-    } else if prepared.rollout.serving_canary(iso.settings.cohorts) == Some(&report.version) {
-        Channel::Canary
-    } else {
-        return Err(EdgeError::Conflict(format!(
-            "version {} of `{}` is not live; report not counted",
-            report.version, report.bundle
-        ))
-        .into());
+    let cookie = req.headers().get("cookie").ok().flatten();
+    let reporter = Reporter {
+        cookie: cookie_state(iso, cookie.as_deref()),
+        override_holder: override_holder(req, iso, &report.bundle, cookie.as_deref()),
     };
-    monitor::tally(env, ctx, iso, &prepared, channel, 0, 1);
-    let resp = json_response(
+    let (channel, client) = match admit(&report, &prepared, &iso.router, &reporter) {
+        Ok(admitted) => admitted,
+        Err(reason) => return not_counted(reason),
+    };
+    if !within_limit(env, LIMIT_PER_CLIENT, format!("client:{client:016x}")).await {
+        return not_counted(NotCounted::RateLimited);
+    }
+    monitor::tally(env, ctx, iso, &prepared, channel, client, true);
+    report_answer(
         202,
-        &json!({ "counted": channel.as_str(), "kind": report.kind }),
-    )?;
-    resp.headers().set("access-control-allow-origin", "*")?;
-    Ok(resp)
+        json!({ "counted": true, "channel": channel.as_str(), "kind": report.kind }),
+    )
 }
 
 // ---------------------------------------------------------------- admin API

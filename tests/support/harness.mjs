@@ -57,6 +57,11 @@ export async function startWorker({
     kvNamespaces: { ROLLOUTS: "00000000000000000000000000000000", FAULTS: "faults" },
     r2Buckets: { BUNDLES: "canary-edge-bundles" },
     durableObjects: { HEALTH: { className: "HealthMonitor", useSQLite: true } },
+    // As in wrangler.toml.
+    ratelimits: {
+      REPORT_LIMIT_PER_CLIENT: { namespace_id: "1001", simple: { limit: 10, period: 60 } },
+      REPORT_LIMIT_PER_IP: { namespace_id: "1002", simple: { limit: 100, period: 60 } },
+    },
     bindings: { COHORT_SALT: "canary-edge-test", CONFIG_TTL_MS: "0", ...vars },
   });
   // The harness rewrites module names so the wrapper can import "./build/index.js".
@@ -229,4 +234,37 @@ export async function copyDemoFiles(worker, bundle) {
   for (const [key, bytes, contentType] of fixtureObjects()) {
     if (key.startsWith("demo/")) await worker.r2.put(key.replace(/^demo\//, `${bundle}/`), bytes, { httpMetadata: { contentType } });
   }
+}
+
+let clientSerial = 0;
+
+/**
+ * `n` new shoppers of `bundle`: each a first visit (its own user key and IP), so each gets
+ * its own cohort cookie with a client id. Returns [{ cookie, channel, ip }], and the lists by
+ * channel. Their first loads are counted like any real client's.
+ */
+export async function newClients(worker, bundle, n, prefix = "shopper") {
+  const all = [];
+  for (let i = 0; i < n; i++) {
+    const id = ++clientSerial;
+    const ip = `198.18.${(id >> 8) & 255}.${id & 255}`;
+    const r = await worker.get(`/${bundle}/sdk.js`, { userKey: `${prefix}-${id}`, ip });
+    if (r.status !== 200) throw new Error(`first visit ${r.status}: ${r.text}`);
+    all.push({ cookie: cookiePair(r.headers), channel: r.headers.get("x-canary-channel"), ip });
+  }
+  return { all, canary: all.filter((c) => c.channel === "canary"), stable: all.filter((c) => c.channel === "stable") };
+}
+
+/** An SDK error report as the demo SDK's beacon sends it, from `client` ({ cookie, ip }). */
+export async function sendReport(worker, bundle, version, client = {}, kind = "uncaught") {
+  const r = await worker.get("/__canary/report", {
+    method: "POST",
+    body: JSON.stringify({ bundle, version, kind, message: "x" }),
+    headers: { "content-type": "text/plain;charset=UTF-8" },
+    cookie: client.cookie,
+    ip: client.ip,
+  });
+  let json = null;
+  try { json = JSON.parse(r.text); } catch { /* text errors */ }
+  return { ...r, json };
 }

@@ -1,18 +1,22 @@
-//! The edge side of health counting: counts an isolate has not yet sent to the bundle's
-//! control plane, and when to send them.
+//! The edge side of health counting: the clients an isolate has seen and not yet sent to
+//! the bundle's control plane, and when to send them.
 
-use super::counts::{Batch, ChannelCounts};
+use super::counts::{Batch, Clients};
 use crate::config::Version;
 
-/// Counts an edge isolate has not yet sent to the monitor, for one bundle. Sending on every
-/// request would put a Durable Object call on the hot path; instead counts are batched and
-/// flushed when an error is pending (errors matter at once), when enough requests piled up,
-/// or when enough time passed.
+/// Clients an edge isolate has not yet sent to the control plane, for one bundle. Sending
+/// on every request would put a Durable Object call on the hot path; instead they are
+/// batched (as distinct-client sets, bounded at any traffic) and flushed when an error is
+/// pending (errors matter at once), when enough requests piled up, or when enough time
+/// passed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
     pub stable: Version,
     pub canary: Option<Version>,
-    pub counts: ChannelCounts,
+    pub clients: Clients,
+    /// Requests (loads and counted reports) since the last flush.
+    pub requests: u64,
+    pub errors_pending: bool,
     pub last_flush_ms: f64,
 }
 
@@ -31,7 +35,9 @@ impl Pending {
         Self {
             stable,
             canary,
-            counts: ChannelCounts::default(),
+            clients: Clients::default(),
+            requests: 0,
+            errors_pending: false,
             last_flush_ms: now_ms,
         }
     }
@@ -41,25 +47,33 @@ impl Pending {
         &self.stable == stable && self.canary.as_ref() == canary
     }
 
+    /// Records one load (or, with `error`, one error) of `client` on a channel.
+    pub fn record(&mut self, canary: bool, client: u64, error: bool) {
+        self.clients.channel_mut(canary).insert(client, error);
+        self.requests += 1;
+        self.errors_pending |= error;
+    }
+
     /// Errors go out within a second (or `every_ms`, if shorter), so that a failing canary
     /// is judged at once without turning every error into a Durable Object call.
     pub fn due(&self, policy: FlushPolicy, now_ms: f64) -> bool {
-        let c = &self.counts;
         let since = now_ms - self.last_flush_ms;
         let error_wait = policy.every_ms.min(ERROR_FLUSH_MS) as f64;
-        !c.is_empty()
-            && ((c.stable.errors + c.canary.errors > 0 && since >= error_wait)
-                || c.stable.requests + c.canary.requests >= policy.every_requests
+        self.requests > 0
+            && ((self.errors_pending && since >= error_wait)
+                || self.requests >= policy.every_requests
                 || since >= policy.every_ms as f64)
     }
 
-    /// Takes the counts as a batch and starts afresh.
+    /// Takes the clients as a batch and starts afresh.
     pub fn take(&mut self, now_ms: f64) -> Batch {
         self.last_flush_ms = now_ms;
+        self.requests = 0;
+        self.errors_pending = false;
         Batch {
             stable: self.stable.clone(),
             canary: self.canary.clone(),
-            counts: std::mem::take(&mut self.counts),
+            clients: std::mem::take(&mut self.clients),
         }
     }
 }
@@ -77,10 +91,12 @@ mod pending_tests {
         let v = |s| Version::parse(s).unwrap();
         let mut p = Pending::new(v("1.0.0"), Some(v("1.1.0")), 0.0);
         assert!(!p.due(policy, 1e9), "nothing to send");
-        p.counts.stable.requests = 5;
+        for _ in 0..5 {
+            p.record(false, 1, false);
+        }
         assert!(!p.due(policy, 5_000.0));
         assert!(p.due(policy, 10_000.0), "time");
-        p.counts.canary.errors = 1;
+        p.record(true, 2, true);
         assert!(!p.due(policy, 500.0), "errors wait at most a second...");
         assert!(p.due(policy, 1_000.0), "...then go");
         let at_once = FlushPolicy {
@@ -92,9 +108,16 @@ mod pending_tests {
             "with every_ms 0 everything goes at once"
         );
         let batch = p.take(2.0);
-        assert_eq!(batch.counts.canary.errors, 1);
-        assert!(p.counts.is_empty());
-        p.counts.canary.requests = 100;
+        let counts = batch.clients.counts();
+        assert_eq!(
+            (counts.stable.clients, counts.canary.errors),
+            (1, 1),
+            "distinct"
+        );
+        assert!(p.clients.is_empty() && p.requests == 0 && !p.errors_pending);
+        for i in 0..100 {
+            p.record(true, i, false);
+        }
         assert!(p.due(policy, 3.0), "volume");
         assert!(p.is_for(&v("1.0.0"), Some(&v("1.1.0"))));
         assert!(!p.is_for(&v("1.0.0"), Some(&v("1.2.0"))));

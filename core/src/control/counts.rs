@@ -2,30 +2,25 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::clients::ClientSet;
 use crate::config::Version;
 
+/// Numbers of distinct clients of one channel: those seen (a script load or an error
+/// report) and those with at least one error. Derived from `ChannelClients`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
-    pub requests: u64,
+    pub clients: u64,
     pub errors: u64,
 }
 
 impl Counts {
-    pub fn add(&mut self, other: Counts) {
-        self.requests = self.requests.saturating_add(other.requests);
-        self.errors = self.errors.saturating_add(other.errors);
-    }
-
+    /// Clients with an error over clients seen.
     pub fn rate(&self) -> f64 {
-        if self.requests == 0 {
+        if self.clients == 0 {
             0.0
         } else {
-            self.errors as f64 / self.requests as f64
+            (self.errors as f64 / self.clients as f64).min(1.0)
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.requests == 0 && self.errors == 0
     }
 }
 
@@ -35,14 +30,73 @@ pub struct ChannelCounts {
     pub canary: Counts,
 }
 
-impl ChannelCounts {
-    pub fn add(&mut self, other: &ChannelCounts) {
-        self.stable.add(other.stable);
-        self.canary.add(other.canary);
+/// The clients of one channel: who loaded the script, who reported (or met) an error.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelClients {
+    pub loaded: ClientSet,
+    pub errored: ClientSet,
+}
+
+impl ChannelClients {
+    pub fn insert(&mut self, client: u64, error: bool) {
+        if error {
+            self.errored.insert(client);
+        } else {
+            self.loaded.insert(client);
+        }
+    }
+
+    pub fn merge(&mut self, other: &ChannelClients) {
+        self.loaded.merge(&other.loaded);
+        self.errored.merge(&other.errored);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.loaded.is_empty() && self.errored.is_empty()
+    }
+
+    /// Distinct clients (an erroring client was served the script too, even if its load
+    /// was counted elsewhere or cached) and distinct clients with an error.
+    pub fn counts(&self) -> Counts {
+        let mut seen = self.loaded.clone();
+        seen.merge(&self.errored);
+        Counts {
+            clients: seen.estimate(),
+            errors: self.errored.estimate(),
+        }
+    }
+}
+
+/// The clients of both channels: a batch's payload, a window, the totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clients {
+    pub stable: ChannelClients,
+    pub canary: ChannelClients,
+}
+
+impl Clients {
+    pub fn channel_mut(&mut self, canary: bool) -> &mut ChannelClients {
+        if canary {
+            &mut self.canary
+        } else {
+            &mut self.stable
+        }
+    }
+
+    pub fn merge(&mut self, other: &Clients) {
+        self.stable.merge(&other.stable);
+        self.canary.merge(&other.canary);
     }
 
     pub fn is_empty(&self) -> bool {
         self.stable.is_empty() && self.canary.is_empty()
+    }
+
+    pub fn counts(&self) -> ChannelCounts {
+        ChannelCounts {
+            stable: self.stable.counts(),
+            canary: self.canary.counts(),
+        }
     }
 }
 
@@ -52,13 +106,13 @@ impl ChannelCounts {
 pub struct Batch {
     pub stable: Version,
     pub canary: Option<Version>,
-    pub counts: ChannelCounts,
+    pub clients: Clients,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Window {
     pub start_ms: f64,
-    pub counts: ChannelCounts,
+    pub clients: Clients,
 }
 
 /// The counts of one (stable, canary) pair: the current and previous window, and totals
@@ -69,7 +123,8 @@ pub struct HealthWindows {
     pub canary: Option<Version>,
     /// Oldest first; at most the previous and the current window.
     pub windows: Vec<Window>,
-    pub totals: ChannelCounts,
+    /// Every client since the pair went live.
+    pub totals: Clients,
 }
 
 fn window_start(window_secs: u32, now_ms: f64) -> (f64, f64) {
@@ -93,31 +148,31 @@ impl HealthWindows {
         };
     }
 
-    /// Adds counts at `now_ms`, dropping windows older than the previous one.
-    pub fn add(&mut self, counts: &ChannelCounts, window_secs: u32, now_ms: f64) {
+    /// Adds a batch's clients at `now_ms`, dropping windows older than the previous one.
+    pub fn add(&mut self, clients: &Clients, window_secs: u32, now_ms: f64) {
         let (current, window_ms) = window_start(window_secs, now_ms);
         match self.windows.last_mut() {
-            Some(w) if w.start_ms == current => w.counts.add(counts),
+            Some(w) if w.start_ms == current => w.clients.merge(clients),
             _ => self.windows.push(Window {
                 start_ms: current,
-                counts: *counts,
+                clients: clients.clone(),
             }),
         }
         self.windows
             .retain(|w| w.start_ms >= current - window_ms && w.start_ms <= current);
-        self.totals.add(counts);
+        self.totals.merge(clients);
     }
 
-    /// Counts in the current and previous window, as seen at `now_ms`.
+    /// Distinct clients in the current and previous window, as seen at `now_ms`.
     pub fn recent(&self, window_secs: u32, now_ms: f64) -> ChannelCounts {
         let (current, window_ms) = window_start(window_secs, now_ms);
-        let mut sum = ChannelCounts::default();
+        let mut union = Clients::default();
         for w in &self.windows {
             if w.start_ms >= current - window_ms && w.start_ms <= current {
-                sum.add(&w.counts);
+                union.merge(&w.clients);
             }
         }
-        sum
+        union.counts()
     }
 }
 
@@ -125,14 +180,29 @@ impl HealthWindows {
 mod tests {
     use super::*;
 
+    /// `n` distinct clients of which the first `e` had an error, ids from `base`.
+    pub(crate) fn clients(base: u64, stable: (u64, u64), canary: (u64, u64)) -> Clients {
+        let mut c = Clients::default();
+        for (ch, (n, e), offset) in [(false, stable, 0), (true, canary, 1 << 32)] {
+            for i in 0..n {
+                let id = base + offset + i;
+                c.channel_mut(ch).insert(id, false);
+                if i < e {
+                    c.channel_mut(ch).insert(id, true);
+                }
+            }
+        }
+        c
+    }
+
     fn counts(stable: (u64, u64), canary: (u64, u64)) -> ChannelCounts {
         ChannelCounts {
             stable: Counts {
-                requests: stable.0,
+                clients: stable.0,
                 errors: stable.1,
             },
             canary: Counts {
-                requests: canary.0,
+                clients: canary.0,
                 errors: canary.1,
             },
         }
@@ -143,15 +213,44 @@ mod tests {
         let v = |s| Version::parse(s).unwrap();
         let mut h = HealthWindows::default();
         h.reset(&v("1.0.0"), Some(&v("1.1.0")));
-        h.add(&counts((10, 1), (5, 2)), 60, 1_000.0);
-        h.add(&counts((10, 0), (5, 0)), 60, 61_000.0);
+        h.add(&clients(0, (10, 1), (5, 2)), 60, 1_000.0);
+        h.add(&clients(100, (10, 0), (5, 0)), 60, 61_000.0);
         assert_eq!(h.recent(60, 61_000.0), counts((20, 1), (10, 2)));
         assert_eq!(h.recent(60, 121_000.0), counts((10, 0), (5, 0)));
         assert_eq!(h.recent(60, 181_000.0), ChannelCounts::default());
-        h.add(&counts((1, 0), (1, 0)), 60, 181_000.0);
+        h.add(&clients(200, (1, 0), (1, 0)), 60, 181_000.0);
         assert_eq!(h.windows.len(), 1, "old windows dropped");
-        assert_eq!(h.totals, counts((21, 1), (11, 2)));
+        assert_eq!(h.totals.counts(), counts((21, 1), (11, 2)));
         assert!(h.is_for(&v("1.0.0"), Some(&v("1.1.0"))));
         assert!(!h.is_for(&v("1.0.0"), Some(&v("1.2.0"))));
+    }
+
+    #[test]
+    fn a_client_counts_once_however_often_it_loads_or_fails() {
+        let mut h = HealthWindows::default();
+        for _ in 0..1000 {
+            let mut c = Clients::default();
+            c.canary.insert(42, false);
+            c.canary.insert(42, true);
+            h.add(&c, 60, 0.0);
+        }
+        assert_eq!(
+            h.recent(60, 0.0).canary,
+            Counts {
+                clients: 1,
+                errors: 1
+            }
+        );
+        // An error from a client whose load was not seen still counts it as a client.
+        let mut c = Clients::default();
+        c.canary.insert(7, true);
+        h.add(&c, 60, 0.0);
+        assert_eq!(
+            h.recent(60, 0.0).canary,
+            Counts {
+                clients: 2,
+                errors: 2
+            }
+        );
     }
 }

@@ -400,7 +400,7 @@ impl Control {
         if !self.health.is_for(&config.stable, live.as_ref()) {
             self.health.reset(&config.stable, live.as_ref());
         }
-        self.health.add(&batch.counts, window, now_ms);
+        self.health.add(&batch.clients, window, now_ms);
         self.maybe_cut(now_ms, "auto", out);
     }
 

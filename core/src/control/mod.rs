@@ -4,7 +4,8 @@
 //! in the worker crate only runs the machine and carries out its effects.
 //!
 //! - `machine`: `step(state, event, now) -> (state, effects)`;
-//! - `counts`: counts per channel in windows, the batches the edge sends;
+//! - `clients`: distinct clients, exact up to a cap then a HyperLogLog sketch;
+//! - `counts`: distinct clients per channel in windows, the batches the edge sends;
 //! - `rule`: the rollback rule;
 //! - `progress`: a progressive rollout, bound to its canary;
 //! - `projection`: KV write pacing, revisions, stale reads, retries;
@@ -13,6 +14,7 @@
 //! - `batching`: the edge side, counts an isolate has not sent yet.
 
 pub mod batching;
+pub mod clients;
 pub mod counts;
 pub mod history;
 pub mod machine;
@@ -21,7 +23,7 @@ pub mod projection;
 pub mod rule;
 pub mod status;
 
-pub use counts::{Batch, ChannelCounts, Counts};
+pub use counts::{Batch, ChannelClients, ChannelCounts, Clients, Counts};
 pub use machine::{step, CommandRequest, Control, Effect, Event, Reply, WriteOutcome};
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ impl Verdict {
 /// The rule over the counts of the current and previous window.
 pub fn evaluate(recent: &ChannelCounts, policy: &HealthPolicy) -> Verdict {
     let canary = recent.canary;
-    if canary.requests < policy.min_requests {
+    if canary.clients < policy.min_requests {
         return Verdict::TooFewSamples;
     }
     let canary_rate = canary.rate();
@@ -37,7 +37,7 @@ pub fn evaluate(recent: &ChannelCounts, policy: &HealthPolicy) -> Verdict {
         return Verdict::Healthy;
     }
     let stable = recent.stable;
-    let stable_known = stable.requests >= policy.min_requests;
+    let stable_known = stable.clients >= policy.min_requests;
     if stable_known && canary_rate < stable.rate() * policy.max_relative {
         // Stable fails about as much: the cause is likely shared, not the release.
         return Verdict::Healthy;
@@ -47,7 +47,7 @@ pub fn evaluate(recent: &ChannelCounts, policy: &HealthPolicy) -> Verdict {
             ", stable {:.2}% ({}/{}), limit {}x stable",
             stable.rate() * 100.0,
             stable.errors,
-            stable.requests,
+            stable.clients,
             policy.max_relative
         )
     } else {
@@ -57,7 +57,7 @@ pub fn evaluate(recent: &ChannelCounts, policy: &HealthPolicy) -> Verdict {
         "canary error rate {:.2}% ({}/{}) above {:.2}%{}",
         canary_rate * 100.0,
         canary.errors,
-        canary.requests,
+        canary.clients,
         policy.max_error_rate * 100.0,
         stable_part
     ))
@@ -71,11 +71,11 @@ mod tests {
     fn recent(stable: (u64, u64), canary: (u64, u64)) -> ChannelCounts {
         ChannelCounts {
             stable: Counts {
-                requests: stable.0,
+                clients: stable.0,
                 errors: stable.1,
             },
             canary: Counts {
-                requests: canary.0,
+                clients: canary.0,
                 errors: canary.1,
             },
         }

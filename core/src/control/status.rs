@@ -23,7 +23,7 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
         "canary": c.health.canary,
         "recent": recent,
         "recent_error_rate": { "stable": recent.stable.rate(), "canary": recent.canary.rate() },
-        "totals": c.health.totals,
+        "totals": c.health.totals.counts(),
         "verdict": { "state": verdict.state(), "reason": reason },
         "policy": policy,
         "progress": c.progress.as_ref().map(|p| json!({

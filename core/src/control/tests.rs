@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::counts::{Batch, ChannelCounts, Counts};
+use super::counts::{Batch, ChannelCounts, Clients};
 use super::machine::{step, CommandRequest, Control, Effect, Event, Reply, WriteOutcome};
 use super::progress::ProgressState;
 use super::projection::STALE_HORIZON_MS;
@@ -31,6 +31,8 @@ struct Sim {
     writes: Vec<(f64, String)>,
     logs: Vec<(&'static str, serde_json::Value)>,
     alarm: Option<f64>,
+    /// Client ids handed out by `batch`.
+    next_client: u64,
 }
 
 impl Sim {
@@ -45,6 +47,7 @@ impl Sim {
             writes: vec![],
             logs: vec![],
             alarm: None,
+            next_client: 0,
         };
         sim.read_kv();
         sim
@@ -123,20 +126,26 @@ impl Sim {
         Rollout::parse(self.kv.as_deref().unwrap()).unwrap()
     }
 
+    /// A batch of `n` new distinct clients per channel, `e` of them with an error.
     fn batch(&mut self, canary: Option<&str>, stable: (u64, u64), canary_counts: (u64, u64)) {
+        let mut clients = Clients::default();
+        for (is_canary, (n, e)) in [(false, stable), (true, canary_counts)] {
+            for i in 0..n {
+                self.next_client += 1;
+                clients
+                    .channel_mut(is_canary)
+                    .insert(self.next_client, false);
+                if i < e {
+                    clients
+                        .channel_mut(is_canary)
+                        .insert(self.next_client, true);
+                }
+            }
+        }
         self.send(Event::Batch(Batch {
             stable: v("1.0.0"),
             canary: canary.map(v),
-            counts: ChannelCounts {
-                stable: Counts {
-                    requests: stable.0,
-                    errors: stable.1,
-                },
-                canary: Counts {
-                    requests: canary_counts.0,
-                    errors: canary_counts.1,
-                },
-            },
+            clients,
         }));
     }
 
@@ -251,7 +260,7 @@ fn batches_about_other_versions_never_judge_the_canary() {
     // A stale isolate still counting an old canary: errors galore, ignored.
     sim.batch(Some("1.0.9"), (100, 0), (100, 90));
     assert_eq!(sim.kv_config().weight.percent(), 50);
-    assert_eq!(sim.state.health.totals, ChannelCounts::default());
+    assert_eq!(sim.state.health.totals.counts(), ChannelCounts::default());
     let ignored = sim.logged("batch_ignored");
     assert_eq!(ignored[0]["batch_canary"], "1.0.9");
     assert_eq!(ignored[0]["canary"], "1.1.0");
@@ -467,14 +476,14 @@ fn racing_events_lose_nothing() {
     // come in, every count and every command is in the state afterwards.
     let mut sim = Sim::new(dark(), 10);
     sim.command("weight", r#"{"weight": 50}"#);
-    for i in 0..40 {
+    for i in 0..20 {
         sim.batch(Some("1.1.0"), (3, 0), (2, 0));
-        if i % 10 == 0 {
+        if i % 5 == 0 {
             sim.command("weight", &format!(r#"{{"weight": {}}}"#, 50 + i));
         }
     }
-    let totals = sim.state.health.totals;
-    assert_eq!((totals.stable.requests, totals.canary.requests), (120, 80));
+    let totals = sim.state.health.totals.counts();
+    assert_eq!((totals.stable.clients, totals.canary.clients), (60, 40));
     assert_eq!(sim.state.history.of_kind("set_weight").count(), 5);
 }
 

@@ -42,16 +42,17 @@ async fn call(
         .await
 }
 
-/// Adds `requests` and `errors` to the bundle's pending counts for `channel`, and sends
-/// them to the control plane when due (see `Pending::due`).
+/// Records a script load (or, with `error`, an error) of `client` on `channel` in the
+/// bundle's pending batch, and sends the batch to the control plane when due (see
+/// `Pending::due`).
 pub(in crate::edge) fn tally(
     env: &Env,
     ctx: &Context,
     iso: &Isolate,
     prepared: &PreparedRollout,
     channel: Channel,
-    requests: u64,
-    errors: u64,
+    client: u64,
+    error: bool,
 ) {
     let now = now_ms();
     let stable = &prepared.rollout.stable;
@@ -65,12 +66,7 @@ pub(in crate::edge) fn tally(
         if !entry.is_for(stable, canary) {
             *entry = Pending::new(stable.clone(), canary.cloned(), now);
         }
-        let counts = match channel {
-            Channel::Canary => &mut entry.counts.canary,
-            Channel::Stable => &mut entry.counts.stable,
-        };
-        counts.requests += requests;
-        counts.errors += errors;
+        entry.record(channel == Channel::Canary, client, error);
         entry.due(iso.settings.flush, now).then(|| entry.take(now))
     };
     if let Some(batch) = batch {

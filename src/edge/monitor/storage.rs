@@ -7,7 +7,8 @@ use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V};
 
 use canary_core::config::{BundleName, Progression, Rollout, Version, Weight};
-use canary_core::control::counts::{ChannelCounts, Counts, HealthWindows, Window};
+use canary_core::control::clients::ClientSet;
+use canary_core::control::counts::{ChannelClients, Clients, HealthWindows, Window};
 use canary_core::control::history::{Entry, History};
 use canary_core::control::progress::{Progress, ProgressState};
 use canary_core::control::projection::{OwnWrite, Projection};
@@ -39,21 +40,21 @@ CREATE TABLE IF NOT EXISTS progress (
   state TEXT NOT NULL,
   reason TEXT
 );
-CREATE TABLE IF NOT EXISTS health (
+CREATE TABLE IF NOT EXISTS client_totals (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   stable TEXT,
   canary TEXT,
-  stable_requests INTEGER NOT NULL,
-  stable_errors INTEGER NOT NULL,
-  canary_requests INTEGER NOT NULL,
-  canary_errors INTEGER NOT NULL
+  stable_loaded TEXT NOT NULL,
+  stable_errored TEXT NOT NULL,
+  canary_loaded TEXT NOT NULL,
+  canary_errored TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS windows (
+CREATE TABLE IF NOT EXISTS client_windows (
   start_ms REAL PRIMARY KEY,
-  stable_requests INTEGER NOT NULL,
-  stable_errors INTEGER NOT NULL,
-  canary_requests INTEGER NOT NULL,
-  canary_errors INTEGER NOT NULL
+  stable_loaded TEXT NOT NULL,
+  stable_errored TEXT NOT NULL,
+  canary_loaded TEXT NOT NULL,
+  canary_errored TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS history (
   seq INTEGER PRIMARY KEY,
@@ -120,23 +121,60 @@ struct ProgressRow {
     reason: Option<String>,
 }
 
+/// Four client sets, as stored: the hex of `ClientSet::to_bytes` (at most 2 KiB each).
+#[derive(Deserialize)]
+struct SetColumns {
+    stable_loaded: String,
+    stable_errored: String,
+    canary_loaded: String,
+    canary_errored: String,
+}
+
+impl SetColumns {
+    /// The stored sets; one that does not parse is read as empty (never fatal).
+    fn clients(&self) -> Clients {
+        let set = |t: &str| {
+            hex::decode(t)
+                .ok()
+                .and_then(|b| ClientSet::from_bytes(&b))
+                .unwrap_or_default()
+        };
+        Clients {
+            stable: ChannelClients {
+                loaded: set(&self.stable_loaded),
+                errored: set(&self.stable_errored),
+            },
+            canary: ChannelClients {
+                loaded: set(&self.canary_loaded),
+                errored: set(&self.canary_errored),
+            },
+        }
+    }
+}
+
+fn set_values(c: &Clients) -> [V; 4] {
+    let hex_of = |set: &ClientSet| V::String(hex::encode(set.to_bytes()));
+    [
+        hex_of(&c.stable.loaded),
+        hex_of(&c.stable.errored),
+        hex_of(&c.canary.loaded),
+        hex_of(&c.canary.errored),
+    ]
+}
+
 #[derive(Deserialize)]
 struct HealthRow {
     stable: Option<String>,
     canary: Option<String>,
-    stable_requests: f64,
-    stable_errors: f64,
-    canary_requests: f64,
-    canary_errors: f64,
+    #[serde(flatten)]
+    sets: SetColumns,
 }
 
 #[derive(Deserialize)]
 struct WindowRow {
     start_ms: f64,
-    stable_requests: f64,
-    stable_errors: f64,
-    canary_requests: f64,
-    canary_errors: f64,
+    #[serde(flatten)]
+    sets: SetColumns,
 }
 
 #[derive(Deserialize)]
@@ -149,19 +187,6 @@ struct HistoryRow {
     by: String,
     reason: String,
     counts: Option<String>,
-}
-
-fn counts(sr: f64, se: f64, cr: f64, ce: f64) -> ChannelCounts {
-    ChannelCounts {
-        stable: Counts {
-            requests: count(sr),
-            errors: count(se),
-        },
-        canary: Counts {
-            requests: count(cr),
-            errors: count(ce),
-        },
-    }
 }
 
 impl Store {
@@ -227,29 +252,19 @@ impl Store {
                     reason: p.reason,
                 })
             });
-        if let Some(h) = self.rows::<HealthRow>("SELECT * FROM health")?.pop() {
+        if let Some(h) = self.rows::<HealthRow>("SELECT * FROM client_totals")?.pop() {
             c.health = HealthWindows {
                 stable: h.stable.and_then(|v| Version::parse(&v).ok()),
                 canary: h.canary.and_then(|v| Version::parse(&v).ok()),
                 windows: self
-                    .rows::<WindowRow>("SELECT * FROM windows ORDER BY start_ms")?
+                    .rows::<WindowRow>("SELECT * FROM client_windows ORDER BY start_ms")?
                     .into_iter()
                     .map(|w| Window {
                         start_ms: w.start_ms,
-                        counts: counts(
-                            w.stable_requests,
-                            w.stable_errors,
-                            w.canary_requests,
-                            w.canary_errors,
-                        ),
+                        clients: w.sets.clients(),
                     })
                     .collect(),
-                totals: counts(
-                    h.stable_requests,
-                    h.stable_errors,
-                    h.canary_requests,
-                    h.canary_errors,
-                ),
+                totals: h.sets.clients(),
             };
         }
         c.history = History {
@@ -335,43 +350,35 @@ impl Store {
         let same_versions =
             before.is_some_and(|b| b.stable == after.stable && b.canary == after.canary);
         if before.is_none_or(|b| b.totals != after.totals) || !same_versions {
-            let t = &after.totals;
+            let mut values = vec![
+                opt(after.stable.as_ref(), text),
+                opt(after.canary.as_ref(), text),
+            ];
+            values.extend(set_values(&after.totals));
             self.run(
-                "INSERT OR REPLACE INTO health VALUES (1, ?, ?, ?, ?, ?, ?)",
-                vec![
-                    opt(after.stable.as_ref(), text),
-                    opt(after.canary.as_ref(), text),
-                    int(t.stable.requests),
-                    int(t.stable.errors),
-                    int(t.canary.requests),
-                    int(t.canary.errors),
-                ],
+                "INSERT OR REPLACE INTO client_totals VALUES (1, ?, ?, ?, ?, ?, ?)",
+                values,
             )?;
         }
         if !same_versions {
-            self.run("DELETE FROM windows", vec![])?;
+            self.run("DELETE FROM client_windows", vec![])?;
         }
         for w in &after.windows {
             let stored = before
                 .filter(|_| same_versions)
                 .and_then(|b| b.windows.iter().find(|x| x.start_ms == w.start_ms));
             if stored != Some(w) {
-                let c = &w.counts;
+                let mut values = vec![V::Float(w.start_ms)];
+                values.extend(set_values(&w.clients));
                 self.run(
-                    "INSERT OR REPLACE INTO windows VALUES (?, ?, ?, ?, ?)",
-                    vec![
-                        V::Float(w.start_ms),
-                        int(c.stable.requests),
-                        int(c.stable.errors),
-                        int(c.canary.requests),
-                        int(c.canary.errors),
-                    ],
+                    "INSERT OR REPLACE INTO client_windows VALUES (?, ?, ?, ?, ?)",
+                    values,
                 )?;
             }
         }
         if let Some(oldest) = after.windows.first() {
             self.run(
-                "DELETE FROM windows WHERE start_ms < ?",
+                "DELETE FROM client_windows WHERE start_ms < ?",
                 vec![V::Float(oldest.start_ms)],
             )?;
         }
