@@ -22,6 +22,7 @@ pub mod progress;
 pub mod projection;
 pub mod rule;
 pub mod status;
+pub mod verdict;
 
 pub use counts::{Batch, ChannelClients, ChannelCounts, Clients, Counts};
 pub use machine::{step, CommandRequest, Control, Effect, Event, Reply, WriteOutcome};
