@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ROOT, failureOutput, startWorker } from "./support/harness.mjs";
+import { ROOT, failureOutput, startShoppers, startWorker } from "./support/harness.mjs";
 
 const run = promisify(execFile);
 const TOKEN = "cli-admin-token";
@@ -62,13 +62,21 @@ test("set-weight, status, rollback and watch go through the API", async () => {
   assert.equal(watch.match(/rolled back .* \(operator\): cli test/g)?.length, 2, watch);
 });
 
-test("rollout with steps advances on its own", async () => {
-  const out = await canary("rollout", "demo", "--steps", "10,100", "--bake", "1");
-  assert.match(out, /rollout started at weight 10%/);
-  for (let i = 0; i < 60 && JSON.parse(await w.kv.get("rollout/demo")).weight !== 100; i++) {
-    await new Promise((r) => setTimeout(r, 100));
+test("rollout with steps advances on its own, on evidence from shoppers", async () => {
+  // A lenient rule so that a step passes in seconds: 3 clean canary clients, 50% floor.
+  const config = JSON.parse(await w.kv.get("rollout/demo"));
+  await w.setRollout({ ...config, health: { min_clients: 3, min_error_rate: 0.5 } });
+  const shoppers = startShoppers(w, "demo", { perTick: 3, everyMs: 50 });
+  try {
+    const out = await canary("rollout", "demo", "--steps", "10,100", "--bake", "1");
+    assert.match(out, /rollout started at weight 10%/);
+    for (let i = 0; i < 300 && JSON.parse(await w.kv.get("rollout/demo")).weight !== 100; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(JSON.parse(await w.kv.get("rollout/demo")).weight, 100);
+  } finally {
+    await shoppers.stop();
   }
-  assert.equal(JSON.parse(await w.kv.get("rollout/demo")).weight, 100);
 });
 
 test("a wrong token or an unreachable URL is a clear error", async () => {

@@ -250,7 +250,7 @@ export async function newClients(worker, bundle, n, prefix = "shopper") {
     const ip = `198.18.${(id >> 8) & 255}.${id & 255}`;
     const r = await worker.get(`/${bundle}/sdk.js`, { userKey: `${prefix}-${id}`, ip });
     if (r.status !== 200) throw new Error(`first visit ${r.status}: ${r.text}`);
-    all.push({ cookie: cookiePair(r.headers), channel: r.headers.get("x-canary-channel"), ip });
+    all.push({ cookie: cookiePair(r.headers), channel: r.headers.get("x-canary-channel"), version: r.headers.get("x-canary-version"), ip });
   }
   return { all, canary: all.filter((c) => c.channel === "canary"), stable: all.filter((c) => c.channel === "stable") };
 }
@@ -267,4 +267,30 @@ export async function sendReport(worker, bundle, version, client = {}, kind = "u
   let json = null;
   try { json = JSON.parse(r.text); } catch { /* text errors */ }
   return { ...r, json };
+}
+
+/**
+ * Shoppers arriving in the background until `stop()`: every `everyMs`, `perTick` first
+ * visits of `bundle`; a canary shopper reports an error with probability `canaryErrors`
+ * (a stable one with `stableErrors`). Rollouts only advance on evidence, so tests that
+ * want a step to pass keep shoppers coming, as production does.
+ */
+export function startShoppers(worker, bundle, { everyMs = 100, perTick = 2, canaryErrors = 0, stableErrors = 0, prefix = "bg" } = {}) {
+  let running = true;
+  let seen = 0;
+  const loop = (async () => {
+    while (running) {
+      const { all } = await newClients(worker, bundle, perTick, prefix).catch(() => ({ all: [] }));
+      for (const c of all) {
+        seen++;
+        const p = c.channel === "canary" ? canaryErrors : stableErrors;
+        if (p > 0 && Math.random() < p) await sendReport(worker, bundle, c.version, c).catch(() => {});
+      }
+      await sleep(everyMs);
+    }
+  })();
+  return {
+    get seen() { return seen; },
+    async stop() { running = false; await loop; },
+  };
 }

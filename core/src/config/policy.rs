@@ -6,19 +6,25 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, Weight};
 
-/// Thresholds of the automatic rollback, from the rollout config's `health` field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// The canary's health rule, from the rollout config's `health` field: what operators mean,
+/// with sane defaults. See `control::verdict` for the tests these drive.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthPolicy {
-    /// Length of one counting window; the rule looks at the current and previous window.
+    /// `1 − α`: a healthy canary is wrongly cut, or a bad one wrongly passes a step, with
+    /// probability at most `α`, however often the verdict is looked at.
+    pub confidence: f64,
+    /// How much worse than stable's error rate the canary may be, relatively (1.0: up to
+    /// twice stable's).
+    pub max_increase: f64,
+    /// An error rate below which the canary is never cut; a canary proven below it passes.
+    pub min_error_rate: f64,
+    /// Distinct canary clients a step must see before it may advance.
+    pub min_clients: u64,
+    /// Longest a rollout waits for evidence after a step's bake time before it pauses.
+    pub max_hold_secs: u32,
+    /// Length of one counting window (status shows the current and previous one; their
+    /// exposure sets the relative test's boundary).
     pub window_secs: u32,
-    /// Canary requests needed in the looked-at windows before the rule may trip.
-    pub min_requests: u64,
-    /// Canary error rate (errors / requests, 0..1) above which the canary is unhealthy...
-    pub max_error_rate: f64,
-    /// ...provided it is also at least this many times stable's rate (when stable has
-    /// `min_requests` too).
-    pub max_relative: f64,
     /// Cut the canary automatically; with `false` the verdict is only reported.
     pub auto_rollback: bool,
 }
@@ -26,40 +32,134 @@ pub struct HealthPolicy {
 impl Default for HealthPolicy {
     fn default() -> Self {
         Self {
+            confidence: 0.99,
+            max_increase: 1.0,
+            min_error_rate: 0.02,
+            min_clients: 200,
+            max_hold_secs: 3600,
             window_secs: 60,
-            min_requests: 200,
-            max_error_rate: 0.02,
-            max_relative: 2.0,
             auto_rollback: true,
         }
     }
 }
 
+/// Fields of the previous rule, still read: `max_relative` r means `max_increase` r − 1,
+/// `max_error_rate` means `min_error_rate`, `min_requests` means `min_clients`.
+const RENAMED: [(&str, &str); 3] = [
+    ("max_relative", "max_increase"),
+    ("max_error_rate", "min_error_rate"),
+    ("min_requests", "min_clients"),
+];
+
 impl HealthPolicy {
     pub fn from_value(v: serde_json::Value) -> Result<Self, ConfigError> {
-        let p: HealthPolicy = serde_json::from_value(v).map_err(|e| ConfigError {
-            field: "health",
-            message: e.to_string(),
-        })?;
-        let bad = |field: &'static str, message: &str| {
-            Err(ConfigError {
-                field,
-                message: message.to_owned(),
-            })
+        let serde_json::Value::Object(map) = v else {
+            return Err(ConfigError {
+                field: "health",
+                message: "must be an object".into(),
+            });
         };
-        if !(10..=86_400).contains(&p.window_secs) {
-            return bad("health.window_secs", "must be from 10 to 86400");
+        let mut p = HealthPolicy::default();
+        let bad = |field: &'static str, message: String| ConfigError { field, message };
+        for (key, value) in &map {
+            let key = key.as_str();
+            if let Some((old, new)) = RENAMED.iter().find(|(old, _)| *old == key) {
+                if map.contains_key(*new) {
+                    return Err(bad(
+                        field_name(old),
+                        format!("is the old name of `{new}`; give one of them"),
+                    ));
+                }
+            }
+            let number = || {
+                value
+                    .as_f64()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| bad(field_name(key), format!("must be a number, got {value}")))
+            };
+            let whole = |lo: u64, hi: u64| {
+                value
+                    .as_u64()
+                    .filter(|x| (lo..=hi).contains(x))
+                    .ok_or_else(|| {
+                        bad(
+                            field_name(key),
+                            format!("must be an integer from {lo} to {hi}, got {value}"),
+                        )
+                    })
+            };
+            match key {
+                "confidence" => p.confidence = number()?,
+                "max_increase" => p.max_increase = number()?,
+                "max_relative" => p.max_increase = number()? - 1.0,
+                "min_error_rate" | "max_error_rate" => p.min_error_rate = number()?,
+                "min_clients" | "min_requests" => p.min_clients = whole(1, 100_000_000)?,
+                "max_hold_secs" => p.max_hold_secs = whole(1, 30 * 86_400)? as u32,
+                "window_secs" => p.window_secs = whole(10, 86_400)? as u32,
+                "auto_rollback" => {
+                    p.auto_rollback = value.as_bool().ok_or_else(|| {
+                        bad("health.auto_rollback", format!("must be true or false, got {value}"))
+                    })?
+                }
+                other => {
+                    return Err(bad(
+                        "health",
+                        format!(
+                            "unknown field `{other}`; use confidence, max_increase, min_error_rate, min_clients, max_hold_secs, window_secs or auto_rollback"
+                        ),
+                    ))
+                }
+            }
         }
-        if p.min_requests == 0 {
-            return bad("health.min_requests", "must be at least 1");
+        if !(0.5..1.0).contains(&p.confidence) {
+            return Err(bad(
+                "health.confidence",
+                "must be at least 0.5 and below 1".into(),
+            ));
         }
-        if !(p.max_error_rate > 0.0 && p.max_error_rate <= 1.0) {
-            return bad("health.max_error_rate", "must be a rate in (0, 1]");
+        if !(p.max_increase >= 0.0 && p.max_increase <= 100.0) {
+            let field = if map.contains_key("max_relative") {
+                "health.max_relative"
+            } else {
+                "health.max_increase"
+            };
+            return Err(bad(
+                field,
+                "must be from 0 to 100 (max_relative: from 1 to 101)".into(),
+            ));
         }
-        if !(p.max_relative >= 1.0 && p.max_relative.is_finite()) {
-            return bad("health.max_relative", "must be a finite number >= 1");
+        if !(p.min_error_rate > 0.0 && p.min_error_rate < 1.0) {
+            let field = if map.contains_key("max_error_rate") {
+                "health.max_error_rate"
+            } else {
+                "health.min_error_rate"
+            };
+            return Err(bad(field, "must be a rate in (0, 1)".into()));
         }
         Ok(p)
+    }
+}
+
+/// `health.<key>` as a static name, for errors.
+fn field_name(key: &str) -> &'static str {
+    match key {
+        "confidence" => "health.confidence",
+        "max_increase" => "health.max_increase",
+        "max_relative" => "health.max_relative",
+        "min_error_rate" => "health.min_error_rate",
+        "max_error_rate" => "health.max_error_rate",
+        "min_clients" => "health.min_clients",
+        "min_requests" => "health.min_requests",
+        "max_hold_secs" => "health.max_hold_secs",
+        "window_secs" => "health.window_secs",
+        _ => "health",
+    }
+}
+
+impl<'de> Deserialize<'de> for HealthPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        HealthPolicy::from_value(v).map_err(|e| serde::de::Error::custom(e.to_string()))
     }
 }
 
@@ -160,12 +260,22 @@ mod tests {
         );
         for (value, field) in [
             (json!({"window_secs": 1}), "health.window_secs"),
+            (json!({"min_clients": 0}), "health.min_clients"),
             (json!({"min_requests": 0}), "health.min_requests"),
-            (json!({"max_error_rate": 0}), "health.max_error_rate"),
+            (json!({"min_error_rate": 0}), "health.min_error_rate"),
             (json!({"max_error_rate": 1.5}), "health.max_error_rate"),
             (json!({"max_relative": 0.5}), "health.max_relative"),
+            (json!({"max_increase": -1}), "health.max_increase"),
+            (json!({"confidence": 1}), "health.confidence"),
+            (json!({"confidence": "high"}), "health.confidence"),
+            (
+                json!({"max_relative": 2, "max_increase": 1}),
+                "health.max_relative",
+            ),
             (json!({"surprise": 1}), "health"),
-            (json!({"min_requests": "many"}), "health"),
+            (json!({"min_requests": "many"}), "health.min_requests"),
+            (json!({"auto_rollback": "yes"}), "health.auto_rollback"),
+            (json!([1]), "health"),
         ] {
             assert_eq!(
                 HealthPolicy::from_value(value.clone()).unwrap_err().field,
@@ -173,6 +283,29 @@ mod tests {
                 "{value}"
             );
         }
+    }
+
+    #[test]
+    fn old_configs_are_mapped_to_the_new_names() {
+        let old = json!({"window_secs": 60, "min_requests": 20, "max_error_rate": 0.1, "max_relative": 2.0, "auto_rollback": false});
+        let p = HealthPolicy::from_value(old).unwrap();
+        assert_eq!(
+            (
+                p.min_clients,
+                p.min_error_rate,
+                p.max_increase,
+                p.auto_rollback
+            ),
+            (20, 0.1, 1.0, false)
+        );
+        let new = json!({"confidence": 0.95, "max_increase": 0.5, "min_error_rate": 0.01, "min_clients": 500, "max_hold_secs": 600});
+        let p = HealthPolicy::from_value(new.clone()).unwrap();
+        assert_eq!(p.confidence, 0.95);
+        // Written back, it reads the same.
+        assert_eq!(
+            HealthPolicy::from_value(serde_json::to_value(&p).unwrap()).unwrap(),
+            p
+        );
     }
 
     #[test]

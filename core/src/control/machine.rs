@@ -18,7 +18,7 @@ use super::counts::{Batch, ChannelCounts};
 use super::history::{History, NewEntry};
 use super::progress::{Progress, ProgressState};
 use super::projection::{Projection, Provenance};
-use super::rule::{self, Verdict};
+use super::verdict::{growth, Evidence, Increment, Judgement, TestPolicy, Verdict};
 use crate::admin::Command;
 use crate::config::{BundleName, Rollout, Version, Weight};
 use crate::rollouts::KvRead;
@@ -26,7 +26,10 @@ use crate::rollouts::KvRead;
 /// Writes retried in place (1 s apart) before a write counts as failed.
 pub const WRITE_ATTEMPTS: u32 = 2;
 /// Shortest gap between two KV reads made only because a batch named other versions.
-pub const MISMATCH_READ_GAP_MS: f64 = 5_000.0;
+pub const MISMATCH_READ_GAP_MS: f64 = 1_000.0;
+/// How often a rollout waiting for evidence is looked at again by the alarm (batches look
+/// at it too, as they arrive).
+pub const RECHECK_MS: f64 = 30_000.0;
 
 /// The state of one bundle's control plane.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +41,8 @@ pub struct Control {
     pub config: Option<Rollout>,
     pub kv: Projection,
     pub health: super::counts::HealthWindows,
+    /// The sequential tests' evidence about the live canary (reset with `health`).
+    pub evidence: Evidence,
     pub progress: Option<Progress>,
     pub history: History,
     /// When KV was last read (not persisted).
@@ -121,6 +126,9 @@ enum Origin {
 pub struct Inflight {
     write: ConfigWrite,
     attempts: u32,
+    /// The change starts a step (rollout start, step advance, resume): its pass evidence
+    /// starts afresh once applied.
+    new_step: bool,
     origin: Origin,
     config: Rollout,
     progress: Option<Progress>,
@@ -163,7 +171,7 @@ pub fn step(mut state: Control, event: Event, now_ms: f64) -> (Control, Vec<Effe
         Event::Written(outcome) => state.on_written(outcome, now_ms, &mut out),
     }
     if state.inflight.is_none() {
-        if let Some(at) = state.next_alarm_ms() {
+        if let Some(at) = state.next_alarm_ms(now_ms) {
             out.0.push(Effect::SetAlarm(at));
         }
     }
@@ -185,6 +193,7 @@ impl Control {
             config: None,
             kv: Projection::default(),
             health: Default::default(),
+            evidence: Evidence::default(),
             progress: None,
             history: History::default(),
             last_kv_read_ms: None,
@@ -193,9 +202,10 @@ impl Control {
     }
 
     /// Whether the Durable Object should read KV (and step `KvRead`) before `event`:
-    /// before every command and alarm, so an operator's KV write is seen before anything
-    /// acts on the config; and when a batch names versions other than the config's (rate
-    /// limited), which is how a publish by KV write shows up between alarms.
+    /// before every command and alarm, and before a batch that would write the config, so
+    /// an operator's KV write is seen before anything acts on the config; and when a batch
+    /// names versions other than the config's (at most once a second), which is how a
+    /// publish by KV write shows up between alarms.
     pub fn wants_kv_read(&self, event: &Event, now_ms: f64) -> bool {
         let recently = |gap: f64| self.last_kv_read_ms.is_some_and(|t| now_ms - t < gap);
         match event {
@@ -205,36 +215,74 @@ impl Control {
                     .config
                     .as_ref()
                     .is_some_and(|c| b.stable == c.stable && b.canary.as_ref() == c.live_canary());
-                !matches && !recently(MISMATCH_READ_GAP_MS)
+                if !matches {
+                    return !recently(MISMATCH_READ_GAP_MS);
+                }
+                // A batch that would write the config (a cut, a step) reads KV first, like a
+                // command or the alarm: an operator's write since is adopted, never undone.
+                let (_, effects) = step(self.clone(), event.clone(), now_ms);
+                effects.iter().any(|e| matches!(e, Effect::WriteConfig(_)))
             }
             Event::KvRead(_) | Event::Written(_) => false,
         }
     }
 
-    /// When the alarm should next fire: a failed write's retry, else the running step's end.
-    pub fn next_alarm_ms(&self) -> Option<f64> {
-        let due = self
-            .progress
-            .as_ref()
-            .filter(|p| p.state == ProgressState::Running)
-            .map(Progress::due_ms);
+    /// When the alarm should next fire: a failed write's retry, else the running step's
+    /// end, else (waiting for evidence) the next look or the end of the longest hold.
+    pub fn next_alarm_ms(&self, now_ms: f64) -> Option<f64> {
+        let hold_secs = self.policy().max_hold_secs;
+        let due = self.progress.as_ref().and_then(|p| match p.state {
+            ProgressState::Running => Some(p.due_ms()),
+            ProgressState::WaitingForEvidence => {
+                let hold_end = p.due_ms() + f64::from(hold_secs) * 1000.0;
+                Some(hold_end.min(now_ms + RECHECK_MS))
+            }
+            _ => None,
+        });
         // A failed write waits out its backoff before anything automatic is tried again
         // (a due step would otherwise fire the alarm at once, again and again).
         self.kv.retry_at_ms.or(due)
     }
 
-    /// The rollback rule over the recent counts of the live versions.
-    pub fn verdict(&self, now_ms: f64) -> Verdict {
-        let Some(config) = &self.config else {
-            return Verdict::TooFewSamples;
-        };
-        let policy = config.health_policy();
-        let recent = if self.health.is_for(&config.stable, config.live_canary()) {
-            self.health.recent(policy.window_secs, now_ms)
+    fn policy(&self) -> crate::config::HealthPolicy {
+        self.config
+            .as_ref()
+            .map(|c| c.health_policy())
+            .unwrap_or_default()
+    }
+
+    fn test_policy(&self) -> TestPolicy {
+        let p = self.policy();
+        TestPolicy {
+            confidence: p.confidence,
+            max_increase: p.max_increase,
+            min_error_rate: p.min_error_rate,
+            min_clients: p.min_clients,
+        }
+    }
+
+    /// The sequential verdict on the live canary, with the numbers behind it.
+    pub fn judge(&self) -> Judgement {
+        let policy = self.test_policy();
+        let live = self
+            .config
+            .as_ref()
+            .filter(|c| self.health.is_for(&c.stable, c.live_canary()));
+        let totals = if live.is_some() {
+            self.health.totals.counts()
         } else {
             ChannelCounts::default()
         };
-        rule::evaluate(&recent, &policy)
+        let stable_present = self
+            .config
+            .as_ref()
+            .is_some_and(|c| c.weight.canary_cohorts(self.cohorts) < self.cohorts);
+        let evidence = if live.is_some() {
+            &self.evidence
+        } else {
+            &Evidence::default()
+        };
+        evidence.judge(&totals, stable_present, &policy)
     }
 
     fn recent_counts(&self, now_ms: f64) -> ChannelCounts {
@@ -345,6 +393,9 @@ impl Control {
                 );
             }
         }
+        if before.as_ref().map(|c| c.weight) != config.as_ref().map(|c| c.weight) {
+            self.evidence.new_step();
+        }
         self.config = config;
         if first {
             return;
@@ -399,9 +450,20 @@ impl Control {
         let window = config.health_policy().window_secs;
         if !self.health.is_for(&config.stable, live.as_ref()) {
             self.health.reset(&config.stable, live.as_ref());
+            self.evidence = Evidence::default();
         }
+        let before = self.health.totals.counts();
         self.health.add(&batch.clients, window, now_ms);
-        self.maybe_cut(now_ms, "auto", out);
+        let increment = Increment {
+            new: growth(&before, &self.health.totals.counts()),
+            exposure: self.health.recent(window, now_ms),
+        };
+        let policy = self.test_policy();
+        self.evidence.add(&increment, &policy);
+        // Evaluated at every flush: a cut at once, a waiting step as soon as it passes.
+        if !self.maybe_cut(now_ms, "auto", out) {
+            self.step_if_due(now_ms, out);
+        }
     }
 
     /// Cuts a serving canary the rule finds unhealthy (unless automatic rollback is off).
@@ -415,10 +477,11 @@ impl Control {
         {
             return false;
         }
-        let Verdict::Unhealthy(reason) = self.verdict(now_ms) else {
+        let judgement = self.judge();
+        if judgement.verdict != Verdict::Cut {
             return false;
-        };
-        self.propose_rollback(reason, by, Origin::Automatic, now_ms, out);
+        }
+        self.propose_rollback(judgement.reason, by, Origin::Automatic, now_ms, out);
         true
     }
 
@@ -431,11 +494,7 @@ impl Control {
         if self.inflight.is_some() || self.config.is_none() {
             return;
         }
-        let by = if self
-            .progress
-            .as_ref()
-            .is_some_and(|p| p.state == ProgressState::Running)
-        {
+        let by = if self.progress.as_ref().is_some_and(|p| p.state.is_moving()) {
             "rollout"
         } else {
             "auto"
@@ -443,15 +502,23 @@ impl Control {
         if self.maybe_cut(now_ms, by, out) {
             return;
         }
-        let Some(p) = self.progress.clone() else {
-            return;
-        };
-        if p.state != ProgressState::Running || now_ms < p.due_ms() {
+        self.step_if_due(now_ms, out);
+    }
+
+    /// A step whose bake time is over advances only when the canary has passed; short of
+    /// that it waits for evidence, and after `max_hold_secs` the rollout pauses. Never a
+    /// step on silence.
+    fn step_if_due(&mut self, now_ms: f64, out: &mut Out) {
+        // After a failed write, steps wait for the retry (a batch must not hammer KV).
+        if self.inflight.is_some() || self.kv.retry_at_ms.is_some_and(|t| t > now_ms) {
             return;
         }
-        let Some(config) = self.config.clone() else {
+        let (Some(p), Some(config)) = (self.progress.clone(), self.config.clone()) else {
             return;
         };
+        if !p.state.is_moving() || now_ms < p.due_ms() {
+            return;
+        }
         if config.canary.as_ref() != Some(&p.canary) {
             // Adoption ends such a rollout; this is the belt to its braces.
             if let Some(p) = self.progress.as_mut() {
@@ -459,10 +526,23 @@ impl Control {
             }
             return;
         }
+        let judgement = self.judge();
+        if judgement.verdict != Verdict::Pass {
+            return self.hold(&p, &judgement, now_ms, out);
+        }
+        let passed = format!(
+            "step {}/{} ({}%) passed after {} s: {}",
+            p.step + 1,
+            p.plan.steps.len(),
+            p.current_weight().percent(),
+            ((now_ms - p.step_started_ms) / 1000.0).round(),
+            judgement.reason
+        );
         match p.next_weight() {
             None => {
                 let mut done = p.clone();
                 done.state = ProgressState::Done;
+                done.reason = Some(passed.clone());
                 self.progress = Some(done);
                 self.history.push(
                     NewEntry {
@@ -470,7 +550,7 @@ impl Control {
                         canary: Some(&p.canary),
                         weight: Some(config.weight),
                         by: "rollout",
-                        reason: "the last step baked".into(),
+                        reason: passed,
                         counts: None,
                     },
                     now_ms,
@@ -486,11 +566,14 @@ impl Control {
                 let mut progress = p.clone();
                 progress.step += 1;
                 progress.step_started_ms = now_ms;
+                progress.state = ProgressState::Running;
+                progress.reason = None;
                 let log = LogLine {
                     event: "step_advance",
                     fields: json!({
                         "bundle": self.bundle.as_str(), "canary": p.canary, "weight": weight,
                         "step": progress.step, "steps": p.plan.steps,
+                        "canary_clients": judgement.canary.clients, "canary_errors": judgement.canary.errors,
                     }),
                 };
                 self.propose(
@@ -499,12 +582,7 @@ impl Control {
                     OwnedEntry {
                         kind: "step_advance",
                         by: "rollout".into(),
-                        reason: format!(
-                            "step {}/{} baked {} s without a failing verdict",
-                            p.step + 1,
-                            p.plan.steps.len(),
-                            p.plan.bake_secs
-                        ),
+                        reason: passed,
                         counts: None,
                     },
                     vec![log],
@@ -512,7 +590,57 @@ impl Control {
                     now_ms,
                     out,
                 );
+                if let Some(inflight) = self.inflight.as_mut() {
+                    inflight.new_step = true;
+                }
             }
+        }
+    }
+
+    /// Holds a baked step that has not passed: waiting for evidence, then paused.
+    fn hold(&mut self, p: &Progress, judgement: &Judgement, now_ms: f64, out: &mut Out) {
+        let max_hold_ms = f64::from(self.policy().max_hold_secs) * 1000.0;
+        let bundle = self.bundle.as_str().to_owned();
+        let Some(progress) = self.progress.as_mut() else {
+            return;
+        };
+        if now_ms >= p.due_ms() + max_hold_ms {
+            let reason = format!(
+                "no evidence {} s after step {} baked: {}",
+                (max_hold_ms / 1000.0).round(),
+                p.step + 1,
+                judgement.reason
+            );
+            progress.end_or_pause(ProgressState::Paused, reason.clone());
+            out.log(
+                "rollout_paused",
+                json!({ "bundle": bundle, "canary": p.canary, "reason": reason }),
+            );
+            self.history.push(
+                NewEntry {
+                    kind: "rollout_paused",
+                    canary: Some(&p.canary),
+                    weight: None,
+                    by: "rollout",
+                    reason,
+                    counts: None,
+                },
+                now_ms,
+            );
+            return;
+        }
+        let first = progress.state == ProgressState::Running;
+        progress.state = ProgressState::WaitingForEvidence;
+        progress.reason = Some(judgement.reason.clone());
+        if first {
+            out.log(
+                "waiting_for_evidence",
+                json!({
+                    "bundle": bundle, "canary": p.canary, "step": p.step,
+                    "weight": p.current_weight(), "reason": judgement.reason,
+                    "hold_until_ms": p.due_ms() + max_hold_ms,
+                }),
+            );
         }
     }
 
@@ -587,7 +715,7 @@ impl Control {
         let mut progress = self.progress.clone();
         let mut logs = vec![];
         if let Some(p) = progress.as_mut() {
-            if p.state == ProgressState::Running {
+            if p.state.is_moving() {
                 p.end_or_pause(ProgressState::Paused, format!("{by} set the weight"));
                 logs.push(LogLine {
                     event: "rollout_paused",
@@ -610,6 +738,10 @@ impl Control {
             counts: None,
         };
         self.propose(next, progress, entry, logs, Origin::Command, now, out);
+        // A new weight, a new exposure ratio: the tests start afresh.
+        if let Some(inflight) = self.inflight.as_mut() {
+            inflight.new_step = true;
+        }
     }
 
     fn start_rollout(
@@ -661,14 +793,13 @@ impl Control {
             counts: None,
         };
         self.propose(next, Some(progress), entry, logs, Origin::Command, now, out);
+        if let Some(inflight) = self.inflight.as_mut() {
+            inflight.new_step = true;
+        }
     }
 
     fn pause(&mut self, by: &str, now: f64, out: &mut Out) {
-        let Some(p) = self
-            .progress
-            .as_mut()
-            .filter(|p| p.state == ProgressState::Running)
-        else {
+        let Some(p) = self.progress.as_mut().filter(|p| p.state.is_moving()) else {
             return out.refuse(409, "no running rollout to pause");
         };
         p.end_or_pause(ProgressState::Paused, format!("paused by {by}"));
@@ -725,6 +856,7 @@ impl Control {
         if config.weight == p.current_weight() {
             // Nothing to write: the step's weight is the live one.
             self.progress = Some(resumed);
+            self.evidence.new_step();
             self.apply_entry(&entry, Some(&p.canary), Some(config.weight), now);
             out.0.push(Effect::Log(log));
             out.0.push(Effect::Reply(Reply::Done));
@@ -732,6 +864,9 @@ impl Control {
         }
         let mut next = config;
         next.weight = p.current_weight();
+        if let Some(inflight) = self.inflight.as_mut() {
+            inflight.new_step = true;
+        }
         self.propose(
             next,
             Some(resumed),
@@ -897,6 +1032,7 @@ impl Control {
         self.inflight = Some(Inflight {
             write,
             attempts: 1,
+            new_step: false,
             origin,
             config,
             progress,
@@ -951,8 +1087,12 @@ impl Control {
             progress,
             entry,
             logs,
+            new_step,
             ..
         } = inflight;
+        if new_step {
+            self.evidence.new_step();
+        }
         self.kv.record_write(write.revision, &write.text, now);
         let canary = config.canary.clone();
         let weight = config.weight;

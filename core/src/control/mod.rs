@@ -6,7 +6,7 @@
 //! - `machine`: `step(state, event, now) -> (state, effects)`;
 //! - `clients`: distinct clients, exact up to a cap then a HyperLogLog sketch;
 //! - `counts`: distinct clients per channel in windows, the batches the edge sends;
-//! - `rule`: the rollback rule;
+//! - `verdict`: the sequential tests behind cut, pass and hold;
 //! - `progress`: a progressive rollout, bound to its canary;
 //! - `projection`: KV write pacing, revisions, stale reads, retries;
 //! - `history`: what happened, bounded;
@@ -20,7 +20,6 @@ pub mod history;
 pub mod machine;
 pub mod progress;
 pub mod projection;
-pub mod rule;
 pub mod status;
 pub mod verdict;
 

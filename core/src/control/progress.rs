@@ -10,6 +10,8 @@ use crate::config::{Progression, Version, Weight};
 #[serde(rename_all = "snake_case")]
 pub enum ProgressState {
     Running,
+    /// The step has baked but the canary has not passed yet: held, not advanced.
+    WaitingForEvidence,
     Paused,
     Done,
     RolledBack,
@@ -21,6 +23,7 @@ impl ProgressState {
     pub fn as_str(self) -> &'static str {
         match self {
             ProgressState::Running => "running",
+            ProgressState::WaitingForEvidence => "waiting_for_evidence",
             ProgressState::Paused => "paused",
             ProgressState::Done => "done",
             ProgressState::RolledBack => "rolled_back",
@@ -31,6 +34,7 @@ impl ProgressState {
     pub fn parse(s: &str) -> Option<Self> {
         [
             ProgressState::Running,
+            ProgressState::WaitingForEvidence,
             ProgressState::Paused,
             ProgressState::Done,
             ProgressState::RolledBack,
@@ -40,9 +44,20 @@ impl ProgressState {
         .find(|state| state.as_str() == s)
     }
 
-    /// Running or paused: the rollout may still move.
+    /// Running, waiting or paused: the rollout may still move.
     pub fn is_active(self) -> bool {
-        matches!(self, ProgressState::Running | ProgressState::Paused)
+        matches!(
+            self,
+            ProgressState::Running | ProgressState::WaitingForEvidence | ProgressState::Paused
+        )
+    }
+
+    /// Running or waiting for evidence: the alarm moves it.
+    pub fn is_moving(self) -> bool {
+        matches!(
+            self,
+            ProgressState::Running | ProgressState::WaitingForEvidence
+        )
     }
 }
 
@@ -118,7 +133,14 @@ mod tests {
         assert!(p.end_or_pause(ProgressState::Superseded, "new canary"));
         assert!(!p.end_or_pause(ProgressState::Paused, "too late"));
         assert_eq!(p.state, ProgressState::Superseded);
-        for s in ["running", "paused", "done", "rolled_back", "superseded"] {
+        for s in [
+            "running",
+            "waiting_for_evidence",
+            "paused",
+            "done",
+            "rolled_back",
+            "superseded",
+        ] {
             assert_eq!(ProgressState::parse(s).map(ProgressState::as_str), Some(s));
         }
         assert_eq!(ProgressState::parse("exploded"), None);

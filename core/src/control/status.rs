@@ -13,18 +13,25 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
         .map(|r| r.health_policy())
         .unwrap_or_default();
     let recent = c.health.recent(policy.window_secs, now_ms);
-    let verdict = c.verdict(now_ms);
-    let reason = match &verdict {
-        super::rule::Verdict::Unhealthy(r) => Some(r.clone()),
-        _ => None,
-    };
+    let j = c.judge();
     json!({
         "stable": c.health.stable,
         "canary": c.health.canary,
         "recent": recent,
         "recent_error_rate": { "stable": recent.stable.rate(), "canary": recent.canary.rate() },
         "totals": c.health.totals.counts(),
-        "verdict": { "state": verdict.state(), "reason": reason },
+        // The sequential verdict with the numbers behind it: estimates with intervals
+        // (since the canary went live), the log e-values against their log thresholds.
+        "verdict": {
+            "state": j.verdict,
+            "reason": j.reason,
+            "canary": j.canary,
+            "stable": j.stable,
+            "step_clients": j.step_clients,
+            "min_clients": policy.min_clients,
+            "cut": { "relative": j.worse_relative, "absolute": j.worse_absolute, "threshold": j.cut_threshold },
+            "pass": { "relative": j.better_relative, "absolute": j.better_absolute, "threshold": j.pass_threshold },
+        },
         "policy": policy,
         "progress": c.progress.as_ref().map(|p| json!({
             "canary": p.canary,
@@ -35,6 +42,7 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
             "bake_secs": p.plan.bake_secs,
             "weight": p.current_weight(),
             "next_step_at": iso_time(p.due_ms()),
+            "hold_until": iso_time(p.due_ms() + f64::from(policy.max_hold_secs) * 1000.0),
         })),
         // Rollbacks, oldest first, with the counts that caused them.
         "history": c.history.of_kind("rollback").map(|e| json!({

@@ -281,6 +281,7 @@ fn a_failed_step_write_is_retried_and_never_skips_a_step() {
     let mut sim = Sim::new(dark(), 10);
     sim.command("rollout", r#"{"steps":[10,50,100],"bake_secs":10}"#);
     let start = sim.now;
+    sim.batch(Some("1.1.0"), (100, 1), (100, 1));
     // Every write fails for a while: the alarm's step is not applied.
     sim.fail_writes = 4;
     sim.wait_until(start + 10_000.0);
@@ -294,7 +295,8 @@ fn a_failed_step_write_is_retried_and_never_skips_a_step() {
     assert!(sim.state.kv.retry_at_ms.is_some(), "a retry is scheduled");
     assert_eq!(sim.alarm, sim.state.kv.retry_at_ms);
     assert_eq!(sim.logged("kv_write_failed").len(), 1);
-    // The first retry fails too (two more attempts), the next succeeds: 10 -> 50, not 100.
+    // The first retry fails too (two more attempts), the next succeeds: 10 -> 50, not 100
+    // (the next step has no evidence of its own yet).
     for _ in 0..2 {
         let at = sim.alarm.unwrap();
         sim.wait_until(at);
@@ -345,10 +347,12 @@ fn a_stale_read_never_undoes_a_newer_write() {
     let mut sim = Sim::new(dark(), 10);
     sim.command("rollout", r#"{"steps":[10,50,100],"bake_secs":10}"#);
     let first_write = sim.kv.clone();
+    sim.batch(Some("1.1.0"), (100, 1), (100, 1));
     sim.wait_until(sim.now + 10_000.0);
     assert_eq!(sim.kv_config().weight.percent(), 50);
     // This location still returns the first write (rev 1, weight 10).
     sim.stale_read = first_write.clone();
+    sim.batch(Some("1.1.0"), (100, 1), (100, 1));
     sim.wait_until(sim.now + 10_000.0);
     assert_eq!(sim.logged("kv_stale_read_ignored").len(), 1);
     assert!(sim.logged("kv_adopted").is_empty());
@@ -515,4 +519,103 @@ fn iso_times() {
     ] {
         assert_eq!(iso_time(ms), text);
     }
+}
+
+#[test]
+fn no_step_on_silence_it_waits_then_pauses() {
+    let mut sim = Sim::new(dark(), 10);
+    sim.command("rollout", r#"{"steps":[10,50,100],"bake_secs":10}"#);
+    let start = sim.now;
+    // A canary failing for 25% of a handful of clients: not enough to cut at 99%, and not
+    // a pass either. (The walkthrough's drill, in small.)
+    sim.batch(Some("1.1.0"), (50, 0), (4, 1));
+    sim.wait_until(start + 10_000.0);
+    assert_eq!(
+        sim.progress_state(),
+        Some(ProgressState::WaitingForEvidence)
+    );
+    assert_eq!(sim.kv_config().weight.percent(), 10, "held at step 1");
+    assert_eq!(sim.logged("waiting_for_evidence").len(), 1);
+    // It is looked at again every RECHECK_MS, and logged once.
+    sim.wait_until(start + 70_000.0);
+    assert_eq!(sim.logged("waiting_for_evidence").len(), 1);
+    // After the longest hold (1 h by default), it pauses.
+    for t in 1..=130 {
+        sim.wait_until(start + 10_000.0 + f64::from(t) * 30_000.0);
+    }
+    assert_eq!(sim.progress_state(), Some(ProgressState::Paused));
+    assert!(sim
+        .state
+        .progress
+        .as_ref()
+        .unwrap()
+        .reason
+        .as_deref()
+        .unwrap()
+        .starts_with("no evidence 3600 s"));
+    assert_eq!(sim.writes.len(), 1, "never advanced");
+}
+
+#[test]
+fn a_waiting_step_advances_as_soon_as_a_batch_brings_the_evidence() {
+    let mut sim = Sim::new(dark(), 10);
+    sim.command("rollout", r#"{"steps":[10,50,100],"bake_secs":10}"#);
+    let start = sim.now;
+    sim.wait_until(start + 10_000.0);
+    assert_eq!(
+        sim.progress_state(),
+        Some(ProgressState::WaitingForEvidence)
+    );
+    sim.now = start + 12_000.0;
+    sim.batch(Some("1.1.0"), (300, 3), (300, 3));
+    assert_eq!(
+        sim.kv_config().weight.percent(),
+        50,
+        "advanced at the flush"
+    );
+    assert_eq!(
+        sim.state.evidence.step_clients, 0,
+        "the new step starts its evidence afresh"
+    );
+    let entry = sim.state.history.of_kind("step_advance").next().unwrap();
+    assert!(entry.reason.contains("passed"), "{}", entry.reason);
+}
+
+#[test]
+fn equal_error_rates_are_never_cut_and_a_bad_canary_is() {
+    let mut sim = Sim::new(dark(), 10);
+    sim.command("weight", r#"{"weight": 50}"#);
+    for _ in 0..40 {
+        sim.batch(Some("1.1.0"), (50, 10), (50, 10));
+    }
+    assert_eq!(
+        sim.kv_config().weight.percent(),
+        50,
+        "20% on both sides is a shared cause"
+    );
+    assert_eq!(sim.state.judge().verdict, super::verdict::Verdict::Pass);
+    let mut bad = Sim::new(dark(), 10);
+    bad.command("weight", r#"{"weight": 50}"#);
+    for _ in 0..10 {
+        bad.batch(Some("1.1.0"), (20, 1), (20, 8));
+    }
+    assert_eq!(bad.kv_config().weight.percent(), 0, "cut");
+}
+
+#[test]
+fn a_batch_that_would_step_reads_kv_first_and_the_operator_wins() {
+    let mut sim = Sim::new(dark(), 10);
+    sim.command("rollout", r#"{"steps":[10,50,100],"bake_secs":10}"#);
+    sim.now += 11_000.0; // due, but the alarm has not fired yet
+    let mut by_hand = sim.kv_config();
+    by_hand.weight = Weight::new(30).unwrap();
+    sim.kv = Some(by_hand.to_json());
+    // Healthy evidence arrives: it would pass the step, but KV is read first.
+    sim.batch(Some("1.1.0"), (300, 3), (300, 3));
+    assert_eq!(
+        sim.kv_config().weight.percent(),
+        30,
+        "not overwritten by a step"
+    );
+    assert_eq!(sim.progress_state(), Some(ProgressState::Paused));
 }

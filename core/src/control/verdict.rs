@@ -53,10 +53,9 @@ pub struct TestPolicy {
 /// Log e-values per alternative, and what the step has seen.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
-    /// Since the canary went live.
+    /// Since the current step (or weight) started.
     pub worse_relative: Vec<f64>,
     pub worse_absolute: Vec<f64>,
-    /// Since the current step started.
     pub better_relative: Vec<f64>,
     pub better_absolute: Vec<f64>,
     pub step_clients: u64,
@@ -216,11 +215,13 @@ pub fn normal_quantile(p: f64) -> f64 {
 }
 
 impl Evidence {
-    /// Starts a new step: the pass evidence is about this step's clients only.
+    /// Starts a new step (or a new weight): each step is its own experiment, with its own
+    /// exposure ratio, so both tests start afresh. (A likelihood ratio that has gathered
+    /// strong evidence of health would otherwise need as much again to see a canary that
+    /// turns bad later.) The guarantee is per step: with k steps, a healthy rollout is cut
+    /// with probability at most k·α, and measured far below that (BENCHMARKS.md).
     pub fn new_step(&mut self) {
-        self.better_relative.clear();
-        self.better_absolute.clear();
-        self.step_clients = 0;
+        *self = Evidence::default();
     }
 
     /// Adds a batch's new clients.
@@ -238,9 +239,12 @@ impl Evidence {
             add_trials(&mut self.worse_relative, &WORSE, rho0, hits, misses);
             add_trials(&mut self.better_relative, &BETTER, rho0, hits, misses);
         }
-        // Absolute: each new canary client is a trial, an error a hit, against the floor.
-        let errors = nc.errors.min(nc.clients) as f64;
-        let fine = (nc.clients as f64 - errors).max(0.0);
+        // Absolute: each canary client is a trial, an error a hit, against the floor. A
+        // client counts as fine when first seen and as a hit if its error comes in a later
+        // batch: the log ratio is linear in the counts, so adding (new errors, new clients
+        // minus new errors) keeps it equal to the ratio of the cumulative counts.
+        let errors = nc.errors as f64;
+        let fine = nc.clients as f64 - errors;
         let floor = policy.min_error_rate;
         add_trials(&mut self.worse_absolute, &WORSE, floor, errors, fine);
         add_trials(&mut self.better_absolute, &BETTER, floor, errors, fine);
@@ -249,7 +253,12 @@ impl Evidence {
 
     /// The verdict, with the numbers behind it. `stable_present`: whether any stable
     /// traffic exists to compare with (not at weight 100).
-    pub fn judge(&self, totals: &ChannelCounts, stable_present: bool, policy: &TestPolicy) -> Judgement {
+    pub fn judge(
+        &self,
+        totals: &ChannelCounts,
+        stable_present: bool,
+        policy: &TestPolicy,
+    ) -> Judgement {
         let alpha = (1.0 - policy.confidence).clamp(1e-9, 0.5);
         let cut_threshold = (1.0 / alpha).ln();
         let pass_threshold = (2.0 / alpha).ln();
@@ -259,8 +268,16 @@ impl Evidence {
         let better_absolute = mixture(&self.better_absolute);
         let relative_worse = worse_relative >= cut_threshold;
         let absolute_worse = worse_absolute >= cut_threshold;
-        let canary = wilson(totals.canary.errors, totals.canary.clients, policy.confidence);
-        let stable = wilson(totals.stable.errors, totals.stable.clients, policy.confidence);
+        let canary = wilson(
+            totals.canary.errors,
+            totals.canary.clients,
+            policy.confidence,
+        );
+        let stable = wilson(
+            totals.stable.errors,
+            totals.stable.clients,
+            policy.confidence,
+        );
         let describe = |e: &Estimate| {
             format!(
                 "{:.2}% ({}/{}, {:.0}% interval {:.2}–{:.2}%)",
@@ -376,13 +393,21 @@ mod tests {
 
     #[test]
     fn normal_quantiles_and_wilson_intervals_match_known_values() {
-        for (p, z) in [(0.5, 0.0), (0.975, 1.959_964), (0.995, 2.575_829), (0.9, 1.281_552)] {
+        for (p, z) in [
+            (0.5, 0.0),
+            (0.975, 1.959_964),
+            (0.995, 2.575_829),
+            (0.9, 1.281_552),
+        ] {
             assert!((normal_quantile(p) - z).abs() < 1e-5, "{p}");
             assert!((normal_quantile(1.0 - p) + z).abs() < 1e-5, "{p}");
         }
         // Wilson 95% for 10/100 is (5.52%, 17.44%); for 0/50, (0, 7.13%).
         let e = wilson(10, 100, 0.95);
-        assert!((e.low - 0.0552).abs() < 5e-4 && (e.high - 0.1744).abs() < 5e-4, "{e:?}");
+        assert!(
+            (e.low - 0.0552).abs() < 5e-4 && (e.high - 0.1744).abs() < 5e-4,
+            "{e:?}"
+        );
         let e = wilson(0, 50, 0.95);
         assert!(e.low == 0.0 && (e.high - 0.0713).abs() < 5e-4, "{e:?}");
     }
@@ -390,12 +415,19 @@ mod tests {
     #[test]
     fn the_update_is_the_binomial_likelihood_ratio() {
         // One alternative, n trials: exp(log) must equal the ratio of binomial pmfs.
-        for (p0, theta, x, n) in [(0.01, 3.0, 2.0, 100.0), (0.3, 0.5, 10.0, 40.0), (0.5, 2.0, 7.0, 7.0)] {
+        for (p0, theta, x, n) in [
+            (0.01, 3.0, 2.0, 100.0),
+            (0.3, 0.5, 10.0, 40.0),
+            (0.5, 2.0, 7.0, 7.0),
+        ] {
             let mut logs = vec![];
             add_trials(&mut logs, &[theta], p0, x, n - x);
             let p1 = from_odds(theta * odds(p0));
             let exact = (p1 / p0).powf(x) * ((1.0 - p1) / (1.0 - p0)).powf(n - x);
-            assert!((logs[0].exp() / exact - 1.0).abs() < 1e-9, "{p0} {theta} {x}/{n}");
+            assert!(
+                (logs[0].exp() / exact - 1.0).abs() < 1e-9,
+                "{p0} {theta} {x}/{n}"
+            );
         }
         // In pieces or at once: the same.
         let (mut a, mut b) = (vec![], vec![]);
@@ -417,7 +449,8 @@ mod tests {
                 for x in 0..=n {
                     if x > 0 {
                         // pmf(x) = pmf(x-1) * (n-x+1)/x * p0/(1-p0)
-                        log_pmf_0 += (f64::from(n - x + 1) / f64::from(x)).ln() + (p0 / (1.0 - p0)).ln();
+                        log_pmf_0 +=
+                            (f64::from(n - x + 1) / f64::from(x)).ln() + (p0 / (1.0 - p0)).ln();
                     }
                     let mut logs = vec![];
                     add_trials(&mut logs, thetas, p0, f64::from(x), f64::from(n - x));
@@ -432,7 +465,14 @@ mod tests {
 
     /// Monitors `batches` batches of `per_batch` new clients per channel, canary share
     /// `share`; returns the first verdict that is not inconclusive, and when.
-    fn run(rng: &mut Rng, p_stable: f64, p_canary: f64, share: f64, per_batch: u64, batches: u32) -> (Verdict, u64) {
+    fn run(
+        rng: &mut Rng,
+        p_stable: f64,
+        p_canary: f64,
+        share: f64,
+        per_batch: u64,
+        batches: u32,
+    ) -> (Verdict, u64) {
         let policy = policy();
         let mut e = Evidence::default();
         let mut totals = ChannelCounts::default();
@@ -468,7 +508,10 @@ mod tests {
         let cuts = (0..runs)
             .filter(|_| run(&mut rng, 0.02, 0.02, 0.1, 200, 60).0 == Verdict::Cut)
             .count();
-        assert!(cuts as f64 / runs as f64 <= 0.01, "{cuts} false cuts in {runs}");
+        assert!(
+            cuts as f64 / runs as f64 <= 0.01,
+            "{cuts} false cuts in {runs}"
+        );
     }
 
     #[test]

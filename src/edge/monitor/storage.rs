@@ -12,6 +12,7 @@ use canary_core::control::counts::{ChannelClients, Clients, HealthWindows, Windo
 use canary_core::control::history::{Entry, History};
 use canary_core::control::progress::{Progress, ProgressState};
 use canary_core::control::projection::{OwnWrite, Projection};
+use canary_core::control::verdict::Evidence;
 use canary_core::control::Control;
 
 const SCHEMA: &str = "
@@ -55,6 +56,14 @@ CREATE TABLE IF NOT EXISTS client_windows (
   stable_errored TEXT NOT NULL,
   canary_loaded TEXT NOT NULL,
   canary_errored TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evidence (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  worse_relative TEXT NOT NULL,
+  worse_absolute TEXT NOT NULL,
+  better_relative TEXT NOT NULL,
+  better_absolute TEXT NOT NULL,
+  step_clients INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS history (
   seq INTEGER PRIMARY KEY,
@@ -178,6 +187,15 @@ struct WindowRow {
 }
 
 #[derive(Deserialize)]
+struct EvidenceRow {
+    worse_relative: String,
+    worse_absolute: String,
+    better_relative: String,
+    better_absolute: String,
+    step_clients: f64,
+}
+
+#[derive(Deserialize)]
 struct HistoryRow {
     seq: f64,
     at_ms: f64,
@@ -267,6 +285,16 @@ impl Store {
                 totals: h.sets.clients(),
             };
         }
+        if let Some(e) = self.rows::<EvidenceRow>("SELECT * FROM evidence")?.pop() {
+            let logs = |t: &str| serde_json::from_str::<Vec<f64>>(t).unwrap_or_default();
+            c.evidence = Evidence {
+                worse_relative: logs(&e.worse_relative),
+                worse_absolute: logs(&e.worse_absolute),
+                better_relative: logs(&e.better_relative),
+                better_absolute: logs(&e.better_absolute),
+                step_clients: count(e.step_clients),
+            };
+        }
         c.history = History {
             entries: self
                 .rows::<HistoryRow>("SELECT * FROM history ORDER BY seq")?
@@ -337,6 +365,19 @@ impl Store {
                     ],
                 )?,
             }
+        }
+        if changed(&|b| b.evidence != after.evidence) {
+            let e = &after.evidence;
+            self.run(
+                "INSERT OR REPLACE INTO evidence VALUES (1, ?, ?, ?, ?, ?)",
+                vec![
+                    text(serde_json::json!(e.worse_relative)),
+                    text(serde_json::json!(e.worse_absolute)),
+                    text(serde_json::json!(e.better_relative)),
+                    text(serde_json::json!(e.better_absolute)),
+                    int(e.step_clients),
+                ],
+            )?;
         }
         self.save_health(before.map(|b| &b.health), &after.health)?;
         self.save_history(before.map(|b| &b.history), &after.history)
