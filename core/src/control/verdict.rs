@@ -32,9 +32,14 @@ use serde::{Deserialize, Serialize};
 
 use super::counts::{ChannelCounts, Counts};
 
-/// Odds ratios of the alternatives against the boundary, for "worse" and for "better".
+/// Odds ratios of the alternatives against the boundary, for "worse" (equal weights) and for
+/// "better". Half of the "better" weight is on 1/2: a canary exactly as good as stable, under
+/// the default tolerance of twice stable's rate, is that alternative (and so is a canary at
+/// half the floor), so the evidence for the common case is not diluted by the others.
 const WORSE: [f64; 8] = [1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 20.0, 50.0];
+const WORSE_WEIGHTS: [f64; 8] = [0.125; 8];
 const BETTER: [f64; 5] = [1.0 / 1.25, 1.0 / 1.5, 1.0 / 2.0, 1.0 / 4.0, 1.0 / 10.0];
+const BETTER_WEIGHTS: [f64; 5] = [0.1, 0.15, 0.5, 0.15, 0.1];
 
 /// The operator's knobs (rollout config `health`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,14 +134,19 @@ fn add_trials(logs: &mut Vec<f64>, thetas: &[f64], p0: f64, hits: f64, misses: f
     }
 }
 
-/// Log of the equally weighted mixture of the e-values `exp(logs)`.
-pub fn mixture(logs: &[f64]) -> f64 {
-    if logs.is_empty() {
+/// Log of the mixture of the e-values `exp(logs)` with prior `weights` (summing to 1): a
+/// mixture of test martingales is one.
+pub fn mixture(logs: &[f64], weights: &[f64]) -> f64 {
+    if logs.is_empty() || logs.len() != weights.len() {
         return 0.0;
     }
     let max = logs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = logs.iter().map(|l| (l - max).exp()).sum();
-    max + (sum / logs.len() as f64).ln()
+    let sum: f64 = logs
+        .iter()
+        .zip(weights)
+        .map(|(l, w)| w * (l - max).exp())
+        .sum();
+    max + sum.ln()
 }
 
 /// Wilson score interval for `errors` out of `clients` at two-sided `confidence`.
@@ -262,10 +272,10 @@ impl Evidence {
         let alpha = (1.0 - policy.confidence).clamp(1e-9, 0.5);
         let cut_threshold = (1.0 / alpha).ln();
         let pass_threshold = (2.0 / alpha).ln();
-        let worse_relative = mixture(&self.worse_relative);
-        let worse_absolute = mixture(&self.worse_absolute);
-        let better_relative = mixture(&self.better_relative);
-        let better_absolute = mixture(&self.better_absolute);
+        let worse_relative = mixture(&self.worse_relative, &WORSE_WEIGHTS);
+        let worse_absolute = mixture(&self.worse_absolute, &WORSE_WEIGHTS);
+        let better_relative = mixture(&self.better_relative, &BETTER_WEIGHTS);
+        let better_absolute = mixture(&self.better_absolute, &BETTER_WEIGHTS);
         let relative_worse = worse_relative >= cut_threshold;
         let absolute_worse = worse_absolute >= cut_threshold;
         let canary = wilson(
@@ -443,7 +453,10 @@ mod tests {
         // every outcome whose mixture e-value crosses 1/alpha: that is at most alpha.
         let alpha: f64 = 0.01;
         for (p0, n) in [(0.01f64, 500u32), (0.05, 200), (0.3, 60), (0.5, 40)] {
-            for thetas in [&WORSE[..], &BETTER[..]] {
+            for (thetas, weights) in [
+                (&WORSE[..], &WORSE_WEIGHTS[..]),
+                (&BETTER[..], &BETTER_WEIGHTS[..]),
+            ] {
                 let mut tail = 0.0;
                 let mut log_pmf_0 = f64::from(n) * (1.0 - p0).ln();
                 for x in 0..=n {
@@ -454,7 +467,7 @@ mod tests {
                     }
                     let mut logs = vec![];
                     add_trials(&mut logs, thetas, p0, f64::from(x), f64::from(n - x));
-                    if mixture(&logs) >= (1.0 / alpha).ln() {
+                    if mixture(&logs, weights) >= (1.0 / alpha).ln() {
                         tail += log_pmf_0.exp();
                     }
                 }
