@@ -1,4 +1,5 @@
-// Shared by the simulation benches (bench/balance.rs, bench/cache_sim.rs): a seeded PRNG and
+// Shared by the simulation benches (bench/balance.rs, bench/cache_sim.rs, bench/verdict_sim.rs):
+// a seeded PRNG and
 // the client mix. No dependency beyond std, so the numbers are reproducible from the seed.
 
 /// splitmix64: small, fast, good enough for simulation (not for secrets).

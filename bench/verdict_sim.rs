@@ -25,6 +25,7 @@
 //! takes (median) and how many paused.
 
 #[path = "common.rs"]
+#[allow(dead_code)] // only the PRNG is used here
 mod common;
 
 use std::io::Write;
