@@ -192,7 +192,44 @@ for r in cache_rows:
     w(f"| {int(r['clients']):,} | {r['cohorts']} | {r['design']} | {int(r['requests']):,} | {hr:.4f} | {hr - base:+.4f} | {r['purges']} |")
 w("")
 
+# ---------------------------------------------------------------- verdicts
+verdict_rows = list(csv.DictReader(open(os.path.join(R, "verdict.csv")))) if os.path.exists(os.path.join(R, "verdict.csv")) else []
+if verdict_rows:
+    w("## Verdicts: whole rollouts under the sequential rule and the fixed rule before it\n")
+    w("`cargo bench --bench verdict_sim` (bench/verdict_sim.rs): steps 1, 5, 25, 50, 100 % with a 5 min bake, "
+      "stable at 1% of its clients, the canary at 1% (healthy), 1.5x, 3x, 10x or 100%; the rule is looked at every 2 s. "
+      "Rule, defaults and guarantees: README, \"The verdict\".\n")
+    for line in open(os.path.join(R, "verdict.log")):
+        if line.startswith("|"):
+            w(line.rstrip("\n"))
+    w("")
+    w("![verdicts](BENCHMARKS-verdicts.png)\n")
+
 open(os.path.join(a.out, "BENCHMARKS.md"), "w").write("\n".join(md) + "\n")
+
+if verdict_rows:
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    traffic = sorted({float(r["per_min"]) for r in verdict_rows})
+    for rule, style in [("sequential", "-o"), ("fixed", "--x")]:
+        for factor, colour in [(3.0, "tab:orange"), (10.0, "tab:red")]:
+            ys = [next((float(r["clients_p50"]) for r in verdict_rows if r["rule"] == rule and float(r["per_min"]) == t and float(r["factor"]) == factor), float("nan")) for t in traffic]
+            axes[0].plot(traffic, ys, style, color=colour, label=f"{rule}, canary {factor:g}x")
+        ys = [next((100.0 * int(r["cut"]) / int(r["runs"]) for r in verdict_rows if r["rule"] == rule and float(r["per_min"]) == t and float(r["factor"]) == 1.0), float("nan")) for t in traffic]
+        axes[1].plot(traffic, ys, style, label=f"{rule}: false rollbacks /100")
+        ys = [next((100.0 * int(r["bad_advanced"]) / int(r["runs"]) for r in verdict_rows if r["rule"] == rule and float(r["per_min"]) == t and float(r["factor"]) == 3.0), float("nan")) for t in traffic]
+        axes[1].plot(traffic, ys, style, label=f"{rule}: 3x canary past step 1 /100")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("canary clients per minute")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("canary clients exposed until the cut (median)")
+    axes[1].set_ylabel("per 100 rollouts")
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
+    fig.suptitle("Sequential verdict vs the fixed-threshold rule (simulated rollouts)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(a.out, "BENCHMARKS-verdicts.png"), dpi=110)
+    plt.close(fig)
 
 # ---------------------------------------------------------------- plots
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
