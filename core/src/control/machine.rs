@@ -461,13 +461,19 @@ impl Control {
         let policy = self.test_policy();
         self.evidence.add(&increment, &policy);
         // Evaluated at every flush: a cut at once, a waiting step as soon as it passes.
-        if !self.maybe_cut(now_ms, "auto", out) {
+        if !self.maybe_cut(now_ms, out) {
             self.step_if_due(now_ms, out);
         }
     }
 
-    /// Cuts a serving canary the rule finds unhealthy (unless automatic rollback is off).
-    fn maybe_cut(&mut self, now_ms: f64, by: &str, out: &mut Out) -> bool {
+    /// Cuts a serving canary the verdict finds worse than tolerated (unless automatic
+    /// rollback is off), by `rollout` while one moves, else `auto`.
+    fn maybe_cut(&mut self, now_ms: f64, out: &mut Out) -> bool {
+        let by = if self.progress.as_ref().is_some_and(|p| p.state.is_moving()) {
+            "rollout"
+        } else {
+            "auto"
+        };
         let Some(config) = &self.config else {
             return false;
         };
@@ -494,12 +500,7 @@ impl Control {
         if self.inflight.is_some() || self.config.is_none() {
             return;
         }
-        let by = if self.progress.as_ref().is_some_and(|p| p.state.is_moving()) {
-            "rollout"
-        } else {
-            "auto"
-        };
-        if self.maybe_cut(now_ms, by, out) {
+        if self.maybe_cut(now_ms, out) {
             return;
         }
         self.step_if_due(now_ms, out);

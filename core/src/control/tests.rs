@@ -194,7 +194,7 @@ fn a_healthy_rollout_steps_once_per_bake_and_finishes() {
     let start = sim.now;
     let mut weights = vec![];
     for i in 1..=3 {
-        sim.batch(Some("1.1.0"), (100, 1), (100, 1));
+        sim.batch(Some("1.1.0"), (300, 3), (300, 3));
         sim.wait_until(start + f64::from(i) * 10_000.0 + 5.0);
         weights.push(sim.kv_config().weight.percent());
     }
@@ -281,7 +281,7 @@ fn a_failed_step_write_is_retried_and_never_skips_a_step() {
     let mut sim = Sim::new(dark(), 10);
     sim.command("rollout", r#"{"steps":[10,50,100],"bake_secs":10}"#);
     let start = sim.now;
-    sim.batch(Some("1.1.0"), (100, 1), (100, 1));
+    sim.batch(Some("1.1.0"), (300, 3), (300, 3));
     // Every write fails for a while: the alarm's step is not applied.
     sim.fail_writes = 4;
     sim.wait_until(start + 10_000.0);
@@ -347,12 +347,12 @@ fn a_stale_read_never_undoes_a_newer_write() {
     let mut sim = Sim::new(dark(), 10);
     sim.command("rollout", r#"{"steps":[10,50,100],"bake_secs":10}"#);
     let first_write = sim.kv.clone();
-    sim.batch(Some("1.1.0"), (100, 1), (100, 1));
+    sim.batch(Some("1.1.0"), (300, 3), (300, 3));
     sim.wait_until(sim.now + 10_000.0);
     assert_eq!(sim.kv_config().weight.percent(), 50);
     // This location still returns the first write (rev 1, weight 10).
     sim.stale_read = first_write.clone();
-    sim.batch(Some("1.1.0"), (100, 1), (100, 1));
+    sim.batch(Some("1.1.0"), (300, 3), (300, 3));
     sim.wait_until(sim.now + 10_000.0);
     assert_eq!(sim.logged("kv_stale_read_ignored").len(), 1);
     assert!(sim.logged("kv_adopted").is_empty());

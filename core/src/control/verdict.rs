@@ -315,8 +315,11 @@ impl Evidence {
             (
                 Verdict::Inconclusive,
                 format!(
-                    "{} of the {} canary clients a step needs",
-                    self.step_clients, policy.min_clients
+                    "{} of the {} canary clients a step needs (canary {} vs stable {})",
+                    self.step_clients,
+                    policy.min_clients,
+                    describe(&canary),
+                    describe(&stable)
                 ),
             )
         } else if better_relative >= pass_threshold || better_absolute >= pass_threshold {

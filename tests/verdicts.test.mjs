@@ -1,0 +1,98 @@
+// Verdicts you can trust, end to end with the real HealthMonitor, KV and R2: the README
+// walkthrough's bad canary never passes step 1 and is cut once the evidence suffices; a
+// healthy canary with too little traffic waits for evidence and then pauses, never
+// advancing on silence; the status explains itself.
+import { after, before, beforeEach, test } from "node:test";
+import assert from "node:assert/strict";
+import { copyDemoFiles, sleep, startShoppers, startWorker, until } from "./support/harness.mjs";
+
+const TOKEN = "verdict-admin-token";
+let w;
+let bundle;
+let n = 0;
+
+before(async () => {
+  w = await startWorker({
+    rollout: { stable: "1.0.0", canary: "1.1.0", weight: 0 },
+    vars: { ADMIN_TOKEN: TOKEN, HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" },
+  });
+});
+after(() => w.dispose());
+
+beforeEach(async () => {
+  bundle = `ver${++n}`;
+  await copyDemoFiles(w, bundle);
+});
+
+async function api(path = "", { method = "GET", body } = {}) {
+  const r = await w.get(`/__canary/api/${bundle}${path}`, {
+    method, headers: { authorization: `Bearer ${TOKEN}` }, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { ...r, json: JSON.parse(r.text) };
+}
+const kvWeight = async () => JSON.parse(await w.kv.get(`rollout/${bundle}`)).weight;
+
+test("the walkthrough's bad canary (30% of its clients fail) never passes step 1 and is cut", async () => {
+  // The README's defaults: no `health` field at all.
+  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0 }, bundle);
+  assert.equal((await api("/rollout", { method: "POST", body: { steps: [10, 50, 100], bake_secs: 2 } })).status, 200);
+  const shoppers = startShoppers(w, bundle, { perTick: 3, everyMs: 50, canaryErrors: 0.3 });
+  const weights = new Set();
+  try {
+    await until(async () => {
+      const weight = await kvWeight();
+      weights.add(weight);
+      return weight === 0;
+    }, "the cut", 30000);
+  } finally {
+    await shoppers.stop();
+  }
+  assert.deepEqual([...weights].filter((x) => x > 10), [], "never past step 1 (10%)");
+  const m = (await api()).json.monitor;
+  assert.equal(m.progress.state, "rolled_back");
+  assert.equal(m.history.at(-1).by, "rollout");
+  assert.match(m.history.at(-1).reason, /canary error rate .* is above 2x stable's .* with 99% confidence/);
+  assert.ok(m.history.at(-1).canary_counts.clients < 200, `cut after ${m.history.at(-1).canary_counts.clients} canary clients`);
+  console.log(`# bad canary cut after ${m.history.at(-1).canary_counts.clients} canary clients: ${m.history.at(-1).reason}`);
+});
+
+test("a healthy canary with too little traffic waits for evidence, then pauses; it never advances on silence", async () => {
+  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0, health: { max_hold_secs: 3 } }, bundle);
+  await api("/rollout", { method: "POST", body: { steps: [10, 50, 100], bake_secs: 1 } });
+  const shoppers = startShoppers(w, bundle, { perTick: 1, everyMs: 200 });
+  try {
+    const waiting = await until(async () => {
+      const m = (await api()).json.monitor;
+      return m.progress.state === "waiting_for_evidence" ? m : null;
+    }, "waiting_for_evidence", 8000);
+    assert.match(waiting.progress.reason, /of the 200 canary clients a step needs/);
+    assert.equal(waiting.verdict.state, "inconclusive");
+    const paused = await until(async () => {
+      const m = (await api()).json.monitor;
+      return m.progress.state === "paused" ? m : null;
+    }, "paused after the longest hold", 10000);
+    assert.match(paused.progress.reason, /^no evidence 3 s after step 1 baked/);
+    assert.ok(paused.events.some((e) => e.kind === "rollout_paused" && e.by === "rollout"));
+  } finally {
+    await shoppers.stop();
+  }
+  await sleep(1500);
+  assert.equal(await kvWeight(), 10, "held at step 1 throughout");
+});
+
+test("the admin status explains the verdict: clients, errors, estimates with intervals, statistics and thresholds", async () => {
+  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 50 }, bundle);
+  const shoppers = startShoppers(w, bundle, { perTick: 3, everyMs: 50, canaryErrors: 0.1 });
+  await sleep(2000);
+  await shoppers.stop();
+  const v = (await api()).json.monitor.verdict;
+  for (const ch of ["canary", "stable"]) {
+    assert.ok(v[ch].clients > 0, ch);
+    assert.ok(v[ch].low <= v[ch].rate && v[ch].rate <= v[ch].high, JSON.stringify(v[ch]));
+  }
+  assert.ok(Number.isFinite(v.cut.relative) && Number.isFinite(v.cut.absolute));
+  assert.equal(v.cut.threshold.toFixed(3), Math.log(100).toFixed(3), "ln(1/α) at 99%");
+  assert.equal(v.pass.threshold.toFixed(3), Math.log(200).toFixed(3), "ln(2/α): two tests at α/2");
+  assert.match(v.reason, /canary \d/);
+  assert.ok(["cut", "pass", "inconclusive"].includes(v.state));
+});
