@@ -226,18 +226,26 @@ export function renderStatus(s, now = new Date()) {
     `${s.bundle}  ${now.toISOString()}`,
     `stable ${c.stable}   canary ${c.canary ?? "-"}   weight ${c.weight ?? 0}% (effective ${s.effective_weight ?? 0}%)`,
   ];
-  if (m.recent) {
-    lines.push("channel   requests   errors   error rate   (current + previous window)");
+  const v = m.verdict;
+  if (v?.canary) {
+    // Distinct clients since the step (or weight) started; the interval is at the policy's confidence.
+    lines.push("channel   clients   with errors   error rate   interval");
     for (const ch of ["stable", "canary"]) {
-      const r = m.recent[ch];
-      lines.push(`${ch.padEnd(9)} ${String(r.requests).padStart(8)}   ${String(r.errors).padStart(6)}   ${pct(m.recent_error_rate[ch]).padStart(10)}`);
+      const e = v[ch];
+      lines.push(`${ch.padEnd(9)} ${String(e.clients).padStart(7)}   ${String(e.errors).padStart(11)}   ${pct(e.rate).padStart(10)}   ${pct(e.low)}–${pct(e.high)}`);
     }
-    lines.push(`verdict: ${m.verdict?.state}${m.verdict?.reason ? ` (${m.verdict.reason})` : ""}`);
+    const f = (x) => (Number.isFinite(x) ? x.toFixed(2) : String(x));
+    lines.push(`evidence (log e-values): worse ${f(v.cut.relative)} relative, ${f(v.cut.absolute)} absolute, cut at ${f(v.cut.threshold)} both; ` +
+      `better ${f(v.pass.relative)} relative, ${f(v.pass.absolute)} absolute, pass at ${f(v.pass.threshold)} either; ${v.step_clients}/${v.min_clients} step clients`);
+    lines.push(`verdict: ${v.state} (${v.reason})`);
   }
   if (m.progress) {
     const p = m.progress;
-    const when = p.state === "running" ? `, next step at ${p.next_step_at}` : p.reason ? ` (${p.reason})` : "";
-    lines.push(`rollout of ${p.canary}: ${p.state}, step ${p.step + 1}/${p.steps.length} [${p.steps.join(" → ")}]${when}`);
+    const why = {
+      running: `, next step at ${p.next_step_at} if it passes`,
+      waiting_for_evidence: `: held, no pass yet (${p.reason}); pauses at ${p.hold_until} without one`,
+    }[p.state] ?? (p.reason ? ` (${p.reason})` : "");
+    lines.push(`rollout of ${p.canary}: ${p.state}, step ${p.step + 1}/${p.steps.length} [${p.steps.join(" → ")}]${why}`);
   }
   for (const r of (m.history ?? []).slice(-3)) lines.push(`rolled back ${r.at} (${r.by}): ${r.reason}`);
   if (m.kv?.failed_writes) lines.push(`KV: ${m.kv.failed_writes} failed write(s), retry at ${m.kv.retry_at}`);

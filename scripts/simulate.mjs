@@ -1,10 +1,11 @@
 // Simulated shoppers for demos and drills: each new client loads the floating SDK URL with
-// a user key (so it gets a cohort and a cookie), and clients served the canary report an
-// SDK error with probability --canary-errors (stable ones with --stable-errors), the way the
-// demo SDK's reporter would. Bounded: --clients requests, then it stops.
+// a user key (so it gets a cohort and a cookie with its client id), and clients served the
+// canary report an SDK error with probability --canary-errors (stable ones with
+// --stable-errors), with their cookie, the way the demo SDK's beacon does. Bounded: --clients
+// clients, or with --seconds, --rate new clients a second for that long, then it stops.
 //
 //   node scripts/simulate.mjs <bundle> --url http://127.0.0.1:8787 [--clients 300]
-//        [--canary-errors 0.3] [--stable-errors 0.0] [--concurrency 8]
+//        [--seconds 60 --rate 20] [--canary-errors 0.3] [--stable-errors 0.0] [--concurrency 8]
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -17,7 +18,10 @@ if (!bundle || !base) {
   console.error("usage: node scripts/simulate.mjs <bundle> --url <worker URL> [--clients N] [--canary-errors p] [--stable-errors p]");
   process.exit(2);
 }
-const clients = Number(opt("clients", 300));
+const seconds = Number(opt("seconds", 0));
+const rate = Number(opt("rate", 20));
+const clients = seconds > 0 ? Math.round(seconds * rate) : Number(opt("clients", 300));
+const started = Date.now();
 const errorRate = { canary: Number(opt("canary-errors", 0.3)), stable: Number(opt("stable-errors", 0)) };
 const concurrency = Number(opt("concurrency", 8));
 const run = `${Date.now().toString(36)}`;
@@ -27,7 +31,13 @@ let next = 0;
 async function client() {
   while (next < clients) {
     const i = next++;
+    if (seconds > 0) {
+      // Paced: client i arrives at i / rate seconds.
+      const wait = started + (i / rate) * 1000 - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
     const res = await fetch(`${base}/${bundle}/sdk.js`, { headers: { "x-user-key": `sim-${run}-${i}` } });
+    const cookie = (res.headers.get("set-cookie") ?? "").split(";")[0];
     await res.arrayBuffer();
     const channel = res.headers.get("x-canary-channel");
     const version = res.headers.get("x-canary-version");
@@ -36,14 +46,14 @@ async function client() {
     if (Math.random() < errorRate[channel]) {
       const r = await fetch(`${base}/__canary/report`, {
         method: "POST",
-        headers: { "content-type": "text/plain" },
+        headers: { "content-type": "text/plain", cookie },
         body: JSON.stringify({ bundle, version, kind: "simulated", message: "scripts/simulate" }),
       });
-      if (r.status === 202) tally[channel].reports++;
+      if ((await r.json().catch(() => ({}))).counted === true) tally[channel].reports++;
     }
   }
 }
 await Promise.all(Array.from({ length: concurrency }, client));
 console.log(`simulated ${clients} clients of ${bundle}: ` +
   `stable ${tally.stable.requests} loads / ${tally.stable.reports} error reports, ` +
-  `canary ${tally.canary.requests} loads / ${tally.canary.reports} error reports`);
+  `canary ${tally.canary.requests} loads / ${tally.canary.reports} error reports (counted)`);
