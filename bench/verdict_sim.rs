@@ -119,7 +119,6 @@ fn rollout(rule: Rule, per_min: f64, canary_rate: f64, rng: &mut Rng) -> Outcome
         out.max_step = step;
         let stable_per_min = per_min * f64::from(100 - w) / f64::from(w);
         let mut evidence = Evidence::default();
-        let mut totals = ChannelCounts::default();
         // The fixed rule's two 60 s windows, as (canary n, canary x, stable n, stable x) per tick.
         let mut recent: Vec<[u64; 4]> = Vec::new();
         let mut step_ticks = 0u32;
@@ -146,10 +145,6 @@ fn rollout(rule: Rule, per_min: f64, canary_rate: f64, rng: &mut Rng) -> Outcome
                             errors: xs,
                         },
                     };
-                    totals.canary.clients += nc;
-                    totals.canary.errors += xc;
-                    totals.stable.clients += ns;
-                    totals.stable.errors += xs;
                     // Recent exposure: the last two minutes' clients, at the current rates.
                     let exposure = ChannelCounts {
                         canary: Counts {
@@ -162,7 +157,7 @@ fn rollout(rule: Rule, per_min: f64, canary_rate: f64, rng: &mut Rng) -> Outcome
                         },
                     };
                     evidence.add(&Increment { new, exposure }, &policy);
-                    evidence.judge(&totals, w < 100, &policy).verdict
+                    evidence.judge(w < 100, &policy).verdict
                 }
                 Rule::Fixed => {
                     recent.push([nc, xc, ns, xs]);
@@ -183,9 +178,7 @@ fn rollout(rule: Rule, per_min: f64, canary_rate: f64, rng: &mut Rng) -> Outcome
                 continue;
             }
             let passed = match rule {
-                Rule::Sequential => {
-                    evidence.judge(&totals, w < 100, &policy).verdict == Verdict::Pass
-                }
+                Rule::Sequential => evidence.judge(w < 100, &policy).verdict == Verdict::Pass,
                 // Advances on anything but unhealthy (which was handled above).
                 Rule::Fixed => true,
             };

@@ -14,11 +14,13 @@
 
 use serde_json::json;
 
+use super::clients::ClientSet;
 use super::counts::{Batch, ChannelCounts};
+use super::counts::{ChannelClients, Clients, Counts};
 use super::history::{History, NewEntry};
 use super::progress::{Progress, ProgressState};
 use super::projection::{Projection, Provenance};
-use super::verdict::{growth, Evidence, Increment, Judgement, TestPolicy, Verdict};
+use super::verdict::{Evidence, Increment, Judgement, TestPolicy, Verdict};
 use crate::admin::Command;
 use crate::config::{BundleName, Rollout, Version, Weight};
 use crate::rollouts::KvRead;
@@ -30,6 +32,65 @@ pub const MISMATCH_READ_GAP_MS: f64 = 1_000.0;
 /// How often a rollout waiting for evidence is looked at again by the alarm (batches look
 /// at it too, as they arrive).
 pub const RECHECK_MS: f64 = 30_000.0;
+
+/// Ids a step has counted, per channel: clients and clients with an error.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepSeen {
+    clients: [std::collections::HashSet<u64>; 2],
+    errors: [std::collections::HashSet<u64>; 2],
+}
+
+/// Ids remembered per set and step (a few MB at most); past it, batches count as sent.
+pub const STEP_SEEN_CAP: usize = 100_000;
+
+impl StepSeen {
+    /// The batch's clients that this step has not counted yet. A batch whose set is exact
+    /// (up to 64 ids per flush and isolate) is checked id by id, so a client counts once per
+    /// step however many batches it appears in; a set that is a sketch (a busy isolate)
+    /// counts as its estimate.
+    pub fn fresh(&mut self, batch: &Clients) -> ChannelCounts {
+        let mut out = ChannelCounts::default();
+        for (i, (ch, counts)) in [
+            (&batch.stable, &mut out.stable),
+            (&batch.canary, &mut out.canary),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            *counts = Counts {
+                clients: Self::count_new(&mut self.clients[i], ch, true),
+                errors: Self::count_new(&mut self.errors[i], ch, false),
+            };
+        }
+        out
+    }
+
+    fn count_new(seen: &mut std::collections::HashSet<u64>, ch: &ChannelClients, all: bool) -> u64 {
+        let sets: &[&ClientSet] = if all {
+            &[&ch.loaded, &ch.errored]
+        } else {
+            &[&ch.errored]
+        };
+        if sets.iter().any(|s| matches!(s, ClientSet::Sketch(_))) {
+            let mut union = ClientSet::default();
+            for s in sets {
+                union.merge(s);
+            }
+            return union.estimate();
+        }
+        let mut fresh = 0;
+        for s in sets {
+            if let ClientSet::Exact(ids) = s {
+                for id in ids {
+                    if seen.len() >= STEP_SEEN_CAP || seen.insert(*id) {
+                        fresh += 1;
+                    }
+                }
+            }
+        }
+        fresh
+    }
+}
 
 /// The state of one bundle's control plane.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +104,9 @@ pub struct Control {
     pub health: super::counts::HealthWindows,
     /// The sequential tests' evidence about the live canary (reset with `health`).
     pub evidence: Evidence,
+    /// Client ids the current step has counted (not persisted: after a restart a client
+    /// may be counted once more in its step).
+    pub step_seen: StepSeen,
     pub progress: Option<Progress>,
     pub history: History,
     /// When KV was last read (not persisted).
@@ -194,6 +258,7 @@ impl Control {
             kv: Projection::default(),
             health: Default::default(),
             evidence: Evidence::default(),
+            step_seen: StepSeen::default(),
             progress: None,
             history: History::default(),
             last_kv_read_ms: None,
@@ -225,6 +290,12 @@ impl Control {
             }
             Event::KvRead(_) | Event::Written(_) => false,
         }
+    }
+
+    /// Starts a step's evidence afresh (a new step, a new weight, a new canary).
+    fn new_step(&mut self) {
+        self.evidence.new_step();
+        self.step_seen = StepSeen::default();
     }
 
     /// When the alarm should next fire: a failed write's retry, else the running step's
@@ -268,11 +339,6 @@ impl Control {
             .config
             .as_ref()
             .filter(|c| self.health.is_for(&c.stable, c.live_canary()));
-        let totals = if live.is_some() {
-            self.health.totals.counts()
-        } else {
-            ChannelCounts::default()
-        };
         let stable_present = self
             .config
             .as_ref()
@@ -282,7 +348,7 @@ impl Control {
         } else {
             &Evidence::default()
         };
-        evidence.judge(&totals, stable_present, &policy)
+        evidence.judge(stable_present, &policy)
     }
 
     fn recent_counts(&self, now_ms: f64) -> ChannelCounts {
@@ -394,7 +460,7 @@ impl Control {
             }
         }
         if before.as_ref().map(|c| c.weight) != config.as_ref().map(|c| c.weight) {
-            self.evidence.new_step();
+            self.new_step();
         }
         self.config = config;
         if first {
@@ -450,12 +516,11 @@ impl Control {
         let window = config.health_policy().window_secs;
         if !self.health.is_for(&config.stable, live.as_ref()) {
             self.health.reset(&config.stable, live.as_ref());
-            self.evidence = Evidence::default();
+            self.new_step();
         }
-        let before = self.health.totals.counts();
         self.health.add(&batch.clients, window, now_ms);
         let increment = Increment {
-            new: growth(&before, &self.health.totals.counts()),
+            new: self.step_seen.fresh(&batch.clients),
             exposure: self.health.recent(window, now_ms),
         };
         let policy = self.test_policy();
@@ -857,7 +922,7 @@ impl Control {
         if config.weight == p.current_weight() {
             // Nothing to write: the step's weight is the live one.
             self.progress = Some(resumed);
-            self.evidence.new_step();
+            self.new_step();
             self.apply_entry(&entry, Some(&p.canary), Some(config.weight), now);
             out.0.push(Effect::Log(log));
             out.0.push(Effect::Reply(Reply::Done));
@@ -1092,7 +1157,7 @@ impl Control {
             ..
         } = inflight;
         if new_step {
-            self.evidence.new_step();
+            self.new_step();
         }
         self.kv.record_write(write.revision, &write.text, now);
         let canary = config.canary.clone();

@@ -30,7 +30,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::{ChannelCounts, Counts};
+use super::counts::ChannelCounts;
 
 /// Odds ratios of the alternatives against the boundary, for "worse" (equal weights) and for
 /// "better". Half of the "better" weight is on 1/2: a canary exactly as good as stable, under
@@ -64,6 +64,10 @@ pub struct Evidence {
     pub better_relative: Vec<f64>,
     pub better_absolute: Vec<f64>,
     pub step_clients: u64,
+    /// The step's clients and clients with errors, per channel: what the tests have seen,
+    /// and what the verdict's estimates are about.
+    #[serde(default)]
+    pub seen: ChannelCounts,
 }
 
 /// New distinct clients (and new clients with an error) since the last update, per
@@ -259,16 +263,16 @@ impl Evidence {
         add_trials(&mut self.worse_absolute, &WORSE, floor, errors, fine);
         add_trials(&mut self.better_absolute, &BETTER, floor, errors, fine);
         self.step_clients = self.step_clients.saturating_add(nc.clients);
+        for (seen, new) in [(&mut self.seen.canary, nc), (&mut self.seen.stable, ns)] {
+            seen.clients = seen.clients.saturating_add(new.clients);
+            seen.errors = seen.errors.saturating_add(new.errors);
+        }
     }
 
-    /// The verdict, with the numbers behind it. `stable_present`: whether any stable
-    /// traffic exists to compare with (not at weight 100).
-    pub fn judge(
-        &self,
-        totals: &ChannelCounts,
-        stable_present: bool,
-        policy: &TestPolicy,
-    ) -> Judgement {
+    /// The verdict, with the numbers behind it (about the step's clients). `stable_present`:
+    /// whether any stable traffic exists to compare with (not at weight 100).
+    pub fn judge(&self, stable_present: bool, policy: &TestPolicy) -> Judgement {
+        let totals = &self.seen;
         let alpha = (1.0 - policy.confidence).clamp(1e-9, 0.5);
         let cut_threshold = (1.0 / alpha).ln();
         let pass_threshold = (2.0 / alpha).ln();
@@ -299,14 +303,21 @@ impl Evidence {
                 e.high * 100.0
             )
         };
+        let versus_stable = if stable_present {
+            format!(
+                "{}x stable's {}",
+                1.0 + policy.max_increase,
+                describe(&stable)
+            )
+        } else {
+            "(no stable traffic to compare)".to_owned()
+        };
         let (verdict, reason) = if absolute_worse && (relative_worse || !stable_present) {
             (
                 Verdict::Cut,
                 format!(
-                    "canary error rate {} is above {:.0}x stable's {} and above {:.2}% with {:.0}% confidence",
+                    "canary error rate {} is above {versus_stable} and above {:.2}% with {:.0}% confidence",
                     describe(&canary),
-                    1.0 + policy.max_increase,
-                    describe(&stable),
                     policy.min_error_rate * 100.0,
                     policy.confidence * 100.0
                 ),
@@ -325,14 +336,20 @@ impl Evidence {
         } else if better_relative >= pass_threshold || better_absolute >= pass_threshold {
             (
                 Verdict::Pass,
-                format!(
-                    "canary error rate {} is within {:.0}x stable's {} or below {:.2}%, with {:.0}% confidence",
-                    describe(&canary),
-                    1.0 + policy.max_increase,
-                    describe(&stable),
-                    policy.min_error_rate * 100.0,
-                    policy.confidence * 100.0
-                ),
+                if better_relative >= pass_threshold {
+                    format!(
+                        "canary error rate {} is within {versus_stable}, with {:.0}% confidence",
+                        describe(&canary),
+                        policy.confidence * 100.0
+                    )
+                } else {
+                    format!(
+                        "canary error rate {} is below {:.2}%, with {:.0}% confidence",
+                        describe(&canary),
+                        policy.min_error_rate * 100.0,
+                        policy.confidence * 100.0
+                    )
+                },
             )
         } else {
             (
@@ -360,21 +377,10 @@ impl Evidence {
     }
 }
 
-/// Counts of `b` minus `a`, never below zero (sketch estimates may wobble).
-pub fn growth(a: &ChannelCounts, b: &ChannelCounts) -> ChannelCounts {
-    let d = |x: &Counts, y: &Counts| Counts {
-        clients: y.clients.saturating_sub(x.clients),
-        errors: y.errors.saturating_sub(x.errors),
-    };
-    ChannelCounts {
-        stable: d(&a.stable, &b.stable),
-        canary: d(&a.canary, &b.canary),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::counts::Counts;
 
     fn policy() -> TestPolicy {
         TestPolicy {
@@ -508,12 +514,12 @@ mod tests {
                 stable: counts(ns * 10, 0),
             };
             e.add(&Increment { new, exposure }, &policy);
-            let j = e.judge(&totals, true, &policy);
+            let j = e.judge(true, &policy);
             if j.verdict == Verdict::Cut {
                 return (Verdict::Cut, totals.canary.clients);
             }
         }
-        let j = e.judge(&totals, true, &policy);
+        let j = e.judge(true, &policy);
         (j.verdict, totals.canary.clients)
     }
 
@@ -554,7 +560,7 @@ mod tests {
         let (verdict, _) = run(&mut rng, 0.01, 0.01, 0.5, 400, 30);
         assert_eq!(verdict, Verdict::Pass);
         // No clients at all: never a pass.
-        let j = Evidence::default().judge(&ChannelCounts::default(), true, &policy());
+        let j = Evidence::default().judge(true, &policy());
         assert_eq!(j.verdict, Verdict::Inconclusive);
         // Zero errors on both sides, enough clients: the absolute test passes it.
         let mut e = Evidence::default();
@@ -563,7 +569,7 @@ mod tests {
             stable: counts(1000, 0),
         };
         e.add(&Increment { new, exposure: new }, &policy());
-        assert_eq!(e.judge(&new, true, &policy()).verdict, Verdict::Pass);
+        assert_eq!(e.judge(true, &policy()).verdict, Verdict::Pass);
         // A total failure is cut even with no stable traffic left (weight 100).
         let mut e = Evidence::default();
         let new = ChannelCounts {
@@ -571,6 +577,6 @@ mod tests {
             stable: counts(0, 0),
         };
         e.add(&Increment { new, exposure: new }, &policy());
-        assert_eq!(e.judge(&new, false, &policy()).verdict, Verdict::Cut);
+        assert_eq!(e.judge(false, &policy()).verdict, Verdict::Cut);
     }
 }

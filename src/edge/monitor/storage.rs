@@ -8,7 +8,9 @@ use worker::{SqlStorage, SqlStorageValue as V};
 
 use canary_core::config::{BundleName, Progression, Rollout, Version, Weight};
 use canary_core::control::clients::ClientSet;
-use canary_core::control::counts::{ChannelClients, Clients, HealthWindows, Window};
+use canary_core::control::counts::{
+    ChannelClients, ChannelCounts, Clients, Counts, HealthWindows, Window,
+};
 use canary_core::control::history::{Entry, History};
 use canary_core::control::progress::{Progress, ProgressState};
 use canary_core::control::projection::{OwnWrite, Projection};
@@ -57,13 +59,17 @@ CREATE TABLE IF NOT EXISTS client_windows (
   canary_loaded TEXT NOT NULL,
   canary_errored TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS evidence (
+CREATE TABLE IF NOT EXISTS step_evidence (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   worse_relative TEXT NOT NULL,
   worse_absolute TEXT NOT NULL,
   better_relative TEXT NOT NULL,
   better_absolute TEXT NOT NULL,
-  step_clients INTEGER NOT NULL
+  step_clients INTEGER NOT NULL,
+  canary_clients INTEGER NOT NULL,
+  canary_errors INTEGER NOT NULL,
+  stable_clients INTEGER NOT NULL,
+  stable_errors INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS history (
   seq INTEGER PRIMARY KEY,
@@ -193,6 +199,10 @@ struct EvidenceRow {
     better_relative: String,
     better_absolute: String,
     step_clients: f64,
+    canary_clients: f64,
+    canary_errors: f64,
+    stable_clients: f64,
+    stable_errors: f64,
 }
 
 #[derive(Deserialize)]
@@ -285,7 +295,10 @@ impl Store {
                 totals: h.sets.clients(),
             };
         }
-        if let Some(e) = self.rows::<EvidenceRow>("SELECT * FROM evidence")?.pop() {
+        if let Some(e) = self
+            .rows::<EvidenceRow>("SELECT * FROM step_evidence")?
+            .pop()
+        {
             let logs = |t: &str| serde_json::from_str::<Vec<f64>>(t).unwrap_or_default();
             c.evidence = Evidence {
                 worse_relative: logs(&e.worse_relative),
@@ -293,6 +306,16 @@ impl Store {
                 better_relative: logs(&e.better_relative),
                 better_absolute: logs(&e.better_absolute),
                 step_clients: count(e.step_clients),
+                seen: ChannelCounts {
+                    canary: Counts {
+                        clients: count(e.canary_clients),
+                        errors: count(e.canary_errors),
+                    },
+                    stable: Counts {
+                        clients: count(e.stable_clients),
+                        errors: count(e.stable_errors),
+                    },
+                },
             };
         }
         c.history = History {
@@ -369,13 +392,17 @@ impl Store {
         if changed(&|b| b.evidence != after.evidence) {
             let e = &after.evidence;
             self.run(
-                "INSERT OR REPLACE INTO evidence VALUES (1, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO step_evidence VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 vec![
                     text(serde_json::json!(e.worse_relative)),
                     text(serde_json::json!(e.worse_absolute)),
                     text(serde_json::json!(e.better_relative)),
                     text(serde_json::json!(e.better_absolute)),
                     int(e.step_clients),
+                    int(e.seen.canary.clients),
+                    int(e.seen.canary.errors),
+                    int(e.seen.stable.clients),
+                    int(e.seen.stable.errors),
                 ],
             )?;
         }
