@@ -619,3 +619,23 @@ fn a_batch_that_would_step_reads_kv_first_and_the_operator_wins() {
     );
     assert_eq!(sim.progress_state(), Some(ProgressState::Paused));
 }
+
+#[test]
+fn a_client_counts_once_per_step_however_many_batches_it_is_in() {
+    let mut sim = Sim::new(dark(), 10);
+    sim.command("weight", r#"{"weight": 50}"#);
+    for _ in 0..5 {
+        let mut clients = Clients::default();
+        for id in 1..=10 {
+            clients.channel_mut(true).insert(id, false);
+        }
+        clients.channel_mut(true).insert(3, true);
+        sim.send(Event::Batch(Batch {
+            stable: v("1.0.0"),
+            canary: Some(v("1.1.0")),
+            clients,
+        }));
+    }
+    let seen = sim.state.evidence.seen.canary;
+    assert_eq!((seen.clients, seen.errors), (10, 1));
+}
