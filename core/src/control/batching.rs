@@ -2,7 +2,7 @@
 //! the bundle's control plane, and when to send them.
 
 use super::counts::{Batch, Clients};
-use crate::config::Version;
+use crate::config::{Version, Weight};
 
 /// Clients an edge isolate has not yet sent to the control plane, for one bundle. Sending
 /// on every request would put a Durable Object call on the hot path; instead they are
@@ -13,6 +13,7 @@ use crate::config::Version;
 pub struct Pending {
     pub stable: Version,
     pub canary: Option<Version>,
+    pub weight: Weight,
     pub clients: Clients,
     /// Requests (loads and counted reports) since the last flush.
     pub requests: u64,
@@ -31,10 +32,11 @@ pub struct FlushPolicy {
 }
 
 impl Pending {
-    pub fn new(stable: Version, canary: Option<Version>, now_ms: f64) -> Self {
+    pub fn new(stable: Version, canary: Option<Version>, weight: Weight, now_ms: f64) -> Self {
         Self {
             stable,
             canary,
+            weight,
             clients: Clients::default(),
             requests: 0,
             errors_pending: false,
@@ -42,9 +44,9 @@ impl Pending {
         }
     }
 
-    /// Whether these counts belong to the given live versions.
-    pub fn is_for(&self, stable: &Version, canary: Option<&Version>) -> bool {
-        &self.stable == stable && self.canary.as_ref() == canary
+    /// Whether these counts belong to the given live versions and weight.
+    pub fn is_for(&self, stable: &Version, canary: Option<&Version>, weight: Weight) -> bool {
+        &self.stable == stable && self.canary.as_ref() == canary && self.weight == weight
     }
 
     /// Records one load (or, with `error`, one error) of `client` on a channel.
@@ -73,6 +75,7 @@ impl Pending {
         Batch {
             stable: self.stable.clone(),
             canary: self.canary.clone(),
+            weight: Some(self.weight),
             clients: std::mem::take(&mut self.clients),
         }
     }
@@ -89,7 +92,8 @@ mod pending_tests {
             every_requests: 100,
         };
         let v = |s| Version::parse(s).unwrap();
-        let mut p = Pending::new(v("1.0.0"), Some(v("1.1.0")), 0.0);
+        let w = Weight::new(30).unwrap();
+        let mut p = Pending::new(v("1.0.0"), Some(v("1.1.0")), w, 0.0);
         assert!(!p.due(policy, 1e9), "nothing to send");
         for _ in 0..5 {
             p.record(false, 1, false);
@@ -119,7 +123,8 @@ mod pending_tests {
             p.record(true, i, false);
         }
         assert!(p.due(policy, 3.0), "volume");
-        assert!(p.is_for(&v("1.0.0"), Some(&v("1.1.0"))));
-        assert!(!p.is_for(&v("1.0.0"), Some(&v("1.2.0"))));
+        assert!(p.is_for(&v("1.0.0"), Some(&v("1.1.0")), w));
+        assert!(!p.is_for(&v("1.0.0"), Some(&v("1.2.0")), w));
+        assert!(!p.is_for(&v("1.0.0"), Some(&v("1.1.0")), Weight::FULL));
     }
 }

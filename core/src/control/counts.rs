@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::clients::ClientSet;
-use crate::config::Version;
+use crate::config::{Version, Weight};
 
 /// Numbers of distinct clients of one channel: those seen (a script load or an error
 /// report) and those with at least one error. Derived from `ChannelClients`.
@@ -106,6 +106,11 @@ impl Clients {
 pub struct Batch {
     pub stable: Version,
     pub canary: Option<Version>,
+    /// The weight the clients were served under: only counts of the live weight are
+    /// evidence about the current step (a batch flushed late after a step or rollback
+    /// still feeds the windows, not the step's verdict).
+    #[serde(default)]
+    pub weight: Option<Weight>,
     pub clients: Clients,
 }
 

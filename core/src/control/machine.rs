@@ -514,17 +514,21 @@ impl Control {
             return;
         }
         let window = config.health_policy().window_secs;
-        if !self.health.is_for(&config.stable, live.as_ref()) {
-            self.health.reset(&config.stable, live.as_ref());
+        let (stable, current_weight) = (config.stable.clone(), config.weight);
+        if !self.health.is_for(&stable, live.as_ref()) {
+            self.health.reset(&stable, live.as_ref());
             self.new_step();
         }
         self.health.add(&batch.clients, window, now_ms);
-        let increment = Increment {
-            new: self.step_seen.fresh(&batch.clients),
-            exposure: self.health.recent(window, now_ms),
-        };
-        let policy = self.test_policy();
-        self.evidence.add(&increment, &policy);
+        // Evidence about the current step only from clients served at its weight.
+        if batch.weight.is_none_or(|w| w == current_weight) {
+            let increment = Increment {
+                new: self.step_seen.fresh(&batch.clients),
+                exposure: self.health.recent(window, now_ms),
+            };
+            let policy = self.test_policy();
+            self.evidence.add(&increment, &policy);
+        }
         // Evaluated at every flush: a cut at once, a waiting step as soon as it passes.
         if !self.maybe_cut(now_ms, out) {
             self.step_if_due(now_ms, out);

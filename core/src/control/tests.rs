@@ -142,9 +142,11 @@ impl Sim {
                 }
             }
         }
+        let weight = self.state.config.as_ref().map(|c| c.weight);
         self.send(Event::Batch(Batch {
             stable: v("1.0.0"),
             canary: canary.map(v),
+            weight,
             clients,
         }));
     }
@@ -633,6 +635,7 @@ fn a_client_counts_once_per_step_however_many_batches_it_is_in() {
         sim.send(Event::Batch(Batch {
             stable: v("1.0.0"),
             canary: Some(v("1.1.0")),
+            weight: None,
             clients,
         }));
     }

@@ -57,20 +57,29 @@ pub(in crate::edge) fn tally(
     let now = now_ms();
     let stable = &prepared.rollout.stable;
     let canary = prepared.rollout.live_canary();
-    let batch = {
+    let weight = prepared.rollout.weight;
+    let (earlier, batch) = {
         let mut pending = iso.pending.borrow_mut();
         let entry = pending
             .entry(prepared.bundle.clone())
-            .or_insert_with(|| Pending::new(stable.clone(), canary.cloned(), now));
-        // New versions, new counts: one release's errors never count against the next.
-        if !entry.is_for(stable, canary) {
-            *entry = Pending::new(stable.clone(), canary.cloned(), now);
-        }
+            .or_insert_with(|| Pending::new(stable.clone(), canary.cloned(), weight, now));
+        // New versions or weight, a new batch: counts stay labelled with what was served.
+        // The earlier one goes out as it is.
+        let earlier = (!entry.is_for(stable, canary, weight)).then(|| {
+            let old = entry.take(now);
+            *entry = Pending::new(stable.clone(), canary.cloned(), weight, now);
+            old
+        });
         entry.record(channel == Channel::Canary, client, error);
-        entry.due(iso.settings.flush, now).then(|| entry.take(now))
+        (
+            earlier,
+            entry.due(iso.settings.flush, now).then(|| entry.take(now)),
+        )
     };
-    if let Some(batch) = batch {
-        send_batch(env, ctx, &prepared.bundle, batch);
+    for batch in [earlier, batch].into_iter().flatten() {
+        if !batch.clients.is_empty() {
+            send_batch(env, ctx, &prepared.bundle, batch);
+        }
     }
 }
 
