@@ -145,18 +145,7 @@ fn rollout(rule: Rule, per_min: f64, canary_rate: f64, rng: &mut Rng) -> Outcome
                             errors: xs,
                         },
                     };
-                    // Recent exposure: the last two minutes' clients, at the current rates.
-                    let exposure = ChannelCounts {
-                        canary: Counts {
-                            clients: (per_min * 2.0) as u64,
-                            errors: 0,
-                        },
-                        stable: Counts {
-                            clients: (stable_per_min * 2.0) as u64,
-                            errors: 0,
-                        },
-                    };
-                    evidence.add(&Increment { new, exposure }, &policy);
+                    evidence.add(&Increment { new }, &policy);
                     evidence.judge(w < 100, &policy).verdict
                 }
                 Rule::Fixed => {

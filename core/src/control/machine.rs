@@ -524,7 +524,6 @@ impl Control {
         if batch.weight.is_none_or(|w| w == current_weight) {
             let increment = Increment {
                 new: self.step_seen.fresh(&batch.clients),
-                exposure: self.health.recent(window, now_ms),
             };
             let policy = self.test_policy();
             self.evidence.add(&increment, &policy);

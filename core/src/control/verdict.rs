@@ -70,12 +70,10 @@ pub struct Evidence {
     pub seen: ChannelCounts,
 }
 
-/// New distinct clients (and new clients with an error) since the last update, per
-/// channel, and the recent exposure (distinct clients in the current windows).
+/// New distinct clients (and new clients with an error) since the last update, per channel.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Increment {
     pub new: ChannelCounts,
-    pub exposure: ChannelCounts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -241,10 +239,16 @@ impl Evidence {
     /// Adds a batch's new clients.
     pub fn add(&mut self, inc: &Increment, policy: &TestPolicy) {
         let (nc, ns) = (inc.new.canary, inc.new.stable);
+        for (seen, new) in [(&mut self.seen.canary, nc), (&mut self.seen.stable, ns)] {
+            seen.clients = seen.clients.saturating_add(new.clients);
+            seen.errors = seen.errors.saturating_add(new.errors);
+        }
+        // The exposure ratio: the step's clients so far (a step has one weight, so the
+        // ratio of arrivals is the ratio of totals).
         let m = 1.0 + policy.max_increase;
         let (ec, es) = (
-            inc.exposure.canary.clients as f64,
-            inc.exposure.stable.clients as f64,
+            self.seen.canary.clients as f64,
+            self.seen.stable.clients as f64,
         );
         // Relative: each new erroring client is canary's with probability rho0 at the limit.
         if ec > 0.0 && es > 0.0 {
@@ -263,10 +267,6 @@ impl Evidence {
         add_trials(&mut self.worse_absolute, &WORSE, floor, errors, fine);
         add_trials(&mut self.better_absolute, &BETTER, floor, errors, fine);
         self.step_clients = self.step_clients.saturating_add(nc.clients);
-        for (seen, new) in [(&mut self.seen.canary, nc), (&mut self.seen.stable, ns)] {
-            seen.clients = seen.clients.saturating_add(new.clients);
-            seen.errors = seen.errors.saturating_add(new.errors);
-        }
     }
 
     /// The verdict, with the numbers behind it (about the step's clients). `stable_present`:
@@ -509,11 +509,7 @@ mod tests {
             totals.canary.errors += new.canary.errors;
             totals.stable.clients += ns;
             totals.stable.errors += new.stable.errors;
-            let exposure = ChannelCounts {
-                canary: counts(nc * 10, 0),
-                stable: counts(ns * 10, 0),
-            };
-            e.add(&Increment { new, exposure }, &policy);
+            e.add(&Increment { new }, &policy);
             let j = e.judge(true, &policy);
             if j.verdict == Verdict::Cut {
                 return (Verdict::Cut, totals.canary.clients);
@@ -568,7 +564,7 @@ mod tests {
             canary: counts(1000, 0),
             stable: counts(1000, 0),
         };
-        e.add(&Increment { new, exposure: new }, &policy());
+        e.add(&Increment { new }, &policy());
         assert_eq!(e.judge(true, &policy()).verdict, Verdict::Pass);
         // A total failure is cut even with no stable traffic left (weight 100).
         let mut e = Evidence::default();
@@ -576,7 +572,7 @@ mod tests {
             canary: counts(30, 30),
             stable: counts(0, 0),
         };
-        e.add(&Increment { new, exposure: new }, &policy());
+        e.add(&Increment { new }, &policy());
         assert_eq!(e.judge(false, &policy()).verdict, Verdict::Cut);
     }
 }
