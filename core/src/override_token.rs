@@ -52,6 +52,15 @@ impl OverrideKey {
     }
 
     /// The channel a token grants for `bundle` at `now_unix`, if it is genuine and current.
+    /// The override token in a `Cookie` header (`canary_override=<token>`), if any.
+    pub fn from_cookie_header(header: &str) -> Option<&str> {
+        header
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(name, _)| *name == OVERRIDE_COOKIE)
+            .map(|(_, v)| v)
+    }
+
     /// The client id a holder of `token` counts as in health counts: one token, one client.
     pub fn holder_id(token: &str) -> u64 {
         use sha2::Digest;
@@ -95,6 +104,20 @@ impl OverrideKey {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_override_cookie_is_found_among_others() {
+        for (header, expected) in [
+            ("canary_override=v1.a.b", Some("v1.a.b")),
+            ("x=1; canary_override=tok; y=2", Some("tok")),
+            ("xcanary_override=tok", None),
+            ("cohort=3.abc", None),
+            ("", None),
+        ] {
+            assert_eq!(OverrideKey::from_cookie_header(header), expected, "{header}");
+        }
+    }
+
     use super::*;
 
     fn demo() -> BundleName {

@@ -10,7 +10,7 @@ use crate::config::Version;
 use crate::decide::{Channel, ClientFacts, PreparedRollout};
 use crate::error::EdgeError;
 use crate::http::{content_type_for, etag_matches, pinned_cache_control};
-use crate::override_token::{OVERRIDE_COOKIE, OVERRIDE_HEADER};
+use crate::override_token::{OverrideKey, OVERRIDE_HEADER};
 use crate::route::{self, AssetRoute};
 
 /// An object found in the edge cache or R2, ready to become a response.
@@ -93,12 +93,11 @@ fn override_channel(
     let key = iso.override_key.as_ref()?;
     let now = (now_ms() / 1000.0) as u64;
     let from_header = facts.override_token.clone();
-    let from_cookie = facts.cookie.as_deref().and_then(|c| {
-        c.split(';')
-            .filter_map(|p| p.trim().split_once('='))
-            .find(|(name, _)| *name == OVERRIDE_COOKIE)
-            .map(|(_, v)| v.to_owned())
-    });
+    let from_cookie = facts
+        .cookie
+        .as_deref()
+        .and_then(OverrideKey::from_cookie_header)
+        .map(str::to_owned);
     [from_header, from_cookie]
         .into_iter()
         .flatten()

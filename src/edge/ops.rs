@@ -14,7 +14,7 @@ use crate::cookie::Verified;
 use crate::decide::{Channel, PreparedRollout};
 use crate::error::EdgeError;
 use crate::override_token::MAX_TTL_SECS;
-use crate::override_token::{OverrideKey, OVERRIDE_COOKIE, OVERRIDE_HEADER};
+use crate::override_token::{OverrideKey, OVERRIDE_HEADER};
 use crate::report::{self, admit, NotCounted, ReportError, Reporter, MAX_REPORT_BYTES};
 
 pub(super) async fn serve(
@@ -185,12 +185,9 @@ fn override_holder(
     let key = iso.override_key.as_ref()?;
     let now = (now_ms() / 1000.0) as u64;
     let from_header = req.headers().get(OVERRIDE_HEADER).ok().flatten();
-    let from_cookie = cookie.and_then(|c| {
-        c.split(';')
-            .filter_map(|p| p.trim().split_once('='))
-            .find(|(name, _)| *name == OVERRIDE_COOKIE)
-            .map(|(_, v)| v.to_owned())
-    });
+    let from_cookie = cookie
+        .and_then(OverrideKey::from_cookie_header)
+        .map(str::to_owned);
     [from_header, from_cookie]
         .into_iter()
         .flatten()
