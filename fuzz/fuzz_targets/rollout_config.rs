@@ -40,9 +40,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(h) = &r.health {
         assert!((10..=86_400).contains(&h.window_secs));
-        assert!(h.min_requests >= 1);
-        assert!(h.max_error_rate > 0.0 && h.max_error_rate <= 1.0);
-        assert!(h.max_relative >= 1.0 && h.max_relative.is_finite());
+        assert!(h.min_clients >= 1);
+        assert!(h.min_error_rate > 0.0 && h.min_error_rate < 1.0);
+        assert!((0.0..=100.0).contains(&h.max_increase));
+        assert!((0.5..1.0).contains(&h.confidence));
+        assert!(h.max_hold_secs >= 1);
     }
     if let Some(p) = &r.progression {
         assert!((1..=20).contains(&p.steps.len()));
