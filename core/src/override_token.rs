@@ -114,7 +114,11 @@ mod tests {
             ("cohort=3.abc", None),
             ("", None),
         ] {
-            assert_eq!(OverrideKey::from_cookie_header(header), expected, "{header}");
+            assert_eq!(
+                OverrideKey::from_cookie_header(header),
+                expected,
+                "{header}"
+            );
         }
     }
 
