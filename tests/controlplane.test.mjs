@@ -112,8 +112,9 @@ describe("the operator wins", () => {
   test("a stale KV read of an older own write is ignored, not adopted", async () => {
     await api("/rollout", { method: "POST", body: { steps: [10, 50, 100], bake_secs: 1 } });
     await until(async () => (await kvConfig()).weight === 50, "step 2", 15000);
-    // From now on KV reads return the write before the latest (rev 1, weight 10).
-    await w.setFaults({ kvStale: true });
+    // From now on the control plane's KV reads return the write before the latest (rev 1,
+    // weight 10), as a KV location that has not caught up would.
+    await w.setFaults({ kvStale: "monitor" });
     await until(async () => (await w.kvWrites(`rollout/${bundle}`)).length === 3, "step 3 written", 15000);
     await w.clearFaults();
     const writes = (await w.kvWrites(`rollout/${bundle}`)).map((x) => JSON.parse(x.value).weight);

@@ -7,7 +7,7 @@ import Inner, { HealthMonitor as InnerMonitor } from "../../build/index.js";
 // bindings as the edge, so its KV writes can fail and are logged.
 export class HealthMonitor extends InnerMonitor {
   constructor(state, env) {
-    super(state, wrapEnv(env, null));
+    super(state, wrapEnv(env, null, "monitor"));
   }
 }
 
@@ -38,12 +38,14 @@ async function previousWrite(faults, key) {
 
 // `spec` is null for the Durable Object's env: it reads the spec on every call, because
 // an object outlives the request that set it.
-function faultyKv(real, fixedSpec, faults) {
+// `role` is "edge" or "monitor" (the Durable Object): `{ kvStale: "monitor" }` makes only
+// the control plane's reads stale, `{ kvStale: true }` everyone's.
+function faultyKv(real, fixedSpec, faults, role) {
   const specNow = async () => fixedSpec ?? (await readSpec({ FAULTS: faults }));
   return {
     async get(key, options) {
       const spec = await specNow();
-      if (spec.kvStale) {
+      if (spec.kvStale === true || spec.kvStale === role) {
         const old = await previousWrite(faults, key);
         if (old !== null) return old;
       }
@@ -119,10 +121,10 @@ function patchCache() {
   };
 }
 
-function wrapEnv(env, spec) {
+function wrapEnv(env, spec, role = "edge") {
   const wrapped = Object.create(env);
   // KV always goes through the wrapper: it logs writes.
-  wrapped.ROLLOUTS = faultyKv(env.ROLLOUTS, spec, env.FAULTS);
+  wrapped.ROLLOUTS = faultyKv(env.ROLLOUTS, spec, env.FAULTS, role);
   if (spec?.r2) wrapped.BUNDLES = new R2Bucket(env.BUNDLES, spec);
   if (spec?.noKvBinding) wrapped.ROLLOUTS = undefined;
   return wrapped;
