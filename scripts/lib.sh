@@ -56,22 +56,38 @@ ensure_all() {
   ensure_node
 }
 
-# Builds build/worker/{shim.mjs,index.wasm} with the local tools (worker-build would
-# otherwise download wasm-bindgen and wasm-opt from the internet).
+# The wasm features workerd supports (worker-build's list), so binaryen emits nothing newer.
+WASM_FEATURES=(--enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int
+  --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling)
+
+# Size pass: -Oz, no name or producers sections.
+shrink_wasm() {
+  wasm-opt "$1" -o "$1" -Oz --strip-debug --strip-producers "${WASM_FEATURES[@]}" >&2
+}
+
+# Builds the worker into build/, as wrangler uploads it (no bundling, see wrangler.toml):
+#   build/index.js                  the entry module (js/index.js): asset I/O
+#   build/router/router{.js,_bg.wasm}  the routing module every SDK request runs (router/)
+#   build/control/index{.js,_bg.wasm}  the operations module and the Durable Object (src/),
+#                                   imported on first use
+# With the local tools (worker-build would otherwise download wasm-bindgen and wasm-opt).
 build_worker() {
   say "building the worker (release wasm)"
   (
     cd "$ROOT"
+    rm -rf build/control build/router build/index.js build/index_bg.wasm build/worker build/package.json
     WASM_BINDGEN_BIN="$(command -v wasm-bindgen)" \
     WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt" \
     ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild" \
-      worker-build --release >&2
-    # Size pass: -Oz, no name or producers sections. The feature list is worker-build's
-    # (what workerd supports), so binaryen emits nothing newer.
-    wasm-opt build/index_bg.wasm -o build/index_bg.wasm -Oz --strip-debug --strip-producers \
-      --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
-      --enable-bulk-memory --enable-multivalue --enable-reference-types \
-      --enable-exception-handling >&2
+      worker-build --release --out-dir build/control >&2
+    rm -rf build/control/worker build/control/package.json build/control/.gitignore
+    shrink_wasm build/control/index_bg.wasm
+    cargo build -p canary-router --target wasm32-unknown-unknown --release >&2
+    wasm-bindgen --target web --no-typescript --out-dir build/router --out-name router \
+      target/wasm32-unknown-unknown/release/canary_router.wasm >&2
+    shrink_wasm build/router/router_bg.wasm
+    cp js/index.js build/index.js
+    printf '*\n' > build/.gitignore
   )
 }
 

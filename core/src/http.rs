@@ -47,6 +47,43 @@ pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
             .any(|candidate| candidate.trim() == "*" || bare(candidate) == target)
 }
 
+/// Response headers as `name\nvalue\n` pairs: handed across the wasm boundary in one
+/// string rather than one call per header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderLines(String);
+
+impl HeaderLines {
+    /// Appends a header. A value with a newline would shift every later pair; none of ours
+    /// has one, and any that did would not be a valid header value anyway.
+    pub fn set(&mut self, name: &str, value: &str) {
+        if value.contains(['\n', '\r']) || name.contains(['\n', '\r']) {
+            return;
+        }
+        self.0.push_str(name);
+        self.0.push('\n');
+        self.0.push_str(value);
+        self.0.push('\n');
+    }
+
+    /// The pairs, in the order they were set.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut lines = self.0.split('\n');
+        std::iter::from_fn(move || Some((lines.next()?, lines.next()?)))
+    }
+
+    /// The lines as sent: `name\nvalue\n` per header.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value of the first header called `name` (ASCII case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,4 +28,5 @@ pub mod override_token;
 pub mod report;
 pub mod rollouts;
 pub mod route;
+pub mod serve;
 pub mod settings;

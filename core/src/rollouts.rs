@@ -74,6 +74,12 @@ impl RolloutCache {
         Some(answer(bundle, &entry.known))
     }
 
+    /// The answer last recorded for `bundle`, however old: for the request that just read
+    /// KV (with a TTL of 0 every answer is already stale).
+    pub fn latest(&self, bundle: &BundleName) -> Option<Result<Rc<PreparedRollout>, EdgeError>> {
+        self.entries.get(bundle).map(|e| answer(bundle, &e.known))
+    }
+
     /// Records a KV read and returns what to serve, with a note when it is the last good
     /// config rather than what KV holds.
     pub fn record(

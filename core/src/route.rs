@@ -79,6 +79,17 @@ pub fn origin_of(url: &str) -> &str {
     }
 }
 
+/// The path of an already-serialized WHATWG URL (`request.url`): what follows the origin,
+/// up to the query or fragment; `/` when empty. Still percent-encoded, as [`parse`] wants.
+pub fn path_of(url: &str) -> &str {
+    let rest = &url[origin_of(url).len()..];
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    match &rest[..end] {
+        "" => "/",
+        path => path,
+    }
+}
+
 /// Why a path was refused: `NotFound` for paths that name nothing we serve, `BadRequest` for
 /// paths that are malformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +239,23 @@ mod tests {
             ("https://a.b/c/d@e", "https://a.b"),
         ] {
             assert_eq!(origin_of(url), origin, "{url}");
+        }
+    }
+
+    #[test]
+    fn path_of_a_serialized_url() {
+        for (url, path) in [
+            ("https://sdk.example.com/demo/sdk.js", "/demo/sdk.js"),
+            ("https://sdk.example.com/demo/sdk.js?v=1#x", "/demo/sdk.js"),
+            (
+                "http://127.0.0.1:8787/demo@1.0.0/a%20b.js",
+                "/demo@1.0.0/a%20b.js",
+            ),
+            ("https://sdk.example.com", "/"),
+            ("https://sdk.example.com?q", "/"),
+            ("https://sdk.example.com/#f", "/"),
+        ] {
+            assert_eq!(path_of(url), path, "{url}");
         }
     }
 

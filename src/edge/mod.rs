@@ -1,20 +1,17 @@
-//! The runtime adapter: the only code that touches the `worker` crate. It gathers request
-//! facts, does the KV, R2, cache and Durable Object I/O, and turns core decisions into
-//! responses.
+//! The operations module's runtime adapter: the only code that touches the `worker` crate.
+//! The worker's entry module (`js/index.js`) serves asset requests with the small routing
+//! module (`router/`) and hands everything else here, loading this module on first use:
+//! the operations routes and the `HealthMonitor` Durable Object.
 //!
 //! - `mod.rs`: per-isolate state, the fetch entry, config reads, responses, logging;
-//! - `assets.rs`: the asset routes (routing decision, cache, R2, canary fallback);
 //! - `ops.rs`: `/__canary/...`: health, status, error reports, the admin API;
 //! - `monitor/`: the `HealthMonitor` Durable Object (runs the control plane, owns the
 //!   rollout state in SQLite, projects the config to KV) and the edge's calls to it.
 
-mod assets;
-mod js;
 mod monitor;
 mod ops;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -25,10 +22,9 @@ use worker::{console_log, Context, Date, Delay, Env, Headers, Request, Response}
 pub use monitor::HealthMonitor;
 
 use crate::config::{kv_key, BundleName};
-use crate::control::batching::Pending;
+use crate::control::batching::Outbox;
 use crate::decide::{PreparedRollout, Router};
 use crate::error::EdgeError;
-use crate::http::{floating_cache_control, pinned_cache_control};
 use crate::override_token::OverrideKey;
 use crate::rollouts::{KvRead, RolloutCache, Staleness};
 use crate::route::{self, Route, RouteError};
@@ -44,11 +40,9 @@ struct Isolate {
     settings: Settings,
     router: Router,
     rollouts: RefCell<RolloutCache>,
-    /// Request and error counts not yet sent to each bundle's monitor.
-    pending: RefCell<HashMap<BundleName, Pending>>,
+    /// Error reports not yet sent to each bundle's monitor.
+    outbox: RefCell<Outbox>,
     override_key: Option<OverrideKey>,
-    floating_cache_control: String,
-    pinned_cache_control: String,
 }
 
 thread_local! {
@@ -68,13 +62,11 @@ fn isolate(env: &Env) -> Result<Rc<Isolate>, SettingsError> {
                 Ok(Rc::new(Isolate {
                     router: Router::new(&settings),
                     rollouts: RefCell::new(RolloutCache::new(settings.config_ttl_ms)),
-                    pending: RefCell::new(HashMap::new()),
+                    outbox: RefCell::new(Outbox::default()),
                     override_key: settings
                         .override_secret
                         .as_deref()
                         .map(|s| OverrideKey::new(s.as_bytes())),
-                    floating_cache_control: floating_cache_control(settings.floating_max_age),
-                    pinned_cache_control: pinned_cache_control(settings.pinned_max_age),
                     settings,
                 }))
             })
@@ -149,11 +141,13 @@ impl From<worker::Error> for Failure {
 type Outcome = Result<Response, Failure>;
 
 async fn handle(req: Request, env: &Env, ctx: &Context, iso: &Isolate) -> Outcome {
-    let started = now_ms();
     let path = req.path();
     match route::parse(&path) {
-        Ok(Route::Asset(asset)) => assets::serve(&req, env, ctx, iso, asset, started).await,
         Ok(Route::Ops(rest)) => ops::serve(req, env, ctx, iso, &rest).await,
+        // The entry module serves assets itself; nothing sends them here.
+        Ok(Route::Asset(_)) => {
+            Err(EdgeError::NotFound("asset routes are served by the entry module".into()).into())
+        }
         Err(RouteError::NotFound(m)) => Err(EdgeError::NotFound(m).into()),
         Err(RouteError::BadRequest(m)) => Err(EdgeError::BadRequest(m).into()),
     }

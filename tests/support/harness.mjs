@@ -6,6 +6,7 @@ import { readFileSync, readdirSync, existsSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { workerModules } from "./modules.mjs";
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), "../../..");
 const BUILD = join(ROOT, "build");
@@ -47,11 +48,7 @@ export async function startWorker({
     throw new Error("build/index.js missing: run scripts/build (scripts/test does) first");
   }
   const options = convertV4MiniflareOptions({
-    modules: [
-      { type: "ESModule", path: join(ROOT, "tests/support/faults.mjs") },
-      { type: "ESModule", path: join(BUILD, "index.js") },
-      { type: "CompiledWasm", path: join(BUILD, "index_bg.wasm") },
-    ],
+    modules: [{ type: "ESModule", path: join(ROOT, "tests/support/faults.mjs") }, ...workerModules(BUILD)],
     modulesRoot: ROOT,
     compatibilityDate: "2026-11-01",
     kvNamespaces: { ROLLOUTS: "00000000000000000000000000000000", FAULTS: "faults" },

@@ -1,8 +1,10 @@
 //! The edge side of health counting: the clients an isolate has seen and not yet sent to
 //! the bundle's control plane, and when to send them.
 
+use std::collections::HashMap;
+
 use super::counts::{Batch, Clients};
-use crate::config::{Version, Weight};
+use crate::config::{BundleName, Version, Weight};
 
 /// Clients an edge isolate has not yet sent to the control plane, for one bundle. Sending
 /// on every request would put a Durable Object call on the hot path; instead they are
@@ -81,6 +83,59 @@ impl Pending {
     }
 }
 
+/// What one client did, for the counts: a load (or an error) of a bundle's channel, under
+/// the live versions and weight it was served with.
+#[derive(Debug, Clone, Copy)]
+pub struct Tally<'a> {
+    pub bundle: &'a BundleName,
+    pub stable: &'a Version,
+    pub canary: Option<&'a Version>,
+    pub weight: Weight,
+    pub on_canary: bool,
+    pub client: u64,
+    pub error: bool,
+}
+
+/// Every bundle's pending counts in one isolate.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pending: HashMap<BundleName, Pending>,
+}
+
+impl Outbox {
+    /// Records `tally`; returns the batches to send now, for its bundle. A change of
+    /// versions or weight sends the earlier batch as it is: counts stay labelled with what
+    /// was served.
+    pub fn record(&mut self, tally: Tally<'_>, policy: FlushPolicy, now_ms: f64) -> Vec<Batch> {
+        let fresh = || {
+            Pending::new(
+                tally.stable.clone(),
+                tally.canary.cloned(),
+                tally.weight,
+                now_ms,
+            )
+        };
+        let entry = match self.pending.get_mut(tally.bundle) {
+            Some(entry) => entry,
+            None => self
+                .pending
+                .entry(tally.bundle.clone())
+                .or_insert_with(fresh),
+        };
+        let mut out = Vec::new();
+        if !entry.is_for(tally.stable, tally.canary, tally.weight) {
+            out.push(entry.take(now_ms));
+            *entry = fresh();
+        }
+        entry.record(tally.on_canary, tally.client, tally.error);
+        if entry.due(policy, now_ms) {
+            out.push(entry.take(now_ms));
+        }
+        out.retain(|batch| !batch.clients.is_empty());
+        out
+    }
+}
+
 #[cfg(test)]
 mod pending_tests {
     use super::*;
@@ -126,5 +181,36 @@ mod pending_tests {
         assert!(p.is_for(&v("1.0.0"), Some(&v("1.1.0")), w));
         assert!(!p.is_for(&v("1.0.0"), Some(&v("1.2.0")), w));
         assert!(!p.is_for(&v("1.0.0"), Some(&v("1.1.0")), Weight::FULL));
+    }
+
+    #[test]
+    fn the_outbox_keeps_counts_labelled_with_what_was_served() {
+        let policy = FlushPolicy {
+            every_ms: 10_000,
+            every_requests: 100,
+        };
+        let v = |s| Version::parse(s).unwrap();
+        let bundle = BundleName::parse("demo").unwrap();
+        let (stable, canary) = (v("1.0.0"), v("1.1.0"));
+        let tally = |weight: u64, client: u64, error: bool| Tally {
+            bundle: &bundle,
+            stable: &stable,
+            canary: Some(&canary),
+            weight: Weight::new(weight).unwrap(),
+            on_canary: true,
+            client,
+            error,
+        };
+        let mut outbox = Outbox::default();
+        assert!(outbox.record(tally(30, 1, false), policy, 0.0).is_empty());
+        assert!(outbox.record(tally(30, 2, false), policy, 1.0).is_empty());
+        let sent = outbox.record(tally(50, 3, false), policy, 2.0);
+        assert_eq!(sent.len(), 1, "a new weight sends the earlier batch");
+        assert_eq!(sent[0].weight, Some(Weight::new(30).unwrap()));
+        assert_eq!(sent[0].clients.counts().canary.clients, 2);
+        let sent = outbox.record(tally(50, 3, true), policy, 1_500.0);
+        assert_eq!(sent.len(), 1, "an error goes out within a second");
+        assert_eq!(sent[0].clients.counts().canary.errors, 1);
+        assert_eq!(sent[0].weight, Some(Weight::new(50).unwrap()));
     }
 }

@@ -173,8 +173,10 @@ pub fn wilson(errors: u64, clients: u64, confidence: f64) -> Estimate {
         clients,
         errors,
         rate: p,
-        low: (centre - half).max(0.0),
-        high: (centre + half).min(1.0),
+        // The interval always holds the estimate: at 0 or all errors, rounding can leave
+        // a bound a hair on the wrong side (1e-17 above a rate of 0, seen at 38 clients).
+        low: (centre - half).clamp(0.0, p),
+        high: (centre + half).clamp(p, 1.0),
     }
 }
 
@@ -429,6 +431,14 @@ mod tests {
         );
         let e = wilson(0, 50, 0.95);
         assert!(e.low == 0.0 && (e.high - 0.0713).abs() < 5e-4, "{e:?}");
+        // The interval holds the estimate for every count (rounding once put the lower
+        // bound 1e-17 above a rate of 0).
+        for n in 1..=400 {
+            for x in [0, 1, n / 2, n - 1, n] {
+                let e = wilson(x, n, 0.99);
+                assert!(e.low <= e.rate && e.rate <= e.high, "{x}/{n}: {e:?}");
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use worker::{Context, Env, Headers, Method, Request, RequestInit, Response};
 
 use super::{CommandMessage, BUNDLE_HEADER};
 use crate::config::BundleName;
-use crate::control::batching::Pending;
+use crate::control::batching::Tally;
 use crate::control::Batch;
 use crate::decide::{Channel, PreparedRollout};
 use crate::edge::{brief, log_event, now_ms, Isolate, HEALTH_BINDING};
@@ -42,9 +42,8 @@ async fn call(
         .await
 }
 
-/// Records a script load (or, with `error`, an error) of `client` on `channel` in the
-/// bundle's pending batch, and sends the batch to the control plane when due (see
-/// `Pending::due`).
+/// Records an error of `client` on `channel` (an admitted error report) in the bundle's
+/// pending batch, and sends what is due to the control plane (see `Pending::due`).
 pub(in crate::edge) fn tally(
     env: &Env,
     ctx: &Context,
@@ -54,32 +53,22 @@ pub(in crate::edge) fn tally(
     client: u64,
     error: bool,
 ) {
-    let now = now_ms();
-    let stable = &prepared.rollout.stable;
-    let canary = prepared.rollout.live_canary();
-    let weight = prepared.rollout.weight;
-    let (earlier, batch) = {
-        let mut pending = iso.pending.borrow_mut();
-        let entry = pending
-            .entry(prepared.bundle.clone())
-            .or_insert_with(|| Pending::new(stable.clone(), canary.cloned(), weight, now));
-        // New versions or weight, a new batch: counts stay labelled with what was served.
-        // The earlier one goes out as it is.
-        let earlier = (!entry.is_for(stable, canary, weight)).then(|| {
-            let old = entry.take(now);
-            *entry = Pending::new(stable.clone(), canary.cloned(), weight, now);
-            old
-        });
-        entry.record(channel == Channel::Canary, client, error);
-        (
-            earlier,
-            entry.due(iso.settings.flush, now).then(|| entry.take(now)),
-        )
+    let rollout = &prepared.rollout;
+    let tally = Tally {
+        bundle: &prepared.bundle,
+        stable: &rollout.stable,
+        canary: rollout.live_canary(),
+        weight: rollout.weight,
+        on_canary: channel == Channel::Canary,
+        client,
+        error,
     };
-    for batch in [earlier, batch].into_iter().flatten() {
-        if !batch.clients.is_empty() {
-            send_batch(env, ctx, &prepared.bundle, batch);
-        }
+    let batches = iso
+        .outbox
+        .borrow_mut()
+        .record(tally, iso.settings.flush, now_ms());
+    for batch in batches {
+        send_batch(env, ctx, &prepared.bundle, batch);
     }
 }
 

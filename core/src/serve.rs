@@ -1,0 +1,479 @@
+//! An asset request as a plan: request facts in, what to load and how to answer out, with
+//! no I/O. The worker's entry module (JS) does the awaits the plan names (KV, the edge
+//! cache, R2, the batches to the control plane) and calls back into [`Edge`] only with
+//! what it found. One synchronous call decides a request; a second records what was
+//! served. Everything else about the request is decided here.
+//!
+//! [`Edge`] is the per-isolate state: settings, the routing keys, the rollout configs
+//! and the pending health counts.
+
+use std::rc::Rc;
+
+use crate::config::{kv_key, BundleName, Version, Weight};
+use crate::control::batching::{Outbox, Tally};
+use crate::control::Batch;
+use crate::decide::{Channel, ClientFacts, Decision, PreparedRollout, Router};
+use crate::error::EdgeError;
+use crate::http::{content_type_for, floating_cache_control, pinned_cache_control, HeaderLines};
+use crate::override_token::{OverrideKey, OVERRIDE_HEADER};
+use crate::rollouts::{KvRead, RolloutCache, Staleness};
+use crate::route::{self, AssetRoute, Route, RouteError};
+use crate::settings::Settings;
+
+/// Headers a browser script may read on a cross-origin asset response.
+pub const EXPOSED_HEADERS: &str = "x-cohort, x-canary-channel, x-canary-version, x-canary-fallback";
+
+/// How long the edge cache may keep a file of a version: its bytes never change.
+pub const STORED_MAX_AGE: u32 = 31_536_000;
+
+/// What the plan needs of a request, read by the entry module in one go.
+#[derive(Debug, Clone, Copy)]
+pub struct AssetRequest<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub cookie: Option<&'a str>,
+    pub override_token: Option<&'a str>,
+    pub now_ms: f64,
+    /// This request has just read the config ([`Step::ReadConfig`]): use what it read,
+    /// however short the TTL.
+    pub config_read: bool,
+}
+
+/// The identities other than the cookie: read (from headers and `request.cf`) only when
+/// the cookie does not decide, since most requests carry a valid one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Identity<'a> {
+    pub user_key: Option<&'a str>,
+    pub ja4: Option<&'a str>,
+    pub ja3_hash: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+}
+
+/// One file of one version: where the edge cache keeps it and where R2 has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Load {
+    /// The edge cache key: the file's pinned URL, shared by every cohort and by the
+    /// floating URL, so the split never lowers the hit rate and a weight change needs no
+    /// purge.
+    pub cache_key: String,
+    pub object_key: String,
+}
+
+/// How to serve an asset once its bytes are found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssetPlan<'a> {
+    pub bundle: BundleName,
+    /// HEAD: metadata only, nothing cached.
+    pub head: bool,
+    /// The version routed to, and where its file is.
+    pub version: Version,
+    pub load: Load,
+    /// For a floating canary request: stable's copy of the file, served when the canary's
+    /// is missing or R2 fails for it.
+    pub fallback: Option<(Version, Load)>,
+    /// `Content-Type` when the object has none.
+    pub default_content_type: &'static str,
+    /// `Cache-Control` of the copy kept in the edge cache (which carries no cookie and no
+    /// cohort: those are added per response).
+    pub stored_cache_control: &'a str,
+    /// Response headers besides `content-type`, `etag`, `server-timing`, and those a
+    /// fallback changes (`x-canary-version`, `x-canary-channel`, `x-canary-fallback`).
+    pub headers: HeaderLines,
+    /// The channel header of the routed version (absent for a pinned old version).
+    pub channel: Option<Channel>,
+    /// What to count once the response is sure (see [`Edge::served`]); `None` for what
+    /// does not feed health (HEAD, pinned URLs, overrides).
+    pub tally: Option<TallyToken>,
+}
+
+/// The counting facts of one floating request, carried through the entry module's awaits
+/// and given back to [`Edge::served`]. Plain text: stable, canary, weight, channel, client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TallyToken(pub String);
+
+/// The next thing the entry module does for a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step<'a> {
+    /// `/__canary/...`: the operations module answers.
+    Ops,
+    /// The bundle's config is not fresh in this isolate: read `kv_key`, give the outcome
+    /// to [`Edge::record_config`], then ask again.
+    ReadConfig {
+        bundle: BundleName,
+        kv_key: String,
+        timeout_ms: u64,
+    },
+    /// The cookie did not decide: ask again with the request's [`Identity`].
+    NeedIdentity,
+    /// Answer with this error.
+    Fail(EdgeError),
+    /// Load and serve.
+    Serve(Box<AssetPlan<'a>>),
+}
+
+/// A log line the entry module writes for the edge: `event` and its fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub event: &'static str,
+    pub fields: serde_json::Value,
+}
+
+impl LogLine {
+    /// The line as written: one JSON object with `event` and `service` first.
+    pub fn to_json(&self) -> String {
+        let mut line = serde_json::json!({ "event": self.event, "service": "canary-edge" });
+        if let (Some(line), serde_json::Value::Object(fields)) =
+            (line.as_object_mut(), &self.fields)
+        {
+            line.extend(fields.clone());
+        }
+        line.to_string()
+    }
+}
+
+/// Why the load of an object failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    Absent,
+    Failed(String),
+}
+
+/// Per-isolate state of the asset path.
+#[derive(Debug)]
+pub struct Edge {
+    pub settings: Settings,
+    pub router: Router,
+    rollouts: RolloutCache,
+    outbox: Outbox,
+    override_key: Option<OverrideKey>,
+    floating_cache_control: String,
+    pinned_cache_control: String,
+    stored_cache_control: String,
+}
+
+impl Edge {
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            router: Router::new(&settings),
+            rollouts: RolloutCache::new(settings.config_ttl_ms),
+            outbox: Outbox::default(),
+            override_key: settings
+                .override_secret
+                .as_deref()
+                .map(|s| OverrideKey::new(s.as_bytes())),
+            floating_cache_control: floating_cache_control(settings.floating_max_age),
+            pinned_cache_control: pinned_cache_control(settings.pinned_max_age),
+            stored_cache_control: pinned_cache_control(STORED_MAX_AGE),
+            settings,
+        }
+    }
+
+    /// Decides a request as far as the facts at hand allow. `identity` is `None` on the
+    /// first call; `random` supplies 64 random bits (a new client's id, a random cohort).
+    pub fn plan(
+        &self,
+        req: &AssetRequest<'_>,
+        identity: Option<&Identity<'_>>,
+        mut random: impl FnMut() -> u64,
+    ) -> Step<'_> {
+        let asset = match route::parse(route::path_of(req.url)) {
+            Ok(Route::Asset(asset)) => asset,
+            Ok(Route::Ops(_)) => return Step::Ops,
+            Err(RouteError::NotFound(m)) => return Step::Fail(EdgeError::NotFound(m)),
+            Err(RouteError::BadRequest(m)) => return Step::Fail(EdgeError::BadRequest(m)),
+        };
+        // The method as the runtime has it: anything but GET and HEAD is refused here.
+        let head = match req.method {
+            "GET" => false,
+            "HEAD" => true,
+            _ => return Step::Fail(EdgeError::MethodNotAllowed("GET, HEAD")),
+        };
+        let known = if req.config_read {
+            self.rollouts.latest(&asset.bundle)
+        } else {
+            self.rollouts.fresh(&asset.bundle, req.now_ms)
+        };
+        let prepared = match known {
+            Some(Ok(prepared)) => prepared,
+            Some(Err(e)) => return Step::Fail(e),
+            None => {
+                return Step::ReadConfig {
+                    kv_key: kv_key(&asset.bundle),
+                    bundle: asset.bundle,
+                    timeout_ms: self.settings.kv_timeout_ms,
+                }
+            }
+        };
+        let routed = match &asset.pin {
+            Some(pinned) => Routed {
+                version: pinned.clone(),
+                channel: prepared.channel_of(pinned),
+                decision: None,
+                overridden: None,
+            },
+            None => {
+                let returning = req.cookie.and_then(|c| {
+                    self.router
+                        .decide_returning(&prepared, c, &mut random)
+                        .map(owned)
+                });
+                let decision = match (returning, identity) {
+                    (Some(d), _) => d,
+                    (None, None) => return Step::NeedIdentity,
+                    (None, Some(id)) => {
+                        let facts = ClientFacts {
+                            cookie_header: req.cookie,
+                            user_key: id.user_key,
+                            ja4: id.ja4,
+                            ja3_hash: id.ja3_hash,
+                            client_ip: id.client_ip,
+                        };
+                        owned(self.router.decide(&prepared, &facts, &mut random))
+                    }
+                };
+                self.route_floating(req, &prepared, decision)
+            }
+        };
+        let origin = route::origin_of(req.url);
+        Step::Serve(Box::new(
+            self.asset_plan(origin, &asset, &prepared, routed, head),
+        ))
+    }
+
+    /// Records a KV read of `bundle`'s config; the log line says when the config served is
+    /// the last good one rather than what KV holds.
+    pub fn record_config(
+        &mut self,
+        bundle: &BundleName,
+        read: KvRead,
+        now_ms: f64,
+    ) -> Option<LogLine> {
+        let (_, staleness) = self.rollouts.record(&self.router, bundle, read, now_ms);
+        let (event, detail) = match staleness? {
+            Staleness::InvalidInKv(d) => ("config_invalid_kept_last_good", d),
+            Staleness::KvFailed(d) => ("kv_failed_kept_last_good", d),
+        };
+        Some(LogLine {
+            event,
+            fields: serde_json::json!({ "bundle": bundle.as_str(), "detail": detail }),
+        })
+    }
+
+    /// Counts a served floating request: a load of the channel it was routed to, and with
+    /// `fell_back` an error of the canary's too (the origin failed it). Returns the batches
+    /// due for the bundle's control plane. A token that does not parse counts nothing.
+    pub fn served(
+        &mut self,
+        token: &TallyToken,
+        fell_back: bool,
+        now_ms: f64,
+    ) -> Vec<(BundleName, Batch)> {
+        let Some(parsed) = ParsedTally::parse(&token.0) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for error in [false, true]
+            .into_iter()
+            .take(if fell_back { 2 } else { 1 })
+        {
+            let tally = Tally {
+                bundle: &parsed.bundle,
+                stable: &parsed.stable,
+                canary: parsed.canary.as_ref(),
+                weight: parsed.weight,
+                on_canary: parsed.on_canary || fell_back,
+                client: parsed.client,
+                error,
+            };
+            let batches = self.outbox.record(tally, self.settings.flush, now_ms);
+            out.extend(batches.into_iter().map(|b| (parsed.bundle.clone(), b)));
+        }
+        out
+    }
+
+    /// The error for a file that could not be loaded (after any fallback).
+    pub fn miss_error(object_key: &str, miss: Miss) -> EdgeError {
+        match miss {
+            Miss::Absent => EdgeError::ObjectMissing(object_key.to_owned()),
+            Miss::Failed(detail) => EdgeError::Origin {
+                key: object_key.to_owned(),
+                detail,
+            },
+        }
+    }
+
+    fn route_floating(
+        &self,
+        req: &AssetRequest<'_>,
+        prepared: &PreparedRollout,
+        decision: OwnedDecision,
+    ) -> Routed {
+        // A signed override (QA, probes) picks the channel; the cohort stays as it is.
+        let forced = self.override_channel(req, prepared).map(|ch| {
+            match (ch, prepared.rollout.canary.as_ref()) {
+                (Channel::Canary, Some(canary)) => (Channel::Canary, canary.clone()),
+                _ => (Channel::Stable, prepared.rollout.stable.clone()),
+            }
+        });
+        let overridden = forced.as_ref().map(|(ch, _)| *ch);
+        let (channel, version) = forced.unwrap_or((decision.channel, decision.version.clone()));
+        Routed {
+            version,
+            channel: Some(channel),
+            decision: Some(decision),
+            overridden,
+        }
+    }
+
+    /// The channel a signed override token grants, from the header or the cookie.
+    fn override_channel(
+        &self,
+        req: &AssetRequest<'_>,
+        prepared: &PreparedRollout,
+    ) -> Option<Channel> {
+        let key = self.override_key.as_ref()?;
+        let now = (req.now_ms / 1000.0) as u64;
+        let from_cookie = req.cookie.and_then(OverrideKey::from_cookie_header);
+        [req.override_token, from_cookie]
+            .into_iter()
+            .flatten()
+            .find_map(|token| key.verify(token, &prepared.bundle, now))
+    }
+
+    fn asset_plan(
+        &self,
+        origin: &str,
+        asset: &AssetRoute,
+        prepared: &Rc<PreparedRollout>,
+        routed: Routed,
+        head: bool,
+    ) -> AssetPlan<'_> {
+        let load_of = |version: &Version| Load {
+            cache_key: format!("{origin}{}", asset.pinned_path(version)),
+            object_key: asset.object_key(version),
+        };
+        let fallback =
+            (asset.pin.is_none() && routed.channel == Some(Channel::Canary)).then(|| {
+                (
+                    prepared.rollout.stable.clone(),
+                    load_of(&prepared.rollout.stable),
+                )
+            });
+        let mut headers = HeaderLines::default();
+        let cache_control = match (asset.pin.is_some(), routed.overridden.is_some()) {
+            (_, true) => "private, no-store",
+            (true, false) => &self.pinned_cache_control,
+            (false, false) => &self.floating_cache_control,
+        };
+        headers.set("cache-control", cache_control);
+        if let Some(ch) = routed.overridden {
+            headers.set(OVERRIDE_HEADER, ch.as_str());
+        }
+        if let Some(d) = &routed.decision {
+            headers.set(&self.settings.cohort_header, &d.cohort.to_string());
+            if let Some(cookie) = &d.set_cookie {
+                headers.set("set-cookie", cookie);
+            }
+        }
+        headers.set("access-control-allow-origin", "*");
+        headers.set("access-control-expose-headers", EXPOSED_HEADERS);
+        headers.set("x-content-type-options", "nosniff");
+        // Real script loads of the floating URL feed the canary's health; HEAD requests,
+        // overrides (QA, probes) and pinned chunk loads do not.
+        let tally = match (&routed.decision, routed.overridden, head) {
+            (Some(d), None, false) => Some(TallyToken::new(prepared, d.channel, d.client)),
+            _ => None,
+        };
+        AssetPlan {
+            bundle: asset.bundle.clone(),
+            head,
+            load: load_of(&routed.version),
+            version: routed.version,
+            fallback,
+            default_content_type: content_type_for(&asset.path),
+            stored_cache_control: &self.stored_cache_control,
+            headers,
+            channel: routed.channel,
+            tally,
+        }
+    }
+}
+
+/// Where a request is routed, before the plan is written out.
+struct Routed {
+    version: Version,
+    channel: Option<Channel>,
+    decision: Option<OwnedDecision>,
+    overridden: Option<Channel>,
+}
+
+/// A [`Decision`] detached from the prepared rollout it borrows.
+struct OwnedDecision {
+    cohort: u16,
+    channel: Channel,
+    version: Version,
+    client: u64,
+    set_cookie: Option<String>,
+}
+
+fn owned(d: Decision<'_>) -> OwnedDecision {
+    OwnedDecision {
+        cohort: d.cohort,
+        channel: d.channel,
+        version: d.version.clone(),
+        client: d.client,
+        set_cookie: d.set_cookie,
+    }
+}
+
+impl TallyToken {
+    fn new(prepared: &PreparedRollout, channel: Channel, client: u64) -> Self {
+        let r = &prepared.rollout;
+        let canary = r.live_canary().map(Version::as_str).unwrap_or("");
+        Self(format!(
+            "{}\t{}\t{}\t{}\t{}\t{:x}",
+            prepared.bundle,
+            r.stable,
+            canary,
+            r.weight.percent(),
+            u8::from(channel == Channel::Canary),
+            client
+        ))
+    }
+}
+
+struct ParsedTally {
+    bundle: BundleName,
+    stable: Version,
+    canary: Option<Version>,
+    weight: Weight,
+    on_canary: bool,
+    client: u64,
+}
+
+impl ParsedTally {
+    fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split('\t');
+        let mut next = || parts.next();
+        let bundle = BundleName::parse(next()?).ok()?;
+        let stable = Version::parse(next()?).ok()?;
+        let canary = match next()? {
+            "" => None,
+            v => Some(Version::parse(v).ok()?),
+        };
+        let weight = Weight::new(next()?.parse().ok()?).ok()?;
+        let on_canary = next()? == "1";
+        let client = u64::from_str_radix(next()?, 16).ok()?;
+        Some(Self {
+            bundle,
+            stable,
+            canary,
+            weight,
+            on_canary,
+            client,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

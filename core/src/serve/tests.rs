@@ -1,0 +1,398 @@
+//! The asset path as plans, table by table: routes, config reads, routing, headers,
+//! overrides, and the counts a served request leaves behind.
+
+use super::*;
+use crate::override_token::OverrideKey;
+
+const NOW: f64 = 1_800_000_000_000.0;
+const CONFIG: &str = r#"{"stable":"1.0.0","canary":"1.1.0","weight":50}"#;
+
+fn edge_with(vars: &[(&str, &str)]) -> Edge {
+    let settings = Settings::from_lookup(|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap();
+    Edge::new(settings)
+}
+
+fn edge() -> Edge {
+    let mut e = edge_with(&[("HEALTH_FLUSH_REQUESTS", "3")]);
+    let demo = BundleName::parse("demo").unwrap();
+    assert_eq!(
+        e.record_config(&demo, KvRead::Value(CONFIG.into()), NOW),
+        None
+    );
+    e
+}
+
+fn get(url: &str) -> AssetRequest<'_> {
+    AssetRequest {
+        method: "GET",
+        url,
+        cookie: None,
+        override_token: None,
+        now_ms: NOW,
+        config_read: false,
+    }
+}
+
+/// Random bits that differ on every call, across calls of `counter()` too (each new client
+/// gets its own id).
+fn counter() -> impl FnMut() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let mut n = NEXT.fetch_add(1_000, std::sync::atomic::Ordering::Relaxed);
+    move || {
+        n += 1;
+        n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+fn serve(step: Step<'_>) -> AssetPlan<'_> {
+    match step {
+        Step::Serve(plan) => *plan,
+        other => panic!("expected a plan, got {other:?}"),
+    }
+}
+
+/// A plan for a client with the given identity (no cookie).
+fn first_visit<'e>(e: &'e Edge, url: &str, user_key: &str) -> AssetPlan<'e> {
+    let id = Identity {
+        user_key: Some(user_key),
+        ..Identity::default()
+    };
+    serve(e.plan(&get(url), Some(&id), counter()))
+}
+
+#[test]
+fn routes_and_methods() {
+    let e = edge();
+    type Expect = fn(&Step) -> bool;
+    let cases: &[(&str, &str, Expect)] = &[
+        ("GET", "https://x.test/__canary/health", |s| *s == Step::Ops),
+        ("POST", "https://x.test/__canary/report", |s| {
+            *s == Step::Ops
+        }),
+        ("GET", "https://x.test/", |s| {
+            matches!(s, Step::Fail(EdgeError::NotFound(_)))
+        }),
+        ("GET", "https://x.test/demo/../x.js", |s| {
+            matches!(s, Step::Fail(EdgeError::BadRequest(_)))
+        }),
+        ("POST", "https://x.test/demo/sdk.js", |s| {
+            *s == Step::Fail(EdgeError::MethodNotAllowed("GET, HEAD"))
+        }),
+        ("GET", "https://x.test/other/sdk.js", |s| {
+            matches!(s, Step::ReadConfig { bundle, kv_key, .. }
+                if bundle.as_str() == "other" && kv_key == "rollout/other")
+        }),
+        ("GET", "https://x.test/demo/sdk.js", |s| {
+            *s == Step::NeedIdentity
+        }),
+        (
+            "HEAD",
+            "https://x.test/demo@1.0.0/sdk.js?x=1",
+            |s| matches!(s, Step::Serve(p) if p.head && p.tally.is_none()),
+        ),
+    ];
+    for (method, url, ok) in cases {
+        let req = AssetRequest { method, ..get(url) };
+        let step = e.plan(&req, None, counter());
+        assert!(ok(&step), "{method} {url}: {step:?}");
+    }
+}
+
+#[test]
+fn a_request_that_read_the_config_uses_it_even_with_a_ttl_of_0() {
+    let mut e = edge_with(&[("CONFIG_TTL_MS", "0")]);
+    let demo = BundleName::parse("demo").unwrap();
+    let url = "https://x.test/demo@1.0.0/sdk.js";
+    assert!(matches!(
+        e.plan(&get(url), None, counter()),
+        Step::ReadConfig { .. }
+    ));
+    e.record_config(&demo, KvRead::Value(CONFIG.into()), NOW);
+    assert!(
+        matches!(e.plan(&get(url), None, counter()), Step::ReadConfig { .. }),
+        "stale at once"
+    );
+    let after_read = AssetRequest {
+        config_read: true,
+        ..get(url)
+    };
+    assert!(matches!(
+        e.plan(&after_read, None, counter()),
+        Step::Serve(_)
+    ));
+}
+
+#[test]
+fn config_reads_and_their_failures() {
+    let mut e = edge_with(&[]);
+    let other = BundleName::parse("other").unwrap();
+    let url = "https://x.test/other@1.0.0/sdk.js";
+    assert!(
+        matches!(e.plan(&get(url), None, counter()), Step::ReadConfig { timeout_ms, .. } if timeout_ms == e.settings.kv_timeout_ms)
+    );
+    assert_eq!(e.record_config(&other, KvRead::Missing, NOW), None);
+    assert_eq!(
+        e.plan(&get(url), None, counter()),
+        Step::Fail(EdgeError::NoRollout("other".into()))
+    );
+    let later = NOW + 60_000.0;
+    let req = AssetRequest {
+        now_ms: later,
+        ..get(url)
+    };
+    assert!(
+        matches!(e.plan(&req, None, counter()), Step::ReadConfig { .. }),
+        "the TTL expired"
+    );
+    e.record_config(&other, KvRead::Value(CONFIG.into()), later);
+    assert!(matches!(e.plan(&req, None, counter()), Step::Serve(_)));
+    // A failed read keeps the last good config and says so.
+    let log = e
+        .record_config(&other, KvRead::Failed("timeout".into()), later + 60_000.0)
+        .unwrap();
+    assert_eq!(log.event, "kv_failed_kept_last_good");
+    assert!(
+        log.to_json().contains(r#""detail":"timeout""#),
+        "{}",
+        log.to_json()
+    );
+    let log = e
+        .record_config(&other, KvRead::Value("{".into()), later + 120_000.0)
+        .unwrap();
+    assert_eq!(log.event, "config_invalid_kept_last_good");
+}
+
+#[test]
+fn a_first_visit_gets_a_cohort_a_cookie_and_a_tally() {
+    let e = edge();
+    let mut seen = [false; 2];
+    for user in 0..40 {
+        let plan = first_visit(&e, "https://x.test/demo/sdk.js", &format!("user-{user}"));
+        let cookie = plan
+            .headers
+            .get("set-cookie")
+            .expect("a new client gets a cookie");
+        assert!(cookie.starts_with("cohort="), "{cookie}");
+        assert!(plan.headers.get("x-cohort").is_some());
+        assert_eq!(
+            plan.headers.get("cache-control"),
+            Some("private, max-age=60")
+        );
+        assert_eq!(
+            plan.headers.get("access-control-expose-headers"),
+            Some(EXPOSED_HEADERS)
+        );
+        assert!(plan.tally.is_some(), "a floating GET is counted");
+        assert_eq!(plan.default_content_type, "text/javascript; charset=utf-8");
+        match plan.channel {
+            Some(Channel::Canary) => {
+                seen[1] = true;
+                assert_eq!(plan.version.as_str(), "1.1.0");
+                assert_eq!(plan.load.object_key, "demo/1.1.0/sdk.js");
+                assert_eq!(plan.load.cache_key, "https://x.test/demo@1.1.0/sdk.js");
+                assert_eq!(
+                    plan.stored_cache_control,
+                    "public, max-age=31536000, immutable"
+                );
+                let (stable, load) = plan.fallback.as_ref().expect("canary falls back");
+                assert_eq!(
+                    (stable.as_str(), load.object_key.as_str()),
+                    ("1.0.0", "demo/1.0.0/sdk.js")
+                );
+            }
+            Some(Channel::Stable) => {
+                seen[0] = true;
+                assert_eq!(plan.version.as_str(), "1.0.0");
+                assert!(plan.fallback.is_none());
+            }
+            None => panic!("a floating request has a channel"),
+        }
+    }
+    assert_eq!(seen, [true, true], "weight 50 serves both channels");
+}
+
+#[test]
+fn a_returning_client_is_decided_by_its_cookie_alone() {
+    let e = edge();
+    let first = first_visit(&e, "https://x.test/demo/sdk.js", "returning");
+    let cookie = first
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let req = AssetRequest {
+        cookie: Some(&cookie),
+        ..get("https://x.test/demo/sdk.js")
+    };
+    let again = serve(e.plan(&req, None, counter()));
+    assert_eq!(again.headers.get("set-cookie"), None);
+    assert_eq!(again.headers.get("x-cohort"), first.headers.get("x-cohort"));
+    assert_eq!(
+        (again.channel, &again.version),
+        (first.channel, &first.version)
+    );
+    assert_eq!(again.tally, first.tally, "the same client, the same counts");
+    // A forged cookie does not decide: the identity is asked for.
+    let forged = format!("{}0", &cookie[..cookie.len() - 1]);
+    let req = AssetRequest {
+        cookie: Some(&forged),
+        ..get("https://x.test/demo/sdk.js")
+    };
+    assert!(matches!(e.plan(&req, None, counter()), Step::NeedIdentity) || forged == cookie);
+}
+
+#[test]
+fn pinned_urls_and_head_requests_are_not_counted() {
+    let e = edge();
+    let cases = [
+        (
+            "GET",
+            "https://x.test/demo@1.1.0/sdk.js",
+            Some(Channel::Canary),
+            "public, max-age=31536000, immutable",
+        ),
+        (
+            "GET",
+            "https://x.test/demo@0.9.0/sdk.js",
+            None,
+            "public, max-age=31536000, immutable",
+        ),
+        (
+            "HEAD",
+            "https://x.test/demo@1.0.0/sdk.js",
+            Some(Channel::Stable),
+            "public, max-age=31536000, immutable",
+        ),
+    ];
+    for (method, url, channel, cache_control) in cases {
+        let plan = serve(e.plan(&AssetRequest { method, ..get(url) }, None, counter()));
+        assert_eq!(plan.channel, channel, "{url}");
+        assert_eq!(plan.headers.get("cache-control"), Some(cache_control));
+        assert_eq!(
+            (plan.tally, plan.fallback, plan.headers.get("set-cookie")),
+            (None, None, None)
+        );
+    }
+    let id = Identity::default();
+    let head = serve(e.plan(
+        &AssetRequest {
+            method: "HEAD",
+            ..get("https://x.test/demo/sdk.js")
+        },
+        Some(&id),
+        counter(),
+    ));
+    assert!(
+        head.head && head.tally.is_none(),
+        "HEAD is not a script load"
+    );
+}
+
+#[test]
+fn a_signed_override_picks_the_channel_and_is_not_counted() {
+    let e = {
+        let mut e = edge_with(&[("OVERRIDE_SECRET", "qa-secret")]);
+        e.record_config(
+            &BundleName::parse("demo").unwrap(),
+            KvRead::Value(CONFIG.into()),
+            NOW,
+        );
+        e
+    };
+    let key = OverrideKey::new(b"qa-secret");
+    let demo = BundleName::parse("demo").unwrap();
+    let expires = (NOW / 1000.0) as u64 + 600;
+    for channel in [Channel::Canary, Channel::Stable] {
+        let token = key.issue(&demo, channel, expires);
+        let cookie = format!("canary_override={token}");
+        for (header, cookie) in [(Some(token.as_str()), None), (None, Some(cookie.as_str()))] {
+            let req = AssetRequest {
+                override_token: header,
+                cookie,
+                ..get("https://x.test/demo/sdk.js")
+            };
+            let plan = serve(e.plan(&req, Some(&Identity::default()), counter()));
+            assert_eq!(plan.channel, Some(channel));
+            assert_eq!(
+                plan.headers.get("x-canary-override"),
+                Some(channel.as_str())
+            );
+            assert_eq!(plan.headers.get("cache-control"), Some("private, no-store"));
+            assert_eq!(plan.tally, None);
+        }
+    }
+    let wrong = OverrideKey::new(b"other").issue(&demo, Channel::Canary, expires);
+    let req = AssetRequest {
+        override_token: Some(&wrong),
+        ..get("https://x.test/demo/sdk.js")
+    };
+    let plan = serve(e.plan(&req, Some(&Identity::default()), counter()));
+    assert_eq!(
+        plan.headers.get("x-canary-override"),
+        None,
+        "a forged token is ignored"
+    );
+}
+
+#[test]
+fn served_requests_become_batches() {
+    let mut e = edge();
+    let tokens: Vec<TallyToken> = (0..3)
+        .map(|i| {
+            let plan = first_visit(&e, "https://x.test/demo/sdk.js", &format!("client-{i}"));
+            plan.tally.unwrap()
+        })
+        .collect();
+    assert!(e.served(&tokens[0], false, NOW).is_empty());
+    assert!(e.served(&tokens[1], false, NOW).is_empty());
+    let sent = e.served(&tokens[2], false, NOW);
+    assert_eq!(sent.len(), 1, "HEALTH_FLUSH_REQUESTS=3");
+    let (bundle, batch) = &sent[0];
+    assert_eq!(bundle.as_str(), "demo");
+    let counts = batch.clients.counts();
+    assert_eq!(counts.stable.clients + counts.canary.clients, 3);
+    assert_eq!(batch.weight, Some(Weight::new(50).unwrap()));
+    // A canary client the origin failed: a load and an error of the canary's, sent within
+    // a second.
+    let canary = (0..50)
+        .map(|i| first_visit(&e, "https://x.test/demo/sdk.js", &format!("c-{i}")))
+        .find(|p| p.channel == Some(Channel::Canary))
+        .and_then(|p| p.tally)
+        .unwrap();
+    assert!(e.served(&canary, true, NOW).is_empty());
+    let sent = e.served(&canary, true, NOW + 1_000.0);
+    let counts = sent[0].1.clients.counts();
+    assert_eq!((counts.canary.clients, counts.canary.errors), (1, 1));
+    // Tokens are ours; anything else counts nothing.
+    for bad in [
+        "",
+        "demo",
+        "demo\t1.0.0\t\t101\t0\t1",
+        "demo\t1.0.0\t\t50\t0\tzz",
+    ] {
+        assert!(
+            e.served(&TallyToken(bad.into()), true, NOW + 5_000.0)
+                .is_empty(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn misses() {
+    assert_eq!(
+        Edge::miss_error("demo/1.0.0/x.js", Miss::Absent).status(),
+        404
+    );
+    let e = Edge::miss_error("demo/1.0.0/x.js", Miss::Failed("r2 down".into()));
+    assert_eq!(e.status(), 502);
+    assert!(e.log_detail().contains("r2 down") && !e.public_message().contains("r2 down"));
+}

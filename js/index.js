@@ -1,0 +1,294 @@
+// canary-edge's entry module: the I/O of an asset request, around one synchronous call
+// into the routing module (Rust, `router/`) that decides it.
+//
+// - Asset requests (`/<bundle>/<path>`, `/<bundle>@<version>/<path>`): `plan()` decides
+//   the route, cohort, version, headers and cookie from the request's facts; this module
+//   does the awaits the plan names (the KV config when this isolate's copy is stale, the
+//   edge cache, R2, the stable fallback) and tells the router what was served, which
+//   returns the health batches due for the control plane.
+// - Everything else (`/__canary/...`: health, status, error reports, the admin API) and
+//   the `HealthMonitor` Durable Object run in the operations module (Rust, the `worker`
+//   crate, `src/`), imported on first use: an isolate that only serves SDK files never
+//   loads it.
+//
+// Values cross into wasm as `\n`-separated text (see router/src/lib.rs for the format):
+// one crossing per step instead of one per header.
+
+import { WorkerEntrypoint } from "cloudflare:workers";
+import routerWasm from "./router/router_bg.wasm";
+import {
+  initSync,
+  configure,
+  configured,
+  plan,
+  record_config,
+  served,
+  miss,
+  etag_matches,
+  override_header,
+} from "./router/router.js";
+
+initSync({ module: routerWasm });
+const OVERRIDE_HEADER = override_header();
+
+let operations = null;
+/** The operations module, loaded once per isolate, on the first request that needs it. */
+function loadOperations() {
+  operations ??= import("./control/index.js");
+  return operations;
+}
+
+export default class CanaryEdge extends WorkerEntrypoint {
+  async fetch(request) {
+    try {
+      return await handle(request, this.env, this.ctx);
+    } catch (e) {
+      log("internal_error", { detail: brief(e) });
+      return text(500, "internal error; the request was not served");
+    }
+  }
+}
+
+/** The Durable Object class lives in the operations module; this shell loads it lazily. */
+export class HealthMonitor {
+  constructor(state, env) {
+    this.state = state;
+    this.env = env;
+    this.inner = null;
+  }
+
+  async monitor() {
+    if (this.inner === null) {
+      const ops = await loadOperations();
+      this.inner ??= new ops.HealthMonitor(this.state, this.env);
+    }
+    return this.inner;
+  }
+
+  async fetch(request) {
+    return (await this.monitor()).fetch(request);
+  }
+
+  async alarm(info) {
+    return (await this.monitor()).alarm(info);
+  }
+}
+
+async function handle(request, env, ctx) {
+  const started = Date.now();
+  if (!configured()) configure(stringVars(env));
+  const headers = request.headers;
+  const head = `${request.method}\n${request.url}\n`;
+  const tail = `\n${opt(headers.get("cookie"))}\n${opt(headers.get(OVERRIDE_HEADER))}\n`;
+  let identity = "-";
+  let configRead = "0";
+  // At most: a config read, then the identities, then the plan.
+  for (let step = 0; step < 4; step++) {
+    const answer = plan(`${head}${Date.now()}\n${configRead}${tail}${identity}`);
+    switch (answer[0]) {
+      case "A":
+        return serveAsset(answer, request, env, ctx, started);
+      case "O": {
+        const ops = await loadOperations();
+        return new ops.default(ctx, env).fetch(request);
+      }
+      case "C":
+        await readConfig(answer, env);
+        configRead = "1";
+        break;
+      case "I":
+        identity = identityOf(request, answer.slice(2));
+        break;
+      default:
+        return failure(answer);
+    }
+  }
+  throw new Error("the routing plan did not settle");
+}
+
+/** The worker's string vars and secrets, for the router's settings (once per isolate). */
+function stringVars(env) {
+  const vars = {};
+  // `for...in`: an env may inherit its bindings (a wrapper made with Object.create).
+  for (const name in env) {
+    if (typeof env[name] === "string") vars[name] = env[name];
+  }
+  return JSON.stringify(vars);
+}
+
+/** `+value`, or `-` for none (a value with a newline cannot be a header; treat as none). */
+function opt(value) {
+  return typeof value === "string" && !value.includes("\n") ? "+" + value : "-";
+}
+
+/** The identities besides the cookie, read only when the cookie did not decide. */
+function identityOf(request, userKeyHeader) {
+  const cf = request.cf;
+  const bot = cf !== null && typeof cf === "object" ? cf.botManagement : undefined;
+  const field = (name) => (bot !== null && typeof bot === "object" ? bot[name] : undefined);
+  const h = request.headers;
+  return `+\n${opt(h.get(userKeyHeader))}\n${opt(field("ja4"))}\n${opt(field("ja3Hash"))}\n${opt(h.get("cf-connecting-ip"))}`;
+}
+
+/** Reads `rollout/<bundle>` (bounded by the configured timeout) into the router. */
+async function readConfig(answer, env) {
+  const [, bundle, key, timeoutMs] = answer.split("\n");
+  let kind;
+  let detail = "";
+  try {
+    const kv = env.ROLLOUTS;
+    if (!kv) throw new Error("binding ROLLOUTS: no such KV namespace binding");
+    const value = await withTimeout(kv.get(key, "text"), Number(timeoutMs), `KV read timed out after ${timeoutMs} ms`);
+    if (value === null) kind = "missing";
+    else {
+      kind = "value";
+      detail = value;
+    }
+  } catch (e) {
+    kind = "failed";
+    detail = brief(e);
+  }
+  const line = record_config(bundle, kind, detail, Date.now());
+  if (line) console.log(line);
+}
+
+async function withTimeout(promise, ms, message) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function serveAsset(answer, request, env, ctx, started) {
+  const p = answer.split("\n");
+  const [, bundle, headFlag, defaultType, storedCacheControl, version, channel, cacheKey, key] = p;
+  const [fallbackVersion, fallbackCacheKey, fallbackKey, tally] = p.slice(9, 13);
+  const isHead = headFlag === "1";
+  const file = { defaultType, storedCacheControl, isHead };
+
+  let found = await load(env, ctx, cacheKey, key, file);
+  let servedVersion = version;
+  let servedChannel = channel;
+  let fellBack = false;
+  if (found.miss !== undefined) {
+    // Floating canary requests fall back to stable rather than break a page.
+    if (!fallbackKey) return failure(miss(key, found.miss));
+    const stable = await load(env, ctx, fallbackCacheKey, fallbackKey, file);
+    if (stable.miss !== undefined) return failure(miss(fallbackKey, stable.miss));
+    // Logged only when stable has the file: a path missing from both versions is a plain
+    // 404 (scanners), not a broken canary.
+    log("canary_fallback", { bundle, canary: version, stable: fallbackVersion, key, reason: found.miss || "missing" });
+    found = stable;
+    servedVersion = fallbackVersion;
+    servedChannel = "stable";
+    fellBack = true;
+  }
+  if (tally) sendBatches(served(tally, fellBack, Date.now()), env, ctx);
+
+  const headers = new Headers();
+  headers.set("content-type", found.contentType);
+  headers.set("etag", found.etag);
+  for (let i = 13; i + 1 < p.length; i += 2) headers.set(p[i], p[i + 1]);
+  headers.set("x-canary-version", servedVersion);
+  if (servedChannel) headers.set("x-canary-channel", servedChannel);
+  if (fellBack) headers.set("x-canary-fallback", "stable");
+  headers.set("server-timing", `edge;dur=${Date.now() - started}, cache;desc=${found.fromCache ? "hit" : "miss"}`);
+
+  const inm = request.headers.get("if-none-match");
+  if (inm !== null && etag_matches(inm, found.etag)) return new Response(null, { status: 304, headers });
+  return new Response(isHead ? null : found.body, { status: 200, headers });
+}
+
+/**
+ * One file of one version: from the edge cache, else from R2 (then cached without holding
+ * up the response). `{ miss: "" }` when absent, `{ miss: detail }` when the origin failed.
+ */
+async function load(env, ctx, cacheKey, key, { defaultType, storedCacheControl, isHead }) {
+  const cache = caches.default;
+  try {
+    const hit = await cache.match(cacheKey);
+    const etag = hit?.headers.get("etag");
+    if (etag) {
+      return { body: hit.body, etag, contentType: hit.headers.get("content-type") || defaultType, fromCache: true };
+    }
+  } catch (e) {
+    log("cache_read_failed", { key: cacheKey, detail: brief(e) });
+  }
+
+  const bucket = env.BUNDLES;
+  if (!bucket) return { miss: "binding BUNDLES: no such R2 bucket binding" };
+  let object;
+  try {
+    object = isHead ? await bucket.head(key) : await bucket.get(key);
+  } catch (e) {
+    return { miss: brief(e) || "R2 request failed" };
+  }
+  if (object === null) return { miss: "" };
+  const etag = object.httpEtag;
+  const contentType = object.httpMetadata?.contentType || defaultType;
+  if (isHead) return { body: null, etag, contentType, fromCache: false };
+
+  // The copy in the edge cache carries no cookie and no cohort: those are per response.
+  const stored = new Response(object.body, {
+    headers: { "content-type": contentType, etag, "cache-control": storedCacheControl },
+  });
+  const copy = stored.clone();
+  ctx.waitUntil(cache.put(cacheKey, copy).catch((e) => log("cache_write_failed", { key: cacheKey, detail: brief(e) })));
+  return { body: stored.body, etag, contentType, fromCache: false };
+}
+
+/** Sends the router's due batches (`bundle\nbody\n` pairs) to each bundle's monitor. */
+function sendBatches(batches, env, ctx) {
+  const health = env.HEALTH;
+  // Without a HEALTH binding, health monitoring is off and counts are dropped.
+  if (!batches || !health) return;
+  const parts = batches.split("\n");
+  for (let i = 0; i + 1 < parts.length; i += 2) {
+    const bundle = parts[i];
+    const body = parts[i + 1];
+    ctx.waitUntil(
+      (async () => {
+        try {
+          const stub = health.get(health.idFromName(bundle));
+          await stub.fetch("https://monitor.canary-edge/ingest", {
+            method: "POST",
+            headers: { "x-canary-bundle": bundle, "content-type": "application/json" },
+            body,
+          });
+        } catch (e) {
+          log("health_send_failed", { bundle, detail: brief(e) });
+        }
+      })(),
+    );
+  }
+}
+
+/** An `E` answer of the router as a response (and its log line, for 5xx). */
+function failure(answer) {
+  const [, status, name, value, line, ...message] = answer.split("\n");
+  if (line) console.log(line);
+  const resp = text(Number(status), message.join("\n"));
+  if (name) resp.headers.set(name, value);
+  return resp;
+}
+
+function text(status, message) {
+  return new Response(`${status} ${message}\n`, {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+  });
+}
+
+function log(event, fields) {
+  console.log(JSON.stringify({ event, service: "canary-edge", ...fields }));
+}
+
+/** The first line of an error, bounded: runtime errors carry whole stacks. */
+function brief(e) {
+  return String(e?.message ?? e).split("\n")[0].slice(0, 240);
+}
