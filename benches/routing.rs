@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use canary_core::config::{BundleName, Rollout};
 use canary_core::decide::{ClientFacts, PreparedRollout, Router};
+use canary_core::rollouts::KvRead;
 use canary_core::route::{self, Route};
+use canary_core::serve::{AssetRequest, Edge, Identity, Step};
 use canary_core::settings::Settings;
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -187,6 +189,64 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
+/// The worker's whole synchronous part of an asset request, as the routing wasm runs it:
+/// `Edge::plan` (path, config look-up, cookie, decision, override check, cache keys,
+/// headers, tally token) and `Edge::served` (the health counts).
+fn plan_benches(c: &mut Criterion) {
+    let (router, _, cookie) = setup();
+    let settings = Settings {
+        cohorts: 10,
+        salt: "bench-salt".into(),
+        cookie_secret: Some("bench-cookie-secret".into()),
+        ..Settings::default()
+    };
+    let mut edge = Edge::new(settings);
+    let now = 1_800_000_000_000.0;
+    let demo = BundleName::parse("demo").unwrap();
+    let config = r#"{"stable":"1.4.2","canary":"1.5.0","weight":30}"#;
+    edge.record_config(&demo, KvRead::Value(config.into()), now);
+    // The same cookie the edge would verify (the router above shares the secret).
+    let cookie = cookie.replace(
+        &router.cookie().value(7, 0x5eed_1234_abcd_0042),
+        &edge.router.cookie().value(7, 0x5eed_1234_abcd_0042),
+    );
+    let request = |cookie| AssetRequest {
+        method: "GET",
+        url: "https://sdk.example.com/demo/sdk.js",
+        cookie,
+        override_token: None,
+        now_ms: now,
+        config_read: false,
+    };
+    let returning = request(Some(cookie.as_str()));
+    let first = request(None);
+    let identity = Identity {
+        ja4: Some(CHROME_JA4),
+        client_ip: Some(IPV6),
+        ..Identity::default()
+    };
+    let token = match edge.plan(&returning, None, || 0) {
+        Step::Serve(plan) => plan.tally.clone().expect("a floating GET is counted"),
+        other => panic!("{other:?}"),
+    };
+
+    let mut g = c.benchmark_group("plan");
+    g.bench_function("returning_cookie", |b| {
+        b.iter(|| edge.plan(black_box(&returning), None, || 0))
+    });
+    g.bench_function("first_visit_fingerprint", |b| {
+        let mut x = 0u64;
+        b.iter(|| {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            edge.plan(black_box(&first), Some(black_box(&identity)), || x)
+        })
+    });
+    g.bench_function("served", |b| {
+        b.iter(|| edge.served(black_box(&token), false, now))
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -196,8 +256,14 @@ fn config() -> Criterion {
 }
 
 criterion_group! {
+    name = plan;
+    config = config();
+    targets = plan_benches
+}
+
+criterion_group! {
     name = routing;
     config = config();
     targets = benches
 }
-criterion_main!(routing);
+criterion_main!(routing, plan);

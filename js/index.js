@@ -19,7 +19,6 @@ import routerWasm from "./router/router_bg.wasm";
 import {
   initSync,
   configure,
-  configured,
   plan,
   record_config,
   served,
@@ -31,6 +30,7 @@ import {
 initSync({ module: routerWasm });
 const OVERRIDE_HEADER = override_header();
 
+let configured = false;
 let operations = null;
 /** The operations module, loaded once per isolate, on the first request that needs it. */
 function loadOperations() {
@@ -76,7 +76,11 @@ export class HealthMonitor {
 
 async function handle(request, env, ctx) {
   const started = Date.now();
-  if (!configured()) configure(stringVars(env));
+  // Once per isolate: the vars and secrets do not change within one.
+  if (!configured) {
+    configure(stringVars(env));
+    configured = true;
+  }
   const headers = request.headers;
   const head = `${request.method}\n${request.url}\n`;
   const tail = `\n${opt(headers.get("cookie"))}\n${opt(headers.get(OVERRIDE_HEADER))}\n`;

@@ -73,7 +73,10 @@ const SEGMENT_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 /// would add ~100 KB to the wasm for this one lookup).
 pub fn origin_of(url: &str) -> &str {
     let host_start = url.find("://").map_or(0, |i| i + 3);
-    match url[host_start..].find(['/', '?', '#']) {
+    let end = url.as_bytes()[host_start..]
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'));
+    match end {
         Some(i) => &url[..host_start + i],
         None => url,
     }
@@ -83,7 +86,10 @@ pub fn origin_of(url: &str) -> &str {
 /// up to the query or fragment; `/` when empty. Still percent-encoded, as [`parse`] wants.
 pub fn path_of(url: &str) -> &str {
     let rest = &url[origin_of(url).len()..];
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let end = rest
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(rest.len());
     match &rest[..end] {
         "" => "/",
         path => path,

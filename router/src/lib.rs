@@ -42,12 +42,6 @@ pub fn override_header() -> String {
     canary_core::override_token::OVERRIDE_HEADER.to_owned()
 }
 
-/// Whether [`configure`] ran in this isolate.
-#[wasm_bindgen]
-pub fn configured() -> bool {
-    EDGE.with(|cell| cell.borrow().is_some())
-}
-
 fn with_edge<T>(
     f: impl FnOnce(&mut Edge) -> T,
     misconfigured: impl FnOnce(&SettingsError) -> T,
