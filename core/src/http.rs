@@ -53,6 +53,10 @@ pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 pub struct HeaderLines(String);
 
 impl HeaderLines {
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self(String::with_capacity(bytes))
+    }
+
     /// Appends a header. A value with a newline would shift every later pair; none of ours
     /// has one, and any that did would not be a valid header value anyway.
     pub fn set(&mut self, name: &str, value: &str) {

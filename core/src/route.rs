@@ -43,13 +43,32 @@ impl AssetRoute {
     /// The pinned URL path of this asset in `version`: also the edge cache key's path, since
     /// the bytes of one file in one version never change.
     pub fn pinned_path(&self, version: &Version) -> String {
+        self.pinned_url("", version)
+    }
+
+    /// `origin` + [`Self::pinned_path`], built in one string (the edge cache key).
+    pub fn pinned_url(&self, origin: &str, version: &Version) -> String {
+        let mut out = String::with_capacity(
+            origin.len()
+                + self.bundle.as_str().len()
+                + version.as_str().len()
+                + self.path.len()
+                + 8,
+        );
+        out.push_str(origin);
+        out.push('/');
+        out.push_str(self.bundle.as_str());
+        out.push('@');
+        out.push_str(version.as_str());
         // Re-encode so the cache key is a valid URL whatever the file name.
-        let encoded: Vec<String> = self
-            .path
-            .split('/')
-            .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT_ENCODE).to_string())
-            .collect();
-        format!("/{}@{}/{}", self.bundle, version, encoded.join("/"))
+        for segment in self.path.split('/') {
+            out.push('/');
+            out.extend(percent_encoding::utf8_percent_encode(
+                segment,
+                SEGMENT_ENCODE,
+            ));
+        }
+        out
     }
 }
 

@@ -349,7 +349,7 @@ impl Edge {
         head: bool,
     ) -> AssetPlan<'_> {
         let load_of = |version: &Version| Load {
-            cache_key: format!("{origin}{}", asset.pinned_path(version)),
+            cache_key: asset.pinned_url(origin, version),
             object_key: asset.object_key(version),
         };
         let fallback =
@@ -359,7 +359,7 @@ impl Edge {
                     load_of(&prepared.rollout.stable),
                 )
             });
-        let mut headers = HeaderLines::default();
+        let mut headers = HeaderLines::with_capacity(512);
         let cache_control = match (asset.pin.is_some(), routed.overridden.is_some()) {
             (_, true) => "private, no-store",
             (true, false) => &self.pinned_cache_control,
@@ -428,17 +428,20 @@ fn owned(d: Decision<'_>) -> OwnedDecision {
 
 impl TallyToken {
     fn new(prepared: &PreparedRollout, channel: Channel, client: u64) -> Self {
+        use std::fmt::Write;
         let r = &prepared.rollout;
         let canary = r.live_canary().map(Version::as_str).unwrap_or("");
-        Self(format!(
-            "{}\t{}\t{}\t{}\t{}\t{:x}",
+        let mut token = String::with_capacity(64);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            token,
+            "{}\t{}\t{canary}\t{}\t{}\t{client:x}",
             prepared.bundle,
             r.stable,
-            canary,
             r.weight.percent(),
             u8::from(channel == Channel::Canary),
-            client
-        ))
+        );
+        Self(token)
     }
 }
 

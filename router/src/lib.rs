@@ -205,8 +205,12 @@ fn encode_plan(p: &AssetPlan<'_>) -> String {
         fb_key,
         p.tally.as_ref().map_or("", |t| t.0.as_str()),
     ];
-    let mut out = fields.join("\n");
-    out.push('\n');
+    let size = fields.iter().map(|f| f.len() + 1).sum::<usize>() + p.headers.as_str().len();
+    let mut out = String::with_capacity(size);
+    for field in fields {
+        out.push_str(field);
+        out.push('\n');
+    }
     out.push_str(p.headers.as_str());
     out
 }
