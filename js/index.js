@@ -25,6 +25,7 @@ import {
   miss,
   etag_matches,
   override_header,
+  __wbg_reset_state as resetRouter,
 } from "./router/router.js";
 
 initSync({ module: routerWasm });
@@ -44,6 +45,12 @@ export default class CanaryEdge extends WorkerEntrypoint {
       return await handle(request, this.env, this.ctx);
     } catch (e) {
       log("internal_error", { detail: brief(e) });
+      if (e instanceof WebAssembly.RuntimeError) {
+        // A trap (a Rust panic aborts) can leave the router's state half-updated: start it
+        // afresh, as worker-build's shim does for the operations module.
+        resetRouter();
+        configured = false;
+      }
       return text(500, "internal error; the request was not served");
     }
   }

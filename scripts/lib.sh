@@ -83,7 +83,8 @@ build_worker() {
     rm -rf build/control/worker build/control/package.json build/control/.gitignore
     shrink_wasm build/control/index_bg.wasm
     cargo build -p canary-router --target wasm32-unknown-unknown --release >&2
-    wasm-bindgen --target web --no-typescript --out-dir build/router --out-name router \
+    wasm-bindgen --target web --no-typescript --experimental-reset-state-function \
+      --out-dir build/router --out-name router \
       target/wasm32-unknown-unknown/release/canary_router.wasm >&2
     shrink_wasm build/router/router_bg.wasm
     cp js/index.js build/index.js
