@@ -14,7 +14,6 @@
 // Values cross into wasm as `\n`-separated text (see router/src/lib.rs for the format):
 // one crossing per step instead of one per header.
 
-import { WorkerEntrypoint } from "cloudflare:workers";
 import routerWasm from "./router/router_bg.wasm";
 import {
   initSync,
@@ -24,14 +23,18 @@ import {
   served,
   miss,
   etag_matches,
-  override_header,
+  constants,
   __wbg_reset_state as resetRouter,
 } from "./router/router.js";
 
 initSync({ module: routerWasm });
-const OVERRIDE_HEADER = override_header();
 
+// Per isolate, from the router once configured: the override header's name, the edge
+// cache copy's Cache-Control, and the headers every asset response carries.
 let configured = false;
+let OVERRIDE_HEADER = "";
+let STORED_CACHE_CONTROL = "";
+let STATIC_HEADERS = [];
 let operations = null;
 /** The operations module, loaded once per isolate, on the first request that needs it. */
 function loadOperations() {
@@ -39,11 +42,9 @@ function loadOperations() {
   return operations;
 }
 
-export default class CanaryEdge extends WorkerEntrypoint {
-  async fetch(request) {
-    try {
-      return await handle(request, this.env, this.ctx);
-    } catch (e) {
+export default {
+  fetch(request, env, ctx) {
+    return handle(request, env, ctx).catch((e) => {
       log("internal_error", { detail: brief(e) });
       if (e instanceof WebAssembly.RuntimeError) {
         // A trap (a Rust panic aborts) can leave the router's state half-updated: start it
@@ -52,9 +53,9 @@ export default class CanaryEdge extends WorkerEntrypoint {
         configured = false;
       }
       return text(500, "internal error; the request was not served");
-    }
-  }
-}
+    });
+  },
+};
 
 /** The Durable Object class lives in the operations module; this shell loads it lazily. */
 export class HealthMonitor {
@@ -84,10 +85,7 @@ export class HealthMonitor {
 async function handle(request, env, ctx) {
   const started = Date.now();
   // Once per isolate: the vars and secrets do not change within one.
-  if (!configured) {
-    configure(stringVars(env));
-    configured = true;
-  }
+  if (!configured) configureRouter(env);
   const headers = request.headers;
   const head = `${request.method}\n${request.url}\n`;
   const tail = `\n${opt(headers.get("cookie"))}\n${opt(headers.get(OVERRIDE_HEADER))}\n`;
@@ -115,6 +113,16 @@ async function handle(request, env, ctx) {
     }
   }
   throw new Error("the routing plan did not settle");
+}
+
+function configureRouter(env) {
+  configure(stringVars(env));
+  const [override, stored, ...lines] = constants().split("\n");
+  OVERRIDE_HEADER = override;
+  STORED_CACHE_CONTROL = stored;
+  STATIC_HEADERS = [];
+  for (let i = 0; i + 1 < lines.length; i += 2) STATIC_HEADERS.push([lines[i], lines[i + 1]]);
+  configured = true;
 }
 
 /** The worker's string vars and secrets, for the router's settings (once per isolate). */
@@ -177,19 +185,21 @@ async function withTimeout(promise, ms, message) {
 
 async function serveAsset(answer, request, env, ctx, started) {
   const p = answer.split("\n");
-  const [, bundle, headFlag, defaultType, storedCacheControl, version, channel, cacheKey, key] = p;
-  const [fallbackVersion, fallbackCacheKey, fallbackKey, tally] = p.slice(9, 13);
+  const [, bundle, headFlag, defaultType, version, channel, cacheKey, key] = p;
+  const [fallbackVersion, fallbackCacheKey, fallbackKey, tally] = p.slice(8, 12);
   const isHead = headFlag === "1";
-  const file = { defaultType, storedCacheControl, isHead };
 
-  let found = await load(env, ctx, cacheKey, key, file);
+  // The edge cache first (inline: the hot path), then R2.
+  let found = await cached(cacheKey, defaultType);
+  if (found === null) found = await fromR2(env, ctx, cacheKey, key, defaultType, isHead);
   let servedVersion = version;
   let servedChannel = channel;
   let fellBack = false;
   if (found.miss !== undefined) {
     // Floating canary requests fall back to stable rather than break a page.
     if (!fallbackKey) return failure(miss(key, found.miss));
-    const stable = await load(env, ctx, fallbackCacheKey, fallbackKey, file);
+    let stable = await cached(fallbackCacheKey, defaultType);
+    if (stable === null) stable = await fromR2(env, ctx, fallbackCacheKey, fallbackKey, defaultType, isHead);
     if (stable.miss !== undefined) return failure(miss(fallbackKey, stable.miss));
     // Logged only when stable has the file: a path missing from both versions is a plain
     // 404 (scanners), not a broken canary.
@@ -201,36 +211,40 @@ async function serveAsset(answer, request, env, ctx, started) {
   }
   if (tally) sendBatches(served(tally, fellBack, Date.now()), env, ctx);
 
-  const headers = new Headers();
-  headers.set("content-type", found.contentType);
-  headers.set("etag", found.etag);
-  for (let i = 13; i + 1 < p.length; i += 2) headers.set(p[i], p[i + 1]);
-  headers.set("x-canary-version", servedVersion);
-  if (servedChannel) headers.set("x-canary-channel", servedChannel);
-  if (fellBack) headers.set("x-canary-fallback", "stable");
-  headers.set("server-timing", `edge;dur=${Date.now() - started}, cache;desc=${found.fromCache ? "hit" : "miss"}`);
+  // One array, one conversion in the Response constructor (not a call per header).
+  const headers = [
+    ["content-type", found.contentType],
+    ["etag", found.etag],
+    ["x-canary-version", servedVersion],
+    ["server-timing", `edge;dur=${Date.now() - started}, cache;desc=${found.fromCache ? "hit" : "miss"}`],
+    ...STATIC_HEADERS,
+  ];
+  for (let i = 12; i + 1 < p.length; i += 2) headers.push([p[i], p[i + 1]]);
+  if (servedChannel) headers.push(["x-canary-channel", servedChannel]);
+  if (fellBack) headers.push(["x-canary-fallback", "stable"]);
 
   const inm = request.headers.get("if-none-match");
   if (inm !== null && etag_matches(inm, found.etag)) return new Response(null, { status: 304, headers });
   return new Response(isHead ? null : found.body, { status: 200, headers });
 }
 
-/**
- * One file of one version: from the edge cache, else from R2 (then cached without holding
- * up the response). `{ miss: "" }` when absent, `{ miss: detail }` when the origin failed.
- */
-async function load(env, ctx, cacheKey, key, { defaultType, storedCacheControl, isHead }) {
-  const cache = caches.default;
+/** The file from the edge cache, or `null`. A failed cache read is logged and skipped. */
+async function cached(cacheKey, defaultType) {
   try {
-    const hit = await cache.match(cacheKey);
+    const hit = await caches.default.match(cacheKey);
     const etag = hit?.headers.get("etag");
-    if (etag) {
-      return { body: hit.body, etag, contentType: hit.headers.get("content-type") || defaultType, fromCache: true };
-    }
+    if (etag) return { body: hit.body, etag, contentType: hit.headers.get("content-type") || defaultType, fromCache: true };
   } catch (e) {
     log("cache_read_failed", { key: cacheKey, detail: brief(e) });
   }
+  return null;
+}
 
+/**
+ * The file from R2, then cached without holding up the response. `{ miss: "" }` when
+ * absent, `{ miss: detail }` when the origin failed.
+ */
+async function fromR2(env, ctx, cacheKey, key, defaultType, isHead) {
   const bucket = env.BUNDLES;
   if (!bucket) return { miss: "binding BUNDLES: no such R2 bucket binding" };
   let object;
@@ -246,10 +260,12 @@ async function load(env, ctx, cacheKey, key, { defaultType, storedCacheControl, 
 
   // The copy in the edge cache carries no cookie and no cohort: those are per response.
   const stored = new Response(object.body, {
-    headers: { "content-type": contentType, etag, "cache-control": storedCacheControl },
+    headers: { "content-type": contentType, etag, "cache-control": STORED_CACHE_CONTROL },
   });
   const copy = stored.clone();
-  ctx.waitUntil(cache.put(cacheKey, copy).catch((e) => log("cache_write_failed", { key: cacheKey, detail: brief(e) })));
+  ctx.waitUntil(
+    caches.default.put(cacheKey, copy).catch((e) => log("cache_write_failed", { key: cacheKey, detail: brief(e) })),
+  );
   return { body: stored.body, etag, contentType, fromCache: false };
 }
 

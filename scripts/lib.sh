@@ -60,9 +60,12 @@ ensure_all() {
 WASM_FEATURES=(--enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int
   --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling)
 
-# Size pass: -Oz, no name or producers sections.
+# Size pass: -Oz, no name or producers sections. KEEP_WASM_NAMES=1 keeps the function names
+# (bigger, same code), so that CPU profiles name wasm frames (bench/profile.mjs).
 shrink_wasm() {
-  wasm-opt "$1" -o "$1" -Oz --strip-debug --strip-producers "${WASM_FEATURES[@]}" >&2
+  local names=(--strip-debug)
+  [ "${KEEP_WASM_NAMES:-0}" = 1 ] && names=(-g)
+  wasm-opt "$1" -o "$1" -Oz "${names[@]}" --strip-producers "${WASM_FEATURES[@]}" >&2
 }
 
 # Builds the worker into build/, as wrangler uploads it (no bundling, see wrangler.toml):

@@ -61,7 +61,7 @@ pub struct Load {
 
 /// How to serve an asset once its bytes are found.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AssetPlan<'a> {
+pub struct AssetPlan {
     pub bundle: BundleName,
     /// HEAD: metadata only, nothing cached.
     pub head: bool,
@@ -73,11 +73,9 @@ pub struct AssetPlan<'a> {
     pub fallback: Option<(Version, Load)>,
     /// `Content-Type` when the object has none.
     pub default_content_type: &'static str,
-    /// `Cache-Control` of the copy kept in the edge cache (which carries no cookie and no
-    /// cohort: those are added per response).
-    pub stored_cache_control: &'a str,
-    /// Response headers besides `content-type`, `etag`, `server-timing`, and those a
-    /// fallback changes (`x-canary-version`, `x-canary-channel`, `x-canary-fallback`).
+    /// Response headers of this request, besides [`Edge::static_headers`], `content-type`,
+    /// `etag`, `server-timing`, and those a fallback changes (`x-canary-version`,
+    /// `x-canary-channel`, `x-canary-fallback`).
     pub headers: HeaderLines,
     /// The channel header of the routed version (absent for a pinned old version).
     pub channel: Option<Channel>,
@@ -93,7 +91,7 @@ pub struct TallyToken(pub String);
 
 /// The next thing the entry module does for a request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Step<'a> {
+pub enum Step {
     /// `/__canary/...`: the operations module answers.
     Ops,
     /// The bundle's config is not fresh in this isolate: read `kv_key`, give the outcome
@@ -108,7 +106,7 @@ pub enum Step<'a> {
     /// Answer with this error.
     Fail(EdgeError),
     /// Load and serve.
-    Serve(Box<AssetPlan<'a>>),
+    Serve(Box<AssetPlan>),
 }
 
 /// A log line the entry module writes for the edge: `event` and its fields.
@@ -175,7 +173,7 @@ impl Edge {
         req: &AssetRequest<'_>,
         identity: Option<&Identity<'_>>,
         mut random: impl FnMut() -> u64,
-    ) -> Step<'_> {
+    ) -> Step {
         let asset = match route::parse(route::path_of(req.url)) {
             Ok(Route::Asset(asset)) => asset,
             Ok(Route::Ops(_)) => return Step::Ops,
@@ -238,6 +236,22 @@ impl Edge {
         Step::Serve(Box::new(
             self.asset_plan(origin, &asset, &prepared, routed, head),
         ))
+    }
+
+    /// Headers every asset response carries, the same for every request: handed to the
+    /// entry module once per isolate rather than in every plan.
+    pub fn static_headers() -> HeaderLines {
+        let mut headers = HeaderLines::default();
+        headers.set("access-control-allow-origin", "*");
+        headers.set("access-control-expose-headers", EXPOSED_HEADERS);
+        headers.set("x-content-type-options", "nosniff");
+        headers
+    }
+
+    /// `Cache-Control` of the copy kept in the edge cache (which carries no cookie and no
+    /// cohort: those are added per response).
+    pub fn stored_cache_control(&self) -> &str {
+        &self.stored_cache_control
     }
 
     /// Records a KV read of `bundle`'s config; the log line says when the config served is
@@ -347,7 +361,7 @@ impl Edge {
         prepared: &Rc<PreparedRollout>,
         routed: Routed,
         head: bool,
-    ) -> AssetPlan<'_> {
+    ) -> AssetPlan {
         let load_of = |version: &Version| Load {
             cache_key: asset.pinned_url(origin, version),
             object_key: asset.object_key(version),
@@ -375,9 +389,6 @@ impl Edge {
                 headers.set("set-cookie", cookie);
             }
         }
-        headers.set("access-control-allow-origin", "*");
-        headers.set("access-control-expose-headers", EXPOSED_HEADERS);
-        headers.set("x-content-type-options", "nosniff");
         // Real script loads of the floating URL feed the canary's health; HEAD requests,
         // overrides (QA, probes) and pinned chunk loads do not.
         let tally = match (&routed.decision, routed.overridden, head) {
@@ -391,7 +402,6 @@ impl Edge {
             version: routed.version,
             fallback,
             default_content_type: content_type_for(&asset.path),
-            stored_cache_control: &self.stored_cache_control,
             headers,
             channel: routed.channel,
             tally,

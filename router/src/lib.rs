@@ -9,7 +9,7 @@
 //! - `C bundle kv_key timeout_ms`: read the config, call [`record_config`], ask again;
 //! - `I user_key_header`: ask again with the request's identities;
 //! - `E status header_name header_value log_line message`: answer with an error;
-//! - `A bundle head default_content_type stored_cache_control version channel cache_key
+//! - `A bundle head default_content_type version channel cache_key
 //!   object_key fallback_version fallback_cache_key fallback_object_key tally_token`, then
 //!   header name/value pairs: serve.
 
@@ -36,10 +36,20 @@ pub fn configure(vars_json: &str) {
     EDGE.with(|cell| *cell.borrow_mut() = Some(edge));
 }
 
-/// The request header that carries a signed override token (read with the cookie).
+/// What the entry module needs once per isolate (after [`configure`]): the request header
+/// that carries a signed override token, the `Cache-Control` of the edge cache's copy, then
+/// the headers every asset response carries, as name/value lines.
 #[wasm_bindgen]
-pub fn override_header() -> String {
-    canary_core::override_token::OVERRIDE_HEADER.to_owned()
+pub fn constants() -> String {
+    let stored = with_edge(
+        |edge| edge.stored_cache_control().to_owned(),
+        |_| String::new(),
+    );
+    format!(
+        "{}\n{stored}\n{}",
+        canary_core::override_token::OVERRIDE_HEADER,
+        Edge::static_headers().as_str()
+    )
 }
 
 fn with_edge<T>(
@@ -181,7 +191,7 @@ fn encode(edge: &Edge, step: Step) -> String {
     }
 }
 
-fn encode_plan(p: &AssetPlan<'_>) -> String {
+fn encode_plan(p: &AssetPlan) -> String {
     let (fb_version, fb_cache, fb_key) = match &p.fallback {
         Some((v, load)) => (
             v.as_str(),
@@ -195,7 +205,6 @@ fn encode_plan(p: &AssetPlan<'_>) -> String {
         p.bundle.as_str(),
         if p.head { "1" } else { "0" },
         p.default_content_type,
-        p.stored_cache_control,
         p.version.as_str(),
         p.channel.map_or("", |c| c.as_str()),
         &p.load.cache_key,

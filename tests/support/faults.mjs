@@ -135,7 +135,6 @@ export default {
     const spec = await readSpec(env);
     cacheSpec = spec;
     patchCache();
-    const worker = new Inner(ctx, wrapEnv(env, spec));
-    return worker.fetch(request);
+    return Inner.fetch(request, wrapEnv(env, spec), ctx);
   },
 };

@@ -49,7 +49,7 @@ fn counter() -> impl FnMut() -> u64 {
     }
 }
 
-fn serve(step: Step<'_>) -> AssetPlan<'_> {
+fn serve(step: Step) -> AssetPlan {
     match step {
         Step::Serve(plan) => *plan,
         other => panic!("expected a plan, got {other:?}"),
@@ -57,12 +57,24 @@ fn serve(step: Step<'_>) -> AssetPlan<'_> {
 }
 
 /// A plan for a client with the given identity (no cookie).
-fn first_visit<'e>(e: &'e Edge, url: &str, user_key: &str) -> AssetPlan<'e> {
+fn first_visit(e: &Edge, url: &str, user_key: &str) -> AssetPlan {
     let id = Identity {
         user_key: Some(user_key),
         ..Identity::default()
     };
     serve(e.plan(&get(url), Some(&id), counter()))
+}
+
+#[test]
+fn every_asset_response_carries_the_static_headers() {
+    let h = Edge::static_headers();
+    assert_eq!(h.get("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        h.get("access-control-expose-headers"),
+        Some(EXPOSED_HEADERS)
+    );
+    assert_eq!(h.get("x-content-type-options"), Some("nosniff"));
+    assert_eq!(h.pairs().count(), 3);
 }
 
 #[test]
@@ -185,7 +197,8 @@ fn a_first_visit_gets_a_cohort_a_cookie_and_a_tally() {
         );
         assert_eq!(
             plan.headers.get("access-control-expose-headers"),
-            Some(EXPOSED_HEADERS)
+            None,
+            "static"
         );
         assert!(plan.tally.is_some(), "a floating GET is counted");
         assert_eq!(plan.default_content_type, "text/javascript; charset=utf-8");
@@ -196,7 +209,7 @@ fn a_first_visit_gets_a_cohort_a_cookie_and_a_tally() {
                 assert_eq!(plan.load.object_key, "demo/1.1.0/sdk.js");
                 assert_eq!(plan.load.cache_key, "https://x.test/demo@1.1.0/sdk.js");
                 assert_eq!(
-                    plan.stored_cache_control,
+                    e.stored_cache_control(),
                     "public, max-age=31536000, immutable"
                 );
                 let (stable, load) = plan.fallback.as_ref().expect("canary falls back");

@@ -1,0 +1,170 @@
+// What the workerd benchmarks share: the three workers, starting one in its own Miniflare
+// (its own workerd process) on 127.0.0.1 with seeded KV and R2, the workerd process's CPU
+// time, and wrk. Used by throughput.mjs and profile.mjs.
+
+import { execFileSync } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
+import { join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare, convertV4MiniflareOptions } from "miniflare";
+import { workerModules } from "../tests/support/modules.mjs";
+
+export const ROOT = resolve(fileURLToPath(import.meta.url), "../..");
+export const ROLLOUT = { stable: "1.0.0", canary: "1.1.0", weight: 30 };
+export const VARS = { COHORTS: "10", COHORT_SALT: "bench-salt", COHORT_SECRET: "bench-secret", CONFIG_TTL_MS: "5000" };
+/** Every request carries a client address: canary-edge hashes the network with the fingerprint. */
+export const CLIENT = { "cf-connecting-ip": "203.0.113.77", "user-agent": "bench" };
+
+/** The workers compared, by name. `buildDir`: canary-edge's build (default build/). */
+export function workers(buildDir = join(ROOT, "build")) {
+  const edge = { modules: workerModules(buildDir), modulesRoot: buildDir };
+  const health = { HEALTH: { className: "HealthMonitor", useSQLite: true } };
+  return {
+    "canary-edge": { ...edge, durableObjects: health },
+    "canary-edge (no HEALTH binding)": { ...edge, only: ["hot"] },
+    // Attribution of the health counting cost (run with --explore only).
+    "canary-edge (HEALTH, flush every 100k requests / 10 min)": {
+      ...edge,
+      durableObjects: health,
+      vars: { HEALTH_FLUSH_REQUESTS: "100000", HEALTH_FLUSH_MS: "600000" },
+      only: ["hot"],
+      explore: true,
+    },
+    "JS same logic": { modules: [{ type: "ESModule", path: join(ROOT, "bench/workers/js-same-logic.mjs") }], modulesRoot: ROOT },
+    "JS floor": { modules: [{ type: "ESModule", path: join(ROOT, "bench/workers/floor.mjs") }], modulesRoot: ROOT },
+  };
+}
+
+function fixtures() {
+  const out = [];
+  const base = join(ROOT, "fixtures");
+  const walk = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (p.endsWith(".js")) out.push([relative(base, p).split("\\").join("/"), readFileSync(p)]);
+    }
+  };
+  walk(join(base, "demo"));
+  return out;
+}
+
+/** The workerd process Miniflare started for us: our newest child called workerd. */
+function workerdPid() {
+  let best = null;
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ppid = Number(fields[1]);
+    const started = Number(fields[19]);
+    if (comm === "workerd" && ppid === process.pid && (!best || started > best.started)) best = { pid: Number(name), started };
+  }
+  return best?.pid ?? null;
+}
+
+const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+
+/** User + system CPU time of a process, in ms (resolution 1000 / CLK_TCK ms). */
+export function cpuMs(pid) {
+  if (!pid) return NaN;
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+/**
+ * Starts one worker alone in a fresh Miniflare on 127.0.0.1:`port`, seeded with the demo
+ * bundle and the rollout. Returns { mf, url (the floating SDK URL), readyMs, pid }.
+ */
+export async function start(def, { cache = true, port = 8791, inspectorPort } = {}) {
+  const options = convertV4MiniflareOptions({
+    modules: def.modules,
+    modulesRoot: def.modulesRoot,
+    compatibilityDate: "2026-11-01",
+    kvNamespaces: { ROLLOUTS: "rollouts" },
+    r2Buckets: { BUNDLES: "bundles" },
+    durableObjects: def.durableObjects,
+    bindings: { ...VARS, ...(def.vars ?? {}) },
+    cache,
+  });
+  options.logRequests = false;
+  options.host = "127.0.0.1";
+  options.port = port;
+  if (inspectorPort) options.inspectorPort = inspectorPort;
+  // Keep CF-Connecting-IP: canary-edge hashes the client's network with the fingerprint.
+  for (const wk of options.workers) wk.dev = { ...(wk.dev ?? {}), stripCfConnectingIp: false };
+  const t0 = performance.now();
+  const mf = new Miniflare(options);
+  const url = await mf.ready;
+  const readyMs = performance.now() - t0;
+  const pid = workerdPid();
+  const kv = await mf.getKVNamespace("ROLLOUTS");
+  const r2 = await mf.getR2Bucket("BUNDLES");
+  for (const [key, bytes] of fixtures()) {
+    await r2.put(key, bytes, { httpMetadata: { contentType: "text/javascript; charset=utf-8" } });
+  }
+  await kv.put("rollout/demo", JSON.stringify(ROLLOUT));
+  return { mf, url: new URL("/demo/sdk.js", url).href, readyMs, pid, t0 };
+}
+
+export async function timedFetch(url, headers = {}) {
+  const t = performance.now();
+  const res = await fetch(url, { headers });
+  await res.arrayBuffer();
+  return { ms: performance.now() - t, res };
+}
+
+function toMs(v) {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v);
+  if (!m) return NaN;
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]];
+}
+
+/** One wrk run; with `pid`, also the workerd CPU time per request it served. */
+export function wrk(url, headers, { threads = 2, connections = 32, duration = 5, pid } = {}) {
+  const hargs = Object.entries(headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]);
+  const cpu0 = cpuMs(pid);
+  const out = execFileSync("wrk", ["-t", String(threads), "-c", String(connections), "-d", `${duration}s`, "--latency", ...hargs, url], {
+    encoding: "utf8",
+    timeout: (duration + 30) * 1000,
+  });
+  const cpu = cpuMs(pid) - cpu0;
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
+    p50: toMs(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? ""),
+    p99: toMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? ""),
+    non2xx: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0),
+    errors: /Socket errors:.*/.exec(out)?.[0] ?? "",
+    requests,
+    cpu_us_per_req: (cpu * 1000) / requests,
+  };
+}
+
+/**
+ * The request headers of a scenario, after a first request (for its cookie) and, for the
+ * cached scenario, 20 warm-up requests. hot: cached asset with the cohort cookie; miss: the
+ * same with the Cache API off; first: no cookie (the cohort is derived, Set-Cookie sent).
+ */
+export async function scenarioHeaders(name, w, scenario) {
+  const first = await timedFetch(w.url, CLIENT);
+  if (first.res.status !== 200) throw new Error(`${name}: first response ${first.res.status}`);
+  const cookie = (first.res.headers.get("set-cookie") ?? "").split(";")[0];
+  if (scenario === "first") return CLIENT;
+  const headers = { ...CLIENT, ...(cookie ? { cookie } : {}) };
+  if (scenario === "hot") {
+    for (let i = 0; i < 20; i++) await timedFetch(w.url, headers); // warm the cache
+    const check = await timedFetch(w.url, headers);
+    if (check.res.status !== 200 || (name.startsWith("canary-edge") && check.res.headers.get("set-cookie"))) {
+      throw new Error(`${name}: hot path check failed (${check.res.status})`);
+    }
+  }
+  return headers;
+}
