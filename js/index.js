@@ -211,17 +211,18 @@ async function serveAsset(answer, request, env, ctx, started) {
   }
   if (tally) sendBatches(served(tally, fellBack, Date.now()), env, ctx);
 
-  // One array, one conversion in the Response constructor (not a call per header).
-  const headers = [
-    ["content-type", found.contentType],
-    ["etag", found.etag],
-    ["x-canary-version", servedVersion],
-    ["server-timing", `edge;dur=${Date.now() - started}, cache;desc=${found.fromCache ? "hit" : "miss"}`],
-    ...STATIC_HEADERS,
-  ];
-  for (let i = 12; i + 1 < p.length; i += 2) headers.push([p[i], p[i + 1]]);
-  if (servedChannel) headers.push(["x-canary-channel", servedChannel]);
-  if (fellBack) headers.push(["x-canary-fallback", "stable"]);
+  // A plain object: the Response constructor converts it in one go, which profiled cheaper
+  // than a Headers object filled by set() calls or an array of pairs (bench/README.md).
+  // No prototype: a configured header name can never reach Object.prototype.
+  const headers = Object.create(null);
+  headers["content-type"] = found.contentType;
+  headers.etag = found.etag;
+  headers["x-canary-version"] = servedVersion;
+  headers["server-timing"] = `edge;dur=${Date.now() - started}, cache;desc=${found.fromCache ? "hit" : "miss"}`;
+  for (const [name, value] of STATIC_HEADERS) headers[name] = value;
+  for (let i = 12; i + 1 < p.length; i += 2) headers[p[i]] = p[i + 1];
+  if (servedChannel) headers["x-canary-channel"] = servedChannel;
+  if (fellBack) headers["x-canary-fallback"] = "stable";
 
   const inm = request.headers.get("if-none-match");
   if (inm !== null && etag_matches(inm, found.etag)) return new Response(null, { status: 304, headers });
