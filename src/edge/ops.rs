@@ -282,6 +282,31 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
             }
             json_response(200, &admin_status(iso, &bundle, answer))
         }
+        (["minutes"], "GET") => {
+            // `?since=<Unix minute>`; by default the whole 24 hours kept.
+            let since = req
+                .url()?
+                .query_pairs()
+                .find(|(k, _)| k == "since")
+                .map(|(_, v)| {
+                    v.parse::<u64>().map_err(|_| {
+                        EdgeError::BadRequest(format!(
+                            "since must be a Unix minute (an integer), got {v:?}"
+                        ))
+                    })
+                })
+                .transpose()?
+                .unwrap_or(0);
+            let answer = monitor::minutes(env, &bundle, since).await?;
+            if answer.is_null() {
+                return json_response(
+                    200,
+                    &json!({ "bundle": bundle.as_str(), "minutes": null,
+                             "note": "no HEALTH binding: health monitoring is off" }),
+                );
+            }
+            json_response(200, &answer)
+        }
         (["files", version], "GET") => {
             let version = Version::parse(version).map_err(EdgeError::BadRequest)?;
             list_files(env, &bundle, &version).await

@@ -109,6 +109,8 @@ pub struct Control {
     pub step_seen: StepSeen,
     pub progress: Option<Progress>,
     pub history: History,
+    /// Per-minute counts of the last 24 hours, across versions (for charts).
+    pub minutes: super::minutes::Minutes,
     /// When KV was last read (not persisted).
     pub last_kv_read_ms: Option<f64>,
     /// A change waiting for its KV write (never persisted: the Durable Object settles it
@@ -261,6 +263,7 @@ impl Control {
             step_seen: StepSeen::default(),
             progress: None,
             history: History::default(),
+            minutes: Default::default(),
             last_kv_read_ms: None,
             inflight: None,
         }
@@ -520,6 +523,8 @@ impl Control {
             self.new_step();
         }
         self.health.add(&batch.clients, window, now_ms);
+        self.minutes
+            .add(&stable, live.as_ref(), &batch.clients, now_ms);
         // Evidence about the current step only from clients served at its weight.
         if batch.weight.is_none_or(|w| w == current_weight) {
             let increment = Increment {

@@ -18,6 +18,7 @@ pub mod clients;
 pub mod counts;
 pub mod history;
 pub mod machine;
+pub mod minutes;
 pub mod progress;
 pub mod projection;
 pub mod status;

@@ -105,6 +105,21 @@ pub(in crate::edge) async fn status(
     resp.json().await
 }
 
+/// The bundle's per-minute counts from the Unix minute `since` on: `{bundle, minutes}`,
+/// or `null` without a `HEALTH` binding.
+pub(in crate::edge) async fn minutes(
+    env: &Env,
+    bundle: &BundleName,
+    since: u64,
+) -> worker::Result<serde_json::Value> {
+    if env.durable_object(HEALTH_BINDING).is_err() {
+        return Ok(json!(null));
+    }
+    let path = format!("/minutes?since={since}");
+    let mut resp = call(env, bundle, &path, Method::Get, None).await?;
+    resp.json().await
+}
+
 /// Runs an admin write in the control plane; returns its status and answer.
 pub(in crate::edge) async fn command(
     env: &Env,

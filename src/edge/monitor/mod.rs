@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
 
-pub(super) use client::{command, status, tally};
+pub(super) use client::{command, minutes, status, tally};
 
 use super::{brief, log_event, now_ms, read_kv, KV_BINDING};
 use crate::admin::parse_request;
@@ -238,6 +238,20 @@ impl DurableObject for HealthMonitor {
                     .run(Some(&bundle), Trigger::Event(Event::Command(request)))
                     .await?;
                 Self::answer(state.as_ref(), reply)
+            }
+            (Method::Get, "/minutes") => {
+                let since = req
+                    .url()?
+                    .query_pairs()
+                    .find(|(k, _)| k == "since")
+                    .and_then(|(_, v)| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let (state, _) = self.run(Some(&bundle), Trigger::Refresh).await?;
+                let minutes: Vec<_> = state
+                    .as_ref()
+                    .map(|c| c.minutes.since(since).cloned().collect())
+                    .unwrap_or_default();
+                Response::from_json(&json!({ "bundle": bundle.as_str(), "minutes": minutes }))
             }
             (Method::Get, "/status") => {
                 let (state, _) = self.run(Some(&bundle), Trigger::Refresh).await?;

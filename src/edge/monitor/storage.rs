@@ -12,6 +12,7 @@ use canary_core::control::counts::{
     ChannelClients, ChannelCounts, Clients, Counts, HealthWindows, Window,
 };
 use canary_core::control::history::{Entry, History};
+use canary_core::control::minutes::{Minute, Minutes};
 use canary_core::control::progress::{Progress, ProgressState};
 use canary_core::control::projection::{OwnWrite, Projection};
 use canary_core::control::verdict::Evidence;
@@ -71,6 +72,15 @@ CREATE TABLE IF NOT EXISTS step_evidence (
   stable_clients INTEGER NOT NULL,
   stable_errors INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS minutes (
+  minute INTEGER PRIMARY KEY,
+  stable TEXT NOT NULL,
+  canary TEXT,
+  stable_clients INTEGER NOT NULL,
+  stable_errors INTEGER NOT NULL,
+  canary_clients INTEGER NOT NULL,
+  canary_errors INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS history (
   seq INTEGER PRIMARY KEY,
   at_ms REAL NOT NULL,
@@ -123,6 +133,40 @@ struct OwnWriteRow {
     revision: f64,
     digest: String,
     written_ms: f64,
+}
+
+#[derive(Deserialize)]
+struct MinuteRow {
+    minute: f64,
+    stable: String,
+    canary: Option<String>,
+    stable_clients: f64,
+    stable_errors: f64,
+    canary_clients: f64,
+    canary_errors: f64,
+}
+
+impl MinuteRow {
+    fn minute(self) -> Option<Minute> {
+        Some(Minute {
+            minute: count(self.minute),
+            stable: Version::parse(&self.stable).ok()?,
+            canary: match self.canary {
+                Some(v) => Some(Version::parse(&v).ok()?),
+                None => None,
+            },
+            counts: ChannelCounts {
+                stable: Counts {
+                    clients: count(self.stable_clients),
+                    errors: count(self.stable_errors),
+                },
+                canary: Counts {
+                    clients: count(self.canary_clients),
+                    errors: count(self.canary_errors),
+                },
+            },
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -318,6 +362,11 @@ impl Store {
                 },
             };
         }
+        c.minutes = Minutes::from_rows(
+            self.rows::<MinuteRow>("SELECT * FROM minutes ORDER BY minute")?
+                .into_iter()
+                .filter_map(MinuteRow::minute),
+        );
         c.history = History {
             entries: self
                 .rows::<HistoryRow>("SELECT * FROM history ORDER BY seq")?
@@ -407,7 +456,37 @@ impl Store {
             )?;
         }
         self.save_health(before.map(|b| &b.health), &after.health)?;
+        self.save_minutes(before.map(|b| &b.minutes), &after.minutes)?;
         self.save_history(before.map(|b| &b.history), &after.history)
+    }
+
+    /// Upserts the minutes that changed (the current one, as a rule) and drops those that
+    /// aged out.
+    fn save_minutes(&self, before: Option<&Minutes>, after: &Minutes) -> worker::Result<()> {
+        for m in after.rows() {
+            let stored = before.and_then(|b| b.rows().find(|x| x.minute == m.minute));
+            if stored != Some(m) {
+                let c = &m.counts;
+                self.run(
+                    "INSERT OR REPLACE INTO minutes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    vec![
+                        int(m.minute),
+                        text(&m.stable),
+                        opt(m.canary.as_ref(), text),
+                        int(c.stable.clients),
+                        int(c.stable.errors),
+                        int(c.canary.clients),
+                        int(c.canary.errors),
+                    ],
+                )?;
+            }
+        }
+        if let Some(oldest) = after.rows().next().map(|m| m.minute) {
+            if before.and_then(|b| b.rows().next()).map(|m| m.minute) != Some(oldest) {
+                self.run("DELETE FROM minutes WHERE minute < ?", vec![int(oldest)])?;
+            }
+        }
+        Ok(())
     }
 
     fn save_health(
