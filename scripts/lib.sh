@@ -91,6 +91,10 @@ build_worker() {
       target/wasm32-unknown-unknown/release/canary_router.wasm >&2
     shrink_wasm build/router/router_bg.wasm
     cp js/index.js build/index.js
+    # The console's chart library, from the pinned npm package (served from this origin).
+    mkdir -p dashboard/public/__canary/ui/vendor
+    cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css \
+      dashboard/public/__canary/ui/vendor/
     printf '*\n' > build/.gitignore
   )
 }

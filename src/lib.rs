@@ -12,7 +12,7 @@ mod edge;
 #[cfg(target_arch = "wasm32")]
 use canary_core::{
     admin, config, control, cookie, decide, error, override_token, report, rollouts, route,
-    settings,
+    session, settings,
 };
 
 #[cfg(target_arch = "wasm32")]

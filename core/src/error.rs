@@ -26,6 +26,9 @@ pub enum EdgeError {
     Misconfigured(SettingsError),
     /// Missing or wrong admin token. Says nothing more.
     Unauthorized,
+    /// Authenticated, but the request may not do this (e.g. a session write without its
+    /// CSRF token, or from another site).
+    Forbidden(String),
     /// A request body over its limit.
     TooLarge(String),
     /// A valid request that the current state does not allow (e.g. no canary to promote).
@@ -38,6 +41,7 @@ impl EdgeError {
             EdgeError::NotFound(_) | EdgeError::NoRollout(_) | EdgeError::ObjectMissing(_) => 404,
             EdgeError::BadRequest(_) => 400,
             EdgeError::Unauthorized => 401,
+            EdgeError::Forbidden(_) => 403,
             EdgeError::TooLarge(_) => 413,
             EdgeError::Conflict(_) => 409,
             EdgeError::MethodNotAllowed(_) => 405,
@@ -67,6 +71,7 @@ impl EdgeError {
             }
             EdgeError::Misconfigured(e) => e.to_string(),
             EdgeError::Unauthorized => "unauthorized".into(),
+            EdgeError::Forbidden(m) => format!("forbidden: {m}"),
             EdgeError::TooLarge(m) => format!("payload too large: {m}"),
             EdgeError::Conflict(m) => format!("conflict: {m}"),
         }

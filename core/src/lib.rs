@@ -29,4 +29,5 @@ pub mod report;
 pub mod rollouts;
 pub mod route;
 pub mod serve;
+pub mod session;
 pub mod settings;

@@ -5,9 +5,11 @@
 //!
 //! - `mod.rs`: per-isolate state, the fetch entry, config reads, responses, logging;
 //! - `ops.rs`: `/__canary/...`: health, status, error reports, the admin API;
+//! - `console.rs`: `/__canary/ui/`: the operator console's files and session;
 //! - `monitor/`: the `HealthMonitor` Durable Object (runs the control plane, owns the
 //!   rollout state in SQLite, projects the config to KV) and the edge's calls to it.
 
+mod console;
 mod monitor;
 mod ops;
 
@@ -28,6 +30,7 @@ use crate::error::EdgeError;
 use crate::override_token::OverrideKey;
 use crate::rollouts::{KvRead, RolloutCache, Staleness};
 use crate::route::{self, Route, RouteError};
+use crate::session::SessionKey;
 use crate::settings::{Settings, SettingsError};
 
 /// Binding names; must match `wrangler.toml`.
@@ -43,6 +46,8 @@ struct Isolate {
     /// Error reports not yet sent to each bundle's monitor.
     outbox: RefCell<Outbox>,
     override_key: Option<OverrideKey>,
+    /// Signs console sessions; present exactly when the admin API is on.
+    session_key: Option<SessionKey>,
 }
 
 thread_local! {
@@ -63,6 +68,7 @@ fn isolate(env: &Env) -> Result<Rc<Isolate>, SettingsError> {
                     router: Router::new(&settings),
                     rollouts: RefCell::new(RolloutCache::new(settings.config_ttl_ms)),
                     outbox: RefCell::new(Outbox::default()),
+                    session_key: settings.admin_token.as_deref().map(SessionKey::new),
                     override_key: settings
                         .override_secret
                         .as_deref()

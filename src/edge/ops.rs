@@ -39,7 +39,9 @@ pub(super) async fn serve(
         }
         (["report"], "POST") => receive_report(&mut req, env, ctx, iso).await,
         (["report"], _) => Err(EdgeError::MethodNotAllowed("POST").into()),
+        (["api"] | ["api", ""], "GET") => bundles(&req, env, iso).await,
         (["api", ..], _) => admin(&mut req, env, iso, &segments[1..]).await,
+        (["ui", ..], _) => super::console::serve(&mut req, env, iso, &segments[1..]).await,
         _ => Err(EdgeError::NotFound(format!("no operations endpoint /__canary/{rest}")).into()),
     }
 }
@@ -261,10 +263,7 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
         )
         .into());
     };
-    let authorization = req.headers().get("authorization").ok().flatten();
-    if !bearer_matches(authorization.as_deref(), token) {
-        return Err(EdgeError::Unauthorized.into());
-    }
+    authorize(req, iso, token)?;
     let bundle_text = path.first().copied().unwrap_or_default();
     let bundle = BundleName::parse(bundle_text).map_err(EdgeError::NotFound)?;
     let method = req.inner().method();
@@ -340,6 +339,82 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
         _ => Err(EdgeError::MethodNotAllowed("GET, POST").into()),
     }
 }
+
+/// The admin API's door: the bearer token, or a console session whose writes carry the
+/// session's CSRF token and come from the console's own origin.
+fn authorize(req: &Request, iso: &Isolate, token: &str) -> Result<(), Failure> {
+    let authorization = req.headers().get("authorization").ok().flatten();
+    if bearer_matches(authorization.as_deref(), token) {
+        return Ok(());
+    }
+    let Some(session) = super::console::session(req, iso) else {
+        return Err(EdgeError::Unauthorized.into());
+    };
+    let method = req.inner().method();
+    if matches!(method.as_str(), "GET" | "HEAD") {
+        return Ok(());
+    }
+    let site = req.headers().get("sec-fetch-site").ok().flatten();
+    let csrf = req
+        .headers()
+        .get(crate::session::CSRF_HEADER)
+        .ok()
+        .flatten();
+    if !crate::session::fetch_site_allows(site.as_deref()) || !session.csrf_matches(csrf.as_deref())
+    {
+        return Err(EdgeError::Forbidden(format!(
+            "a write with a console session needs its {} header, from the console's origin",
+            crate::session::CSRF_HEADER
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// `GET /__canary/api`: every bundle with a config in KV (`rollout/` keys), with its
+/// control plane's view, for the console's overview.
+async fn bundles(req: &Request, env: &Env, iso: &Isolate) -> Outcome {
+    let Some(token) = iso.settings.admin_token.as_deref() else {
+        return Err(EdgeError::NotFound(
+            "the admin API is disabled (ADMIN_TOKEN is not set)".into(),
+        )
+        .into());
+    };
+    authorize(req, iso, token)?;
+    let kv = env.kv(super::KV_BINDING)?;
+    let listed = kv
+        .list()
+        .prefix(crate::config::KV_PREFIX.to_owned())
+        .limit(MAX_LISTED_BUNDLES)
+        .execute()
+        .await
+        .map_err(|e| EdgeError::ConfigUnavailable {
+            bundle: "*".into(),
+            detail: super::brief(e),
+        })?;
+    let mut out = Vec::new();
+    for key in &listed.keys {
+        let Some(name) = key.name.strip_prefix(crate::config::KV_PREFIX) else {
+            continue;
+        };
+        let Ok(bundle) = BundleName::parse(name) else {
+            continue;
+        };
+        let answer = monitor::status(env, &bundle).await?;
+        out.push(if answer.is_null() {
+            json!({ "bundle": bundle.as_str(), "monitor": null })
+        } else {
+            admin_status(iso, &bundle, answer)
+        });
+    }
+    json_response(
+        200,
+        &json!({ "bundles": out, "truncated": !listed.list_complete }),
+    )
+}
+
+/// Most bundles the overview lists (one control-plane call each).
+const MAX_LISTED_BUNDLES: u64 = 100;
 
 /// Publishing a version with no files would send its canary cohorts to 404s (or, with the
 /// fallback, hide that nothing was uploaded): refuse it.

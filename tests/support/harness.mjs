@@ -60,6 +60,13 @@ export async function startWorker({
       REPORT_LIMIT_PER_IP: { namespace_id: "1002", simple: { limit: 100, period: 60 } },
     },
     bindings: { COHORT_SALT: "canary-edge-test", CONFIG_TTL_MS: "0", ...vars },
+    // As in wrangler.toml: the operator console's static files.
+    assets: {
+      directory: join(ROOT, "dashboard/public"),
+      binding: "ASSETS",
+      run_worker_first: ["/__canary/*"],
+      routerConfig: { has_user_worker: true },
+    },
   });
   // The harness rewrites module names so the wrapper can import "./build/index.js".
   options.logRequests = false;

@@ -1,0 +1,310 @@
+// canary-edge operator console: plain JS over the admin API, polled every 2 s.
+// The session is an HttpOnly cookie; the CSRF token for writes lives in this variable only.
+"use strict";
+
+const POLL_MS = 2000;
+const MINUTES_EVERY_MS = 10000;
+const TROUBLE = new Set(["rolled_back", "paused", "waiting_for_evidence"]);
+
+let csrf = null;
+let timer = null;
+let chart = null;
+let lastMinutesAt = 0;
+let current = null; // the bundle's latest admin status
+
+const $ = (id) => document.getElementById(id);
+const show = (id, on) => ($(id).hidden = !on);
+const pct = (x, digits = 1) => (Number.isFinite(x) ? `${(x * 100).toFixed(digits)}%` : "–");
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
+/** A call to the admin API or the session routes; throws an Error with the server's words. */
+async function call(path, { method = "GET", body } = {}) {
+  const headers = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (method !== "GET" && csrf) headers["x-canary-csrf"] = csrf;
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin", cache: "no-store" });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    /* a text answer */
+  }
+  if (res.status === 401 && !path.endsWith("/login")) {
+    loggedOut();
+    throw new Error("the session ended: log in again");
+  }
+  if (!res.ok) throw new Error(json?.error ?? text.trim() ?? `HTTP ${res.status}`);
+  return json;
+}
+
+// ------------------------------------------------------------------ session
+
+async function start() {
+  $("login-form").addEventListener("submit", login);
+  $("logout").addEventListener("click", logout);
+  $("home").addEventListener("click", (e) => {
+    e.preventDefault();
+    location.hash = "";
+  });
+  window.addEventListener("hashchange", () => {
+    lastMinutesAt = 0;
+    $("action-result").textContent = "";
+    refresh();
+  });
+  bindActions();
+  try {
+    const s = await call("/__canary/ui/session");
+    loggedIn(s.csrf);
+  } catch {
+    loggedOut();
+  }
+}
+
+async function login(e) {
+  e.preventDefault();
+  $("login-error").textContent = "";
+  const input = $("token");
+  try {
+    const s = await call("/__canary/ui/login", { method: "POST", body: { token: input.value } });
+    input.value = "";
+    loggedIn(s.csrf);
+  } catch (err) {
+    $("login-error").textContent = err.message === "wrong admin token" ? "Wrong admin token." : err.message;
+  }
+}
+
+async function logout() {
+  try {
+    await call("/__canary/ui/logout", { method: "POST" });
+  } finally {
+    loggedOut();
+  }
+}
+
+function loggedIn(token) {
+  csrf = token;
+  show("login", false);
+  show("logout", true);
+  refresh();
+  clearInterval(timer);
+  timer = setInterval(refresh, POLL_MS);
+}
+
+function loggedOut() {
+  csrf = null;
+  clearInterval(timer);
+  timer = null;
+  current = null;
+  show("login", true);
+  show("logout", false);
+  show("overview", false);
+  show("bundle", false);
+  $("live").textContent = "";
+}
+
+// ------------------------------------------------------------------ views
+
+function selected() {
+  const m = /^#\/b\/([a-z0-9][a-z0-9_-]{0,63})$/.exec(location.hash);
+  return m ? m[1] : null;
+}
+
+async function refresh() {
+  if (!csrf) return;
+  const bundle = selected();
+  try {
+    if (bundle) await renderBundle(bundle);
+    else await renderOverview();
+    $("live").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (err) {
+    $("live").textContent = `not updated: ${err.message}`;
+  }
+}
+
+/** A bundle stands out when its rollout is held or rolled back, its canary is being cut, its
+ * last event was a rollback, or its weight serves fewer cohorts than set. */
+function trouble(b) {
+  const m = b.monitor ?? {};
+  return TROUBLE.has(m.progress?.state) || m.verdict?.state === "cut" || m.events?.[0]?.kind === "rollback" ||
+    b.effective_weight !== b.weight;
+}
+
+async function renderOverview() {
+  const { bundles } = await call("/__canary/api");
+  const rows = bundles.map((b) => {
+    const m = b.monitor ?? {};
+    const tr = el("tr", { class: trouble(b) ? "trouble" : "" },
+      el("td", {}, el("a", { href: `#/b/${b.bundle}`, text: b.bundle })),
+      el("td", { text: b.config?.stable ?? "–" }),
+      el("td", { text: b.config?.canary ?? "–" }),
+      el("td", { text: `${b.weight ?? 0}%` }),
+      el("td", { text: `${(b.effective_weight ?? 0).toFixed(0)}%` }),
+      el("td", { text: m.progress ? `${m.progress.state} (step ${m.progress.step + 1}/${m.progress.steps.length})` : "–" }),
+      el("td", { text: m.verdict?.state ?? "–" }),
+      el("td", { text: m.events?.[0] ? `${m.events[0].kind} by ${m.events[0].by}, ${when(m.events[0].at)}` : "–" }));
+    return tr;
+  });
+  $("bundles").replaceChildren(...rows);
+  show("bundle", false);
+  show("overview", true);
+}
+
+async function renderBundle(bundle) {
+  const s = await call(`/__canary/api/${bundle}`);
+  current = s;
+  const m = s.monitor ?? {};
+  const cfg = s.config ?? {};
+  $("bundle-title").textContent = bundle;
+  $("bundle-summary").textContent = `stable ${cfg.stable ?? "–"} · canary ${cfg.canary ?? "none"} · weight ${s.weight}% · effective ${s.effective_weight.toFixed(0)}%`;
+  $("bundle-summary").className = trouble(s) ? "trouble" : "";
+
+  const canary = new Set(s.canary_cohorts ?? []);
+  const cells = [];
+  for (let c = 0; c < s.cohorts; c++) {
+    cells.push(el("span", { class: canary.has(c) ? "cell canary" : "cell", title: `cohort ${c}: ${canary.has(c) ? "canary" : "stable"}` }));
+  }
+  $("cohort-map").replaceChildren(...cells);
+  $("cohort-map").setAttribute("aria-label", `${canary.size} of ${s.cohorts} cohorts on the canary`);
+  $("cohort-map").classList.toggle("many", s.cohorts > 20);
+  $("split").textContent = `${canary.size} of ${s.cohorts} cohorts on the canary (${s.effective_weight.toFixed(0)}% effective, ${s.weight}% set)`;
+
+  const p = m.progress;
+  $("steps").replaceChildren(...(p?.steps ?? []).map((w, i) => el("li", { class: i < p.step ? "done" : i === p.step ? "current" : "", text: `${w}%` })));
+  $("rollout-state").textContent = p
+    ? `${p.state}${p.state === "running" ? ` · step ${p.step + 1} of ${p.steps.length} · next step at ${when(p.next_step_at)}` : ""}${p.reason ? ` · ${p.reason}` : ""}`
+    : "no progressive rollout";
+  $("rollout-state").className = p && TROUBLE.has(p.state) ? "trouble" : "";
+
+  const v = m.verdict;
+  $("verdict-state").textContent = v ? `${v.state}: ${v.reason}` : "no verdict (no health monitor)";
+  $("verdict-state").className = v?.state === "cut" ? "trouble" : "";
+  $("verdict-rows").replaceChildren(...["canary", "stable"].filter((ch) => v?.[ch]).map((ch) =>
+    el("tr", {}, el("td", { text: ch }), el("td", { text: `${v[ch].clients}` }), el("td", { text: `${v[ch].errors}` }),
+      el("td", { text: `${pct(v[ch].rate, 2)} (${pct(v[ch].low, 2)}–${pct(v[ch].high, 2)})` }))));
+  $("verdict-stats").textContent = v
+    ? `cut when both log e-values reach ${v.cut.threshold.toFixed(2)}: relative ${v.cut.relative.toFixed(2)}, absolute ${v.cut.absolute.toFixed(2)}; pass at ${v.pass.threshold.toFixed(2)}: relative ${v.pass.relative.toFixed(2)}, absolute ${v.pass.absolute.toFixed(2)}; ${v.step_clients} of ${v.min_clients} canary clients this step`
+    : "";
+
+  const events = m.events ?? [];
+  $("history").replaceChildren(...events.map((e) => el("li", {},
+    el("time", { datetime: e.at, text: when(e.at) }), " ",
+    el("strong", { text: e.kind }), ` by ${e.by}`,
+    e.weight !== null && e.weight !== undefined ? ` · weight ${e.weight}%` : "",
+    e.canary ? ` · canary ${e.canary}` : "",
+    e.reason ? ` · ${e.reason}` : "")));
+
+  $("weight").placeholder = `${s.weight}`;
+  show("overview", false);
+  show("bundle", true);
+  if (Date.now() - lastMinutesAt > MINUTES_EVERY_MS) {
+    lastMinutesAt = Date.now();
+    await renderChart(bundle);
+  }
+}
+
+async function renderChart(bundle) {
+  const { minutes } = await call(`/__canary/api/${bundle}/minutes`);
+  if (!minutes) {
+    $("chart-note").textContent = "no health monitor: nothing is counted";
+    return;
+  }
+  const x = minutes.map((m) => m.minute * 60);
+  const rate = (ch) => minutes.map((m) => (m.counts[ch].clients ? (100 * m.counts[ch].errors) / m.counts[ch].clients : null));
+  const data = [x, rate("stable"), rate("canary")];
+  const clients = minutes.reduce((n, m) => n + m.counts.canary.clients, 0);
+  $("chart-note").textContent = `${minutes.length} minutes with traffic; ${clients} canary clients in all (distinct per minute). Error rate = clients with an error / clients seen.`;
+  if (typeof uPlot === "undefined") return;
+  const width = Math.max(280, $("chart").clientWidth);
+  // From the first minute with traffic (at least the last 30 minutes) to now.
+  const now = Date.now() / 1000;
+  const xRange = () => [Math.min(x[0] ?? now, now - 1800), now + 60];
+  // Rebuilt every refresh (every 10 s): the time range moves with now.
+  if (chart) chart.destroy();
+  chart = new uPlot({
+    width, height: 220,
+    scales: { x: { time: true, range: xRange }, y: { range: [0, 100] } },
+    axes: [{}, { label: "clients with errors (%)", values: (u, ticks) => ticks.map((t) => `${t}%`) }],
+    series: [{}, { label: "stable", stroke: "#2b6cb0", width: 2, spanGaps: false }, { label: "canary", stroke: "#c05621", width: 2, spanGaps: false }],
+  }, data, $("chart"));
+}
+
+// ------------------------------------------------------------------ actions
+
+function bindActions() {
+  const act = async (label, action, body) => {
+    const bundle = selected();
+    if (!bundle) return;
+    const canary = current?.config?.canary;
+    $("action-result").className = "";
+    $("action-result").textContent = `${label}…`;
+    try {
+      await call(`/__canary/api/${bundle}/${action}`, { method: "POST", body: { ...(canary ? { canary } : {}), ...body } });
+      $("action-result").textContent = `${label}: done.`;
+    } catch (err) {
+      $("action-result").className = "error";
+      $("action-result").textContent = `${label} failed: ${err.message}`;
+    }
+    await refresh();
+  };
+  $("weight-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const weight = Number($("weight").value);
+    act(`Set weight ${weight}%`, "weight", { weight });
+  });
+  $("rollout-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const steps = $("rollout-steps").value.split(",").map((x) => Number(x.trim())).filter((x) => Number.isFinite(x));
+    act("Start rollout", "rollout", { steps, bake_secs: Number($("rollout-bake").value) });
+  });
+  $("pause").addEventListener("click", () => act("Pause", "pause", {}));
+  $("resume").addEventListener("click", () => act("Resume", "resume", {}));
+  $("promote").addEventListener("click", () => {
+    if (confirm(`Promote ${current?.config?.canary ?? "the canary"} to stable for everyone?`)) act("Promote", "promote", {});
+  });
+  $("rollback-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const reason = $("rollback-reason").value.trim();
+    if (reason && confirm(`Roll back ${selected()} to stable (weight 0)? Reason: ${reason}`)) {
+      act("Roll back", "rollback", { reason });
+      $("rollback-reason").value = "";
+    }
+  });
+  $("probe").addEventListener("click", probe);
+}
+
+/** Loads the floating script as the canary through a signed override, and says what came back. */
+async function probe() {
+  const bundle = selected();
+  const canary = current?.config?.canary;
+  $("action-result").className = "";
+  try {
+    if (!canary) throw new Error("there is no canary to probe");
+    // The canary's entry script: sdk.js if it has one, else its first script.
+    const { files } = await call(`/__canary/api/${bundle}/files/${canary}`);
+    const scripts = files.map((f) => f.path).filter((p) => p.endsWith(".js"));
+    const entry = scripts.includes("sdk.js") ? "sdk.js" : scripts[0];
+    if (!entry) throw new Error(`version ${canary} has no script`);
+    const o = await call(`/__canary/api/${bundle}/override`, { method: "POST", body: { channel: "canary", ttl_secs: 300 } });
+    const res = await fetch(`/${bundle}/${entry}`, { headers: { [o.header]: o.token }, cache: "no-store", credentials: "omit" });
+    await res.arrayBuffer();
+    const version = res.headers.get("x-canary-version");
+    $("action-result").textContent = `Probe of ${entry}: HTTP ${res.status}, version ${version ?? "?"}, channel ${res.headers.get("x-canary-channel") ?? "?"}${res.headers.get("x-canary-fallback") ? " (fell back to stable)" : ""}.`;
+  } catch (err) {
+    $("action-result").className = "error";
+    $("action-result").textContent = `Probe failed: ${err.message}`;
+  }
+}
+
+start();
