@@ -115,6 +115,19 @@ pub fn path_of(url: &str) -> &str {
     }
 }
 
+/// The raw (still percent-encoded) value of the first `name=` query parameter of a
+/// serialized URL. Enough for the integers the admin API takes, without the `url` crate
+/// (whose IDNA tables would add ~200 KB to the wasm).
+pub fn query_param<'u>(url: &'u str, name: &str) -> Option<&'u str> {
+    let query = url.split_once('?')?.1;
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
 /// Why a path was refused: `NotFound` for paths that name nothing we serve, `BadRequest` for
 /// paths that are malformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,6 +277,23 @@ mod tests {
             ("https://a.b/c/d@e", "https://a.b"),
         ] {
             assert_eq!(origin_of(url), origin, "{url}");
+        }
+    }
+
+    #[test]
+    fn query_parameters() {
+        for (url, want) in [
+            (
+                "https://x.test/__canary/api/demo/minutes?since=123",
+                Some("123"),
+            ),
+            ("https://x.test/a?x=1&since=7#f", Some("7")),
+            ("https://x.test/a?since", Some("")),
+            ("https://x.test/a?sinc=1", None),
+            ("https://x.test/a#since=1", None),
+            ("https://x.test/a", None),
+        ] {
+            assert_eq!(query_param(url, "since"), want, "{url}");
         }
     }
 

@@ -283,11 +283,9 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
         }
         (["minutes"], "GET") => {
             // `?since=<Unix minute>`; by default the whole 24 hours kept.
-            let since = req
-                .url()?
-                .query_pairs()
-                .find(|(k, _)| k == "since")
-                .map(|(_, v)| {
+            let url = req.inner().url();
+            let since = crate::route::query_param(&url, "since")
+                .map(|v| {
                     v.parse::<u64>().map_err(|_| {
                         EdgeError::BadRequest(format!(
                             "since must be a Unix minute (an integer), got {v:?}"

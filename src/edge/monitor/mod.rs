@@ -240,11 +240,9 @@ impl DurableObject for HealthMonitor {
                 Self::answer(state.as_ref(), reply)
             }
             (Method::Get, "/minutes") => {
-                let since = req
-                    .url()?
-                    .query_pairs()
-                    .find(|(k, _)| k == "since")
-                    .and_then(|(_, v)| v.parse::<u64>().ok())
+                let url = req.inner().url();
+                let since = canary_core::route::query_param(&url, "since")
+                    .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or(0);
                 let (state, _) = self.run(Some(&bundle), Trigger::Refresh).await?;
                 let minutes: Vec<_> = state
