@@ -236,8 +236,17 @@ async function renderChart(bundle) {
     width, height: 220,
     scales: { x: { time: true, range: xRange }, y: { range: [0, 100] } },
     axes: [{}, { label: "clients with errors (%)", values: (u, ticks) => ticks.map((t) => `${t}%`) }],
-    series: [{}, { label: "stable", stroke: "#2b6cb0", width: 2, spanGaps: false }, { label: "canary", stroke: "#c05621", width: 2, spanGaps: false }],
+    series: [{}, series("stable", "#2b6cb0"), series("canary", "#c05621")],
   }, data, $("chart"));
+
+  // The legend shows the minute's numbers behind the rate: clients with errors / clients.
+  function series(ch, stroke) {
+    const value = (u, v, s, i) => {
+      const c = i === null || i === undefined ? null : minutes[i]?.counts[ch];
+      return c ? `${v === null ? "–" : v.toFixed(1)}% (${c.errors} of ${c.clients} clients)` : "–";
+    };
+    return { label: ch, stroke, width: 2, spanGaps: false, value };
+  }
 }
 
 // ------------------------------------------------------------------ actions
