@@ -2,7 +2,7 @@
 // worker with its Durable Object, KV, R2 and static assets: login, the session cookie,
 // a rollout advancing on screen, an automatic rollback appearing without a reload, manual
 // rollback and promote in the history, and no data without a session. Saves screenshots
-// of the overview and of a bundle during a rollback into docs/.
+// of the overview and of a bundle during a rollback (build/, or docs/: see SHOTS).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -11,6 +11,9 @@ import { chromium } from "playwright-core";
 import { ROOT, copyDemoFiles, startShoppers, startWorker } from "./support/harness.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+// Screenshots go to build/ on every run; to refresh the README's, run this file with
+// CONSOLE_SCREENSHOTS=docs.
+const SHOTS = join(ROOT, process.env.CONSOLE_SCREENSHOTS ?? "build");
 const TOKEN = "console-admin-token";
 // A lenient rule, so that steps pass and a broken canary is cut within seconds.
 const HEALTH = { min_requests: 5, max_error_rate: 0.5 };
@@ -125,13 +128,13 @@ test("a failing canary: the automatic rollback appears in the view and the histo
   assert.deepEqual(navigations, [], "no reload");
   // The per-minute chart has the canary's clients (it refreshes every 10 s).
   await page.locator("#chart-note", { hasText: /[1-9]\d* canary clients/ }).waitFor({ timeout: 25_000 });
-  await page.screenshot({ path: join(ROOT, "docs/console-rollback.png"), fullPage: true });
+  await page.screenshot({ path: join(SHOTS, "console-rollback.png"), fullPage: true });
   // The overview: the rolled-back bundle stands out.
   await page.goto(ui());
   const row = page.locator("#bundles tr", { hasText: "broken" });
   await row.waitFor();
   assert.match(await row.getAttribute("class"), /trouble/);
-  await page.screenshot({ path: join(ROOT, "docs/console-overview.png") });
+  await page.screenshot({ path: join(SHOTS, "console-overview.png") });
 });
 
 test("roll back by hand with a reason, then promote: each in the history", async () => {
