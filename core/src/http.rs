@@ -47,6 +47,15 @@ pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
             .any(|candidate| candidate.trim() == "*" || bare(candidate) == target)
 }
 
+/// The values of every cookie called `name` in a `Cookie` header, in order.
+pub fn cookie_values<'h>(header: &'h str, name: &'h str) -> impl Iterator<Item = &'h str> {
+    header
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(move |(n, _)| *n == name)
+        .map(|(_, value)| value)
+}
+
 /// Response headers as `name\nvalue\n` pairs: handed across the wasm boundary in one
 /// string rather than one call per header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -51,14 +51,9 @@ impl OverrideKey {
         format!("{payload}.{}", hex::encode(&tag[..TAG_BYTES]))
     }
 
-    /// The channel a token grants for `bundle` at `now_unix`, if it is genuine and current.
     /// The override token in a `Cookie` header (`canary_override=<token>`), if any.
     pub fn from_cookie_header(header: &str) -> Option<&str> {
-        header
-            .split(';')
-            .filter_map(|p| p.trim().split_once('='))
-            .find(|(name, _)| *name == OVERRIDE_COOKIE)
-            .map(|(_, v)| v)
+        crate::http::cookie_values(header, OVERRIDE_COOKIE).next()
     }
 
     /// The client id a holder of `token` counts as in health counts: one token, one client.
@@ -70,6 +65,7 @@ impl OverrideKey {
         u64::from_be_bytes(b)
     }
 
+    /// The channel a token grants for `bundle` at `now_unix`, if it is genuine and current.
     pub fn verify(&self, token: &str, bundle: &BundleName, now_unix: u64) -> Option<Channel> {
         if token.len() > 256 {
             return None;
@@ -104,6 +100,7 @@ impl OverrideKey {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_override_cookie_is_found_among_others() {
@@ -121,8 +118,6 @@ mod tests {
             );
         }
     }
-
-    use super::*;
 
     fn demo() -> BundleName {
         BundleName::parse("demo").unwrap()

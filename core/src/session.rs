@@ -100,11 +100,8 @@ impl SessionKey {
 
     /// The session of a `Cookie` header, if any verifies.
     pub fn from_cookie_header(&self, header: Option<&str>, now_unix: u64) -> Option<Session> {
-        header?
-            .split(';')
-            .filter_map(|p| p.trim().split_once('='))
-            .filter(|(name, _)| *name == SESSION_COOKIE)
-            .find_map(|(_, value)| self.verify(value, now_unix))
+        crate::http::cookie_values(header?, SESSION_COOKIE)
+            .find_map(|value| self.verify(value, now_unix))
     }
 }
 
