@@ -13,7 +13,7 @@ use canary_core::config::{BundleName, Rollout};
 use canary_core::decide::{ClientFacts, PreparedRollout, Router};
 use canary_core::rollouts::KvRead;
 use canary_core::route::{self, Route};
-use canary_core::serve::{AssetRequest, Edge, Identity, Step};
+use canary_core::serve::{AssetRequest, Edge, Step};
 use canary_core::settings::Settings;
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -220,10 +220,10 @@ fn plan_benches(c: &mut Criterion) {
     };
     let returning = request(Some(cookie.as_str()));
     let first = request(None);
-    let identity = Identity {
+    let identity = ClientFacts {
         ja4: Some(CHROME_JA4),
         client_ip: Some(IPV6),
-        ..Identity::default()
+        ..ClientFacts::default()
     };
     let token = match edge.plan(&returning, None, || 0) {
         Step::Serve(plan) => plan.tally.clone().expect("a floating GET is counted"),

@@ -39,16 +39,6 @@ pub struct AssetRequest<'a> {
     pub config_read: bool,
 }
 
-/// The identities other than the cookie: read (from headers and `request.cf`) only when
-/// the cookie does not decide, since most requests carry a valid one.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Identity<'a> {
-    pub user_key: Option<&'a str>,
-    pub ja4: Option<&'a str>,
-    pub ja3_hash: Option<&'a str>,
-    pub client_ip: Option<&'a str>,
-}
-
 /// One file of one version: where the edge cache keeps it and where R2 has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Load {
@@ -101,7 +91,8 @@ pub enum Step {
         kv_key: String,
         timeout_ms: u64,
     },
-    /// The cookie did not decide: ask again with the request's [`Identity`].
+    /// The cookie did not decide: ask again with the request's other identities (user key,
+    /// fingerprints, address), read only now since most requests carry a valid cookie.
     NeedIdentity,
     /// Answer with this error.
     Fail(EdgeError),
@@ -167,11 +158,13 @@ impl Edge {
     }
 
     /// Decides a request as far as the facts at hand allow. `identity` is `None` on the
-    /// first call; `random` supplies 64 random bits (a new client's id, a random cohort).
+    /// first call, then the identities besides the cookie (its `cookie_header` is not
+    /// read: the cookie is `req.cookie`); `random` supplies 64 random bits (a new client's
+    /// id, a random cohort).
     pub fn plan(
         &self,
         req: &AssetRequest<'_>,
-        identity: Option<&Identity<'_>>,
+        identity: Option<&ClientFacts<'_>>,
         mut random: impl FnMut() -> u64,
     ) -> Step {
         let asset = match route::parse(route::path_of(req.url)) {
@@ -219,12 +212,10 @@ impl Edge {
                     (Some(d), _) => d,
                     (None, None) => return Step::NeedIdentity,
                     (None, Some(id)) => {
+                        // The cookie has just failed: not verified again.
                         let facts = ClientFacts {
-                            cookie_header: req.cookie,
-                            user_key: id.user_key,
-                            ja4: id.ja4,
-                            ja3_hash: id.ja3_hash,
-                            client_ip: id.client_ip,
+                            cookie_header: None,
+                            ..*id
                         };
                         owned(self.router.decide(&prepared, &facts, &mut random))
                     }

@@ -17,9 +17,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use canary_core::config::BundleName;
+use canary_core::decide::ClientFacts;
 use canary_core::error::EdgeError;
 use canary_core::rollouts::KvRead;
-use canary_core::serve::{AssetPlan, AssetRequest, Edge, Identity, Miss, Step, TallyToken};
+use canary_core::serve::{AssetPlan, AssetRequest, Edge, Miss, Step, TallyToken};
 use canary_core::settings::{Settings, SettingsError};
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -80,7 +81,8 @@ pub fn plan(request: &str) -> String {
     let config_read = next() == "1";
     let cookie = optional(next());
     let override_token = optional(next());
-    let identity = (next() == "+").then(|| Identity {
+    let identity = (next() == "+").then(|| ClientFacts {
+        cookie_header: None,
         user_key: optional(next()),
         ja4: optional(next()),
         ja3_hash: optional(next()),

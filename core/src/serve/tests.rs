@@ -58,9 +58,9 @@ fn serve(step: Step) -> AssetPlan {
 
 /// A plan for a client with the given identity (no cookie).
 fn first_visit(e: &Edge, url: &str, user_key: &str) -> AssetPlan {
-    let id = Identity {
+    let id = ClientFacts {
         user_key: Some(user_key),
-        ..Identity::default()
+        ..ClientFacts::default()
     };
     serve(e.plan(&get(url), Some(&id), counter()))
 }
@@ -294,7 +294,7 @@ fn pinned_urls_and_head_requests_are_not_counted() {
             (None, None, None)
         );
     }
-    let id = Identity::default();
+    let id = ClientFacts::default();
     let head = serve(e.plan(
         &AssetRequest {
             method: "HEAD",
@@ -332,7 +332,7 @@ fn a_signed_override_picks_the_channel_and_is_not_counted() {
                 cookie,
                 ..get("https://x.test/demo/sdk.js")
             };
-            let plan = serve(e.plan(&req, Some(&Identity::default()), counter()));
+            let plan = serve(e.plan(&req, Some(&ClientFacts::default()), counter()));
             assert_eq!(plan.channel, Some(channel));
             assert_eq!(
                 plan.headers.get("x-canary-override"),
@@ -347,7 +347,7 @@ fn a_signed_override_picks_the_channel_and_is_not_counted() {
         override_token: Some(&wrong),
         ..get("https://x.test/demo/sdk.js")
     };
-    let plan = serve(e.plan(&req, Some(&Identity::default()), counter()));
+    let plan = serve(e.plan(&req, Some(&ClientFacts::default()), counter()));
     assert_eq!(
         plan.headers.get("x-canary-override"),
         None,
