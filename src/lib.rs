@@ -11,7 +11,7 @@ mod edge;
 // The edge names the core's modules as `crate::config`, `crate::decide`, ...
 #[cfg(target_arch = "wasm32")]
 use canary_core::{
-    admin, config, control, cookie, decide, error, override_token, report, rollouts, route,
+    admin, config, control, cookie, decide, error, log, override_token, report, rollouts, route,
     session, settings,
 };
 

@@ -77,6 +77,16 @@ impl EdgeError {
         }
     }
 
+    /// The header an error answer carries besides its body: `Allow` with a 405,
+    /// `WWW-Authenticate` with a 401.
+    pub fn extra_header(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            EdgeError::MethodNotAllowed(allow) => Some(("allow", allow)),
+            EdgeError::Unauthorized => Some(("www-authenticate", "Bearer")),
+            _ => None,
+        }
+    }
+
     /// Detail for the log line (may include internals).
     pub fn log_detail(&self) -> String {
         match self {

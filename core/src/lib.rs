@@ -14,6 +14,9 @@
 //!   progressive rollout, KV projection);
 //! - [`admin`], [`override_token`], [`report`] parse what operators and browsers send;
 //! - [`http`] holds content types, cache policies and conditional requests;
+//! - [`log`] is the structured log line both runtime adapters write;
+//! - [`serve`] is an asset request as a plan (the routing module runs it);
+//! - [`session`] signs the operator console's session cookie;
 //! - [`settings`] reads the deployment vars; [`error`] maps failures to statuses.
 
 pub mod admin;
@@ -24,6 +27,7 @@ pub mod cookie;
 pub mod decide;
 pub mod error;
 pub mod http;
+pub mod log;
 pub mod override_token;
 pub mod report;
 pub mod rollouts;

@@ -15,8 +15,9 @@ use crate::control::Batch;
 use crate::decide::{Channel, ClientFacts, Decision, PreparedRollout, Router};
 use crate::error::EdgeError;
 use crate::http::{content_type_for, floating_cache_control, pinned_cache_control, HeaderLines};
+use crate::log::LogLine;
 use crate::override_token::{OverrideKey, OVERRIDE_HEADER};
-use crate::rollouts::{KvRead, RolloutCache, Staleness};
+use crate::rollouts::{KvRead, RolloutCache};
 use crate::route::{self, AssetRoute, Route, RouteError};
 use crate::settings::Settings;
 
@@ -98,26 +99,6 @@ pub enum Step {
     Fail(EdgeError),
     /// Load and serve.
     Serve(Box<AssetPlan>),
-}
-
-/// A log line the entry module writes for the edge: `event` and its fields.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogLine {
-    pub event: &'static str,
-    pub fields: serde_json::Value,
-}
-
-impl LogLine {
-    /// The line as written: one JSON object with `event` and `service` first.
-    pub fn to_json(&self) -> String {
-        let mut line = serde_json::json!({ "event": self.event, "service": "canary-edge" });
-        if let (Some(line), serde_json::Value::Object(fields)) =
-            (line.as_object_mut(), &self.fields)
-        {
-            line.extend(fields.clone());
-        }
-        line.to_string()
-    }
 }
 
 /// Why the load of an object failed.
@@ -254,14 +235,7 @@ impl Edge {
         now_ms: f64,
     ) -> Option<LogLine> {
         let (_, staleness) = self.rollouts.record(&self.router, bundle, read, now_ms);
-        let (event, detail) = match staleness? {
-            Staleness::InvalidInKv(d) => ("config_invalid_kept_last_good", d),
-            Staleness::KvFailed(d) => ("kv_failed_kept_last_good", d),
-        };
-        Some(LogLine {
-            event,
-            fields: serde_json::json!({ "bundle": bundle.as_str(), "detail": detail }),
-        })
+        Some(LogLine::for_staleness(bundle, staleness?))
     }
 
     /// Counts a served floating request: a load of the channel it was routed to, and with
@@ -276,11 +250,10 @@ impl Edge {
         let Some(parsed) = ParsedTally::parse(&token.0) else {
             return Vec::new();
         };
+        // A load, and after a fallback an error too.
+        let errors: &[bool] = if fell_back { &[false, true] } else { &[false] };
         let mut out = Vec::new();
-        for error in [false, true]
-            .into_iter()
-            .take(if fell_back { 2 } else { 1 })
-        {
+        for &error in errors {
             let tally = Tally {
                 bundle: &parsed.bundle,
                 stable: &parsed.stable,

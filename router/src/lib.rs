@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use canary_core::config::BundleName;
 use canary_core::decide::ClientFacts;
 use canary_core::error::EdgeError;
+use canary_core::log::LogLine;
 use canary_core::rollouts::KvRead;
 use canary_core::serve::{AssetPlan, AssetRequest, Edge, Miss, Step, TallyToken};
 use canary_core::settings::{Settings, SettingsError};
@@ -228,22 +229,10 @@ fn encode_plan(p: &AssetPlan) -> String {
 
 /// `E status header_name header_value log_line message`: the log line only for 5xx.
 fn failure(e: &EdgeError) -> String {
-    let (name, value) = match e {
-        EdgeError::MethodNotAllowed(allow) => ("allow", *allow),
-        EdgeError::Unauthorized => ("www-authenticate", "Bearer"),
-        _ => ("", ""),
-    };
-    let log = if e.status() >= 500 {
-        serde_json::json!({
-            "event": "error",
-            "service": "canary-edge",
-            "status": e.status(),
-            "detail": e.log_detail(),
-        })
-        .to_string()
-    } else {
-        String::new()
-    };
+    let (name, value) = e.extra_header().unwrap_or(("", ""));
+    let log = LogLine::for_error(e)
+        .map(|l| l.to_json())
+        .unwrap_or_default();
     format!(
         "E\n{}\n{name}\n{value}\n{log}\n{}",
         e.status(),

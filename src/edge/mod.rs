@@ -27,8 +27,9 @@ use crate::config::{kv_key, BundleName};
 use crate::control::batching::Outbox;
 use crate::decide::{PreparedRollout, Router};
 use crate::error::EdgeError;
+use crate::log::LogLine;
 use crate::override_token::OverrideKey;
-use crate::rollouts::{KvRead, RolloutCache, Staleness};
+use crate::rollouts::{KvRead, RolloutCache};
 use crate::route::{self, Route, RouteError};
 use crate::session::SessionKey;
 use crate::settings::{Settings, SettingsError};
@@ -93,12 +94,8 @@ fn brief(e: impl std::fmt::Display) -> String {
 }
 
 /// One structured log line per event worth knowing about (`event` names it).
-fn log_event(event: &str, fields: serde_json::Value) {
-    let mut line = json!({ "event": event, "service": "canary-edge" });
-    if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), fields) {
-        line.extend(fields);
-    }
-    console_log!("{line}");
+fn log_event(event: &'static str, fields: serde_json::Value) {
+    console_log!("{}", LogLine { event, fields }.to_json());
 }
 
 /// Entry point of the fetch event. Never returns `Err`: every failure becomes a response
@@ -111,11 +108,8 @@ pub async fn fetch(req: Request, env: Env, ctx: Context) -> Response {
     match outcome {
         Ok(resp) => resp,
         Err(Failure::Edge(e)) => {
-            if e.status() >= 500 {
-                log_event(
-                    "error",
-                    json!({ "status": e.status(), "detail": e.log_detail() }),
-                );
+            if let Some(line) = LogLine::for_error(&e) {
+                log_event(line.event, line.fields);
             }
             error_response(&e)
         }
@@ -177,16 +171,9 @@ async fn rollout(
         .rollouts
         .borrow_mut()
         .record(&iso.router, bundle, read, now);
-    match staleness {
-        Some(Staleness::InvalidInKv(detail)) => log_event(
-            "config_invalid_kept_last_good",
-            json!({ "bundle": bundle.as_str(), "detail": detail }),
-        ),
-        Some(Staleness::KvFailed(detail)) => log_event(
-            "kv_failed_kept_last_good",
-            json!({ "bundle": bundle.as_str(), "detail": detail }),
-        ),
-        None => {}
+    if let Some(staleness) = staleness {
+        let line = LogLine::for_staleness(bundle, staleness);
+        log_event(line.event, line.fields);
     }
     answer
 }
@@ -222,15 +209,8 @@ fn text_response(status: u16, message: &str) -> Response {
 
 fn error_response(e: &EdgeError) -> Response {
     let mut resp = text_response(e.status(), &e.public_message());
-    let headers = resp.headers_mut();
-    match e {
-        EdgeError::MethodNotAllowed(allow) => {
-            let _ = headers.set("allow", allow);
-        }
-        EdgeError::Unauthorized => {
-            let _ = headers.set("www-authenticate", "Bearer");
-        }
-        _ => {}
+    if let Some((name, value)) = e.extra_header() {
+        let _ = resp.headers_mut().set(name, value);
     }
     resp
 }

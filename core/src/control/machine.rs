@@ -23,6 +23,7 @@ use super::projection::{Projection, Provenance};
 use super::verdict::{Evidence, Increment, Judgement, TestPolicy, Verdict};
 use crate::admin::Command;
 use crate::config::{BundleName, Rollout, Version, Weight};
+use crate::log::LogLine;
 use crate::rollouts::KvRead;
 
 /// Writes retried in place (1 s apart) before a write counts as failed.
@@ -155,12 +156,6 @@ pub struct ConfigWrite {
     pub expect_canary: Option<Version>,
     /// Do not write before this time (one write per second per key).
     pub not_before_ms: f64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct LogLine {
-    pub event: &'static str,
-    pub fields: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq)]
