@@ -242,7 +242,7 @@ fn plan_benches(c: &mut Criterion) {
         })
     });
     g.bench_function("served", |b| {
-        b.iter(|| edge.served(black_box(&token), false, now))
+        b.iter(|| edge.served(black_box(&token.0), false, now))
     });
     g.finish();
 }

@@ -34,7 +34,7 @@ initSync({ module: routerWasm });
 let configured = false;
 let OVERRIDE_HEADER = "";
 let STORED_CACHE_CONTROL = "";
-let STATIC_HEADERS = [];
+let STATIC_HEADERS = Object.create(null);
 let operations = null;
 /** The operations module, loaded once per isolate, on the first request that needs it. */
 function loadOperations() {
@@ -120,8 +120,8 @@ function configureRouter(env) {
   const [override, stored, ...lines] = constants().split("\n");
   OVERRIDE_HEADER = override;
   STORED_CACHE_CONTROL = stored;
-  STATIC_HEADERS = [];
-  for (let i = 0; i + 1 < lines.length; i += 2) STATIC_HEADERS.push([lines[i], lines[i + 1]]);
+  STATIC_HEADERS = Object.create(null);
+  for (let i = 0; i + 1 < lines.length; i += 2) STATIC_HEADERS[lines[i]] = lines[i + 1];
   configured = true;
 }
 
@@ -154,6 +154,8 @@ async function readConfig(answer, env) {
   const [, bundle, key, timeoutMs] = answer.split("\n");
   let kind;
   let detail = "";
+  // The TTL runs from when the read was issued, not answered (see RolloutCache::record).
+  const issued = Date.now();
   try {
     const kv = env.ROLLOUTS;
     if (!kv) throw new Error("binding ROLLOUTS: no such KV namespace binding");
@@ -167,7 +169,7 @@ async function readConfig(answer, env) {
     kind = "failed";
     detail = brief(e);
   }
-  const line = record_config(bundle, kind, detail, Date.now());
+  const line = record_config(bundle, kind, detail, issued);
   if (line) console.log(line);
 }
 
@@ -214,12 +216,11 @@ async function serveAsset(answer, request, env, ctx, started) {
   // A plain object: the Response constructor converts it in one go, which profiled cheaper
   // than a Headers object filled by set() calls or an array of pairs (bench/README.md).
   // No prototype: a configured header name can never reach Object.prototype.
-  const headers = Object.create(null);
+  const headers = Object.assign(Object.create(null), STATIC_HEADERS);
   headers["content-type"] = found.contentType;
   headers.etag = found.etag;
   headers["x-canary-version"] = servedVersion;
   headers["server-timing"] = `edge;dur=${Date.now() - started}, cache;desc=${found.fromCache ? "hit" : "miss"}`;
-  for (const [name, value] of STATIC_HEADERS) headers[name] = value;
   for (let i = 12; i + 1 < p.length; i += 2) headers[p[i]] = p[i + 1];
   if (servedChannel) headers["x-canary-channel"] = servedChannel;
   if (fellBack) headers["x-canary-fallback"] = "stable";

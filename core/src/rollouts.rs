@@ -82,13 +82,26 @@ impl RolloutCache {
 
     /// Records a KV read and returns what to serve, with a note when it is the last good
     /// config rather than what KV holds.
+    ///
+    /// `read_started_ms` is when the read was issued: KV may have answered with a value
+    /// from any time after that, so the TTL runs from there (stamped at the answer, a slow
+    /// read that began before a rollback write would keep the old weight a TTL past it).
+    /// A read issued before the one already recorded is older news: it is not recorded,
+    /// and the newer answer is served.
     pub fn record(
         &mut self,
         router: &Router,
         bundle: &BundleName,
         read: KvRead,
-        now_ms: f64,
+        read_started_ms: f64,
     ) -> (Result<Rc<PreparedRollout>, EdgeError>, Option<Staleness>) {
+        if let Some(newer) = self
+            .entries
+            .get(bundle)
+            .filter(|e| e.checked_at_ms > read_started_ms)
+        {
+            return (answer(bundle, &newer.known), None);
+        }
         let last_good = self.entries.get(bundle).and_then(|e| e.last_good.clone());
         let (known, staleness) = match read {
             KvRead::Missing => (Known::Missing, None),
@@ -140,7 +153,7 @@ impl RolloutCache {
         self.entries.insert(
             bundle.clone(),
             Entry {
-                checked_at_ms: now_ms,
+                checked_at_ms: read_started_ms,
                 known,
                 last_good,
             },
@@ -225,6 +238,31 @@ mod tests {
         );
         let (r, _) = cache.record(&router, &demo, KvRead::Value(GOOD2.into()), 6_000.0);
         assert_eq!(weight(&r), 60);
+    }
+
+    #[test]
+    fn a_slow_read_is_trusted_from_when_it_was_issued() {
+        let (router, mut cache, demo) = setup();
+        // Issued at 1 s, answered at 3 s: trusted until 1 s + TTL, not 3 s + TTL.
+        let _ = cache.record(&router, &demo, KvRead::Value(GOOD.into()), 1_000.0);
+        assert!(cache.fresh(&demo, 5_999.0).is_some());
+        assert!(cache.fresh(&demo, 6_000.0).is_none());
+    }
+
+    #[test]
+    fn an_older_read_answering_late_does_not_replace_a_newer_one() {
+        let (router, mut cache, demo) = setup();
+        // Read A issued at 1 s (before a write), read B at 2 s (after it); B answers first.
+        let (r, _) = cache.record(&router, &demo, KvRead::Value(GOOD2.into()), 2_000.0);
+        assert_eq!(weight(&r), 60);
+        let (r, staleness) = cache.record(&router, &demo, KvRead::Value(GOOD.into()), 1_000.0);
+        assert_eq!(weight(&r), 60, "A's older value is not served");
+        assert_eq!(staleness, None);
+        assert_eq!(weight(&cache.fresh(&demo, 2_500.0).unwrap()), 60);
+        assert!(cache.fresh(&demo, 7_000.0).is_none(), "B's TTL, from 2 s");
+        // A failed older read does not turn the newer config into a fallback either.
+        let (r, staleness) = cache.record(&router, &demo, KvRead::Failed("boom".into()), 1_500.0);
+        assert_eq!((weight(&r), staleness), (60, None));
     }
 
     #[test]

@@ -76,7 +76,8 @@ pub struct AssetPlan {
 }
 
 /// The counting facts of one floating request, carried through the entry module's awaits
-/// and given back to [`Edge::served`]. Plain text: stable, canary, weight, channel, client.
+/// and given back to [`Edge::served`] as text (the entry holds it as a string, so it is
+/// taken back as `&str` without a copy): bundle, stable, canary, weight, channel, client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TallyToken(pub String);
 
@@ -226,15 +227,15 @@ impl Edge {
         &self.stored_cache_control
     }
 
-    /// Records a KV read of `bundle`'s config; the log line says when the config served is
-    /// the last good one rather than what KV holds.
+    /// Records a KV read of `bundle`'s config, issued at `issued_ms`; the log line says
+    /// when the config served is the last good one rather than what KV holds.
     pub fn record_config(
         &mut self,
         bundle: &BundleName,
         read: KvRead,
-        now_ms: f64,
+        issued_ms: f64,
     ) -> Option<LogLine> {
-        let (_, staleness) = self.rollouts.record(&self.router, bundle, read, now_ms);
+        let (_, staleness) = self.rollouts.record(&self.router, bundle, read, issued_ms);
         Some(LogLine::for_staleness(bundle, staleness?))
     }
 
@@ -243,11 +244,11 @@ impl Edge {
     /// due for the bundle's control plane. A token that does not parse counts nothing.
     pub fn served(
         &mut self,
-        token: &TallyToken,
+        token: &str,
         fell_back: bool,
         now_ms: f64,
     ) -> Vec<(BundleName, Batch)> {
-        let Some(parsed) = ParsedTally::parse(&token.0) else {
+        let Some(parsed) = ParsedTally::parse(token) else {
             return Vec::new();
         };
         // A load, and after a fallback an error too.

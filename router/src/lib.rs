@@ -21,7 +21,7 @@ use canary_core::decide::ClientFacts;
 use canary_core::error::EdgeError;
 use canary_core::log::LogLine;
 use canary_core::rollouts::KvRead;
-use canary_core::serve::{AssetPlan, AssetRequest, Edge, Miss, Step, TallyToken};
+use canary_core::serve::{AssetPlan, AssetRequest, Edge, Miss, Step};
 use canary_core::settings::{Settings, SettingsError};
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -106,10 +106,10 @@ pub fn plan(request: &str) -> String {
     )
 }
 
-/// Records a config read: `kind` is `value`, `missing` or `failed` (with the detail in
-/// `text`). Returns a log line to write, or an empty string.
+/// Records a config read issued at `issued_ms`: `kind` is `value`, `missing` or `failed`
+/// (with the detail in `text`). Returns a log line to write, or an empty string.
 #[wasm_bindgen]
-pub fn record_config(bundle: &str, kind: &str, text: &str, now_ms: f64) -> String {
+pub fn record_config(bundle: &str, kind: &str, text: &str, issued_ms: f64) -> String {
     let Ok(bundle) = BundleName::parse(bundle) else {
         return String::new();
     };
@@ -120,7 +120,7 @@ pub fn record_config(bundle: &str, kind: &str, text: &str, now_ms: f64) -> Strin
     };
     with_edge(
         |edge| {
-            edge.record_config(&bundle, read, now_ms)
+            edge.record_config(&bundle, read, issued_ms)
                 .map(|log| log.to_json())
                 .unwrap_or_default()
         },
@@ -135,7 +135,7 @@ pub fn served(token: &str, fell_back: bool, now_ms: f64) -> String {
     with_edge(
         |edge| {
             let mut out = String::new();
-            for (bundle, batch) in edge.served(&TallyToken(token.to_owned()), fell_back, now_ms) {
+            for (bundle, batch) in edge.served(token, fell_back, now_ms) {
                 if let Ok(body) = serde_json::to_string(&batch) {
                     out.push_str(bundle.as_str());
                     out.push('\n');

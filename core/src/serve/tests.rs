@@ -364,9 +364,9 @@ fn served_requests_become_batches() {
             plan.tally.unwrap()
         })
         .collect();
-    assert!(e.served(&tokens[0], false, NOW).is_empty());
-    assert!(e.served(&tokens[1], false, NOW).is_empty());
-    let sent = e.served(&tokens[2], false, NOW);
+    assert!(e.served(&tokens[0].0, false, NOW).is_empty());
+    assert!(e.served(&tokens[1].0, false, NOW).is_empty());
+    let sent = e.served(&tokens[2].0, false, NOW);
     assert_eq!(sent.len(), 1, "HEALTH_FLUSH_REQUESTS=3");
     let (bundle, batch) = &sent[0];
     assert_eq!(bundle.as_str(), "demo");
@@ -380,8 +380,8 @@ fn served_requests_become_batches() {
         .find(|p| p.channel == Some(Channel::Canary))
         .and_then(|p| p.tally)
         .unwrap();
-    assert!(e.served(&canary, true, NOW).is_empty());
-    let sent = e.served(&canary, true, NOW + 1_000.0);
+    assert!(e.served(&canary.0, true, NOW).is_empty());
+    let sent = e.served(&canary.0, true, NOW + 1_000.0);
     let counts = sent[0].1.clients.counts();
     assert_eq!((counts.canary.clients, counts.canary.errors), (1, 1));
     // Tokens are ours; anything else counts nothing.
@@ -391,11 +391,7 @@ fn served_requests_become_batches() {
         "demo\t1.0.0\t\t101\t0\t1",
         "demo\t1.0.0\t\t50\t0\tzz",
     ] {
-        assert!(
-            e.served(&TallyToken(bad.into()), true, NOW + 5_000.0)
-                .is_empty(),
-            "{bad:?}"
-        );
+        assert!(e.served(bad, true, NOW + 5_000.0).is_empty(), "{bad:?}");
     }
 }
 
