@@ -236,7 +236,7 @@ export function renderStatus(s, now = new Date()) {
     }
     const f = (x) => (Number.isFinite(x) ? x.toFixed(2) : String(x));
     lines.push(`evidence (log e-values): worse ${f(v.cut.relative)} relative, ${f(v.cut.absolute)} absolute, cut at ${f(v.cut.threshold)} both; ` +
-      `better ${f(v.pass.relative)} relative, ${f(v.pass.absolute)} absolute, pass at ${f(v.pass.threshold)} either; ${v.step_clients}/${v.min_clients} step clients`);
+      `better ${f(v.pass.relative)} relative, ${f(v.pass.absolute)} absolute, ${f(v.pass.combined)} combined, pass at ${f(v.pass.threshold)}; ${v.step_clients}/${v.min_clients} step clients`);
     lines.push(`verdict: ${v.state} (${v.reason})`);
   }
   if (m.progress) {

@@ -92,7 +92,9 @@ test("the admin status explains the verdict: clients, errors, estimates with int
   }
   assert.ok(Number.isFinite(v.cut.relative) && Number.isFinite(v.cut.absolute));
   assert.equal(v.cut.threshold.toFixed(3), Math.log(100).toFixed(3), "ln(1/α) at 99%");
-  assert.equal(v.pass.threshold.toFixed(3), Math.log(200).toFixed(3), "ln(2/α): two tests at α/2");
+  assert.equal(v.pass.threshold.toFixed(3), Math.log(100).toFixed(3), "ln(1/α): the mean of the two e-values against 1/α");
+  const mean = Math.log((Math.exp(v.pass.relative) + Math.exp(v.pass.absolute)) / 2);
+  assert.ok(Math.abs(v.pass.combined - mean) < 1e-6, `combined ${v.pass.combined} is the log of the mean, ${mean}`);
   assert.match(v.reason, /canary \d/);
   assert.ok(["cut", "pass", "inconclusive"].includes(v.state));
 });

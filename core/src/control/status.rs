@@ -30,7 +30,7 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
             "step_clients": j.step_clients,
             "min_clients": policy.min_clients,
             "cut": { "relative": j.worse_relative, "absolute": j.worse_absolute, "threshold": j.cut_threshold },
-            "pass": { "relative": j.better_relative, "absolute": j.better_absolute, "threshold": j.pass_threshold },
+            "pass": { "relative": j.better_relative, "absolute": j.better_absolute, "combined": j.better, "threshold": j.pass_threshold },
         },
         "policy": policy,
         "progress": c.progress.as_ref().map(|p| json!({

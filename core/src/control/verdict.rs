@@ -18,10 +18,14 @@
 //!
 //!   A rejection of both says, with confidence `1 − α`, that the canary is worse than
 //!   stable by more than the margin and above the floor.
-//! - **Pass?** (to advance a step) Null: the canary *is* worse than tolerated. Rejected when
-//!   the relative test finds the canary's share of errors below `ρ0`, or the absolute test
-//!   finds its rate below the floor (each at `α/2`), and the step has seen `min_clients`
-//!   canary clients. No evidence is never a pass.
+//! - **Pass?** (to advance a step) Null: the canary *is* worse than tolerated, i.e. both
+//!   above `(1 + max_increase)·p_s` and above the floor. Under that null the relative test
+//!   ("share of errors below `ρ0`") and the absolute test ("rate below the floor") are both
+//!   e-processes on the same batches, so their mean is one too: rejected when the mean
+//!   reaches `1/α` and the step has seen `min_clients` canary clients. (A mean rather than
+//!   "either at `α/2`": never weaker, and when both see health, as at small weights, each
+//!   needs only half the evidence.) At weight 100 there is no stable to compare with, fixed
+//!   before the step starts, so the absolute test alone. No evidence is never a pass.
 //!
 //! Each e-process is a likelihood ratio mixed, with equal weights, over a grid of
 //! alternatives (odds ratios against the null's boundary); a mixture of test martingales is
@@ -108,6 +112,9 @@ pub struct Judgement {
     pub cut_threshold: f64,
     pub better_relative: f64,
     pub better_absolute: f64,
+    /// What is compared with `pass_threshold`: the mean of the two (log), or the absolute
+    /// test alone without stable traffic.
+    pub better: f64,
     pub pass_threshold: f64,
     pub step_clients: u64,
     pub reason: String,
@@ -277,11 +284,16 @@ impl Evidence {
         let totals = &self.seen;
         let alpha = (1.0 - policy.confidence).clamp(1e-9, 0.5);
         let cut_threshold = (1.0 / alpha).ln();
-        let pass_threshold = (2.0 / alpha).ln();
+        let pass_threshold = cut_threshold;
         let worse_relative = mixture(&self.worse_relative, &WORSE_WEIGHTS);
         let worse_absolute = mixture(&self.worse_absolute, &WORSE_WEIGHTS);
         let better_relative = mixture(&self.better_relative, &BETTER_WEIGHTS);
         let better_absolute = mixture(&self.better_absolute, &BETTER_WEIGHTS);
+        let better = if stable_present {
+            mixture(&[better_relative, better_absolute], &[0.5, 0.5])
+        } else {
+            better_absolute
+        };
         let relative_worse = worse_relative >= cut_threshold;
         let absolute_worse = worse_absolute >= cut_threshold;
         let canary = wilson(
@@ -335,10 +347,11 @@ impl Evidence {
                     describe(&stable)
                 ),
             )
-        } else if better_relative >= pass_threshold || better_absolute >= pass_threshold {
+        } else if better >= pass_threshold {
             (
                 Verdict::Pass,
-                if better_relative >= pass_threshold {
+                // Named after the test with more of the evidence.
+                if stable_present && better_relative >= better_absolute {
                     format!(
                         "canary error rate {} is within {versus_stable}, with {:.0}% confidence",
                         describe(&canary),
@@ -372,6 +385,7 @@ impl Evidence {
             cut_threshold,
             better_relative,
             better_absolute,
+            better,
             pass_threshold,
             step_clients: self.step_clients,
             reason,
@@ -558,6 +572,69 @@ mod tests {
         exposed.sort_unstable();
         assert!(exposed[100] <= 100, "median {}", exposed[100]);
         assert!(exposed[199] <= 400, "worst {}", exposed[199]);
+    }
+
+    /// Like [`run`], but watches for a pass: the first batch at which the step would
+    /// advance, if any.
+    fn passes(
+        rng: &mut Rng,
+        p_stable: f64,
+        p_canary: f64,
+        share: f64,
+        per_batch: u64,
+        batches: u32,
+    ) -> bool {
+        let policy = policy();
+        let mut e = Evidence::default();
+        for _ in 0..batches {
+            let nc = ((per_batch as f64) * share).round().max(1.0) as u64;
+            let ns = per_batch - nc.min(per_batch);
+            let new = ChannelCounts {
+                canary: counts(nc, rng.binomial(nc, p_canary)),
+                stable: counts(ns, rng.binomial(ns, p_stable)),
+            };
+            e.add(&Increment { new }, &policy);
+            if e.judge(true, &policy).verdict == Verdict::Pass {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn a_canary_at_the_tolerated_limit_almost_never_passes_under_continuous_monitoring() {
+        // The pass rule's null at its hardest: the canary exactly twice stable (the limit
+        // of max_increase 1.0) and above the floor, watched at every batch. Both tests are
+        // on their boundary, so their mean is a test martingale: passes ≤ α = 1%.
+        let mut rng = Rng(11);
+        let runs = 400;
+        for (p_stable, share) in [(0.015, 0.1), (0.015, 0.5), (0.03, 0.05)] {
+            let passed = (0..runs)
+                .filter(|_| passes(&mut rng, p_stable, 2.0 * p_stable, share, 400, 40))
+                .count();
+            assert!(
+                passed as f64 / runs as f64 <= 0.01,
+                "stable {p_stable}, share {share}: {passed} passes in {runs}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_pass_averages_both_tests_and_uses_the_absolute_one_alone_without_stable() {
+        let policy = policy();
+        let mut e = Evidence::default();
+        let new = ChannelCounts {
+            canary: counts(400, 2),
+            stable: counts(40_000, 400),
+        };
+        e.add(&Increment { new }, &policy);
+        let with_stable = e.judge(true, &policy);
+        let mean =
+            ((with_stable.better_relative.exp() + with_stable.better_absolute.exp()) / 2.0).ln();
+        assert!((with_stable.better - mean).abs() < 1e-9);
+        assert!((with_stable.pass_threshold - 100f64.ln()).abs() < 1e-9);
+        let alone = e.judge(false, &policy);
+        assert_eq!(alone.better, alone.better_absolute);
     }
 
     #[test]

@@ -194,7 +194,7 @@ async function renderBundle(bundle) {
     el("tr", {}, el("td", { text: ch }), el("td", { text: `${v[ch].clients}` }), el("td", { text: `${v[ch].errors}` }),
       el("td", { text: `${pct(v[ch].rate, 2)} (${pct(v[ch].low, 2)}–${pct(v[ch].high, 2)})` }))));
   $("verdict-stats").textContent = v
-    ? `cut when both log e-values reach ${v.cut.threshold.toFixed(2)}: relative ${v.cut.relative.toFixed(2)}, absolute ${v.cut.absolute.toFixed(2)}; pass at ${v.pass.threshold.toFixed(2)}: relative ${v.pass.relative.toFixed(2)}, absolute ${v.pass.absolute.toFixed(2)}; ${v.step_clients} of ${v.min_clients} canary clients this step`
+    ? `cut when both log e-values reach ${v.cut.threshold.toFixed(2)}: relative ${v.cut.relative.toFixed(2)}, absolute ${v.cut.absolute.toFixed(2)}; pass when the combined ${v.pass.combined.toFixed(2)} reaches ${v.pass.threshold.toFixed(2)} (relative ${v.pass.relative.toFixed(2)}, absolute ${v.pass.absolute.toFixed(2)}); ${v.step_clients} of ${v.min_clients} canary clients this step`
     : "";
 
   const events = m.events ?? [];
