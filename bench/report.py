@@ -181,6 +181,16 @@ w("| worker | ready ms | first request ms | cold ms | second request ms | worker
 for name, s_ in tp["start"].items():
     w(f"| {name} | {s_['readyMs']:.0f} | {s_['firstMs']:.1f} | {s_.get('coldMs', float('nan')):.0f} | {s_['secondMs']:.1f} | {s_.get('cpuMs', float('nan')):.0f} |")
 w("")
+bare = st.get("canary-edge (no HEALTH binding)")
+if bare and "canary-edge" in st and "JS same logic" in st:
+    js = st["JS same logic"]
+    w("The row without the HEALTH binding is the same build with the same modules; the reference "
+      "workers have no Durable Object. Its difference from the full row is what Miniflare spends "
+      "setting up a Durable Object namespace (with SQLite) before *ready*, a cost of the local "
+      f"simulator, not of the isolate: {st['canary-edge']['readyMs'] - bare['readyMs']:+.0f} ms ready. "
+      "Against the JS worker with the same bindings: "
+      f"{bare['readyMs'] - js['readyMs']:+.0f} ms ready, {bare['firstMs'] - js['firstMs']:+.1f} ms first request, "
+      f"{bare['coldMs'] - js['coldMs']:+.1f} ms cold. *ready* moves by about ±15 ms between runs on this machine.\n")
 
 # ---------------------------------------------------------------- criterion
 w("## Routing core, natively (criterion)\n")

@@ -103,7 +103,9 @@ for (const name of names) {
 }
 // Fresh starts, interleaved like the rounds; the median of each figure (one in quick mode).
 const STARTS = quick ? 1 : 5;
-const startNames = explore ? [] : ["canary-edge", "JS same logic", "JS floor"];
+// Without the HEALTH binding too: the same module with the reference workers' bindings, to
+// tell what Miniflare's Durable Object setup adds to `ready` from what the module costs.
+const startNames = explore ? [] : ["canary-edge", "canary-edge (no HEALTH binding)", "JS same logic", "JS floor"];
 const starts = Object.fromEntries(startNames.map((n) => [n, []]));
 for (let i = 0; i < STARTS; i++) {
   for (const name of startNames) starts[name].push(await startTimes(name));
