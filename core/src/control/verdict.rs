@@ -510,7 +510,37 @@ mod tests {
     }
 
     /// Monitors `batches` batches of `per_batch` new clients per channel, canary share
-    /// `share`; returns the first verdict that is not inconclusive, and when.
+    /// `share`, judging after every batch. Returns `watch_for` with the canary clients seen
+    /// when it first comes, else the last verdict and the canary clients of all batches.
+    fn monitor(
+        rng: &mut Rng,
+        p_stable: f64,
+        p_canary: f64,
+        share: f64,
+        per_batch: u64,
+        batches: u32,
+        watch_for: Verdict,
+    ) -> (Verdict, u64) {
+        let policy = policy();
+        let mut e = Evidence::default();
+        let mut canary_clients = 0;
+        for _ in 0..batches {
+            let nc = ((per_batch as f64) * share).round().max(1.0) as u64;
+            let ns = per_batch - nc.min(per_batch);
+            let new = ChannelCounts {
+                canary: counts(nc, rng.binomial(nc, p_canary)),
+                stable: counts(ns, rng.binomial(ns, p_stable)),
+            };
+            canary_clients += nc;
+            e.add(&Increment { new }, &policy);
+            if e.judge(true, &policy).verdict == watch_for {
+                return (watch_for, canary_clients);
+            }
+        }
+        (e.judge(true, &policy).verdict, canary_clients)
+    }
+
+    /// Watching for a cut: the first cut and when, else the last verdict.
     fn run(
         rng: &mut Rng,
         p_stable: f64,
@@ -519,28 +549,15 @@ mod tests {
         per_batch: u64,
         batches: u32,
     ) -> (Verdict, u64) {
-        let policy = policy();
-        let mut e = Evidence::default();
-        let mut totals = ChannelCounts::default();
-        for _ in 0..batches {
-            let nc = ((per_batch as f64) * share).round().max(1.0) as u64;
-            let ns = per_batch - nc.min(per_batch);
-            let new = ChannelCounts {
-                canary: counts(nc, rng.binomial(nc, p_canary)),
-                stable: counts(ns, rng.binomial(ns, p_stable)),
-            };
-            totals.canary.clients += nc;
-            totals.canary.errors += new.canary.errors;
-            totals.stable.clients += ns;
-            totals.stable.errors += new.stable.errors;
-            e.add(&Increment { new }, &policy);
-            let j = e.judge(true, &policy);
-            if j.verdict == Verdict::Cut {
-                return (Verdict::Cut, totals.canary.clients);
-            }
-        }
-        let j = e.judge(true, &policy);
-        (j.verdict, totals.canary.clients)
+        monitor(
+            rng,
+            p_stable,
+            p_canary,
+            share,
+            per_batch,
+            batches,
+            Verdict::Cut,
+        )
     }
 
     #[test]
@@ -574,33 +591,6 @@ mod tests {
         assert!(exposed[199] <= 400, "worst {}", exposed[199]);
     }
 
-    /// Like [`run`], but watches for a pass: the first batch at which the step would
-    /// advance, if any.
-    fn passes(
-        rng: &mut Rng,
-        p_stable: f64,
-        p_canary: f64,
-        share: f64,
-        per_batch: u64,
-        batches: u32,
-    ) -> bool {
-        let policy = policy();
-        let mut e = Evidence::default();
-        for _ in 0..batches {
-            let nc = ((per_batch as f64) * share).round().max(1.0) as u64;
-            let ns = per_batch - nc.min(per_batch);
-            let new = ChannelCounts {
-                canary: counts(nc, rng.binomial(nc, p_canary)),
-                stable: counts(ns, rng.binomial(ns, p_stable)),
-            };
-            e.add(&Increment { new }, &policy);
-            if e.judge(true, &policy).verdict == Verdict::Pass {
-                return true;
-            }
-        }
-        false
-    }
-
     #[test]
     fn a_canary_at_the_tolerated_limit_almost_never_passes_under_continuous_monitoring() {
         // The pass rule's null at its hardest: the canary exactly twice stable (the limit
@@ -610,7 +600,11 @@ mod tests {
         let runs = 400;
         for (p_stable, share) in [(0.015, 0.1), (0.015, 0.5), (0.03, 0.05)] {
             let passed = (0..runs)
-                .filter(|_| passes(&mut rng, p_stable, 2.0 * p_stable, share, 400, 40))
+                .filter(|_| {
+                    let p_canary = 2.0 * p_stable;
+                    monitor(&mut rng, p_stable, p_canary, share, 400, 40, Verdict::Pass).0
+                        == Verdict::Pass
+                })
                 .count();
             assert!(
                 passed as f64 / runs as f64 <= 0.01,
