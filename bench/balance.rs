@@ -85,7 +85,7 @@ fn run(cohorts: u16, with_network: bool, clients: usize, seed: u64) -> (Pass, u1
         };
         if rng.chance(RETURNING_SHARE) {
             let earlier = rng.below(u64::from(cohorts)) as u16;
-            c.cookie = Some(format!("cohort={}", router.cookie().value(earlier, 1)));
+            c.cookie = Some(format!("cohort={}", router.cookie().value(earlier, 1, 0)));
         }
         pass.ideal_per_cohort[ideal_rng.below(u64::from(cohorts)) as usize] += c.requests;
         let mut first = None;
@@ -100,7 +100,7 @@ fn run(cohorts: u16, with_network: bool, clients: usize, seed: u64) -> (Pass, u1
                 client_ip: with_network.then_some(ip.as_str()),
             };
             let random = rng.next_u64();
-            let d = router.decide(&prepared, &facts, || random);
+            let d = router.decide(&prepared, &facts, 0, || random);
             pass.per_cohort[d.cohort as usize] += 1;
             pass.total += 1;
             pass.sources[d.source as usize] += 1;

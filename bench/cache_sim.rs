@@ -186,7 +186,7 @@ fn simulate(cohorts: u16, clients: usize, seed: u64) -> Vec<Design> {
             ..Default::default()
         };
         // Every client has a key, so randomness only mints its id (not simulated here).
-        let d = router.decide(prepared, &facts, || 0);
+        let d = router.decide(prepared, &facts, now as u64, || 0);
         let plain_version = if now >= PLAIN_RELEASE_AT {
             "1.5.0"
         } else {

@@ -13,7 +13,7 @@ use canary_core::config::{BundleName, Rollout};
 use canary_core::decide::{ClientFacts, PreparedRollout, Router};
 use canary_core::rollouts::KvRead;
 use canary_core::route::{self, Route};
-use canary_core::serve::{AssetRequest, Edge, Step};
+use canary_core::serve::{AssetRequest, Edge, Served, Step};
 use canary_core::settings::Settings;
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -21,6 +21,8 @@ const CHROME_JA4: &str = "t13d1516h2_8daaf6152771_02713d6af862";
 const IPV4: &str = "203.0.113.77";
 const IPV6: &str = "2001:db8:4a2f:17:8d1c:2e4:91aa:3b07";
 const FLOATING: &str = "/demo/sdk.js";
+/// The benchmarks' clock, in seconds: `plan_benches`' `now` (milliseconds) / 1000.
+const NOW_SECS: u64 = 1_800_000_000;
 
 fn setup() -> (Router, PreparedRollout, String) {
     let settings = Settings {
@@ -35,7 +37,7 @@ fn setup() -> (Router, PreparedRollout, String) {
     // A browser's Cookie header: the cohort cookie among a few others, as on a merchant page.
     let cookie = format!(
         "_ga=GA1.1.1234567890.1700000000; theme=dark; cohort={}; _fbp=fb.1.1700000000.42",
-        router.cookie().value(7, 0x5eed_1234_abcd_0042)
+        router.cookie().value(7, 0x5eed_1234_abcd_0042, NOW_SECS)
     );
     (router, prepared, cookie)
 }
@@ -52,7 +54,7 @@ fn full_request(
     let Ok(Route::Asset(asset)) = route::parse(path) else {
         unreachable!()
     };
-    let d = router.decide(prepared, facts, || random);
+    let d = router.decide(prepared, facts, NOW_SECS, || random);
     let cache_key = asset.pinned_path(d.version);
     (cache_key, d.cohort.to_string(), d.set_cookie)
 }
@@ -83,41 +85,50 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("cohort");
     g.bench_function("cookie_read", |b| {
-        b.iter(|| router.cookie().read(black_box(&cookie)))
+        b.iter(|| router.cookie().read(black_box(&cookie), NOW_SECS))
     });
     // The previous format (`<n>.<tag>`, no client id): a per-cohort table look-up. Side by
     // side with `cookie_read` (the current format: one HMAC-SHA256 per request, since the
     // tag covers the client id), it is the cost of counting distinct clients.
     let legacy = cookie.replace(
-        &router.cookie().value(7, 0x5eed_1234_abcd_0042),
+        &router.cookie().value(7, 0x5eed_1234_abcd_0042, NOW_SECS),
         &router.cookie().legacy_value(7),
     );
     g.bench_function("cookie_read_previous_format", |b| {
-        b.iter(|| router.cookie().read(black_box(&legacy)))
+        b.iter(|| router.cookie().read(black_box(&legacy), NOW_SECS))
     });
     // A current-format cookie this isolate has not verified yet (a client's first request
     // here): the HMAC runs. 4096 clients over the 2048-slot cache, so every read misses.
     let first_sight: Vec<String> = (0..4096u64)
-        .map(|id| format!("theme=dark; cohort={}", router.cookie().value(7, id)))
+        .map(|id| {
+            format!(
+                "theme=dark; cohort={}",
+                router.cookie().value(7, id, NOW_SECS)
+            )
+        })
         .collect();
     g.bench_function("cookie_read_first_sight", |b| {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % first_sight.len();
-            router.cookie().read(black_box(&first_sight[i]))
+            router.cookie().read(black_box(&first_sight[i]), NOW_SECS)
         })
     });
     g.bench_function("user_key", |b| {
-        b.iter(|| router.cohort(black_box(&first_user), || 0))
+        b.iter(|| router.cohort(black_box(&first_user), NOW_SECS, || 0))
     });
     g.bench_function("fingerprint_ipv4", |b| {
-        b.iter(|| router.cohort(black_box(&first_fp4), || 0))
+        b.iter(|| router.cohort(black_box(&first_fp4), NOW_SECS, || 0))
     });
     g.bench_function("fingerprint_ipv6", |b| {
-        b.iter(|| router.cohort(black_box(&first_fp6), || 0))
+        b.iter(|| router.cohort(black_box(&first_fp6), NOW_SECS, || 0))
     });
     g.bench_function("set_cookie", |b| {
-        b.iter(|| router.cookie().set_cookie(black_box(3), black_box(0x5eed)))
+        b.iter(|| {
+            router
+                .cookie()
+                .set_cookie(black_box(3), black_box(0x5eed), NOW_SECS)
+        })
     });
     g.finish();
 
@@ -138,16 +149,16 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("decide");
     g.bench_function("returning_cookie", |b| {
-        b.iter(|| router.decide(&prepared, black_box(&returning), || 0))
+        b.iter(|| router.decide(&prepared, black_box(&returning), NOW_SECS, || 0))
     });
     g.bench_function("first_visit_fingerprint", |b| {
-        b.iter(|| router.decide(&prepared, black_box(&first_fp4), || 0))
+        b.iter(|| router.decide(&prepared, black_box(&first_fp4), NOW_SECS, || 0))
     });
     g.bench_function("first_visit_random", |b| {
         let mut x = 0u64;
         b.iter(|| {
             x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            router.decide(&prepared, black_box(&anonymous), || x)
+            router.decide(&prepared, black_box(&anonymous), NOW_SECS, || x)
         })
     });
     g.finish();
@@ -207,8 +218,11 @@ fn plan_benches(c: &mut Criterion) {
     edge.record_config(&demo, KvRead::Value(config.into()), now);
     // The same cookie the edge would verify (the router above shares the secret).
     let cookie = cookie.replace(
-        &router.cookie().value(7, 0x5eed_1234_abcd_0042),
-        &edge.router.cookie().value(7, 0x5eed_1234_abcd_0042),
+        &router.cookie().value(7, 0x5eed_1234_abcd_0042, NOW_SECS),
+        &edge
+            .router
+            .cookie()
+            .value(7, 0x5eed_1234_abcd_0042, NOW_SECS),
     );
     let request = |cookie| AssetRequest {
         method: "GET",
@@ -242,7 +256,7 @@ fn plan_benches(c: &mut Criterion) {
         })
     });
     g.bench_function("served", |b| {
-        b.iter(|| edge.served(black_box(&token.0), false, now))
+        b.iter(|| edge.served(black_box(&token.0), Served::AsRouted, now))
     });
     g.finish();
 }

@@ -4,8 +4,8 @@
 // - Asset requests (`/<bundle>/<path>`, `/<bundle>@<version>/<path>`): `plan()` decides
 //   the route, cohort, version, headers and cookie from the request's facts; this module
 //   does the awaits the plan names (the KV config when this isolate's copy is stale, the
-//   edge cache, R2, the stable fallback) and tells the router what was served, which
-//   returns the health batches due for the control plane.
+//   edge cache, R2, the stable fallback, the canary's manifest on a fallback) and tells
+//   the router what was served, which returns the health batches due for the control plane.
 // - Everything else (`/__canary/...`: health, status, error reports, the admin API) and
 //   the `HealthMonitor` Durable Object run in the operations module (Rust, the `worker`
 //   crate, `src/`), imported on first use: an isolate that only serves SDK files never
@@ -33,6 +33,8 @@ initSync({ module: routerWasm });
 // cache copy's Cache-Control, and the headers every asset response carries.
 let configured = false;
 let OVERRIDE_HEADER = "";
+let USER_KEY_SIGNATURE_HEADER = "";
+let USER_KEY_HEADER = "";
 let STORED_CACHE_CONTROL = "";
 let STATIC_HEADERS = Object.create(null);
 let operations = null;
@@ -88,7 +90,10 @@ async function handle(request, env, ctx) {
   if (!configured) configureRouter(env);
   const headers = request.headers;
   const head = `${request.method}\n${request.url}\n`;
-  const tail = `\n${opt(headers.get("cookie"))}\n${opt(headers.get(OVERRIDE_HEADER))}\n`;
+  // The user key is read here only when signed: it then counts as a client of its own.
+  const signature = headers.get(USER_KEY_SIGNATURE_HEADER);
+  const signed = signature === null ? "-\n-" : `${opt(signature)}\n${opt(headers.get(USER_KEY_HEADER))}`;
+  const tail = `\n${opt(headers.get("cookie"))}\n${opt(headers.get(OVERRIDE_HEADER))}\n${opt(headers.get("cf-connecting-ip"))}\n${signed}\n`;
   let identity = "-";
   let configRead = "0";
   // At most: a config read, then the identities, then the plan.
@@ -117,8 +122,10 @@ async function handle(request, env, ctx) {
 
 function configureRouter(env) {
   configure(stringVars(env));
-  const [override, stored, ...lines] = constants().split("\n");
+  const [override, signature, userKey, stored, ...lines] = constants().split("\n");
   OVERRIDE_HEADER = override;
+  USER_KEY_SIGNATURE_HEADER = signature;
+  USER_KEY_HEADER = userKey;
   STORED_CACHE_CONTROL = stored;
   STATIC_HEADERS = Object.create(null);
   for (let i = 0; i + 1 < lines.length; i += 2) STATIC_HEADERS[lines[i]] = lines[i + 1];
@@ -196,22 +203,23 @@ async function serveAsset(answer, request, env, ctx, started) {
   if (found === null) found = await fromR2(env, ctx, cacheKey, key, defaultType, isHead);
   let servedVersion = version;
   let servedChannel = channel;
-  let fellBack = false;
+  let outcome = SERVED_AS_ROUTED;
   if (found.miss !== undefined) {
     // Floating canary requests fall back to stable rather than break a page.
     if (!fallbackKey) return failure(miss(key, found.miss));
     let stable = await cached(fallbackCacheKey, defaultType);
     if (stable === null) stable = await fromR2(env, ctx, fallbackCacheKey, fallbackKey, defaultType, isHead);
     if (stable.miss !== undefined) return failure(miss(fallbackKey, stable.miss));
-    // Logged only when stable has the file: a path missing from both versions is a plain
-    // 404 (scanners), not a broken canary.
-    log("canary_fallback", { bundle, canary: version, stable: fallbackVersion, key, reason: found.miss || "missing" });
+    // Classified and logged only when stable has the file: a path missing from both
+    // versions is a plain 404 (scanners), not a broken canary.
+    const { counted, reason, detail } = await classifyCanaryMiss(env, bundle, version, key, found.miss);
+    log("canary_fallback", { bundle, canary: version, stable: fallbackVersion, key, counted, reason, ...(detail ? { detail } : {}) });
     found = stable;
     servedVersion = fallbackVersion;
     servedChannel = "stable";
-    fellBack = true;
+    outcome = counted ? SERVED_COUNTED_FALLBACK : SERVED_PLAIN_FALLBACK;
   }
-  if (tally) sendBatches(served(tally, fellBack, Date.now()), env, ctx);
+  if (tally) sendBatches(served(tally, outcome, Date.now()), env, ctx);
 
   // A plain object: the Response constructor converts it in one go, which profiled cheaper
   // than a Headers object filled by set() calls or an array of pairs (bench/README.md).
@@ -223,11 +231,79 @@ async function serveAsset(answer, request, env, ctx, started) {
   headers["server-timing"] = `edge;dur=${Date.now() - started}, cache;desc=${found.fromCache ? "hit" : "miss"}`;
   for (let i = 12; i + 1 < p.length; i += 2) headers[p[i]] = p[i + 1];
   if (servedChannel) headers["x-canary-channel"] = servedChannel;
-  if (fellBack) headers["x-canary-fallback"] = "stable";
+  if (outcome !== SERVED_AS_ROUTED) headers["x-canary-fallback"] = "stable";
 
   const inm = request.headers.get("if-none-match");
   if (inm !== null && etag_matches(inm, found.etag)) return new Response(null, { status: 304, headers });
   return new Response(isHead ? null : found.body, { status: 200, headers });
+}
+
+// What a floating request served, for the router's `served` (router/src/lib.rs).
+const SERVED_AS_ROUTED = 0;
+/** Stable's copy, and an error of the canary's: R2 failed, or a file it published is gone. */
+const SERVED_COUNTED_FALLBACK = 1;
+/** Stable's copy of a file the canary never had: says nothing about the canary, not counted. */
+const SERVED_PLAIN_FALLBACK = 2;
+
+// Parsed version manifests (`<bundle>/<version>` -> the Set of its file paths), per isolate.
+// A manifest never changes (versions are immutable), so a parsed one is kept; only
+// successful parses, at most MANIFEST_CACHE_SIZE, the oldest dropped first. A missing or
+// unreadable manifest is not kept: it is read again on the next canary miss.
+const MANIFEST_CACHE_SIZE = 64;
+const manifests = new Map();
+
+/** R2 key of a version's manifest (scripts/canary.mjs writes it); no route reaches it. */
+function manifestKey(bundle, version) {
+  return `${bundle}/.manifests/${version}.json`;
+}
+
+/**
+ * Whether a canary miss counts against the canary. An origin failure (`r2Detail` not
+ * empty) does; an absent file does only when the canary's manifest lists it (it was
+ * published and is gone). A file the canary never published (anyone can ask a canary
+ * client's URL for a file only stable has), or a canary without a manifest, is a plain
+ * fallback: logged, not counted. Never throws.
+ */
+async function classifyCanaryMiss(env, bundle, version, key, r2Detail) {
+  if (r2Detail) return { counted: true, reason: "r2_error", detail: r2Detail };
+  const prefix = `${bundle}/${version}/`;
+  const path = key.startsWith(prefix) ? key.slice(prefix.length) : key;
+  const files = await manifestFiles(env, bundle, version);
+  if (files.error !== undefined) return { counted: false, reason: "manifest_read_failed", detail: files.error };
+  if (files.set === null) return { counted: false, reason: "no_manifest" };
+  return files.set.has(path)
+    ? { counted: true, reason: "missing_published_file" }
+    : { counted: false, reason: "not_in_canary" };
+}
+
+/** `{ set }` (null when there is no manifest) or `{ error }`; successful parses are cached. */
+async function manifestFiles(env, bundle, version) {
+  const id = `${bundle}/${version}`;
+  const known = manifests.get(id);
+  if (known !== undefined) return { set: known };
+  let text;
+  try {
+    const bucket = env.BUNDLES;
+    if (!bucket) throw new Error("binding BUNDLES: no such R2 bucket binding");
+    const object = await bucket.get(manifestKey(bundle, version));
+    if (object === null) return { set: null };
+    text = await object.text();
+  } catch (e) {
+    return { error: brief(e) || "R2 request failed" };
+  }
+  let set;
+  try {
+    const m = JSON.parse(text);
+    if (m === null || typeof m !== "object" || m.bundle !== bundle || m.version !== version || !Array.isArray(m.files) || !m.files.every((f) => typeof f === "string")) {
+      throw new Error("not a manifest of this version");
+    }
+    set = new Set(m.files);
+  } catch (e) {
+    return { error: `${manifestKey(bundle, version)}: ${brief(e)}` };
+  }
+  if (manifests.size >= MANIFEST_CACHE_SIZE) manifests.delete(manifests.keys().next().value);
+  manifests.set(id, set);
+  return { set };
 }
 
 /** The file from the edge cache, or `null`. A failed cache read is logged and skipped. */

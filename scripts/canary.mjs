@@ -1,9 +1,10 @@
 // scripts/canary: operate canary-edge rollouts. A thin layer over wrangler: R2 object puts
 // for files, KV key get/put for the rollout config `rollout/<bundle>`.
 //
-//   canary publish <bundle> <version> <dir>   upload <dir> as <bundle>/<version>/..., then make
-//                                             it the canary at weight 0 (or the stable, if the
-//                                             bundle is new)
+//   canary publish <bundle> <version> <dir>   upload <dir> as <bundle>/<version>/..., then its
+//                                             manifest <bundle>/.manifests/<version>.json, then
+//                                             make it the canary at weight 0 (or the stable, if
+//                                             the bundle is new)
 //   canary set-weight <bundle> <percent>      send <percent>% of clients to the canary
 //   canary promote <bundle>                   canary becomes stable, weight 0
 //   canary rollback <bundle>                  weight 0 (the canary stays named, dark)
@@ -25,7 +26,8 @@
 // release became the canary meanwhile. rollout, pause, resume, watch and probe need the API.
 
 import { execFile } from "node:child_process";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, relative, resolve, sep } from "node:path";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
@@ -285,6 +287,21 @@ async function probe(api, bundle, log) {
   return { canary, files: files.length };
 }
 
+/**
+ * R2 key of a version's manifest: the list of the files `publish` uploaded, which the
+ * worker reads when a canary file is missing, to tell a published file that is gone (a
+ * canary error) from one the canary never had (not counted). `.manifests` can never be a
+ * version (versions start with a letter or digit), so no route reaches it.
+ */
+export function manifestKey(bundle, version) {
+  return `${bundle}/.manifests/${version}.json`;
+}
+
+/** The manifest of `version`: its file paths, relative to the version, sorted. */
+export function manifestOf(bundle, version, paths) {
+  return { bundle, version, files: [...paths].sort() };
+}
+
 function listFiles(dir) {
   const out = [];
   const walk = (d) => {
@@ -425,12 +442,26 @@ export async function main(argv, log = console.log) {
       if (current && (current.stable === version || current.canary === version)) {
         fail(`${bundle} ${version} is already live (${current.stable === version ? "stable" : "canary"}); versions are immutable: publish a new version`);
       }
-      // Files first, config last: a failed upload leaves the live rollout untouched.
+      // Files first, then the manifest, config last: a failed upload leaves the live
+      // rollout untouched, and the manifest lists only files that were uploaded.
+      const paths = [];
       for (const f of files) {
-        const key = `${bundle}/${version}/${relative(dir, f).split(sep).join("/")}`;
+        const path = relative(dir, f).split(sep).join("/");
+        const key = `${bundle}/${version}/${path}`;
         await wr.putObject(key, f);
+        paths.push(path);
         log(`uploaded ${key}`);
       }
+      const manifest = manifestOf(bundle, version, paths);
+      const tmp = mkdtempSync(join(tmpdir(), "canary-manifest-"));
+      try {
+        const file = join(tmp, `${version}.json`);
+        writeFileSync(file, JSON.stringify(manifest));
+        await wr.putObject(manifestKey(bundle, version), file);
+      } finally {
+        rmSync(tmp, { recursive: true, force: true });
+      }
+      log(`uploaded ${manifestKey(bundle, version)} (${paths.length} files)`);
       let next;
       if (api) {
         // The control plane makes it the canary (ending any rollout of the previous one).

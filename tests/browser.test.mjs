@@ -26,6 +26,10 @@ after(async () => {
   await w?.dispose();
 });
 
+/** Whether `request` is the SDK's boot signal (its beacon to the edge's report endpoint). */
+const isBoot = (request) => request.method() === "POST" && request.url().endsWith("/__canary/report") &&
+  (request.postData() ?? "").includes('"kind":"boot"');
+
 /** One visit in a fresh browser context holding `cookies`; returns what the page showed. */
 async function visit(cookies = []) {
   const context = await browser.newContext();
@@ -34,6 +38,7 @@ async function visit(cookies = []) {
   const failures = [];
   page.on("response", (r) => { if (r.status() >= 400) failures.push(`${r.status()} ${r.url()}`); });
   page.on("pageerror", (e) => failures.push(`pageerror ${e.message}`));
+  const boot = page.waitForRequest(isBoot, { timeout: 10_000 });
   await page.goto(new URL("/merchant/index.html", w.url).href);
   const button = page.locator("#demopay-button");
   await button.waitFor({ timeout: 10_000 });
@@ -44,6 +49,7 @@ async function visit(cookies = []) {
     sdkVersion: await page.evaluate(() => window.DemoPay.version),
     status: await status.textContent(),
     cookies: await context.cookies(),
+    boot: JSON.parse((await boot).postData()),
     failures,
   };
   await page.screenshot({ path: "build/browser-checkout.png" });
@@ -56,6 +62,9 @@ test("a visitor stays on one version, sees no skew, and moves to the canary afte
   assert.deepEqual(first.failures, []);
   assert.equal(first.sdkVersion, "1.0.0");
   assert.equal(first.buttonVersion, "1.0.0", "the chunk matches the entry");
+  assert.equal(first.boot.kind, "boot", "the SDK sent its boot signal");
+  assert.equal(first.boot.version, "1.0.0");
+  assert.ok(Number.isInteger(first.boot.boot_ms) && first.boot.boot_ms >= 0, `boot_ms: ${first.boot.boot_ms}`);
   const cohort = first.cookies.find((c) => c.name === "cohort");
   assert.ok(cohort, "the cohort cookie was stored by the browser");
   assert.ok(cohort.httpOnly && cohort.secure && cohort.sameSite === "None");
@@ -71,6 +80,7 @@ test("a visitor stays on one version, sees no skew, and moves to the canary afte
   assert.deepEqual(moved.failures, []);
   assert.equal(moved.sdkVersion, "1.1.0");
   assert.equal(moved.buttonVersion, "1.1.0", "the canary entry loads the canary chunk");
+  assert.deepEqual([moved.boot.kind, moved.boot.version], ["boot", "1.1.0"]);
   assert.match(moved.status, /channel canary/);
 
   await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0 });
@@ -90,8 +100,11 @@ test("a broken canary in a real browser: the SDK reports its error and the edge 
     await broken.r2.delete("demo/1.1.0/chunk.js");
     const context = await browser.newContext();
     const page = await context.newPage();
+    const boots = [];
+    page.on("request", (r) => { if (isBoot(r)) boots.push(r.postData()); });
     await page.goto(new URL("/merchant/index.html", broken.url).href);
     await page.waitForFunction(() => document.getElementById("status").dataset.error);
+    assert.deepEqual(boots, [], "an SDK that did not initialise sends no boot signal");
     assert.match(await page.locator("#status").textContent(), /could not load .*\/demo@1\.1\.0\/chunk\.js/);
     await page.screenshot({ path: "build/browser-broken-canary.png" });
     await context.close();

@@ -191,14 +191,44 @@ async function legacyCookies() {
   return out;
 }
 
-test("the demo SDK reports errors with the documented snippet, verbatim", async () => {
+test("the demo SDK reports errors and its boot with the documented snippets, verbatim", async () => {
   const { readFileSync } = await import("node:fs");
   const { join } = await import("node:path");
   const { ROOT } = await import("./support/harness.mjs");
-  const snippet = readFileSync(join(ROOT, "sdk/report-errors.js"), "utf8").trim();
-  for (const version of ["1.0.0", "1.1.0"]) {
-    const sdk = readFileSync(join(ROOT, `fixtures/demo/${version}/sdk.js`), "utf8");
-    const unindented = sdk.split("\n").map((l) => l.replace(/^ {2}/, "")).join("\n");
-    assert.ok(unindented.includes(snippet), `fixtures/demo/${version}/sdk.js embeds sdk/report-errors.js`);
+  for (const file of ["sdk/report-errors.js", "sdk/report-boot.js"]) {
+    const snippet = readFileSync(join(ROOT, file), "utf8").trim();
+    for (const version of ["1.0.0", "1.1.0"]) {
+      const sdk = readFileSync(join(ROOT, `fixtures/demo/${version}/sdk.js`), "utf8");
+      const unindented = sdk.split("\n").map((l) => l.replace(/^ {2}/, "")).join("\n");
+      assert.ok(unindented.includes(snippet), `fixtures/demo/${version}/sdk.js embeds ${file}`);
+    }
   }
+});
+
+test("the boot snippet sends one boot signal per bundle and version, and never throws", async () => {
+  const { readFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const vm = await import("node:vm");
+  const { ROOT } = await import("./support/harness.mjs");
+  const snippet = readFileSync(join(ROOT, "sdk/report-boot.js"), "utf8");
+  const sent = [];
+  const page = {
+    performance: { now: () => 1234.6 },
+    navigator: { sendBeacon: (url, body) => { sent.push({ url, body: JSON.parse(body) }); return true; } },
+  };
+  page.window = page;
+  vm.createContext(page);
+  vm.runInContext(snippet, page);
+  page.canaryBoot("https://sdk.example", "demo", "1.1.0", 1000);
+  page.canaryBoot("https://sdk.example", "demo", "1.1.0", 0); // a second script tag
+  page.canaryBoot("https://sdk.example", "demo", "1.0.0", 2000); // clock skew: clamped to 0
+  assert.deepEqual(sent, [
+    { url: "https://sdk.example/__canary/report", body: { bundle: "demo", version: "1.1.0", kind: "boot", boot_ms: 235 } },
+    { url: "https://sdk.example/__canary/report", body: { bundle: "demo", version: "1.0.0", kind: "boot", boot_ms: 0 } },
+  ]);
+  const hostile = { navigator: { get sendBeacon() { throw new Error("blocked"); } } };
+  hostile.window = hostile;
+  vm.createContext(hostile);
+  vm.runInContext(snippet, hostile);
+  assert.doesNotThrow(() => hostile.canaryBoot("https://sdk.example", "demo", "1.1.0", 0));
 });

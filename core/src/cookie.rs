@@ -1,14 +1,20 @@
-//! The sticky cohort cookie: `cohort=<n>.<id>.<tag>`, where `id` is a random 64-bit client id
-//! the edge issued (16 hex digits) and `tag` a truncated HMAC-SHA256 of the cohort count, the
-//! cohort and the id. A client can delete the cookie (and get a new cohort and id) but can
-//! pick neither: an edited, out-of-range or foreign value fails the check and is replaced.
-//! Signing the cohort count too means a change of `COHORTS` re-buckets everyone cleanly
-//! instead of reading old numbers against a new range. The id is what health counting uses
-//! to count clients rather than requests, and to accept error reports only from clients the
-//! edge served.
+//! The sticky cohort cookie: `cohort=<n>.<id>.<issued>.<tag>`, where `id` is a random 64-bit
+//! client id the edge issued (16 hex digits), `issued` the issue time (seconds since the
+//! Unix epoch, lower-case hex without leading zeros) and `tag` a truncated HMAC-SHA256 of
+//! the cohort count, the cohort, the id and the issue time. A client can delete the cookie
+//! (and get a new cohort and id) but can pick neither: an edited, out-of-range or foreign
+//! value fails the check and is replaced. Signing the cohort count too means a change of
+//! `COHORTS` re-buckets everyone cleanly instead of reading old numbers against a new range.
+//! Signing the issue time means a cookie stops verifying `Max-Age` after it was issued, or
+//! when it claims a time ahead of the edge's clock by more than `CLOCK_SKEW_SECS`: a
+//! stockpiled cookie expires even if its holder ignores `Max-Age`. The id is what health
+//! counting uses to count clients rather than requests, and to accept error reports only
+//! from clients the edge served.
 //!
-//! The previous format, `cohort=<n>.<tag>` (no id), still verifies: the client keeps its
-//! cohort and gets the new format, with a fresh id, on its next response.
+//! The previous formats, `cohort=<n>.<id>.<tag>` (no issue time, "cohort-v2" MAC) and
+//! `cohort=<n>.<tag>` (no id), still verify for their cohort but without a client id: the
+//! client keeps its cohort and gets the current format, with a fresh id, on its next
+//! response.
 
 use std::cell::{OnceCell, RefCell};
 
@@ -22,20 +28,31 @@ type HmacSha256 = Hmac<Sha256>;
 const TAG_HEX_LEN: usize = 16;
 /// Hex characters of the client id: 64 bits.
 const ID_HEX_LEN: usize = 16;
-/// Domain separation of the current format's MAC input from the previous one's.
+/// Hex characters of the issue time at most: 40 bits of seconds, far past any real clock.
+const ISSUED_HEX_MAX: usize = 10;
+/// Domain separation of the current format's MAC input from the previous ones'.
+const V3: &[u8] = b"cohort-v3";
+/// Domain tag of the previous format with an id (`<n>.<id>.<tag>`).
 const V2: &[u8] = b"cohort-v2";
-/// Slots of the per-isolate cache of verified (cohort, id) tags.
+/// How far an issue time may lie ahead of the verifier's clock (edges' clocks differ).
+pub const CLOCK_SKEW_SECS: u64 = 300;
+/// Slots of the per-isolate cache of verified (cohort, id, issued) tags.
 const VERIFIED_SLOTS: usize = 2048;
 
-/// A verified (cohort, id) and its genuine tag.
-type VerifiedSlot = Option<(u16, u64, [u8; TAG_HEX_LEN / 2])>;
+/// A truncated tag, as bytes.
+type Tag = [u8; TAG_HEX_LEN / 2];
+/// A verified (cohort, id, issue time) and its genuine tag.
+type VerifiedSlot = Option<(u16, u64, u64, Tag)>;
 
-/// A cookie that verified: the client's cohort and, in the current format, its id.
+/// A cookie that verified: the client's cohort and, in the current format, its id and the
+/// cookie's issue time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
     pub cohort: u16,
-    /// `None` for the previous format: the edge issues an id and upgrades the cookie.
+    /// `None` for a previous format: the edge issues an id and upgrades the cookie.
     pub client: Option<u64>,
+    /// Seconds since the Unix epoch; `None` for a previous format.
+    pub issued: Option<u64>,
 }
 
 /// How much of a `Cookie` header is scanned. Bounds the work per request while keeping a
@@ -48,15 +65,18 @@ pub struct CohortCookie {
     cohorts: u16,
     /// Keyed HMAC state, cloned per use: the key schedule runs once per isolate.
     mac: HmacSha256,
+    /// The cookie's `Max-Age`: a current-format cookie issued longer ago fails the check.
+    max_age: u64,
     /// `; Path=/; Max-Age=…; Secure; HttpOnly; SameSite=None; Partitioned`, built once.
     attributes: String,
-    /// The previous format's tag of each cohort, computed on first use: there are only
+    /// The oldest format's tag of each cohort, computed on first use: there are only
     /// `cohorts` such cookies, so checking one is a table look-up.
     tags: Vec<OnceCell<String>>,
     /// Tags of current-format cookies this isolate has verified, direct-mapped by id (ids
     /// are random, so they spread evenly): a returning visitor's next request compares
-    /// against the cached genuine tag instead of running HMAC-SHA256 again. Only verified
-    /// tags enter it, so it cannot be poisoned; bounded at `VERIFIED_SLOTS` entries.
+    /// against the cached genuine tag of the same (cohort, id, issued) instead of running
+    /// HMAC-SHA256 again. Only verified tags enter it, so it cannot be poisoned; bounded at
+    /// `VERIFIED_SLOTS` entries. Expiry is checked on every read, cached or not.
     verified: RefCell<Vec<VerifiedSlot>>,
 }
 
@@ -74,6 +94,7 @@ impl CohortCookie {
             name: name.to_owned(),
             cohorts,
             mac,
+            max_age: u64::try_from(max_age_secs).unwrap_or(0),
             attributes,
             tags: (0..cohorts).map(|_| OnceCell::new()).collect(),
             verified: RefCell::new(Vec::new()),
@@ -84,28 +105,45 @@ impl CohortCookie {
         &self.name
     }
 
-    /// The tag of the current format: over the cohort count, the cohort and the id.
-    fn client_tag(&self, cohort: u16, client: u64) -> [u8; TAG_HEX_LEN / 2] {
+    /// The first 8 bytes of the HMAC of `parts`, concatenated.
+    fn mac_tag(&self, parts: &[&[u8]]) -> Tag {
         let mut mac = self.mac.clone();
-        mac.update(V2);
-        mac.update(&self.cohorts.to_be_bytes());
-        mac.update(&cohort.to_be_bytes());
-        mac.update(&client.to_be_bytes());
+        for part in parts {
+            mac.update(part);
+        }
         let full = mac.finalize().into_bytes();
         let mut tag = [0; TAG_HEX_LEN / 2];
         tag.copy_from_slice(&full[..TAG_HEX_LEN / 2]);
         tag
     }
 
-    fn compute_tag(&self, cohort: u16) -> String {
-        let mut mac = self.mac.clone();
-        mac.update(&self.cohorts.to_be_bytes());
-        mac.update(&cohort.to_be_bytes());
-        let full = mac.finalize().into_bytes();
-        hex::encode(&full[..TAG_HEX_LEN / 2])
+    /// The tag of the current format: over the cohort count, the cohort, the id and the
+    /// issue time.
+    fn client_tag(&self, cohort: u16, client: u64, issued: u64) -> Tag {
+        self.mac_tag(&[
+            V3,
+            &self.cohorts.to_be_bytes(),
+            &cohort.to_be_bytes(),
+            &client.to_be_bytes(),
+            &issued.to_be_bytes(),
+        ])
     }
 
-    /// The tag of an in-range cohort (cached).
+    /// The tag of the previous format with an id: over the cohort count, cohort and id.
+    fn v2_tag(&self, cohort: u16, client: u64) -> Tag {
+        self.mac_tag(&[
+            V2,
+            &self.cohorts.to_be_bytes(),
+            &cohort.to_be_bytes(),
+            &client.to_be_bytes(),
+        ])
+    }
+
+    fn compute_tag(&self, cohort: u16) -> String {
+        hex::encode(self.mac_tag(&[&self.cohorts.to_be_bytes(), &cohort.to_be_bytes()]))
+    }
+
+    /// The oldest format's tag of an in-range cohort (cached).
     fn tag(&self, cohort: u16) -> &str {
         match self.tags.get(usize::from(cohort)) {
             Some(cell) => cell.get_or_init(|| self.compute_tag(cohort)),
@@ -113,39 +151,50 @@ impl CohortCookie {
         }
     }
 
-    /// The cookie value for `cohort` and the client id `client`.
-    pub fn value(&self, cohort: u16, client: u64) -> String {
+    /// The cookie value for `cohort` and the client id `client`, issued at `issued_secs`
+    /// (seconds since the Unix epoch; below 2^40, which any real clock is).
+    pub fn value(&self, cohort: u16, client: u64, issued_secs: u64) -> String {
         format!(
-            "{cohort}.{client:016x}.{}",
-            hex::encode(self.client_tag(cohort, client))
+            "{cohort}.{client:016x}.{issued_secs:x}.{}",
+            hex::encode(self.client_tag(cohort, client, issued_secs))
         )
     }
 
-    /// The previous format's value for `cohort` (no client id): still accepted, and
+    /// The previous format's value for `cohort` and `client` (no issue time): still
+    /// accepted for its cohort, and upgraded on the next response.
+    pub fn v2_value(&self, cohort: u16, client: u64) -> String {
+        format!(
+            "{cohort}.{client:016x}.{}",
+            hex::encode(self.v2_tag(cohort, client))
+        )
+    }
+
+    /// The oldest format's value for `cohort` (no client id): still accepted, and
     /// upgraded on the next response.
     pub fn legacy_value(&self, cohort: u16) -> String {
         format!("{cohort}.{}", self.tag(cohort))
     }
 
-    /// A `Set-Cookie` header value pinning `cohort` and `client`.
-    pub fn set_cookie(&self, cohort: u16, client: u64) -> String {
+    /// A `Set-Cookie` header value pinning `cohort` and `client`, issued at `issued_secs`.
+    pub fn set_cookie(&self, cohort: u16, client: u64, issued_secs: u64) -> String {
         format!(
             "{}={}{}",
             self.name,
-            self.value(cohort, client),
+            self.value(cohort, client, issued_secs),
             self.attributes
         )
     }
 
-    /// Checks one cookie value; the cohort for a well-formed, in-range, correctly signed
-    /// value of either format.
-    pub fn verify(&self, value: &str) -> Option<u16> {
-        self.verify_client(value).map(|v| v.cohort)
+    /// Checks one cookie value at `now_secs`; the cohort for a well-formed, in-range,
+    /// correctly signed (and, in the current format, unexpired) value of any format.
+    pub fn verify(&self, value: &str, now_secs: u64) -> Option<u16> {
+        self.verify_client(value, now_secs).map(|v| v.cohort)
     }
 
-    /// Checks one cookie value; `None` for anything but a well-formed, in-range, correctly
-    /// signed cohort (and id, in the current format).
-    pub fn verify_client(&self, value: &str) -> Option<Verified> {
+    /// Checks one cookie value at `now_secs` (seconds since the Unix epoch); `None` for
+    /// anything but a well-formed, in-range, correctly signed cohort (and id and issue time,
+    /// in the current format, issued at most `Max-Age` ago and not in the future).
+    pub fn verify_client(&self, value: &str, now_secs: u64) -> Option<Verified> {
         let (number, rest) = value.split_once('.')?;
         let canonical = number == "0" || !number.starts_with('0');
         if number.is_empty()
@@ -159,62 +208,99 @@ impl CohortCookie {
         if cohort >= self.cohorts {
             return None;
         }
-        if let Some((id, tag)) = rest.split_once('.') {
-            return self.verify_v2(cohort, id, tag);
+        let Some((id, rest)) = rest.split_once('.') else {
+            return self.verify_v1(cohort, rest);
+        };
+        match rest.split_once('.') {
+            Some((issued, tag)) => self.verify_v3(cohort, id, issued, tag, now_secs),
+            None => self.verify_v2(cohort, id, rest),
         }
-        if rest.len() != TAG_HEX_LEN {
+    }
+
+    /// `<n>.<tag>`: constant-time comparison with the one valid tag of this cohort.
+    fn verify_v1(&self, cohort: u16, tag: &str) -> Option<Verified> {
+        if tag.len() != TAG_HEX_LEN {
             return None;
         }
-        // Previous format: constant-time comparison with the one valid tag of this cohort.
-        let genuine = bool::from(self.tag(cohort).as_bytes().ct_eq(rest.as_bytes()));
+        let genuine = bool::from(self.tag(cohort).as_bytes().ct_eq(tag.as_bytes()));
         genuine.then_some(Verified {
             cohort,
             client: None,
+            issued: None,
         })
     }
 
+    /// `<n>.<id>.<tag>`: the cohort only; the id is replaced with the cookie. Not cached:
+    /// a client sends it until its next response upgrades it.
     fn verify_v2(&self, cohort: u16, id: &str, tag: &str) -> Option<Verified> {
         let client = hex16(id)?;
         let given = hex16(tag)?.to_be_bytes();
+        let genuine = bool::from(self.v2_tag(cohort, client).ct_eq(&given));
+        genuine.then_some(Verified {
+            cohort,
+            client: None,
+            issued: None,
+        })
+    }
+
+    fn verify_v3(
+        &self,
+        cohort: u16,
+        id: &str,
+        issued: &str,
+        tag: &str,
+        now_secs: u64,
+    ) -> Option<Verified> {
+        let client = hex16(id)?;
+        let issued = hex_time(issued)?;
+        let given = hex16(tag)?.to_be_bytes();
+        // Expired or from the future: refused before any MAC (the time is not secret).
+        if issued > now_secs.saturating_add(CLOCK_SKEW_SECS)
+            || now_secs.saturating_sub(issued) > self.max_age
+        {
+            return None;
+        }
         let slot = (client % VERIFIED_SLOTS as u64) as usize;
         let cached = self.verified.borrow().get(slot).copied().flatten();
-        let expected = match cached {
-            Some((c, id, tag)) if c == cohort && id == client => tag,
-            _ => self.client_tag(cohort, client),
+        let hit = cached.filter(|&(c, id, at, _)| (c, id, at) == (cohort, client, issued));
+        let expected = match hit {
+            Some((.., tag)) => tag,
+            None => self.client_tag(cohort, client, issued),
         };
         if !bool::from(expected.ct_eq(&given)) {
             return None;
         }
-        if cached.is_none_or(|(c, id, _)| (c, id) != (cohort, client)) {
+        if hit.is_none() {
             let mut verified = self.verified.borrow_mut();
             if verified.is_empty() {
                 verified.resize(VERIFIED_SLOTS, None);
             }
-            verified[slot] = Some((cohort, client, expected));
+            verified[slot] = Some((cohort, client, issued, expected));
         }
         Some(Verified {
             cohort,
             client: Some(client),
+            issued: Some(issued),
         })
     }
 
-    /// The cohort from a `Cookie` request header: the first of our cookies that verifies.
-    /// Pairs are split on `;` and also `,` (never part of a cookie value), which is how a
-    /// runtime joins two `Cookie` header lines; bytes past `MAX_COOKIE_SCAN` are not read,
-    /// and pairs that are not UTF-8 are skipped.
-    pub fn read(&self, header: &str) -> Option<u16> {
-        self.read_client(header).map(|v| v.cohort)
+    /// The cohort from a `Cookie` request header at `now_secs`: the first of our cookies
+    /// that verifies. Pairs are split on `;` and also `,` (never part of a cookie value),
+    /// which is how a runtime joins two `Cookie` header lines; bytes past `MAX_COOKIE_SCAN`
+    /// are not read, and pairs that are not UTF-8 are skipped.
+    pub fn read(&self, header: &str, now_secs: u64) -> Option<u16> {
+        self.read_client(header, now_secs).map(|v| v.cohort)
     }
 
-    /// Like `read`, with the client id of a current-format cookie.
-    pub fn read_client(&self, header: &str) -> Option<Verified> {
+    /// Like `read`, with the client id and issue time of a current-format cookie.
+    pub fn read_client(&self, header: &str, now_secs: u64) -> Option<Verified> {
         let scanned = &header.as_bytes()[..header.len().min(MAX_COOKIE_SCAN)];
         scanned
             .split(|&b| b == b';' || b == b',')
             .filter_map(|pair| std::str::from_utf8(pair).ok())
             .filter_map(|pair| pair.trim().split_once('='))
             .filter(|(name, _)| *name == self.name)
-            .find_map(|(_, value)| self.verify_client(value.trim_matches('"')))
+            .find_map(|(_, value)| self.verify_client(value.trim_matches('"'), now_secs))
     }
 }
 
@@ -223,6 +309,20 @@ fn hex16(s: &str) -> Option<u64> {
     if s.len() != ID_HEX_LEN {
         return None;
     }
+    hex_digits(s)
+}
+
+/// An issue time: 1 to `ISSUED_HEX_MAX` lower-case hex digits without leading zeros (one
+/// valid spelling per value), as a number.
+fn hex_time(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > ISSUED_HEX_MAX || (s.len() > 1 && s.starts_with('0')) {
+        return None;
+    }
+    hex_digits(s)
+}
+
+/// Lower-case hex digits (at most 16), as a number.
+fn hex_digits(s: &str) -> Option<u64> {
     s.bytes().try_fold(0u64, |acc, b| {
         let digit = match b {
             b'0'..=b'9' => b - b'0',
@@ -248,23 +348,36 @@ mod tests {
     use super::*;
 
     const ID: u64 = 0x0123_4567_89ab_cdef;
+    /// 2027-01-15, in seconds.
+    const NOW: u64 = 1_800_000_000;
+    const MAX_AGE: u64 = 31_536_000;
 
     fn jar() -> CohortCookie {
-        CohortCookie::new("cohort", b"secret", 10, 31_536_000)
+        CohortCookie::new("cohort", b"secret", 10, MAX_AGE as i64)
+    }
+
+    fn v3(cohort: u16, client: u64, issued: u64) -> Option<Verified> {
+        Some(Verified {
+            cohort,
+            client: Some(client),
+            issued: Some(issued),
+        })
+    }
+
+    fn old(cohort: u16) -> Option<Verified> {
+        Some(Verified {
+            cohort,
+            client: None,
+            issued: None,
+        })
     }
 
     #[test]
     fn set_cookie_parses_with_the_cookie_crate_and_has_the_cross_site_attributes() {
-        let header = jar().set_cookie(3, ID);
+        let header = jar().set_cookie(3, ID, NOW);
         let parsed = cookie::Cookie::parse(header.as_str()).expect("a valid Set-Cookie");
         assert_eq!(parsed.name(), "cohort");
-        assert_eq!(
-            jar().verify_client(parsed.value()),
-            Some(Verified {
-                cohort: 3,
-                client: Some(ID)
-            })
-        );
+        assert_eq!(jar().verify_client(parsed.value(), NOW), v3(3, ID, NOW));
         assert_eq!(parsed.path(), Some("/"));
         assert_eq!(parsed.secure(), Some(true));
         assert_eq!(parsed.http_only(), Some(true));
@@ -274,7 +387,10 @@ mod tests {
             parsed.max_age().map(|d| d.whole_seconds()),
             Some(31_536_000)
         );
-        assert!(header.starts_with("cohort=3.0123456789abcdef."), "{header}");
+        assert!(
+            header.starts_with("cohort=3.0123456789abcdef.6b49d200."),
+            "{header}"
+        );
         for attr in [
             "Path=/",
             "Max-Age=31536000",
@@ -288,80 +404,202 @@ mod tests {
     }
 
     #[test]
-    fn reads_back_what_it_wrote() {
+    fn the_value_is_the_documented_format_and_mac() {
         let jar = jar();
+        for (cohort, client, issued, spelled) in [
+            (3u16, ID, NOW, "6b49d200"),
+            (0, 0, 0, "0"),
+            (9, u64::MAX, 0xf, "f"),
+            (7, 1, 0xff_ffff_ffff, "ffffffffff"),
+        ] {
+            let mut mac = HmacSha256::new_from_slice(b"secret").unwrap();
+            mac.update(b"cohort-v3");
+            mac.update(&10u16.to_be_bytes());
+            mac.update(&cohort.to_be_bytes());
+            mac.update(&client.to_be_bytes());
+            mac.update(&issued.to_be_bytes());
+            let tag = hex::encode(&mac.finalize().into_bytes()[..8]);
+            assert_eq!(
+                jar.value(cohort, client, issued),
+                format!("{cohort}.{client:016x}.{spelled}.{tag}")
+            );
+        }
+    }
+
+    #[test]
+    fn reads_back_what_it_wrote_within_its_lifetime() {
+        let jar = jar();
+        // (issued, now): every one in the cookie's lifetime, the edges included.
+        let times = [
+            (NOW, NOW),
+            (NOW - MAX_AGE, NOW),
+            (NOW + CLOCK_SKEW_SECS, NOW),
+            (NOW, NOW + MAX_AGE),
+            (0, 0),
+            (0, MAX_AGE),
+            (0xff_ffff_ffff, 0xff_ffff_ffff),
+        ];
         for cohort in 0..10 {
             for client in [0, 1, ID, u64::MAX] {
-                let header = format!("a=1; cohort={}; b=2", jar.value(cohort, client));
-                assert_eq!(
-                    jar.read_client(&header),
-                    Some(Verified {
-                        cohort,
-                        client: Some(client)
-                    }),
-                    "{header}"
-                );
+                for (issued, now) in times {
+                    let header = format!("a=1; cohort={}; b=2", jar.value(cohort, client, issued));
+                    assert_eq!(
+                        jar.read_client(&header, now),
+                        v3(cohort, client, issued),
+                        "{header} at {now}"
+                    );
+                    assert_eq!(jar.read(&header, now), Some(cohort));
+                }
             }
+        }
+    }
+
+    #[test]
+    fn expired_and_future_cookies_fail_like_forged_ones() {
+        let jar = jar();
+        let short = CohortCookie::new("cohort", b"secret", 10, 60);
+        // (jar, issued, now): out of the lifetime, whether or not the tag was seen before.
+        for (jar, issued, now) in [
+            (&jar, NOW - MAX_AGE - 1, NOW),
+            (&jar, NOW, NOW + MAX_AGE + 1),
+            (&jar, 0, u64::MAX),
+            (&jar, NOW + CLOCK_SKEW_SECS + 1, NOW),
+            (&jar, NOW, 0),
+            (&jar, 0x100_0000_0000, 0x100_0000_0000),
+            (&short, NOW - 61, NOW),
+            (&short, NOW, NOW + 61),
+            (&short, NOW + CLOCK_SKEW_SECS + 1, NOW),
+        ] {
+            let value = jar.value(4, ID, issued);
+            assert_eq!(jar.verify_client(&value, now), None, "{value} at {now}");
+            // Verified (and cached) when it was fresh, still refused once it is not.
+            if let Some(fresh) = [issued, issued.saturating_add(1)]
+                .into_iter()
+                .find(|&t| jar.verify_client(&value, t).is_some())
+            {
+                assert_eq!(jar.verify_client(&value, fresh), v3(4, ID, issued));
+                assert_eq!(jar.verify_client(&value, now), None, "cached, {value}");
+            }
+        }
+        let value = short.value(4, ID, NOW);
+        assert_eq!(short.verify_client(&value, NOW + 60), v3(4, ID, NOW));
+        assert_eq!(short.verify_client(&value, NOW - 300), v3(4, ID, NOW));
+    }
+
+    #[test]
+    fn the_tag_covers_the_cohort_the_id_and_the_issue_time() {
+        let jar = jar();
+        let good = jar.value(4, ID, NOW);
+        assert_eq!(jar.verify_client(&good, NOW), v3(4, ID, NOW));
+        let parts: Vec<&str> = good.split('.').collect();
+        let (id, issued, tag) = (parts[1], parts[2], parts[3]);
+        let flipped = |s: &str| {
+            let last = if s.ends_with('0') { "1" } else { "0" };
+            format!("{}{last}", &s[..s.len() - 1])
+        };
+        for forged in [
+            // Another cohort, id, issue time or tag.
+            format!("5.{id}.{issued}.{tag}"),
+            format!("4.{}.{issued}.{tag}", flipped(id)),
+            format!("4.{:016x}.{issued}.{tag}", ID.rotate_left(4)),
+            format!("4.{id}.{}.{tag}", flipped(issued)),
+            format!("4.{id}.{:x}.{tag}", NOW - 1),
+            format!("4.{id}.{:x}.{tag}", NOW + 1),
+            format!("4.{id}.{issued}.{}", flipped(tag)),
+            // Other spellings of the same numbers.
+            format!("4.{}.{issued}.{tag}", id.to_uppercase()),
+            format!("4.{id}.{}.{tag}", issued.to_uppercase()),
+            format!("4.{id}.0{issued}.{tag}"),
+            format!("4.{id}.{issued}.{}", tag.to_uppercase()),
+            format!("04.{id}.{issued}.{tag}"),
+            // Malformed.
+            format!("4.{id}.{issued}.{}", &tag[..15]),
+            format!("4.{}.{issued}.{tag}", &id[1..]),
+            format!("4.{id}.{issued}.{tag}.0"),
+            format!("4.{id}..{tag}"),
+            format!("4.{id}.{issued}"),
+            format!("4.{id}.00000000{issued}.{tag}"),
+            format!("4..{issued}.{tag}"),
+            format!("4.{id}.-{issued}.{tag}"),
+            format!("4.{id}.+{issued}.{tag}"),
+            // The v3 tag under the previous format (no issue time).
+            format!("4.{id}.{tag}"),
+        ] {
+            assert_eq!(jar.verify_client(&forged, NOW), None, "{forged}");
+        }
+    }
+
+    #[test]
+    fn previous_formats_keep_their_cohort_without_an_id_at_any_time() {
+        let jar = jar();
+        for cohort in 0..10 {
+            for (value, now) in [
+                (jar.v2_value(cohort, ID), NOW),
+                (jar.v2_value(cohort, 0), 0),
+                (jar.v2_value(cohort, u64::MAX), u64::MAX),
+                (jar.legacy_value(cohort), NOW),
+                (jar.legacy_value(cohort), 0),
+            ] {
+                let header = format!("cohort={value}");
+                assert_eq!(jar.read_client(&header, now), old(cohort), "{header}");
+            }
+        }
+        // A previous-format cookie is checked against its own MAC, whole.
+        let v2 = jar.v2_value(4, ID);
+        let (_, tag) = v2.rsplit_once('.').unwrap();
+        for forged in [
+            format!("5.{ID:016x}.{tag}"),
+            format!("4.{:016x}.{tag}", ID ^ 1),
+            format!("4.{ID:016x}.{}", "0".repeat(16)),
+            format!("4.{ID:016x}.{:x}.{tag}", NOW),
+            format!("4.{tag}"),
+        ] {
+            assert_eq!(jar.verify_client(&forged, NOW), None, "{forged}");
         }
     }
 
     #[test]
     fn the_verified_cache_never_accepts_what_hmac_would_refuse() {
         let jar = jar();
-        let good = jar.value(4, ID);
-        assert!(jar.verify_client(&good).is_some(), "verified, now cached");
+        let good = jar.value(4, ID, NOW);
+        assert!(
+            jar.verify_client(&good, NOW).is_some(),
+            "verified, now cached"
+        );
         let tag = good.rsplit('.').next().unwrap();
-        // Same slot, other id or cohort, with the cached tag: refused.
+        // Same slot, other id, cohort or issue time, with the cached tag: refused.
         let same_slot = ID + VERIFIED_SLOTS as u64;
         for forged in [
-            format!("4.{same_slot:016x}.{tag}"),
-            format!("5.{ID:016x}.{tag}"),
-            format!("4.{ID:016x}.{}", "0".repeat(16)),
+            format!("4.{same_slot:016x}.{NOW:x}.{tag}"),
+            format!("5.{ID:016x}.{NOW:x}.{tag}"),
+            format!("4.{ID:016x}.{:x}.{tag}", NOW - 1),
+            format!("4.{ID:016x}.{:x}.{tag}", NOW + 1),
+            format!("4.{ID:016x}.{NOW:x}.{}", "0".repeat(16)),
+            format!("4.{ID:016x}.{tag}"),
         ] {
-            assert_eq!(jar.verify_client(&forged), None, "{forged}");
+            assert_eq!(jar.verify_client(&forged, NOW), None, "{forged}");
         }
-        // A colliding genuine cookie replaces the slot; both still verify.
-        let other = jar.value(4, same_slot);
-        assert!(jar.verify_client(&other).is_some());
-        assert!(jar.verify_client(&good).is_some());
+        assert_eq!(
+            jar.verify_client(&good, NOW),
+            v3(4, ID, NOW),
+            "still cached"
+        );
+        // A colliding genuine cookie (same slot; or the same id and cohort issued at
+        // another time) replaces the slot; all still verify.
+        for other in [jar.value(4, same_slot, NOW), jar.value(4, ID, NOW - 1)] {
+            assert!(jar.verify_client(&other, NOW).is_some(), "{other}");
+            assert!(jar.verify_client(&good, NOW).is_some());
+            assert!(jar.verify_client(&other, NOW).is_some(), "{other}");
+        }
+        // Failures, the expired and the previous formats never enter it.
+        let expired = jar.value(3, ID + 1, NOW - MAX_AGE - 1);
+        assert_eq!(jar.verify_client(&expired, NOW), None);
+        let _ = jar.verify_client(&jar.v2_value(3, ID + 1), NOW);
+        assert_eq!(
+            jar.verified.borrow()[(ID + 1) as usize % VERIFIED_SLOTS],
+            None
+        );
         assert!(jar.verified.borrow().len() <= VERIFIED_SLOTS);
-    }
-
-    #[test]
-    fn the_previous_format_keeps_its_cohort_without_an_id() {
-        let jar = jar();
-        for cohort in 0..10 {
-            let header = format!("cohort={}", jar.legacy_value(cohort));
-            assert_eq!(
-                jar.read_client(&header),
-                Some(Verified {
-                    cohort,
-                    client: None
-                })
-            );
-        }
-    }
-
-    #[test]
-    fn the_tag_covers_the_id_and_the_cohort() {
-        let jar = jar();
-        let good = jar.value(4, ID);
-        let parts: Vec<&str> = good.split('.').collect();
-        let (id, tag) = (parts[1], parts[2]);
-        for forged in [
-            format!("5.{id}.{tag}"),
-            format!("4.{:016x}.{tag}", ID ^ 1),
-            format!("4.{:016x}.{tag}", ID.rotate_left(4)),
-            format!("4.{}.{tag}", id.to_uppercase()),
-            format!("4.{id}.{}", tag.to_uppercase()),
-            format!("4.{id}.{}", &tag[..15]),
-            format!("4.{}.{tag}", &id[1..]),
-            format!("4.{id}.{tag}.0"),
-            format!("4.{id}"),
-            format!("4..{tag}"),
-        ] {
-            assert_eq!(jar.verify_client(&forged), None, "{forged}");
-        }
     }
 
     #[test]
@@ -369,8 +607,8 @@ mod tests {
         let jar = jar();
         let good = jar.legacy_value(4);
         let (_, tag) = good.split_once('.').unwrap();
-        let other_jar = CohortCookie::new("cohort", b"other", 10, 60);
-        let hundred = CohortCookie::new("cohort", b"secret", 100, 60);
+        let other_jar = CohortCookie::new("cohort", b"other", 10, MAX_AGE as i64);
+        let hundred = CohortCookie::new("cohort", b"secret", 100, MAX_AGE as i64);
         let cases = [
             "cohort=4".to_string(),
             format!("cohort=5.{tag}"),
@@ -382,10 +620,12 @@ mod tests {
                 tag.to_uppercase().replace(char::is_numeric, "Z")
             ),
             format!("cohort={}", other_jar.legacy_value(4)),
-            format!("cohort={}", other_jar.value(4, ID)),
+            format!("cohort={}", other_jar.v2_value(4, ID)),
+            format!("cohort={}", other_jar.value(4, ID, NOW)),
             format!("cohort={}", hundred.legacy_value(4)),
-            format!("cohort={}", hundred.value(4, ID)),
-            format!("cohort={}", hundred.value(42, ID)),
+            format!("cohort={}", hundred.v2_value(4, ID)),
+            format!("cohort={}", hundred.value(4, ID, NOW)),
+            format!("cohort={}", hundred.value(42, ID, NOW)),
             "cohort=-1.0000000000000000".to_string(),
             "cohort=99999999999.0000000000000000".to_string(),
             "cohort=".to_string(),
@@ -395,14 +635,14 @@ mod tests {
             format!("big={}; cohort={good}", "x".repeat(MAX_COOKIE_SCAN)),
         ];
         for header in cases {
-            assert_eq!(jar.read(&header), None, "{header}");
+            assert_eq!(jar.read(&header, NOW), None, "{header}");
         }
     }
 
     #[test]
     fn large_headers_joined_lines_and_odd_bytes_still_find_the_cookie() {
         let jar = jar();
-        let good = jar.value(6, ID);
+        let good = jar.value(6, ID, NOW);
         for header in [
             format!("big={}; cohort={good}", "x".repeat(16 * 1024)),
             format!("{}cohort={good}", "a=b; ".repeat(500)),
@@ -410,7 +650,7 @@ mod tests {
             format!("bad=\u{fffd}\u{7f}; cohort=\"{good}\""),
         ] {
             assert_eq!(
-                jar.read(&header),
+                jar.read(&header, NOW),
                 Some(6),
                 "{}",
                 &header[..header.len().min(60)]
@@ -419,13 +659,14 @@ mod tests {
     }
 
     #[test]
-    fn the_first_valid_cookie_wins_over_junk() {
+    fn the_first_valid_cookie_wins_over_junk_and_expired_ones() {
         let jar = jar();
         let header = format!(
-            "cohort=junk; cohort={}; cohort={}",
-            jar.value(2, 7),
+            "cohort=junk; cohort={}; cohort={}; cohort={}",
+            jar.value(1, 7, NOW - MAX_AGE - 1),
+            jar.value(2, 7, NOW),
             jar.legacy_value(7)
         );
-        assert_eq!(jar.read(&header), Some(2));
+        assert_eq!(jar.read(&header, NOW), Some(2));
     }
 }

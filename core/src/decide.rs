@@ -69,6 +69,7 @@ pub struct Decision<'r> {
     pub client: u64,
     /// `Set-Cookie` value when the cohort did not come from a valid cookie of the current
     /// format (a new client, or one whose previous-format cookie is upgraded in place).
+    /// It is issued at the request's time: it stops verifying `Max-Age` later.
     pub set_cookie: Option<String>,
 }
 
@@ -115,14 +116,19 @@ impl Router {
         }
     }
 
-    /// The client's cohort, from the first valid identity: cookie, user key, TLS
-    /// fingerprint (JA4, else JA3), else `random()`.
+    /// The client's cohort, from the first valid identity: cookie (checked at `now_secs`,
+    /// seconds since the Unix epoch), user key, TLS fingerprint (JA4, else JA3), else
+    /// `random()`.
     pub fn cohort(
         &self,
         facts: &ClientFacts<'_>,
+        now_secs: u64,
         random: impl FnOnce() -> u64,
     ) -> (u16, CohortSource) {
-        if let Some(c) = facts.cookie_header.and_then(|h| self.cookie.read(h)) {
+        if let Some(c) = facts
+            .cookie_header
+            .and_then(|h| self.cookie.read(h, now_secs))
+        {
             return (c, CohortSource::Cookie);
         }
         if let Some(key) = facts.user_key.and_then(identity) {
@@ -142,40 +148,44 @@ impl Router {
         (self.bucketer.scale(random()), CohortSource::Random)
     }
 
-    /// Routes a floating-URL request. `random` supplies 64 random bits: a new client's id,
-    /// and its cohort when it has no identity at all.
+    /// Routes a floating-URL request at `now_secs` (seconds since the Unix epoch: the
+    /// cookie's expiry, and the issue time of a new one). `random` supplies 64 random bits:
+    /// a new client's id, and its cohort when it has no identity at all.
     pub fn decide<'r>(
         &self,
         prepared: &'r PreparedRollout,
         facts: &ClientFacts<'_>,
+        now_secs: u64,
         mut random: impl FnMut() -> u64,
     ) -> Decision<'r> {
         if let Some(d) = facts
             .cookie_header
-            .and_then(|h| self.decide_returning(prepared, h, &mut random))
+            .and_then(|h| self.decide_returning(prepared, h, now_secs, &mut random))
         {
             return d;
         }
-        let (cohort, source) = self.cohort(facts, &mut random);
-        self.place(prepared, cohort, source, None, random)
+        let (cohort, source) = self.cohort(facts, now_secs, &mut random);
+        self.place(prepared, cohort, source, None, now_secs, random)
     }
 
     /// The decision for a returning client, from its `Cookie` header alone; `None` when the
-    /// cookie does not verify. Lets the edge skip reading the other identities (each a
-    /// JS call) on the hot path, where nearly every client has the cookie. `random` is
-    /// drawn only to upgrade a previous-format cookie.
+    /// cookie does not verify (or has expired) at `now_secs`. Lets the edge skip reading
+    /// the other identities (each a JS call) on the hot path, where nearly every client has
+    /// the cookie. `random` is drawn only to upgrade a previous-format cookie.
     pub fn decide_returning<'r>(
         &self,
         prepared: &'r PreparedRollout,
         cookie_header: &str,
+        now_secs: u64,
         random: impl FnMut() -> u64,
     ) -> Option<Decision<'r>> {
-        let verified = self.cookie.read_client(cookie_header)?;
+        let verified = self.cookie.read_client(cookie_header, now_secs)?;
         Some(self.place(
             prepared,
             verified.cohort,
             CohortSource::Cookie,
             verified.client,
+            now_secs,
             random,
         ))
     }
@@ -194,14 +204,15 @@ impl Router {
         }
     }
 
-    /// Routes a known cohort; issues a client id (and the cookie that carries it) when the
-    /// client has none yet.
+    /// Routes a known cohort; issues a client id (and the cookie that carries it, issued at
+    /// `now_secs`) when the client has none yet, or only a previous-format cookie.
     fn place<'r>(
         &self,
         prepared: &'r PreparedRollout,
         cohort: u16,
         source: CohortSource,
         client: Option<u64>,
+        now_secs: u64,
         mut random: impl FnMut() -> u64,
     ) -> Decision<'r> {
         let rollout = &prepared.rollout;
@@ -216,7 +227,7 @@ impl Router {
             Some(id) => (id, None),
             None => {
                 let id = random();
-                (id, Some(self.cookie.set_cookie(cohort, id)))
+                (id, Some(self.cookie.set_cookie(cohort, id, now_secs)))
             }
         };
         Decision {
@@ -242,6 +253,9 @@ fn identity(raw: &str) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::config::Weight;
+
+    /// 2027-01-15, in seconds.
+    const NOW: u64 = 1_800_000_000;
 
     fn router(cohorts: u16) -> Router {
         Router::new(&Settings {
@@ -276,7 +290,7 @@ mod tests {
     #[test]
     fn identity_sources_in_spec_order() {
         let r = router(10);
-        let cookie = format!("cohort={}", r.cookie().value(7, 42));
+        let cookie = format!("cohort={}", r.cookie().value(7, 42, NOW));
         let cases: Vec<(ClientFacts, CohortSource)> = vec![
             (
                 ClientFacts {
@@ -313,17 +327,17 @@ mod tests {
             ),
         ];
         for (facts, source) in cases {
-            let (cohort, got) = r.cohort(&facts, never);
+            let (cohort, got) = r.cohort(&facts, NOW, never);
             assert_eq!(got, source, "{facts:?}");
             assert!(cohort < 10);
         }
-        let (c, s) = r.cohort(&ClientFacts::default(), || u64::MAX / 10 * 3 + 5);
+        let (c, s) = r.cohort(&ClientFacts::default(), NOW, || u64::MAX / 10 * 3 + 5);
         assert_eq!((c, s), (3, CohortSource::Random));
         let cookie_facts = ClientFacts {
             cookie_header: Some(&cookie),
             ..Default::default()
         };
-        assert_eq!(r.cohort(&cookie_facts, never).0, 7);
+        assert_eq!(r.cohort(&cookie_facts, NOW, never).0, 7);
     }
 
     #[test]
@@ -335,7 +349,11 @@ mod tests {
                 user_key: Some(bad),
                 ..Default::default()
             };
-            assert_eq!(r.cohort(&facts, || 0).1, CohortSource::Random, "{bad:?}");
+            assert_eq!(
+                r.cohort(&facts, NOW, || 0).1,
+                CohortSource::Random,
+                "{bad:?}"
+            );
         }
     }
 
@@ -346,12 +364,12 @@ mod tests {
             let p = prepared(&r, Some("1.1.0"), weight, Some(0));
             let mut canary = Vec::new();
             for cohort in 0..10u16 {
-                let cookie = format!("cohort={}", r.cookie().value(cohort, 42));
+                let cookie = format!("cohort={}", r.cookie().value(cohort, 42, NOW));
                 let facts = ClientFacts {
                     cookie_header: Some(&cookie),
                     ..Default::default()
                 };
-                let d = r.decide(&p, &facts, never);
+                let d = r.decide(&p, &facts, NOW, never);
                 assert_eq!(d.cohort, cohort);
                 assert_eq!(d.set_cookie, None, "a valid cookie is not rewritten");
                 assert_eq!(d.client, 42, "the id comes from the cookie");
@@ -373,7 +391,7 @@ mod tests {
         let r = router(10);
         let p = prepared(&r, None, 100, None);
         for cohort in 0..10u16 {
-            let d = r.decide(&p, &ClientFacts::default(), || u64::from(cohort) << 60);
+            let d = r.decide(&p, &ClientFacts::default(), NOW, || u64::from(cohort) << 60);
             assert!(d.set_cookie.is_some());
             assert_eq!(d.channel, Channel::Stable);
             assert_eq!(d.version.as_str(), "1.0.0");
@@ -385,7 +403,7 @@ mod tests {
         let r = router(10);
         let p = prepared(&r, Some("1.1.0"), 50, None);
         for i in 0..200u64 {
-            let first = r.decide(&p, &ClientFacts::default(), || {
+            let first = r.decide(&p, &ClientFacts::default(), NOW, || {
                 i.wrapping_mul(0x9E37_79B9_7F4A_7C15)
             });
             let set = first.set_cookie.clone().expect("new client gets a cookie");
@@ -394,7 +412,7 @@ mod tests {
                 cookie_header: Some(pair),
                 ..Default::default()
             };
-            let again = r.decide(&p, &facts, never);
+            let again = r.decide(&p, &facts, NOW + 1, never);
             assert_eq!(
                 (again.cohort, again.channel, again.client),
                 (first.cohort, first.channel, first.client)
@@ -405,26 +423,84 @@ mod tests {
     }
 
     #[test]
+    fn expired_and_future_cookies_are_replaced_like_forged_ones() {
+        let r = router(10);
+        let max_age = u64::from(Settings::default().cookie_max_age);
+        let p = prepared(&r, Some("1.1.0"), 50, None);
+        let header = format!("cohort={}", r.cookie().value(7, 42, NOW));
+        let facts = ClientFacts {
+            cookie_header: Some(&header),
+            user_key: Some("u"),
+            ..Default::default()
+        };
+        for (now, valid) in [
+            (NOW, true),
+            (NOW + max_age, true),
+            (NOW - 300, true),
+            (NOW + max_age + 1, false),
+            (NOW - 301, false),
+        ] {
+            let d = r.decide(&p, &facts, now, || 0xbeef);
+            let returning = r.decide_returning(&p, &header, now, || 0xbeef);
+            if valid {
+                assert_eq!(
+                    (d.source, d.client, d.set_cookie.as_deref()),
+                    (CohortSource::Cookie, 42, None)
+                );
+                assert_eq!(returning, Some(d));
+            } else {
+                assert_eq!(
+                    (d.source, d.client),
+                    (CohortSource::UserKey, 0xbeef),
+                    "at {now}"
+                );
+                assert_eq!(returning, None, "at {now}");
+                let set = d.set_cookie.expect("a new cookie");
+                let pair = set.split(';').next().unwrap();
+                assert_eq!(
+                    r.cookie().read_client(pair, now),
+                    Some(crate::cookie::Verified {
+                        cohort: d.cohort,
+                        client: Some(0xbeef),
+                        issued: Some(now),
+                    }),
+                    "issued now"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn previous_format_cookies_keep_their_cohort_and_are_upgraded_in_place() {
         let r = router(10);
         let p = prepared(&r, Some("1.1.0"), 50, None);
         for cohort in 0..10u16 {
-            let old = format!("cohort={}", r.cookie().legacy_value(cohort));
-            let d = r
-                .decide_returning(&p, &old, || 0xfeed)
-                .expect("still valid");
-            assert_eq!(
-                (d.cohort, d.source, d.client),
-                (cohort, CohortSource::Cookie, 0xfeed)
-            );
-            let set = d.set_cookie.expect("upgraded on this response");
-            let pair = set.split(';').next().unwrap();
-            let next = r.decide_returning(&p, pair, never).unwrap();
-            assert_eq!(
-                (next.cohort, next.channel, next.client),
-                (cohort, d.channel, 0xfeed)
-            );
-            assert_eq!(next.set_cookie, None, "upgraded once");
+            for value in [
+                r.cookie().legacy_value(cohort),
+                r.cookie().v2_value(cohort, 42),
+            ] {
+                let old = format!("cohort={value}");
+                let d = r
+                    .decide_returning(&p, &old, NOW, || 0xfeed)
+                    .expect("still valid");
+                assert_eq!(
+                    (d.cohort, d.source, d.client),
+                    (cohort, CohortSource::Cookie, 0xfeed),
+                    "{old}: a fresh id"
+                );
+                let set = d.set_cookie.expect("upgraded on this response");
+                let pair = set.split(';').next().unwrap();
+                assert_eq!(
+                    pair,
+                    format!("cohort={}", r.cookie().value(cohort, 0xfeed, NOW))
+                );
+                let next = r.decide_returning(&p, pair, NOW, never).unwrap();
+                assert_eq!(
+                    (next.cohort, next.channel, next.client),
+                    (cohort, d.channel, 0xfeed)
+                );
+                assert_eq!(next.set_cookie, None, "upgraded once");
+            }
         }
     }
 
@@ -433,19 +509,20 @@ mod tests {
         let r = router(10);
         let p = prepared(&r, Some("1.1.0"), 50, None);
         for cohort in 0..10u16 {
-            let header = format!("x=1; cohort={}", r.cookie().value(cohort, 9));
+            let header = format!("x=1; cohort={}", r.cookie().value(cohort, 9, NOW));
             let full = r.decide(
                 &p,
                 &ClientFacts {
                     cookie_header: Some(&header),
                     ..Default::default()
                 },
+                NOW,
                 never,
             );
-            assert_eq!(r.decide_returning(&p, &header, never), Some(full));
+            assert_eq!(r.decide_returning(&p, &header, NOW, never), Some(full));
         }
-        assert_eq!(r.decide_returning(&p, "cohort=3", never), None);
-        assert_eq!(r.decide_returning(&p, "", never), None);
+        assert_eq!(r.decide_returning(&p, "cohort=3", NOW, never), None);
+        assert_eq!(r.decide_returning(&p, "", NOW, never), None);
     }
 
     #[test]

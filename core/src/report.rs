@@ -1,5 +1,6 @@
-//! Error reports sent by the SDK in browsers to `POST /__canary/report`
-//! (`navigator.sendBeacon`-friendly: any content type, a small JSON body).
+//! Error reports and boot signals sent by the SDK in browsers to `POST /__canary/report`
+//! (`navigator.sendBeacon`-friendly: any content type, a small JSON body). A boot signal is
+//! the report of kind `boot`, carrying `boot_ms`: the client booted the version it names.
 
 use serde::Deserialize;
 
@@ -10,11 +11,27 @@ use crate::decide::{Channel, PreparedRollout, Router};
 /// Largest report body accepted.
 pub const MAX_REPORT_BYTES: usize = 4096;
 
+/// The kind reserved for boot signals (positive evidence that a client booted a version).
+pub const BOOT_KIND: &str = "boot";
+
+/// Largest `boot_ms` accepted: ten minutes.
+pub const MAX_BOOT_MS: u32 = 600_000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub bundle: BundleName,
     pub version: Version,
     pub kind: String,
+    /// Milliseconds from the entry script's start to the SDK initialised; present exactly
+    /// when the report is a boot signal (kind `boot`).
+    pub boot_ms: Option<u32>,
+}
+
+impl Report {
+    /// Whether this is a boot signal rather than an error report.
+    pub fn is_boot(&self) -> bool {
+        self.kind == BOOT_KIND
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +49,14 @@ struct Raw {
     #[serde(default)]
     #[allow(dead_code)]
     message: Option<serde_json::Value>,
+    // Any JSON value (`null` included) when the field is present, checked in `parse`.
+    #[serde(default, deserialize_with = "present")]
+    boot_ms: Option<serde_json::Value>,
+}
+
+/// `Some` for a present field, even `null` (which `Option`'s own impl would make `None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// Parses and checks a report body.
@@ -54,10 +79,36 @@ pub fn parse(body: &[u8]) -> Result<Report, ReportError> {
             "kind must be 1-32 characters of a-z, 0-9 or '_'".into(),
         ));
     }
+    let boot_ms = match raw.boot_ms {
+        None => None,
+        Some(v) => match v.as_u64() {
+            Some(ms) if ms <= u64::from(MAX_BOOT_MS) => Some(ms as u32),
+            _ => {
+                return Err(ReportError::Malformed(format!(
+                    "boot_ms must be an integer from 0 to {MAX_BOOT_MS} (milliseconds), got {v}"
+                )))
+            }
+        },
+    };
+    match (raw.kind == BOOT_KIND, boot_ms.is_some()) {
+        (true, false) => {
+            return Err(ReportError::Malformed(format!(
+                "boot_ms is required: kind \"{BOOT_KIND}\" is reserved for boot signals"
+            )))
+        }
+        (false, true) => {
+            return Err(ReportError::Malformed(format!(
+                "boot_ms is only for boot signals (kind \"{BOOT_KIND}\"), not kind {:?}",
+                raw.kind
+            )))
+        }
+        _ => {}
+    }
     Ok(Report {
         bundle,
         version,
         kind: raw.kind,
+        boot_ms,
     })
 }
 
@@ -132,6 +183,7 @@ pub fn admit(
         Some(Some(Verified {
             cohort,
             client: Some(id),
+            ..
         })) => {
             if router.served_channel(prepared, cohort) == channel {
                 Ok((channel, id))
@@ -151,6 +203,43 @@ mod tests {
         let ok = parse(br#"{"bundle":"demo","version":"1.1.0","kind":"chunk_load","message":"x"}"#)
             .unwrap();
         assert_eq!(ok.kind, "chunk_load");
+        assert_eq!(ok.boot_ms, None);
+        assert!(!ok.is_boot());
+        let body = |rest: &str| format!(r#"{{"bundle":"demo","version":"1.1.0",{rest}}}"#);
+        for (rest, ms) in [
+            (r#""kind":"boot","boot_ms":0"#, 0),
+            (r#""kind":"boot","boot_ms":412"#, 412),
+            (r#""kind":"boot","boot_ms":600000"#, 600_000),
+            (r#""boot_ms":7,"kind":"boot","message":"x""#, 7),
+        ] {
+            let boot = parse(body(rest).as_bytes()).unwrap();
+            assert!(boot.is_boot(), "{rest}");
+            assert_eq!(boot.boot_ms, Some(ms));
+        }
+        // Malformed, and the message names the field at fault.
+        for (rest, field) in [
+            (r#""kind":"boot","boot_ms":-1"#, "boot_ms"),
+            (r#""kind":"boot","boot_ms":600001"#, "boot_ms"),
+            (r#""kind":"boot","boot_ms":4294967296"#, "boot_ms"),
+            (r#""kind":"boot","boot_ms":1.5"#, "boot_ms"),
+            (r#""kind":"boot","boot_ms":12.0"#, "boot_ms"),
+            (r#""kind":"boot","boot_ms":1e3"#, "boot_ms"),
+            (r#""kind":"boot","boot_ms":"12""#, "boot_ms"),
+            (r#""kind":"boot","boot_ms":null"#, "boot_ms"),
+            (r#""kind":"boot","boot_ms":true"#, "boot_ms"),
+            (r#""kind":"boot","boot_ms":[1]"#, "boot_ms"),
+            // `boot` is reserved: a boot signal carries boot_ms, and only a boot signal does.
+            (r#""kind":"boot""#, "boot_ms"),
+            (r#""kind":"boot","message":"x""#, "boot_ms"),
+            (r#""kind":"uncaught","boot_ms":5"#, "boot_ms"),
+            (r#""kind":"boot_x","boot_ms":5"#, "boot_ms"),
+            (r#""kind":"Boot","boot_ms":5"#, "kind"),
+        ] {
+            match parse(body(rest).as_bytes()) {
+                Err(ReportError::Malformed(m)) => assert!(m.contains(field), "{m}: not {field}"),
+                other => panic!("{rest}: {other:?}"),
+            }
+        }
         for bad in [
             &br#"{"bundle":"demo","version":"1.1.0"}"#[..],
             br#"{"bundle":"Demo","version":"1.1.0","kind":"x"}"#,
@@ -192,6 +281,7 @@ mod admission_tests {
             bundle: BundleName::parse("demo").unwrap(),
             version: Version::parse(version).unwrap(),
             kind: "uncaught".into(),
+            boot_ms: None,
         }
     }
 
@@ -212,6 +302,7 @@ mod admission_tests {
             Some(Some(Verified {
                 cohort,
                 client: Some(77),
+                issued: Some(1_800_000_000),
             }))
         };
         let none = |cookie| Reporter {
@@ -233,6 +324,7 @@ mod admission_tests {
                 none(Some(Some(Verified {
                     cohort: 1,
                     client: None,
+                    issued: None,
                 }))),
                 Err(OldCookie),
             ),

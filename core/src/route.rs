@@ -324,6 +324,54 @@ mod tests {
         assert!(matches!(parse(&wide), Err(RouteError::BadRequest(_))));
     }
 
+    /// Version manifests live at `<bundle>/.manifests/<version>.json` (written by
+    /// `scripts/canary publish`, read by the entry module on a canary miss): no route ever
+    /// names that key, since a version cannot start with `.` and a file path has no dot
+    /// segments, so the object key of any asset is `<bundle>/<version>/...` with a version
+    /// that is never `.manifests`.
+    #[test]
+    fn no_route_reaches_a_version_manifest() {
+        let manifest = "demo/.manifests/1.1.0.json";
+        for path in [
+            "/demo/.manifests/1.1.0.json",
+            "/demo@1.1.0/../.manifests/1.1.0.json",
+            "/demo@1.1.0/%2e%2e/.manifests/1.1.0.json",
+            "/demo@1.1.0/..%2f.manifests%2f1.1.0.json",
+            "/demo@.manifests/1.1.0.json",
+            "/demo@%2emanifests/1.1.0.json",
+            "/demo/%2e%2e/.manifests/1.1.0.json",
+            "/demo/.manifests%2f1.1.0.json",
+            "/demo/%2Emanifests/1.1.0.json",
+            "/demo@1.1.0/.manifests/1.1.0.json",
+        ] {
+            let Ok(Route::Asset(a)) = parse(path) else {
+                continue; // refused (400/404): no R2 read at all
+            };
+            for v in ["1.0.0", "1.1.0", "x"] {
+                let version = a.pin.clone().unwrap_or_else(|| Version::parse(v).unwrap());
+                let key = a.object_key(&version);
+                assert_ne!(key, manifest, "{path}");
+                assert!(
+                    key.starts_with(&format!("demo/{version}/")) && !key.starts_with("demo/."),
+                    "{path}: {key}"
+                );
+            }
+        }
+        assert!(Version::parse(".manifests").is_err());
+        // The two obvious tries, spelled out: a file inside a version, and a 400.
+        let Ok(Route::Asset(a)) = parse("/demo/.manifests/1.1.0.json") else {
+            panic!()
+        };
+        assert_eq!(
+            a.object_key(&Version::parse("1.0.0").unwrap()),
+            "demo/1.0.0/.manifests/1.1.0.json"
+        );
+        assert!(matches!(
+            parse("/demo@1.1.0/../.manifests/1.1.0.json"),
+            Err(RouteError::BadRequest(_))
+        ));
+    }
+
     #[test]
     fn object_key_and_cache_path_stay_under_the_version_prefix() {
         let Route::Asset(a) = parse("/demo/dir/my%20file%3F.js").unwrap() else {

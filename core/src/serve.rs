@@ -11,15 +11,18 @@ use std::rc::Rc;
 
 use crate::config::{kv_key, BundleName, Version, Weight};
 use crate::control::batching::{Outbox, Tally};
+use crate::control::tracker::Signal;
 use crate::control::Batch;
 use crate::decide::{Channel, ClientFacts, Decision, PreparedRollout, Router};
 use crate::error::EdgeError;
 use crate::http::{content_type_for, floating_cache_control, pinned_cache_control, HeaderLines};
+use crate::keyed::KeyedHash;
 use crate::log::LogLine;
 use crate::override_token::{OverrideKey, OVERRIDE_HEADER};
 use crate::rollouts::{KvRead, RolloutCache};
 use crate::route::{self, AssetRoute, Route, RouteError};
 use crate::settings::Settings;
+use crate::user_key::UserKeySigner;
 
 /// Headers a browser script may read on a cross-origin asset response.
 pub const EXPOSED_HEADERS: &str = "x-cohort, x-canary-channel, x-canary-version, x-canary-fallback";
@@ -34,6 +37,10 @@ pub struct AssetRequest<'a> {
     pub url: &'a str,
     pub cookie: Option<&'a str>,
     pub override_token: Option<&'a str>,
+    /// `CF-Connecting-IP`: the client's network, for the per-network cap on evidence.
+    pub client_ip: Option<&'a str>,
+    /// A user key and the merchant's signature of it (`user_key`), when both were sent.
+    pub signed_user_key: Option<(&'a str, &'a str)>,
     pub now_ms: f64,
     /// This request has just read the config ([`Step::ReadConfig`]): use what it read,
     /// however short the TTL.
@@ -77,7 +84,8 @@ pub struct AssetPlan {
 
 /// The counting facts of one floating request, carried through the entry module's awaits
 /// and given back to [`Edge::served`] as text (the entry holds it as a string, so it is
-/// taken back as `&str` without a copy): bundle, stable, canary, weight, channel, client.
+/// taken back as `&str` without a copy): bundle, stable, canary, weight, channel, client,
+/// keyed network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TallyToken(pub String);
 
@@ -102,6 +110,19 @@ pub enum Step {
     Serve(Box<AssetPlan>),
 }
 
+/// What was served for a floating request, for [`Edge::served`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The routed version's file.
+    AsRouted,
+    /// Stable's file, because the canary's failed: R2 failed for it, or a file the canary
+    /// published is missing. A load and an error of the canary's.
+    CountedFallback,
+    /// Stable's file, because the canary never had it (not in its manifest, or no
+    /// manifest): says nothing about the canary, so nothing is counted.
+    PlainFallback,
+}
+
 /// Why the load of an object failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Miss {
@@ -116,6 +137,9 @@ pub struct Edge {
     pub router: Router,
     rollouts: RolloutCache,
     outbox: Outbox,
+    /// Keys the client's network before it leaves the isolate.
+    network_key: KeyedHash,
+    user_keys: Option<UserKeySigner>,
     override_key: Option<OverrideKey>,
     floating_cache_control: String,
     pinned_cache_control: String,
@@ -127,7 +151,15 @@ impl Edge {
         Self {
             router: Router::new(&settings),
             rollouts: RolloutCache::new(settings.config_ttl_ms),
-            outbox: Outbox::default(),
+            outbox: Outbox::new(KeyedHash::derive(
+                settings.edge_secret().as_bytes(),
+                "sketch",
+            )),
+            network_key: KeyedHash::derive(settings.edge_secret().as_bytes(), "network"),
+            user_keys: settings
+                .user_key_secret
+                .as_deref()
+                .map(|s| UserKeySigner::new(s.as_bytes())),
             override_key: settings
                 .override_secret
                 .as_deref()
@@ -187,7 +219,7 @@ impl Edge {
             None => {
                 let returning = req.cookie.and_then(|c| {
                     self.router
-                        .decide_returning(&prepared, c, &mut random)
+                        .decide_returning(&prepared, c, (req.now_ms / 1000.0) as u64, &mut random)
                         .map(owned)
                 });
                 let decision = match (returning, identity) {
@@ -199,7 +231,12 @@ impl Edge {
                             cookie_header: None,
                             ..*id
                         };
-                        owned(self.router.decide(&prepared, &facts, &mut random))
+                        owned(self.router.decide(
+                            &prepared,
+                            &facts,
+                            (req.now_ms / 1000.0) as u64,
+                            &mut random,
+                        ))
                     }
                 };
                 self.route_floating(req, &prepared, decision)
@@ -207,7 +244,7 @@ impl Edge {
         };
         let origin = route::origin_of(req.url);
         Step::Serve(Box::new(
-            self.asset_plan(origin, &asset, &prepared, routed, head),
+            self.asset_plan(req, origin, &asset, &prepared, routed, head),
         ))
     }
 
@@ -239,30 +276,37 @@ impl Edge {
         Some(LogLine::for_staleness(bundle, staleness?))
     }
 
-    /// Counts a served floating request: a load of the channel it was routed to, and with
-    /// `fell_back` an error of the canary's too (the origin failed it). Returns the batches
+    /// Counts a served floating request as `outcome` says: a load of the channel it was
+    /// routed to, and after a [`Served::CountedFallback`] an error of the canary's too (the
+    /// origin failed it). A [`Served::PlainFallback`] counts nothing. Returns the batches
     /// due for the bundle's control plane. A token that does not parse counts nothing.
     pub fn served(
         &mut self,
         token: &str,
-        fell_back: bool,
+        outcome: Served,
         now_ms: f64,
     ) -> Vec<(BundleName, Batch)> {
+        // A load, and after a counted fallback a failure too.
+        let signals: &[Signal] = match outcome {
+            Served::AsRouted => &[Signal::Load],
+            Served::CountedFallback => &[Signal::Load, Signal::Failure],
+            Served::PlainFallback => return Vec::new(),
+        };
         let Some(parsed) = ParsedTally::parse(token) else {
             return Vec::new();
         };
-        // A load, and after a fallback an error too.
-        let errors: &[bool] = if fell_back { &[false, true] } else { &[false] };
         let mut out = Vec::new();
-        for &error in errors {
+        for &signal in signals {
+            // A fallback happens only to canary-routed requests: both count on the canary.
             let tally = Tally {
                 bundle: &parsed.bundle,
                 stable: &parsed.stable,
                 canary: parsed.canary.as_ref(),
                 weight: parsed.weight,
-                on_canary: parsed.on_canary || fell_back,
+                on_canary: parsed.on_canary,
                 client: parsed.client,
-                error,
+                network: parsed.network,
+                signal,
             };
             let batches = self.outbox.record(tally, self.settings.flush, now_ms);
             out.extend(batches.into_iter().map(|b| (parsed.bundle.clone(), b)));
@@ -319,8 +363,20 @@ impl Edge {
             .find_map(|token| key.verify(token, &prepared.bundle, now))
     }
 
+    /// The keyed network a counted load comes from: a user key the merchant signed is a
+    /// network of its own (one user); anything else is the client address's network.
+    fn network_of(&self, req: &AssetRequest<'_>) -> u64 {
+        if let (Some(signer), Some((key, signature))) = (&self.user_keys, req.signed_user_key) {
+            if signer.verify(key, signature) {
+                return self.network_key.user_key(key);
+            }
+        }
+        self.network_key.network(req.client_ip.unwrap_or(""))
+    }
+
     fn asset_plan(
         &self,
+        req: &AssetRequest<'_>,
         origin: &str,
         asset: &AssetRoute,
         prepared: &Rc<PreparedRollout>,
@@ -348,18 +404,25 @@ impl Edge {
         if let Some(ch) = routed.overridden {
             headers.set(OVERRIDE_HEADER, ch.as_str());
         }
-        if let Some(d) = &routed.decision {
-            headers.set(&self.settings.cohort_header, &d.cohort.to_string());
-            if let Some(cookie) = &d.set_cookie {
-                headers.set("set-cookie", cookie);
-            }
-        }
         // Real script loads of the floating URL feed the canary's health; HEAD requests,
         // overrides (QA, probes) and pinned chunk loads do not.
         let tally = match (&routed.decision, routed.overridden, head) {
-            (Some(d), None, false) => Some(TallyToken::new(prepared, d.channel, d.client)),
+            (Some(d), None, false) => Some(TallyToken::new(
+                prepared,
+                d.channel,
+                d.client,
+                self.network_of(req),
+            )),
             _ => None,
         };
+        if let Some(d) = &routed.decision {
+            headers.set(&self.settings.cohort_header, &d.cohort.to_string());
+            // A client id is issued only with a counted load: a HEAD or an override never
+            // mints one (ids cannot be stockpiled unseen).
+            if let (Some(cookie), Some(_)) = (&d.set_cookie, &tally) {
+                headers.set("set-cookie", cookie);
+            }
+        }
         AssetPlan {
             bundle: asset.bundle.clone(),
             head,
@@ -402,7 +465,7 @@ fn owned(d: Decision<'_>) -> OwnedDecision {
 }
 
 impl TallyToken {
-    fn new(prepared: &PreparedRollout, channel: Channel, client: u64) -> Self {
+    fn new(prepared: &PreparedRollout, channel: Channel, client: u64, network: u64) -> Self {
         use std::fmt::Write;
         let r = &prepared.rollout;
         let canary = r.live_canary().map(Version::as_str).unwrap_or("");
@@ -410,7 +473,7 @@ impl TallyToken {
         // Writing to a String cannot fail.
         let _ = write!(
             token,
-            "{}\t{}\t{canary}\t{}\t{}\t{client:x}",
+            "{}\t{}\t{canary}\t{}\t{}\t{client:x}\t{network:x}",
             prepared.bundle,
             r.stable,
             r.weight.percent(),
@@ -427,6 +490,7 @@ struct ParsedTally {
     weight: Weight,
     on_canary: bool,
     client: u64,
+    network: u64,
 }
 
 impl ParsedTally {
@@ -442,6 +506,7 @@ impl ParsedTally {
         let weight = Weight::new(next()?.parse().ok()?).ok()?;
         let on_canary = next()? == "1";
         let client = u64::from_str_radix(next()?, 16).ok()?;
+        let network = u64::from_str_radix(next()?, 16).ok()?;
         Some(Self {
             bundle,
             stable,
@@ -449,6 +514,7 @@ impl ParsedTally {
             weight,
             on_canary,
             client,
+            network,
         })
     }
 }

@@ -21,6 +21,8 @@ pub const VAR_COOKIE_MAX_AGE: &str = "COOKIE_MAX_AGE";
 pub const SECRET_ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 /// Secret; enables signed overrides (QA, probes) when set.
 pub const SECRET_OVERRIDE: &str = "OVERRIDE_SECRET";
+/// Signs user keys in the merchant's backend (see `user_key`).
+pub const SECRET_USER_KEY: &str = "USER_KEY_SECRET";
 pub const VAR_HEALTH_FLUSH_MS: &str = "HEALTH_FLUSH_MS";
 pub const VAR_HEALTH_FLUSH_REQUESTS: &str = "HEALTH_FLUSH_REQUESTS";
 
@@ -34,6 +36,7 @@ pub struct Settings {
     pub user_key_header: String,
     pub salt: String,
     pub cookie_secret: Option<String>,
+    pub user_key_secret: Option<String>,
     pub config_ttl_ms: u64,
     /// A KV read slower than this counts as a failure (last good config is served).
     pub kv_timeout_ms: u64,
@@ -55,6 +58,7 @@ impl Default for Settings {
             user_key_header: "X-User-Key".into(),
             salt: "canary-edge".into(),
             cookie_secret: None,
+            user_key_secret: None,
             config_ttl_ms: 5_000,
             kv_timeout_ms: 1_500,
             floating_max_age: 60,
@@ -126,6 +130,12 @@ fn token(var: &'static str, raw: Option<String>, default: &str) -> Result<String
 
 impl Settings {
     /// Builds settings from a lookup of vars and secrets (`None` = unset).
+    /// The key the edge signs and hashes with: `COHORT_SECRET`, else the public salt (which
+    /// anyone can read: auto canary refuses to act then, see `control::machine::UNSIGNED`).
+    pub fn edge_secret(&self) -> &str {
+        self.cookie_secret.as_deref().unwrap_or(&self.salt)
+    }
+
     pub fn from_lookup(mut get: impl FnMut(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let d = Settings::default();
         let salt = get(VAR_SALT).unwrap_or(d.salt);
@@ -146,6 +156,7 @@ impl Settings {
             )?,
             salt,
             cookie_secret: get(SECRET_COOKIE_KEY).filter(|s| !s.is_empty()),
+            user_key_secret: get(SECRET_USER_KEY).filter(|s| !s.is_empty()),
             config_ttl_ms: number(
                 VAR_CONFIG_TTL_MS,
                 get(VAR_CONFIG_TTL_MS),

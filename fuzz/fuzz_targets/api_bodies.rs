@@ -6,7 +6,8 @@
 //!   increasing above 0 with a bake of 1..=604800 s, a rollback reason of at most 200
 //!   characters; an unknown action is refused naming `(action)`; errors name a field;
 //! - an accepted report names a valid bundle and version and a 1-32 character `[a-z0-9_]`
-//!   kind; bodies over 4096 bytes are refused as too large, whatever they hold;
+//!   kind; it carries `boot_ms` (at most 600000) exactly when it is a boot signal (kind
+//!   `boot`); bodies over 4096 bytes are refused as too large, whatever they hold;
 //! - the bearer check passes only for `Bearer <the token>` (surrounding spaces trimmed);
 //! - `If-None-Match: *` always matches, a header over 4096 bytes never does.
 #![no_main]
@@ -14,7 +15,7 @@
 use canary_core::admin::{bearer_matches, parse_request, Command, ACTIONS};
 use canary_core::config::Weight;
 use canary_core::http::{content_type_for, etag_matches};
-use canary_core::report::{self, ReportError, MAX_REPORT_BYTES};
+use canary_core::report::{self, ReportError, MAX_BOOT_MS, MAX_REPORT_BYTES};
 use canary_edge_fuzz::{bundle_ok, version_ok, Fields};
 use libfuzzer_sys::fuzz_target;
 
@@ -100,6 +101,8 @@ fuzz_target!(|data: &[u8]| {
                 "{:?}",
                 r.kind
             );
+            assert_eq!(r.is_boot(), r.boot_ms.is_some(), "{r:?}");
+            assert!(r.boot_ms.is_none_or(|ms| ms <= MAX_BOOT_MS), "{r:?}");
         }
         Err(ReportError::TooLarge) => assert!(input.report.len() > MAX_REPORT_BYTES),
         Err(ReportError::Malformed(m)) => {

@@ -28,6 +28,9 @@ use canary_core::settings::{Settings, SECRET_COOKIE_KEY, VAR_COHORTS, VAR_SALT};
 use canary_edge_fuzz::{bundle, Fields};
 use libfuzzer_sys::fuzz_target;
 
+/// The request's clock, in seconds (cookies are issued and checked at it).
+const NOW: u64 = 1_800_000_000;
+
 struct Input<'a> {
     cohorts: u16,
     salt: Option<&'a str>,
@@ -124,7 +127,7 @@ fuzz_target!(|data: &[u8]| {
                 "{}; {}={}",
                 input.cookie_header.unwrap_or(""),
                 settings.cookie_name,
-                router.cookie().value(m % n, u64::from(m))
+                router.cookie().value(m % n, u64::from(m), NOW)
             );
             Some(minted.as_str())
         }
@@ -139,7 +142,7 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let drawn = Cell::new(false);
-    let (cohort, source) = router.cohort(&facts, || {
+    let (cohort, source) = router.cohort(&facts, NOW, || {
         drawn.set(true);
         input.random
     });
@@ -147,7 +150,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(drawn.get(), source == CohortSource::Random, "{source:?}");
 
     // Spec order and the hash of the trimmed identity.
-    let from_cookie = cookie_header.and_then(|h| router.cookie().read(h));
+    let from_cookie = cookie_header.and_then(|h| router.cookie().read(h, NOW));
     let b = router.bucketer();
     match source {
         CohortSource::Cookie => assert_eq!(Some(cohort), from_cookie),
@@ -160,7 +163,7 @@ fuzz_target!(|data: &[u8]| {
                 user_key: Some(&padded),
                 ..facts
             };
-            let (c, s) = router.cohort(&facts, || unreachable!("random drawn for a user key"));
+            let (c, s) = router.cohort(&facts, NOW, || unreachable!("random drawn for a user key"));
             assert_eq!((c, s), (cohort, source), "padding changed the cohort");
         }
         CohortSource::Fingerprint => {
@@ -185,7 +188,7 @@ fuzz_target!(|data: &[u8]| {
 
     // Another isolate with the same vars agrees.
     let again = Router::new(&Settings::from_lookup(lookup).unwrap());
-    assert_eq!(again.cohort(&facts, || input.random), (cohort, source));
+    assert_eq!(again.cohort(&facts, NOW, || input.random), (cohort, source));
 
     // Raw hashing entry points stay in range for any text.
     for text in [input.user_key, input.ja4, input.ja3_hash, input.client_ip]
@@ -211,8 +214,8 @@ fuzz_target!(|data: &[u8]| {
         rollout(input.canary, w2, input.cohort_offset),
     );
     assert!(low.rotation < n && high.rotation == low.rotation);
-    let d_low = router.decide(&low, &facts, || input.random);
-    let d_high = router.decide(&high, &facts, || input.random);
+    let d_low = router.decide(&low, &facts, NOW, || input.random);
+    let d_high = router.decide(&high, &facts, NOW, || input.random);
     for (d, w) in [(&d_low, w1), (&d_high, w2)] {
         assert_eq!((d.cohort, d.source), (cohort, source));
         match d.channel {
@@ -236,9 +239,12 @@ fuzz_target!(|data: &[u8]| {
         // (a previous-format one is upgraded), and it carries the client id.
         let upgraded = source == CohortSource::Cookie
             && cookie_header
-                .and_then(|h| router.cookie().read_client(h))
+                .and_then(|h| router.cookie().read_client(h, NOW))
                 .is_some_and(|v| v.client.is_none());
-        assert_eq!(d.set_cookie.is_some(), source != CohortSource::Cookie || upgraded);
+        assert_eq!(
+            d.set_cookie.is_some(),
+            source != CohortSource::Cookie || upgraded
+        );
         if let Some(set) = &d.set_cookie {
             assert!(set.contains(&format!("{:016x}", d.client)), "{set}");
         }
@@ -255,14 +261,17 @@ fuzz_target!(|data: &[u8]| {
             cookie_header: Some(pair),
             ..facts
         };
-        let d = router.decide(&high, &back, || {
+        let d = router.decide(&high, &back, NOW, || {
             unreachable!("random drawn with a valid cookie")
         });
         assert_eq!(
             (d.cohort, d.source, d.channel, d.client),
             (cohort, CohortSource::Cookie, d_high.channel, d_high.client)
         );
-        assert_eq!(d.set_cookie, None, "the cookie set is current: not set again");
+        assert_eq!(
+            d.set_cookie, None,
+            "the cookie set is current: not set again"
+        );
     }
 
     // Exactly floor(w * n / 100) canary cohorts, for the fuzzed weight and rotation.

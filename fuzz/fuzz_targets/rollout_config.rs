@@ -76,12 +76,15 @@ fuzz_target!(|data: &[u8]| {
     let n = settings.cohorts;
     let mut canary = 0u16;
     for cohort in 0..n {
-        let header = format!("cohort={}", router.cookie().value(cohort, u64::from(cohort)));
+        let header = format!(
+            "cohort={}",
+            router.cookie().value(cohort, u64::from(cohort), 0)
+        );
         let facts = ClientFacts {
             cookie_header: Some(&header),
             ..Default::default()
         };
-        let d = router.decide(&prepared, &facts, || unreachable!());
+        let d = router.decide(&prepared, &facts, 0, || unreachable!());
         assert_eq!(d.cohort, cohort);
         match d.channel {
             Channel::Stable => assert_eq!(d.version, &r.stable),

@@ -21,7 +21,7 @@ use canary_core::decide::ClientFacts;
 use canary_core::error::EdgeError;
 use canary_core::log::LogLine;
 use canary_core::rollouts::KvRead;
-use canary_core::serve::{AssetPlan, AssetRequest, Edge, Miss, Step};
+use canary_core::serve::{AssetPlan, AssetRequest, Edge, Miss, Served, Step};
 use canary_core::settings::{Settings, SettingsError};
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -39,17 +39,24 @@ pub fn configure(vars_json: &str) {
 }
 
 /// What the entry module needs once per isolate (after [`configure`]): the request header
-/// that carries a signed override token, the `Cache-Control` of the edge cache's copy, then
+/// that carries a signed override token, the one that carries a user key's signature, the
+/// user-key header, the `Cache-Control` of the edge cache's copy, then
 /// the headers every asset response carries, as name/value lines.
 #[wasm_bindgen]
 pub fn constants() -> String {
-    let stored = with_edge(
-        |edge| edge.stored_cache_control().to_owned(),
-        |_| String::new(),
+    let (stored, user_key) = with_edge(
+        |edge| {
+            (
+                edge.stored_cache_control().to_owned(),
+                edge.settings.user_key_header.clone(),
+            )
+        },
+        |_| (String::new(), String::new()),
     );
     format!(
-        "{}\n{stored}\n{}",
+        "{}\n{}\n{user_key}\n{stored}\n{}",
         canary_core::override_token::OVERRIDE_HEADER,
+        canary_core::user_key::SIGNATURE_HEADER,
         Edge::static_headers().as_str()
     )
 }
@@ -69,9 +76,10 @@ fn with_edge<T>(
 }
 
 /// The next step for a request. `request` is `method`, `url`, `now_ms`, `1` when this
-/// request has just read the config (else `0`), the `cookie` and
-/// override headers, then `-`, or (after an `I` answer) `+` and the user-key header, JA4,
-/// JA3 hash and client IP; each optional value is `+value` or `-`.
+/// request has just read the config (else `0`), the `cookie` and override headers, the
+/// client IP (`CF-Connecting-IP`), the user-key signature header and (only with a
+/// signature) the user-key header, then `-`, or (after an `I` answer) `+` and the user-key
+/// header, JA4, JA3 hash and client IP; each optional value is `+value` or `-`.
 #[wasm_bindgen]
 pub fn plan(request: &str) -> String {
     let mut lines = request.split('\n');
@@ -82,6 +90,9 @@ pub fn plan(request: &str) -> String {
     let config_read = next() == "1";
     let cookie = optional(next());
     let override_token = optional(next());
+    let client_ip = optional(next());
+    let user_key_signature = optional(next());
+    let signed_user_key = optional(next()).zip(user_key_signature);
     let identity = (next() == "+").then(|| ClientFacts {
         cookie_header: None,
         user_key: optional(next()),
@@ -96,6 +107,8 @@ pub fn plan(request: &str) -> String {
         config_read,
         cookie,
         override_token,
+        client_ip,
+        signed_user_key,
     };
     with_edge(
         |edge| {
@@ -128,14 +141,23 @@ pub fn record_config(bundle: &str, kind: &str, text: &str, issued_ms: f64) -> St
     )
 }
 
-/// Counts a served floating request (its plan's tally token); returns the batches due for
-/// the control plane as `bundle\nbody\n` pairs, or an empty string.
+/// Counts a served floating request (its plan's tally token); `outcome` is what was served:
+/// `0` the routed version's file, `1` stable's after a fallback that counts against the
+/// canary (R2 failed, or a file the canary published is missing), `2` stable's after a
+/// plain fallback (a file the canary never had: nothing is counted). Returns the batches
+/// due for the control plane as `bundle\nbody\n` pairs, or an empty string.
 #[wasm_bindgen]
-pub fn served(token: &str, fell_back: bool, now_ms: f64) -> String {
+pub fn served(token: &str, outcome: u8, now_ms: f64) -> String {
+    let outcome = match outcome {
+        0 => Served::AsRouted,
+        1 => Served::CountedFallback,
+        // 2, and anything the entry module should never send: count nothing.
+        _ => Served::PlainFallback,
+    };
     with_edge(
         |edge| {
             let mut out = String::new();
-            for (bundle, batch) in edge.served(token, fell_back, now_ms) {
+            for (bundle, batch) in edge.served(token, outcome, now_ms) {
                 if let Ok(body) = serde_json::to_string(&batch) {
                     out.push_str(bundle.as_str());
                     out.push('\n');

@@ -27,6 +27,7 @@ use crate::config::{kv_key, BundleName};
 use crate::control::batching::Outbox;
 use crate::decide::{PreparedRollout, Router};
 use crate::error::EdgeError;
+use crate::keyed::KeyedHash;
 use crate::log::LogLine;
 use crate::override_token::OverrideKey;
 use crate::rollouts::{KvRead, RolloutCache};
@@ -44,7 +45,7 @@ struct Isolate {
     settings: Settings,
     router: Router,
     rollouts: RefCell<RolloutCache>,
-    /// Error reports not yet sent to each bundle's monitor.
+    /// Error reports and boot signals not yet sent to each bundle's monitor.
     outbox: RefCell<Outbox>,
     override_key: Option<OverrideKey>,
     /// Signs console sessions; present exactly when the admin API is on.
@@ -68,7 +69,10 @@ fn isolate(env: &Env) -> Result<Rc<Isolate>, SettingsError> {
                 Ok(Rc::new(Isolate {
                     router: Router::new(&settings),
                     rollouts: RefCell::new(RolloutCache::new(settings.config_ttl_ms)),
-                    outbox: RefCell::new(Outbox::default()),
+                    outbox: RefCell::new(Outbox::new(KeyedHash::derive(
+                        settings.edge_secret().as_bytes(),
+                        "sketch",
+                    ))),
                     session_key: settings.admin_token.as_deref().map(SessionKey::new),
                     override_key: settings
                         .override_secret

@@ -10,6 +10,7 @@ use super::{
 use crate::admin::{bearer_matches, parse_request, Command};
 use crate::config::Rollout;
 use crate::config::{BundleName, Version};
+use crate::control::tracker::Signal;
 use crate::cookie::Verified;
 use crate::decide::{Channel, PreparedRollout};
 use crate::error::EdgeError;
@@ -166,7 +167,7 @@ fn not_counted(reason: NotCounted) -> Outcome {
 fn cookie_state(iso: &Isolate, header: Option<&str>) -> Option<Option<Verified>> {
     let header = header?;
     let jar = iso.router.cookie();
-    if let Some(v) = jar.read_client(header) {
+    if let Some(v) = jar.read_client(header, (now_ms() / 1000.0) as u64) {
         return Some(Some(v));
     }
     let named = header
@@ -246,7 +247,12 @@ async fn receive_report(req: &mut Request, env: &Env, ctx: &Context, iso: &Isola
     if !within_limit(env, LIMIT_PER_CLIENT, format!("client:{client:016x}")).await {
         return not_counted(NotCounted::RateLimited);
     }
-    monitor::tally(env, ctx, iso, &prepared, channel, client, true);
+    let signal = if report.is_boot() {
+        Signal::Boot
+    } else {
+        Signal::Failure
+    };
+    monitor::tally(env, ctx, iso, &prepared, channel, client, signal);
     report_answer(
         202,
         json!({ "counted": true, "channel": channel.as_str(), "kind": report.kind }),

@@ -7,6 +7,7 @@ import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { workerModules } from "./modules.mjs";
+import { manifestKey, manifestOf } from "../../scripts/canary.mjs";
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), "../../..");
 const BUILD = join(ROOT, "build");
@@ -31,6 +32,26 @@ export function fixtureObjects() {
   };
   walk(join(ROOT, "fixtures"));
   return out;
+}
+
+/**
+ * Writes the manifest of each `<bundle>/<version>/` among `keys` to `r2`, as
+ * `scripts/canary publish` does after the files: the worker reads it on a canary miss to
+ * tell a published file that is gone (counted) from one the canary never had (not counted).
+ */
+export async function putManifests(r2, keys) {
+  const versions = new Map();
+  for (const key of keys) {
+    const [bundle, version, ...rest] = key.split("/");
+    const id = `${bundle}/${version}`;
+    if (!versions.has(id)) versions.set(id, { bundle, version, paths: [] });
+    versions.get(id).paths.push(rest.join("/"));
+  }
+  for (const { bundle, version, paths } of versions.values()) {
+    await r2.put(manifestKey(bundle, version), JSON.stringify(manifestOf(bundle, version, paths)), {
+      httpMetadata: { contentType: "application/json; charset=utf-8" },
+    });
+  }
 }
 
 /**
@@ -59,7 +80,9 @@ export async function startWorker({
       REPORT_LIMIT_PER_CLIENT: { namespace_id: "1001", simple: { limit: 10, period: 60 } },
       REPORT_LIMIT_PER_IP: { namespace_id: "1002", simple: { limit: 100, period: 60 } },
     },
-    bindings: { COHORT_SALT: "canary-edge-test", CONFIG_TTL_MS: "0", ...vars },
+    // A COHORT_SECRET as in production (scripts/dev writes one too): without it auto canary
+    // refuses to act. A test of that passes COHORT_SECRET: "".
+    bindings: { COHORT_SALT: "canary-edge-test", COHORT_SECRET: "test-cohort-secret", CONFIG_TTL_MS: "0", ...vars },
     // As in wrangler.toml: the operator console's static files.
     assets: {
       directory: join(ROOT, "dashboard/public"),
@@ -80,9 +103,11 @@ export async function startWorker({
   const faults = await mf.getKVNamespace("FAULTS");
   const r2 = await mf.getR2Bucket("BUNDLES");
   if (seed) {
-    for (const [key, bytes, contentType] of fixtureObjects()) {
+    const objects = fixtureObjects();
+    for (const [key, bytes, contentType] of objects) {
       await r2.put(key, bytes, { httpMetadata: { contentType } });
     }
+    await putManifests(r2, objects.map(([key]) => key));
     await kv.put("rollout/merchant", JSON.stringify({ stable: "1", weight: 0 }));
     if (rollout) await kv.put("rollout/demo", JSON.stringify(rollout));
   }
@@ -120,7 +145,7 @@ export class Worker {
     await this.kv.put(`rollout/${bundle}`, typeof config === "string" ? config : JSON.stringify(config));
   }
 
-  /** Turns on a fault in the wrapper: e.g. { kv: "throw" }, { r2: "throw", r2Match: "1.1.0" }. */
+  /** Turns on a fault in the wrapper: e.g. { kv: "throw" }, { r2: "throw", match: "demo/1.1.0/" }. */
   async setFaults(spec) {
     await this.faults.put("spec", JSON.stringify(spec));
   }
@@ -233,11 +258,15 @@ export async function cookiesByChannel(worker, bundle, cookies) {
   return byChannel;
 }
 
-/** Copies the demo bundle's fixture files to `bundle` in R2 (a bundle per test). */
+/** Copies the demo bundle's fixture files, and their manifests, to `bundle` in R2 (a bundle per test). */
 export async function copyDemoFiles(worker, bundle) {
+  const keys = [];
   for (const [key, bytes, contentType] of fixtureObjects()) {
-    if (key.startsWith("demo/")) await worker.r2.put(key.replace(/^demo\//, `${bundle}/`), bytes, { httpMetadata: { contentType } });
+    if (!key.startsWith("demo/")) continue;
+    keys.push(key.replace(/^demo\//, `${bundle}/`));
+    await worker.r2.put(keys.at(-1), bytes, { httpMetadata: { contentType } });
   }
+  await putManifests(worker.r2, keys);
 }
 
 let clientSerial = 0;
@@ -259,11 +288,17 @@ export async function newClients(worker, bundle, n, prefix = "shopper") {
   return { all, canary: all.filter((c) => c.channel === "canary"), stable: all.filter((c) => c.channel === "stable") };
 }
 
+/** The SDK's boot signal (sdk/), from `client` ({ cookie, ip, version }). */
+export function sendBoot(worker, bundle, client) {
+  return sendReport(worker, bundle, client.version, client, "boot");
+}
+
 /** An SDK error report as the demo SDK's beacon sends it, from `client` ({ cookie, ip }). */
 export async function sendReport(worker, bundle, version, client = {}, kind = "uncaught") {
+  const body = kind === "boot" ? { bundle, version, kind, boot_ms: 120 } : { bundle, version, kind, message: "x" };
   const r = await worker.get("/__canary/report", {
     method: "POST",
-    body: JSON.stringify({ bundle, version, kind, message: "x" }),
+    body: JSON.stringify(body),
     headers: { "content-type": "text/plain;charset=UTF-8" },
     cookie: client.cookie,
     ip: client.ip,
@@ -275,11 +310,13 @@ export async function sendReport(worker, bundle, version, client = {}, kind = "u
 
 /**
  * Shoppers arriving in the background until `stop()`: every `everyMs`, `perTick` first
- * visits of `bundle`; a canary shopper reports an error with probability `canaryErrors`
- * (a stable one with `stableErrors`). Rollouts only advance on evidence, so tests that
- * want a step to pass keep shoppers coming, as production does.
+ * visits of `bundle`, each booting its SDK (the boot signal) unless `boot` is false or its
+ * channel's `noBoot` says it never boots ({ canary: true }: a canary that does not parse);
+ * a canary shopper reports an error with probability `canaryErrors` (a stable one with
+ * `stableErrors`). Rollouts only advance on evidence, so tests that want a step to pass
+ * keep shoppers coming, as production does.
  */
-export function startShoppers(worker, bundle, { everyMs = 100, perTick = 2, canaryErrors = 0, stableErrors = 0, prefix = "bg" } = {}) {
+export function startShoppers(worker, bundle, { everyMs = 100, perTick = 2, canaryErrors = 0, stableErrors = 0, prefix = "bg", boot = true, noBoot = {} } = {}) {
   let running = true;
   let seen = 0;
   const loop = (async () => {
@@ -287,6 +324,7 @@ export function startShoppers(worker, bundle, { everyMs = 100, perTick = 2, cana
       const { all } = await newClients(worker, bundle, perTick, prefix).catch(() => ({ all: [] }));
       for (const c of all) {
         seen++;
+        if (boot && !noBoot[c.channel]) await sendBoot(worker, bundle, c).catch(() => {});
         const p = c.channel === "canary" ? canaryErrors : stableErrors;
         if (p > 0 && Math.random() < p) await sendReport(worker, bundle, c.version, c).catch(() => {});
       }

@@ -27,6 +27,14 @@ pub struct HealthPolicy {
     pub window_secs: u32,
     /// Cut the canary automatically; with `false` the verdict is only reported.
     pub auto_rollback: bool,
+    /// How long after its load a client has to send its boot signal before it counts as a
+    /// client with a failure (`no_boot`), once the bundle's SDK is known to send them.
+    pub boot_grace_secs: u32,
+    /// Hostile networks the verdict is robust to: a cut must hold with that many of the
+    /// canary's failing clients removed, a pass with that many of its clean clients and of
+    /// stable's failing clients removed (each network counts at most
+    /// `tracker::CLIENTS_PER_NETWORK` client per step).
+    pub hostile_networks: u32,
 }
 
 impl Default for HealthPolicy {
@@ -39,6 +47,8 @@ impl Default for HealthPolicy {
             max_hold_secs: 3600,
             window_secs: 60,
             auto_rollback: true,
+            boot_grace_secs: 30,
+            hostile_networks: 10,
         }
     }
 }
@@ -96,6 +106,8 @@ impl HealthPolicy {
                 "min_clients" | "min_requests" => p.min_clients = whole(1, 100_000_000)?,
                 "max_hold_secs" => p.max_hold_secs = whole(1, 30 * 86_400)? as u32,
                 "window_secs" => p.window_secs = whole(10, 86_400)? as u32,
+                "boot_grace_secs" => p.boot_grace_secs = whole(1, 3_600)? as u32,
+                "hostile_networks" => p.hostile_networks = whole(0, 10_000)? as u32,
                 "auto_rollback" => {
                     p.auto_rollback = value.as_bool().ok_or_else(|| {
                         bad("health.auto_rollback", format!("must be true or false, got {value}"))
@@ -105,7 +117,7 @@ impl HealthPolicy {
                     return Err(bad(
                         "health",
                         format!(
-                            "unknown field `{other}`; use confidence, max_increase, min_error_rate, min_clients, max_hold_secs, window_secs or auto_rollback"
+                            "unknown field `{other}`; use confidence, max_increase, min_error_rate, min_clients, max_hold_secs, window_secs, auto_rollback, boot_grace_secs or hostile_networks"
                         ),
                     ))
                 }

@@ -1,10 +1,12 @@
 //! The edge side of health counting: the clients an isolate has seen and not yet sent to
 //! the bundle's control plane, and when to send them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::counts::{Batch, Clients};
+use super::tracker::{ClientEvent, Signal};
 use crate::config::{BundleName, Version, Weight};
+use crate::keyed::KeyedHash;
 
 /// Clients an edge isolate has not yet sent to the control plane, for one bundle. Sending
 /// on every request would put a Durable Object call on the hot path; instead they are
@@ -16,7 +18,11 @@ pub struct Pending {
     pub stable: Version,
     pub canary: Option<Version>,
     pub weight: Weight,
+    /// Keyed ids, for the windows' distinct counts.
     pub clients: Clients,
+    /// Each client's signals once: the verdict's evidence.
+    pub events: Vec<ClientEvent>,
+    sent: HashSet<(u64, u8)>,
     /// Requests (loads and counted reports) since the last flush.
     pub requests: u64,
     pub errors_pending: bool,
@@ -40,6 +46,8 @@ impl Pending {
             canary,
             weight,
             clients: Clients::default(),
+            events: Vec::new(),
+            sent: HashSet::new(),
             requests: 0,
             errors_pending: false,
             last_flush_ms: now_ms,
@@ -51,11 +59,19 @@ impl Pending {
         &self.stable == stable && self.canary.as_ref() == canary && self.weight == weight
     }
 
-    /// Records one load (or, with `error`, one error) of `client` on a channel.
-    pub fn record(&mut self, canary: bool, client: u64, error: bool) {
-        self.clients.channel_mut(canary).insert(client, error);
+    /// Records one signal of `client` on a channel: `sketch_id` (its keyed id) for the
+    /// distinct counts, the event itself once per batch.
+    pub fn record(&mut self, event: ClientEvent, sketch_id: u64) {
+        let failure = event.signal == Signal::Failure;
+        self.clients
+            .channel_mut(event.canary)
+            .insert(sketch_id, failure);
+        if self.sent.insert((event.client, event.signal as u8)) {
+            self.events.push(event);
+        }
         self.requests += 1;
-        self.errors_pending |= error;
+        // Failures and boots go out within a second: a boot resolves its client.
+        self.errors_pending |= event.signal != Signal::Load;
     }
 
     /// Errors go out within a second (or `every_ms`, if shorter), so that a failing canary
@@ -74,17 +90,19 @@ impl Pending {
         self.last_flush_ms = now_ms;
         self.requests = 0;
         self.errors_pending = false;
+        self.sent.clear();
         Batch {
             stable: self.stable.clone(),
             canary: self.canary.clone(),
             weight: Some(self.weight),
             clients: std::mem::take(&mut self.clients),
+            events: std::mem::take(&mut self.events),
         }
     }
 }
 
-/// What one client did, for the counts: a load (or an error) of a bundle's channel, under
-/// the live versions and weight it was served with.
+/// What one client did, for the counts: a load, a boot or a failure on a bundle's
+/// channel, under the live versions and weight it was served with.
 #[derive(Debug, Clone, Copy)]
 pub struct Tally<'a> {
     pub bundle: &'a BundleName,
@@ -93,13 +111,26 @@ pub struct Tally<'a> {
     pub weight: Weight,
     pub on_canary: bool,
     pub client: u64,
-    pub error: bool,
+    /// Keyed hash of the client's network (loads; 0 for other signals).
+    pub network: u64,
+    pub signal: Signal,
 }
 
 /// Every bundle's pending counts in one isolate.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Outbox {
     pending: HashMap<BundleName, Pending>,
+    /// Keys client ids before they enter a sketch.
+    sketch_key: KeyedHash,
+}
+
+impl Outbox {
+    pub fn new(sketch_key: KeyedHash) -> Self {
+        Self {
+            pending: HashMap::new(),
+            sketch_key,
+        }
+    }
 }
 
 impl Outbox {
@@ -127,7 +158,13 @@ impl Outbox {
             out.push(entry.take(now_ms));
             *entry = fresh();
         }
-        entry.record(tally.on_canary, tally.client, tally.error);
+        let event = ClientEvent {
+            client: tally.client,
+            network: tally.network,
+            canary: tally.on_canary,
+            signal: tally.signal,
+        };
+        entry.record(event, self.sketch_key.id(tally.client));
         if entry.due(policy, now_ms) {
             out.push(entry.take(now_ms));
         }
@@ -148,14 +185,21 @@ mod pending_tests {
         };
         let v = |s| Version::parse(s).unwrap();
         let w = Weight::new(30).unwrap();
+        let ev = |client, canary, signal| ClientEvent {
+            client,
+            network: client,
+            canary,
+            signal,
+        };
         let mut p = Pending::new(v("1.0.0"), Some(v("1.1.0")), w, 0.0);
         assert!(!p.due(policy, 1e9), "nothing to send");
         for _ in 0..5 {
-            p.record(false, 1, false);
+            p.record(ev(1, false, Signal::Load), 1);
         }
+        assert_eq!(p.events.len(), 1, "a client's load goes once per batch");
         assert!(!p.due(policy, 5_000.0));
         assert!(p.due(policy, 10_000.0), "time");
-        p.record(true, 2, true);
+        p.record(ev(2, true, Signal::Failure), 2);
         assert!(!p.due(policy, 500.0), "errors wait at most a second...");
         assert!(p.due(policy, 1_000.0), "...then go");
         let at_once = FlushPolicy {
@@ -173,9 +217,14 @@ mod pending_tests {
             (1, 1),
             "distinct"
         );
+        assert_eq!(batch.events.len(), 2);
         assert!(p.clients.is_empty() && p.requests == 0 && !p.errors_pending);
+        assert!(p.events.is_empty());
+        p.record(ev(3, true, Signal::Boot), 3);
+        assert!(p.due(policy, 2.0 + 1_000.0), "boots go within a second too");
+        p.take(3.0);
         for i in 0..100 {
-            p.record(true, i, false);
+            p.record(ev(i, true, Signal::Load), i);
         }
         assert!(p.due(policy, 3.0), "volume");
         assert!(p.is_for(&v("1.0.0"), Some(&v("1.1.0")), w));
@@ -199,9 +248,10 @@ mod pending_tests {
             weight: Weight::new(weight).unwrap(),
             on_canary: true,
             client,
-            error,
+            network: client,
+            signal: if error { Signal::Failure } else { Signal::Load },
         };
-        let mut outbox = Outbox::default();
+        let mut outbox = Outbox::new(KeyedHash::derive(b"k", "sketch"));
         assert!(outbox.record(tally(30, 1, false), policy, 0.0).is_empty());
         assert!(outbox.record(tally(30, 2, false), policy, 1.0).is_empty());
         let sent = outbox.record(tally(50, 3, false), policy, 2.0);

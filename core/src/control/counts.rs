@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::clients::ClientSet;
+use super::tracker::ClientEvent;
 use crate::config::{Version, Weight};
 
 /// Numbers of distinct clients of one channel: those seen (a script load or an error
@@ -28,6 +29,18 @@ impl Counts {
 pub struct ChannelCounts {
     pub stable: Counts,
     pub canary: Counts,
+}
+
+impl ChannelCounts {
+    pub fn add(&mut self, other: ChannelCounts) {
+        for (mine, theirs) in [
+            (&mut self.stable, other.stable),
+            (&mut self.canary, other.canary),
+        ] {
+            mine.clients = mine.clients.saturating_add(theirs.clients);
+            mine.errors = mine.errors.saturating_add(theirs.errors);
+        }
+    }
 }
 
 /// The clients of one channel: who loaded the script, who reported (or met) an error.
@@ -111,7 +124,12 @@ pub struct Batch {
     /// still feeds the windows, not the step's verdict).
     #[serde(default)]
     pub weight: Option<Weight>,
+    /// Distinct clients for the windows and the per-minute chart (what the traffic looked
+    /// like; not evidence).
     pub clients: Clients,
+    /// The clients' signals one by one: the verdict's evidence (`tracker`).
+    #[serde(default)]
+    pub events: Vec<ClientEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

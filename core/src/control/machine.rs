@@ -14,13 +14,12 @@
 
 use serde_json::json;
 
-use super::clients::ClientSet;
 use super::counts::{Batch, ChannelCounts};
-use super::counts::{ChannelClients, Clients, Counts};
 use super::history::{History, NewEntry};
 use super::progress::{Progress, ProgressState};
 use super::projection::{Projection, Provenance};
-use super::verdict::{Evidence, Increment, Judgement, TestPolicy, Verdict};
+use super::tracker::{BootRule, Tracker, CLIENTS_PER_NETWORK};
+use super::verdict::{Evidence, Exposure, Judgement, TestPolicy, Verdict};
 use crate::admin::Command;
 use crate::config::{BundleName, Rollout, Version, Weight};
 use crate::log::LogLine;
@@ -34,64 +33,16 @@ pub const MISMATCH_READ_GAP_MS: f64 = 1_000.0;
 /// at it too, as they arrive).
 pub const RECHECK_MS: f64 = 30_000.0;
 
-/// Ids a step has counted, per channel: clients and clients with an error.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StepSeen {
-    clients: [std::collections::HashSet<u64>; 2],
-    errors: [std::collections::HashSet<u64>; 2],
-}
-
-/// Ids remembered per set and step (a few MB at most); past it, batches count as sent.
-pub const STEP_SEEN_CAP: usize = 100_000;
-
-impl StepSeen {
-    /// The batch's clients that this step has not counted yet. A batch whose set is exact
-    /// (up to 64 ids per flush and isolate) is checked id by id, so a client counts once per
-    /// step however many batches it appears in; a set that is a sketch (a busy isolate)
-    /// counts as its estimate.
-    pub fn fresh(&mut self, batch: &Clients) -> ChannelCounts {
-        let mut out = ChannelCounts::default();
-        for (i, (ch, counts)) in [
-            (&batch.stable, &mut out.stable),
-            (&batch.canary, &mut out.canary),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            *counts = Counts {
-                clients: Self::count_new(&mut self.clients[i], ch, true),
-                errors: Self::count_new(&mut self.errors[i], ch, false),
-            };
-        }
-        out
-    }
-
-    fn count_new(seen: &mut std::collections::HashSet<u64>, ch: &ChannelClients, all: bool) -> u64 {
-        let sets: &[&ClientSet] = if all {
-            &[&ch.loaded, &ch.errored]
-        } else {
-            &[&ch.errored]
-        };
-        if sets.iter().any(|s| matches!(s, ClientSet::Sketch(_))) {
-            let mut union = ClientSet::default();
-            for s in sets {
-                union.merge(s);
-            }
-            return union.estimate();
-        }
-        let mut fresh = 0;
-        for s in sets {
-            if let ClientSet::Exact(ids) = s {
-                for id in ids {
-                    if seen.len() >= STEP_SEEN_CAP || seen.insert(*id) {
-                        fresh += 1;
-                    }
-                }
-            }
-        }
-        fresh
-    }
-}
+/// Distinct tracked clients of a version that must have booted before its SDK is known to
+/// send boot signals (one stray signal does not make silence count as failure).
+pub const BOOTS_TO_KNOW: u64 = 3;
+/// Shortest gap between two alarms that only resolve clients past their boot grace (each
+/// alarm reads KV; under traffic the batches resolve them anyway).
+pub const BOOT_SWEEP_MS: f64 = 5_000.0;
+/// Why nothing automatic happens without `COHORT_SECRET`.
+pub const UNSIGNED: &str = "auto canary is off: the COHORT_SECRET secret is not set, so cohort cookies are signed with the public salt and anyone can forge them; set it with `wrangler secret put COHORT_SECRET`";
+/// Versions remembered as sending boot signals.
+pub const BOOTING_VERSIONS_KEPT: usize = 32;
 
 /// The state of one bundle's control plane.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,9 +56,15 @@ pub struct Control {
     pub health: super::counts::HealthWindows,
     /// The sequential tests' evidence about the live canary (reset with `health`).
     pub evidence: Evidence,
-    /// Client ids the current step has counted (not persisted: after a restart a client
-    /// may be counted once more in its step).
-    pub step_seen: StepSeen,
+    /// The current step's clients one by one (not persisted: after a restart the clients
+    /// still pending are not counted, neither as fine nor as failed).
+    pub tracker: Tracker,
+    /// Versions seen sending boot signals (newest last, bounded): when stable's is among
+    /// them, a client that sends none counts as a failure.
+    pub booting: Vec<Version>,
+    /// `COHORT_SECRET` is set (a setting): without it anyone can forge cookies offline, so
+    /// nothing automatic acts.
+    pub signed: bool,
     pub progress: Option<Progress>,
     pub history: History,
     /// Per-minute counts of the last 24 hours, across versions (for charts).
@@ -255,7 +212,9 @@ impl Control {
             kv: Projection::default(),
             health: Default::default(),
             evidence: Evidence::default(),
-            step_seen: StepSeen::default(),
+            tracker: Tracker::default(),
+            booting: Vec::new(),
+            signed: true,
             progress: None,
             history: History::default(),
             minutes: Default::default(),
@@ -293,7 +252,7 @@ impl Control {
     /// Starts a step's evidence afresh (a new step, a new weight, a new canary).
     fn new_step(&mut self) {
         self.evidence.new_step();
-        self.step_seen = StepSeen::default();
+        self.tracker = Tracker::default();
     }
 
     /// When the alarm should next fire: a failed write's retry, else the running step's
@@ -308,9 +267,74 @@ impl Control {
             }
             _ => None,
         });
+        // Clients waiting for their boot signal are resolved when their grace ends.
+        let grace_ms = f64::from(self.policy().boot_grace_secs) * 1000.0;
+        let boot_due = self
+            .tracker
+            .next_due_ms(grace_ms)
+            .map(|t| t.max(now_ms + BOOT_SWEEP_MS));
+        let due = match (due, boot_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         // A failed write waits out its backoff before anything automatic is tried again
         // (a due step would otherwise fire the alarm at once, again and again).
         self.kv.retry_at_ms.or(due)
+    }
+
+    /// How silence is judged in this step.
+    pub fn boot_rule(&self) -> BootRule {
+        let (expected, stable_present) = match &self.config {
+            Some(c) => (
+                self.booting.contains(&c.stable),
+                c.weight.canary_cohorts(self.cohorts) < self.cohorts,
+            ),
+            None => (false, true),
+        };
+        BootRule {
+            expected,
+            stable_present,
+            grace_ms: f64::from(self.policy().boot_grace_secs) * 1000.0,
+        }
+    }
+
+    /// The canary's share of the clients the edge serves: the effective weight.
+    pub fn exposure(&self) -> Exposure {
+        let canary_share = self.config.as_ref().map_or(0.0, |c| {
+            f64::from(c.weight.canary_cohorts(self.cohorts)) / f64::from(self.cohorts.max(1))
+        });
+        Exposure { canary_share }
+    }
+
+    /// Applies tracked clients' new counts to the evidence, and learns which versions boot.
+    fn count(&mut self, new: ChannelCounts) {
+        self.evidence.add(new);
+        let Some(config) = self.config.as_ref() else {
+            return;
+        };
+        let versions = [Some(&config.stable), config.live_canary()];
+        for (i, version) in versions.into_iter().enumerate() {
+            let Some(version) = version else { continue };
+            if self.tracker.boots[i] >= BOOTS_TO_KNOW && !self.booting.contains(version) {
+                self.booting.push(version.clone());
+                if self.booting.len() > BOOTING_VERSIONS_KEPT {
+                    self.booting.remove(0);
+                }
+            }
+        }
+    }
+
+    /// Resolves the clients whose boot grace is over.
+    fn sweep(&mut self, now_ms: f64) {
+        let live = self
+            .config
+            .as_ref()
+            .is_some_and(|c| self.health.is_for(&c.stable, c.live_canary()));
+        if live {
+            let rule = self.boot_rule();
+            let new = self.tracker.sweep(rule, now_ms);
+            self.count(new);
+        }
     }
 
     fn policy(&self) -> crate::config::HealthPolicy {
@@ -327,6 +351,7 @@ impl Control {
             max_increase: p.max_increase,
             min_error_rate: p.min_error_rate,
             min_clients: p.min_clients,
+            hostile_clients: u64::from(p.hostile_networks) * u64::from(CLIENTS_PER_NETWORK),
         }
     }
 
@@ -337,16 +362,12 @@ impl Control {
             .config
             .as_ref()
             .filter(|c| self.health.is_for(&c.stable, c.live_canary()));
-        let stable_present = self
-            .config
-            .as_ref()
-            .is_some_and(|c| c.weight.canary_cohorts(self.cohorts) < self.cohorts);
         let evidence = if live.is_some() {
             &self.evidence
         } else {
             &Evidence::default()
         };
-        evidence.judge(stable_present, &policy)
+        evidence.judge(self.exposure(), &policy)
     }
 
     fn recent_counts(&self, now_ms: f64) -> ChannelCounts {
@@ -522,11 +543,9 @@ impl Control {
             .add(&stable, live.as_ref(), &batch.clients, now_ms);
         // Evidence about the current step only from clients served at its weight.
         if batch.weight.is_none_or(|w| w == current_weight) {
-            let increment = Increment {
-                new: self.step_seen.fresh(&batch.clients),
-            };
-            let policy = self.test_policy();
-            self.evidence.add(&increment, &policy);
+            let rule = self.boot_rule();
+            let new = self.tracker.apply(&batch.events, rule, now_ms);
+            self.count(new);
         }
         // Evaluated at every flush: a cut at once, a waiting step as soon as it passes.
         if !self.maybe_cut(now_ms, out) {
@@ -546,6 +565,7 @@ impl Control {
             return false;
         };
         if self.inflight.is_some()
+            || !self.signed
             || !config.health_policy().auto_rollback
             || config.serving_canary(self.cohorts).is_none()
         {
@@ -568,6 +588,7 @@ impl Control {
         if self.inflight.is_some() || self.config.is_none() {
             return;
         }
+        self.sweep(now_ms);
         if self.maybe_cut(now_ms, out) {
             return;
         }
@@ -585,7 +606,7 @@ impl Control {
         let (Some(p), Some(config)) = (self.progress.clone(), self.config.clone()) else {
             return;
         };
-        if !p.state.is_moving() || now_ms < p.due_ms() {
+        if !p.state.is_moving() || now_ms < p.due_ms() || !self.signed {
             return;
         }
         if config.canary.as_ref() != Some(&p.canary) {
@@ -821,6 +842,13 @@ impl Control {
         now: f64,
         out: &mut Out,
     ) {
+        if !self.signed {
+            out.log(
+                "auto_canary_refused",
+                json!({ "bundle": self.bundle.as_str(), "reason": UNSIGNED }),
+            );
+            return out.refuse(503, UNSIGNED);
+        }
         let Some(canary) = config.canary.clone() else {
             return out.refuse(409, "no canary to roll out; publish one first");
         };
@@ -933,9 +961,6 @@ impl Control {
         }
         let mut next = config;
         next.weight = p.current_weight();
-        if let Some(inflight) = self.inflight.as_mut() {
-            inflight.new_step = true;
-        }
         self.propose(
             next,
             Some(resumed),
@@ -945,6 +970,11 @@ impl Control {
             now,
             out,
         );
+        // The step's weight is written: its evidence starts afresh once applied (set after
+        // `propose`, which creates the inflight change).
+        if let Some(inflight) = self.inflight.as_mut() {
+            inflight.new_step = true;
+        }
     }
 
     fn promote(&mut self, config: Rollout, by: &str, now: f64, out: &mut Out) {

@@ -6,6 +6,7 @@
 //! - `machine`: `step(state, event, now) -> (state, effects)`;
 //! - `clients`: distinct clients, exact up to a cap then a HyperLogLog sketch;
 //! - `counts`: distinct clients per channel in windows, the batches the edge sends;
+//! - `tracker`: the step's clients one by one (loads, boots, failures, per-network cap);
 //! - `verdict`: the sequential tests behind cut, pass and hold;
 //! - `progress`: a progressive rollout, bound to its canary;
 //! - `projection`: KV write pacing, revisions, stale reads, retries;
@@ -22,6 +23,7 @@ pub mod minutes;
 pub mod progress;
 pub mod projection;
 pub mod status;
+pub mod tracker;
 pub mod verdict;
 
 pub use counts::{Batch, ChannelClients, ChannelCounts, Clients, Counts};

@@ -6,6 +6,21 @@ use serde_json::{json, Value};
 
 use super::machine::{iso_time, Control};
 
+/// Whether the bundle's SDK sends boot signals, per version, in words for the operator.
+fn boot_signals(c: &Control) -> Value {
+    let Some(config) = &c.config else {
+        return Value::Null;
+    };
+    let stable = c.booting.contains(&config.stable);
+    let canary = config.live_canary().is_some_and(|v| c.booting.contains(v));
+    let note = match (stable, canary) {
+        (true, _) => "stable sends boot signals: a client that loads and sends none within the grace counts as a failure (no_boot)",
+        (false, true) => "boot signals from the canary only: silence is not judged until stable's SDK sends them too",
+        (false, false) => "no boot signals from either channel: the SDK does not send them, so only errors are judged (see sdk/)",
+    };
+    json!({ "stable": stable, "canary": canary, "note": note })
+}
+
 pub fn admin_json(c: &Control, now_ms: f64) -> Value {
     let policy = c
         .config
@@ -14,7 +29,12 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
         .unwrap_or_default();
     let recent = c.health.recent(policy.window_secs, now_ms);
     let j = c.judge();
+    let rule = c.boot_rule();
+    let t = &c.tracker;
     json!({
+        // Nothing automatic acts without COHORT_SECRET: say so first.
+        "error": (!c.signed).then_some(super::machine::UNSIGNED),
+        "boot_signals": boot_signals(c),
         "stable": c.health.stable,
         "canary": c.health.canary,
         "recent": recent,
@@ -29,6 +49,16 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
             "stable": j.stable,
             "step_clients": j.step_clients,
             "min_clients": policy.min_clients,
+            "hostile_clients_discounted": j.discount,
+            // The step's clients one by one: who booted, who went silent, who was refused.
+            "tracked": {
+                "pending": t.pending(),
+                "boots": { "stable": t.boots[0], "canary": t.boots[1] },
+                "no_boot": { "stable": t.no_boot[0], "canary": t.no_boot[1] },
+                "left_out_without_boot": t.left_out,
+                "refused": t.refused,
+                "silence_counts_as_failure": rule.expected && rule.stable_present,
+            },
             "cut": { "relative": j.worse_relative, "absolute": j.worse_absolute, "threshold": j.cut_threshold },
             "pass": { "relative": j.better_relative, "absolute": j.better_absolute, "combined": j.better, "threshold": j.pass_threshold },
         },

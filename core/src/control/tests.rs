@@ -8,6 +8,7 @@ use super::counts::{Batch, ChannelCounts, Clients};
 use super::machine::{step, CommandRequest, Control, Effect, Event, Reply, WriteOutcome};
 use super::progress::ProgressState;
 use super::projection::STALE_HORIZON_MS;
+use super::tracker::{ClientEvent, Signal};
 use crate::admin::{parse_request, Command};
 use crate::config::{BundleName, Rollout, Version, Weight};
 use crate::rollouts::KvRead;
@@ -126,28 +127,43 @@ impl Sim {
         Rollout::parse(self.kv.as_deref().unwrap()).unwrap()
     }
 
-    /// A batch of `n` new distinct clients per channel, `e` of them with an error.
+    /// A batch of `n` new distinct clients per channel, each on a network of its own, `e`
+    /// of them with an error and the others booted.
     fn batch(&mut self, canary: Option<&str>, stable: (u64, u64), canary_counts: (u64, u64)) {
         let mut clients = Clients::default();
+        let mut events = vec![];
         for (is_canary, (n, e)) in [(false, stable), (true, canary_counts)] {
             for i in 0..n {
                 self.next_client += 1;
-                clients
-                    .channel_mut(is_canary)
-                    .insert(self.next_client, false);
-                if i < e {
-                    clients
-                        .channel_mut(is_canary)
-                        .insert(self.next_client, true);
+                let client = self.next_client;
+                clients.channel_mut(is_canary).insert(client, false);
+                let signal = if i < e {
+                    clients.channel_mut(is_canary).insert(client, true);
+                    Signal::Failure
+                } else {
+                    Signal::Boot
+                };
+                for signal in [Signal::Load, signal] {
+                    events.push(ClientEvent {
+                        client,
+                        network: client,
+                        canary: is_canary,
+                        signal,
+                    });
                 }
             }
         }
+        self.batch_events(canary, clients, events);
+    }
+
+    fn batch_events(&mut self, canary: Option<&str>, clients: Clients, events: Vec<ClientEvent>) {
         let weight = self.state.config.as_ref().map(|c| c.weight);
         self.send(Event::Batch(Batch {
             stable: v("1.0.0"),
             canary: canary.map(v),
             weight,
             clients,
+            events,
         }));
     }
 
@@ -166,7 +182,8 @@ impl Sim {
 
 fn dark() -> serde_json::Value {
     json!({"stable": "1.0.0", "canary": "1.1.0", "weight": 0,
-           "health": {"window_secs": 60, "min_requests": 20, "max_error_rate": 0.1, "max_relative": 2.0}})
+           "health": {"window_secs": 60, "min_requests": 20, "max_error_rate": 0.1, "max_relative": 2.0,
+                      "hostile_networks": 0}})
 }
 
 fn refused(reply: Reply) -> (u16, String) {
@@ -576,7 +593,7 @@ fn a_waiting_step_advances_as_soon_as_a_batch_brings_the_evidence() {
         "advanced at the flush"
     );
     assert_eq!(
-        sim.state.evidence.step_clients, 0,
+        sim.state.evidence.seen.canary.clients, 0,
         "the new step starts its evidence afresh"
     );
     let entry = sim.state.history.of_kind("step_advance").next().unwrap();
@@ -626,19 +643,148 @@ fn a_batch_that_would_step_reads_kv_first_and_the_operator_wins() {
 fn a_client_counts_once_per_step_however_many_batches_it_is_in() {
     let mut sim = Sim::new(dark(), 10);
     sim.command("weight", r#"{"weight": 50}"#);
+    let ev = |client, signal| ClientEvent {
+        client,
+        network: client,
+        canary: true,
+        signal,
+    };
     for _ in 0..5 {
-        let mut clients = Clients::default();
-        for id in 1..=10 {
-            clients.channel_mut(true).insert(id, false);
-        }
-        clients.channel_mut(true).insert(3, true);
-        sim.send(Event::Batch(Batch {
-            stable: v("1.0.0"),
-            canary: Some(v("1.1.0")),
-            weight: None,
-            clients,
-        }));
+        let mut events: Vec<_> = (1..=10).map(|id| ev(id, Signal::Load)).collect();
+        events.extend((1..=10).map(|id| ev(id, Signal::Boot)));
+        events.push(ev(3, Signal::Failure));
+        sim.batch_events(Some("1.1.0"), Clients::default(), events);
     }
     let seen = sim.state.evidence.seen.canary;
     assert_eq!((seen.clients, seen.errors), (10, 1));
+}
+
+/// A batch where stable's clients load and boot, and the canary's only load.
+fn silent_canary_batch(sim: &mut Sim, stable: u64, canary: u64) {
+    let mut events = vec![];
+    for (is_canary, n) in [(false, stable), (true, canary)] {
+        for _ in 0..n {
+            sim.next_client += 1;
+            let client = sim.next_client;
+            let mut signals = vec![Signal::Load];
+            if !is_canary {
+                signals.push(Signal::Boot);
+            }
+            for signal in signals {
+                events.push(ClientEvent {
+                    client,
+                    network: client,
+                    canary: is_canary,
+                    signal,
+                });
+            }
+        }
+    }
+    sim.batch_events(Some("1.1.0"), Clients::default(), events);
+}
+
+fn with_health(extra: serde_json::Value) -> serde_json::Value {
+    let mut config = dark();
+    let health = config["health"].as_object_mut().unwrap();
+    for (k, v) in extra.as_object().unwrap() {
+        health.insert(k.clone(), v.clone());
+    }
+    config
+}
+
+#[test]
+fn a_canary_that_never_boots_is_cut_once_its_clients_grace_ends() {
+    let mut sim = Sim::new(
+        with_health(json!({"boot_grace_secs": 30, "hostile_networks": 10})),
+        10,
+    );
+    sim.command("rollout", r#"{"steps":[50,100],"bake_secs":60}"#);
+    let start = sim.now;
+    for i in 0..6 {
+        sim.now = start + f64::from(i) * 5_000.0;
+        silent_canary_batch(&mut sim, 10, 10);
+    }
+    assert_eq!(
+        sim.kv_config().weight.percent(),
+        50,
+        "nothing counted before the grace"
+    );
+    assert!(
+        sim.state.booting.contains(&v("1.0.0")),
+        "stable's boots make silence count"
+    );
+    let alarm = sim.alarm.expect("an alarm for the first grace");
+    assert!(alarm <= start + 30_000.0 + 1.0, "{alarm}");
+    sim.wait_until(start + 60_000.0);
+    assert_eq!(sim.kv_config().weight.percent(), 0, "cut on no_boot");
+    assert!(sim.state.tracker.no_boot[1] > 10);
+    let cut = sim.state.history.of_kind("rollback").next().unwrap();
+    assert!(cut.reason.contains("failure rate"), "{}", cut.reason);
+}
+
+#[test]
+fn a_bundle_without_boot_signals_is_judged_on_errors_and_silence_at_weight_100_is_no_pass() {
+    // No boots from either channel: loads count as fine clients once their grace ends.
+    let mut sim = Sim::new(with_health(json!({"boot_grace_secs": 30})), 10);
+    sim.command("weight", r#"{"weight": 50}"#);
+    let mut events = vec![];
+    for client in 1..=40 {
+        events.push(ClientEvent {
+            client,
+            network: client,
+            canary: client % 2 == 0,
+            signal: Signal::Load,
+        });
+    }
+    sim.batch_events(Some("1.1.0"), Clients::default(), events.clone());
+    sim.now += 31_000.0;
+    sim.batch_events(Some("1.1.0"), Clients::default(), vec![]);
+    assert_eq!(sim.state.evidence.seen.canary.clients, 20);
+    assert_eq!(sim.state.evidence.seen.canary.errors, 0);
+    assert!(sim.state.booting.is_empty());
+    // Stable known to boot, weight 100: a silent client is left out, neither fine nor failed.
+    let mut full = Sim::new(with_health(json!({"boot_grace_secs": 30})), 10);
+    full.state.booting.push(v("1.0.0"));
+    full.command("weight", r#"{"weight": 100}"#);
+    let canary_only: Vec<_> = events.iter().copied().filter(|e| e.canary).collect();
+    full.batch_events(Some("1.1.0"), Clients::default(), canary_only);
+    full.now += 31_000.0;
+    full.batch_events(Some("1.1.0"), Clients::default(), vec![]);
+    assert_eq!(full.state.evidence.seen.canary.clients, 0);
+    assert_eq!(full.state.tracker.left_out, 20);
+}
+
+#[test]
+fn without_cohort_secret_nothing_automatic_acts() {
+    let mut sim = Sim::new(dark(), 10);
+    sim.state.signed = false;
+    let (status, message) = refused(sim.command("rollout", r#"{"steps":[50,100],"bake_secs":10}"#));
+    assert_eq!(status, 503);
+    assert!(message.contains("COHORT_SECRET"), "{message}");
+    assert_eq!(sim.logged("auto_canary_refused").len(), 1);
+    sim.command("weight", r#"{"weight": 50}"#);
+    for _ in 0..10 {
+        sim.batch(Some("1.1.0"), (20, 0), (20, 20));
+    }
+    assert_eq!(sim.kv_config().weight.percent(), 50, "never cut unsigned");
+    assert_eq!(sim.state.judge().verdict, super::verdict::Verdict::Cut);
+}
+
+#[test]
+fn a_resume_that_writes_the_steps_weight_starts_its_evidence_afresh() {
+    let mut sim = Sim::new(dark(), 10);
+    sim.command("rollout", r#"{"steps":[10,50],"bake_secs":10}"#);
+    sim.command("pause", "");
+    sim.command("weight", r#"{"weight": 30}"#);
+    sim.now += 1_500.0;
+    sim.batch(Some("1.1.0"), (50, 0), (50, 0));
+    assert!(sim.state.evidence.seen.canary.clients > 0);
+    sim.now += 1_500.0;
+    assert_eq!(sim.command("resume", ""), Reply::Done);
+    assert_eq!(sim.kv_config().weight.percent(), 10);
+    assert_eq!(
+        sim.state.evidence.seen,
+        ChannelCounts::default(),
+        "evidence gathered at the operator's weight does not judge the step"
+    );
 }

@@ -6,10 +6,11 @@
 //! true is at most `α`:
 //!
 //! - **Cut?** Null: the canary is no worse than the tolerated limit. Rejected when *both*
-//!   - relative: conditional on the errors seen, each erroring client is canary's with
-//!     probability `ρ = n_c·p_c / (n_c·p_c + n_s·p_s)` (exposures `n` in distinct clients).
+//!   - relative: conditional on the failures seen, each failing client is canary's with
+//!     probability `ρ = w·p_c / (w·p_c + (1−w)·p_s)`, `w` the canary's share of clients:
+//!     the effective weight the edge serves (never counts an attacker can inflate).
 //!     At the tolerated limit `p_c = (1 + max_increase)·p_s` that is
-//!     `ρ0 = (1+m)·n_c / ((1+m)·n_c + n_s)`; each error is a Bernoulli trial against `ρ0`
+//!     `ρ0 = (1+m)·w / ((1+m)·w + 1 − w)`; each failure is a Bernoulli trial against `ρ0`
 //!     (Lindon, Sanden, Shirikian, "Rapid Regression Detection in Software Deployments
 //!     through Sequential Testing", KDD 2022: conditioning on the total count makes the
 //!     canary's share binomial in its exposure share);
@@ -29,8 +30,9 @@
 //!
 //! Each e-process is a likelihood ratio mixed, with equal weights, over a grid of
 //! alternatives (odds ratios against the null's boundary); a mixture of test martingales is
-//! one. Updates are closed form per batch, with `ρ0` taken from the recent exposure ratio,
-//! so a step change of the weight moves the boundary with it. Pure: counts in, numbers out.
+//! one. A step has one weight, so `ρ0` is fixed within it and the ratios are functions of
+//! the step's totals. Both are made robust to a stated number of hostile clients (see
+//! [`Evidence::judge`]). Pure: counts in, numbers out.
 
 use serde::{Deserialize, Serialize};
 
@@ -57,27 +59,32 @@ pub struct TestPolicy {
     pub min_error_rate: f64,
     /// Canary clients a step must see before it may pass.
     pub min_clients: u64,
+    /// Clients the verdict assumes hostile: hostile networks times the clients a network
+    /// counts for in a step (`tracker::CLIENTS_PER_NETWORK`).
+    pub hostile_clients: u64,
 }
 
-/// Log e-values per alternative, and what the step has seen.
+/// The step's evidence: its counted clients and clients with a failure, per channel, as
+/// the tracker resolved them. The tests are computed from these totals: within a step the
+/// weight, and so the null's boundary, is fixed, and a likelihood ratio of Bernoulli trials
+/// at a fixed null is a function of the totals.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
-    /// Since the current step (or weight) started.
-    pub worse_relative: Vec<f64>,
-    pub worse_absolute: Vec<f64>,
-    pub better_relative: Vec<f64>,
-    pub better_absolute: Vec<f64>,
-    pub step_clients: u64,
-    /// The step's clients and clients with errors, per channel: what the tests have seen,
-    /// and what the verdict's estimates are about.
-    #[serde(default)]
     pub seen: ChannelCounts,
 }
 
-/// New distinct clients (and new clients with an error) since the last update, per channel.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Increment {
-    pub new: ChannelCounts,
+/// The share of clients the edge serves the canary in the step: the effective weight
+/// (`canary_cohorts / cohorts`), never a count an attacker can inflate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exposure {
+    pub canary_share: f64,
+}
+
+impl Exposure {
+    /// Whether stable serves anyone to compare with.
+    pub fn stable_present(self) -> bool {
+        self.canary_share < 1.0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -117,6 +124,8 @@ pub struct Judgement {
     pub better: f64,
     pub pass_threshold: f64,
     pub step_clients: u64,
+    /// Clients removed from each side of the tests as possibly hostile.
+    pub discount: u64,
     pub reason: String,
 }
 
@@ -235,60 +244,90 @@ pub fn normal_quantile(p: f64) -> f64 {
     }
 }
 
+/// The four log e-values of one set of counts.
+struct Tests {
+    worse_relative: f64,
+    worse_absolute: f64,
+    better_relative: f64,
+    better_absolute: f64,
+}
+
+/// The log mixture e-values of canary failures `xc` of `nc` clients against the floor
+/// (absolute), and of canary failures against stable failures `xs` at the tolerated limit
+/// of the exposure (relative; without stable, none).
+fn tests(nc: u64, xc: u64, xs: u64, exposure: Exposure, policy: &TestPolicy) -> Tests {
+    let (mut wr, mut br, mut wa, mut ba) = (vec![], vec![], vec![], vec![]);
+    let share = exposure.canary_share;
+    if exposure.stable_present() && share > 0.0 {
+        // Conditional on a failure, it is the canary's with probability rho0 at the limit
+        // p_c = (1 + m) p_s, with exposures in the weight's ratio.
+        let m = 1.0 + policy.max_increase;
+        let rho0 = m * share / (m * share + (1.0 - share));
+        add_trials(&mut wr, &WORSE, rho0, xc as f64, xs as f64);
+        add_trials(&mut br, &BETTER, rho0, xc as f64, xs as f64);
+    }
+    let (hits, misses) = (xc as f64, nc.saturating_sub(xc) as f64);
+    add_trials(&mut wa, &WORSE, policy.min_error_rate, hits, misses);
+    add_trials(&mut ba, &BETTER, policy.min_error_rate, hits, misses);
+    let or_zero = |logs: &[f64], weights: &[f64]| {
+        if logs.is_empty() {
+            0.0
+        } else {
+            mixture(logs, weights)
+        }
+    };
+    Tests {
+        worse_relative: or_zero(&wr, &WORSE_WEIGHTS),
+        worse_absolute: or_zero(&wa, &WORSE_WEIGHTS),
+        better_relative: or_zero(&br, &BETTER_WEIGHTS),
+        better_absolute: or_zero(&ba, &BETTER_WEIGHTS),
+    }
+}
+
 impl Evidence {
     /// Starts a new step (or a new weight): each step is its own experiment, with its own
-    /// exposure ratio, so both tests start afresh. (A likelihood ratio that has gathered
-    /// strong evidence of health would otherwise need as much again to see a canary that
-    /// turns bad later.) The guarantee is per step: with k steps, a healthy rollout is cut
-    /// with probability at most k·α, and measured far below that (BENCHMARKS.md).
+    /// exposure, so both tests start afresh. (A likelihood ratio that has gathered strong
+    /// evidence of health would otherwise need as much again to see a canary that turns bad
+    /// later.) The guarantee is per step: with k steps, a healthy rollout is cut with
+    /// probability at most k·α, and measured far below that (BENCHMARKS.md).
     pub fn new_step(&mut self) {
         *self = Evidence::default();
     }
 
-    /// Adds a batch's new clients.
-    pub fn add(&mut self, inc: &Increment, policy: &TestPolicy) {
-        let (nc, ns) = (inc.new.canary, inc.new.stable);
-        for (seen, new) in [(&mut self.seen.canary, nc), (&mut self.seen.stable, ns)] {
-            seen.clients = seen.clients.saturating_add(new.clients);
-            seen.errors = seen.errors.saturating_add(new.errors);
-        }
-        // The exposure ratio: the step's clients so far (a step has one weight, so the
-        // ratio of arrivals is the ratio of totals).
-        let m = 1.0 + policy.max_increase;
-        let (ec, es) = (
-            self.seen.canary.clients as f64,
-            self.seen.stable.clients as f64,
-        );
-        // Relative: each new erroring client is canary's with probability rho0 at the limit.
-        if ec > 0.0 && es > 0.0 {
-            let rho0 = m * ec / (m * ec + es);
-            let (hits, misses) = (nc.errors as f64, ns.errors as f64);
-            add_trials(&mut self.worse_relative, &WORSE, rho0, hits, misses);
-            add_trials(&mut self.better_relative, &BETTER, rho0, hits, misses);
-        }
-        // Absolute: each canary client is a trial, an error a hit, against the floor. A
-        // client counts as fine when first seen and as a hit if its error comes in a later
-        // batch: the log ratio is linear in the counts, so adding (new errors, new clients
-        // minus new errors) keeps it equal to the ratio of the cumulative counts.
-        let errors = nc.errors as f64;
-        let fine = nc.clients as f64 - errors;
-        let floor = policy.min_error_rate;
-        add_trials(&mut self.worse_absolute, &WORSE, floor, errors, fine);
-        add_trials(&mut self.better_absolute, &BETTER, floor, errors, fine);
-        self.step_clients = self.step_clients.saturating_add(nc.clients);
+    /// Adds what the tracker newly counted.
+    pub fn add(&mut self, new: ChannelCounts) {
+        self.seen.add(new);
     }
 
-    /// The verdict, with the numbers behind it (about the step's clients). `stable_present`:
-    /// whether any stable traffic exists to compare with (not at weight 100).
-    pub fn judge(&self, stable_present: bool, policy: &TestPolicy) -> Judgement {
+    /// The verdict, with the numbers behind it (about the step's clients).
+    ///
+    /// Robust to `hostile_clients` clients an attacker controls, wherever he puts them: a
+    /// cut must hold with that many of the canary's failing clients removed; a pass with
+    /// that many of its clean clients removed *and* that many of stable's failing clients
+    /// removed. Each test is monotone in those counts, so the discounted e-value is at most
+    /// the one of the honest clients alone, an e-process under its null: the error bounds
+    /// hold whatever the hostile clients do.
+    pub fn judge(&self, exposure: Exposure, policy: &TestPolicy) -> Judgement {
         let totals = &self.seen;
+        let (nc, xc) = (
+            totals.canary.clients,
+            totals.canary.errors.min(totals.canary.clients),
+        );
+        let xs = totals.stable.errors.min(totals.stable.clients);
+        let d = policy.hostile_clients;
+        let stable_present = exposure.stable_present();
         let alpha = (1.0 - policy.confidence).clamp(1e-9, 0.5);
         let cut_threshold = (1.0 / alpha).ln();
         let pass_threshold = cut_threshold;
-        let worse_relative = mixture(&self.worse_relative, &WORSE_WEIGHTS);
-        let worse_absolute = mixture(&self.worse_absolute, &WORSE_WEIGHTS);
-        let better_relative = mixture(&self.better_relative, &BETTER_WEIGHTS);
-        let better_absolute = mixture(&self.better_absolute, &BETTER_WEIGHTS);
+        // Cut: without the `d` failing canary clients the attacker may have added.
+        let removed = d.min(xc);
+        let cut = tests(nc - removed, xc - removed, xs, exposure, policy);
+        // Pass: without `d` clean canary clients and `d` failing stable clients.
+        let clean_removed = d.min(nc - xc);
+        let pass = tests(nc - clean_removed, xc, xs - d.min(xs), exposure, policy);
+        let (worse_relative, worse_absolute) = (cut.worse_relative, cut.worse_absolute);
+        let (better_relative, better_absolute) = (pass.better_relative, pass.better_absolute);
+        let pass_clients = nc - clean_removed;
         let better = if stable_present {
             mixture(&[better_relative, better_absolute], &[0.5, 0.5])
         } else {
@@ -326,23 +365,33 @@ impl Evidence {
         } else {
             "(no stable traffic to compare)".to_owned()
         };
+        let robust = if d > 0 {
+            format!(" (counting {d} clients on each side as possibly hostile)")
+        } else {
+            String::new()
+        };
         let (verdict, reason) = if absolute_worse && (relative_worse || !stable_present) {
             (
                 Verdict::Cut,
                 format!(
-                    "canary error rate {} is above {versus_stable} and above {:.2}% with {:.0}% confidence",
+                    "canary failure rate {} is above {versus_stable} and above {:.2}% with {:.0}% confidence{robust}",
                     describe(&canary),
                     policy.min_error_rate * 100.0,
                     policy.confidence * 100.0
                 ),
             )
-        } else if self.step_clients < policy.min_clients {
+        } else if pass_clients < policy.min_clients {
             (
                 Verdict::Inconclusive,
                 format!(
-                    "{} of the {} canary clients a step needs (canary {} vs stable {})",
-                    self.step_clients,
+                    "{} of the {} canary clients a step needs{} (canary {} vs stable {})",
+                    pass_clients,
                     policy.min_clients,
+                    if d > 0 {
+                        format!(", beyond {d} possibly hostile")
+                    } else {
+                        String::new()
+                    },
                     describe(&canary),
                     describe(&stable)
                 ),
@@ -353,13 +402,13 @@ impl Evidence {
                 // Named after the test with more of the evidence.
                 if stable_present && better_relative >= better_absolute {
                     format!(
-                        "canary error rate {} is within {versus_stable}, with {:.0}% confidence",
+                        "canary failure rate {} is within {versus_stable}, with {:.0}% confidence{robust}",
                         describe(&canary),
                         policy.confidence * 100.0
                     )
                 } else {
                     format!(
-                        "canary error rate {} is below {:.2}%, with {:.0}% confidence",
+                        "canary failure rate {} is below {:.2}%, with {:.0}% confidence{robust}",
                         describe(&canary),
                         policy.min_error_rate * 100.0,
                         policy.confidence * 100.0
@@ -387,7 +436,8 @@ impl Evidence {
             better_absolute,
             better,
             pass_threshold,
-            step_clients: self.step_clients,
+            step_clients: nc,
+            discount: d,
             reason,
         }
     }
@@ -404,7 +454,12 @@ mod tests {
             max_increase: 1.0,
             min_error_rate: 0.02,
             min_clients: 100,
+            hostile_clients: 0,
         }
+    }
+
+    fn share(canary_share: f64) -> Exposure {
+        Exposure { canary_share }
     }
 
     fn counts(clients: u64, errors: u64) -> Counts {
@@ -509,6 +564,10 @@ mod tests {
         }
     }
 
+    fn share_of(canary_share: f64) -> Exposure {
+        Exposure { canary_share }
+    }
+
     /// Monitors `batches` batches of `per_batch` new clients per channel, canary share
     /// `share`, judging after every batch. Returns `watch_for` with the canary clients seen
     /// when it first comes, else the last verdict and the canary clients of all batches.
@@ -532,12 +591,12 @@ mod tests {
                 stable: counts(ns, rng.binomial(ns, p_stable)),
             };
             canary_clients += nc;
-            e.add(&Increment { new }, &policy);
-            if e.judge(true, &policy).verdict == watch_for {
+            e.add(new);
+            if e.judge(share_of(share), &policy).verdict == watch_for {
                 return (watch_for, canary_clients);
             }
         }
-        (e.judge(true, &policy).verdict, canary_clients)
+        (e.judge(share_of(share), &policy).verdict, canary_clients)
     }
 
     /// Watching for a cut: the first cut and when, else the last verdict.
@@ -621,13 +680,13 @@ mod tests {
             canary: counts(400, 2),
             stable: counts(40_000, 400),
         };
-        e.add(&Increment { new }, &policy);
-        let with_stable = e.judge(true, &policy);
+        e.add(new);
+        let with_stable = e.judge(share(0.01), &policy);
         let mean =
             ((with_stable.better_relative.exp() + with_stable.better_absolute.exp()) / 2.0).ln();
         assert!((with_stable.better - mean).abs() < 1e-9);
         assert!((with_stable.pass_threshold - 100f64.ln()).abs() < 1e-9);
-        let alone = e.judge(false, &policy);
+        let alone = e.judge(share(1.0), &policy);
         assert_eq!(alone.better, alone.better_absolute);
     }
 
@@ -637,7 +696,7 @@ mod tests {
         let (verdict, _) = run(&mut rng, 0.01, 0.01, 0.5, 400, 30);
         assert_eq!(verdict, Verdict::Pass);
         // No clients at all: never a pass.
-        let j = Evidence::default().judge(true, &policy());
+        let j = Evidence::default().judge(share(0.5), &policy());
         assert_eq!(j.verdict, Verdict::Inconclusive);
         // Zero errors on both sides, enough clients: the absolute test passes it.
         let mut e = Evidence::default();
@@ -645,15 +704,15 @@ mod tests {
             canary: counts(1000, 0),
             stable: counts(1000, 0),
         };
-        e.add(&Increment { new }, &policy());
-        assert_eq!(e.judge(true, &policy()).verdict, Verdict::Pass);
+        e.add(new);
+        assert_eq!(e.judge(share(0.5), &policy()).verdict, Verdict::Pass);
         // A total failure is cut even with no stable traffic left (weight 100).
         let mut e = Evidence::default();
         let new = ChannelCounts {
             canary: counts(30, 30),
             stable: counts(0, 0),
         };
-        e.add(&Increment { new }, &policy());
-        assert_eq!(e.judge(false, &policy()).verdict, Verdict::Cut);
+        e.add(new);
+        assert_eq!(e.judge(share(1.0), &policy()).verdict, Verdict::Cut);
     }
 }

@@ -33,6 +33,8 @@ fn get(url: &str) -> AssetRequest<'_> {
         url,
         cookie: None,
         override_token: None,
+        client_ip: Some("203.0.113.9"),
+        signed_user_key: None,
         now_ms: NOW,
         config_read: false,
     }
@@ -307,6 +309,64 @@ fn pinned_urls_and_head_requests_are_not_counted() {
         head.head && head.tally.is_none(),
         "HEAD is not a script load"
     );
+    assert_eq!(
+        head.headers.get("set-cookie"),
+        None,
+        "and mints no client id: ids cannot be stockpiled unseen"
+    );
+    assert!(head.headers.get("x-cohort").is_some());
+}
+
+#[test]
+fn a_counted_load_names_its_keyed_network_and_a_signed_user_key_is_its_own() {
+    use crate::control::tracker::Signal;
+    use crate::user_key::UserKeySigner;
+    let mut e = {
+        let mut e = edge_with(&[("HEALTH_FLUSH_REQUESTS", "1"), ("USER_KEY_SECRET", "m")]);
+        e.record_config(
+            &BundleName::parse("demo").unwrap(),
+            KvRead::Value(CONFIG.into()),
+            NOW,
+        );
+        e
+    };
+    let signature = UserKeySigner::new(b"m").sign("alice");
+    let forged = UserKeySigner::new(b"x").sign("alice");
+    let network = |e: &mut Edge, ip: &str, signed: Option<(&str, &str)>| {
+        let req = AssetRequest {
+            client_ip: Some(ip),
+            signed_user_key: signed,
+            ..get("https://x.test/demo/sdk.js")
+        };
+        let plan = serve(e.plan(&req, Some(&ClientFacts::default()), counter()));
+        assert!(
+            plan.headers.get("set-cookie").is_some(),
+            "a counted load mints"
+        );
+        let sent = e.served(&plan.tally.unwrap().0, Served::AsRouted, NOW);
+        let events = &sent[0].1.events;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].signal, Signal::Load);
+        events[0].network
+    };
+    let a = network(&mut e, "203.0.113.9", None);
+    assert_eq!(
+        a,
+        network(&mut e, "203.0.113.9", None),
+        "one address, one network"
+    );
+    assert_ne!(a, network(&mut e, "203.0.113.10", None));
+    assert_eq!(
+        a,
+        network(&mut e, "203.0.113.9", Some(("alice", &forged))),
+        "an unsigned user key falls under its address's cap"
+    );
+    let alice = network(&mut e, "203.0.113.9", Some(("alice", &signature)));
+    assert_ne!(alice, a, "a signed user key is a client of its own");
+    assert_eq!(
+        alice,
+        network(&mut e, "198.51.100.1", Some(("alice", &signature)))
+    );
 }
 
 #[test]
@@ -364,9 +424,9 @@ fn served_requests_become_batches() {
             plan.tally.unwrap()
         })
         .collect();
-    assert!(e.served(&tokens[0].0, false, NOW).is_empty());
-    assert!(e.served(&tokens[1].0, false, NOW).is_empty());
-    let sent = e.served(&tokens[2].0, false, NOW);
+    assert!(e.served(&tokens[0].0, Served::AsRouted, NOW).is_empty());
+    assert!(e.served(&tokens[1].0, Served::AsRouted, NOW).is_empty());
+    let sent = e.served(&tokens[2].0, Served::AsRouted, NOW);
     assert_eq!(sent.len(), 1, "HEALTH_FLUSH_REQUESTS=3");
     let (bundle, batch) = &sent[0];
     assert_eq!(bundle.as_str(), "demo");
@@ -380,18 +440,42 @@ fn served_requests_become_batches() {
         .find(|p| p.channel == Some(Channel::Canary))
         .and_then(|p| p.tally)
         .unwrap();
-    assert!(e.served(&canary.0, true, NOW).is_empty());
-    let sent = e.served(&canary.0, true, NOW + 1_000.0);
+    assert!(e.served(&canary.0, Served::CountedFallback, NOW).is_empty());
+    let sent = e.served(&canary.0, Served::CountedFallback, NOW + 1_000.0);
     let counts = sent[0].1.clients.counts();
     assert_eq!((counts.canary.clients, counts.canary.errors), (1, 1));
+    // A file the canary never had (a plain fallback) counts nothing, not even a load: a
+    // client asking for it cannot make the canary look broken.
+    let other = (0..50)
+        .map(|i| first_visit(&e, "https://x.test/demo/sdk.js", &format!("p-{i}")))
+        .filter(|p| p.channel == Some(Channel::Canary))
+        .filter_map(|p| p.tally)
+        .find(|t| t != &canary)
+        .unwrap();
+    for i in 0..5 {
+        let at = NOW + 2_000.0 + f64::from(i) * 1_000.0;
+        assert!(e.served(&other.0, Served::PlainFallback, at).is_empty());
+    }
+    // The next batch (due by time) holds only the canary client's own signals (its second
+    // fallback's failure, its load): nothing of the plain fallbacks' client.
+    let sent = e.served(&canary.0, Served::AsRouted, NOW + 60_000.0);
+    let counts = sent[0].1.clients.counts();
+    assert_eq!(counts.canary.clients, 1, "{counts:?}");
+    let canary_id = ParsedTally::parse(&canary.0).unwrap().client;
+    assert!(sent[0].1.events.iter().all(|ev| ev.client == canary_id));
     // Tokens are ours; anything else counts nothing.
     for bad in [
         "",
         "demo",
-        "demo\t1.0.0\t\t101\t0\t1",
-        "demo\t1.0.0\t\t50\t0\tzz",
+        "demo\t1.0.0\t\t101\t0\t1\t1",
+        "demo\t1.0.0\t\t50\t0\tzz\t1",
+        "demo\t1.0.0\t\t50\t0\t1",
     ] {
-        assert!(e.served(bad, true, NOW + 5_000.0).is_empty(), "{bad:?}");
+        assert!(
+            e.served(bad, Served::CountedFallback, NOW + 5_000.0)
+                .is_empty(),
+            "{bad:?}"
+        );
     }
 }
 

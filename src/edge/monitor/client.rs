@@ -8,6 +8,7 @@ use worker::{Context, Env, Headers, Method, Request, RequestInit, Response};
 use super::{CommandMessage, BUNDLE_HEADER};
 use crate::config::BundleName;
 use crate::control::batching::Tally;
+use crate::control::tracker::Signal;
 use crate::control::Batch;
 use crate::decide::{Channel, PreparedRollout};
 use crate::edge::{brief, log_event, now_ms, Isolate, HEALTH_BINDING};
@@ -42,8 +43,9 @@ async fn call(
         .await
 }
 
-/// Records an error of `client` on `channel` (an admitted error report) in the bundle's
-/// pending batch, and sends what is due to the control plane (see `Pending::due`).
+/// Records a signal of `client` on `channel` (an admitted error report or boot signal) in
+/// the bundle's pending batch, and sends what is due to the control plane (see
+/// `Pending::due`).
 pub(in crate::edge) fn tally(
     env: &Env,
     ctx: &Context,
@@ -51,7 +53,7 @@ pub(in crate::edge) fn tally(
     prepared: &PreparedRollout,
     channel: Channel,
     client: u64,
-    error: bool,
+    signal: Signal,
 ) {
     let rollout = &prepared.rollout;
     let tally = Tally {
@@ -61,7 +63,9 @@ pub(in crate::edge) fn tally(
         weight: rollout.weight,
         on_canary: channel == Channel::Canary,
         client,
-        error,
+        // The tracker takes a client's network from its load.
+        network: 0,
+        signal,
     };
     let batches = iso
         .outbox

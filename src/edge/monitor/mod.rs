@@ -60,10 +60,24 @@ enum Trigger {
 }
 
 impl HealthMonitor {
+    fn settings(&self) -> Option<Settings> {
+        Settings::from_lookup(|name| {
+            self.env
+                .var(name)
+                .map(|v| v.to_string())
+                .or_else(|_| self.env.secret(name).map(|v| v.to_string()))
+                .ok()
+        })
+        .ok()
+    }
+
     fn cohorts(&self) -> u16 {
-        Settings::from_lookup(|name| self.env.var(name).map(|v| v.to_string()).ok())
-            .map(|s| s.cohorts)
-            .unwrap_or(10)
+        self.settings().map(|s| s.cohorts).unwrap_or(10)
+    }
+
+    /// Whether `COHORT_SECRET` is set: without it nothing automatic acts.
+    fn signed(&self) -> bool {
+        self.settings().is_some_and(|s| s.cookie_secret.is_some())
     }
 
     fn store(&self) -> worker::Result<std::rc::Rc<Store>> {
@@ -99,6 +113,7 @@ impl HealthMonitor {
             (None, Some(b)) => Control::new(b.clone(), self.cohorts()),
             (None, None) => return Ok((None, None)),
         };
+        state.signed = self.signed();
         let mut reply = None;
         let wants_read = match &trigger {
             Trigger::Event(e) => state.wants_kv_read(e, now_ms()),

@@ -60,17 +60,17 @@ CREATE TABLE IF NOT EXISTS client_windows (
   canary_loaded TEXT NOT NULL,
   canary_errored TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS step_evidence (
+DROP TABLE IF EXISTS step_evidence;
+CREATE TABLE IF NOT EXISTS step_counts (
   id INTEGER PRIMARY KEY CHECK (id = 1),
-  worse_relative TEXT NOT NULL,
-  worse_absolute TEXT NOT NULL,
-  better_relative TEXT NOT NULL,
-  better_absolute TEXT NOT NULL,
-  step_clients INTEGER NOT NULL,
   canary_clients INTEGER NOT NULL,
   canary_errors INTEGER NOT NULL,
   stable_clients INTEGER NOT NULL,
   stable_errors INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS booting_versions (
+  seq INTEGER PRIMARY KEY,
+  version TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS minutes (
   minute INTEGER PRIMARY KEY,
@@ -237,16 +237,16 @@ struct WindowRow {
 }
 
 #[derive(Deserialize)]
-struct EvidenceRow {
-    worse_relative: String,
-    worse_absolute: String,
-    better_relative: String,
-    better_absolute: String,
-    step_clients: f64,
+struct StepCountsRow {
     canary_clients: f64,
     canary_errors: f64,
     stable_clients: f64,
     stable_errors: f64,
+}
+
+#[derive(Deserialize)]
+struct BootingRow {
+    version: String,
 }
 
 #[derive(Deserialize)]
@@ -340,16 +340,10 @@ impl Store {
             };
         }
         if let Some(e) = self
-            .rows::<EvidenceRow>("SELECT * FROM step_evidence")?
+            .rows::<StepCountsRow>("SELECT * FROM step_counts")?
             .pop()
         {
-            let logs = |t: &str| serde_json::from_str::<Vec<f64>>(t).unwrap_or_default();
             c.evidence = Evidence {
-                worse_relative: logs(&e.worse_relative),
-                worse_absolute: logs(&e.worse_absolute),
-                better_relative: logs(&e.better_relative),
-                better_absolute: logs(&e.better_absolute),
-                step_clients: count(e.step_clients),
                 seen: ChannelCounts {
                     canary: Counts {
                         clients: count(e.canary_clients),
@@ -362,6 +356,11 @@ impl Store {
                 },
             };
         }
+        c.booting = self
+            .rows::<BootingRow>("SELECT version FROM booting_versions ORDER BY seq")?
+            .into_iter()
+            .filter_map(|r| Version::parse(&r.version).ok())
+            .collect();
         c.minutes = Minutes::from_rows(
             self.rows::<MinuteRow>("SELECT * FROM minutes ORDER BY minute")?
                 .into_iter()
@@ -439,21 +438,25 @@ impl Store {
             }
         }
         if changed(&|b| b.evidence != after.evidence) {
-            let e = &after.evidence;
+            let e = &after.evidence.seen;
             self.run(
-                "INSERT OR REPLACE INTO step_evidence VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO step_counts VALUES (1, ?, ?, ?, ?)",
                 vec![
-                    text(serde_json::json!(e.worse_relative)),
-                    text(serde_json::json!(e.worse_absolute)),
-                    text(serde_json::json!(e.better_relative)),
-                    text(serde_json::json!(e.better_absolute)),
-                    int(e.step_clients),
-                    int(e.seen.canary.clients),
-                    int(e.seen.canary.errors),
-                    int(e.seen.stable.clients),
-                    int(e.seen.stable.errors),
+                    int(e.canary.clients),
+                    int(e.canary.errors),
+                    int(e.stable.clients),
+                    int(e.stable.errors),
                 ],
             )?;
+        }
+        if changed(&|b| b.booting != after.booting) {
+            self.run("DELETE FROM booting_versions", vec![])?;
+            for (seq, version) in after.booting.iter().enumerate() {
+                self.run(
+                    "INSERT INTO booting_versions VALUES (?, ?)",
+                    vec![int(seq as u64), text(version)],
+                )?;
+            }
         }
         self.save_health(before.map(|b| &b.health), &after.health)?;
         self.save_minutes(before.map(|b| &b.minutes), &after.minutes)?;

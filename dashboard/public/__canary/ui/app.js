@@ -187,6 +187,13 @@ async function renderBundle(bundle) {
     : "no progressive rollout";
   $("rollout-state").className = p && TROUBLE.has(p.state) ? "trouble" : "";
 
+  // Auto canary refuses to act without COHORT_SECRET: the operator must see why.
+  $("monitor-error").hidden = !m.error;
+  $("monitor-error").textContent = m.error ?? "";
+  const t = m.verdict?.tracked;
+  $("boot-signals").textContent = m.boot_signals
+    ? `${m.boot_signals.note}${t ? ` · this step: ${t.boots.canary} canary and ${t.boots.stable} stable boots, no_boot ${t.no_boot.canary} canary / ${t.no_boot.stable} stable, ${t.pending} waiting, ${t.refused.network_cap} loads over the per-network cap` : ""}`
+    : "";
   const v = m.verdict;
   $("verdict-state").textContent = v ? `${v.state}: ${v.reason}` : "no verdict (no health monitor)";
   $("verdict-state").className = v?.state === "cut" ? "trouble" : "";
@@ -194,7 +201,7 @@ async function renderBundle(bundle) {
     el("tr", {}, el("td", { text: ch }), el("td", { text: `${v[ch].clients}` }), el("td", { text: `${v[ch].errors}` }),
       el("td", { text: `${pct(v[ch].rate, 2)} (${pct(v[ch].low, 2)}–${pct(v[ch].high, 2)})` }))));
   $("verdict-stats").textContent = v
-    ? `cut when both log e-values reach ${v.cut.threshold.toFixed(2)}: relative ${v.cut.relative.toFixed(2)}, absolute ${v.cut.absolute.toFixed(2)}; pass when the combined ${v.pass.combined.toFixed(2)} reaches ${v.pass.threshold.toFixed(2)} (relative ${v.pass.relative.toFixed(2)}, absolute ${v.pass.absolute.toFixed(2)}); ${v.step_clients} of ${v.min_clients} canary clients this step`
+    ? `cut when both log e-values reach ${v.cut.threshold.toFixed(2)}: relative ${v.cut.relative.toFixed(2)}, absolute ${v.cut.absolute.toFixed(2)}; pass when the combined ${v.pass.combined.toFixed(2)} reaches ${v.pass.threshold.toFixed(2)} (relative ${v.pass.relative.toFixed(2)}, absolute ${v.pass.absolute.toFixed(2)}); ${v.step_clients} of ${v.min_clients} canary clients this step, ${v.hostile_clients_discounted} counted as possibly hostile on each side`
     : "";
 
   const events = m.events ?? [];

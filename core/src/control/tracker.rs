@@ -1,0 +1,513 @@
+//! The clients of the current step, tracked one by one: the evidence the verdict counts.
+//!
+//! Sketches say how many clients there were; they cannot say whether *this* client, which
+//! loaded the canary, ever booted it, and a difference of two sketches is noise (3% of
+//! 10,000 is 300). So the step's clients are kept exactly, each with its channel, its
+//! network and what it did, and each is resolved once:
+//!
+//! - it booted (the SDK's boot signal): a client, fine (a failure reported later still
+//!   turns it into a client with a failure);
+//! - it failed (an error report, or a canary file that was published and could not be
+//!   served): a client with a failure, at once;
+//! - it sent nothing within `boot_grace_secs` of its load: when the bundle's SDK is known to
+//!   send boot signals, a client with a failure (`no_boot`) while stable serves too; at
+//!   weight 100 (no stable to tell page closes from breakage) it is left out, never a pass;
+//!   for a bundle whose SDK sends no boot signals, a client, fine, as before boot signals.
+//!
+//! What it takes to be counted, so that evidence scales with networks, not requests:
+//! - a load of the floating URL in this step, seen by the edge (boot and failure signals of
+//!   a client the step never saw load count nothing; they wait, bounded, for the load);
+//! - at most [`CLIENTS_PER_NETWORK`] client per network per step, whichever channel it
+//!   is on (the network is a keyed hash of the client's IPv4 address or IPv6 /48, or of a
+//!   user key the merchant signed). Channel-blind, so the first client of a shared network
+//!   is canary with the weight's probability and the exposure ratio stays the weight's;
+//! - at most [`MAX_TRACKED`] clients per step: past it the step has a sample of its first
+//!   clients, exact.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::counts::{ChannelCounts, Counts};
+
+/// Clients a network counts for in one step, on either channel.
+pub const CLIENTS_PER_NETWORK: u32 = 1;
+/// Clients tracked per step (a few MB at most); past it, new clients are not counted.
+pub const MAX_TRACKED: usize = 100_000;
+/// Signals kept for clients whose load has not been seen yet (boots often arrive first:
+/// they are not batched behind other loads).
+pub const MAX_WAITING: usize = 20_000;
+
+/// What one client did, as the edge saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// A counted load of the floating URL (a GET served as routed).
+    Load,
+    /// The SDK's boot signal.
+    Boot,
+    /// An error report, or a published canary file the origin could not serve.
+    Failure,
+}
+
+/// One client's signal, sent from the edge in a batch. Ids and networks are hex text in
+/// JSON: exact, whatever JavaScript does with large numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientEvent {
+    #[serde(with = "hex_u64")]
+    pub client: u64,
+    /// Keyed hash of the client's network (loads only; 0 otherwise).
+    #[serde(with = "hex_u64", default)]
+    pub network: u64,
+    pub canary: bool,
+    pub signal: Signal,
+}
+
+mod hex_u64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let text = <&str>::deserialize(d)?;
+        if text.is_empty() || text.len() > 16 {
+            return Err(serde::de::Error::custom("not a 64-bit hex id"));
+        }
+        u64::from_str_radix(text, 16).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a tracked client stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resolution {
+    /// Loaded; neither booted nor failed yet.
+    Pending,
+    /// Counted: a client, and whether it is counted with a failure.
+    Counted { failed: bool },
+    /// Left out: no boot signal at weight 100.
+    LeftOut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tracked {
+    canary: bool,
+    loaded_ms: f64,
+    booted: bool,
+    failed: bool,
+    state: Resolution,
+}
+
+/// Signals that came before their client's load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Waiting {
+    canary: bool,
+    booted: bool,
+    failed: bool,
+    at_ms: f64,
+}
+
+/// How the step resolves clients that sent no boot signal.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BootRule {
+    /// Stable's version is known to send boot signals, so silence is data.
+    pub expected: bool,
+    /// Stable serves some cohorts (weight below 100): silence on both channels alike (pages
+    /// closed early) is absorbed by the relative test.
+    pub stable_present: bool,
+    pub grace_ms: f64,
+}
+
+/// What the step's tracking refused, for the status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Refused {
+    /// Loads of clients from a network that already has its client in this step.
+    pub network_cap: u64,
+    /// Loads past `MAX_TRACKED`.
+    pub over_capacity: u64,
+    /// Boot or failure signals of a channel other than the client's load.
+    pub other_channel: u64,
+}
+
+/// The current step's clients.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tracker {
+    clients: HashMap<u64, Tracked>,
+    networks: HashMap<u64, u32>,
+    waiting: HashMap<u64, Waiting>,
+    /// Boot signals of tracked clients, per channel (stable, canary).
+    pub boots: [u64; 2],
+    /// Clients counted with a failure because they sent no boot signal, per channel.
+    pub no_boot: [u64; 2],
+    /// Clients left out at weight 100 for want of a boot signal.
+    pub left_out: u64,
+    pub refused: Refused,
+}
+
+impl Tracker {
+    /// Applies the edge's signals at `now_ms`; returns what they newly count.
+    pub fn apply(&mut self, events: &[ClientEvent], rule: BootRule, now_ms: f64) -> ChannelCounts {
+        let mut new = ChannelCounts::default();
+        for e in events {
+            match e.signal {
+                Signal::Load => self.load(e, now_ms, &mut new),
+                Signal::Boot | Signal::Failure => self.signal(e, now_ms, &mut new),
+            }
+        }
+        new.add(self.sweep(rule, now_ms));
+        new
+    }
+
+    /// Resolves the clients whose grace is over; returns what that newly counts.
+    pub fn sweep(&mut self, rule: BootRule, now_ms: f64) -> ChannelCounts {
+        let mut new = ChannelCounts::default();
+        let due = now_ms - rule.grace_ms;
+        for t in self.clients.values_mut() {
+            if t.state != Resolution::Pending || t.loaded_ms > due {
+                continue;
+            }
+            let counts = channel_mut(&mut new, t.canary);
+            if !rule.expected {
+                t.state = Resolution::Counted { failed: false };
+                counts.clients += 1;
+            } else if rule.stable_present {
+                t.state = Resolution::Counted { failed: true };
+                counts.clients += 1;
+                counts.errors += 1;
+                self.no_boot[usize::from(t.canary)] += 1;
+            } else {
+                t.state = Resolution::LeftOut;
+                self.left_out += 1;
+            }
+        }
+        self.waiting.retain(|_, w| w.at_ms > due - rule.grace_ms);
+        new
+    }
+
+    /// The earliest time a pending client's grace ends.
+    pub fn next_due_ms(&self, grace_ms: f64) -> Option<f64> {
+        self.clients
+            .values()
+            .filter(|t| t.state == Resolution::Pending)
+            .map(|t| t.loaded_ms + grace_ms)
+            .min_by(f64::total_cmp)
+    }
+
+    /// Clients loaded and not yet resolved.
+    pub fn pending(&self) -> u64 {
+        self.clients
+            .values()
+            .filter(|t| t.state == Resolution::Pending)
+            .count() as u64
+    }
+
+    fn load(&mut self, e: &ClientEvent, now_ms: f64, new: &mut ChannelCounts) {
+        if self.clients.contains_key(&e.client) {
+            return;
+        }
+        if self.clients.len() >= MAX_TRACKED {
+            self.refused.over_capacity += 1;
+            return;
+        }
+        let from_network = self.networks.entry(e.network).or_insert(0);
+        if *from_network >= CLIENTS_PER_NETWORK {
+            self.refused.network_cap += 1;
+            return;
+        }
+        *from_network += 1;
+        let mut t = Tracked {
+            canary: e.canary,
+            loaded_ms: now_ms,
+            booted: false,
+            failed: false,
+            state: Resolution::Pending,
+        };
+        if let Some(w) = self.waiting.remove(&e.client) {
+            if w.canary == e.canary {
+                t.booted = w.booted;
+                t.failed = w.failed;
+                if w.booted {
+                    self.boots[usize::from(e.canary)] += 1;
+                }
+            } else {
+                self.refused.other_channel += 1;
+            }
+        }
+        resolve_signalled(&mut t, new);
+        self.clients.insert(e.client, t);
+    }
+
+    fn signal(&mut self, e: &ClientEvent, now_ms: f64, new: &mut ChannelCounts) {
+        let boot = e.signal == Signal::Boot;
+        let Some(t) = self.clients.get_mut(&e.client) else {
+            if self.waiting.len() < MAX_WAITING || self.waiting.contains_key(&e.client) {
+                let w = self.waiting.entry(e.client).or_insert(Waiting {
+                    canary: e.canary,
+                    booted: false,
+                    failed: false,
+                    at_ms: now_ms,
+                });
+                if w.canary == e.canary {
+                    w.booted |= boot;
+                    w.failed |= !boot;
+                }
+            }
+            return;
+        };
+        if t.canary != e.canary {
+            self.refused.other_channel += 1;
+            return;
+        }
+        if boot {
+            if !t.booted {
+                self.boots[usize::from(t.canary)] += 1;
+            }
+            t.booted = true;
+        } else {
+            t.failed = true;
+        }
+        resolve_signalled(t, new);
+    }
+}
+
+/// Counts a client that has booted or failed: a failure counts at once, and a client
+/// counted fine that fails later adds a failure (not a client).
+fn resolve_signalled(t: &mut Tracked, new: &mut ChannelCounts) {
+    let counts = channel_mut(new, t.canary);
+    match t.state {
+        Resolution::Pending | Resolution::LeftOut if t.failed => {
+            counts.clients += 1;
+            counts.errors += 1;
+            t.state = Resolution::Counted { failed: true };
+        }
+        Resolution::Pending | Resolution::LeftOut if t.booted => {
+            counts.clients += 1;
+            t.state = Resolution::Counted { failed: false };
+        }
+        Resolution::Counted { failed: false } if t.failed => {
+            counts.errors += 1;
+            t.state = Resolution::Counted { failed: true };
+        }
+        _ => {}
+    }
+}
+
+fn channel_mut(c: &mut ChannelCounts, canary: bool) -> &mut Counts {
+    if canary {
+        &mut c.canary
+    } else {
+        &mut c.stable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: f64 = 30_000.0;
+
+    fn rule(expected: bool, stable_present: bool) -> BootRule {
+        BootRule {
+            expected,
+            stable_present,
+            grace_ms: GRACE,
+        }
+    }
+
+    fn ev(client: u64, network: u64, canary: bool, signal: Signal) -> ClientEvent {
+        ClientEvent {
+            client,
+            network,
+            canary,
+            signal,
+        }
+    }
+
+    fn counts(sc: u64, se: u64, cc: u64, ce: u64) -> ChannelCounts {
+        ChannelCounts {
+            stable: Counts {
+                clients: sc,
+                errors: se,
+            },
+            canary: Counts {
+                clients: cc,
+                errors: ce,
+            },
+        }
+    }
+
+    use Signal::*;
+
+    #[test]
+    fn each_client_is_resolved_once_by_boot_failure_or_silence() {
+        // (events before the sweep, rule, counts after the load, counts at the sweep)
+        let r = rule(true, true);
+        for (events, rule, at_load, at_sweep) in [
+            // Booted: fine, counted when the boot comes.
+            (
+                vec![ev(1, 1, true, Load), ev(1, 0, true, Boot)],
+                r,
+                counts(0, 0, 1, 0),
+                counts(0, 0, 0, 0),
+            ),
+            // Silent past the grace, boots expected, stable present: no_boot.
+            (
+                vec![ev(1, 1, true, Load)],
+                r,
+                counts(0, 0, 0, 0),
+                counts(0, 0, 1, 1),
+            ),
+            // Same on stable.
+            (
+                vec![ev(1, 1, false, Load)],
+                r,
+                counts(0, 0, 0, 0),
+                counts(1, 1, 0, 0),
+            ),
+            // Silent at weight 100: left out, neither pass nor failure.
+            (
+                vec![ev(1, 1, true, Load)],
+                rule(true, false),
+                counts(0, 0, 0, 0),
+                counts(0, 0, 0, 0),
+            ),
+            // A bundle without boot signals: silence is a fine client.
+            (
+                vec![ev(1, 1, true, Load)],
+                rule(false, true),
+                counts(0, 0, 0, 0),
+                counts(0, 0, 1, 0),
+            ),
+            // A failure counts at once, booted or not, and only once.
+            (
+                vec![
+                    ev(1, 1, true, Load),
+                    ev(1, 0, true, Failure),
+                    ev(1, 0, true, Failure),
+                    ev(1, 0, true, Boot),
+                ],
+                r,
+                counts(0, 0, 1, 1),
+                counts(0, 0, 0, 0),
+            ),
+            // Booted, then failed: one client, one failure.
+            (
+                vec![
+                    ev(1, 1, true, Load),
+                    ev(1, 0, true, Boot),
+                    ev(1, 0, true, Failure),
+                ],
+                r,
+                counts(0, 0, 1, 1),
+                counts(0, 0, 0, 0),
+            ),
+            // A boot before its load waits for it.
+            (
+                vec![ev(1, 0, true, Boot), ev(1, 1, true, Load)],
+                r,
+                counts(0, 0, 1, 0),
+                counts(0, 0, 0, 0),
+            ),
+            // Signals without a load count nothing.
+            (
+                vec![ev(1, 0, true, Failure), ev(2, 0, false, Boot)],
+                r,
+                counts(0, 0, 0, 0),
+                counts(0, 0, 0, 0),
+            ),
+            // A signal of the other channel is not the client's.
+            (
+                vec![ev(1, 1, true, Load), ev(1, 0, false, Failure)],
+                r,
+                counts(0, 0, 0, 0),
+                counts(0, 0, 1, 1),
+            ),
+            // One client per network per step, whichever channel: the second is not counted.
+            (
+                vec![
+                    ev(1, 7, true, Load),
+                    ev(2, 7, false, Load),
+                    ev(2, 0, false, Failure),
+                    ev(1, 0, true, Boot),
+                ],
+                r,
+                counts(0, 0, 1, 0),
+                counts(0, 0, 0, 0),
+            ),
+        ] {
+            let mut t = Tracker::default();
+            let got = t.apply(&events, rule, 0.0);
+            assert_eq!(got, at_load, "{events:?}");
+            assert_eq!(
+                t.sweep(rule, GRACE - 1.0),
+                ChannelCounts::default(),
+                "not yet due"
+            );
+            assert_eq!(t.sweep(rule, GRACE), at_sweep, "{events:?}");
+            assert_eq!(
+                t.sweep(rule, 10.0 * GRACE),
+                ChannelCounts::default(),
+                "once"
+            );
+        }
+    }
+
+    #[test]
+    fn a_network_counts_once_however_many_ids_it_mints() {
+        let mut t = Tracker::default();
+        let events: Vec<_> = (0..1_000).map(|id| ev(id, 42, true, Load)).collect();
+        t.apply(&events, rule(true, true), 0.0);
+        let failures: Vec<_> = (0..1_000).map(|id| ev(id, 0, true, Failure)).collect();
+        let got = t.apply(&failures, rule(true, true), 1.0);
+        assert_eq!(got, counts(0, 0, 1, 1));
+        assert_eq!(t.refused.network_cap, 999);
+    }
+
+    #[test]
+    fn capacity_and_waiting_signals_are_bounded() {
+        let mut t = Tracker::default();
+        let loads: Vec<_> = (0..MAX_TRACKED as u64 + 10)
+            .map(|id| ev(id, id, false, Load))
+            .collect();
+        t.apply(&loads, rule(false, true), 0.0);
+        assert_eq!(t.refused.over_capacity, 10);
+        let boots: Vec<_> = (0..MAX_WAITING as u64 * 2)
+            .map(|id| ev(u64::MAX - id, 0, false, Boot))
+            .collect();
+        t.apply(&boots, rule(false, true), 0.0);
+        assert_eq!(t.waiting.len(), MAX_WAITING);
+        // Waiting signals age out.
+        t.sweep(rule(false, true), 3.0 * GRACE);
+        assert!(t.waiting.is_empty());
+    }
+
+    #[test]
+    fn the_next_due_time_is_the_earliest_pending_grace() {
+        let mut t = Tracker::default();
+        assert_eq!(t.next_due_ms(GRACE), None);
+        t.apply(&[ev(1, 1, true, Load)], rule(true, true), 5.0);
+        t.apply(&[ev(2, 2, true, Load)], rule(true, true), 9.0);
+        assert_eq!(t.next_due_ms(GRACE), Some(5.0 + GRACE));
+        assert_eq!(t.pending(), 2);
+    }
+
+    #[test]
+    fn events_round_trip_as_json_with_hex_ids() {
+        let e = ev(u64::MAX, 0xabc, true, Boot);
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            text,
+            r#"{"client":"ffffffffffffffff","network":"abc","canary":true,"signal":"boot"}"#
+        );
+        assert_eq!(serde_json::from_str::<ClientEvent>(&text).unwrap(), e);
+        for bad in [
+            r#"{"client":"","canary":true,"signal":"boot"}"#,
+            r#"{"client":"1ffffffffffffffff","canary":true,"signal":"boot"}"#,
+            r#"{"client":"zz","canary":true,"signal":"boot"}"#,
+            r#"{"client":"1","canary":true,"signal":"reboot"}"#,
+        ] {
+            assert!(serde_json::from_str::<ClientEvent>(bad).is_err(), "{bad}");
+        }
+    }
+}
