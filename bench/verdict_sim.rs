@@ -5,7 +5,8 @@
 //! exactly as `Control::test_policy` builds it. Nothing of the tests is re-implemented here;
 //! the rollout loop is `machine.rs`'s (`maybe_cut`, `step_if_due`, `hold`).
 //!
-//! `cargo bench --bench verdict_sim -- [--quick] [--runs N] [--out results.csv]`
+//! `cargo bench --bench verdict_sim -- [--quick] [--runs N] [--only TEXT] [--out results.csv]`
+//! (`--only`: the cells whose description, as in the target lines, contains TEXT).
 //!
 //! **Traffic.** N new canary clients a minute at every step (N = 5, 50, 500, 5,000), stable
 //! N·(100 − w)/w a minute at weight w, Poisson per 2 s tick. Steps 1, 5, 25, 50, 100 % with a
@@ -279,23 +280,79 @@ fn honest(
     }
 }
 
-fn rollout(cell: &Cell, health: &HealthPolicy, policy: &TestPolicy, rng: &mut Rng) -> Outcome {
-    let (canary_boots, canary_rate) = match cell.canary {
-        Canary::Factor(f) => (true, (STABLE_RATE * f).min(1.0)),
-        Canary::NeverBoots => (false, 0.0),
-    };
-    let max_hold_ms = f64::from(health.max_hold_secs) * 1000.0;
+/// How a step ended.
+enum StepEnd {
+    Cut,
+    Passed,
+    Paused,
+}
+
+fn rollout(
+    cell: &Cell,
+    health: &HealthPolicy,
+    policy: &TestPolicy,
+    exact: bool,
+    rng: &mut Rng,
+) -> Outcome {
     let mut out = Outcome::default();
     let mut s = Schedule {
         now_ms: 0.0,
         batches: VecDeque::new(),
         spare: Vec::new(),
     };
-    let mut next_id: u64 = 1;
-    let mut exposed = 0.0;
+    let mut run = Run {
+        cell,
+        health,
+        policy,
+        exact,
+        next_id: 1,
+        exposed: 0.0,
+    };
     for (step, &w) in STEPS.iter().enumerate() {
         out.max_step = step;
-        let rule = boot_rule(w, health);
+        match run.step(w, &mut s, &mut out, rng) {
+            StepEnd::Passed => {}
+            StepEnd::Cut => {
+                out.cut = true;
+                out.exposed_at_cut = run.exposed;
+                out.minutes_at_cut = s.now_ms / 60_000.0;
+                out.minutes = out.minutes_at_cut;
+                return out;
+            }
+            StepEnd::Paused => {
+                out.paused = true;
+                out.minutes = s.now_ms / 60_000.0;
+                return out;
+            }
+        }
+    }
+    out.done = true;
+    out.minutes = s.now_ms / 60_000.0;
+    out
+}
+
+/// One rollout's state across its steps.
+struct Run<'a> {
+    cell: &'a Cell,
+    health: &'a HealthPolicy,
+    policy: &'a TestPolicy,
+    /// Feed the tracker every tick even once it can count nothing more (see `step`).
+    exact: bool,
+    next_id: u64,
+    /// Honest canary loads so far.
+    exposed: f64,
+}
+
+impl Run<'_> {
+    /// One step at weight `w`, tick by tick, until it is cut, passes or pauses.
+    fn step(&mut self, w: u64, s: &mut Schedule, out: &mut Outcome, rng: &mut Rng) -> StepEnd {
+        let cell = self.cell;
+        let (canary_boots, canary_rate) = match cell.canary {
+            Canary::Factor(f) => (true, (STABLE_RATE * f).min(1.0)),
+            Canary::NeverBoots => (false, 0.0),
+        };
+        let max_hold_ms = f64::from(self.health.max_hold_secs) * 1000.0;
+        let rule = boot_rule(w, self.health);
         let exposure = exposure(w);
         let stable_per_tick = cell.per_min * (100 - w) as f64 / w as f64 * TICK_MS / 60_000.0;
         let canary_per_tick = cell.per_min * TICK_MS / 60_000.0;
@@ -303,9 +360,10 @@ fn rollout(cell: &Cell, health: &HealthPolicy, policy: &TestPolicy, rng: &mut Rn
         let mut tracker = Tracker::default();
         let mut evidence = Evidence::default();
         let started_ms = s.now_ms;
-        let finish = |out: &mut Outcome, tracker: &Tracker| {
-            out.refused_network_cap += tracker.refused.network_cap;
-        };
+        let bake_end = started_ms + BAKE_MS;
+        let hold_end = bake_end + max_hold_ms;
+        // When the tracker first refused a load for capacity (`MAX_TRACKED`).
+        let mut full_at: Option<f64> = None;
         loop {
             s.now_ms += TICK_MS;
             let now = s.now_ms;
@@ -315,92 +373,102 @@ fn rollout(cell: &Cell, health: &HealthPolicy, policy: &TestPolicy, rng: &mut Rn
                 match cell.attack {
                     Attack::None => {}
                     Attack::Cut(_) => {
-                        let id = next_id;
-                        next_id += 1;
+                        let id = self.next_id;
+                        self.next_id += 1;
                         s.at(now, event(id, network, true, Signal::Load));
                         s.at(now, event(id, 0, true, Signal::Failure));
                     }
                     Attack::Hide(_) => {
-                        let (clean, failing) = (next_id, next_id + 1);
-                        next_id += 2;
-                        let canary_first = !rule.stable_present || rng.chance(0.5);
+                        let (clean, failing) = (self.next_id, self.next_id + 1);
+                        self.next_id += 2;
                         let mut pairs = [
                             (clean, true, Signal::Boot),
                             (failing, false, Signal::Failure),
                         ];
-                        if !canary_first {
+                        if rule.stable_present && rng.chance(0.5) {
                             pairs.swap(0, 1);
                         }
                         for (id, canary, signal) in pairs {
-                            if !canary && !rule.stable_present {
-                                continue;
+                            if canary || rule.stable_present {
+                                s.at(now, event(id, network, canary, Signal::Load));
+                                s.at(now, event(id, 0, canary, signal));
                             }
-                            s.at(now, event(id, network, canary, Signal::Load));
-                            s.at(now, event(id, 0, canary, signal));
                         }
                     }
                 }
             }
             let nc = poisson(rng, canary_per_tick);
-            for _ in 0..nc {
-                honest(
-                    &mut s,
-                    rng,
-                    next_id,
-                    true,
-                    canary_boots,
-                    canary_rate,
-                    cell.early_close,
-                );
-                next_id += 1;
-            }
-            exposed += nc as f64;
             let ns = poisson(rng, stable_per_tick);
-            for _ in 0..ns {
-                honest(
-                    &mut s,
-                    rng,
-                    next_id,
-                    false,
-                    true,
-                    STABLE_RATE,
-                    cell.early_close,
-                );
-                next_id += 1;
+            self.exposed += nc as f64;
+            // Once the tracker is full it refuses every new client of the step (it never
+            // forgets one), so their signals would count nothing: only their loads are counted,
+            // as exposure.
+            if full_at.is_none() || self.exact {
+                for (n, canary, boots, rate) in [
+                    (nc, true, canary_boots, canary_rate),
+                    (ns, false, true, STABLE_RATE),
+                ] {
+                    for _ in 0..n {
+                        honest(s, rng, self.next_id, canary, boots, rate, cell.early_close);
+                        self.next_id += 1;
+                    }
+                }
             }
             let mut batch = s.batches.pop_front().unwrap_or_default();
             let new = tracker.apply(&batch, rule, now);
             batch.clear();
             s.spare.push(batch);
             evidence.add(new);
-            let verdict = evidence.judge(exposure, policy).verdict;
-            let minutes = now / 60_000.0;
-            if verdict == Verdict::Cut {
-                out.cut = true;
-                out.exposed_at_cut = exposed;
-                out.minutes_at_cut = minutes;
-                out.minutes = minutes;
-                finish(&mut out, &tracker);
-                return out;
+            if full_at.is_none() && tracker.refused.over_capacity > 0 {
+                full_at = Some(now);
             }
-            if now < started_ms + BAKE_MS {
-                continue;
+            let verdict = evidence.judge(exposure, self.policy).verdict;
+            let end = if verdict == Verdict::Cut {
+                Some(StepEnd::Cut)
+            } else if now < bake_end {
+                None
+            } else if verdict == Verdict::Pass {
+                Some(StepEnd::Passed)
+            } else if now >= hold_end {
+                Some(StepEnd::Paused)
+            } else {
+                None
+            };
+            if let Some(end) = end {
+                out.refused_network_cap += tracker.refused.network_cap;
+                return end;
             }
-            if verdict == Verdict::Pass {
-                finish(&mut out, &tracker);
-                break;
-            }
-            if now >= started_ms + BAKE_MS + max_hold_ms {
-                out.paused = true;
-                out.minutes = minutes;
-                finish(&mut out, &tracker);
-                return out;
+            // A full tracker whose clients have all been resolved (every signal of a tracked
+            // client comes within 8 s of its load, and silence is resolved after the grace)
+            // can count nothing more: the evidence, and so the verdict, stay as they are until
+            // the step ends. Skip to that end: the end of the bake on a pass, else the end of
+            // the hold, counting the canary loads of the ticks skipped.
+            let settled = full_at.is_some_and(|t| {
+                now >= t + rule.grace_ms.max(BOOT_DELAY_MS + FAILURE_DELAY_MS) + TICK_MS
+            });
+            if settled && !self.exact {
+                let until = if verdict == Verdict::Pass {
+                    bake_end
+                } else {
+                    hold_end
+                };
+                let ticks = ((until - now) / TICK_MS).round();
+                self.exposed += poisson(rng, canary_per_tick * ticks) as f64;
+                s.now_ms = now + ticks * TICK_MS;
+                // What was still on its way concerns clients the tracker never counted.
+                for mut b in s.batches.drain(..) {
+                    b.clear();
+                    s.spare.push(b);
+                }
+                out.refused_network_cap += tracker.refused.network_cap;
+                return if verdict == Verdict::Pass {
+                    StepEnd::Passed
+                } else {
+                    StepEnd::Paused
+                };
             }
         }
     }
-    out.done = true;
-    out.minutes = s.now_ms / 60_000.0;
-    out
 }
 
 fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
@@ -449,7 +517,13 @@ impl Row {
     }
 }
 
-fn run_cell(cell: Cell, runs: usize, health: &HealthPolicy, policy: &TestPolicy) -> Row {
+fn run_cell(
+    cell: Cell,
+    runs: usize,
+    health: &HealthPolicy,
+    policy: &TestPolicy,
+    exact: bool,
+) -> Row {
     let started = Instant::now();
     let code = match cell.canary {
         Canary::Factor(f) => (f * 10.0) as u64,
@@ -468,7 +542,7 @@ fn run_cell(cell: Cell, runs: usize, health: &HealthPolicy, policy: &TestPolicy)
             ^ attack << 8,
     );
     let outcomes: Vec<Outcome> = (0..runs)
-        .map(|_| rollout(&cell, health, policy, &mut rng))
+        .map(|_| rollout(&cell, health, policy, exact, &mut rng))
         .collect();
     let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
     let mut clients: Vec<f64> = outcomes
@@ -566,6 +640,15 @@ fn main() {
     let runs: usize = flag("--runs")
         .and_then(|r| r.parse().ok())
         .unwrap_or(if quick { 40 } else { 1_000 });
+    // Only the cells whose description contains this (for working on the simulation).
+    let only = flag("--only");
+    // Feed the tracker every tick, even once it can count nothing more (slow; to check the
+    // shortcut).
+    let exact = args.iter().any(|a| a == "--exact");
+    let wanted = |c: &Cell| {
+        only.as_ref()
+            .is_none_or(|o| describe(c).contains(o.as_str()))
+    };
     let health = HealthPolicy::default();
     let policy = test_policy(&health);
     let started = Instant::now();
@@ -591,7 +674,10 @@ fn main() {
                     early_close,
                     attack: Attack::None,
                 };
-                let r = run_cell(cell, runs_for(per_min, runs), &health, &policy);
+                if !wanted(&cell) {
+                    continue;
+                }
+                let r = run_cell(cell, runs_for(per_min, runs), &health, &policy, exact);
                 println!(
                     "| {per_min} | {} | {} | {} | {:.1} | {} | {} / {} | {} / {} | {} | {:.1} |",
                     canary.label(),
@@ -639,7 +725,10 @@ fn main() {
                     early_close: ATTACK_EARLY_CLOSE,
                     attack,
                 };
-                let r = run_cell(cell, runs_for(per_min, runs), &health, &policy);
+                if !wanted(&cell) {
+                    continue;
+                }
+                let r = run_cell(cell, runs_for(per_min, runs), &health, &policy, exact);
                 println!(
                     "| {per_min} | {k} | {} | {} | {} | {:.1} | {} | {} / {} | {} / {} | {:.1} | {:.0} |",
                     attack.name(),
@@ -667,8 +756,10 @@ fn main() {
     println!();
     println!("### Targets");
     println!();
-    for line in targets(&rows, &attacks) {
-        println!("{line}");
+    if only.is_none() {
+        for line in targets(&rows, &attacks) {
+            println!("{line}");
+        }
     }
     println!();
     println!(

@@ -229,6 +229,8 @@ fn plan_benches(c: &mut Criterion) {
         url: "https://sdk.example.com/demo/sdk.js",
         cookie,
         override_token: None,
+        client_ip: Some("203.0.113.7"),
+        signed_user_key: None,
         now_ms: now,
         config_read: false,
     };

@@ -8,7 +8,9 @@ import {
 } from "./support/harness.mjs";
 
 const TOKEN = "test-admin-token";
-const HEALTH = { window_secs: 60, min_requests: 20, max_error_rate: 0.1, max_relative: 2, auto_rollback: true };
+// A handful of clients drive the control plane's mechanics here: no discount for hostile
+// networks (tests/attacks.test.mjs covers those), and a short boot grace.
+const HEALTH = { window_secs: 60, min_requests: 20, max_error_rate: 0.1, max_relative: 2, auto_rollback: true, hostile_networks: 0, boot_grace_secs: 1 };
 const BASE = { stable: "1.0.0", canary: "1.1.0", weight: 50, health: HEALTH };
 
 let w;

@@ -65,7 +65,7 @@ test("set-weight, status, rollback and watch go through the API", async () => {
 test("rollout with steps advances on its own, on evidence from shoppers", async () => {
   // A lenient rule so that a step passes in seconds: 3 clean canary clients, 50% floor.
   const config = JSON.parse(await w.kv.get("rollout/demo"));
-  await w.setRollout({ ...config, health: { min_clients: 3, min_error_rate: 0.5 } });
+  await w.setRollout({ ...config, health: { min_clients: 3, min_error_rate: 0.5, hostile_networks: 0, boot_grace_secs: 1 } });
   const shoppers = startShoppers(w, "demo", { perTick: 3, everyMs: 50 });
   try {
     const out = await canary("rollout", "demo", "--steps", "10,100", "--bake", "1");
@@ -98,7 +98,9 @@ test("publish with the admin API: files through wrangler, the config through the
     await cli("rollout", "demo", "--steps", "10,50,100", "--bake", "2");
     const { stdout } = await cli("publish", "demo", "1.2.0", join(ROOT, "fixtures/demo/1.1.0"));
     assert.match(stdout, /uploaded demo\/1\.2\.0\/sdk\.js/);
-    assert.match(stdout, /1\.2\.0 published as canary at weight 0/);
+    assert.match(stdout, /uploaded demo\/\.manifests\/1\.2\.0\.json \(2 files\)[^]*1\.2\.0 published as canary at weight 0/, "the manifest before the config");
+    const manifest = await local.r2.get("demo/.manifests/1.2.0.json");
+    assert.deepEqual(JSON.parse(await manifest.text()), { bundle: "demo", version: "1.2.0", files: ["chunk.js", "sdk.js"] });
     const config = JSON.parse(await local.kv.get("rollout/demo"));
     assert.deepEqual([config.canary, config.weight], ["1.2.0", 0]);
     assert.ok(config.revision > 0, "written by the control plane");

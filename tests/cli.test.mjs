@@ -51,6 +51,33 @@ describe("scripts/canary against a running worker", () => {
     const r = await w.get("/demo/sdk.js", { userKey: "first" });
     assert.equal(r.headers.get("x-canary-version"), "1.0.0");
     assert.equal((await w.get("/demo@1.1.0/chunk.js")).status, 200, "canary files are uploaded");
+    // Each version's manifest, for the edge to tell a published file that is gone from one
+    // the canary never had; no route serves it.
+    for (const version of ["1.0.0", "1.1.0"]) {
+      const manifest = await w.r2.get(`demo/.manifests/${version}.json`);
+      assert.ok(manifest, `the manifest of ${version} is uploaded`);
+      assert.equal(await manifest.text(), JSON.stringify({ bundle: "demo", version, files: ["chunk.js", "sdk.js"] }));
+    }
+    assert.equal((await w.get("/demo/.manifests/1.1.0.json")).status, 404);
+  });
+
+  test("publish uploads the files, then the manifest, then writes the config", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "canary-edge-order-"));
+    mkdirSync(join(dir, "b"));
+    writeFileSync(join(dir, "sdk.js"), "/* DemoPay SDK 0.9.0 */");
+    writeFileSync(join(dir, "b", "a.js"), "//");
+    try {
+      const out = await canary("publish", "order", "0.9.0", dir);
+      const lines = out.split("\n");
+      const at = (re) => lines.findIndex((l) => re.test(l));
+      assert.ok(at(/uploaded order\/0\.9\.0\/sdk\.js/) >= 0 && at(/uploaded order\/0\.9\.0\/b\/a\.js/) >= 0, out);
+      assert.ok(at(/uploaded order\/\.manifests\/0\.9\.0\.json/) > Math.max(at(/order\/0\.9\.0\/sdk\.js/), at(/order\/0\.9\.0\/b\/a\.js/)), out);
+      assert.ok(at(/published as stable/) > at(/\.manifests/), out);
+      const manifest = await w.r2.get("order/.manifests/0.9.0.json");
+      assert.deepEqual(JSON.parse(await manifest.text()), { bundle: "order", version: "0.9.0", files: ["b/a.js", "sdk.js"] });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("set-weight 100 takes effect after the config TTL, with no redeploy", async () => {

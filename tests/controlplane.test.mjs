@@ -12,7 +12,10 @@ const TOKEN = "test-admin-token";
 // Steps advance on evidence only: a lenient rule (3 clean canary clients under a 50% floor)
 // and background shoppers make a step pass in seconds, so these tests are about the
 // control plane, not the statistics.
-const BASE = { stable: "1.0.0", canary: "1.1.0", weight: 0, health: { min_clients: 3, min_error_rate: 0.5 } };
+// A handful of clients drive the control plane's mechanics here: no discount for hostile
+// networks (tests/attacks.test.mjs covers those), and a short boot grace.
+const MECHANICS = { hostile_networks: 0, boot_grace_secs: 1 };
+const BASE = { stable: "1.0.0", canary: "1.1.0", weight: 0, health: { min_clients: 3, min_error_rate: 0.5, ...MECHANICS } };
 
 let w;
 let bundle;
@@ -153,7 +156,7 @@ describe("concurrency", () => {
 
   test("two failing batches at once cut the canary once", async () => {
     await shoppers.stop();
-    await w.setRollout({ ...BASE, weight: 50, health: { window_secs: 60, min_requests: 5, max_error_rate: 0.1, max_relative: 2 } }, bundle);
+    await w.setRollout({ ...BASE, weight: 50, health: { window_secs: 60, min_requests: 5, max_error_rate: 0.1, max_relative: 2, ...MECHANICS } }, bundle);
     // The control plane adopts the KV write when it next reads KV (an admin read does).
     await until(async () => (await api("")).json.config.weight === 50, "the new weight adopted");
     const { canary } = await newClients(w, bundle, 50);

@@ -35,7 +35,7 @@ function assertSane(r, statuses, label, { head = false } = {}) {
     assert.ok(!INJECTED.test(name) && !INJECTED.test(value), `${label}: reflected header ${name}: ${value}`);
   }
   const set = r.headers.get("set-cookie");
-  if (set) assert.match(set, /^cohort=\d+\.[0-9a-f]{16}\.[0-9a-f]{16}; /, `${label}: unexpected Set-Cookie ${set}`);
+  if (set) assert.match(set, /^cohort=\d+\.[0-9a-f]{16}\.[1-9a-f][0-9a-f]{0,9}\.[0-9a-f]{16}; /, `${label}: unexpected Set-Cookie ${set}`);
   if (r.status === 200 && r.headers.get("x-canary-version") && bodyVersion(r.text)) {
     assert.equal(bodyVersion(r.text), r.headers.get("x-canary-version"), `${label}: header and body disagree`);
   }
@@ -44,7 +44,7 @@ function assertSane(r, statuses, label, { head = false } = {}) {
 }
 
 let w;
-let cookies; // cohort -> "cohort=<n>.<tag>"
+let cookies; // cohort -> "cohort=<n>.<id>.<issued>.<tag>"
 before(async () => {
   w = await startWorker({ vars: VARS, rollout: HALF });
   cookies = await cookiesForEveryCohort(w);
@@ -129,22 +129,22 @@ describe("oversized and malformed cookies and headers", () => {
   test("tampered, malformed and non-UTF-8 cohort cookies are replaced by a valid one", async () => {
     const good = cookies.get(2);
     const [, value] = good.split("=");
-    const [number, tag] = value.split(".");
+    const [number, id, issued, tag] = value.split(".");
     for (const [label, cookie] of [
       ["empty value", "cohort="],
       ["no value", "cohort"],
       ["only separators", ";;; ; ;"],
       ["only equals signs", "=;=;==;"],
       ["double equals", `cohort==${value}`],
-      ["uppercase tag", `cohort=${number}.${tag.toUpperCase().replace(/[0-9]/g, "A")}`],
+      ["uppercase tag", `cohort=${number}.${id}.${issued}.${tag.toUpperCase().replace(/[0-9]/g, "A")}`],
       ["tag plus junk", `cohort=${value}x`],
       ["leading zero", `cohort=0${value}`],
       ["negative", `cohort=-${value}`],
-      ["huge number", `cohort=${"9".repeat(400)}.${tag}`],
+      ["huge number", `cohort=${"9".repeat(400)}.${id}.${issued}.${tag}`],
       ["latin1 bytes", "cohort=\xff\xfe\x80.\xe9"],
       ["UTF-8 bytes", `cohort=${bytes("３.ü✓")}`],
       ["percent-encoded", `cohort=${encodeURIComponent(value).replace(".", "%2E")}`],
-      ["tab inside", `cohort=${number}\t.${tag}`],
+      ["tab inside", `cohort=${number}\t.${id}.${issued}.${tag}`],
       ["name with spaces", `c o h o r t=${value}`],
       ["other cookie names", `Cohort=${value}; COHORT=${value}; cohort_=${value}; xcohort=${value}`],
       ["a cookie with the name only, many times", "cohort; ".repeat(500)],
@@ -637,7 +637,7 @@ describe("raw HTTP on a loopback socket", () => {
       assert.ok(statuses.includes(r.status), `${label}: ${r.status} not in ${statuses}: ${r.body}`);
       assert.ok(!/^(x-injected|injected)/im.test(r.head), `${label}: injected header in ${r.head}`);
       const cookieLines = r.head.split("\r\n").filter((l) => /^set-cookie:/i.test(l));
-      for (const l of cookieLines) assert.match(l, /^set-cookie: cohort=\d+\.[0-9a-f]{16}\.[0-9a-f]{16}; /i, label);
+      for (const l of cookieLines) assert.match(l, /^set-cookie: cohort=\d+\.[0-9a-f]{16}\.[1-9a-f][0-9a-f]{0,9}\.[0-9a-f]{16}; /i, label);
       if (r.status >= 400) assert.ok(r.body.trim().length > 0, `${label}: empty error body`);
     }
     return rs;

@@ -12,7 +12,7 @@ import {
 } from "./support/harness.mjs";
 
 let w;
-let cookies; // cohort -> "cohort=<n>.<tag>"
+let cookies; // cohort -> "cohort=<n>.<id>.<issued>.<tag>"
 before(async () => {
   w = await startWorker();
   cookies = await cookiesForEveryCohort(w);
@@ -108,12 +108,14 @@ describe("stickiness", () => {
 
   test("a tampered, forged or out-of-range cookie is ignored and replaced", async () => {
     const [, good] = [...cookies][0];
-    const [, tag] = good.split("=")[1].split(".");
+    const [number, id, issued, tag] = good.split("=")[1].split(".");
     const bad = [
       "cohort=3",
       "cohort=12",
-      `cohort=12.${tag}`,
-      `cohort=${(Number(good.split("=")[1].split(".")[0]) + 1) % 10}.${tag}`,
+      `cohort=12.${id}.${issued}.${tag}`,
+      `cohort=${(Number(number) + 1) % 10}.${id}.${issued}.${tag}`,
+      `cohort=${number}.${id}.${(parseInt(issued, 16) + 1).toString(16)}.${tag}`,
+      `cohort=${number}.${id}.${tag}`,
       "cohort=4.0000000000000000",
       "cohort=-1.abc",
       `cohort=${"9".repeat(50)}`,

@@ -4,13 +4,16 @@
 // cookies keeping their cohort while they get a client id.
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import {
   cookiePair, copyDemoFiles, newClients, sendReport, sleep, startWorker, until,
 } from "./support/harness.mjs";
 
 const TOKEN = "signals-admin-token";
 // The README's defaults, but judged after 40 clients, so the attacks stay small.
-const HEALTH = { window_secs: 60, min_requests: 40, max_error_rate: 0.02, max_relative: 2, auto_rollback: true };
+// A handful of clients drive the control plane's mechanics here: no discount for hostile
+// networks (tests/attacks.test.mjs covers those), and a short boot grace.
+const HEALTH = { window_secs: 60, min_requests: 40, max_error_rate: 0.02, max_relative: 2, auto_rollback: true, hostile_networks: 0, boot_grace_secs: 1 };
 const BASE = { stable: "1.0.0", canary: "1.1.0", weight: 50, health: HEALTH };
 const ATTACKER = "203.0.113.66";
 
@@ -117,7 +120,9 @@ describe("reports that do not count say why", () => {
     const { canary, stable } = await newClients(w, bundle, 40);
     const good = canary[0].cookie;
     const [, value] = good.split("=");
-    const [cohort, id, tag] = value.split(".");
+    const [cohort, id, issued, tag] = value.split(".");
+    assert.equal(signedCookie(Number(cohort), id, parseInt(issued, 16)), good, "the documented format");
+    const now = Math.floor(Date.now() / 1000);
     const other = await startWorker({ vars: { COHORT_SECRET: "another deployment" } });
     let foreign;
     try {
@@ -129,9 +134,14 @@ describe("reports that do not count say why", () => {
     const cases = [
       [{}, "no_cookie"],
       [{ cookie: "theme=dark" }, "no_cookie"],
-      [{ cookie: `cohort=${cohort}.${flipped(id)}.${tag}` }, "bad_cookie"],
-      [{ cookie: `cohort=${cohort}.${id}.${flipped(tag)}` }, "bad_cookie"],
-      [{ cookie: `cohort=${(Number(cohort) + 1) % 10}.${id}.${tag}` }, "bad_cookie"],
+      [{ cookie: `cohort=${cohort}.${flipped(id)}.${issued}.${tag}` }, "bad_cookie"],
+      [{ cookie: `cohort=${cohort}.${id}.${flipped(issued)}.${tag}` }, "bad_cookie"],
+      [{ cookie: `cohort=${cohort}.${id}.${issued}.${flipped(tag)}` }, "bad_cookie"],
+      [{ cookie: `cohort=${(Number(cohort) + 1) % 10}.${id}.${issued}.${tag}` }, "bad_cookie"],
+      // Genuinely signed, but issued more than Max-Age ago, or ahead of the edge's clock.
+      [{ cookie: signedCookie(Number(cohort), id, now - 31_536_000 - 60) }, "bad_cookie"],
+      [{ cookie: signedCookie(Number(cohort), id, now + 3600) }, "bad_cookie"],
+      [{ cookie: signedCookie(Number(cohort), id) }, "old_cookie"],
       [{ cookie: foreign }, "bad_cookie"],
       [{ cookie: stable[0].cookie }, "not_served_this_version"],
     ];
@@ -164,31 +174,39 @@ describe("reports that do not count say why", () => {
 
 test("old-format cookies keep their cohort and get the current format with a client id", async () => {
   const { all } = await newClients(w, bundle, 10);
-  // What a client that visited before this release holds: `<cohort>.<tag>`, no id.
-  const legacy = await legacyCookies();
+  // What a client that visited before this release holds: `<cohort>.<id>.<tag>` (no issue
+  // time) or `<cohort>.<tag>` (no id).
+  const oldId = "00c0ffee00c0ffee";
+  const legacy = [];
+  for (let c = 0; c < 10; c++) legacy.push([c, signedCookie(c, oldId)], [c, signedCookie(c)]);
   for (const [cohort, cookie] of legacy) {
     const r = await w.get(`/${bundle}/sdk.js`, { cookie });
-    assert.equal(r.headers.get("x-cohort"), String(cohort), "same cohort");
+    assert.equal(r.headers.get("x-cohort"), String(cohort), `${cookie}: same cohort`);
     const upgraded = cookiePair(r.headers);
-    assert.match(upgraded, new RegExp(`^cohort=${cohort}\\.[0-9a-f]{16}\\.[0-9a-f]{16}$`));
+    assert.match(upgraded, new RegExp(`^cohort=${cohort}\\.[0-9a-f]{16}\\.[1-9a-f][0-9a-f]{0,9}\\.[0-9a-f]{16}$`));
+    assert.ok(!upgraded.includes(oldId), `${cookie}: a fresh id`);
     const again = await w.get(`/${bundle}/sdk.js`, { cookie: upgraded });
     assert.equal(again.headers.get("x-cohort"), String(cohort));
     assert.equal(again.headers.get("set-cookie"), null, "upgraded once");
   }
-  assert.ok(all.every((c) => /^cohort=\d\.[0-9a-f]{16}\.[0-9a-f]{16}$/.test(c.cookie)), "new clients get the current format");
+  assert.ok(all.every((c) => /^cohort=\d\.[0-9a-f]{16}\.[1-9a-f][0-9a-f]{0,9}\.[0-9a-f]{16}$/.test(c.cookie)), "new clients get the current format");
 });
 
-/** The previous format's cookie of every cohort, computed as the worker signed it before. */
-async function legacyCookies() {
-  const { createHmac } = await import("node:crypto");
-  // The harness's salt signs the cookie when COHORT_SECRET is unset.
-  const out = new Map();
-  for (let c = 0; c < 10; c++) {
-    const mac = createHmac("sha256", "canary-edge-test");
-    mac.update(Buffer.from([0, 10, c >> 8, c & 255]));
-    out.set(c, `cohort=${c}.${mac.digest("hex").slice(0, 16)}`);
-  }
-  return out;
+/**
+ * A cohort cookie signed by hand as the worker signs it (10 cohorts, the harness's
+ * COHORT_SECRET): `<n>.<id>.<issued>.<tag>` with `id` (16 hex) and `issued` (seconds);
+ * the previous formats `<n>.<id>.<tag>` without `issued`, `<n>.<tag>` without `id` either.
+ */
+function signedCookie(cohort, id = null, issued = null) {
+  const u16 = (n) => { const b = Buffer.alloc(2); b.writeUInt16BE(n); return b; };
+  const u64 = (n) => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(n)); return b; };
+  const parts = [u16(10), u16(cohort)];
+  if (id !== null) parts.push(u64(`0x${id}`));
+  if (issued !== null) parts.push(u64(issued));
+  const domain = id === null ? [] : [Buffer.from(issued === null ? "cohort-v2" : "cohort-v3")];
+  const tag = createHmac("sha256", "test-cohort-secret").update(Buffer.concat([...domain, ...parts])).digest("hex").slice(0, 16);
+  const fields = [cohort, id, issued === null ? null : issued.toString(16), tag].filter((f) => f !== null);
+  return `cohort=${fields.join(".")}`;
 }
 
 test("the demo SDK reports errors and its boot with the documented snippets, verbatim", async () => {

@@ -45,6 +45,8 @@ fuzz_target!(|data: &[u8]| {
         assert!((0.0..=100.0).contains(&h.max_increase));
         assert!((0.5..1.0).contains(&h.confidence));
         assert!(h.max_hold_secs >= 1);
+        assert!((1..=3_600).contains(&h.boot_grace_secs));
+        assert!(h.hostile_networks <= 10_000);
     }
     if let Some(p) = &r.progression {
         assert!((1..=20).contains(&p.steps.len()));

@@ -56,7 +56,8 @@ export async function putManifests(r2, keys) {
 
 /**
  * Starts the worker. `vars` override wrangler.toml-style vars; `persist` shares state with
- * `wrangler ... --persist-to <persist>`; `rollout` seeds `rollout/demo` (null: no config).
+ * `wrangler ... --persist-to <persist>`; `rollout` seeds `rollout/demo` (null: no config);
+ * `captureLogs` keeps the worker's log lines for `worker.logLines()` instead of printing them.
  */
 export async function startWorker({
   vars = {},
@@ -64,6 +65,7 @@ export async function startWorker({
   rollout = { stable: "1.0.0", canary: "1.1.0", weight: 0 },
   seed = true,
   listen = false,
+  captureLogs = false,
 } = {}) {
   if (!existsSync(join(BUILD, "index.js"))) {
     throw new Error("build/index.js missing: run scripts/build (scripts/test does) first");
@@ -97,6 +99,13 @@ export async function startWorker({
   // Keep the CF-Connecting-IP the tests send: it is part of the client's identity.
   for (const w of options.workers) w.dev = { ...(w.dev ?? {}), stripCfConnectingIp: false };
   if (listen) Object.assign(options, { host: "127.0.0.1", port: 0 });
+  const logs = [];
+  if (captureLogs) {
+    options.handleStructuredLogs = ({ level, message }) => {
+      logs.push(message);
+      if (level === "error" || level === "warn") console.error(message);
+    };
+  }
   const mf = new Miniflare(options);
   const url = await mf.ready;
   const kv = await mf.getKVNamespace("ROLLOUTS");
@@ -113,6 +122,7 @@ export async function startWorker({
   }
   const worker = new Worker(mf, kv, faults, r2);
   worker.url = url;
+  worker.logs = logs;
   return worker;
 }
 
@@ -188,6 +198,20 @@ export class Worker {
       }
     }
     return keys.size;
+  }
+
+  /** The JSON log lines the worker wrote so far, parsed (with `captureLogs`). */
+  logLines() {
+    const out = [];
+    for (const message of this.logs ?? []) {
+      for (const line of message.split("\n")) {
+        if (!line.startsWith("{")) continue;
+        try {
+          out.push(JSON.parse(line));
+        } catch { /* not a JSON line */ }
+      }
+    }
+    return out;
   }
 
   /** Disposes of Miniflare, after checking that no KV key was written twice in a second. */

@@ -71,11 +71,12 @@ mod hex_u64 {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        let text = <&str>::deserialize(d)?;
+        // Owned: the batch may come through a `serde_json::Value`, which lends no `&str`.
+        let text = String::deserialize(d)?;
         if text.is_empty() || text.len() > 16 {
             return Err(serde::de::Error::custom("not a 64-bit hex id"));
         }
-        u64::from_str_radix(text, 16).map_err(serde::de::Error::custom)
+        u64::from_str_radix(&text, 16).map_err(serde::de::Error::custom)
     }
 }
 
@@ -501,6 +502,12 @@ mod tests {
             r#"{"client":"ffffffffffffffff","network":"abc","canary":true,"signal":"boot"}"#
         );
         assert_eq!(serde_json::from_str::<ClientEvent>(&text).unwrap(), e);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            serde_json::from_value::<ClientEvent>(value).unwrap(),
+            e,
+            "through a Value"
+        );
         for bad in [
             r#"{"client":"","canary":true,"signal":"boot"}"#,
             r#"{"client":"1ffffffffffffffff","canary":true,"signal":"boot"}"#,

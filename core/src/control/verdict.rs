@@ -374,7 +374,7 @@ impl Evidence {
             (
                 Verdict::Cut,
                 format!(
-                    "canary failure rate {} is above {versus_stable} and above {:.2}% with {:.0}% confidence{robust}",
+                    "canary error rate {} is above {versus_stable} and above {:.2}% with {:.0}% confidence{robust}",
                     describe(&canary),
                     policy.min_error_rate * 100.0,
                     policy.confidence * 100.0
@@ -402,13 +402,13 @@ impl Evidence {
                 // Named after the test with more of the evidence.
                 if stable_present && better_relative >= better_absolute {
                     format!(
-                        "canary failure rate {} is within {versus_stable}, with {:.0}% confidence{robust}",
+                        "canary error rate {} is within {versus_stable}, with {:.0}% confidence{robust}",
                         describe(&canary),
                         policy.confidence * 100.0
                     )
                 } else {
                     format!(
-                        "canary failure rate {} is below {:.2}%, with {:.0}% confidence{robust}",
+                        "canary error rate {} is below {:.2}%, with {:.0}% confidence{robust}",
                         describe(&canary),
                         policy.min_error_rate * 100.0,
                         policy.confidence * 100.0

@@ -87,12 +87,15 @@ fn send_batch(env: &Env, ctx: &Context, bundle: &BundleName, batch: Batch) {
     let bundle = bundle.clone();
     ctx.wait_until(async move {
         let body = serde_json::to_string(&batch).unwrap_or_default();
-        if let Err(e) = call(&env, &bundle, "/ingest", Method::Post, Some(body)).await {
-            log_event(
-                "health_send_failed",
-                json!({ "bundle": bundle.as_str(), "detail": brief(e) }),
-            );
-        }
+        let detail = match call(&env, &bundle, "/ingest", Method::Post, Some(body)).await {
+            Ok(resp) if resp.status_code() < 300 => return,
+            Ok(resp) => format!("the monitor answered {}", resp.status_code()),
+            Err(e) => brief(e),
+        };
+        log_event(
+            "health_send_failed",
+            json!({ "bundle": bundle.as_str(), "detail": detail }),
+        );
     });
 }
 
