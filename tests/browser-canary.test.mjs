@@ -117,13 +117,18 @@ async function shop(w, ip, { film } = {}) {
     await page.goto(new URL("/merchant/index.html", w.url).href, { waitUntil: "load", timeout: 15_000 });
     const loaded = await sdk;
     const loadedAt = Date.now();
+    // Settled: the SDK shows its version (or the page its failure); an SDK that never
+    // defined itself gets until load + 1 s to show anything.
     const settled = await page.waitForFunction(() => {
       const s = document.getElementById("status").dataset;
-      return s.version ? { version: s.version } : s.error ? { error: s.error } : null;
-    }, null, { timeout: 1_000 }).then((h) => h.jsonValue(), () => ({}));
+      if (s.version) return { version: s.version };
+      if (s.error) return { error: s.error };
+      const [nav] = performance.getEntriesByType("navigation");
+      return !window.DemoPay && nav?.loadEventEnd > 0 && performance.now() > nav.loadEventEnd + 1_000 ? { nothing: true } : null;
+    }, null, { timeout: 15_000, polling: 50 }).then((h) => h.jsonValue());
     // sendBeacon is fire-and-forget: let the boot signal reach the edge before the context
     // (and any request it still has in flight) goes away.
-    await Promise.all(boots.map((b) => Promise.race([b.response(), sleep(3_000)]).catch(() => {})));
+    await Promise.all(boots.map((b) => Promise.race([b.response(), sleep(5_000)]).catch(() => {})));
     const channel = loaded.headers()["x-canary-channel"];
     if (film && !film.taken && channel === film.channel) {
       film.taken = true;

@@ -5,7 +5,7 @@
 import { after, afterEach, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  copyDemoFiles, newClients, sendReport, sleep, startShoppers, startWorker, until,
+  copyDemoFiles, newClients, sendBoot, sendReport, sleep, startShoppers, startWorker, until,
 } from "./support/harness.mjs";
 
 const TOKEN = "test-admin-token";
@@ -159,7 +159,10 @@ describe("concurrency", () => {
     await w.setRollout({ ...BASE, weight: 50, health: { window_secs: 60, min_requests: 5, max_error_rate: 0.1, max_relative: 2, ...MECHANICS } }, bundle);
     // The control plane adopts the KV write when it next reads KV (an admin read does).
     await until(async () => (await api("")).json.config.weight === 50, "the new weight adopted");
-    const { canary } = await newClients(w, bundle, 50);
+    const { canary, stable } = await newClients(w, bundle, 50);
+    // The background shoppers booted stable's SDK: silent stable clients would count as
+    // no_boot failures, so the stable ones boot, as their SDK does.
+    await Promise.all(stable.map((client) => sendBoot(w, bundle, client)));
     await Promise.all(canary.map((client) => sendReport(w, bundle, "1.1.0", client)));
     await until(async () => (await kvConfig()).weight === 0, "rollback");
     await sleep(300);
