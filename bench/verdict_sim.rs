@@ -509,12 +509,30 @@ struct Row {
     clients_p95_all: f64,
     refused_network_cap: f64,
     secs: f64,
+    cpu_secs: f64,
 }
 
 impl Row {
     fn per100(&self, n: usize) -> f64 {
         100.0 * n as f64 / self.runs as f64
     }
+}
+
+/// CPU seconds this process has used (Linux; 0 elsewhere): the machine may be shared, so
+/// wall time alone says little about what a cell costs.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th
+    // and 13th, in clock ticks (100 a second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn run_cell(
@@ -525,6 +543,7 @@ fn run_cell(
     exact: bool,
 ) -> Row {
     let started = Instant::now();
+    let cpu = cpu_secs();
     let code = match cell.canary {
         Canary::Factor(f) => (f * 10.0) as u64,
         Canary::NeverBoots => 999,
@@ -591,6 +610,7 @@ fn run_cell(
             .sum::<f64>()
             / runs as f64,
         secs: started.elapsed().as_secs_f64(),
+        cpu_secs: cpu_secs() - cpu,
     }
 }
 
@@ -696,7 +716,13 @@ fn main() {
                     fmt(r.done_minutes),
                     r.per100(r.paused),
                 );
-                eprintln!("verdicts: cell done in {:.1} s", r.secs);
+                eprintln!(
+                    "verdicts: {} in {:.1} s ({:.1} s CPU, {:.0} ms a run)",
+                    describe(&cell),
+                    r.secs,
+                    r.cpu_secs,
+                    1000.0 * r.cpu_secs / r.runs as f64
+                );
                 csv.push_str(&csv_line(&r, "base"));
                 rows.push(r);
             }
@@ -747,14 +773,20 @@ fn main() {
                     r.per100(r.paused),
                     r.refused_network_cap,
                 );
-                eprintln!("verdicts: cell done in {:.1} s", r.secs);
+                eprintln!(
+                    "verdicts: {} in {:.1} s ({:.1} s CPU, {:.0} ms a run)",
+                    describe(&cell),
+                    r.secs,
+                    r.cpu_secs,
+                    1000.0 * r.cpu_secs / r.runs as f64
+                );
                 csv.push_str(&csv_line(&r, "attack"));
                 attacks.push(r);
             }
         }
     }
     println!();
-    println!("### Targets");
+    println!("### Verdict targets");
     println!();
     if only.is_none() {
         for line in targets(&rows, &attacks) {

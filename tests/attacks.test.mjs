@@ -37,11 +37,14 @@ import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  ROOT, cookiePair, copyDemoFiles, newClients, putManifests, sendBoot, sendReport, sleep, startWorker,
+  ROOT, cookiePair, copyDemoFiles, putManifests, sendBoot, sendReport, sleep, startWorker,
 } from "./support/harness.mjs";
 
 const FULL = process.env.ATTACKS_FULL === "1";
-const CONCURRENCY = Number(process.env.ATTACKS_CONCURRENCY ?? 0) || true;
+const CONCURRENCY = Number(process.env.ATTACKS_CONCURRENCY ?? 6);
+// Healthy cells stop once the rollout reaches 100% (the asserted target); with ATTACKS_FULL
+// or ATTACKS_TO_DONE=1 they run on until the last step passes (`done`).
+const TO_DONE = FULL || process.env.ATTACKS_TO_DONE === "1";
 const CAP_MS = Number(process.env.ATTACKS_CAP_SECS ?? 170) * 1000;
 const ONLY = process.env.ATTACKS_ONLY ? new Set(process.env.ATTACKS_ONLY.split(",").map(Number)) : null;
 
@@ -49,14 +52,12 @@ const TOKEN = "attacks-admin-token";
 const STABLE = "1.0.0";
 const CANARY = "1.1.0";
 const STEPS = [50, 100];
-const BAKE_SECS = 5;
+const BAKE_SECS = 12;
 // The defaults (README, "Settings") except what the test's time forces.
-const HEALTH = { boot_grace_secs: 3 };
+const HEALTH = { boot_grace_secs: 10 };
 const DEFAULTS = { hostile_networks: 10, min_clients: 200, confidence: 0.99, min_error_rate: 0.02, max_increase: 1.0 };
 // Parallel shopper loops per cell (each a first visit, then its boot or error).
 const SHOPPER_LANES = 3;
-// Networks an attacker works from at once.
-const NETWORK_LANES = 20;
 
 let w;
 let cellSerial = 0;
@@ -97,12 +98,26 @@ async function publicSplit(bundle) {
   return JSON.parse(r.text);
 }
 
+let shopperSerial = 0;
+
+/**
+ * A real shopper's first visit of `bundle`: its own user key and its own network (an
+ * address in 10.0.0.0/8: room for 16 million, none an attacker's). { cookie, channel, version, ip }.
+ */
+async function firstVisit(bundle) {
+  const id = ++shopperSerial;
+  const ip = `10.${(id >> 16) & 255}.${(id >> 8) & 255}.${id & 255}`;
+  const r = await w.get(`/${bundle}/sdk.js`, { userKey: `shopper-${id}`, ip });
+  if (r.status !== 200) throw new Error(`first visit ${r.status}: ${r.text}`);
+  return { cookie: cookiePair(r.headers), channel: r.headers.get("x-canary-channel"), version: r.headers.get("x-canary-version"), ip };
+}
+
 /** The attacker's side of a cell: requests sent, and what the edge answered. */
 class Attacker {
   constructor(cell, k) {
     this.cell = cell;
     this.bundle = cell.bundle;
-    // k networks: k distinct CF-Connecting-IP values, none a shopper's (198.18.0.0/15).
+    // k networks: k distinct CF-Connecting-IP values, none a shopper's (10.0.0.0/8).
     this.ips = Array.from({ length: k }, (_, i) => `100.${64 + (cell.index >> 8)}.${cell.index & 255}.${i + 1}`);
     this.requests = 0;
     this.reports = 0;
@@ -149,134 +164,119 @@ class Attacker {
     return keys.slice(0, n);
   }
 
-  /** Runs `fn(ip)` for every network, NETWORK_LANES at a time. */
-  async eachNetwork(fn) {
-    let next = 0;
-    const lane = async () => {
-      while (next < this.ips.length) await fn(this.ips[next++]);
-    };
-    await Promise.all(Array.from({ length: Math.min(NETWORK_LANES, this.ips.length) }, lane));
-  }
-}
-
-/** `n` requests of `one(i)`, `width` at a time. */
-async function batch(n, width, one) {
-  for (let i = 0; i < n; i += width) {
-    await Promise.all(Array.from({ length: Math.min(width, n - i) }, (_, j) => one(i + j)));
+  /**
+   * One burst of `attack` from every network at once, breadth first (round i is every
+   * network's i-th action), so each network's first client lands early in the step.
+   */
+  async burst(attack) {
+    const states = await Promise.all(this.ips.map((ip) => attack.init?.(this, ip)));
+    for (let i = 0; i < attack.perNetwork; i++) {
+      await Promise.all(this.ips.map((ip, n) => attack.act(this, ip, states[n], i)));
+    }
   }
 }
 
 // ----------------------------------------------------------------------------- the attacks
-// Each `step` runs once per network at the start of every step the attacker sees on the
-// public status (the network cap is per step: a burst at each step's start is his best).
+// A burst (`perNetwork` actions from every network) at the start of every step the attacker
+// sees on the public status: the network cap is per step, so that is his best timing.
 
 const ATTACKS = [
   {
     id: 1,
     name: "dilute: cookie-less reloads that boot cleanly",
     target: "failing",
-    async step(a, ip) {
-      const ja4 = await a.ja4For(ip);
-      await batch(50, 5, async () => {
-        const r = await a.get(`/${a.bundle}/sdk.js`, { ja4, ip });
-        const cookie = cookiePair(r.headers);
-        await a.report(r.headers.get("x-canary-version"), { cookie, ip }, "boot");
-      });
+    perNetwork: 20,
+    init: (a, ip) => a.ja4For(ip),
+    async act(a, ip, ja4) {
+      const r = await a.get(`/${a.bundle}/sdk.js`, { ja4, ip });
+      await a.report(r.headers.get("x-canary-version"), { cookie: cookiePair(r.headers), ip }, "boot");
     },
   },
   {
     id: 2,
-    name: "minted cookies, one error report each (150 per network)",
+    name: "minted cookies, one error report each",
     target: "healthy",
-    async step(a, ip) {
-      const ja4 = await a.ja4For(ip);
-      await batch(150, 5, async () => {
-        const r = await a.get(`/${a.bundle}/sdk.js`, { ja4, ip });
-        await a.report(r.headers.get("x-canary-version"), { cookie: cookiePair(r.headers), ip });
-      });
+    perNetwork: 150,
+    init: (a, ip) => a.ja4For(ip),
+    async act(a, ip, ja4) {
+      const r = await a.get(`/${a.bundle}/sdk.js`, { ja4, ip });
+      await a.report(r.headers.get("x-canary-version"), { cookie: cookiePair(r.headers), ip });
     },
   },
   {
     id: 3,
     name: "a file only stable has, from canary cohorts (no report)",
     target: "healthy",
+    perNetwork: 20,
     setup: addStableOnlyFile,
-    async step(a, ip) {
-      const ja4 = await a.ja4For(ip);
-      let cookie;
-      await batch(50, 5, async (i) => {
-        const r = await a.get(`/${a.bundle}/legacy.js`, i < 25 || !cookie ? { ja4, ip } : { cookie, ip });
-        if (r.headers.get("x-canary-fallback") === "stable") a.fallbacks++;
-        cookie ??= cookiePair(r.headers);
-      });
+    init: async (a, ip) => ({ ja4: await a.ja4For(ip), cookie: null }),
+    // Cookie-less (each mints a cookie), then with the cookie the first one set.
+    async act(a, ip, st, i) {
+      const r = await a.get(`/${a.bundle}/legacy.js`, i % 2 === 0 || !st.cookie ? { ja4: st.ja4, ip } : { cookie: st.cookie, ip });
+      if (r.headers.get("x-canary-fallback") === "stable") a.fallbacks++;
+      st.cookie ??= cookiePair(r.headers);
     },
   },
   {
     id: 4,
     name: "loads that never boot (no_boot)",
     target: "healthy",
-    async step(a, ip) {
-      const ja4 = await a.ja4For(ip);
-      await batch(50, 5, () => a.get(`/${a.bundle}/sdk.js`, { ja4, ip }));
-    },
+    perNetwork: 20,
+    init: (a, ip) => a.ja4For(ip),
+    act: (a, ip, ja4) => a.get(`/${a.bundle}/sdk.js`, { ja4, ip }),
   },
   {
     id: 5,
     name: "stable-error inflation: stable cookies + stable error reports",
     target: "failing",
-    async step(a, ip) {
-      const ja4 = await a.ja4For(ip, false);
-      await batch(50, 5, async () => {
-        const r = await a.get(`/${a.bundle}/sdk.js`, { ja4, ip });
-        await a.report(r.headers.get("x-canary-version"), { cookie: cookiePair(r.headers), ip });
-      });
+    perNetwork: 20,
+    init: (a, ip) => a.ja4For(ip, false),
+    async act(a, ip, ja4) {
+      const r = await a.get(`/${a.bundle}/sdk.js`, { ja4, ip });
+      await a.report(r.headers.get("x-canary-version"), { cookie: cookiePair(r.headers), ip });
     },
   },
   {
     id: 6,
     name: "unsigned X-User-Key: many user keys per network, each an error",
     target: "healthy",
-    async step(a, ip) {
-      const keys = a.canaryKeys(150);
-      await batch(keys.length, 5, async (i) => {
-        const r = await a.get(`/${a.bundle}/sdk.js`, { userKey: keys[i], ip });
-        await a.report(r.headers.get("x-canary-version"), { cookie: cookiePair(r.headers), ip });
-      });
+    perNetwork: 100,
+    init: (a) => a.canaryKeys(100),
+    async act(a, ip, keys, i) {
+      const r = await a.get(`/${a.bundle}/sdk.js`, { userKey: keys[i % keys.length], ip });
+      await a.report(r.headers.get("x-canary-version"), { cookie: cookiePair(r.headers), ip });
     },
   },
   {
     id: 7,
-    name: "HEAD stockpiling, then error reports with what it returned",
+    name: "HEAD stockpiling, then reports with what it returned",
     target: "healthy",
-    // Before the rollout: 50 cookies per network from ordinary loads, for later.
+    perNetwork: 20,
+    // Before the rollout: 20 cookies per network from ordinary loads, kept for later.
     async prepare(a) {
-      await a.eachNetwork(async (ip) => {
+      await Promise.all(a.ips.map(async (ip) => {
         const cookies = [];
-        await batch(50, 5, async (i) => {
+        for (let i = 0; i < 20; i++) {
           const r = await a.get(`/${a.bundle}/sdk.js`, { userKey: userKeys[i].key, ip });
           cookies.push(cookiePair(r.headers));
-        });
+        }
         a.stockpile.set(ip, cookies);
-      });
+      }));
     },
-    async step(a, ip) {
-      // HEADs with fresh identities on canary cohorts: no cookie, nothing to use later but
-      // the headers; reports with those headers' cohort, or with no cookie at all.
-      const keys = a.canaryKeys(20);
-      await batch(keys.length, 5, async (i) => {
-        const r = await a.get(`/${a.bundle}/sdk.js`, { method: "HEAD", userKey: keys[i], ip });
-        if (r.headers.get("set-cookie")) a.headCookies++;
-        await a.report(CANARY, { ip });
-        await a.report(CANARY, { ip, cookie: `cohort=${r.headers.get("x-cohort")}` });
-      });
-      // The stockpiled cookies, sorted by HEAD (no load in this step), each reporting an error
-      // on the channel it is served.
-      const cookies = a.stockpile.get(ip) ?? [];
-      await batch(cookies.length, 5, async (i) => {
-        const r = await a.get(`/${a.bundle}/sdk.js`, { method: "HEAD", cookie: cookies[i], ip });
-        if (r.headers.get("set-cookie")) a.headCookies++;
-        await a.report(r.headers.get("x-canary-version"), { ip, cookie: cookies[i] });
-      });
+    init: (a) => a.canaryKeys(20),
+    async act(a, ip, keys, i) {
+      // A HEAD with a fresh identity on a canary cohort: no cookie; what it returned (the
+      // cohort header) used as a cookie, or no cookie at all.
+      const h = await a.get(`/${a.bundle}/sdk.js`, { method: "HEAD", userKey: keys[i % keys.length], ip });
+      if (h.headers.get("set-cookie")) a.headCookies++;
+      await a.report(CANARY, { ip });
+      await a.report(CANARY, { ip, cookie: `cohort=${h.headers.get("x-cohort")}` });
+      // A stockpiled cookie, sorted by HEAD (no load in this step), reporting an error on
+      // the channel it is served.
+      const cookie = a.stockpile.get(ip)[i];
+      const s = await a.get(`/${a.bundle}/sdk.js`, { method: "HEAD", cookie, ip });
+      if (s.headers.get("set-cookie")) a.headCookies++;
+      await a.report(s.headers.get("x-canary-version"), { ip, cookie });
     },
   },
 ];
@@ -319,8 +319,8 @@ async function runCell(attack, k, target) {
     while (running) {
       let c;
       try {
-        [c] = (await newClients(w, bundle, 1, `shopper${index}`)).all;
-      } catch (e) {
+        c = await firstVisit(bundle);
+      } catch {
         shopperErrors++;
         continue;
       }
@@ -347,7 +347,7 @@ async function runCell(attack, k, target) {
         lastWeight = split.weight;
         attacker.canaryCohorts = new Set(split.canary_cohorts);
         const t0 = Date.now();
-        await attacker.eachNetwork((ip) => attack.step(attacker, ip));
+        await attacker.burst(attack);
         bursts.push({ weight: split.weight, ms: Date.now() - t0 });
       }
       await sleep(300);
@@ -372,6 +372,7 @@ async function runCell(attack, k, target) {
     const state = status.monitor.progress?.state;
     if (state === "rolled_back" || status.monitor.history.length > 0) { end = "cut"; break; }
     if (state === "done") { end = "done"; break; }
+    if (weight === 100 && !TO_DONE) { end = "reached 100"; break; }
     if (state && !["running", "waiting_for_evidence"].includes(state)) { end = state; break; }
     if (Date.now() - started > CAP_MS) break;
   }

@@ -102,7 +102,8 @@ describe("automatic rollback", () => {
     assert.match(status.monitor.history[0].reason, /above 10\.00%/);
     assert.equal(status.monitor.history[0].by, "auto");
     assert.ok(status.monitor.history[0].canary_counts.errors >= 3);
-    assert.ok(status.monitor.history[0].canary_counts.clients >= 20, "judged on distinct clients");
+    const judged = status.monitor.history[0].canary_counts;
+    assert.ok(judged.clients >= judged.errors, "the step's evidence: distinct clients, and those with an error");
   });
 
   test("canary origin faults count as canary errors too", async () => {

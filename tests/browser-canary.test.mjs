@@ -76,7 +76,7 @@ async function adminStatus(w) {
   return JSON.parse(r.text);
 }
 
-/** Starts the progressive rollout through the admin API; returns when it answered. */
+/** Starts the progressive rollout through the admin API; returns when it started. */
 async function startRollout(w) {
   const r = await w.get("/__canary/api/demo/rollout", {
     method: "POST",
@@ -87,7 +87,7 @@ async function startRollout(w) {
   const body = JSON.parse(r.text);
   assert.equal(body.config.weight, STEPS[0]);
   assert.equal(body.monitor.progress.state, "running");
-  return Date.now();
+  return Date.parse(body.monitor.events.find((e) => e.kind === "rollout_started").at);
 }
 
 /** The weights the control plane wrote to `rollout/demo`, in order, with their canary. */
@@ -113,10 +113,15 @@ async function shop(w, ip, { film } = {}) {
       if (isBoot(r)) boots.push(r);
     });
     page.on("pageerror", (e) => pageErrors.push(e.message));
-    const sdk = page.waitForResponse((r) => r.request().method() === "GET" && new URL(r.url()).pathname === "/demo/sdk.js", { timeout: 15_000 });
+    // When the edge answered the SDK's floating URL: this shopper's load.
+    let loadedAt;
+    const sdk = page.waitForResponse((r) => {
+      const hit = r.request().method() === "GET" && new URL(r.url()).pathname === "/demo/sdk.js";
+      if (hit) loadedAt = Date.now();
+      return hit;
+    }, { timeout: 15_000 });
     await page.goto(new URL("/merchant/index.html", w.url).href, { waitUntil: "load", timeout: 15_000 });
     const loaded = await sdk;
-    const loadedAt = Date.now();
     // Settled: the SDK shows its version (or the page its failure); an SDK that never
     // defined itself gets until load + 1 s to show anything.
     const settled = await page.waitForFunction(() => {
@@ -154,7 +159,7 @@ async function shop(w, ip, { film } = {}) {
 
 /**
  * Shoppers, `CONCURRENCY` at a time, each on a network of its own, until `done()` (polled
- * every 250 ms) returns something truthy or `MAX_SHOPPERS` have come. `film`: a screenshot
+ * every 500 ms) returns something truthy or `MAX_SHOPPERS` have come. `film`: a screenshot
  * of the first shopper on `film.channel`.
  */
 async function shoppersUntil(w, { net, done, film }) {
@@ -165,7 +170,7 @@ async function shoppersUntil(w, { net, done, film }) {
   const poller = (async () => {
     while (!outcome && !failure && (started < MAX_SHOPPERS || results.length < started)) {
       outcome = await done().catch((e) => { failure = e; });
-      if (!outcome) await sleep(250);
+      if (!outcome) await sleep(500);
     }
   })();
   const lane = async () => {
@@ -222,6 +227,8 @@ test("a canary whose sdk.js does not parse is cut at its first step by its shopp
 
     const started = await startRollout(w);
     let last = null;
+    let step1Tracked = null; // the step's tracked clients, as last seen before the cut
+    let networkCap = 0; // loads refused over the per-network cap, at most
     // One broken-canary checkout on film: the first canary shopper's page.
     const film = { channel: "canary", path: join(ROOT, "build/browser-canary-broken.png"), taken: false };
     const { results, outcome } = await shoppersUntil(w, {
@@ -229,7 +236,11 @@ test("a canary whose sdk.js does not parse is cut at its first step by its shopp
       film,
       done: async () => {
         last = await adminStatus(w);
-        return last.config.weight === 0 && last.config.rollback ? last : null;
+        const tracked = last.monitor.verdict.tracked;
+        networkCap = Math.max(networkCap, tracked.refused.network_cap);
+        if (last.config.weight === 0 && last.config.rollback) return last;
+        step1Tracked = tracked;
+        return null;
       },
     });
     const finalStatus = outcome ?? (await until(async () => {
@@ -246,14 +257,18 @@ test("a canary whose sdk.js does not parse is cut at its first step by its shopp
     assert.equal(config.canary, "1.2.0");
     assert.equal(config.weight, 0);
     assert.equal(config.rollback.by, "rollout", JSON.stringify(config.rollback));
-    assert.match(config.rollback.reason, /failure rate/);
+    assert.match(config.rollback.reason, /canary (failure|error) rate 100\.00%/);
     assert.equal(monitor.progress.state, "rolled_back", JSON.stringify(monitor.progress));
     assert.equal(monitor.progress.step, 0, "cut at its first step");
     assert.equal(monitor.history.length, 1, JSON.stringify(monitor.history));
     assert.equal(monitor.history[0].by, "rollout");
     assert.equal(monitor.history[0].canary, "1.2.0");
-    const cutCounts = monitor.history[0].canary_counts;
-    assert.ok(cutCounts.errors > HEALTH_HOSTILE, `more failing canary clients than the hostile discount: ${JSON.stringify(cutCounts)}`);
+    // The verdict's own counts (the step's tracked clients, silence included), from its reason.
+    const [, failing, judged] = /canary (?:failure|error) rate [\d.]+% \((\d+)\/(\d+),/.exec(config.rollback.reason).map(Number);
+    const [, stableFailing, stableJudged] = /stable's [\d.]+% \((\d+)\/(\d+),/.exec(config.rollback.reason).map(Number);
+    assert.equal(failing, judged, "every judged canary client failed");
+    assert.ok(failing > HEALTH_HOSTILE, `more failing canary clients than the hostile discount: ${config.rollback.reason}`);
+    assert.equal(stableFailing, 0, "stable's clients all booted");
     // Never past its first step: no step_advance event, and KV never saw more than 50%.
     assert.deepEqual(monitor.events.filter((e) => e.kind === "step_advance" || e.kind === "rollout_done"), []);
     const writes = await writtenConfigs(w);
@@ -271,7 +286,7 @@ test("a canary whose sdk.js does not parse is cut at its first step by its shopp
       assert.equal(s.booted, false, `canary shopper ${s.ip} sent a boot signal`);
       assert.ok(s.pageErrors.some((m) => /Unexpected end of input/.test(m)),
         `canary shopper ${s.ip}: the SDK should not parse (page errors: ${JSON.stringify(s.pageErrors)})`);
-      assert.equal(s.settled.version, undefined);
+      assert.ok(s.settled.error || s.settled.nothing, `canary shopper ${s.ip}: ${JSON.stringify(s.settled)}`);
     }
     for (const s of stableShoppers) {
       assert.equal(s.version, "1.0.0");
@@ -282,8 +297,11 @@ test("a canary whose sdk.js does not parse is cut at its first step by its shopp
     const beacons = assertOwnNetworks(results);
     assert.ok(beacons >= stableShoppers.length, `${beacons} beacons`);
     assert.ok(canaryBeforeCut.length > HEALTH_HOSTILE, "the cut came from more canary shoppers than hostile networks");
-    // The monitor counted each shopper's network once: nothing over the per-network cap.
-    assert.equal(last.monitor.verdict.tracked.refused.network_cap, 0, JSON.stringify(last.monitor.verdict.tracked));
+    // The monitor counted each shopper's network once (nothing over the per-network cap),
+    // saw stable boot and the canary never, and counted the canary's silence as no_boot.
+    assert.equal(networkCap, 0, "loads refused over the per-network cap");
+    assert.ok(step1Tracked.boots.stable >= 3 && step1Tracked.boots.canary === 0, JSON.stringify(step1Tracked));
+    assert.ok(step1Tracked.silence_counts_as_failure, JSON.stringify(step1Tracked));
 
     // After the cut, a new shopper gets stable.
     const after = await shop(w, "198.19.0.1");
@@ -294,7 +312,8 @@ test("a canary whose sdk.js does not parse is cut at its first step by its shopp
     const seconds = ((cutAt - started) / 1000).toFixed(1);
     console.log(`# broken canary (sdk.js does not parse), rollout ${STEPS.join(" -> ")}: cut at step 1 after ${canaryBeforeCut.length} canary shoppers ` +
       `(${beforeCut.length} shoppers in all, ${results.length} sent), ${seconds} s after the rollout started; ` +
-      `cut on canary ${cutCounts.errors}/${cutCounts.clients} failing vs stable ${monitor.history[0].stable_counts.errors}/${monitor.history[0].stable_counts.clients}; ` +
+      `judged: canary ${failing}/${judged} failing vs stable ${stableFailing}/${stableJudged} ` +
+      `(last seen before the cut: no_boot ${step1Tracked.no_boot.canary} canary, boots ${step1Tracked.boots.stable} stable); ` +
       `screenshot ${film.path}`);
   } finally {
     await w.dispose();
@@ -306,10 +325,15 @@ test("a healthy canary advances on its shoppers' boots to 100% and finishes", as
   try {
     const started = await startRollout(w);
     let last = null;
+    let networkCap = 0; // loads refused over the per-network cap, at most
+    let noBoot = 0; // clients counted as silent in a step, at most
     const { results, outcome } = await shoppersUntil(w, {
       net: "198.51",
       done: async () => {
         last = await adminStatus(w);
+        const tracked = last.monitor.verdict.tracked;
+        networkCap = Math.max(networkCap, tracked.refused.network_cap);
+        noBoot = Math.max(noBoot, tracked.no_boot.canary + tracked.no_boot.stable);
         return last.monitor.progress?.state === "done" ? last : null;
       },
     });
@@ -339,7 +363,8 @@ test("a healthy canary advances on its shoppers' boots to 100% and finishes", as
     }
     const beacons = assertOwnNetworks(results);
     assert.ok(beacons >= results.length);
-    assert.equal(last.monitor.verdict.tracked.refused.network_cap, 0, JSON.stringify(last.monitor.verdict.tracked));
+    assert.equal(networkCap, 0, "loads refused over the per-network cap");
+    assert.equal(noBoot, 0, "no booting shopper counted as silent");
 
     const advancedAt = Date.parse(monitor.events.find((e) => e.kind === "step_advance").at);
     const doneAt = Date.parse(monitor.events.find((e) => e.kind === "rollout_done").at);

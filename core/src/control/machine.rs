@@ -370,15 +370,6 @@ impl Control {
         evidence.judge(self.exposure(), &policy)
     }
 
-    fn recent_counts(&self, now_ms: f64) -> ChannelCounts {
-        let window = self
-            .config
-            .as_ref()
-            .map(|c| c.health_policy().window_secs)
-            .unwrap_or(60);
-        self.health.recent(window, now_ms)
-    }
-
     // ------------------------------------------------------------ KV reads
 
     fn observe_kv(&mut self, read: KvRead, now_ms: f64, out: &mut Out) {
@@ -1100,7 +1091,9 @@ impl Control {
             kind: "rollback",
             by: by.into(),
             reason,
-            counts: Some(self.recent_counts(now)),
+            // The step's evidence, `no_boot` failures included (the windows' sketches see
+            // traffic, not silence).
+            counts: Some(self.evidence.seen),
         };
         self.propose(next, progress, entry, logs, origin, now, out);
     }
