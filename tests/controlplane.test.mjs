@@ -13,8 +13,9 @@ const TOKEN = "test-admin-token";
 // and background shoppers make a step pass in seconds, so these tests are about the
 // control plane, not the statistics.
 // A handful of clients drive the control plane's mechanics here: no discount for hostile
-// networks (tests/attacks.test.mjs covers those), and a short boot grace.
-const MECHANICS = { hostile_networks: 0, boot_grace_secs: 1 };
+// networks (tests/attacks.test.mjs covers those), and a boot grace that outlasts a burst of
+// 50 first visits made one after another before they boot.
+const MECHANICS = { hostile_networks: 0, boot_grace_secs: 10 };
 const BASE = { stable: "1.0.0", canary: "1.1.0", weight: 0, health: { min_clients: 3, min_error_rate: 0.5, ...MECHANICS } };
 
 let w;
