@@ -36,14 +36,16 @@ test("the walkthrough's bad canary (30% of its clients fail) never passes step 1
   // The README's defaults: no `health` field at all.
   await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0 }, bundle);
   assert.equal((await api("/rollout", { method: "POST", body: { steps: [10, 50, 100], bake_secs: 2 } })).status, 200);
-  const shoppers = startShoppers(w, bundle, { perTick: 3, everyMs: 50, canaryErrors: 0.3 });
+  // With the default hostile_networks (10), a cut needs 10 failing canary clients beyond
+  // what the tests need: about 50 canary clients at 10%, some 500 shoppers.
+  const shoppers = startShoppers(w, bundle, { perTick: 4, everyMs: 20, canaryErrors: 0.3 });
   const weights = new Set();
   try {
     await until(async () => {
       const weight = await kvWeight();
       weights.add(weight);
       return weight === 0;
-    }, "the cut", 30000);
+    }, "the cut", 90000);
   } finally {
     await shoppers.stop();
   }
