@@ -62,9 +62,13 @@ const STABLE = "1.0.0";
 const CANARY = "1.1.0";
 const STEPS = [50, 100];
 const BAKE_SECS = 12;
-// The defaults (README, "Settings") except what the test's time forces.
+// The health policy's defaults (README, "Settings"), checked against what the rollout runs
+// with, and the one field the test's time forces.
+const DEFAULTS = {
+  confidence: 0.99, max_increase: 1, min_error_rate: 0.02, min_clients: 200, max_hold_secs: 3600,
+  window_secs: 60, auto_rollback: true, boot_grace_secs: 30, hostile_networks: 10,
+};
 const HEALTH = { boot_grace_secs: 10 };
-const DEFAULTS = { hostile_networks: 10, min_clients: 200, confidence: 0.99, min_error_rate: 0.02, max_increase: 1.0 };
 // Parallel shopper loops per cell (each a first visit, then its boot or error).
 const SHOPPER_LANES = 4;
 
@@ -72,6 +76,9 @@ let w;
 let cellSerial = 0;
 let runStarted;
 let cpuAtStart;
+/** User keys with their cohorts (a user key's cohort does not depend on the bundle). */
+const userKeys = [];
+const results = [];
 
 /** CPU seconds used by this process's children (workerd), from /proc; null elsewhere. */
 function childCpuSecs() {
@@ -88,9 +95,6 @@ function childCpuSecs() {
     return null;
   }
 }
-/** User keys with their cohorts (a user key's cohort does not depend on the bundle). */
-let userKeys = [];
-const results = [];
 
 before(async () => {
   w = await startWorker({
@@ -338,6 +342,7 @@ async function runCell(attack, k, target) {
   const r = await api(bundle, "/rollout", { method: "POST", body: { steps: STEPS, bake_secs: BAKE_SECS } });
   assert.equal(r.status, 200, `rollout refused: ${r.text}`);
   assert.equal(r.json.config.weight, STEPS[0]);
+  assert.deepEqual(r.json.config.health, { ...DEFAULTS, ...HEALTH }, "the default health policy but for the boot grace");
 
   let running = true;
   // Real shoppers: each a first visit from its own network; canary shoppers in order, and on
@@ -563,7 +568,7 @@ test("the table", () => {
   });
   const header = [
     `Attacks on the evidence, measured (tests/attacks.test.mjs${FULL ? ", ATTACKS_FULL=1" : ""}; ${new Date().toISOString().slice(0, 10)}).`,
-    `Rollout [${STEPS.join(", ")}], bake ${BAKE_SECS} s; health defaults (hostile_networks ${DEFAULTS.hostile_networks}, min_clients ${DEFAULTS.min_clients}, confidence ${DEFAULTS.confidence}, min_error_rate ${DEFAULTS.min_error_rate}, max_increase ${DEFAULTS.max_increase}) except boot_grace_secs ${HEALTH.boot_grace_secs}.`,
+    `Rollout [${STEPS.join(", ")}], bake ${BAKE_SECS} s; the default health policy (hostile_networks ${DEFAULTS.hostile_networks}, min_clients ${DEFAULTS.min_clients}, confidence ${DEFAULTS.confidence}, min_error_rate ${DEFAULTS.min_error_rate}, max_increase ${DEFAULTS.max_increase}) but boot_grace_secs ${HEALTH.boot_grace_secs} (default ${DEFAULTS.boot_grace_secs}).`,
     "Real shoppers: each on its own network, booting (failing canary: 3 in 10 canary shoppers send an error report instead); stable never fails.",
     "Evidence: the step's counted clients as failing/all, canary (c) and stable (s), as the monitor last showed them (or at the cut), and loads refused by the one-client-per-network cap.",
     "Attacker's traffic: his requests (HEAD probes included), his reports, and how many of those the edge admitted (`counted: true`: a valid cookie served that version) before the step's tracking ignored or capped them.",
