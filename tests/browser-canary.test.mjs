@@ -257,14 +257,14 @@ test("a canary whose sdk.js does not parse is cut at its first step by its shopp
     assert.equal(config.canary, "1.2.0");
     assert.equal(config.weight, 0);
     assert.equal(config.rollback.by, "rollout", JSON.stringify(config.rollback));
-    assert.match(config.rollback.reason, /canary (failure|error) rate 100\.00%/);
+    assert.match(config.rollback.reason, /canary clients that never booted: 100\.00%/);
     assert.equal(monitor.progress.state, "rolled_back", JSON.stringify(monitor.progress));
     assert.equal(monitor.progress.step, 0, "cut at its first step");
     assert.equal(monitor.history.length, 1, JSON.stringify(monitor.history));
     assert.equal(monitor.history[0].by, "rollout");
     assert.equal(monitor.history[0].canary, "1.2.0");
     // The verdict's own counts (the step's tracked clients, silence included), from its reason.
-    const [, failing, judged] = /canary (?:failure|error) rate [\d.]+% \((\d+)\/(\d+),/.exec(config.rollback.reason).map(Number);
+    const [, failing, judged] = /canary clients that never booted: [\d.]+% \((\d+)\/(\d+),/.exec(config.rollback.reason).map(Number);
     const [, stableFailing, stableJudged] = /stable's [\d.]+% \((\d+)\/(\d+),/.exec(config.rollback.reason).map(Number);
     assert.equal(failing, judged, "every judged canary client failed");
     assert.ok(failing > HEALTH_HOSTILE, `more failing canary clients than the hostile discount: ${config.rollback.reason}`);

@@ -18,7 +18,7 @@ use super::counts::{Batch, ChannelCounts};
 use super::history::{History, NewEntry};
 use super::progress::{Progress, ProgressState};
 use super::projection::{Projection, Provenance};
-use super::tracker::{BootRule, Tracker, CLIENTS_PER_NETWORK};
+use super::tracker::{BootRule, Resolved, Tracker, CLIENTS_PER_NETWORK};
 use super::verdict::{Evidence, Exposure, Judgement, TestPolicy, Verdict};
 use crate::admin::Command;
 use crate::config::{BundleName, Rollout, Version, Weight};
@@ -39,6 +39,8 @@ pub const BOOTS_TO_KNOW: u64 = 3;
 /// Shortest gap between two alarms that only resolve clients past their boot grace (each
 /// alarm reads KV; under traffic the batches resolve them anyway).
 pub const BOOT_SWEEP_MS: f64 = 5_000.0;
+/// Stable clients a step tracks per canary client at weights below 10% (a sample).
+pub const STABLE_PER_CANARY: f64 = 10.0;
 /// Why nothing automatic happens without `COHORT_SECRET`.
 pub const UNSIGNED: &str = "auto canary is off: the COHORT_SECRET secret is not set, so cohort cookies are signed with the public salt and anyone can forge them; set it with `wrangler secret put COHORT_SECRET`";
 /// Versions remembered as sending boot signals.
@@ -178,6 +180,23 @@ impl Out {
     }
 }
 
+/// The share of stable's clients a step tracks at effective weight `w` (a fraction): all of
+/// them from 10% on; below, about `STABLE_PER_CANARY` per canary client.
+pub fn stable_sample(w: f64) -> f64 {
+    if w <= 0.0 || w >= 1.0 {
+        return 1.0;
+    }
+    (STABLE_PER_CANARY * w / (1.0 - w)).min(1.0)
+}
+
+/// The canary's share of a step's tracked clients at effective weight `w`.
+pub fn tracked_canary_share(w: f64) -> f64 {
+    if w <= 0.0 {
+        return 0.0;
+    }
+    w / (w + (1.0 - w) * stable_sample(w))
+}
+
 /// Runs one event. Pure: the same state, event and time give the same result.
 pub fn step(mut state: Control, event: Event, now_ms: f64) -> (Control, Vec<Effect>) {
     let mut out = Out::default();
@@ -295,19 +314,35 @@ impl Control {
             expected,
             stable_present,
             grace_ms: f64::from(self.policy().boot_grace_secs) * 1000.0,
+            stable_sample: self.stable_sample(),
         }
     }
 
-    /// The canary's share of the clients the edge serves: the effective weight.
-    pub fn exposure(&self) -> Exposure {
-        let canary_share = self.config.as_ref().map_or(0.0, |c| {
+    /// The effective weight: the share of clients the edge serves the canary.
+    fn weight_share(&self) -> f64 {
+        self.config.as_ref().map_or(0.0, |c| {
             f64::from(c.weight.canary_cohorts(self.cohorts)) / f64::from(self.cohorts.max(1))
-        });
-        Exposure { canary_share }
+        })
+    }
+
+    /// The share of stable's clients a step tracks: all of them from 10% on; below, about
+    /// `STABLE_PER_CANARY` per canary client, so that the step's table (`MAX_TRACKED`) holds
+    /// enough canary clients at 1%.
+    fn stable_sample(&self) -> f64 {
+        stable_sample(self.weight_share())
+    }
+
+    /// The canary's share of the step's tracked clients: the effective weight, corrected for
+    /// the stable sample.
+    pub fn exposure(&self) -> Exposure {
+        Exposure {
+            canary_share: tracked_canary_share(self.weight_share()),
+            judge_silence: self.boot_rule().expected,
+        }
     }
 
     /// Applies tracked clients' new counts to the evidence, and learns which versions boot.
-    fn count(&mut self, new: ChannelCounts) {
+    fn count(&mut self, new: Resolved) {
         self.evidence.add(new);
         let Some(config) = self.config.as_ref() else {
             return;

@@ -50,6 +50,8 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
             "step_clients": j.step_clients,
             "min_clients": policy.min_clients,
             "hostile_clients_discounted": j.discount,
+            // Resolved clients and the silent ones (no_boot), per channel: tested apart.
+            "silence": c.evidence.silence,
             // The step's clients one by one: who booted, who went silent, who was refused.
             "tracked": {
                 "pending": t.pending(),

@@ -719,7 +719,7 @@ fn a_canary_that_never_boots_is_cut_once_its_clients_grace_ends() {
     assert_eq!(sim.kv_config().weight.percent(), 0, "cut on no_boot");
     assert!(sim.state.tracker.no_boot[1] > 10);
     let cut = sim.state.history.of_kind("rollback").next().unwrap();
-    assert!(cut.reason.contains("error rate"), "{}", cut.reason);
+    assert!(cut.reason.contains("never booted"), "{}", cut.reason);
 }
 
 #[test]

@@ -85,8 +85,10 @@ mod hex_u64 {
 enum Resolution {
     /// Loaded; neither booted nor failed yet.
     Pending,
-    /// Counted: a client, and whether it is counted with a failure.
+    /// Counted: a client that ran the SDK, and whether it is counted with a failure.
     Counted { failed: bool },
+    /// Counted as silent (`no_boot`): never booted nor reported within its grace.
+    Silent,
     /// Left out: no boot signal at weight 100.
     LeftOut,
 }
@@ -109,6 +111,24 @@ struct Waiting {
     at_ms: f64,
 }
 
+/// What a batch or a sweep newly counts, in two families tested apart (so that pages closed
+/// early, silent on both channels alike, never dilute the error comparison):
+/// - `errors`: clients that ran the SDK (booted or failed), and those with a failure;
+/// - `silence`: every resolved client (while silence is judged), and the silent ones
+///   (`no_boot`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resolved {
+    pub errors: ChannelCounts,
+    pub silence: ChannelCounts,
+}
+
+impl Resolved {
+    pub fn add(&mut self, other: Resolved) {
+        self.errors.add(other.errors);
+        self.silence.add(other.silence);
+    }
+}
+
 /// How the step resolves clients that sent no boot signal.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BootRule {
@@ -118,6 +138,8 @@ pub struct BootRule {
     /// closed early) is absorbed by the relative test.
     pub stable_present: bool,
     pub grace_ms: f64,
+    /// Share of stable's clients tracked (1 at weights of 10% and more).
+    pub stable_sample: f64,
 }
 
 /// What the step's tracking refused, for the status.
@@ -129,6 +151,8 @@ pub struct Refused {
     pub over_capacity: u64,
     /// Boot or failure signals of a channel other than the client's load.
     pub other_channel: u64,
+    /// Stable loads outside the step's sample.
+    pub not_sampled: u64,
 }
 
 /// The current step's clients.
@@ -148,11 +172,11 @@ pub struct Tracker {
 
 impl Tracker {
     /// Applies the edge's signals at `now_ms`; returns what they newly count.
-    pub fn apply(&mut self, events: &[ClientEvent], rule: BootRule, now_ms: f64) -> ChannelCounts {
-        let mut new = ChannelCounts::default();
+    pub fn apply(&mut self, events: &[ClientEvent], rule: BootRule, now_ms: f64) -> Resolved {
+        let mut new = Resolved::default();
         for e in events {
             match e.signal {
-                Signal::Load => self.load(e, now_ms, &mut new),
+                Signal::Load => self.load(e, rule, now_ms, &mut new),
                 Signal::Boot | Signal::Failure => self.signal(e, now_ms, &mut new),
             }
         }
@@ -161,21 +185,22 @@ impl Tracker {
     }
 
     /// Resolves the clients whose grace is over; returns what that newly counts.
-    pub fn sweep(&mut self, rule: BootRule, now_ms: f64) -> ChannelCounts {
-        let mut new = ChannelCounts::default();
+    pub fn sweep(&mut self, rule: BootRule, now_ms: f64) -> Resolved {
+        let mut new = Resolved::default();
         let due = now_ms - rule.grace_ms;
         for t in self.clients.values_mut() {
             if t.state != Resolution::Pending || t.loaded_ms > due {
                 continue;
             }
-            let counts = channel_mut(&mut new, t.canary);
             if !rule.expected {
+                // No boot signals to expect: a client that reported nothing is fine.
                 t.state = Resolution::Counted { failed: false };
-                counts.clients += 1;
+                channel_mut(&mut new.errors, t.canary).clients += 1;
             } else if rule.stable_present {
-                t.state = Resolution::Counted { failed: true };
-                counts.clients += 1;
-                counts.errors += 1;
+                t.state = Resolution::Silent;
+                let silence = channel_mut(&mut new.silence, t.canary);
+                silence.clients += 1;
+                silence.errors += 1;
                 self.no_boot[usize::from(t.canary)] += 1;
             } else {
                 t.state = Resolution::LeftOut;
@@ -203,8 +228,12 @@ impl Tracker {
             .count() as u64
     }
 
-    fn load(&mut self, e: &ClientEvent, now_ms: f64, new: &mut ChannelCounts) {
+    fn load(&mut self, e: &ClientEvent, rule: BootRule, now_ms: f64, new: &mut Resolved) {
         if self.clients.contains_key(&e.client) {
+            return;
+        }
+        if !e.canary && !sampled(e.client, rule.stable_sample) {
+            self.refused.not_sampled += 1;
             return;
         }
         if self.clients.len() >= MAX_TRACKED {
@@ -239,7 +268,7 @@ impl Tracker {
         self.clients.insert(e.client, t);
     }
 
-    fn signal(&mut self, e: &ClientEvent, now_ms: f64, new: &mut ChannelCounts) {
+    fn signal(&mut self, e: &ClientEvent, now_ms: f64, new: &mut Resolved) {
         let boot = e.signal == Signal::Boot;
         let Some(t) = self.clients.get_mut(&e.client) else {
             if self.waiting.len() < MAX_WAITING || self.waiting.contains_key(&e.client) {
@@ -268,30 +297,52 @@ impl Tracker {
         } else {
             t.failed = true;
         }
+        // A signal after the client was counted silent changes nothing (`Silent` is final).
         resolve_signalled(t, new);
     }
 }
 
 /// Counts a client that has booted or failed: a failure counts at once, and a client
-/// counted fine that fails later adds a failure (not a client).
-fn resolve_signalled(t: &mut Tracked, new: &mut ChannelCounts) {
-    let counts = channel_mut(new, t.canary);
+/// counted fine that fails later adds a failure (not a client). A client that ran is also
+/// one of the silence family's clients (not silent).
+fn resolve_signalled(t: &mut Tracked, new: &mut Resolved) {
+    let ran = t.failed || t.booted;
+    let first = matches!(t.state, Resolution::Pending | Resolution::LeftOut) && ran;
+    let errors = channel_mut(&mut new.errors, t.canary);
     match t.state {
         Resolution::Pending | Resolution::LeftOut if t.failed => {
-            counts.clients += 1;
-            counts.errors += 1;
+            errors.clients += 1;
+            errors.errors += 1;
             t.state = Resolution::Counted { failed: true };
         }
         Resolution::Pending | Resolution::LeftOut if t.booted => {
-            counts.clients += 1;
+            errors.clients += 1;
             t.state = Resolution::Counted { failed: false };
         }
         Resolution::Counted { failed: false } if t.failed => {
-            counts.errors += 1;
+            errors.errors += 1;
             t.state = Resolution::Counted { failed: true };
         }
         _ => {}
     }
+    if first {
+        channel_mut(&mut new.silence, t.canary).clients += 1;
+    }
+}
+
+/// Whether a stable client is in the step's sample: a hash of its (edge-issued, random) id
+/// below `rate`. Canary clients are all tracked; stable ones at the rate the weight sets, so
+/// that at small weights the step's table holds enough canary clients.
+fn sampled(client: u64, rate: f64) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    // splitmix64's finalizer: ids are random already; this only spreads them.
+    let mut z = client.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 11) as f64 / (1u64 << 53) as f64) < rate
 }
 
 fn channel_mut(c: &mut ChannelCounts, canary: bool) -> &mut Counts {
@@ -313,7 +364,13 @@ mod tests {
             expected,
             stable_present,
             grace_ms: GRACE,
+            stable_sample: 1.0,
         }
+    }
+
+    /// The error family's counts and the silent clients per channel (stable, canary).
+    fn seen(r: Resolved) -> (ChannelCounts, (u64, u64)) {
+        (r.errors, (r.silence.stable.errors, r.silence.canary.errors))
     }
 
     fn ev(client: u64, network: u64, canary: bool, signal: Signal) -> ClientEvent {
@@ -342,43 +399,39 @@ mod tests {
 
     #[test]
     fn each_client_is_resolved_once_by_boot_failure_or_silence() {
-        // (events before the sweep, rule, counts after the load, counts at the sweep)
+        // (events, rule, at the load: errors family and silent clients, at the sweep: same)
         let r = rule(true, true);
+        let none = (counts(0, 0, 0, 0), (0, 0));
         for (events, rule, at_load, at_sweep) in [
             // Booted: fine, counted when the boot comes.
             (
                 vec![ev(1, 1, true, Load), ev(1, 0, true, Boot)],
                 r,
-                counts(0, 0, 1, 0),
-                counts(0, 0, 0, 0),
+                (counts(0, 0, 1, 0), (0, 0)),
+                none,
             ),
-            // Silent past the grace, boots expected, stable present: no_boot.
+            // Silent past the grace, boots expected, stable present: no_boot (silence family).
             (
                 vec![ev(1, 1, true, Load)],
                 r,
-                counts(0, 0, 0, 0),
-                counts(0, 0, 1, 1),
+                none,
+                (counts(0, 0, 0, 0), (0, 1)),
             ),
             // Same on stable.
             (
                 vec![ev(1, 1, false, Load)],
                 r,
-                counts(0, 0, 0, 0),
-                counts(1, 1, 0, 0),
+                none,
+                (counts(0, 0, 0, 0), (1, 0)),
             ),
             // Silent at weight 100: left out, neither pass nor failure.
-            (
-                vec![ev(1, 1, true, Load)],
-                rule(true, false),
-                counts(0, 0, 0, 0),
-                counts(0, 0, 0, 0),
-            ),
+            (vec![ev(1, 1, true, Load)], rule(true, false), none, none),
             // A bundle without boot signals: silence is a fine client.
             (
                 vec![ev(1, 1, true, Load)],
                 rule(false, true),
-                counts(0, 0, 0, 0),
-                counts(0, 0, 1, 0),
+                none,
+                (counts(0, 0, 1, 0), (0, 0)),
             ),
             // A failure counts at once, booted or not, and only once.
             (
@@ -389,8 +442,8 @@ mod tests {
                     ev(1, 0, true, Boot),
                 ],
                 r,
-                counts(0, 0, 1, 1),
-                counts(0, 0, 0, 0),
+                (counts(0, 0, 1, 1), (0, 0)),
+                none,
             ),
             // Booted, then failed: one client, one failure.
             (
@@ -400,29 +453,29 @@ mod tests {
                     ev(1, 0, true, Failure),
                 ],
                 r,
-                counts(0, 0, 1, 1),
-                counts(0, 0, 0, 0),
+                (counts(0, 0, 1, 1), (0, 0)),
+                none,
             ),
             // A boot before its load waits for it.
             (
                 vec![ev(1, 0, true, Boot), ev(1, 1, true, Load)],
                 r,
-                counts(0, 0, 1, 0),
-                counts(0, 0, 0, 0),
+                (counts(0, 0, 1, 0), (0, 0)),
+                none,
             ),
             // Signals without a load count nothing.
             (
                 vec![ev(1, 0, true, Failure), ev(2, 0, false, Boot)],
                 r,
-                counts(0, 0, 0, 0),
-                counts(0, 0, 0, 0),
+                none,
+                none,
             ),
             // A signal of the other channel is not the client's.
             (
                 vec![ev(1, 1, true, Load), ev(1, 0, false, Failure)],
                 r,
-                counts(0, 0, 0, 0),
-                counts(0, 0, 1, 1),
+                none,
+                (counts(0, 0, 0, 0), (0, 1)),
             ),
             // One client per network per step, whichever channel: the second is not counted.
             (
@@ -433,25 +486,81 @@ mod tests {
                     ev(1, 0, true, Boot),
                 ],
                 r,
-                counts(0, 0, 1, 0),
-                counts(0, 0, 0, 0),
+                (counts(0, 0, 1, 0), (0, 0)),
+                none,
             ),
         ] {
             let mut t = Tracker::default();
             let got = t.apply(&events, rule, 0.0);
-            assert_eq!(got, at_load, "{events:?}");
+            assert_eq!(seen(got), at_load, "{events:?}");
             assert_eq!(
                 t.sweep(rule, GRACE - 1.0),
-                ChannelCounts::default(),
+                Resolved::default(),
                 "not yet due"
             );
-            assert_eq!(t.sweep(rule, GRACE), at_sweep, "{events:?}");
-            assert_eq!(
-                t.sweep(rule, 10.0 * GRACE),
-                ChannelCounts::default(),
-                "once"
-            );
+            assert_eq!(seen(t.sweep(rule, GRACE)), at_sweep, "{events:?}");
+            assert_eq!(t.sweep(rule, 10.0 * GRACE), Resolved::default(), "once");
         }
+    }
+
+    #[test]
+    fn clients_that_ran_and_silent_ones_make_the_silence_family() {
+        let r = rule(true, true);
+        let mut t = Tracker::default();
+        let mut events = vec![];
+        for id in 0..10 {
+            events.push(ev(id, id, true, Load));
+            if id < 7 {
+                events.push(ev(id, 0, true, Boot));
+            }
+        }
+        let mut got = t.apply(&events, r, 0.0);
+        got.add(t.sweep(r, GRACE));
+        assert_eq!(
+            got.errors.canary,
+            Counts {
+                clients: 7,
+                errors: 0
+            }
+        );
+        assert_eq!(
+            got.silence.canary,
+            Counts {
+                clients: 10,
+                errors: 3
+            }
+        );
+        // A report after the client was counted silent changes nothing.
+        assert_eq!(
+            t.apply(&[ev(9, 0, true, Failure)], r, GRACE + 1.0),
+            Resolved::default()
+        );
+    }
+
+    #[test]
+    fn stable_clients_are_sampled_at_the_rate_and_canary_ones_all_tracked() {
+        let r = BootRule {
+            stable_sample: 0.1,
+            ..rule(false, true)
+        };
+        let mut t = Tracker::default();
+        let events: Vec<_> = (0..20_000u64)
+            .map(|id| {
+                ev(
+                    id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    id,
+                    id % 2 == 0,
+                    Load,
+                )
+            })
+            .collect();
+        let got = t.apply(&events, r, 0.0);
+        let _ = got;
+        let tracked_stable = 10_000 - t.refused.not_sampled;
+        assert!((800..=1_200).contains(&tracked_stable), "{tracked_stable}");
+        let resolved = t.sweep(r, GRACE);
+        assert_eq!(resolved.errors.canary.clients, 10_000);
+        assert_eq!(resolved.errors.stable.clients, tracked_stable);
     }
 
     #[test]
@@ -461,7 +570,7 @@ mod tests {
         t.apply(&events, rule(true, true), 0.0);
         let failures: Vec<_> = (0..1_000).map(|id| ev(id, 0, true, Failure)).collect();
         let got = t.apply(&failures, rule(true, true), 1.0);
-        assert_eq!(got, counts(0, 0, 1, 1));
+        assert_eq!(got.errors, counts(0, 0, 1, 1));
         assert_eq!(t.refused.network_cap, 999);
     }
 

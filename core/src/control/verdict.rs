@@ -70,14 +70,20 @@ pub struct TestPolicy {
 /// at a fixed null is a function of the totals.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
+    /// Clients that ran the SDK (booted or failed), and those with a failure.
     pub seen: ChannelCounts,
+    /// Every resolved client while silence is judged, and the silent ones (`no_boot`).
+    #[serde(default)]
+    pub silence: ChannelCounts,
 }
 
-/// The share of clients the edge serves the canary in the step: the effective weight
-/// (`canary_cohorts / cohorts`), never a count an attacker can inflate.
+/// The canary's share of the step's tracked clients: the effective weight
+/// (`canary_cohorts / cohorts`) corrected for the stable sample, never a count an attacker
+/// can inflate. `judge_silence`: stable's SDK is known to boot, so silence is tested too.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Exposure {
     pub canary_share: f64,
+    pub judge_silence: bool,
 }
 
 impl Exposure {
@@ -295,8 +301,9 @@ impl Evidence {
     }
 
     /// Adds what the tracker newly counted.
-    pub fn add(&mut self, new: ChannelCounts) {
-        self.seen.add(new);
+    pub fn add(&mut self, new: crate::control::tracker::Resolved) {
+        self.seen.add(new.errors);
+        self.silence.add(new.silence);
     }
 
     /// The verdict, with the numbers behind it (about the step's clients).
@@ -333,8 +340,39 @@ impl Evidence {
         } else {
             better_absolute
         };
+        // Silence (no_boot), tested apart from errors: a common share of pages closed early
+        // cancels out in its relative test and never dilutes the error comparison. Two cut
+        // tests (either may cut) share α: each at α/2. A pass must pass both (each at α: the
+        // null "worse on errors or on silence" is rejected only when both are).
+        let silence = (exposure.judge_silence && stable_present).then(|| {
+            let s = &self.silence;
+            let (nc, xc) = (s.canary.clients, s.canary.errors.min(s.canary.clients));
+            let xs = s.stable.errors.min(s.stable.clients);
+            let removed = d.min(xc);
+            let cut = tests(nc - removed, xc - removed, xs, exposure, policy);
+            let pass = tests(nc - d.min(nc - xc), xc, xs - d.min(xs), exposure, policy);
+            (cut, pass)
+        });
+        let split = if silence.is_some() { 2.0f64.ln() } else { 0.0 };
+        let cut_threshold = cut_threshold + split;
         let relative_worse = worse_relative >= cut_threshold;
         let absolute_worse = worse_absolute >= cut_threshold;
+        let silence_worse = silence.as_ref().is_some_and(|(cut, _)| {
+            cut.worse_relative >= cut_threshold && cut.worse_absolute >= cut_threshold
+        });
+        let silence_passed = silence.as_ref().is_none_or(|(_, pass)| {
+            mixture(&[pass.better_relative, pass.better_absolute], &[0.5, 0.5]) >= pass_threshold
+        });
+        let quiet = wilson(
+            self.silence.canary.errors,
+            self.silence.canary.clients,
+            policy.confidence,
+        );
+        let quiet_stable = wilson(
+            self.silence.stable.errors,
+            self.silence.stable.clients,
+            policy.confidence,
+        );
         let canary = wilson(
             totals.canary.errors,
             totals.canary.clients,
@@ -370,7 +408,19 @@ impl Evidence {
         } else {
             String::new()
         };
-        let (verdict, reason) = if absolute_worse && (relative_worse || !stable_present) {
+        let (verdict, reason) = if silence_worse {
+            (
+                Verdict::Cut,
+                format!(
+                    "canary clients that never booted: {} is above {}x stable's {} and above {:.2}% with {:.0}% confidence{robust}",
+                    describe(&quiet),
+                    1.0 + policy.max_increase,
+                    describe(&quiet_stable),
+                    policy.min_error_rate * 100.0,
+                    policy.confidence * 100.0
+                ),
+            )
+        } else if absolute_worse && (relative_worse || !stable_present) {
             (
                 Verdict::Cut,
                 format!(
@@ -394,6 +444,15 @@ impl Evidence {
                     },
                     describe(&canary),
                     describe(&stable)
+                ),
+            )
+        } else if better >= pass_threshold && !silence_passed {
+            (
+                Verdict::Inconclusive,
+                format!(
+                    "errors pass, but not yet the boot signals: canary clients that never booted {} vs stable {}",
+                    describe(&quiet),
+                    describe(&quiet_stable)
                 ),
             )
         } else if better >= pass_threshold {
@@ -459,7 +518,18 @@ mod tests {
     }
 
     fn share(canary_share: f64) -> Exposure {
-        Exposure { canary_share }
+        Exposure {
+            canary_share,
+            judge_silence: false,
+        }
+    }
+
+    /// Counts of clients that ran the SDK (the error family), nothing silent.
+    fn errors(errors: ChannelCounts) -> crate::control::tracker::Resolved {
+        crate::control::tracker::Resolved {
+            errors,
+            ..Default::default()
+        }
     }
 
     fn counts(clients: u64, errors: u64) -> Counts {
@@ -565,7 +635,10 @@ mod tests {
     }
 
     fn share_of(canary_share: f64) -> Exposure {
-        Exposure { canary_share }
+        Exposure {
+            canary_share,
+            judge_silence: false,
+        }
     }
 
     /// Monitors `batches` batches of `per_batch` new clients per channel, canary share
@@ -591,7 +664,7 @@ mod tests {
                 stable: counts(ns, rng.binomial(ns, p_stable)),
             };
             canary_clients += nc;
-            e.add(new);
+            e.add(errors(new));
             if e.judge(share_of(share), &policy).verdict == watch_for {
                 return (watch_for, canary_clients);
             }
@@ -680,7 +753,7 @@ mod tests {
             canary: counts(400, 2),
             stable: counts(40_000, 400),
         };
-        e.add(new);
+        e.add(errors(new));
         let with_stable = e.judge(share(0.01), &policy);
         let mean =
             ((with_stable.better_relative.exp() + with_stable.better_absolute.exp()) / 2.0).ln();
@@ -704,7 +777,7 @@ mod tests {
             canary: counts(1000, 0),
             stable: counts(1000, 0),
         };
-        e.add(new);
+        e.add(errors(new));
         assert_eq!(e.judge(share(0.5), &policy()).verdict, Verdict::Pass);
         // A total failure is cut even with no stable traffic left (weight 100).
         let mut e = Evidence::default();
@@ -712,7 +785,7 @@ mod tests {
             canary: counts(30, 30),
             stable: counts(0, 0),
         };
-        e.add(new);
+        e.add(errors(new));
         assert_eq!(e.judge(share(1.0), &policy()).verdict, Verdict::Cut);
     }
 }

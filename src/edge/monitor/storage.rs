@@ -66,7 +66,11 @@ CREATE TABLE IF NOT EXISTS step_counts (
   canary_clients INTEGER NOT NULL,
   canary_errors INTEGER NOT NULL,
   stable_clients INTEGER NOT NULL,
-  stable_errors INTEGER NOT NULL
+  stable_errors INTEGER NOT NULL,
+  canary_resolved INTEGER NOT NULL,
+  canary_silent INTEGER NOT NULL,
+  stable_resolved INTEGER NOT NULL,
+  stable_silent INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS booting_versions (
   seq INTEGER PRIMARY KEY,
@@ -242,6 +246,10 @@ struct StepCountsRow {
     canary_errors: f64,
     stable_clients: f64,
     stable_errors: f64,
+    canary_resolved: f64,
+    canary_silent: f64,
+    stable_resolved: f64,
+    stable_silent: f64,
 }
 
 #[derive(Deserialize)]
@@ -354,6 +362,16 @@ impl Store {
                         errors: count(e.stable_errors),
                     },
                 },
+                silence: ChannelCounts {
+                    canary: Counts {
+                        clients: count(e.canary_resolved),
+                        errors: count(e.canary_silent),
+                    },
+                    stable: Counts {
+                        clients: count(e.stable_resolved),
+                        errors: count(e.stable_silent),
+                    },
+                },
             };
         }
         c.booting = self
@@ -438,14 +456,18 @@ impl Store {
             }
         }
         if changed(&|b| b.evidence != after.evidence) {
-            let e = &after.evidence.seen;
+            let (e, q) = (&after.evidence.seen, &after.evidence.silence);
             self.run(
-                "INSERT OR REPLACE INTO step_counts VALUES (1, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO step_counts VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
                 vec![
                     int(e.canary.clients),
                     int(e.canary.errors),
                     int(e.stable.clients),
                     int(e.stable.errors),
+                    int(q.canary.clients),
+                    int(q.canary.errors),
+                    int(q.stable.clients),
+                    int(q.stable.errors),
                 ],
             )?;
         }
