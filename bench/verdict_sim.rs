@@ -640,7 +640,13 @@ fn run_cell(
         judged_p95_all: {
             let mut judged: Vec<f64> = outcomes
                 .iter()
-                .map(|o| if o.cut { o.judged_at_cut } else { f64::INFINITY })
+                .map(|o| {
+                    if o.cut {
+                        o.judged_at_cut
+                    } else {
+                        f64::INFINITY
+                    }
+                })
                 .collect();
             quantile(&mut judged, 0.95).unwrap_or(f64::INFINITY)
         },
@@ -913,7 +919,13 @@ fn targets(rows: &[Row], attacks: &[Row]) -> Vec<String> {
     for r in rows.iter().filter(|r| r.cell.canary == Canary::NeverBoots) {
         let p95 = r.judged_p95_all;
         let ok = p95 <= NEVER_BOOTS_TARGET;
-        let shown = |x: f64| if x.is_finite() { format!("{x:.0}") } else { "never cut".into() };
+        let shown = |x: f64| {
+            if x.is_finite() {
+                format!("{x:.0}")
+            } else {
+                "never cut".into()
+            }
+        };
         lines.push(format!(
             "- {}: never-booting canary cut within {NEVER_BOOTS_TARGET:.0} judged canary clients (p95) at {}/min, early close {}: p95 {} judged; {} loaded by the cut (the {:.0} s boot grace alone lets ~{:.0} load)",
             verdict(ok),

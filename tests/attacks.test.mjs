@@ -433,6 +433,8 @@ async function runCell(attack, k, target) {
     stable: { clients: mon.verdict.stable.clients, failing: mon.verdict.stable.errors },
     capped: mon.verdict.tracked.refused.network_cap,
     noBoot: mon.verdict.tracked.no_boot,
+    // Resolved clients and the silent ones (no_boot), tested apart from errors.
+    silence: mon.verdict.silence ?? null,
     discounted: mon.verdict.hostile_clients_discounted,
     state: mon.verdict.state,
     reason: mon.verdict.reason,
@@ -547,8 +549,12 @@ function evidenceText(r, weight) {
   const atCut = r.cut && r.cut.weight === weight;
   if (!e || (weight === 100 && !TO_DONE && !atCut)) return "–";
   const [c, s] = atCut ? [r.cut.canary, r.cut.stable] : [{ errors: e.canary.failing, clients: e.canary.clients }, { errors: e.stable.failing, clients: e.stable.clients }];
-  const nb = e.noBoot.canary || e.noBoot.stable ? `, no_boot c${e.noBoot.canary}/s${e.noBoot.stable}` : "";
-  return `${atCut ? "at the cut: " : ""}c ${c.errors}/${c.clients}, s ${s.errors}/${s.clients}, capped ${e.capped}${nb}`;
+  // The silence family (no_boot of all resolved clients), as last seen, when there is any.
+  const q = e.silence;
+  const silent = q && (q.canary.errors || q.stable.errors)
+    ? `; silent c ${q.canary.errors}/${q.canary.clients}, s ${q.stable.errors}/${q.stable.clients}`
+    : e.noBoot.canary || e.noBoot.stable ? `; no_boot c ${e.noBoot.canary}, s ${e.noBoot.stable}` : "";
+  return `${atCut ? "at the cut: " : ""}c ${c.errors}/${c.clients}, s ${s.errors}/${s.clients}${silent}; capped ${e.capped}`;
 }
 
 function attackText(r) {
@@ -573,7 +579,7 @@ test("the table", () => {
     `Attacks on the evidence, measured (tests/attacks.test.mjs${FULL ? ", ATTACKS_FULL=1" : ""}; ${new Date().toISOString().slice(0, 10)}).`,
     `Rollout [${STEPS.join(", ")}], bake ${BAKE_SECS} s; the default health policy (hostile_networks ${DEFAULTS.hostile_networks}, min_clients ${DEFAULTS.min_clients}, confidence ${DEFAULTS.confidence}, min_error_rate ${DEFAULTS.min_error_rate}, max_increase ${DEFAULTS.max_increase}) but boot_grace_secs ${HEALTH.boot_grace_secs} (default ${DEFAULTS.boot_grace_secs}).`,
     "Real shoppers: each on its own network, booting (failing canary: 3 in 10 canary shoppers send an error report instead); stable never fails.",
-    "Evidence: the step's counted clients as failing/all, canary (c) and stable (s), as the monitor last showed them (or at the cut), and loads refused by the one-client-per-network cap.",
+    "Evidence: the step's clients that ran the SDK as failing/all, canary (c) and stable (s), as the monitor last showed them (or at the cut); the silence family (no_boot of all resolved clients, as last seen) when any; and loads refused by the one-client-per-network cap.",
     "Attacker's traffic: his requests (HEAD probes included), his reports, and how many of those the edge admitted (`counted: true`: a valid cookie served that version) before the step's tracking ignored or capped them.",
     "",
     "| attack | target | networks | attacker's traffic | evidence, step 50% | evidence, step 100% | false cut? / cut | advanced? | real canary clients/min |",
