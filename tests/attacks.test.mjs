@@ -530,8 +530,20 @@ describe("attacks on the evidence", { concurrency: CONCURRENCY }, () => {
 
 const secs = (ms) => (ms / 1000).toFixed(1);
 
+/** Which test family cut: errors, or silence (clients that never booted). */
+function cutFamily(r) {
+  return /never booted/.test(r.cut.reason) ? "on silence" : "on errors";
+}
+
+/** The silence counts a cut on silence names in its reason: canary and stable, (silent/all). */
+function silenceAtCut(r) {
+  if (!r.cut || !/never booted/.test(r.cut.reason)) return null;
+  const [c, s] = [...r.cut.reason.matchAll(/\((\d+)\/(\d+),/g)].map((m) => `${m[1]}/${m[2]}`);
+  return `silent c ${c}, s ${s}`;
+}
+
 function outcome(r) {
-  const at = r.cut && `at ${r.cut.weight}% after ${r.cut.realCanary} real canary clients, ${secs(r.cut.ms)} s`;
+  const at = r.cut && `${cutFamily(r)} at ${r.cut.weight}% after ${r.cut.realCanary} real canary clients, ${secs(r.cut.ms)} s`;
   if (r.target === "healthy") return r.cut ? `**false cut** ${at}` : "no";
   return r.cut ? `cut ${at}` : `**not cut** (${secs(r.elapsedMs)} s, ${r.realCanary} real canary clients)`;
 }
@@ -551,7 +563,8 @@ function evidenceText(r, weight) {
   const [c, s] = atCut ? [r.cut.canary, r.cut.stable] : [{ errors: e.canary.failing, clients: e.canary.clients }, { errors: e.stable.failing, clients: e.stable.clients }];
   // The silence family (no_boot of all resolved clients), as last seen, when there is any.
   const q = e.silence;
-  const silent = q && (q.canary.errors || q.stable.errors)
+  const cutSilence = atCut && silenceAtCut(r);
+  const silent = cutSilence ? `; ${cutSilence}` : q && (q.canary.errors || q.stable.errors)
     ? `; silent c ${q.canary.errors}/${q.canary.clients}, s ${q.stable.errors}/${q.stable.clients}`
     : e.noBoot.canary || e.noBoot.stable ? `; no_boot c ${e.noBoot.canary}, s ${e.noBoot.stable}` : "";
   return `${atCut ? "at the cut: " : ""}c ${c.errors}/${c.clients}, s ${s.errors}/${s.clients}${silent}; capped ${e.capped}`;
@@ -560,7 +573,8 @@ function evidenceText(r, weight) {
 function attackText(r) {
   if (!r.attacker) return "–";
   const a = r.attacker;
-  return `${a.requests} req, ${a.reports} reports (${a.admitted} admitted)`;
+  const refused = Object.entries(a.reasons).map(([why, n]) => `${n} ${why}`).join(", ");
+  return `${a.requests} req, ${a.reports} reports (${a.admitted} admitted${refused ? `; ${refused}` : ""})`;
 }
 
 function row(r) {
@@ -579,7 +593,7 @@ test("the table", () => {
     `Attacks on the evidence, measured (tests/attacks.test.mjs${FULL ? ", ATTACKS_FULL=1" : ""}; ${new Date().toISOString().slice(0, 10)}).`,
     `Rollout [${STEPS.join(", ")}], bake ${BAKE_SECS} s; the default health policy (hostile_networks ${DEFAULTS.hostile_networks}, min_clients ${DEFAULTS.min_clients}, confidence ${DEFAULTS.confidence}, min_error_rate ${DEFAULTS.min_error_rate}, max_increase ${DEFAULTS.max_increase}) but boot_grace_secs ${HEALTH.boot_grace_secs} (default ${DEFAULTS.boot_grace_secs}).`,
     "Real shoppers: each on its own network, booting (failing canary: 3 in 10 canary shoppers send an error report instead); stable never fails.",
-    "Evidence: the step's clients that ran the SDK as failing/all, canary (c) and stable (s), as the monitor last showed them (or at the cut); the silence family (no_boot of all resolved clients, as last seen) when any; and loads refused by the one-client-per-network cap.",
+    "Evidence: the step's clients that ran the SDK as failing/all, canary (c) and stable (s), as the monitor last showed them (or at the cut); the silence family (silent, i.e. no_boot, of all resolved clients; at a cut on silence, as its reason names them) when any; and loads refused by the one-client-per-network cap.",
     "Attacker's traffic: his requests (HEAD probes included), his reports, and how many of those the edge admitted (`counted: true`: a valid cookie served that version) before the step's tracking ignored or capped them.",
     "",
     "| attack | target | networks | attacker's traffic | evidence, step 50% | evidence, step 100% | false cut? / cut | advanced? | real canary clients/min |",
