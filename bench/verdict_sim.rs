@@ -78,7 +78,7 @@ use std::time::Instant;
 
 use canary_core::config::{HealthPolicy, Weight};
 use canary_core::control::machine::{stable_sample, tracked_canary_share};
-use canary_core::control::tracker::{BootRule, ClientEvent, Signal, Tracker, CLIENTS_PER_NETWORK};
+use canary_core::control::tracker::{BootRule, ClientEvent, Signal, Tracker};
 use canary_core::control::verdict::{Evidence, Exposure, TestPolicy, Verdict};
 use common::Rng;
 
@@ -193,13 +193,7 @@ struct Outcome {
 
 /// The verdict's policy, as `Control::test_policy` builds it from the rollout's `health`.
 fn test_policy(p: &HealthPolicy) -> TestPolicy {
-    TestPolicy {
-        confidence: p.confidence,
-        max_increase: p.max_increase,
-        min_error_rate: p.min_error_rate,
-        min_clients: p.min_clients,
-        hostile_clients: u64::from(p.hostile_networks) * u64::from(CLIENTS_PER_NETWORK),
-    }
+    TestPolicy::from_health(p)
 }
 
 /// The canary's cohorts at weight `w`, as `Control::exposure` and `Control::boot_rule` see it.

@@ -44,7 +44,7 @@ impl std::fmt::Debug for ClientSet {
 }
 
 /// splitmix64's finalizer: spreads any id over 64 bits before it picks a register.
-fn mix(id: u64) -> u64 {
+pub(crate) fn mix(id: u64) -> u64 {
     let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

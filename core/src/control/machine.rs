@@ -18,7 +18,7 @@ use super::counts::{Batch, ChannelCounts};
 use super::history::{History, NewEntry};
 use super::progress::{Progress, ProgressState};
 use super::projection::{Projection, Provenance};
-use super::tracker::{BootRule, Resolved, Tracker, CLIENTS_PER_NETWORK};
+use super::tracker::{BootRule, Resolved, Tracker};
 use super::verdict::{Evidence, Exposure, Judgement, TestPolicy, Verdict};
 use crate::admin::Command;
 use crate::config::{BundleName, Rollout, Version, Weight};
@@ -380,14 +380,7 @@ impl Control {
     }
 
     fn test_policy(&self) -> TestPolicy {
-        let p = self.policy();
-        TestPolicy {
-            confidence: p.confidence,
-            max_increase: p.max_increase,
-            min_error_rate: p.min_error_rate,
-            min_clients: p.min_clients,
-            hostile_clients: u64::from(p.hostile_networks) * u64::from(CLIENTS_PER_NETWORK),
-        }
+        TestPolicy::from_health(&self.policy())
     }
 
     /// The sequential verdict on the live canary, with the numbers behind it.

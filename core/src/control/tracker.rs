@@ -337,11 +337,8 @@ fn sampled(client: u64, rate: f64) -> bool {
     if rate >= 1.0 {
         return true;
     }
-    // splitmix64's finalizer: ids are random already; this only spreads them.
-    let mut z = client.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
+    // Ids are random already; the mixer only spreads them.
+    let z = super::clients::mix(client);
     ((z >> 11) as f64 / (1u64 << 53) as f64) < rate
 }
 

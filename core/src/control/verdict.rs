@@ -64,6 +64,21 @@ pub struct TestPolicy {
     pub hostile_clients: u64,
 }
 
+impl TestPolicy {
+    /// The tests' knobs from a rollout's `health`: the discount is the hostile networks
+    /// times the clients a network counts for in a step.
+    pub fn from_health(p: &crate::config::HealthPolicy) -> Self {
+        Self {
+            confidence: p.confidence,
+            max_increase: p.max_increase,
+            min_error_rate: p.min_error_rate,
+            min_clients: p.min_clients,
+            hostile_clients: u64::from(p.hostile_networks)
+                * u64::from(super::tracker::CLIENTS_PER_NETWORK),
+        }
+    }
+}
+
 /// The step's evidence: its counted clients and clients with a failure, per channel, as
 /// the tracker resolved them. The tests are computed from these totals: within a step the
 /// weight, and so the null's boundary, is fixed, and a likelihood ratio of Bernoulli trials
