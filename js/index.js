@@ -195,8 +195,20 @@ async function withTimeout(promise, ms, message) {
 async function serveAsset(answer, request, env, ctx, started) {
   const p = answer.split("\n");
   const [, bundle, headFlag, defaultType, version, channel, cacheKey, key] = p;
-  const [fallbackVersion, fallbackCacheKey, fallbackKey, tally] = p.slice(8, 12);
+  const [fallbackVersion, fallbackCacheKey, fallbackKey, tally, mustBePublished] = p.slice(8, 13);
   const isHead = headFlag === "1";
+
+  // A pinned version the config does not name is public only once published (its
+  // manifest exists): checked before the edge cache, which may hold a copy an override
+  // fetched. A manifest found is kept per isolate, so this costs one R2 read per version.
+  if (mustBePublished === "1") {
+    const files = await manifestFiles(env, bundle, version);
+    if (files.error !== undefined) {
+      log("publication_unknown", { bundle, version, detail: files.error });
+      return text(503, `could not check that ${bundle}@${version} was published; try again`);
+    }
+    if (files.set === null) return text(404, `${bundle}@${version} is not a published version`);
+  }
 
   // The edge cache first (inline: the hot path), then R2.
   let found = await cached(cacheKey, defaultType);
@@ -229,7 +241,7 @@ async function serveAsset(answer, request, env, ctx, started) {
   headers.etag = found.etag;
   headers["x-canary-version"] = servedVersion;
   headers["server-timing"] = `edge;dur=${Date.now() - started}, cache;desc=${found.fromCache ? "hit" : "miss"}`;
-  for (let i = 12; i + 1 < p.length; i += 2) headers[p[i]] = p[i + 1];
+  for (let i = 13; i + 1 < p.length; i += 2) headers[p[i]] = p[i + 1];
   if (servedChannel) headers["x-canary-channel"] = servedChannel;
   if (outcome !== SERVED_AS_ROUTED) headers["x-canary-fallback"] = "stable";
 
@@ -385,7 +397,7 @@ function failure(answer) {
 function text(status, message) {
   return new Response(`${status} ${message}\n`, {
     status,
-    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", "x-content-type-options": "nosniff" },
   });
 }
 

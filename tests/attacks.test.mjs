@@ -60,7 +60,7 @@ const TO_DONE = FULL || process.env.ATTACKS_TO_DONE === "1";
 const CAP_MS = Number(process.env.ATTACKS_CAP_SECS ?? 480) * 1000;
 const ONLY = process.env.ATTACKS_ONLY ? new Set(process.env.ATTACKS_ONLY.split(",").map(Number)) : null;
 
-const TOKEN = "attacks-admin-token";
+const TOKEN = "attacks-admin-token-0123456789abcdef";
 const STABLE = "1.0.0";
 const CANARY = "1.1.0";
 const STEPS = [50, 100];

@@ -7,7 +7,7 @@ import {
   bodyVersion, cookiesByChannel, cookiesForEveryCohort, copyDemoFiles, newClients, sendReport, sleep, startShoppers, startWorker, until,
 } from "./support/harness.mjs";
 
-const TOKEN = "test-admin-token";
+const TOKEN = "test-admin-token-0123456789abcdef";
 // A handful of clients drive the control plane's mechanics here: no discount for hostile
 // networks (tests/attacks.test.mjs covers those), and a short boot grace.
 const HEALTH = { window_secs: 60, min_requests: 20, max_error_rate: 0.1, max_relative: 2, auto_rollback: true, hostile_networks: 0, boot_grace_secs: 1 };

@@ -21,7 +21,7 @@ import { chromium } from "playwright-core";
 import { ROOT, putManifests, sleep, startWorker, until } from "./support/harness.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const TOKEN = "browser-canary-admin";
+const TOKEN = "browser-canary-admin-token-0123456789";
 const STEPS = [50, 100];
 /** Browser contexts open at once (2 cores run workerd and Chromium too). */
 const CONCURRENCY = 4;

@@ -93,7 +93,7 @@ test("a broken canary in a real browser: the SDK reports its error and the edge 
   const broken = await startWorker({
     listen: true,
     rollout: { stable: "1.0.0", canary: "1.1.0", weight: 100 },
-    vars: { ADMIN_TOKEN: "browser-admin", HEALTH_FLUSH_MS: "0" },
+    vars: { ADMIN_TOKEN: "browser-admin-token-0123456789abcdef", HEALTH_FLUSH_MS: "0" },
   });
   try {
     // The canary's chunk never made it to R2: the entry loads, its pinned chunk 404s.

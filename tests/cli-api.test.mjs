@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { ROOT, failureOutput, startShoppers, startWorker } from "./support/harness.mjs";
 
 const run = promisify(execFile);
-const TOKEN = "cli-admin-token";
+const TOKEN = "cli-admin-token-0123456789abcdef";
 let w;
 before(async () => {
   w = await startWorker({

@@ -8,7 +8,7 @@ import {
   copyDemoFiles, newClients, sendBoot, sendReport, sleep, startShoppers, startWorker, until,
 } from "./support/harness.mjs";
 
-const TOKEN = "test-admin-token";
+const TOKEN = "test-admin-token-0123456789abcdef";
 // Steps advance on evidence only: a lenient rule (3 clean canary clients under a 50% floor)
 // and background shoppers make a step pass in seconds, so these tests are about the
 // control plane, not the statistics.

@@ -14,7 +14,7 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 // Screenshots go to build/ on every run; to refresh the README's, run this file with
 // CONSOLE_SCREENSHOTS=docs.
 const SHOTS = join(ROOT, process.env.CONSOLE_SCREENSHOTS ?? "build");
-const TOKEN = "console-admin-token";
+const TOKEN = "console-admin-token-0123456789abcdef";
 // A lenient rule, so that steps pass and a broken canary is cut within seconds.
 // A handful of clients drive the control plane's mechanics here: no discount for hostile
 // networks (tests/attacks.test.mjs covers those), and a short boot grace.
@@ -29,7 +29,7 @@ before(async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: scripts/test installs Debian's chromium`);
   w = await startWorker({
     listen: true,
-    vars: { ADMIN_TOKEN: TOKEN, HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" },
+    vars: { ADMIN_TOKEN: TOKEN, CONSOLE_HOST: "localhost", HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" },
     rollout: { stable: "1.0.0", canary: "1.1.0", weight: 0, health: HEALTH },
   });
   browser = await chromium.launch({
@@ -46,7 +46,8 @@ after(async () => {
   await w?.dispose();
 });
 
-const ui = (hash = "") => new URL(`/__canary/ui/${hash}`, w.url).href;
+// The console answers on its own host (CONSOLE_HOST=localhost); bundles on 127.0.0.1.
+const ui = (hash = "") => `http://localhost:${w.url.port}/__canary/ui/${hash}`;
 const status = (path) => page.evaluate(async (p) => (await fetch(p, { cache: "no-store" })).status, path);
 
 test("no session: the page shows only the login, and the API answers 401", async () => {
@@ -61,22 +62,24 @@ test("no session: the page shows only the login, and the API answers 401", async
   assert.match(csp, /frame-ancestors 'none'/);
 });
 
-test("a wrong token is refused; the right one gives a session cookie (HttpOnly, Secure, SameSite=Strict, /__canary/)", async () => {
+test("a wrong token is refused; the right one gives a host-bound session cookie (__Host-, HttpOnly, Secure, SameSite=Strict)", async () => {
   await page.fill("#token", "not-the-token");
   await page.click("#login-form button");
-  await page.locator("#login-error").filter({ hasText: "Wrong admin token" }).waitFor();
-  assert.equal((await context.cookies()).some((c) => c.name === "canary_session"), false);
+  await page.locator("#login-error").filter({ hasText: "Wrong token" }).waitFor();
+  assert.equal((await context.cookies()).some((c) => c.name === "__Host-canary_session"), false);
 
   await page.fill("#token", TOKEN);
   await page.click("#login-form button");
   await page.locator("#overview").waitFor({ state: "visible" });
   await page.locator("#bundles tr", { hasText: "demo" }).waitFor();
-  const session = (await context.cookies()).find((c) => c.name === "canary_session");
+  const session = (await context.cookies()).find((c) => c.name === "__Host-canary_session");
   assert.ok(session, "the session cookie is set");
+  assert.equal(session.domain, "localhost", "bound to the console host");
   assert.equal(session.httpOnly, true);
   assert.equal(session.secure, true);
   assert.equal(session.sameSite, "Strict");
-  assert.equal(session.path, "/__canary/");
+  assert.equal(session.path, "/");
+  assert.equal(await page.locator("#who").textContent(), "operator");
   assert.ok(session.expires > Date.now() / 1000 && session.expires < Date.now() / 1000 + 9 * 3600, "short-lived");
   assert.equal(await page.evaluate(() => document.cookie.includes("canary_session")), false, "not readable by scripts");
   assert.equal(await page.evaluate(() => JSON.stringify(localStorage) + JSON.stringify(sessionStorage)), "{}{}");
@@ -165,6 +168,6 @@ test("usable at 390 px, and logout ends the session", async () => {
   assert.ok(overflow <= 1, `no horizontal scroll at 390 px (overflow ${overflow} px)`);
   await page.click("#logout");
   await page.locator("#login").waitFor({ state: "visible" });
-  assert.equal((await context.cookies()).some((c) => c.name === "canary_session" && c.value), false);
+  assert.equal((await context.cookies()).some((c) => c.name === "__Host-canary_session" && c.value), false);
   assert.equal(await status("/__canary/api"), 401);
 });

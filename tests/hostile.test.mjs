@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { CHROME_JA4, bodyVersion, cookiePair, cookiesForEveryCohort, startWorker, sleep } from "./support/harness.mjs";
 
-const ADMIN_TOKEN = "hostile-admin-token";
+const ADMIN_TOKEN = "hostile-admin-token-0123456789abcdef";
 const VARS = { ADMIN_TOKEN, OVERRIDE_SECRET: "hostile-override-secret" };
 const HALF = { stable: "1.0.0", canary: "1.1.0", weight: 50 };
 const SECRETS = /top secret|bundle-level secret/;

@@ -9,7 +9,7 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { bodyVersion, copyDemoFiles, sleep, startWorker, until } from "./support/harness.mjs";
 
-const TOKEN = "manifest-admin-token";
+const TOKEN = "manifest-admin-token-0123456789abcdef";
 // Every cohort on the canary; no automatic rollback, so counts only ever add up.
 const ROLLOUT = { stable: "1.0.0", canary: "1.1.0", weight: 100, health: { auto_rollback: false } };
 

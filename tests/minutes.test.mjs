@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { copyDemoFiles, newClients, sendReport, startWorker, until } from "./support/harness.mjs";
 
-const TOKEN = "minutes-admin-token";
+const TOKEN = "minutes-admin-token-0123456789abcdef";
 const VARS = { ADMIN_TOKEN: TOKEN, HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" };
 const state = mkdtempSync(join(tmpdir(), "canary-minutes-"));
 let w;

@@ -9,7 +9,7 @@ import {
   cookiePair, copyDemoFiles, newClients, sendReport, sleep, startWorker, until,
 } from "./support/harness.mjs";
 
-const TOKEN = "signals-admin-token";
+const TOKEN = "signals-admin-token-0123456789abcdef";
 // The README's defaults, but judged after 40 clients, so the attacks stay small.
 // A handful of clients drive the control plane's mechanics here: no discount for hostile
 // networks (tests/attacks.test.mjs covers those), and a short boot grace.

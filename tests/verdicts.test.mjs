@@ -6,7 +6,7 @@ import { after, before, beforeEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { copyDemoFiles, sleep, startShoppers, startWorker, until } from "./support/harness.mjs";
 
-const TOKEN = "verdict-admin-token";
+const TOKEN = "verdict-admin-token-0123456789abcdef";
 let w;
 let bundle;
 let n = 0;

@@ -31,6 +31,8 @@ pub enum EdgeError {
     Forbidden(String),
     /// A request body over its limit.
     TooLarge(String),
+    /// Over a rate limit (console logins); retry after the limiter's period.
+    TooManyRequests(String),
     /// A valid request that the current state does not allow (e.g. no canary to promote).
     Conflict(String),
 }
@@ -43,6 +45,7 @@ impl EdgeError {
             EdgeError::Unauthorized => 401,
             EdgeError::Forbidden(_) => 403,
             EdgeError::TooLarge(_) => 413,
+            EdgeError::TooManyRequests(_) => 429,
             EdgeError::Conflict(_) => 409,
             EdgeError::MethodNotAllowed(_) => 405,
             EdgeError::Origin { .. } => 502,
@@ -73,6 +76,7 @@ impl EdgeError {
             EdgeError::Unauthorized => "unauthorized".into(),
             EdgeError::Forbidden(m) => format!("forbidden: {m}"),
             EdgeError::TooLarge(m) => format!("payload too large: {m}"),
+            EdgeError::TooManyRequests(m) => format!("too many requests: {m}"),
             EdgeError::Conflict(m) => format!("conflict: {m}"),
         }
     }
@@ -83,6 +87,8 @@ impl EdgeError {
         match self {
             EdgeError::MethodNotAllowed(allow) => Some(("allow", allow)),
             EdgeError::Unauthorized => Some(("www-authenticate", "Bearer")),
+            // The login limiter's period (wrangler.toml, LOGIN_LIMIT_PER_IP).
+            EdgeError::TooManyRequests(_) => Some(("retry-after", "60")),
             _ => None,
         }
     }
@@ -151,6 +157,7 @@ mod tests {
             (EdgeError::MethodNotAllowed("GET, HEAD"), 405, "GET, HEAD"),
             (EdgeError::Unauthorized, 401, "unauthorized"),
             (EdgeError::TooLarge("4096 bytes".into()), 413, "4096"),
+            (EdgeError::TooManyRequests("logins".into()), 429, "logins"),
             (EdgeError::Conflict("no canary".into()), 409, "no canary"),
         ];
         for (err, status, needle) in cases {

@@ -19,6 +19,8 @@
 //! - [`session`] signs the operator console's session cookie;
 //! - [`settings`] reads the deployment vars; [`error`] maps failures to statuses.
 
+#[cfg(feature = "access")]
+pub mod access;
 pub mod admin;
 pub mod cohort;
 pub mod config;
@@ -29,8 +31,10 @@ pub mod error;
 pub mod http;
 pub mod keyed;
 pub mod log;
+pub mod operators;
 pub mod override_token;
 pub mod report;
+pub mod revocation;
 pub mod rollouts;
 pub mod route;
 pub mod serve;

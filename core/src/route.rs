@@ -101,6 +101,12 @@ pub fn origin_of(url: &str) -> &str {
     }
 }
 
+/// The host (with its port, if any) of an already-serialized WHATWG URL.
+pub fn host_of(url: &str) -> &str {
+    let origin = origin_of(url);
+    origin.split_once("://").map_or(origin, |(_, host)| host)
+}
+
 /// The path of an already-serialized WHATWG URL (`request.url`): what follows the origin,
 /// up to the query or fragment; `/` when empty. Still percent-encoded, as [`parse`] wants.
 pub fn path_of(url: &str) -> &str {

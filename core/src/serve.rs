@@ -80,6 +80,9 @@ pub struct AssetPlan {
     /// What to count once the response is sure (see [`Edge::served`]); `None` for what
     /// does not feed health (HEAD, pinned URLs, overrides).
     pub tally: Option<TallyToken>,
+    /// A pinned version the config does not name: served only once its manifest shows it
+    /// was published (see [`Edge::plan`]), checked before the edge cache.
+    pub must_be_published: bool,
 }
 
 /// The counting facts of one floating request, carried through the entry module's awaits
@@ -187,6 +190,14 @@ impl Edge {
             Err(RouteError::NotFound(m)) => return Step::Fail(EdgeError::NotFound(m)),
             Err(RouteError::BadRequest(m)) => return Step::Fail(EdgeError::BadRequest(m)),
         };
+        // The console's host serves no bundle: no page there can be anyone's but ours.
+        if self.settings.console_host.is_some()
+            && self.settings.is_console_host(route::host_of(req.url))
+        {
+            return Step::Fail(EdgeError::NotFound(
+                "this host serves the operator console only, not bundles".into(),
+            ));
+        }
         // The method as the runtime has it: anything but GET and HEAD is refused here.
         let head = match req.method {
             "GET" => false,
@@ -210,12 +221,25 @@ impl Edge {
             }
         };
         let routed = match &asset.pin {
-            Some(pinned) => Routed {
-                version: pinned.clone(),
-                channel: prepared.channel_of(pinned),
-                decision: None,
-                overridden: None,
-            },
+            Some(pinned) => {
+                // A version the config names is public; any other is public once
+                // published (its manifest, checked by the entry module), or to a holder of
+                // a signed override for the bundle (QA of an upload before it is published).
+                let named = prepared.rollout.stable == *pinned
+                    || prepared.rollout.canary.as_ref() == Some(pinned);
+                let overridden = if named {
+                    None
+                } else {
+                    self.override_channel(req, &prepared)
+                };
+                Routed {
+                    version: pinned.clone(),
+                    channel: prepared.channel_of(pinned),
+                    decision: None,
+                    overridden,
+                    must_be_published: !named && overridden.is_none(),
+                }
+            }
             None => {
                 let returning = req.cookie.and_then(|c| {
                     self.router
@@ -345,6 +369,7 @@ impl Edge {
             channel: Some(channel),
             decision: Some(decision),
             overridden,
+            must_be_published: false,
         }
     }
 
@@ -401,7 +426,7 @@ impl Edge {
             (false, false) => &self.floating_cache_control,
         };
         headers.set("cache-control", cache_control);
-        if let Some(ch) = routed.overridden {
+        if let (Some(ch), None) = (routed.overridden, &asset.pin) {
             headers.set(OVERRIDE_HEADER, ch.as_str());
         }
         // Real script loads of the floating URL feed the canary's health; HEAD requests,
@@ -433,6 +458,7 @@ impl Edge {
             headers,
             channel: routed.channel,
             tally,
+            must_be_published: routed.must_be_published,
         }
     }
 }
@@ -443,6 +469,7 @@ struct Routed {
     channel: Option<Channel>,
     decision: Option<OwnedDecision>,
     overridden: Option<Channel>,
+    must_be_published: bool,
 }
 
 /// A [`Decision`] detached from the prepared rollout it borrows.

@@ -1,27 +1,37 @@
-//! The operator console's session: the admin token, entered once, is exchanged for a
-//! short-lived signed cookie, so the token is never kept where a script can read it.
+//! The operator console's session: an operator logs in once (with a token, or through
+//! Cloudflare Access) and gets a short-lived signed cookie, so no token is ever kept where
+//! a script can read it.
 //!
-//! - The cookie value is `v1.<expires>.<nonce>.<tag>`: `tag` is HMAC-SHA256 over the rest,
-//!   keyed from the admin token (a new token ends every session).
+//! - The cookie value is `v2.<issued ms>.<expires>.<scope>.<name hex>.<id>.<tag>`: `tag` is
+//!   HMAC-SHA256 over the rest, keyed from the admin token (a new token ends every
+//!   session); `id` is 128 random bits, what a logout revokes (`crate::revocation`);
+//!   `name` is who acts, recorded as `by`.
 //! - Writes made with the cookie also need the session's CSRF token in a request header:
-//!   `csrf = HMAC(key, "csrf." + nonce)`, handed to the page by the login and session
-//!   answers (JSON, same origin) and kept in the page's memory only. A cross-site page can
-//!   neither read it nor, with `SameSite=Strict`, send the cookie.
-//! - Cookie: `HttpOnly; Secure; SameSite=Strict; Path=/__canary/`.
+//!   `csrf = HMAC(key, "csrf." + id)`, handed to the page by the login and session answers
+//!   and kept in the page's memory only.
+//! - Cookie: `__Host-canary_session`, `HttpOnly; Secure; SameSite=Strict; Path=/`, so it
+//!   is bound to the console host (no `Domain`) and never sent to a bundle's host.
+//! - The session and login answers go only to the console's own pages: see
+//!   [`from_console_page`].
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::operators::{valid_name, Principal, Scope};
+use crate::revocation::Revocations;
+
 type HmacSha256 = Hmac<Sha256>;
 
-pub const SESSION_COOKIE: &str = "canary_session";
+pub const SESSION_COOKIE: &str = "__Host-canary_session";
 /// The request header carrying the CSRF token on writes made with a session.
 pub const CSRF_HEADER: &str = "x-canary-csrf";
 /// How long a session lasts.
 pub const SESSION_SECS: u64 = 8 * 3600;
-const COOKIE_PATH: &str = "/__canary/";
+/// Where the console's pages live; the session answers go only to requests from them.
+pub const CONSOLE_PATH: &str = "/__canary/ui/";
 const TAG_BYTES: usize = 16;
+const MAX_COOKIE_CHARS: usize = 512;
 
 #[derive(Clone)]
 pub struct SessionKey {
@@ -34,17 +44,22 @@ impl std::fmt::Debug for SessionKey {
     }
 }
 
-/// A verified session: what the page may send back as its CSRF token.
+/// A verified session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    pub csrf: String,
+    /// What a logout revokes (hex).
+    pub id: String,
+    pub principal: Principal,
+    pub issued_ms: u64,
     pub expires_unix: u64,
+    /// What the page must send back on writes.
+    pub csrf: String,
 }
 
 impl SessionKey {
     /// Keyed from the admin token, in its own domain (the token signs nothing else).
     pub fn new(admin_token: &str) -> Self {
-        let mut derive = HmacSha256::new_from_slice(b"canary-edge session v1")
+        let mut derive = HmacSha256::new_from_slice(b"canary-edge session v2")
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         derive.update(admin_token.as_bytes());
         let key = derive.finalize().into_bytes();
@@ -59,49 +74,88 @@ impl SessionKey {
         hex::encode(&mac.finalize().into_bytes()[..TAG_BYTES])
     }
 
-    /// A new session from 128 random bits, valid until `now_unix + SESSION_SECS`: the
-    /// cookie value and the session.
-    pub fn issue(&self, nonce: [u8; 16], now_unix: u64) -> (String, Session) {
-        let expires = now_unix + SESSION_SECS;
-        let payload = format!("v1.{expires}.{}", hex::encode(nonce));
+    /// A new session for `principal` from 128 random bits, valid for `SESSION_SECS`: the
+    /// cookie value and the session. `None` when the name cannot be carried.
+    pub fn issue(
+        &self,
+        principal: &Principal,
+        id: [u8; 16],
+        now_ms: u64,
+    ) -> Option<(String, Session)> {
+        if !valid_name(&principal.name) {
+            return None;
+        }
+        let id = hex::encode(id);
+        let expires = now_ms / 1000 + SESSION_SECS;
+        let payload = format!(
+            "v2.{now_ms}.{expires}.{}.{}.{id}",
+            principal.scope.as_str(),
+            hex::encode(&principal.name)
+        );
         let value = format!("{payload}.{}", self.tag(&payload));
         let session = Session {
-            csrf: self.tag(&format!("csrf.{}", hex::encode(nonce))),
+            csrf: self.tag(&format!("csrf.{id}")),
+            id,
+            principal: principal.clone(),
+            issued_ms: now_ms,
             expires_unix: expires,
         };
-        (value, session)
+        Some((value, session))
     }
 
-    /// The session a cookie value carries, if it is ours and not expired.
-    pub fn verify(&self, value: &str, now_unix: u64) -> Option<Session> {
-        if value.len() > 128 {
+    /// The session a cookie value carries, if it is ours, current and not revoked.
+    pub fn verify(&self, value: &str, now_ms: u64, revoked: &Revocations) -> Option<Session> {
+        if value.len() > MAX_COOKIE_CHARS {
             return None;
         }
         let (payload, tag) = value.rsplit_once('.')?;
-        let mut parts = payload.split('.');
-        let (Some("v1"), Some(expires), Some(nonce), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
         let expected = self.tag(payload);
         if !bool::from(expected.as_bytes().ct_eq(tag.as_bytes())) {
             return None;
         }
+        let mut parts = payload.split('.');
+        let (Some("v2"), Some(issued), Some(expires), Some(scope), Some(name), Some(id), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        let issued_ms: u64 = issued.parse().ok()?;
         let expires: u64 = expires.parse().ok()?;
-        if now_unix >= expires || nonce.len() != 32 {
+        let name = String::from_utf8(hex::decode(name).ok()?).ok()?;
+        if now_ms / 1000 >= expires
+            || id.len() != 32
+            || !valid_name(&name)
+            || revoked.session_revoked(id, issued_ms)
+        {
             return None;
         }
         Some(Session {
-            csrf: self.tag(&format!("csrf.{nonce}")),
+            csrf: self.tag(&format!("csrf.{id}")),
+            id: id.to_owned(),
+            principal: Principal {
+                name,
+                scope: Scope::parse(scope)?,
+            },
+            issued_ms,
             expires_unix: expires,
         })
     }
 
     /// The session of a `Cookie` header, if any verifies.
-    pub fn from_cookie_header(&self, header: Option<&str>, now_unix: u64) -> Option<Session> {
+    pub fn from_cookie_header(
+        &self,
+        header: Option<&str>,
+        now_ms: u64,
+        revoked: &Revocations,
+    ) -> Option<Session> {
         crate::http::cookie_values(header?, SESSION_COOKIE)
-            .find_map(|value| self.verify(value, now_unix))
+            .find_map(|value| self.verify(value, now_ms, revoked))
     }
 }
 
@@ -115,99 +169,225 @@ impl Session {
 /// `Set-Cookie` for a new session.
 pub fn set_cookie(value: &str) -> String {
     format!(
-        "{SESSION_COOKIE}={value}; Path={COOKIE_PATH}; Max-Age={SESSION_SECS}; HttpOnly; Secure; SameSite=Strict"
+        "{SESSION_COOKIE}={value}; Path=/; Max-Age={SESSION_SECS}; HttpOnly; Secure; SameSite=Strict"
     )
 }
 
-/// `Set-Cookie` that ends the session in the browser.
+/// `Set-Cookie` that ends the session in the browser (the server revokes it too).
 pub fn clear_cookie() -> String {
-    format!("{SESSION_COOKIE}=; Path={COOKIE_PATH}; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
+    format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
 }
 
-/// Whether a browser's `Sec-Fetch-Site` allows a write: the page itself (same origin) or a
-/// request the user typed; absent (non-browser clients) is left to the CSRF token.
-pub fn fetch_site_allows(sec_fetch_site: Option<&str>) -> bool {
-    matches!(sec_fetch_site, None | Some("same-origin") | Some("none"))
+/// What a browser says about where a request comes from (Fetch Metadata, `Origin`,
+/// `Referer`); all absent for a non-browser client.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestSource<'a> {
+    pub sec_fetch_site: Option<&'a str>,
+    pub sec_fetch_dest: Option<&'a str>,
+    pub origin: Option<&'a str>,
+    pub referer: Option<&'a str>,
+}
+
+/// Whether a request that uses or hands out a session comes from one of the console's own
+/// pages at `console_origin` (`https://ops.example.com`): a same-origin `fetch` (not a
+/// navigation, frame, script or image load) whose `Origin`, when sent, is the console's,
+/// and whose `Referer` is a console page. A browser always sends `Sec-Fetch-Site`
+/// (Chromium, Firefox and Safari do), so when it is present the `Referer` must be too (the
+/// console's pages send it: `Referrer-Policy: same-origin`). A client sending none of
+/// these is no browser, and has no operator's cookie to borrow; the CSRF token still
+/// guards its writes.
+pub fn from_console_page(src: &RequestSource<'_>, console_origin: &str) -> Result<(), String> {
+    if let Some(site) = src.sec_fetch_site {
+        if site != "same-origin" {
+            return Err(format!("Sec-Fetch-Site is {site:?}, not same-origin"));
+        }
+    }
+    if let Some(dest) = src.sec_fetch_dest {
+        if dest != "empty" {
+            return Err(format!("Sec-Fetch-Dest is {dest:?}, not a fetch"));
+        }
+    }
+    if let Some(origin) = src.origin {
+        if origin != console_origin {
+            return Err(format!("Origin {origin:?} is not the console's"));
+        }
+    }
+    let console_page = format!("{console_origin}{CONSOLE_PATH}");
+    match src.referer {
+        Some(referer) if !referer.starts_with(&console_page) => {
+            Err("the Referer is not a console page".into())
+        }
+        None if src.sec_fetch_site.is_some() => Err("a browser request without a Referer".into()),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const NOW: u64 = 1_800_000_000;
+    const NOW: u64 = 1_800_000_000_000;
+    const KEY_TOKEN: &str = "admin-token-0123456789abcdef012345";
+
+    fn alice() -> Principal {
+        Principal {
+            name: "alice@example.com".into(),
+            scope: Scope::Write,
+        }
+    }
+
+    fn none() -> Revocations {
+        Revocations::default()
+    }
 
     #[test]
-    fn a_session_round_trips_and_expires() {
-        let key = SessionKey::new("admin-token");
-        let (value, session) = key.issue([7; 16], NOW);
-        assert_eq!(key.verify(&value, NOW + 10), Some(session.clone()));
-        assert_eq!(key.verify(&value, NOW + SESSION_SECS), None, "expired");
+    fn a_session_round_trips_with_its_principal_and_expires() {
+        let key = SessionKey::new(KEY_TOKEN);
+        let (value, session) = key.issue(&alice(), [7; 16], NOW).unwrap();
+        assert_eq!(key.verify(&value, NOW + 10, &none()), Some(session.clone()));
+        assert_eq!(session.principal, alice());
+        assert_eq!(
+            key.verify(&value, NOW + SESSION_SECS * 1000, &none()),
+            None,
+            "expired"
+        );
         let header = format!("other=1; {SESSION_COOKIE}={value}; cohort=3.x.y");
         assert_eq!(
-            key.from_cookie_header(Some(&header), NOW),
+            key.from_cookie_header(Some(&header), NOW, &none()),
             Some(session.clone())
         );
         assert!(session.csrf_matches(Some(&session.csrf)));
         assert!(!session.csrf_matches(None));
         assert!(!session.csrf_matches(Some("0000")));
-        let (_, other) = key.issue([8; 16], NOW);
+        let (_, other) = key.issue(&alice(), [8; 16], NOW).unwrap();
         assert_ne!(other.csrf, session.csrf, "one CSRF token per session");
+        let bad_name = Principal {
+            name: "a b".into(),
+            scope: Scope::Read,
+        };
+        assert!(key.issue(&bad_name, [1; 16], NOW).is_none());
+    }
+
+    #[test]
+    fn logout_and_log_out_everywhere_end_sessions() {
+        let key = SessionKey::new(KEY_TOKEN);
+        let (first, s1) = key.issue(&alice(), [1; 16], NOW).unwrap();
+        let (second, _) = key.issue(&alice(), [2; 16], NOW + 5).unwrap();
+        let mut revoked = Revocations::default();
+        revoked.revoke_session(&s1.id);
+        assert_eq!(key.verify(&first, NOW + 10, &revoked), None, "logged out");
+        assert!(
+            key.verify(&second, NOW + 10, &revoked).is_some(),
+            "the other lives"
+        );
+        revoked.revoke_all_sessions(NOW + 6);
+        assert_eq!(key.verify(&second, NOW + 10, &revoked), None, "everywhere");
+        let (third, _) = key.issue(&alice(), [3; 16], NOW + 7).unwrap();
+        assert!(
+            key.verify(&third, NOW + 10, &revoked).is_some(),
+            "a new login"
+        );
     }
 
     #[test]
     fn forged_tampered_or_foreign_sessions_are_refused() {
-        let key = SessionKey::new("admin-token");
-        let (value, _) = key.issue([7; 16], NOW);
-        let foreign = SessionKey::new("another-token").issue([7; 16], NOW).0;
-        let later = value.replacen(
-            &format!("v1.{}", NOW + SESSION_SECS),
-            &format!("v1.{}", NOW + 10 * SESSION_SECS),
-            1,
-        );
+        let key = SessionKey::new(KEY_TOKEN);
+        let (value, _) = key.issue(&alice(), [7; 16], NOW).unwrap();
+        let foreign = SessionKey::new("another-token-0123456789abcdef0123")
+            .issue(&alice(), [7; 16], NOW)
+            .unwrap()
+            .0;
+        let read_only = value.replacen(".write.", ".read.", 1);
         let mut flipped = value.clone().into_bytes();
         let last = flipped.len() - 1;
         flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
         let flipped = String::from_utf8(flipped).unwrap();
+        let v1 = "v1.1900000000.07070707070707070707070707070707.0123456789abcdef0123456789abcdef";
         for bad in [
             "",
-            "v1",
-            "v1.1.2.3",
+            "v2",
+            "v2.1.2.3",
+            v1,
             foreign.as_str(),
-            later.as_str(),
+            read_only.as_str(),
             flipped.as_str(),
             &format!("{value}.extra"),
-            &"x".repeat(200),
+            &"x".repeat(600),
         ] {
-            assert_eq!(key.verify(bad, NOW), None, "{bad:?}");
+            assert_eq!(key.verify(bad, NOW, &none()), None, "{bad:?}");
         }
-        assert_eq!(key.from_cookie_header(None, NOW), None);
+        assert_eq!(key.from_cookie_header(None, NOW, &none()), None);
+        let old_name = format!("canary_session={value}");
         assert_eq!(
-            key.from_cookie_header(Some(&format!("{SESSION_COOKIE}={foreign}")), NOW),
-            None
+            key.from_cookie_header(Some(&old_name), NOW, &none()),
+            None,
+            "only the __Host- cookie counts"
         );
     }
 
     #[test]
-    fn cookie_attributes_and_fetch_site() {
+    fn cookie_attributes() {
         let set = set_cookie("v");
+        assert!(set.starts_with("__Host-canary_session=v;"), "{set}");
         for attr in [
             "HttpOnly",
             "Secure",
             "SameSite=Strict",
-            "Path=/__canary/",
+            "Path=/;",
             "Max-Age=28800",
         ] {
             assert!(set.contains(attr), "{set}");
         }
+        assert!(!set.to_ascii_lowercase().contains("domain"), "host-only");
         assert!(clear_cookie().contains("Max-Age=0"));
-        for (site, ok) in [
-            (None, true),
-            (Some("same-origin"), true),
-            (Some("none"), true),
-            (Some("same-site"), false),
-            (Some("cross-site"), false),
-        ] {
-            assert_eq!(fetch_site_allows(site), ok, "{site:?}");
+    }
+
+    #[test]
+    fn only_the_consoles_own_pages_get_a_session() {
+        const ORIGIN: &str = "https://ops.example.com";
+        let page = "https://ops.example.com/__canary/ui/#/bundle/demo";
+        let browser = |site, dest, origin, referer| RequestSource {
+            sec_fetch_site: Some(site),
+            sec_fetch_dest: Some(dest),
+            origin,
+            referer,
+        };
+        let ok = [
+            browser("same-origin", "empty", None, Some(page)),
+            browser("same-origin", "empty", Some(ORIGIN), Some(page)),
+            RequestSource::default(),
+        ];
+        for src in ok {
+            assert_eq!(from_console_page(&src, ORIGIN), Ok(()), "{src:?}");
+        }
+        let refused = [
+            browser("same-site", "empty", None, Some(page)),
+            browser("cross-site", "empty", Some("https://sdk.example.com"), None),
+            browser("none", "document", None, None),
+            browser("same-origin", "document", None, Some(page)),
+            browser("same-origin", "iframe", None, Some(page)),
+            browser("same-origin", "script", None, Some(page)),
+            browser("same-origin", "empty", Some("null"), Some(page)),
+            browser("same-origin", "empty", None, None),
+            browser(
+                "same-origin",
+                "empty",
+                None,
+                Some("https://ops.example.com/other"),
+            ),
+            browser(
+                "same-origin",
+                "empty",
+                None,
+                Some("https://ops.example.com.evil.net/__canary/ui/"),
+            ),
+            RequestSource {
+                origin: Some("https://sdk.example.com"),
+                ..Default::default()
+            },
+        ];
+        for src in refused {
+            assert!(from_console_page(&src, ORIGIN).is_err(), "{src:?}");
         }
     }
 }

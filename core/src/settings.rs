@@ -19,6 +19,16 @@ pub const VAR_PINNED_MAX_AGE: &str = "PINNED_MAX_AGE";
 pub const VAR_COOKIE_MAX_AGE: &str = "COOKIE_MAX_AGE";
 /// Secret; enables the admin API (`/__canary/api/`) when set.
 pub const SECRET_ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+/// Secret; a read-only API token (status, minutes, files).
+pub const SECRET_READ_TOKEN: &str = "READ_TOKEN";
+/// Secret; named operators, `name:<hex SHA-256 of the token>` pairs (see `operators`).
+pub const SECRET_OPERATOR_TOKENS: &str = "OPERATOR_TOKENS";
+/// The host that serves the operator console (and never a bundle).
+pub const VAR_CONSOLE_HOST: &str = "CONSOLE_HOST";
+/// Cloudflare Access in front of the console host: the team domain
+/// (`https://<team>.cloudflareaccess.com`) and the application's audience tag.
+pub const VAR_ACCESS_TEAM_DOMAIN: &str = "ACCESS_TEAM_DOMAIN";
+pub const VAR_ACCESS_AUD: &str = "ACCESS_AUD";
 /// Secret; enables signed overrides (QA, probes) when set.
 pub const SECRET_OVERRIDE: &str = "OVERRIDE_SECRET";
 /// Signs user keys in the merchant's backend (see `user_key`).
@@ -44,6 +54,13 @@ pub struct Settings {
     pub pinned_max_age: u32,
     pub cookie_max_age: u32,
     pub admin_token: Option<String>,
+    pub read_token: Option<String>,
+    pub operator_tokens: Option<String>,
+    /// The operations host (lowercase, no port): the console answers only there, and no
+    /// bundle is ever served there. `None`: no console (the bearer-token API still works).
+    pub console_host: Option<String>,
+    /// Cloudflare Access (team domain, audience tag), when both are set.
+    pub access: Option<(String, String)>,
     pub override_secret: Option<String>,
     /// How often an isolate sends its request/error counts to the health monitor.
     pub flush: FlushPolicy,
@@ -65,6 +82,10 @@ impl Default for Settings {
             pinned_max_age: 31_536_000,
             cookie_max_age: 31_536_000,
             admin_token: None,
+            read_token: None,
+            operator_tokens: None,
+            console_host: None,
+            access: None,
             override_secret: None,
             flush: FlushPolicy {
                 every_ms: 10_000,
@@ -128,7 +149,81 @@ fn token(var: &'static str, raw: Option<String>, default: &str) -> Result<String
     }
 }
 
+/// A host name (no scheme, no port), lowercased; empty is unset.
+fn host(raw: Option<String>) -> Result<Option<String>, SettingsError> {
+    let Some(raw) = raw
+        .map(|r| r.trim().to_ascii_lowercase())
+        .filter(|r| !r.is_empty())
+    else {
+        return Ok(None);
+    };
+    let ok = raw.len() <= 253
+        && raw.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(Some(raw))
+    } else {
+        Err(SettingsError {
+            var: VAR_CONSOLE_HOST,
+            message: format!(
+                "must be a host name without scheme or port (e.g. ops.example.com), got {raw:?}"
+            ),
+        })
+    }
+}
+
+/// Cloudflare Access: both settings or neither.
+fn access(
+    team: Option<String>,
+    aud: Option<String>,
+) -> Result<Option<(String, String)>, SettingsError> {
+    let team = team
+        .map(|t| t.trim().trim_end_matches('/').to_owned())
+        .filter(|t| !t.is_empty());
+    let aud = aud.map(|a| a.trim().to_owned()).filter(|a| !a.is_empty());
+    match (team, aud) {
+        (None, None) => Ok(None),
+        (Some(team), Some(aud)) if team.starts_with("https://") || team.starts_with("http://") => {
+            Ok(Some((team, aud)))
+        }
+        (Some(team), Some(_)) => Err(SettingsError {
+            var: VAR_ACCESS_TEAM_DOMAIN,
+            message: format!(
+                "must be a URL like https://<team>.cloudflareaccess.com, got {team:?}"
+            ),
+        }),
+        (Some(_), None) => Err(SettingsError {
+            var: VAR_ACCESS_AUD,
+            message: "must be set with ACCESS_TEAM_DOMAIN (the Access application's audience tag)"
+                .into(),
+        }),
+        (None, Some(_)) => Err(SettingsError {
+            var: VAR_ACCESS_TEAM_DOMAIN,
+            message: "must be set with ACCESS_AUD".into(),
+        }),
+    }
+}
+
 impl Settings {
+    /// Whether `host` (a URL's host, with or without a port) is the console host.
+    pub fn is_console_host(&self, host: &str) -> bool {
+        let name = host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        });
+        self.console_host
+            .as_deref()
+            .is_some_and(|console| console.eq_ignore_ascii_case(name))
+    }
+
     /// Builds settings from a lookup of vars and secrets (`None` = unset).
     /// The key the edge signs and hashes with: `COHORT_SECRET`, else the public salt (which
     /// anyone can read: auto canary refuses to act then, see `control::machine::UNSIGNED`).
@@ -193,6 +288,10 @@ impl Settings {
                 34_560_000,
             )?,
             admin_token: get(SECRET_ADMIN_TOKEN).filter(|s| !s.is_empty()),
+            read_token: get(SECRET_READ_TOKEN).filter(|s| !s.is_empty()),
+            operator_tokens: get(SECRET_OPERATOR_TOKENS).filter(|s| !s.trim().is_empty()),
+            console_host: host(get(VAR_CONSOLE_HOST))?,
+            access: access(get(VAR_ACCESS_TEAM_DOMAIN), get(VAR_ACCESS_AUD))?,
             override_secret: get(SECRET_OVERRIDE).filter(|s| !s.is_empty()),
             flush: FlushPolicy {
                 every_ms: number(
@@ -250,6 +349,9 @@ mod tests {
             (VAR_KV_TIMEOUT_MS, "10"),
             (VAR_SALT, ""),
             (VAR_FLOATING_MAX_AGE, "86400"),
+            (VAR_CONSOLE_HOST, "https://ops.example.com"),
+            (VAR_CONSOLE_HOST, "ops.example.com/x"),
+            (VAR_CONSOLE_HOST, "a..b"),
         ];
         for (var, value) in cases {
             let err = from(&[(var, value)]).expect_err(var);
@@ -269,5 +371,38 @@ mod tests {
         assert_eq!(s.cohorts, 100);
         assert_eq!(s.config_ttl_ms, 0);
         assert_eq!(s.cookie_secret.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn the_console_host_is_one_host_name() {
+        let s = from(&[(VAR_CONSOLE_HOST, " Ops.Example.com ")]).unwrap();
+        assert_eq!(s.console_host.as_deref(), Some("ops.example.com"));
+        for (host, console) in [
+            ("ops.example.com", true),
+            ("OPS.example.com:8443", true),
+            ("sdk.example.com", false),
+            ("ops.example.com.evil.net", false),
+            ("", false),
+        ] {
+            assert_eq!(s.is_console_host(host), console, "{host}");
+        }
+        assert!(!from(&[]).unwrap().is_console_host("localhost"));
+        let a = from(&[
+            (VAR_ACCESS_TEAM_DOMAIN, "https://team.cloudflareaccess.com/"),
+            (VAR_ACCESS_AUD, "aud"),
+        ])
+        .unwrap();
+        assert_eq!(
+            a.access,
+            Some(("https://team.cloudflareaccess.com".into(), "aud".into()))
+        );
+        assert_eq!(
+            from(&[(VAR_ACCESS_TEAM_DOMAIN, "team"), (VAR_ACCESS_AUD, "aud")])
+                .unwrap_err()
+                .var,
+            VAR_ACCESS_TEAM_DOMAIN
+        );
+        let half = from(&[(VAR_ACCESS_AUD, "aud")]).unwrap_err();
+        assert_eq!(half.var, VAR_ACCESS_TEAM_DOMAIN, "names the missing one");
     }
 }

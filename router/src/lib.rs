@@ -10,7 +10,8 @@
 //! - `I user_key_header`: ask again with the request's identities;
 //! - `E status header_name header_value log_line message`: answer with an error;
 //! - `A bundle head default_content_type version channel cache_key
-//!   object_key fallback_version fallback_cache_key fallback_object_key tally_token`, then
+//!   object_key fallback_version fallback_cache_key fallback_object_key tally_token
+//!   must_be_published` (`1` or empty), then
 //!   header name/value pairs: serve.
 
 use std::cell::RefCell;
@@ -238,6 +239,7 @@ fn encode_plan(p: &AssetPlan) -> String {
         fb_cache,
         fb_key,
         p.tally.as_ref().map_or("", |t| t.0.as_str()),
+        if p.must_be_published { "1" } else { "" },
     ];
     let size = fields.iter().map(|f| f.len() + 1).sum::<usize>() + p.headers.as_str().len();
     let mut out = String::with_capacity(size);

@@ -1,15 +1,17 @@
-//! `/__canary/ui/`: the operator console. Its files are Workers Static Assets (`[assets]` in
-//! wrangler.toml, binding `ASSETS`), served through here so that the console exists exactly
-//! when the admin API does, with a strict Content-Security-Policy. The session routes
-//! exchange the admin token for a signed cookie (`crate::session`).
+//! `/__canary/ui/`: the operator console, on the console host (`CONSOLE_HOST`) only. Its
+//! files are Workers Static Assets (`[assets]` in wrangler.toml, binding `ASSETS`), served
+//! through here so that the console exists exactly when the admin API does, with a strict
+//! Content-Security-Policy. The session routes exchange a token (or an Access identity)
+//! for a signed cookie (`crate::session`) and end it on the server.
 
 use serde_json::json;
 use worker::{Env, Headers, Request, Response};
 
-use super::{json_response, now_ms, Isolate, Outcome};
-use crate::admin::bearer_matches;
+use super::auth::{self, check_console_page, on_console_host};
+use super::{json_response, log_event, now_ms, Failure, Isolate, Outcome};
 use crate::error::EdgeError;
-use crate::session::{self, fetch_site_allows, Session};
+use crate::operators::Principal;
+use crate::session::{self, Session, CSRF_HEADER};
 
 /// Binding of the console's static files; must match `wrangler.toml`.
 const ASSETS_BINDING: &str = "ASSETS";
@@ -18,36 +20,21 @@ const ASSETS_BINDING: &str = "ASSETS";
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-fn now_unix() -> u64 {
-    (now_ms() / 1000.0) as u64
-}
-
-/// The session a request's cookie carries, if the admin API is on and it verifies.
-pub(super) fn session(req: &Request, iso: &Isolate) -> Option<Session> {
-    let key = iso.session_key.as_ref()?;
-    let cookie = req.headers().get("cookie").ok().flatten();
-    key.from_cookie_header(cookie.as_deref(), now_unix())
-}
-
 pub(super) async fn serve(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Outcome {
-    let (Some(token), Some(key)) = (
-        iso.settings.admin_token.as_deref(),
-        iso.session_key.as_ref(),
-    ) else {
-        return Err(EdgeError::NotFound(
-            "the operator console is disabled (ADMIN_TOKEN is not set)".into(),
-        )
-        .into());
-    };
+    let ops = auth::operators(iso)?;
     let method = req.inner().method();
-    let site = req.headers().get("sec-fetch-site").ok().flatten();
+    if !on_console_host(req, iso) {
+        return elsewhere(req, iso, &method);
+    }
+    let Some(key) = iso.session_key.as_ref() else {
+        return Err(EdgeError::NotFound("the operator console is disabled".into()).into());
+    };
     match (path, method.as_str()) {
         (["login"], "POST") => {
-            if !fetch_site_allows(site.as_deref()) {
-                return Err(
-                    EdgeError::Forbidden("log in from the console's own page".into()).into(),
-                );
-            }
+            check_console_page(req)?;
+            // Every attempt counts, right or wrong: past the limit even the right token
+            // waits, so the limit cannot be used to tell a right guess from a wrong one.
+            auth::limit_guessing(req, env).await?;
             #[derive(serde::Deserialize)]
             struct Login {
                 token: String,
@@ -58,20 +45,27 @@ pub(super) async fn serve(req: &mut Request, env: &Env, iso: &Isolate, path: &[&
             }
             let login: Login = serde_json::from_str(&body)
                 .map_err(|e| EdgeError::BadRequest(format!("login body: {e}")))?;
-            if !bearer_matches(Some(&format!("Bearer {}", login.token)), token) {
-                return json_response(401, &json!({ "error": "wrong admin token" }));
-            }
-            let mut nonce = [0u8; 16];
-            getrandom::getrandom(&mut nonce)
-                .map_err(|e| EdgeError::Forbidden(format!("no randomness for a session: {e}")))?;
-            let (value, session) = key.issue(nonce, now_unix());
-            with_cookie(session_json(&session), &session::set_cookie(&value))
+            let Some(principal) = ops.by_token(&login.token) else {
+                log_event("console_login_failed", json!({ "ip": client_ip(req) }));
+                return json_response(401, &json!({ "error": "wrong token" }));
+            };
+            start_session(key, &principal, "token")
         }
-        (["session"], "GET") => match session(req, iso) {
-            Some(s) => json_response(200, &session_json(&s)),
-            None => json_response(401, &json!({ "error": "no session" })),
-        },
-        (["logout"], "POST") => with_cookie(json!({ "ok": true }), &session::clear_cookie()),
+        (["session"], "GET") => {
+            check_console_page(req)?;
+            if let Some(s) = auth::session(req, env, iso).await? {
+                return json_response(200, &session_json(&s));
+            }
+            // Behind Cloudflare Access, the identity it vouches for signs in by itself.
+            match auth::access_identity(req, iso).await? {
+                Some(principal) => start_session(key, &principal, "access"),
+                None => json_response(
+                    401,
+                    &json!({ "error": "no session", "access": iso.access.is_some() }),
+                ),
+            }
+        }
+        (["logout"], "POST") => logout(req, env, iso).await,
         (["login" | "session" | "logout"], _) => {
             Err(EdgeError::MethodNotAllowed("GET, POST").into())
         }
@@ -80,11 +74,124 @@ pub(super) async fn serve(req: &mut Request, env: &Env, iso: &Isolate, path: &[&
     }
 }
 
-fn session_json(s: &Session) -> serde_json::Value {
-    json!({ "csrf": s.csrf, "expires_unix": s.expires_unix })
+/// A console route on any other host: a page there may be a bundle's, so nothing here
+/// answers with or to a session. A browser going to the console is sent to its host.
+fn elsewhere(req: &Request, iso: &Isolate, method: &str) -> Outcome {
+    let Some(console) = iso.settings.console_host.as_deref() else {
+        return Err(EdgeError::NotFound(
+            "the operator console is off: set CONSOLE_HOST to a host that serves no bundle".into(),
+        )
+        .into());
+    };
+    let here = auth::host_of(req);
+    let port = here
+        .rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(_, p)| format!(":{p}"))
+        .unwrap_or_default();
+    let scheme = auth::origin_of(req)
+        .split_once("://")
+        .map_or("https", |(s, _)| s)
+        .to_owned();
+    let url = req.inner().url();
+    let path = crate::route::path_of(&url);
+    let target = format!("{scheme}://{console}{port}{path}");
+    if method == "GET" || method == "HEAD" {
+        let headers = Headers::new();
+        headers.set("location", &target)?;
+        headers.set("cache-control", "no-store")?;
+        return Ok(Response::empty()?.with_status(302).with_headers(headers));
+    }
+    Err(EdgeError::NotFound(format!("the operator console is at {target}")).into())
 }
 
-fn with_cookie(body: serde_json::Value, cookie: &str) -> Outcome {
+fn client_ip(req: &Request) -> String {
+    req.headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+fn start_session(key: &session::SessionKey, principal: &Principal, via: &str) -> Outcome {
+    let mut id = [0u8; 16];
+    getrandom::getrandom(&mut id)
+        .map_err(|e| EdgeError::Forbidden(format!("no randomness for a session: {e}")))?;
+    let Some((value, session)) = key.issue(principal, id, now_ms() as u64) else {
+        return Err(EdgeError::Forbidden(format!(
+            "{:?} cannot be carried in a session",
+            principal.name
+        ))
+        .into());
+    };
+    log_event(
+        "console_login",
+        json!({ "by": principal.name, "scope": principal.scope.as_str(), "via": via }),
+    );
+    with_cookie(session_json(&session), &session::set_cookie(&value))
+}
+
+/// `POST /__canary/ui/logout` ends the session on the server; with `{"everywhere": true}`
+/// it ends every session issued so far. Either needs a session write (a console page and
+/// the CSRF token) or a bearer token that may write.
+async fn logout(req: &mut Request, env: &Env, iso: &Isolate) -> Outcome {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Logout {
+        #[serde(default)]
+        everywhere: bool,
+    }
+    let body = req.text().await?;
+    let ask: Logout = if body.trim().is_empty() {
+        Logout::default()
+    } else if body.len() > 1024 {
+        return Err(EdgeError::TooLarge("a logout is limited to 1 KiB".into()).into());
+    } else {
+        serde_json::from_str(&body)
+            .map_err(|e| EdgeError::BadRequest(format!("logout body: {e}")))?
+    };
+    let session = auth::session(req, env, iso).await?;
+    let by = match &session {
+        Some(s) => {
+            check_console_page(req)?;
+            let csrf = req.headers().get(CSRF_HEADER).ok().flatten();
+            if !s.csrf_matches(csrf.as_deref()) {
+                return Err(EdgeError::Forbidden(format!(
+                    "a logout needs the session's {CSRF_HEADER} header"
+                ))
+                .into());
+            }
+            s.principal.name.clone()
+        }
+        None if ask.everywhere => auth::api_caller(req, env, iso, true).await?.name,
+        None => String::new(),
+    };
+    let answer = match (&session, ask.everywhere) {
+        (_, true) => {
+            let at = auth::revoke_all_sessions(env, iso).await?;
+            log_event("sessions_revoked", json!({ "by": by, "not_before_ms": at }));
+            json!({ "ok": true, "revoked": "all", "not_before_ms": at })
+        }
+        (Some(s), false) => {
+            auth::revoke_session(env, iso, s).await?;
+            log_event("console_logout", json!({ "by": by }));
+            json!({ "ok": true, "revoked": 1 })
+        }
+        (None, false) => json!({ "ok": true, "revoked": 0 }),
+    };
+    with_cookie(answer, &session::clear_cookie())
+}
+
+fn session_json(s: &Session) -> serde_json::Value {
+    json!({
+        "csrf": s.csrf,
+        "expires_unix": s.expires_unix,
+        "by": s.principal.name,
+        "scope": s.principal.scope.as_str(),
+    })
+}
+
+fn with_cookie(body: serde_json::Value, cookie: &str) -> Result<Response, Failure> {
     let mut resp = json_response(200, &body)?;
     resp.headers_mut().set("set-cookie", cookie)?;
     Ok(resp)
@@ -102,7 +209,9 @@ async fn static_file(req: &Request, env: &Env) -> Outcome {
     headers.set("content-security-policy", CSP)?;
     headers.set("x-frame-options", "DENY")?;
     headers.set("x-content-type-options", "nosniff")?;
-    headers.set("referrer-policy", "no-referrer")?;
+    // The console's fetches carry their page (same origin only): the session routes
+    // answer only requests from a console page.
+    headers.set("referrer-policy", "same-origin")?;
     headers.set("cache-control", "no-cache")?;
     let body = found.body().clone();
     Ok(Response::builder()

@@ -9,6 +9,7 @@
 //! - `monitor/`: the `HealthMonitor` Durable Object (runs the control plane, owns the
 //!   rollout state in SQLite, projects the config to KV) and the edge's calls to it.
 
+mod auth;
 mod console;
 mod monitor;
 mod ops;
@@ -23,13 +24,16 @@ use worker::{console_log, Context, Date, Delay, Env, Headers, Request, Response}
 
 pub use monitor::HealthMonitor;
 
+use crate::access::{AccessPolicy, Jwks};
 use crate::config::{kv_key, BundleName};
 use crate::control::batching::Outbox;
 use crate::decide::{PreparedRollout, Router};
 use crate::error::EdgeError;
 use crate::keyed::KeyedHash;
 use crate::log::LogLine;
+use crate::operators::Operators;
 use crate::override_token::OverrideKey;
+use crate::revocation::Revocations;
 use crate::rollouts::{KvRead, RolloutCache};
 use crate::route::{self, Route, RouteError};
 use crate::session::SessionKey;
@@ -48,8 +52,17 @@ struct Isolate {
     /// Error reports and boot signals not yet sent to each bundle's monitor.
     outbox: RefCell<Outbox>,
     override_key: Option<OverrideKey>,
+    /// The API's tokens: `Ok(None)` when the admin API is off, `Err` when a token is
+    /// unusable (too short: the admin API refuses to start).
+    operators: Result<Option<Operators>, SettingsError>,
     /// Signs console sessions; present exactly when the admin API is on.
     session_key: Option<SessionKey>,
+    /// Revoked sessions as last listed from KV, and when (see `auth`).
+    revocations: RefCell<Option<(Rc<Revocations>, f64)>>,
+    /// Cloudflare Access in front of the console host, when configured.
+    access: Option<AccessPolicy>,
+    /// Access's signing keys, and when they were fetched.
+    jwks: RefCell<Option<(Rc<Jwks>, f64)>>,
 }
 
 thread_local! {
@@ -73,7 +86,18 @@ fn isolate(env: &Env) -> Result<Rc<Isolate>, SettingsError> {
                         settings.edge_secret().as_bytes(),
                         "sketch",
                     ))),
+                    operators: Operators::from_secrets(
+                        settings.admin_token.as_deref(),
+                        settings.read_token.as_deref(),
+                        settings.operator_tokens.as_deref(),
+                    ),
                     session_key: settings.admin_token.as_deref().map(SessionKey::new),
+                    revocations: RefCell::new(None),
+                    access: settings.access.as_ref().map(|(team, aud)| AccessPolicy {
+                        team_domain: team.clone(),
+                        audience: aud.clone(),
+                    }),
+                    jwks: RefCell::new(None),
                     override_key: settings
                         .override_secret
                         .as_deref()
@@ -199,12 +223,32 @@ async fn read_kv(env: &Env, bundle: &BundleName, timeout_ms: u64) -> KvRead {
     }
 }
 
+/// Whether `key` is within the limit of the rate limiting binding `name`. Without the
+/// binding there is no limit at the door (distinct-client counting still weighs each
+/// client once); a failing limiter lets the report through (logged).
+async fn within_limit(env: &Env, name: &str, key: String) -> bool {
+    let Ok(limiter) = env.rate_limiter(name) else {
+        return true;
+    };
+    match limiter.limit(key).await {
+        Ok(outcome) => outcome.success,
+        Err(e) => {
+            log_event(
+                "rate_limit_failed",
+                json!({ "binding": name, "detail": brief(e) }),
+            );
+            true
+        }
+    }
+}
+
 // ---------------------------------------------------------------- responses
 
 fn text_response(status: u16, message: &str) -> Response {
     let headers = Headers::new();
     let _ = headers.set("content-type", "text/plain; charset=utf-8");
     let _ = headers.set("cache-control", "no-store");
+    let _ = headers.set("x-content-type-options", "nosniff");
     Response::builder()
         .with_status(status)
         .with_headers(headers)
@@ -223,6 +267,7 @@ fn json_response(status: u16, value: &serde_json::Value) -> Outcome {
     let headers = Headers::new();
     headers.set("content-type", "application/json; charset=utf-8")?;
     headers.set("cache-control", "no-store")?;
+    headers.set("x-content-type-options", "nosniff")?;
     Ok(Response::builder()
         .with_status(status)
         .with_headers(headers)

@@ -5,9 +5,10 @@ use serde_json::json;
 use worker::{Context, Env, Request};
 
 use super::{
-    json_response, log_event, monitor, now_ms, rollout, Failure, Isolate, Outcome, R2_BINDING,
+    auth, json_response, monitor, now_ms, rollout, within_limit, Failure, Isolate, Outcome,
+    R2_BINDING,
 };
-use crate::admin::{bearer_matches, parse_request, Command};
+use crate::admin::{parse_request, Command};
 use crate::config::Rollout;
 use crate::config::{BundleName, Version};
 use crate::control::tracker::Signal;
@@ -124,25 +125,6 @@ fn admin_status(
 /// Rate limiting bindings (`[[ratelimits]]` in wrangler.toml) for error reports.
 const LIMIT_PER_IP: &str = "REPORT_LIMIT_PER_IP";
 const LIMIT_PER_CLIENT: &str = "REPORT_LIMIT_PER_CLIENT";
-
-/// Whether `key` is within the limit of the rate limiting binding `name`. Without the
-/// binding there is no limit at the door (distinct-client counting still weighs each
-/// client once); a failing limiter lets the report through (logged).
-async fn within_limit(env: &Env, name: &str, key: String) -> bool {
-    let Ok(limiter) = env.rate_limiter(name) else {
-        return true;
-    };
-    match limiter.limit(key).await {
-        Ok(outcome) => outcome.success,
-        Err(e) => {
-            log_event(
-                "rate_limit_failed",
-                json!({ "binding": name, "detail": super::brief(e) }),
-            );
-            true
-        }
-    }
-}
 
 /// The answer to a report: 202 (429 when rate limited), never retried by a beacon.
 fn report_answer(status: u16, body: serde_json::Value) -> Outcome {
@@ -263,16 +245,11 @@ async fn receive_report(req: &mut Request, env: &Env, ctx: &Context, iso: &Isola
 
 /// `/__canary/api/<bundle>[/<action>]`, bearer-token protected.
 async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Outcome {
-    let Some(token) = iso.settings.admin_token.as_deref() else {
-        return Err(EdgeError::NotFound(
-            "the admin API is disabled (ADMIN_TOKEN is not set)".into(),
-        )
-        .into());
-    };
-    authorize(req, iso, token)?;
+    let method = req.inner().method();
+    let write = !matches!(method.as_str(), "GET" | "HEAD");
+    let caller = auth::api_caller(req, env, iso, write).await?;
     let bundle_text = path.first().copied().unwrap_or_default();
     let bundle = BundleName::parse(bundle_text).map_err(EdgeError::NotFound)?;
-    let method = req.inner().method();
     match (path.get(1..).unwrap_or_default(), method.as_str()) {
         ([], "GET") => {
             let answer = monitor::status(env, &bundle).await?;
@@ -328,7 +305,8 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
             if let Command::Publish(version) = &command {
                 require_files(env, &bundle, version).await?;
             }
-            let (status, mut answer) = monitor::command(env, &bundle, action, &body).await?;
+            let (status, mut answer) =
+                monitor::command(env, &bundle, action, &body, &caller.name).await?;
             iso.rollouts.borrow_mut().invalidate(&bundle);
             if status == 200 {
                 answer = admin_status(iso, &bundle, answer);
@@ -344,47 +322,10 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
     }
 }
 
-/// The admin API's door: the bearer token, or a console session whose writes carry the
-/// session's CSRF token and come from the console's own origin.
-fn authorize(req: &Request, iso: &Isolate, token: &str) -> Result<(), Failure> {
-    let authorization = req.headers().get("authorization").ok().flatten();
-    if bearer_matches(authorization.as_deref(), token) {
-        return Ok(());
-    }
-    let Some(session) = super::console::session(req, iso) else {
-        return Err(EdgeError::Unauthorized.into());
-    };
-    let method = req.inner().method();
-    if matches!(method.as_str(), "GET" | "HEAD") {
-        return Ok(());
-    }
-    let site = req.headers().get("sec-fetch-site").ok().flatten();
-    let csrf = req
-        .headers()
-        .get(crate::session::CSRF_HEADER)
-        .ok()
-        .flatten();
-    if !crate::session::fetch_site_allows(site.as_deref()) || !session.csrf_matches(csrf.as_deref())
-    {
-        return Err(EdgeError::Forbidden(format!(
-            "a write with a console session needs its {} header, from the console's origin",
-            crate::session::CSRF_HEADER
-        ))
-        .into());
-    }
-    Ok(())
-}
-
 /// `GET /__canary/api`: every bundle with a config in KV (`rollout/` keys), with its
 /// control plane's view, for the console's overview.
 async fn bundles(req: &Request, env: &Env, iso: &Isolate) -> Outcome {
-    let Some(token) = iso.settings.admin_token.as_deref() else {
-        return Err(EdgeError::NotFound(
-            "the admin API is disabled (ADMIN_TOKEN is not set)".into(),
-        )
-        .into());
-    };
-    authorize(req, iso, token)?;
+    auth::api_caller(req, env, iso, false).await?;
     let kv = env.kv(super::KV_BINDING)?;
     let listed = kv
         .list()

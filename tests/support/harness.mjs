@@ -81,6 +81,7 @@ export async function startWorker({
     ratelimits: {
       REPORT_LIMIT_PER_CLIENT: { namespace_id: "1001", simple: { limit: 10, period: 60 } },
       REPORT_LIMIT_PER_IP: { namespace_id: "1002", simple: { limit: 100, period: 60 } },
+      LOGIN_LIMIT_PER_IP: { namespace_id: "1003", simple: { limit: 10, period: 60 } },
     },
     // A COHORT_SECRET as in production (scripts/dev writes one too): without it auto canary
     // refuses to act. A test of that passes COHORT_SECRET: "".

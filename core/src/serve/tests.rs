@@ -318,6 +318,97 @@ fn pinned_urls_and_head_requests_are_not_counted() {
 }
 
 #[test]
+fn a_pinned_version_the_config_does_not_name_must_have_been_published() {
+    let e = {
+        let mut e = edge_with(&[("OVERRIDE_SECRET", "qa-secret")]);
+        e.record_config(
+            &BundleName::parse("demo").unwrap(),
+            KvRead::Value(CONFIG.into()),
+            NOW,
+        );
+        e
+    };
+    let demo = BundleName::parse("demo").unwrap();
+    let expires = (NOW / 1000.0) as u64 + 600;
+    let token = OverrideKey::new(b"qa-secret").issue(&demo, Channel::Canary, expires);
+    let forged = OverrideKey::new(b"other").issue(&demo, Channel::Canary, expires);
+    // (url, override, must be published, cache-control)
+    let immutable = "public, max-age=31536000, immutable";
+    for (url, token, check, cache_control) in [
+        ("https://x.test/demo@1.0.0/sdk.js", None, false, immutable),
+        ("https://x.test/demo@1.1.0/sdk.js", None, false, immutable),
+        ("https://x.test/demo@0.9.0/sdk.js", None, true, immutable),
+        (
+            "https://x.test/demo@1.2.0/sdk.js",
+            Some(forged.as_str()),
+            true,
+            immutable,
+        ),
+        // QA of an upload before it is published: never kept by a shared cache.
+        (
+            "https://x.test/demo@1.2.0/sdk.js",
+            Some(token.as_str()),
+            false,
+            "private, no-store",
+        ),
+        (
+            "https://x.test/demo@1.0.0/sdk.js",
+            Some(token.as_str()),
+            false,
+            immutable,
+        ),
+        (
+            "https://x.test/demo/sdk.js",
+            None,
+            false,
+            "private, max-age=60",
+        ),
+    ] {
+        let req = AssetRequest {
+            override_token: token,
+            ..get(url)
+        };
+        let plan = serve(e.plan(&req, Some(&ClientFacts::default()), counter()));
+        assert_eq!(plan.must_be_published, check, "{url} {token:?}");
+        assert_eq!(
+            plan.headers.get("cache-control"),
+            Some(cache_control),
+            "{url}"
+        );
+        assert_eq!(plan.headers.get("x-canary-override"), None, "{url}");
+    }
+}
+
+#[test]
+fn the_console_host_serves_no_bundle() {
+    let mut e = edge_with(&[("CONSOLE_HOST", "ops.example.com")]);
+    let demo = BundleName::parse("demo").unwrap();
+    e.record_config(&demo, KvRead::Value(CONFIG.into()), NOW);
+    for url in [
+        "https://ops.example.com/demo/sdk.js",
+        "https://OPS.example.com:8443/demo@1.0.0/sdk.js",
+    ] {
+        match e.plan(&get(url), Some(&ClientFacts::default()), counter()) {
+            Step::Fail(EdgeError::NotFound(m)) => assert!(m.contains("console"), "{m}"),
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        e.plan(
+            &get("https://ops.example.com/__canary/ui/"),
+            None,
+            counter()
+        ),
+        Step::Ops
+    );
+    serve(e.plan(
+        &get("https://sdk.example.com/demo/sdk.js"),
+        Some(&ClientFacts::default()),
+        counter(),
+    ));
+}
+
+#[test]
 fn a_counted_load_names_its_keyed_network_and_a_signed_user_key_is_its_own() {
     use crate::control::tracker::Signal;
     use crate::user_key::UserKeySigner;

@@ -127,16 +127,19 @@ pub(in crate::edge) async fn minutes(
     resp.json().await
 }
 
-/// Runs an admin write in the control plane; returns its status and answer.
+/// Runs an admin write in the control plane as `by` (who the history and logs name);
+/// returns its status and answer.
 pub(in crate::edge) async fn command(
     env: &Env,
     bundle: &BundleName,
     action: &str,
     body: &str,
+    by: &str,
 ) -> worker::Result<(u16, serde_json::Value)> {
     let message = serde_json::to_string(&CommandMessage {
         action: action.to_owned(),
         body: body.to_owned(),
+        by: by.to_owned(),
     })
     .unwrap_or_default();
     let mut resp = call(env, bundle, "/command", Method::Post, Some(message)).await?;

@@ -40,6 +40,8 @@ const KV_READ_TIMEOUT_MS: u64 = 5_000;
 struct CommandMessage {
     action: String,
     body: String,
+    /// Who acts: the verified operator's name.
+    by: String,
 }
 
 #[durable_object]
@@ -247,7 +249,7 @@ impl DurableObject for HealthMonitor {
                 let request = CommandRequest {
                     command,
                     expect_canary,
-                    by: "operator".into(),
+                    by: msg.by,
                 };
                 let (state, reply) = self
                     .run(Some(&bundle), Trigger::Event(Event::Command(request)))

@@ -53,7 +53,10 @@ async function call(path, { method = "GET", body } = {}) {
 
 async function start() {
   $("login-form").addEventListener("submit", login);
-  $("logout").addEventListener("click", logout);
+  $("logout").addEventListener("click", () => logout(false));
+  $("logout-all").addEventListener("click", () => {
+    if (confirm("End every console session, on every device, including this one?")) logout(true);
+  });
   $("home").addEventListener("click", (e) => {
     e.preventDefault();
     location.hash = "";
@@ -66,7 +69,7 @@ async function start() {
   bindActions();
   try {
     const s = await call("/__canary/ui/session");
-    loggedIn(s.csrf);
+    loggedIn(s);
   } catch {
     loggedOut();
   }
@@ -79,24 +82,27 @@ async function login(e) {
   try {
     const s = await call("/__canary/ui/login", { method: "POST", body: { token: input.value } });
     input.value = "";
-    loggedIn(s.csrf);
+    loggedIn(s);
   } catch (err) {
-    $("login-error").textContent = err.message === "wrong admin token" ? "Wrong admin token." : err.message;
+    $("login-error").textContent = err.message === "wrong token" ? "Wrong token." : err.message;
   }
 }
 
-async function logout() {
+/** Ends this session on the server (or, `everywhere`, every session issued so far). */
+async function logout(everywhere) {
   try {
-    await call("/__canary/ui/logout", { method: "POST" });
+    await call("/__canary/ui/logout", { method: "POST", body: { everywhere } });
   } finally {
     loggedOut();
   }
 }
 
-function loggedIn(token) {
-  csrf = token;
+function loggedIn(session) {
+  csrf = session.csrf;
+  $("who").textContent = session.scope === "read" ? `${session.by} (read only)` : session.by;
   show("login", false);
   show("logout", true);
+  show("logout-all", true);
   refresh();
   clearInterval(timer);
   timer = setInterval(refresh, POLL_MS);
@@ -107,8 +113,10 @@ function loggedOut() {
   clearInterval(timer);
   timer = null;
   current = null;
+  $("who").textContent = "";
   show("login", true);
   show("logout", false);
+  show("logout-all", false);
   show("overview", false);
   show("bundle", false);
   $("live").textContent = "";
