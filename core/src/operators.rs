@@ -259,12 +259,9 @@ mod tests {
 
     #[test]
     fn unusable_secrets_are_named() {
-        assert_eq!(
-            Operators::from_secrets(None, Some(READ), None)
-                .unwrap()
-                .is_none(),
-            true
-        );
+        assert!(Operators::from_secrets(None, Some(READ), None)
+            .unwrap()
+            .is_none());
         let hash = token_hash(ALICE);
         for (admin, read, named, var) in [
             ("short", None, None, SECRET_ADMIN_TOKEN),

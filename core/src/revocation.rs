@@ -8,27 +8,25 @@
 //! - `auth/revoked-session/<id>`: one logged-out session, expiring with the session, so
 //!   the list never outgrows the sessions alive (one key per logout: two logouts at once
 //!   cannot overwrite each other);
-//! - `auth/sessions-not-before` (metadata `{"ms": n}`): "log out everywhere", the
-//!   generation of sessions: every session issued before `n` is void.
+//! - `auth/sessions-not-before/<ms>`: "log out everywhere", the generation of sessions:
+//!   every session issued before `ms` is void. One key per revocation (KV takes one write
+//!   per second per key), expiring when every session it voids has expired anyway.
 
 use std::collections::BTreeSet;
-
-use serde::{Deserialize, Serialize};
 
 /// Every key of this module starts with this (never a `rollout/` key).
 pub const KV_PREFIX: &str = "auth/";
 const REVOKED_SESSION_PREFIX: &str = "auth/revoked-session/";
-pub const SESSIONS_NOT_BEFORE_KEY: &str = "auth/sessions-not-before";
-
-/// The metadata of a not-before key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotBefore {
-    pub ms: u64,
-}
+const SESSIONS_NOT_BEFORE_PREFIX: &str = "auth/sessions-not-before/";
 
 /// The KV key that revokes session `id`.
 pub fn revoked_session_key(id: &str) -> String {
     format!("{REVOKED_SESSION_PREFIX}{id}")
+}
+
+/// The KV key that voids every session issued before `ms`.
+pub fn sessions_not_before_key(ms: u64) -> String {
+    format!("{SESSIONS_NOT_BEFORE_PREFIX}{ms}")
 }
 
 /// What is revoked, as one isolate last read it.
@@ -39,19 +37,18 @@ pub struct Revocations {
 }
 
 impl Revocations {
-    /// From a listing of [`KV_PREFIX`]: each key's name and metadata. Unknown keys and
-    /// unreadable metadata are skipped (a newer edge may write more kinds).
-    pub fn from_listing<'a>(
-        keys: impl IntoIterator<Item = (&'a str, Option<&'a serde_json::Value>)>,
-    ) -> Self {
+    /// From the key names of a listing of [`KV_PREFIX`]. Unknown keys are skipped (a newer
+    /// edge may write more kinds).
+    pub fn from_listing<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
         let mut out = Self::default();
-        for (name, metadata) in keys {
+        for name in names {
             if let Some(id) = name.strip_prefix(REVOKED_SESSION_PREFIX) {
                 out.sessions.insert(id.to_owned());
-            } else if name == SESSIONS_NOT_BEFORE_KEY {
-                if let Some(nb) = metadata.and_then(|m| NotBefore::deserialize(m).ok()) {
-                    out.sessions_not_before_ms = out.sessions_not_before_ms.max(nb.ms);
-                }
+            } else if let Some(ms) = name
+                .strip_prefix(SESSIONS_NOT_BEFORE_PREFIX)
+                .and_then(|ms| ms.parse::<u64>().ok())
+            {
+                out.sessions_not_before_ms = out.sessions_not_before_ms.max(ms);
             }
         }
         out
@@ -81,17 +78,20 @@ impl Revocations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn a_listing_revokes_named_sessions_and_older_generations() {
-        let nb = json!({ "ms": 5_000 });
-        let junk = json!({ "ms": "soon" });
         let key = revoked_session_key("ab12");
+        let (older, newer) = (
+            sessions_not_before_key(4_000),
+            sessions_not_before_key(5_000),
+        );
         let r = Revocations::from_listing([
-            (key.as_str(), None),
-            (SESSIONS_NOT_BEFORE_KEY, Some(&nb)),
-            ("auth/something-newer", Some(&junk)),
+            key.as_str(),
+            newer.as_str(),
+            older.as_str(),
+            "auth/sessions-not-before/soon",
+            "auth/something-newer",
         ]);
         for (id, issued, revoked) in [
             ("ab12", 9_000, true),
@@ -101,7 +101,7 @@ mod tests {
         ] {
             assert_eq!(r.session_revoked(id, issued), revoked, "{id} {issued}");
         }
-        let skipped = Revocations::from_listing([(SESSIONS_NOT_BEFORE_KEY, Some(&junk))]);
+        let skipped = Revocations::from_listing(["auth/sessions-not-before/x", "rollout/demo"]);
         assert_eq!(skipped, Revocations::default());
     }
 

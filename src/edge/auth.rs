@@ -13,7 +13,7 @@ use super::{brief, log_event, now_ms, Failure, Isolate, KV_BINDING};
 use crate::access::{self, Jwks};
 use crate::error::EdgeError;
 use crate::operators::{Operators, Principal, Scope};
-use crate::revocation::{self, NotBefore, Revocations};
+use crate::revocation::{self, Revocations};
 use crate::route;
 use crate::session::{self, from_console_page, RequestSource, Session, CSRF_HEADER};
 
@@ -192,7 +192,7 @@ async fn revocations(env: &Env, iso: &Isolate) -> Result<Rc<Revocations>, Failur
     }
 }
 
-/// Every key under `auth/`, with metadata, in one listing (a few pages at most).
+/// Every key under `auth/`, in one listing (names only; a few pages at most).
 async fn list_revocations(env: &Env) -> Result<Revocations, String> {
     let kv = env.kv(KV_BINDING).map_err(brief)?;
     let mut keys = Vec::new();
@@ -210,7 +210,7 @@ async fn list_revocations(env: &Env) -> Result<Revocations, String> {
         }
     }
     Ok(Revocations::from_listing(
-        keys.iter().map(|k| (k.name.as_str(), k.metadata.as_ref())),
+        keys.iter().map(|k| k.name.as_str()),
     ))
 }
 
@@ -232,14 +232,14 @@ pub(super) async fn revoke_session(env: &Env, iso: &Isolate, s: &Session) -> Res
     Ok(())
 }
 
-/// Ends every session issued until now ("log out everywhere").
+/// Ends every session issued until now ("log out everywhere"): a key of its own, expiring
+/// when the last session it voids would have.
 pub(super) async fn revoke_all_sessions(env: &Env, iso: &Isolate) -> Result<u64, Failure> {
     let kv = env.kv(KV_BINDING)?;
     let now = now_ms() as u64;
-    kv.put(revocation::SESSIONS_NOT_BEFORE_KEY, now.to_string())
+    kv.put(&revocation::sessions_not_before_key(now), "")
         .map_err(|e| EdgeError::Conflict(format!("revocation: {e}")))?
-        .metadata(NotBefore { ms: now })
-        .map_err(|e| EdgeError::Conflict(format!("revocation: {e}")))?
+        .expiration(now / 1000 + session::SESSION_SECS + 120)
         .execute()
         .await
         .map_err(|e| EdgeError::ConfigUnavailable {

@@ -182,6 +182,12 @@ export class Worker {
     return Promise.all(out.map(async ({ at, name }) => ({ at, value: await this.faults.get(name) })));
   }
 
+  /** How many times the worker listed the session revocations (`auth/`) in KV. */
+  async revocationListings() {
+    const { keys } = await this.faults.list({ prefix: "lists/auth/" });
+    return keys.length;
+  }
+
   /** Workers KV allows one write per second per key: fails if any key was written faster. */
   async assertPacedWrites() {
     const keys = new Set();
