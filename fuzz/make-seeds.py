@@ -23,8 +23,9 @@ def cookie_value(cohort, cohorts=10, secret=COOKIE_SECRET):
     return f"{cohort}.{tag.hexdigest()[:16]}"
 
 
-def override_token(bundle, channel, expires, secret=OVERRIDE_SECRET):
-    payload = f"v1.{bundle}.{channel}.{expires}"
+def override_token(bundle, channel, expires, secret=OVERRIDE_SECRET, issued=1000):
+    # v2: issued before the harness's revocation (1000) is void; issued=None makes a v1.
+    payload = f"v1.{bundle}.{channel}.{expires}" if issued is None else f"v2.{bundle}.{channel}.{issued}.{expires}"
     return f"{payload}.{hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()[:32]}"
 
 
@@ -198,6 +199,8 @@ OVERRIDES = [
     f"bundle: payments\nnow: 0\nx-canary-override: {tok}",
     f"bundle: demo\nnow: 0\nx-canary-override:  {override_token('demo', 'stable', 5000)} ",
     f"bundle: demo\nnow: 0\nx-canary-override: {override_token('demo', 'canary', 5000, b'other')}",
+    f"bundle: demo\nnow: 0\nx-canary-override: {override_token('demo', 'canary', 5000, issued=999)}",
+    f"bundle: demo\nnow: 0\nx-canary-override: {override_token('demo', 'canary', 5000, issued=None)}",
     f"bundle: demo\nnow: 0\nx-canary-override: {tok.upper()}",
     "bundle: demo\nnow: 0\nx-canary-override: always",
     "bundle: demo\nnow: 0\nx-canary-override: v1.demo.canary.99999999999999999999.00000000000000000000000000000000",
@@ -209,10 +212,10 @@ OVERRIDES = [
 ]
 
 BODIES = [
-    'action: weight\nbody: {"weight": 30}\nauthorization: Bearer admin-token-123\nif-none-match: "abc123"\n'
+    'action: weight\nbody: {"weight": 30}\nauthorization: Bearer admin-token-0123456789abcdef012345\nif-none-match: "abc123"\n'
     'report: {"bundle":"demo","version":"1.5.0","kind":"script_error","message":"x is undefined"}',
-    'action: weight\nbody: {"weight": 101}\nauthorization: Bearer  admin-token-123 \nif-none-match: *',
-    'action: weight\nbody: {"weight": 30, "extra": 1}\nauthorization: bearer admin-token-123\nif-none-match: W/"abc123", "def"',
+    'action: weight\nbody: {"weight": 101}\nauthorization: Bearer  admin-token-0123456789abcdef012345 \nif-none-match: *',
+    'action: weight\nbody: {"weight": 30, "extra": 1}\nauthorization: bearer admin-token-0123456789abcdef012345\nif-none-match: W/"abc123", "def"',
     'action: rollout\nbody: {"steps":[1,5,25,50,100],"bake_secs":300}\nreport: {"bundle":"Demo","version":"1.5.0","kind":"x"}',
     "action: rollout\nbody: \nreport: {}",
     'action: rollout\nbody: {"steps":[50,10]}\nreport: {"bundle":"demo","version":"..","kind":"x"}',

@@ -310,6 +310,23 @@ describe("versions: only published ones are public", () => {
     await w.setRollout({ stable: "1.2.0", weight: 0 });
     assert.equal((await call(w, `${EDGE}/demo@1.0.0/sdk.js`)).status, 200, "an old stable");
   });
+
+  test("revoke-overrides voids every override token issued before it, at the edge, with the config", async () => {
+    await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0 });
+    const old = await overrideToken();
+    const overridden = async (token) => (await call(w, `${EDGE}/demo/sdk.js`, { headers: { "x-canary-override": token } })).headers.get("x-canary-override");
+    assert.equal(await overridden(old), "canary");
+    // Tokens carry their issue time in whole seconds: revoke in a later second than `old`.
+    await new Promise((r) => setTimeout(r, 1100));
+    const revoked = await call(w, `${EDGE}/__canary/api/demo/revoke-overrides`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(revoked.status, 200, revoked.text);
+    assert.ok(revoked.json.config.overrides_not_before > 0);
+    assert.equal(revoked.json.monitor.events[0].kind, "overrides_revoked");
+    assert.equal(await overridden(old), null, "the old token routes nowhere");
+    assert.equal((await call(w, `${EDGE}/demo@1.3.0/sdk.js`, { headers: { "x-canary-override": old } })).status, 404);
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal(await overridden(await overrideToken()), "canary", "a token issued after works");
+  });
 });
 
 describe("headers", () => {

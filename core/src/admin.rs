@@ -1,22 +1,9 @@
-//! The admin API's pure parts: bearer-token checking in constant time and the request
-//! bodies of its writes, validated before anything is written.
+//! The admin API's pure parts: the request bodies of its writes, validated before anything
+//! is written (who may send them: `operators`).
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::config::{ConfigError, Progression, Version, Weight};
-
-/// Whether an `Authorization` header carries `expected` as a bearer token. Both sides are
-/// hashed first, so the comparison takes the same time whatever the lengths.
-pub fn bearer_matches(authorization: Option<&str>, expected: &str) -> bool {
-    let Some(given) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
-        return false;
-    };
-    let a = Sha256::digest(given.trim().as_bytes());
-    let b = Sha256::digest(expected.as_bytes());
-    !expected.is_empty() && bool::from(a.ct_eq(&b))
-}
 
 /// The writes the admin API accepts.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +16,8 @@ pub enum Command {
     Promote,
     /// Make a version the canary at weight 0 (or the stable, for a new bundle).
     Publish(Version),
+    /// Void every override token of the bundle issued until now.
+    RevokeOverrides,
 }
 
 #[derive(Deserialize)]
@@ -86,8 +75,15 @@ fn body_error(e: impl std::fmt::Display) -> ConfigError {
 }
 
 /// The write actions, `POST /__canary/api/<bundle>/<action>`.
-pub const ACTIONS: [&str; 7] = [
-    "weight", "rollout", "pause", "resume", "rollback", "promote", "publish",
+pub const ACTIONS: [&str; 8] = [
+    "weight",
+    "rollout",
+    "pause",
+    "resume",
+    "rollback",
+    "promote",
+    "publish",
+    "revoke-overrides",
 ];
 
 /// Parses `POST /__canary/api/<bundle>/<action>` with its JSON body.
@@ -127,6 +123,7 @@ pub fn parse_command(action: &str, body: &str) -> Result<Command, ConfigError> {
             Ok(Command::Rollback(reason.chars().take(200).collect()))
         }
         "promote" => Ok(Command::Promote),
+        "revoke-overrides" => Ok(Command::RevokeOverrides),
         "publish" => {
             let p: PublishBody = serde_json::from_value(json(body)?).map_err(body_error)?;
             Version::parse(&p.version)
@@ -139,7 +136,7 @@ pub fn parse_command(action: &str, body: &str) -> Result<Command, ConfigError> {
         other => Err(ConfigError {
             field: "(action)",
             message: format!(
-                "unknown action {other:?}; use weight, rollout, pause, resume, rollback, promote or publish"
+                "unknown action {other:?}; use weight, rollout, pause, resume, rollback, promote, publish or revoke-overrides"
             ),
         }),
     }
@@ -148,26 +145,6 @@ pub fn parse_command(action: &str, body: &str) -> Result<Command, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_tokens() {
-        for (header, ok) in [
-            (Some("Bearer t0ken"), true),
-            (Some("Bearer t0ken "), true),
-            (Some("Bearer t0ke"), false),
-            (Some("Bearer t0kenn"), false),
-            (Some("bearer t0ken"), false),
-            (Some("t0ken"), false),
-            (Some("Basic dDBrZW4="), false),
-            (None, false),
-        ] {
-            assert_eq!(bearer_matches(header, "t0ken"), ok, "{header:?}");
-        }
-        assert!(
-            !bearer_matches(Some("Bearer "), ""),
-            "an empty secret never matches"
-        );
-    }
 
     #[test]
     fn requests_may_name_their_canary() {

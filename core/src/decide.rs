@@ -275,6 +275,7 @@ mod tests {
             canary: canary.map(|c| Version::parse(c).unwrap()),
             weight: Weight::new(weight).unwrap(),
             cohort_offset: offset,
+            overrides_not_before: None,
             health: None,
             progression: None,
             revision: None,

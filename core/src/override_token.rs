@@ -2,8 +2,12 @@
 //! at weight 0, for QA and synthetic probes), for one bundle, until it expires. A bare
 //! `always`/`never` header would let any client opt itself in; this needs the secret.
 //!
-//! Format: `v1.<bundle>.<channel>.<expiry unix secs>.<tag>`, `tag` = hex of the first 16
-//! bytes of HMAC-SHA256(secret, everything before the last dot).
+//! Format: `v2.<bundle>.<channel>.<issued unix secs>.<expiry unix secs>.<tag>`, `tag` =
+//! hex of the first 16 bytes of HMAC-SHA256(secret, everything before the last dot). The
+//! issue time is what revocation compares: a bundle's config may say
+//! `overrides_not_before` (set by the `revoke-overrides` command), and every token issued
+//! before it is void. Tokens of the earlier format `v1.<bundle>.<channel>.<expiry>.<tag>`
+//! carry no issue time: they verify only while the bundle has never revoked overrides.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -44,9 +48,19 @@ impl OverrideKey {
         mac
     }
 
-    /// Issues a token for `bundle` → `channel`, valid until `expires_unix`.
-    pub fn issue(&self, bundle: &BundleName, channel: Channel, expires_unix: u64) -> String {
-        let payload = format!("v1.{bundle}.{}.{expires_unix}", channel.as_str());
+    /// Issues a token for `bundle` → `channel`, issued at `issued_unix`, valid until
+    /// `expires_unix`.
+    pub fn issue(
+        &self,
+        bundle: &BundleName,
+        channel: Channel,
+        issued_unix: u64,
+        expires_unix: u64,
+    ) -> String {
+        let payload = format!(
+            "v2.{bundle}.{}.{issued_unix}.{expires_unix}",
+            channel.as_str()
+        );
         let tag = self.tag(&payload).finalize().into_bytes();
         format!("{payload}.{}", hex::encode(&tag[..TAG_BYTES]))
     }
@@ -65,21 +79,24 @@ impl OverrideKey {
         u64::from_be_bytes(b)
     }
 
-    /// The channel a token grants for `bundle` at `now_unix`, if it is genuine and current.
-    pub fn verify(&self, token: &str, bundle: &BundleName, now_unix: u64) -> Option<Channel> {
+    /// The channel a token grants for `bundle` at `now_unix`, if it is genuine, current,
+    /// and not issued before `not_before_unix` (the bundle's `overrides_not_before`, or 0).
+    pub fn verify(
+        &self,
+        token: &str,
+        bundle: &BundleName,
+        now_unix: u64,
+        not_before_unix: u64,
+    ) -> Option<Channel> {
         if token.len() > 256 {
             return None;
         }
         let (payload, tag_hex) = token.trim().rsplit_once('.')?;
-        let mut parts = payload.split('.');
-        let (Some("v1"), Some(b), Some(ch), Some(exp), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return None;
+        let parts: Vec<&str> = payload.splitn(7, '.').collect();
+        let (b, ch, issued, exp) = match parts.as_slice() {
+            ["v2", b, ch, issued, exp] => (*b, *ch, issued.parse::<u64>().ok()?, *exp),
+            ["v1", b, ch, exp] => (*b, *ch, 0, *exp),
+            _ => return None,
         };
         if b != bundle.as_str() || tag_hex.len() != TAG_BYTES * 2 {
             return None;
@@ -87,7 +104,7 @@ impl OverrideKey {
         let tag = hex::decode(tag_hex).ok()?;
         self.tag(payload).verify_truncated_left(&tag).ok()?;
         let expires: u64 = exp.parse().ok()?;
-        if expires < now_unix {
+        if expires < now_unix || issued < not_before_unix {
             return None;
         }
         match ch {
@@ -124,38 +141,48 @@ mod tests {
     }
 
     #[test]
-    fn issued_tokens_verify_until_they_expire() {
+    fn issued_tokens_verify_until_they_expire_or_are_revoked() {
         let key = OverrideKey::new(b"s3cret");
-        let t = key.issue(&demo(), Channel::Canary, 1_000);
-        assert!(t.starts_with("v1.demo.canary.1000."), "{t}");
-        assert_eq!(key.verify(&t, &demo(), 999), Some(Channel::Canary));
-        assert_eq!(key.verify(&t, &demo(), 1_000), Some(Channel::Canary));
-        assert_eq!(key.verify(&t, &demo(), 1_001), None, "expired");
-        let s = key.issue(&demo(), Channel::Stable, 1_000);
-        assert_eq!(key.verify(&s, &demo(), 0), Some(Channel::Stable));
+        let t = key.issue(&demo(), Channel::Canary, 500, 1_000);
+        assert!(t.starts_with("v2.demo.canary.500.1000."), "{t}");
+        assert_eq!(key.verify(&t, &demo(), 999, 0), Some(Channel::Canary));
+        assert_eq!(key.verify(&t, &demo(), 1_000, 0), Some(Channel::Canary));
+        assert_eq!(key.verify(&t, &demo(), 1_001, 0), None, "expired");
+        assert_eq!(key.verify(&t, &demo(), 600, 500), Some(Channel::Canary));
+        assert_eq!(key.verify(&t, &demo(), 600, 501), None, "revoked");
+        let s = key.issue(&demo(), Channel::Stable, 0, 1_000);
+        assert_eq!(key.verify(&s, &demo(), 0, 0), Some(Channel::Stable));
+        // A token of the earlier format: no issue time, so void after any revocation.
+        let payload = "v1.demo.canary.1000";
+        let tag = key.tag(payload).finalize().into_bytes();
+        let v1 = format!("{payload}.{}", hex::encode(&tag[..TAG_BYTES]));
+        assert_eq!(key.verify(&v1, &demo(), 10, 0), Some(Channel::Canary));
+        assert_eq!(key.verify(&v1, &demo(), 10, 1), None);
     }
 
     #[test]
     fn forged_or_foreign_tokens_are_refused() {
         let key = OverrideKey::new(b"s3cret");
-        let t = key.issue(&demo(), Channel::Canary, 5_000);
-        let other = OverrideKey::new(b"other").issue(&demo(), Channel::Canary, 5_000);
+        let t = key.issue(&demo(), Channel::Canary, 100, 5_000);
+        let other = OverrideKey::new(b"other").issue(&demo(), Channel::Canary, 100, 5_000);
         let payments = BundleName::parse("payments").unwrap();
         let cases = [
             "always".to_string(),
             "canary".to_string(),
             other,
             t.replace("5000", "9999"),
+            t.replace(".100.", ".200."),
             t.replace("canary", "stable"),
             format!("{t}0"),
             t[..t.len() - 1].to_string(),
-            t.replace("v1.", "v2."),
+            t.replace("v2.", "v1."),
+            t.replace("v2.", "v3."),
             String::new(),
             "x".repeat(300),
         ];
         for bad in &cases {
-            assert_eq!(key.verify(bad, &demo(), 0), None, "{bad}");
+            assert_eq!(key.verify(bad, &demo(), 0, 0), None, "{bad}");
         }
-        assert_eq!(key.verify(&t, &payments, 0), None, "bound to its bundle");
+        assert_eq!(key.verify(&t, &payments, 0, 0), None, "bound to its bundle");
     }
 }

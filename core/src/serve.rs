@@ -385,7 +385,14 @@ impl Edge {
         [req.override_token, from_cookie]
             .into_iter()
             .flatten()
-            .find_map(|token| key.verify(token, &prepared.bundle, now))
+            .find_map(|token| {
+                key.verify(
+                    token,
+                    &prepared.bundle,
+                    now,
+                    prepared.rollout.overrides_not_before(),
+                )
+            })
     }
 
     /// The keyed network a counted load comes from: a user key the merchant signed is a

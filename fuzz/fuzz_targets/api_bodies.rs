@@ -8,18 +8,22 @@
 //! - an accepted report names a valid bundle and version and a 1-32 character `[a-z0-9_]`
 //!   kind; it carries `boot_ms` (at most 600000) exactly when it is a boot signal (kind
 //!   `boot`); bodies over 4096 bytes are refused as too large, whatever they hold;
-//! - the bearer check passes only for `Bearer <the token>` (surrounding spaces trimmed);
+//! - the bearer check passes only for `Bearer <a configured token>` (surrounding spaces
+//!   trimmed), and names the principal of that token;
 //! - `If-None-Match: *` always matches, a header over 4096 bytes never does.
 #![no_main]
 
-use canary_core::admin::{bearer_matches, parse_request, Command, ACTIONS};
+use canary_core::admin::{parse_request, Command, ACTIONS};
+use canary_core::operators::{token_hash, Operators, Scope};
 use canary_core::config::Weight;
 use canary_core::http::{content_type_for, etag_matches};
 use canary_core::report::{self, ReportError, MAX_BOOT_MS, MAX_REPORT_BYTES};
 use canary_edge_fuzz::{bundle_ok, version_ok, Fields};
 use libfuzzer_sys::fuzz_target;
 
-const TOKEN: &str = "admin-token-123";
+const TOKEN: &str = "admin-token-0123456789abcdef012345";
+const READ: &str = "read-token-0123456789abcdef0123456";
+const ALICE: &str = "alice-token-0123456789abcdef012345";
 
 /// Lines `action:`, `body:`, `authorization:`, `if-none-match:`, `report:`; see `Fields`.
 struct Input<'a> {
@@ -75,6 +79,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(Command::Pause) => assert_eq!(action, "pause"),
         Ok(Command::Resume) => assert_eq!(action, "resume"),
         Ok(Command::Promote) => assert_eq!(action, "promote"),
+        Ok(Command::RevokeOverrides) => assert_eq!(action, "revoke-overrides"),
         Ok(Command::Publish(v)) => {
             assert_eq!(action, "publish");
             assert!(version_ok(v.as_str()));
@@ -111,12 +116,21 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    if bearer_matches(Some(input.authorization), TOKEN) {
+    let named = format!("alice:{}", token_hash(ALICE));
+    let operators = Operators::from_secrets(Some(TOKEN), Some(READ), Some(&named))
+        .expect("valid secrets")
+        .expect("admin API on");
+    if let Some(p) = operators.by_bearer(Some(input.authorization)) {
         let given = input.authorization.strip_prefix("Bearer ").expect("scheme");
-        assert_eq!(given.trim(), TOKEN, "{:?}", input.authorization);
+        let expected = match (p.name.as_str(), p.scope) {
+            ("operator", Scope::Write) => TOKEN,
+            ("read-only", Scope::Read) => READ,
+            ("alice", Scope::Write) => ALICE,
+            other => panic!("unknown principal {other:?}"),
+        };
+        assert_eq!(given.trim(), expected, "{:?}", input.authorization);
     }
-    assert!(!bearer_matches(Some(input.authorization), ""));
-    assert!(!bearer_matches(None, TOKEN));
+    assert!(operators.by_bearer(None).is_none());
 
     let matched = etag_matches(input.if_none_match, "\"abc123\"");
     if input.if_none_match.len() > 4096 {

@@ -8,9 +8,11 @@
 //! - issue/verify round trip: a genuine token grants its channel until its expiry, and
 //!   nothing after;
 //! - no forgery: whatever the token, a granted channel means the token is
-//!   `v1.<this bundle>.<that channel>.<expiry>.<tag>` with an expiry not in the past and a
-//!   tag equal to the first 16 bytes of HMAC-SHA256(secret, everything before the last dot),
-//!   recomputed by the harness; tokens over 256 bytes are refused.
+//!   `v2.<this bundle>.<that channel>.<issued>.<expiry>.<tag>` (or the earlier
+//!   `v1.<bundle>.<channel>.<expiry>.<tag>`) with an expiry not in the past, an issue time
+//!   not before the revocation, and a tag equal to the first 16 bytes of
+//!   HMAC-SHA256(secret, everything before the last dot), recomputed by the harness; tokens
+//!   over 256 bytes are refused.
 #![no_main]
 
 use canary_core::decide::Channel;
@@ -76,22 +78,27 @@ impl<'a> Input<'a> {
     }
 }
 
+/// Tokens issued before this are revoked in the harness's config.
+const NOT_BEFORE: u64 = 1_000;
+
 fn check(key: &OverrideKey, token: &str, bundle_name: &str, now: u64) {
-    let Some(channel) = key.verify(token, &bundle(bundle_name), now) else {
+    let Some(channel) = key.verify(token, &bundle(bundle_name), now, NOT_BEFORE) else {
         return;
     };
     assert!(token.len() <= 256, "over-long token accepted");
     let t = token.trim();
     let (payload, tag_hex) = t.rsplit_once('.').expect("granted without a tag");
     let parts: Vec<&str> = payload.split('.').collect();
-    assert_eq!(parts.len(), 4, "{t:?}");
-    assert_eq!(parts[0], "v1", "{t:?}");
+    assert_eq!(parts.len(), 5, "only v2 tokens survive a revocation: {t:?}");
+    assert_eq!(parts[0], "v2", "{t:?}");
     assert_eq!(
         parts[1], bundle_name,
         "token for another bundle granted: {t:?}"
     );
     assert_eq!(parts[2], channel.as_str(), "{t:?}");
-    let expires: u64 = parts[3].parse().expect("expiry");
+    let issued: u64 = parts[3].parse().expect("issue time");
+    assert!(issued >= NOT_BEFORE, "revoked token granted: {t:?}");
+    let expires: u64 = parts[4].parse().expect("expiry");
     assert!(expires >= now, "expired token granted: {t:?} at {now}");
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET).unwrap();
     mac.update(payload.as_bytes());
@@ -123,12 +130,17 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 Channel::Stable
             };
-            let genuine = key.issue(&bundle(bundle_name), channel, expires);
-            let granted = key.verify(&genuine, &bundle(bundle_name), input.now);
+            let genuine = key.issue(&bundle(bundle_name), channel, NOT_BEFORE, expires);
+            let granted = key.verify(&genuine, &bundle(bundle_name), input.now, NOT_BEFORE);
             assert_eq!(
                 granted,
                 (expires >= input.now).then_some(channel),
                 "{genuine}"
+            );
+            assert_eq!(
+                key.verify(&genuine, &bundle(bundle_name), input.now, NOT_BEFORE + 1),
+                None,
+                "revoked: {genuine}"
             );
             let other = if bundle_name == "demo" {
                 "payments"
@@ -136,7 +148,7 @@ fuzz_target!(|data: &[u8]| {
                 "demo"
             };
             assert_eq!(
-                key.verify(&genuine, &bundle(other), 0),
+                key.verify(&genuine, &bundle(other), 0, 0),
                 None,
                 "bundle-bound"
             );

@@ -164,9 +164,10 @@ fn cookie_state(iso: &Isolate, header: Option<&str>) -> Option<Option<Verified>>
 fn override_holder(
     req: &Request,
     iso: &Isolate,
-    bundle: &BundleName,
+    prepared: &PreparedRollout,
     cookie: Option<&str>,
 ) -> Option<(Channel, u64)> {
+    let bundle = &prepared.bundle;
     let key = iso.override_key.as_ref()?;
     let now = (now_ms() / 1000.0) as u64;
     let from_header = req.headers().get(OVERRIDE_HEADER).ok().flatten();
@@ -177,7 +178,7 @@ fn override_holder(
         .into_iter()
         .flatten()
         .find_map(|token| {
-            key.verify(&token, bundle, now)
+            key.verify(&token, bundle, now, prepared.rollout.overrides_not_before())
                 .map(|ch| (ch, OverrideKey::holder_id(&token)))
         })
 }
@@ -220,7 +221,7 @@ async fn receive_report(req: &mut Request, env: &Env, ctx: &Context, iso: &Isola
     let cookie = req.headers().get("cookie").ok().flatten();
     let reporter = Reporter {
         cookie: cookie_state(iso, cookie.as_deref()),
-        override_holder: override_holder(req, iso, &report.bundle, cookie.as_deref()),
+        override_holder: override_holder(req, iso, &prepared, cookie.as_deref()),
     };
     let (channel, client) = match admit(&report, &prepared, &iso.router, &reporter) {
         Ok(admitted) => admitted,
@@ -440,11 +441,12 @@ async fn issue_override(req: &mut Request, iso: &Isolate, bundle: &BundleName) -
         }
     };
     let ttl = ask.ttl_secs.unwrap_or(900).clamp(1, MAX_TTL_SECS);
-    let expires = (now_ms() / 1000.0) as u64 + ttl;
+    let issued = (now_ms() / 1000.0) as u64;
+    let expires = issued + ttl;
     json_response(
         200,
         &json!({
-            "token": key.issue(bundle, channel, expires),
+            "token": key.issue(bundle, channel, issued, expires),
             "header": crate::override_token::OVERRIDE_HEADER,
             "cookie": crate::override_token::OVERRIDE_COOKIE,
             "expires_unix": expires,

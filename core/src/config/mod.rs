@@ -190,6 +190,10 @@ pub struct Rollout {
     /// its own (possibly stale) writes from an operator's. The edge ignores it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
+    /// Unix seconds: override tokens for this bundle issued before this are void (the
+    /// `revoke-overrides` command sets it; the edge reads it with the config).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overrides_not_before: Option<u64>,
     /// Fields this version does not know, kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -291,6 +295,16 @@ impl Rollout {
                 ))
             }
         };
+        let overrides_not_before = match map.remove("overrides_not_before") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "overrides_not_before",
+                    format!("must be Unix seconds (a non-negative integer), got {other}"),
+                ))
+            }
+        };
         Ok(Self {
             stable,
             canary,
@@ -299,6 +313,7 @@ impl Rollout {
             health,
             progression,
             revision,
+            overrides_not_before,
             extra: map,
         })
     }
@@ -307,6 +322,11 @@ impl Rollout {
     pub fn to_json(&self) -> String {
         // Serializing plain strings, integers and a JSON map cannot fail.
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Override tokens issued before this (Unix seconds) are void.
+    pub fn overrides_not_before(&self) -> u64 {
+        self.overrides_not_before.unwrap_or(0)
     }
 
     /// The rollback thresholds in force.
@@ -373,6 +393,10 @@ mod tests {
             ),
             (r#"{"stable":"1.0.0","cohort_offset":-3}"#, "cohort_offset"),
             (
+                r#"{"stable":"1.0.0","overrides_not_before":"now"}"#,
+                "overrides_not_before",
+            ),
+            (
                 r#"{"stable":"1.0.0","health":{"max_error_rate":2}}"#,
                 "health.max_error_rate",
             ),
@@ -392,10 +416,10 @@ mod tests {
 
     #[test]
     fn keeps_unknown_fields_through_a_round_trip() {
-        let json =
-            r#"{"stable":"1.0.0","canary":"1.1.0","weight":20,"note":"ticket 42","steps":[1,5]}"#;
+        let json = r#"{"stable":"1.0.0","canary":"1.1.0","weight":20,"note":"ticket 42","steps":[1,5],"overrides_not_before":1800000000}"#;
         let r = Rollout::parse(json).unwrap();
         assert_eq!(r.extra["note"], "ticket 42");
+        assert_eq!(r.overrides_not_before(), 1_800_000_000);
         let again = Rollout::parse(&r.to_json()).unwrap();
         assert_eq!(again, r);
     }

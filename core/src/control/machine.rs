@@ -799,6 +799,7 @@ impl Control {
                 self.propose_rollback(reason, &by, Origin::Command, now_ms, out);
             }
             Command::Promote => self.promote(config, &by, now_ms, out),
+            Command::RevokeOverrides => self.revoke_overrides(config, &by, now_ms, out),
             Command::Publish(_) => {}
         }
     }
@@ -1025,6 +1026,26 @@ impl Control {
         self.propose(next, progress, entry, logs, Origin::Command, now, out);
     }
 
+    /// Voids every override token of the bundle issued until now: the config says so, and
+    /// the edge reads it with the config (no other state to keep or check).
+    fn revoke_overrides(&mut self, config: Rollout, by: &str, now: f64, out: &mut Out) {
+        let at = (now / 1000.0) as u64;
+        let mut next = config;
+        next.overrides_not_before = Some(at);
+        let logs = vec![LogLine {
+            event: "overrides_revoked",
+            fields: json!({ "bundle": self.bundle.as_str(), "not_before": at, "by": by }),
+        }];
+        let entry = OwnedEntry {
+            kind: "overrides_revoked",
+            by: by.into(),
+            reason: format!("override tokens issued before {} are void", iso_time(now)),
+            counts: None,
+        };
+        let progress = self.progress.clone();
+        self.propose(next, progress, entry, logs, Origin::Command, now, out);
+    }
+
     fn publish(&mut self, version: Version, by: &str, now: f64, out: &mut Out) {
         let (next, reason) = match self.config.clone() {
             None => (
@@ -1033,6 +1054,7 @@ impl Control {
                     canary: None,
                     weight: Weight::ZERO,
                     cohort_offset: None,
+                    overrides_not_before: None,
                     health: None,
                     progression: None,
                     revision: None,

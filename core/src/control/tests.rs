@@ -494,6 +494,33 @@ fn promote_and_operator_rollback() {
 }
 
 #[test]
+fn revoking_overrides_stamps_the_config_and_survives_later_changes() {
+    let mut sim = Sim::new(dark(), 10);
+    sim.command("weight", r#"{"weight": 50}"#);
+    let at = (sim.now / 1000.0) as u64;
+    assert_eq!(sim.command("revoke-overrides", ""), Reply::Done);
+    let kv = sim.kv_config();
+    assert_eq!(kv.overrides_not_before, Some(at));
+    assert_eq!(kv.weight.percent(), 50, "nothing else changes");
+    let entry = sim.state.history.entries.last().unwrap();
+    assert_eq!(
+        (entry.kind.as_str(), entry.by.as_str()),
+        ("overrides_revoked", "operator")
+    );
+    assert!(sim
+        .logs
+        .iter()
+        .any(|(e, f)| *e == "overrides_revoked" && f["not_before"] == at));
+    sim.now += 5_000.0;
+    sim.command("promote", "");
+    assert_eq!(
+        sim.kv_config().overrides_not_before,
+        Some(at),
+        "kept by later writes"
+    );
+}
+
+#[test]
 fn racing_events_lose_nothing() {
     // The Durable Object runs one event at a time (its lock); whatever order the events
     // come in, every count and every command is in the state afterwards.

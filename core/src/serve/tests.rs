@@ -330,8 +330,9 @@ fn a_pinned_version_the_config_does_not_name_must_have_been_published() {
     };
     let demo = BundleName::parse("demo").unwrap();
     let expires = (NOW / 1000.0) as u64 + 600;
-    let token = OverrideKey::new(b"qa-secret").issue(&demo, Channel::Canary, expires);
-    let forged = OverrideKey::new(b"other").issue(&demo, Channel::Canary, expires);
+    let token =
+        OverrideKey::new(b"qa-secret").issue(&demo, Channel::Canary, expires - 600, expires);
+    let forged = OverrideKey::new(b"other").issue(&demo, Channel::Canary, expires - 600, expires);
     // (url, override, must be published, cache-control)
     let immutable = "public, max-age=31536000, immutable";
     for (url, token, check, cache_control) in [
@@ -475,7 +476,7 @@ fn a_signed_override_picks_the_channel_and_is_not_counted() {
     let demo = BundleName::parse("demo").unwrap();
     let expires = (NOW / 1000.0) as u64 + 600;
     for channel in [Channel::Canary, Channel::Stable] {
-        let token = key.issue(&demo, channel, expires);
+        let token = key.issue(&demo, channel, expires - 600, expires);
         let cookie = format!("canary_override={token}");
         for (header, cookie) in [(Some(token.as_str()), None), (None, Some(cookie.as_str()))] {
             let req = AssetRequest {
@@ -493,7 +494,7 @@ fn a_signed_override_picks_the_channel_and_is_not_counted() {
             assert_eq!(plan.tally, None);
         }
     }
-    let wrong = OverrideKey::new(b"other").issue(&demo, Channel::Canary, expires);
+    let wrong = OverrideKey::new(b"other").issue(&demo, Channel::Canary, expires - 600, expires);
     let req = AssetRequest {
         override_token: Some(&wrong),
         ..get("https://x.test/demo/sdk.js")
