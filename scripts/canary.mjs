@@ -4,7 +4,8 @@
 //   canary publish <bundle> <version> <dir>   upload <dir> as <bundle>/<version>/..., then its
 //                                             manifest <bundle>/.manifests/<version>.json, then
 //                                             make it the canary at weight 0 (or the stable, if
-//                                             the bundle is new)
+//                                             the bundle is new); refused, before any upload,
+//                                             for a version already in R2 (immutable)
 //   canary set-weight <bundle> <percent>      send <percent>% of clients to the canary
 //   canary promote <bundle>                   canary becomes stable, weight 0
 //   canary rollback <bundle>                  weight 0 (the canary stays named, dark)
@@ -15,6 +16,9 @@
 //   canary watch <bundle> [--interval <s>] [--count <n>]   live view of health and steps (API)
 //   canary probe <bundle>                     fetch every canary file through a signed
 //                                             override, before any real user gets it (API)
+//   canary revoke-overrides <bundle>          void every override token issued so far (API)
+//   canary token <name>                       a new operator token and its OPERATOR_TOKENS
+//                                             entry `name:<sha256 hex>` (nothing is sent)
 //
 // Flags: --local (the local dev state `wrangler dev` uses), --persist-to <dir> (a local
 // state elsewhere; implies --local), --config <wrangler.toml>, --json (status as JSON).
@@ -26,8 +30,9 @@
 // release became the canary meanwhile. rollout, pause, resume, watch and probe need the API.
 
 import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { devNull, tmpdir } from "node:os";
 import { join, relative, resolve, sep } from "node:path";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
@@ -134,8 +139,11 @@ class Wrangler {
       });
       return stdout;
     } catch (e) {
-      const detail = `${e.stderr ?? ""}${e.stdout ?? ""}`.trim().split("\n").slice(-5).join("\n");
-      throw new Error(`wrangler ${args.slice(0, 3).join(" ")} failed:\n${detail || e.message}`);
+      // stderr last, blank lines out: wrangler's error box, not its chatter on stdout
+      // ("Resource location: ..."), is what the last lines show.
+      const detail = `${e.stdout ?? ""}\n${e.stderr ?? ""}`.split("\n").filter((l) => l.trim()).slice(-5).join("\n");
+      // The whole stderr too: callers tell an expected error (a missing key) from the rest.
+      throw Object.assign(new Error(`wrangler ${args.slice(0, 3).join(" ")} failed:\n${detail || e.message}`), { stderr: `${e.stderr ?? ""}` });
     }
   }
 
@@ -163,6 +171,22 @@ class Wrangler {
     const next = change(current);
     await this.writeConfig(bundle, next);
     return { current, next };
+  }
+
+  /**
+   * Whether `key` is in the bucket. wrangler has no head or list of R2 objects, so this is a
+   * get into the null device (no buffering of a large file). Only wrangler's "does not
+   * exist" (local and remote alike) means absent: any other failure (auth, network, a bad
+   * config) is thrown, never taken for absence.
+   */
+  async hasObject(key) {
+    try {
+      await this.exec(["r2", "object", "get", `${this.settings.bucket}/${key}`, "--file", devNull]);
+      return true;
+    } catch (e) {
+      if (/The specified key does not exist\./.test(e.stderr ?? "")) return false;
+      throw e;
+    }
   }
 
   async putObject(key, file) {
@@ -302,6 +326,64 @@ export function manifestOf(bundle, version, paths) {
   return { bundle, version, files: [...paths].sort() };
 }
 
+/** `fn` over `items`, at most `limit` at a time; after a failure, waits for those running and throws it. */
+async function mapLimit(items, limit, fn) {
+  const out = new Array(items.length);
+  let next = 0;
+  let failed = false;
+  const lane = async () => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    }
+  };
+  const lanes = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, lane));
+  const error = lanes.find((l) => l.status === "rejected");
+  if (error) throw error.reason;
+  return out;
+}
+
+/**
+ * The R2 keys of `version` already uploaded: with the admin API, every file under
+ * `<bundle>/<version>/` (the worker lists its bucket); without it, those among `keys` (what
+ * this publish would upload; wrangler cannot list), 4 wrangler gets at a time. The manifest
+ * through wrangler in both modes (the API lists only the version's prefix).
+ */
+async function uploadedKeys(wr, api, bundle, version, keys) {
+  const prefix = `${bundle}/${version}/`;
+  const manifest = manifestKey(bundle, version);
+  if (api) {
+    const [{ files }, hasManifest] = await Promise.all([
+      api.call(bundle, `/files/${version}`),
+      wr.hasObject(manifest),
+    ]);
+    return [...files.map((f) => prefix + f.path), ...(hasManifest ? [manifest] : [])];
+  }
+  // The manifest alone first: on a fresh local state that get creates R2's database, which
+  // wranglers started together race to create (SQLITE_BUSY, "internal error").
+  const hasManifest = await wr.hasObject(manifest);
+  const found = await mapLimit(keys, 4, (key) => wr.hasObject(key));
+  return [...keys.filter((_, i) => found[i]), ...(hasManifest ? [manifest] : [])];
+}
+
+/**
+ * Versions are immutable: a pinned URL (`/<bundle>@<version>/...`) is cached for a year, so
+ * files uploaded again under a version would never be seen by clients that already have
+ * them, and a mix of old and new files could be served. Refuses any version with a file or a
+ * manifest in R2, before anything is written.
+ */
+async function refuseUploaded(wr, api, bundle, version, keys) {
+  const found = await uploadedKeys(wr, api, bundle, version, keys);
+  if (found.length === 0) return;
+  const shown = found.slice(0, 3).join(", ") + (found.length > 3 ? ` and ${found.length - 3} more` : "");
+  fail(`${bundle} ${version} was already uploaded: R2 has ${shown}; versions are immutable (pinned URLs under ${bundle}/${version}/ are cached for a year): publish a new version`);
+}
+
 function listFiles(dir) {
   const out = [];
   const walk = (d) => {
@@ -343,7 +425,9 @@ const USAGE = `usage: scripts/canary <command> [args] [--local | --persist-to <d
   rollout <bundle> [--steps 1,5,25,50,100] [--bake <secs>]   progressive rollout (admin API)
   pause | resume <bundle>            hold or continue a progressive rollout (admin API)
   watch <bundle> [--interval <s>] [--count <n>]   live health and steps (admin API)
-  probe <bundle>                     check every canary file through a signed override (admin API)`;
+  probe <bundle>                     check every canary file through a signed override (admin API)
+  revoke-overrides <bundle>          void every override token issued so far (admin API)
+  token <name>                       a new operator token and its OPERATOR_TOKENS entry (name:sha256)`;
 
 export async function main(argv, log = console.log) {
   const { flags, positional } = parseArgs(argv);
@@ -418,6 +502,29 @@ export async function main(argv, log = console.log) {
       need(1);
       return probe(new AdminApi(flags), checkBundle(args[0]), log);
     }
+    case "revoke-overrides": {
+      need(1);
+      const bundle = checkBundle(args[0]);
+      const out = await new AdminApi(flags).call(bundle, "/revoke-overrides", { method: "POST" });
+      log(`${bundle}: override tokens issued before ${new Date(out.config.overrides_not_before * 1000).toISOString()} are void`);
+      return out;
+    }
+    case "token": {
+      need(1);
+      // Must match core/src/operators.rs (valid_name).
+      const name = args[0];
+      if (!/^[A-Za-z0-9._@+-]{1,128}$/.test(name) || name === "operator" || name === "read-only") {
+        fail(`operator name ${JSON.stringify(name)}: 1-128 of A-Z a-z 0-9 . _ @ + -, not "operator" or "read-only"`);
+      }
+      const token = randomBytes(32).toString("hex");
+      const entry = `${name}:${createHash("sha256").update(token).digest("hex")}`;
+      if (flags.json) log(JSON.stringify({ name, token, entry }));
+      else {
+        log(`token for ${name} (give it to them; it is shown once): ${token}`);
+        log(`add to the OPERATOR_TOKENS secret (comma-separated): ${entry}`);
+      }
+      return { name, token, entry };
+    }
     case "publish": {
       need(3);
       const [bundle, version, dir] = [checkBundle(args[0]), checkVersion(args[1]), args[2]];
@@ -442,13 +549,16 @@ export async function main(argv, log = console.log) {
       if (current && (current.stable === version || current.canary === version)) {
         fail(`${bundle} ${version} is already live (${current.stable === version ? "stable" : "canary"}); versions are immutable: publish a new version`);
       }
+      const uploads = files.map((f) => {
+        const path = relative(dir, f).split(sep).join("/");
+        return { file: f, path, key: `${bundle}/${version}/${path}` };
+      });
+      await refuseUploaded(wr, api, bundle, version, uploads.map((u) => u.key));
       // Files first, then the manifest, config last: a failed upload leaves the live
       // rollout untouched, and the manifest lists only files that were uploaded.
       const paths = [];
-      for (const f of files) {
-        const path = relative(dir, f).split(sep).join("/");
-        const key = `${bundle}/${version}/${path}`;
-        await wr.putObject(key, f);
+      for (const { file, path, key } of uploads) {
+        await wr.putObject(key, file);
         paths.push(path);
         log(`uploaded ${key}`);
       }

@@ -305,7 +305,7 @@ describe("signed overrides and preflight", () => {
   test("a signed token reaches the canary at weight 0; forged, expired or foreign tokens do not", async () => {
     await w.setRollout({ ...BASE, weight: 0 }, bundle);
     const issued = (await api("/override", { method: "POST", body: { channel: "canary", ttl_secs: 60 } })).json;
-    assert.match(issued.token, new RegExp(`^v1\\.${bundle}\\.canary\\.`));
+    assert.match(issued.token, new RegExp(`^v2\\.${bundle}\\.canary\\.`));
     const viaHeader = await w.get(`/${bundle}/sdk.js`, { userKey: "qa", headers: { "x-canary-override": issued.token } });
     assert.equal(viaHeader.headers.get("x-canary-version"), "1.1.0");
     assert.equal(viaHeader.headers.get("x-canary-override"), "canary");

@@ -7,15 +7,18 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { createHash, generateKeyPairSync, sign } from "node:crypto";
-import { putManifests, startWorker } from "./support/harness.mjs";
+import { execFileSync } from "node:child_process";
+import { generateKeyPairSync, sign } from "node:crypto";
+import { join } from "node:path";
+import { ROOT, putManifests, startWorker } from "./support/harness.mjs";
 
 const TOKEN = "trust-admin-token-0123456789abcdef";
 const READ = "trust-read-token-0123456789abcdef0";
-const ALICE = "alice-operator-token-0123456789abcd";
+// A named operator as an admin makes one: `scripts/canary token alice`.
+const alice = JSON.parse(execFileSync(process.execPath, [join(ROOT, "scripts/canary.mjs"), "token", "alice", "--json"], { encoding: "utf8" }));
+const ALICE = alice.token;
 const CONSOLE = "http://console.test";
 const EDGE = "http://edge.test";
-const sha256 = (t) => createHash("sha256").update(t).digest("hex");
 
 /** A request to the worker at an absolute URL (host matters here), never redirected. */
 async function call(w, url, { method = "GET", headers = {}, body, ip = "198.51.100.7" } = {}) {
@@ -53,7 +56,7 @@ describe("the admin API's door", () => {
       vars: {
         ADMIN_TOKEN: TOKEN,
         READ_TOKEN: READ,
-        OPERATOR_TOKENS: `alice:${sha256(ALICE)}`,
+        OPERATOR_TOKENS: `${alice.entry},bob:${"0".repeat(64)}`,
         CONSOLE_HOST: "console.test",
         CONFIG_TTL_MS: "1000",
       },
@@ -276,7 +279,7 @@ describe("Cloudflare Access", () => {
 describe("versions: only published ones are public", () => {
   let w;
   before(async () => {
-    w = await startWorker({ vars: { OVERRIDE_SECRET: "trust-override-secret", ADMIN_TOKEN: TOKEN } });
+    w = await startWorker({ listen: true, vars: { OVERRIDE_SECRET: "trust-override-secret", ADMIN_TOKEN: TOKEN } });
   });
   after(() => w?.dispose());
 
@@ -318,10 +321,12 @@ describe("versions: only published ones are public", () => {
     assert.equal(await overridden(old), "canary");
     // Tokens carry their issue time in whole seconds: revoke in a later second than `old`.
     await new Promise((r) => setTimeout(r, 1100));
-    const revoked = await call(w, `${EDGE}/__canary/api/demo/revoke-overrides`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}` } });
-    assert.equal(revoked.status, 200, revoked.text);
-    assert.ok(revoked.json.config.overrides_not_before > 0);
-    assert.equal(revoked.json.monitor.events[0].kind, "overrides_revoked");
+    // As an operator would: `scripts/canary revoke-overrides demo` against the admin API.
+    const cli = execFileSync(process.execPath, [join(ROOT, "scripts/canary.mjs"), "revoke-overrides", "demo", "--url", w.url.href, "--token", TOKEN], { encoding: "utf8" });
+    assert.match(cli, /demo: override tokens issued before .* are void/);
+    const after = await call(w, `${EDGE}/__canary/api/demo`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.ok(after.json.config.overrides_not_before > 0);
+    assert.equal(after.json.monitor.events[0].kind, "overrides_revoked");
     assert.equal(await overridden(old), null, "the old token routes nowhere");
     assert.equal((await call(w, `${EDGE}/demo@1.3.0/sdk.js`, { headers: { "x-canary-override": old } })).status, 404);
     await new Promise((r) => setTimeout(r, 1100));

@@ -1,0 +1,189 @@
+// Versions are immutable: a pinned URL (/<bundle>@<version>/...) is cached for a year, so a
+// re-upload would never be seen. `scripts/canary publish` refuses, before writing anything,
+// any version R2 already has a file or a manifest of: without the admin API by a wrangler
+// get of every key the publish would write, with it by the worker's listing of the prefix.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { ROOT, startWorker } from "./support/harness.mjs";
+
+const run = promisify(execFile);
+const WRANGLER_TOML = join(ROOT, "wrangler.toml");
+const BUCKET = "canary-edge-bundles";
+// At least 32 characters: the admin API refuses shorter tokens.
+const TOKEN = "immutable-admin-token-0123456789abcdef";
+
+const dirs = [];
+/** A bundle directory with `files` ({ path: contents }). */
+function bundleDir(files) {
+  const dir = mkdtempSync(join(tmpdir(), "canary-edge-immutable-"));
+  dirs.push(dir);
+  for (const [path, text] of Object.entries(files)) writeFileSync(join(dir, path), text);
+  return dir;
+}
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Runs scripts/canary: { code, out } (stdout and stderr), whether it succeeds or not. */
+async function cli(args, env = process.env) {
+  try {
+    const { stdout, stderr } = await run(join(ROOT, "scripts/canary"), args, { cwd: ROOT, env });
+    return { code: 0, out: `${stderr}${stdout}` };
+  } catch (e) {
+    if (typeof e.code !== "number") throw e;
+    return { code: e.code, out: `${e.stderr}${e.stdout}` };
+  }
+}
+
+async function r2Text(worker, key) {
+  const object = await worker.r2.get(key);
+  return object ? object.text() : null;
+}
+
+async function r2Keys(worker, prefix) {
+  return (await worker.r2.list({ prefix })).objects.map((o) => o.key);
+}
+
+/** The refusal, naming the version's prefix and what R2 already has under it. */
+function assertRefused({ code, out }, bundle, version, has) {
+  assert.equal(code, 2, out);
+  const esc = (s) => s.replace(/[.+]/g, "\\$&");
+  assert.match(out, new RegExp(`canary: ${esc(bundle)} ${esc(version)} was already uploaded: R2 has ${has.map(esc).join(", ")}; ` +
+    `versions are immutable \\(pinned URLs under ${esc(`${bundle}/${version}/`)} are cached for a year\\): publish a new version`));
+  assert.doesNotMatch(out, /uploaded [a-z]/, "nothing uploaded");
+}
+
+describe("publish without the admin API (wrangler gets)", () => {
+  let state;
+  let w;
+  const local = (...args) => cli([...args, "--persist-to", state]);
+  const config = async () => JSON.parse(await w.kv.get("rollout/imm"));
+
+  before(async () => {
+    state = mkdtempSync(join(tmpdir(), "canary-edge-immutable-state-"));
+    w = await startWorker({ persist: state, seed: false, rollout: null });
+  });
+  after(async () => {
+    await w?.dispose();
+    rmSync(state, { recursive: true, force: true });
+  });
+
+  test("a fresh version publishes; publishing it again with other contents is refused and the pinned file keeps its first contents", async () => {
+    const first = { "sdk.js": "/* DemoPay SDK 1.0.0 */ first();", "chunk.js": "/* chunk 1.0.0 */ first();" };
+    let r = await local("publish", "imm", "1.0.0", bundleDir(first));
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /imm 1\.0\.0 published as stable \(new bundle\)/);
+    r = await local("publish", "imm", "1.1.0", bundleDir({ "sdk.js": "/* DemoPay SDK 1.1.0 */" }));
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /imm 1\.1\.0 published as canary at weight 0/);
+    // A live version keeps its own message.
+    r = await local("publish", "imm", "1.1.0", bundleDir({ "sdk.js": "/* DemoPay SDK 1.1.0 again */" }));
+    assert.equal(r.code, 2, r.out);
+    assert.match(r.out, /imm 1\.1\.0 is already live \(canary\); versions are immutable: publish a new version/);
+    // 1.1.0 becomes stable: 1.0.0 is no longer live, but still uploaded (and cached by clients).
+    assert.equal((await local("promote", "imm")).code, 0);
+    const pinned = await w.get("/imm@1.0.0/sdk.js");
+    assert.equal(pinned.status, 200);
+    assert.equal(pinned.text, first["sdk.js"]);
+    const manifest = await r2Text(w, "imm/.manifests/1.0.0.json");
+    const before = await config();
+    assert.deepEqual(before, { stable: "1.1.0", canary: null, weight: 0 });
+
+    r = await local("publish", "imm", "1.0.0", bundleDir({ "sdk.js": "/* DemoPay SDK 1.0.0 */ second();", "chunk.js": "second();" }));
+    assertRefused(r, "imm", "1.0.0", ["imm/1.0.0/chunk.js", "imm/1.0.0/sdk.js", "imm/.manifests/1.0.0.json"]);
+    assert.equal(await r2Text(w, "imm/1.0.0/sdk.js"), first["sdk.js"]);
+    assert.equal(await r2Text(w, "imm/1.0.0/chunk.js"), first["chunk.js"]);
+    assert.equal((await w.get("/imm@1.0.0/sdk.js")).text, first["sdk.js"], "the pinned URL serves the first contents");
+    assert.equal(await r2Text(w, "imm/.manifests/1.0.0.json"), manifest);
+    assert.deepEqual(await config(), before, "config unchanged");
+  });
+
+  test("a version with a file put by hand (wrangler r2 object put) is refused; nothing is written", async () => {
+    const before = await config();
+    const stray = bundleDir({ "sdk.js": "/* by hand */" });
+    await run(join(ROOT, "node_modules/.bin/wrangler"), [
+      "r2", "object", "put", `${BUCKET}/imm/2.0.0/sdk.js`, "--file", join(stray, "sdk.js"),
+      "--local", "--persist-to", state, "--config", WRANGLER_TOML,
+    ], { cwd: ROOT });
+    const r = await local("publish", "imm", "2.0.0", bundleDir({ "sdk.js": "/* DemoPay SDK 2.0.0 */", "chunk.js": "//" }));
+    assertRefused(r, "imm", "2.0.0", ["imm/2.0.0/sdk.js"]);
+    assert.deepEqual(await r2Keys(w, "imm/2.0.0/"), ["imm/2.0.0/sdk.js"], "chunk.js not uploaded");
+    assert.equal(await r2Text(w, "imm/2.0.0/sdk.js"), "/* by hand */");
+    assert.equal(await w.r2.head("imm/.manifests/2.0.0.json"), null, "no manifest");
+    assert.deepEqual(await config(), before, "config unchanged");
+  });
+
+  test("a version with only a manifest in R2 is refused", async () => {
+    const before = await config();
+    await w.r2.put("imm/.manifests/3.0.0.json", JSON.stringify({ bundle: "imm", version: "3.0.0", files: ["sdk.js"] }));
+    const r = await local("publish", "imm", "3.0.0", bundleDir({ "sdk.js": "/* DemoPay SDK 3.0.0 */" }));
+    assertRefused(r, "imm", "3.0.0", ["imm/.manifests/3.0.0.json"]);
+    assert.deepEqual(await r2Keys(w, "imm/3.0.0/"), []);
+    assert.deepEqual(await config(), before, "config unchanged");
+  });
+
+  test("an R2 read that fails for another reason than a missing key fails the publish: it is never taken for absence", async () => {
+    // A local state whose R2 directory is a file: KV works, every R2 get fails.
+    const broken = bundleDir({});
+    mkdirSync(join(broken, "v3"));
+    writeFileSync(join(broken, "v3", "r2"), "");
+    const r = await cli(["publish", "imm", "4.0.0", bundleDir({ "sdk.js": "/* DemoPay SDK 4.0.0 */" }), "--persist-to", broken]);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /canary: wrangler r2 object get failed:[^]*EEXIST/);
+    assert.doesNotMatch(r.out, /already uploaded|uploaded [a-z]/);
+    const status = await cli(["status", "imm", "--json", "--persist-to", broken]);
+    assert.equal(status.code, 2, status.out);
+    assert.match(status.out, /no rollout config for bundle imm/, "no config written");
+  });
+});
+
+describe("publish with the admin API (the worker lists the prefix)", () => {
+  let state;
+  let w;
+  let api;
+  const demo = async () => JSON.parse(await w.kv.get("rollout/demo"));
+
+  before(async () => {
+    state = mkdtempSync(join(tmpdir(), "canary-edge-immutable-api-"));
+    w = await startWorker({ persist: state, listen: true, vars: { ADMIN_TOKEN: TOKEN, CONFIG_TTL_MS: "0" } });
+    const env = { ...process.env, CANARY_URL: w.url.href, CANARY_ADMIN_TOKEN: TOKEN };
+    api = (...args) => cli([...args, "--persist-to", state], env);
+  });
+  after(async () => {
+    await w?.dispose();
+    rmSync(state, { recursive: true, force: true });
+  });
+
+  test("files already under the version's prefix are refused, even ones this publish would not upload", async () => {
+    const before = await demo();
+    await w.r2.put("demo/1.2.0/legacy.js", "/* an earlier upload */");
+    const r = await api("publish", "demo", "1.2.0", join(ROOT, "fixtures/demo/1.1.0"));
+    assertRefused(r, "demo", "1.2.0", ["demo/1.2.0/legacy.js"]);
+    assert.deepEqual(await r2Keys(w, "demo/1.2.0/"), ["demo/1.2.0/legacy.js"], "no file uploaded");
+    assert.equal(await w.r2.head("demo/.manifests/1.2.0.json"), null, "no manifest");
+    assert.deepEqual(await demo(), before, "config unchanged");
+  });
+
+  test("a manifest without files is refused too (read through wrangler)", async () => {
+    const before = await demo();
+    await w.r2.put("demo/.manifests/1.3.0.json", JSON.stringify({ bundle: "demo", version: "1.3.0", files: ["sdk.js"] }));
+    const r = await api("publish", "demo", "1.3.0", join(ROOT, "fixtures/demo/1.1.0"));
+    assertRefused(r, "demo", "1.3.0", ["demo/.manifests/1.3.0.json"]);
+    assert.deepEqual(await r2Keys(w, "demo/1.3.0/"), []);
+    assert.deepEqual(await demo(), before, "config unchanged");
+  });
+
+  test("a fresh version publishes as the canary", async () => {
+    const r = await api("publish", "demo", "1.4.0", join(ROOT, "fixtures/demo/1.1.0"));
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /uploaded demo\/1\.4\.0\/sdk\.js[^]*demo 1\.4\.0 published as canary at weight 0/);
+    assert.deepEqual(await r2Keys(w, "demo/1.4.0/"), ["demo/1.4.0/chunk.js", "demo/1.4.0/sdk.js"]);
+    const config = await demo();
+    assert.deepEqual([config.stable, config.canary, config.weight], ["1.0.0", "1.4.0", 0]);
+  });
+});
