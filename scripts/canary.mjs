@@ -125,6 +125,7 @@ function workerSettings(configPath) {
 class Wrangler {
   constructor(flags) {
     this.config = resolve(flags.config ?? join(ROOT, "wrangler.toml"));
+    this.local = Boolean(flags.local);
     this.location = flags.local ? ["--local"] : ["--remote"];
     if (flags.persistTo) this.location.push("--persist-to", resolve(flags.persistTo));
     this.settings = workerSettings(this.config);
@@ -367,7 +368,9 @@ async function uploadedKeys(wr, api, bundle, version, keys) {
   // The manifest alone first: on a fresh local state that get creates R2's database, which
   // wranglers started together race to create (SQLITE_BUSY, "internal error").
   const hasManifest = await wr.hasObject(manifest);
-  const found = await mapLimit(keys, 4, (key) => wr.hasObject(key));
+  // One at a time on a local state: wranglers reading the same local R2 database at once
+  // (or beside a running `wrangler dev`) fail with SQLITE_BUSY.
+  const found = await mapLimit(keys, wr.local ? 1 : 4, (key) => wr.hasObject(key));
   return [...keys.filter((_, i) => found[i]), ...(hasManifest ? [manifest] : [])];
 }
 
