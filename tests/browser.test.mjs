@@ -111,7 +111,7 @@ test("a broken canary in a real browser: the SDK reports its error and the edge 
     // sendBeacon is fire-and-forget: poll the monitor through the admin API.
     let totals;
     for (let i = 0; i < 50; i++) {
-      const r = await broken.get("/__canary/api/demo", { headers: { authorization: "Bearer browser-admin" } });
+      const r = await broken.get("/__canary/api/demo", { headers: { authorization: "Bearer browser-admin-token-0123456789abcdef" } });
       totals = JSON.parse(r.text).monitor.totals;
       if (totals.canary.errors >= 1) break;
       await new Promise((res) => setTimeout(res, 100));

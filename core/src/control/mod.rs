@@ -3,7 +3,11 @@
 //! (`machine::step`). Pure: time, counts and I/O outcomes are arguments; the Durable Object
 //! in the worker crate only runs the machine and carries out its effects.
 //!
-//! - `machine`: `step(state, event, now) -> (state, effects)`;
+//! - `machine`: `step(state, event, now) -> (state, effects)`, the state and its events and
+//!   effects; its concerns in `adoption` (KV reads), `health` (batches, the cut),
+//!   `stepping` (the alarm, steps), `commands` (admin writes), `writes` (one shape for a
+//!   change, and its write);
+//! - `driver`: runs the machine against a host's I/O (the Durable Object, the tests);
 //! - `clients`: distinct clients, exact up to a cap then a HyperLogLog sketch;
 //! - `counts`: distinct clients per channel in windows, the batches the edge sends;
 //! - `tracker`: the step's clients one by one (loads, boots, failures, per-network cap);
@@ -14,17 +18,24 @@
 //! - `status`: the admin view of the state, as JSON;
 //! - `batching`: the edge side, counts an isolate has not sent yet.
 
+mod adoption;
 pub mod batching;
 pub mod clients;
+mod commands;
 pub mod counts;
+pub mod driver;
+mod health;
 pub mod history;
 pub mod machine;
 pub mod minutes;
 pub mod progress;
 pub mod projection;
 pub mod status;
+mod stepping;
+pub mod time;
 pub mod tracker;
 pub mod verdict;
+pub mod writes;
 
 pub use counts::{Batch, ChannelClients, ChannelCounts, Clients, Counts};
 pub use machine::{step, CommandRequest, Control, Effect, Event, Reply, WriteOutcome};

@@ -14,7 +14,6 @@ mod client;
 mod storage;
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures_util::lock::Mutex;
@@ -27,8 +26,11 @@ pub(super) use client::{command, minutes, status, tally};
 use super::{brief, log_event, now_ms, read_kv, KV_BINDING};
 use crate::admin::parse_request;
 use crate::config::{kv_key, BundleName};
+use crate::control::driver::{self, Host};
 use crate::control::machine::ConfigWrite;
-use crate::control::{self, step, CommandRequest, Control, Effect, Event, Reply, WriteOutcome};
+use crate::control::{self, CommandRequest, Control, Event, Reply, WriteOutcome};
+use crate::log::LogLine;
+use crate::rollouts::KvRead;
 use crate::settings::Settings;
 use storage::Store;
 
@@ -116,81 +118,22 @@ impl HealthMonitor {
             (None, None) => return Ok((None, None)),
         };
         state.signed = self.signed();
-        let mut reply = None;
-        let wants_read = match &trigger {
-            Trigger::Event(e) => state.wants_kv_read(e, now_ms()),
-            Trigger::Refresh => true,
+        let event = match trigger {
+            Trigger::Event(e) => e,
+            // A status adopts an operator's KV write first.
+            Trigger::Refresh => {
+                Event::KvRead(read_kv(&self.env, &state.bundle, KV_READ_TIMEOUT_MS).await)
+            }
         };
-        if wants_read {
-            let read = read_kv(&self.env, &state.bundle, KV_READ_TIMEOUT_MS).await;
-            state = self.apply(state, Event::KvRead(read), &mut reply).await;
-        }
-        if let Trigger::Event(event) = trigger {
-            state = self.apply(state, event, &mut reply).await;
-        }
+        let bundle = state.bundle.clone();
+        let mut host = ObjectHost {
+            object: self,
+            bundle: &bundle,
+        };
+        let (state, reply) = driver::run(&mut host, state, event).await;
         self.store()?.save(before.as_ref(), &state)?;
         *self.control.borrow_mut() = Some(state.clone());
         Ok((Some(state), reply))
-    }
-
-    /// Steps the machine and carries out the effects, feeding write outcomes back.
-    async fn apply(&self, state: Control, event: Event, reply: &mut Option<Reply>) -> Control {
-        let (mut state, effects) = step(state, event, now_ms());
-        let mut queue: VecDeque<Effect> = effects.into();
-        while let Some(effect) = queue.pop_front() {
-            match effect {
-                Effect::WriteConfig(write) => {
-                    let outcome = self.write_kv(&state.bundle, &write).await;
-                    let (next, more) = step(state, Event::Written(outcome), now_ms());
-                    state = next;
-                    queue.extend(more);
-                }
-                Effect::SetAlarm(at) => {
-                    let wait = (at - now_ms()).max(0.0) as u64;
-                    if let Err(e) = self
-                        .state
-                        .storage()
-                        .set_alarm(Duration::from_millis(wait))
-                        .await
-                    {
-                        log_event(
-                            "alarm_failed",
-                            json!({ "bundle": state.bundle.as_str(), "detail": brief(e) }),
-                        );
-                    }
-                }
-                Effect::Log(line) => log_event(line.event, line.fields),
-                Effect::Reply(r) => *reply = Some(r),
-            }
-        }
-        state
-    }
-
-    /// One KV write of the config, no earlier than the machine allows (one per second).
-    async fn write_kv(&self, bundle: &BundleName, write: &ConfigWrite) -> WriteOutcome {
-        let wait = write.not_before_ms - now_ms();
-        if wait > 0.0 {
-            worker::Delay::from(Duration::from_millis(wait.ceil() as u64)).await;
-        }
-        let kv = match self.env.kv(KV_BINDING) {
-            Ok(kv) => kv,
-            Err(e) => return WriteOutcome::Failed(format!("KV binding: {e}")),
-        };
-        let put = match kv.put(&kv_key(bundle), write.text.clone()) {
-            Ok(put) => put,
-            Err(e) => return WriteOutcome::Failed(brief(e)),
-        };
-        match put.execute().await {
-            Ok(()) => WriteOutcome::Ok,
-            Err(e) => {
-                let detail = brief(e);
-                if detail.contains("429") {
-                    WriteOutcome::RateLimited(detail)
-                } else {
-                    WriteOutcome::Failed(detail)
-                }
-            }
-        }
     }
 
     fn answer(state: Option<&Control>, reply: Option<Reply>) -> worker::Result<Response> {
@@ -204,6 +147,66 @@ impl HealthMonitor {
                 "monitor": state.map(|c| control::status::admin_json(c, now)),
             })),
         }
+    }
+}
+
+/// The Durable Object as the driver's host: KV through the binding, the alarm through
+/// storage, logs as JSON lines, the runtime's clock.
+struct ObjectHost<'a> {
+    object: &'a HealthMonitor,
+    bundle: &'a BundleName,
+}
+
+impl Host for ObjectHost<'_> {
+    fn now_ms(&self) -> f64 {
+        now_ms()
+    }
+
+    async fn read_kv(&mut self) -> KvRead {
+        read_kv(&self.object.env, self.bundle, KV_READ_TIMEOUT_MS).await
+    }
+
+    /// One KV write of the config, no earlier than the machine allows (one per second).
+    async fn write_kv(&mut self, write: &ConfigWrite) -> WriteOutcome {
+        let wait = write.not_before_ms - now_ms();
+        if wait > 0.0 {
+            worker::Delay::from(Duration::from_millis(wait.ceil() as u64)).await;
+        }
+        let kv = match self.object.env.kv(KV_BINDING) {
+            Ok(kv) => kv,
+            Err(e) => return WriteOutcome::Failed(format!("KV binding: {e}")),
+        };
+        let put = match kv.put(&kv_key(self.bundle), write.text.clone()) {
+            Ok(put) => put,
+            Err(e) => return WriteOutcome::Failed(brief(e)),
+        };
+        match put.execute().await {
+            Ok(()) => WriteOutcome::Ok,
+            Err(e) => {
+                let detail = brief(e);
+                // Workers KV answers 429 to a second write of a key within a second.
+                if detail.contains("429") {
+                    WriteOutcome::RateLimited(detail)
+                } else {
+                    WriteOutcome::Failed(detail)
+                }
+            }
+        }
+    }
+
+    async fn set_alarm(&mut self, at_ms: f64) {
+        let wait = (at_ms - now_ms()).max(0.0) as u64;
+        let storage = self.object.state.storage();
+        if let Err(e) = storage.set_alarm(Duration::from_millis(wait)).await {
+            log_event(
+                "alarm_failed",
+                json!({ "bundle": self.bundle.as_str(), "detail": brief(e) }),
+            );
+        }
+    }
+
+    fn log(&mut self, line: LogLine) {
+        log_event(line.event, line.fields);
     }
 }
 

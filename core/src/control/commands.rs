@@ -1,0 +1,400 @@
+//! The admin API's writes: each refuses what the state does not allow (with a status and
+//! words), or proposes one change.
+
+use serde_json::json;
+
+use super::machine::{iso_time, CommandRequest, Control, Effect, Out, Reply, UNSIGNED};
+use super::progress::{Progress, ProgressState};
+use super::writes::{Change, Origin, Record};
+use crate::admin::Command;
+use crate::config::{Rollout, Version, Weight};
+
+impl Control {
+    pub(super) fn on_command(&mut self, request: CommandRequest, now_ms: f64, out: &mut Out) {
+        if self.inflight.is_some() {
+            return out.refuse(409, "another change is being written; try again");
+        }
+        let CommandRequest {
+            command,
+            expect_canary,
+            by,
+        } = request;
+        if let Command::Publish(version) = &command {
+            return self.publish(version.clone(), &by, now_ms, out);
+        }
+        let Some(config) = self.config.clone() else {
+            return out.refuse(
+                404,
+                format!("no rollout config for bundle `{}`", self.bundle),
+            );
+        };
+        if let Some(expected) = &expect_canary {
+            if config.canary.as_ref() != Some(expected) {
+                return out.refuse(
+                    409,
+                    format!(
+                        "this command is about canary {expected}, but the canary is now {}",
+                        config
+                            .canary
+                            .as_ref()
+                            .map_or("none".into(), |v| v.to_string())
+                    ),
+                );
+            }
+        }
+        match command {
+            Command::SetWeight(weight) => self.set_weight(config, weight, &by, now_ms, out),
+            Command::StartRollout(plan) => self.start_rollout(config, plan, &by, now_ms, out),
+            Command::Pause => self.pause(&by, now_ms, out),
+            Command::Resume => self.resume(config, &by, now_ms, out),
+            Command::Rollback(reason) => {
+                if config.canary.is_none() {
+                    return out.refuse(409, "no canary to roll back");
+                }
+                self.propose_rollback(reason, &by, Origin::Command, now_ms, out);
+            }
+            Command::Promote => self.promote(config, &by, now_ms, out),
+            Command::RevokeOverrides => self.revoke_overrides(config, &by, now_ms, out),
+            Command::Publish(_) => {}
+        }
+    }
+
+    fn set_weight(&mut self, config: Rollout, weight: Weight, by: &str, now: f64, out: &mut Out) {
+        if config.canary.is_none() && weight > Weight::ZERO {
+            return out.refuse(409, "no canary to weigh; publish one first");
+        }
+        if weight > Weight::ZERO && weight.canary_cohorts(self.cohorts) == 0 {
+            return out.refuse(
+                400,
+                format!(
+                    "invalid command: field `weight`: {}% puts no cohort on the canary with COHORTS={} (one cohort is {}%)",
+                    weight.percent(),
+                    self.cohorts,
+                    100.0 / f64::from(self.cohorts)
+                ),
+            );
+        }
+        let mut next = config.clone();
+        next.weight = weight;
+        // An operator's hand on the weight pauses an automatic rollout.
+        let mut progress = self.progress.clone();
+        let mut record = Record::new(
+            "set_weight",
+            by,
+            format!(
+                "weight {}% -> {}%",
+                config.weight.percent(),
+                weight.percent()
+            ),
+        );
+        if let Some(p) = progress.as_mut() {
+            if p.state.is_moving() {
+                p.end_or_pause(ProgressState::Paused, format!("{by} set the weight"));
+                record = record.log(
+                    "rollout_paused",
+                    json!({ "bundle": self.bundle.as_str(), "canary": p.canary, "reason": "weight set by hand" }),
+                );
+            }
+        }
+        let record = record.log(
+            "set_weight",
+            json!({ "bundle": self.bundle.as_str(), "canary": config.canary, "weight": weight, "by": by }),
+        );
+        let change = Change {
+            config: next,
+            progress,
+            record,
+            origin: Origin::Command,
+            // A new weight, a new exposure ratio: the tests start afresh.
+            new_step: true,
+        };
+        self.propose(change, now, out);
+    }
+
+    fn start_rollout(
+        &mut self,
+        config: Rollout,
+        plan: Option<crate::config::Progression>,
+        by: &str,
+        now: f64,
+        out: &mut Out,
+    ) {
+        if !self.signed {
+            out.log(
+                "auto_canary_refused",
+                json!({ "bundle": self.bundle.as_str(), "reason": UNSIGNED }),
+            );
+            return out.refuse(503, UNSIGNED);
+        }
+        let Some(canary) = config.canary.clone() else {
+            return out.refuse(409, "no canary to roll out; publish one first");
+        };
+        let Some(plan) = plan.or_else(|| config.progression.clone()) else {
+            return out.refuse(
+                400,
+                "no steps: send {\"steps\": [...], \"bake_secs\": n} or set `progression` in the config",
+            );
+        };
+        if let Err(e) = plan.check_cohorts(self.cohorts) {
+            return out.refuse(
+                400,
+                format!("invalid command: field `{}`: {}", e.field, e.message),
+            );
+        }
+        let progress = Progress::start(canary.clone(), plan, now);
+        let mut next = config;
+        next.weight = progress.current_weight();
+        let steps: Vec<u8> = progress.plan.steps.iter().map(|w| w.percent()).collect();
+        let record = Record::new(
+            "rollout_started",
+            by,
+            format!("steps {steps:?}, {} s each", progress.plan.bake_secs),
+        )
+        .log(
+            "rollout_started",
+            json!({
+                "bundle": self.bundle.as_str(), "canary": canary, "weight": next.weight,
+                "steps": progress.plan.steps, "bake_secs": progress.plan.bake_secs, "by": by,
+            }),
+        );
+        let change = Change {
+            config: next,
+            progress: Some(progress),
+            record,
+            origin: Origin::Command,
+            new_step: true,
+        };
+        self.propose(change, now, out);
+    }
+
+    fn pause(&mut self, by: &str, now: f64, out: &mut Out) {
+        let Some(p) = self.progress.as_mut().filter(|p| p.state.is_moving()) else {
+            return out.refuse(409, "no running rollout to pause");
+        };
+        p.end_or_pause(ProgressState::Paused, format!("paused by {by}"));
+        let canary = p.canary.clone();
+        let record = Record::new("rollout_paused", by, "paused").log(
+            "rollout_paused",
+            json!({ "bundle": self.bundle.as_str(), "canary": canary, "by": by }),
+        );
+        self.record(record, Some(&canary), None, now, out);
+        out.0.push(Effect::Reply(Reply::Done));
+    }
+
+    fn resume(&mut self, config: Rollout, by: &str, now: f64, out: &mut Out) {
+        let Some(p) = self
+            .progress
+            .clone()
+            .filter(|p| p.state == ProgressState::Paused)
+        else {
+            return out.refuse(409, "no paused rollout to resume");
+        };
+        if config.canary.as_ref() != Some(&p.canary) {
+            return out.refuse(
+                409,
+                format!(
+                    "the paused rollout was for canary {}; start a new one",
+                    p.canary
+                ),
+            );
+        }
+        let mut resumed = p.clone();
+        resumed.state = ProgressState::Running;
+        resumed.reason = None;
+        resumed.step_started_ms = now;
+        let record = Record::new(
+            "rollout_resumed",
+            by,
+            format!("resumed at step {}/{}", p.step + 1, p.plan.steps.len()),
+        )
+        .log(
+            "rollout_resumed",
+            json!({ "bundle": self.bundle.as_str(), "canary": p.canary, "weight": p.current_weight(), "by": by }),
+        );
+        if config.weight == p.current_weight() {
+            // Nothing to write: the step's weight is the live one.
+            self.progress = Some(resumed);
+            self.new_step();
+            self.record(record, Some(&p.canary), Some(config.weight), now, out);
+            out.0.push(Effect::Reply(Reply::Done));
+            return;
+        }
+        let mut next = config;
+        next.weight = p.current_weight();
+        let change = Change {
+            config: next,
+            progress: Some(resumed),
+            record,
+            origin: Origin::Command,
+            // The step's weight is written: its evidence starts afresh once applied.
+            new_step: true,
+        };
+        self.propose(change, now, out);
+    }
+
+    fn promote(&mut self, config: Rollout, by: &str, now: f64, out: &mut Out) {
+        let Some(canary) = config.canary.clone() else {
+            return out.refuse(409, "no canary to promote");
+        };
+        let mut next = config.clone();
+        next.stable = canary.clone();
+        next.canary = None;
+        next.weight = Weight::ZERO;
+        next.extra.remove("rollback");
+        let progress = self.progress.clone().map(|mut p| {
+            if p.state.is_active() {
+                p.state = ProgressState::Done;
+                p.reason = Some("promoted".into());
+            }
+            p
+        });
+        let record = Record::new(
+            "promote",
+            by,
+            format!("{canary} replaces {} as stable", config.stable),
+        )
+        .log(
+            "promote",
+            json!({ "bundle": self.bundle.as_str(), "canary": canary, "previous_stable": config.stable, "by": by }),
+        );
+        let change = Change {
+            config: next,
+            progress,
+            record,
+            origin: Origin::Command,
+            new_step: false,
+        };
+        self.propose(change, now, out);
+    }
+
+    /// Voids every override token of the bundle issued until now: the config says so, and
+    /// the edge reads it with the config (no other state to keep or check).
+    fn revoke_overrides(&mut self, config: Rollout, by: &str, now: f64, out: &mut Out) {
+        let at = (now / 1000.0) as u64;
+        let mut next = config;
+        next.overrides_not_before = Some(at);
+        let record = Record::new(
+            "overrides_revoked",
+            by,
+            format!("override tokens issued before {} are void", iso_time(now)),
+        )
+        .log(
+            "overrides_revoked",
+            json!({ "bundle": self.bundle.as_str(), "not_before": at, "by": by }),
+        );
+        let change = Change {
+            config: next,
+            progress: self.progress.clone(),
+            record,
+            origin: Origin::Command,
+            new_step: false,
+        };
+        self.propose(change, now, out);
+    }
+
+    fn publish(&mut self, version: Version, by: &str, now: f64, out: &mut Out) {
+        let (next, reason) = match self.config.clone() {
+            None => (
+                Rollout {
+                    stable: version.clone(),
+                    canary: None,
+                    weight: Weight::ZERO,
+                    cohort_offset: None,
+                    overrides_not_before: None,
+                    health: None,
+                    progression: None,
+                    revision: None,
+                    extra: Default::default(),
+                },
+                format!("{version} published as stable (new bundle)"),
+            ),
+            Some(c) if c.stable == version || c.canary.as_ref() == Some(&version) => {
+                return out.refuse(
+                    409,
+                    format!(
+                        "{} {version} is already live; versions are immutable: publish a new version",
+                        self.bundle
+                    ),
+                );
+            }
+            Some(c) => {
+                let mut next = c.clone();
+                next.canary = Some(version.clone());
+                next.weight = Weight::ZERO;
+                next.cohort_offset = None;
+                next.extra.remove("rollback");
+                (
+                    next,
+                    format!("{version} published as the canary, dark (weight 0)"),
+                )
+            }
+        };
+        let mut record = Record::new("publish", by, reason);
+        let progress = self.progress.clone().map(|mut p| {
+            if p.end_or_pause(
+                ProgressState::Superseded,
+                format!("canary {version} was published"),
+            ) {
+                record = record.clone().log(
+                    "rollout_superseded",
+                    json!({ "bundle": self.bundle.as_str(), "rollout_canary": p.canary, "canary": version }),
+                );
+            }
+            p
+        });
+        let record = record.log(
+            "publish",
+            json!({ "bundle": self.bundle.as_str(), "version": version, "by": by }),
+        );
+        let change = Change {
+            config: next,
+            progress,
+            record,
+            origin: Origin::Command,
+            new_step: false,
+        };
+        self.propose(change, now, out);
+    }
+
+    pub(super) fn propose_rollback(
+        &mut self,
+        reason: String,
+        by: &str,
+        origin: Origin,
+        now: f64,
+        out: &mut Out,
+    ) {
+        let Some(config) = self.config.clone() else {
+            return;
+        };
+        let mut next = config.clone();
+        next.weight = Weight::ZERO;
+        next.extra.insert(
+            "rollback".into(),
+            json!({ "at": iso_time(now), "reason": reason, "by": by }),
+        );
+        let progress = self.progress.clone().map(|mut p| {
+            if p.state.is_active() {
+                p.state = ProgressState::RolledBack;
+                p.reason = Some(reason.clone());
+            }
+            p
+        });
+        let record = Record::new("rollback", by, reason.clone())
+            // The step's evidence, `no_boot` failures included (the windows' sketches see
+            // traffic, not silence).
+            .counts(self.evidence.seen)
+            .log(
+                "rollback",
+                json!({ "bundle": self.bundle.as_str(), "canary": config.canary, "reason": reason, "by": by }),
+            );
+        let change = Change {
+            config: next,
+            progress,
+            record,
+            origin,
+            new_step: false,
+        };
+        self.propose(change, now, out);
+    }
+}

@@ -1,0 +1,124 @@
+//! Evidence and verdicts through the machine: which batches count, cuts, silence.
+
+use super::*;
+
+#[test]
+fn batches_about_other_versions_never_judge_the_canary() {
+    let mut sim = Sim::new(dark(), 10);
+    sim.command("weight", r#"{"weight": 50}"#);
+    // A stale isolate still counting an old canary: errors galore, ignored.
+    sim.batch(Some("1.0.9"), (100, 0), (100, 90));
+    assert_eq!(sim.kv_config().weight.percent(), 50);
+    assert_eq!(sim.state.health.totals.counts(), ChannelCounts::default());
+    let ignored = sim.logged("batch_ignored");
+    assert_eq!(ignored[0]["batch_canary"], "1.0.9");
+    assert_eq!(ignored[0]["canary"], "1.1.0");
+    // The live canary failing is cut, once.
+    sim.batch(Some("1.1.0"), (100, 0), (30, 20));
+    assert_eq!(sim.kv_config().weight, Weight::ZERO);
+    sim.batch(Some("1.1.0"), (100, 0), (30, 20));
+    assert_eq!(
+        sim.state.history.of_kind("rollback").count(),
+        1,
+        "a second unhealthy batch (now about a canary that is not live) cuts nothing"
+    );
+    assert_eq!(sim.kv_config().extra["rollback"]["by"], "auto");
+}
+
+#[test]
+fn equal_error_rates_are_never_cut_and_a_bad_canary_is() {
+    let mut sim = Sim::new(dark(), 10);
+    sim.command("weight", r#"{"weight": 50}"#);
+    for _ in 0..40 {
+        sim.batch(Some("1.1.0"), (50, 10), (50, 10));
+    }
+    assert_eq!(
+        sim.kv_config().weight.percent(),
+        50,
+        "20% on both sides is a shared cause"
+    );
+    assert_eq!(
+        sim.state.judge().verdict,
+        crate::control::verdict::Verdict::Pass
+    );
+    let mut bad = Sim::new(dark(), 10);
+    bad.command("weight", r#"{"weight": 50}"#);
+    for _ in 0..10 {
+        bad.batch(Some("1.1.0"), (20, 1), (20, 8));
+    }
+    assert_eq!(bad.kv_config().weight.percent(), 0, "cut");
+}
+
+#[test]
+fn a_client_counts_once_per_step_however_many_batches_it_is_in() {
+    let mut sim = Sim::new(dark(), 10);
+    sim.command("weight", r#"{"weight": 50}"#);
+    let ev = |client, signal| ClientEvent {
+        client,
+        network: client,
+        canary: true,
+        signal,
+    };
+    for _ in 0..5 {
+        let mut events: Vec<_> = (1..=10).map(|id| ev(id, Signal::Load)).collect();
+        events.extend((1..=10).map(|id| ev(id, Signal::Boot)));
+        events.push(ev(3, Signal::Failure));
+        sim.batch_events(Some("1.1.0"), Clients::default(), events);
+    }
+    let seen = sim.state.evidence.seen.canary;
+    assert_eq!((seen.clients, seen.errors), (10, 1));
+}
+
+/// A batch where stable's clients load and boot, and the canary's only load.
+fn silent_canary_batch(sim: &mut Sim, stable: u64, canary: u64) {
+    let mut events = vec![];
+    for (is_canary, n) in [(false, stable), (true, canary)] {
+        for _ in 0..n {
+            sim.next_client += 1;
+            let client = sim.next_client;
+            let mut signals = vec![Signal::Load];
+            if !is_canary {
+                signals.push(Signal::Boot);
+            }
+            for signal in signals {
+                events.push(ClientEvent {
+                    client,
+                    network: client,
+                    canary: is_canary,
+                    signal,
+                });
+            }
+        }
+    }
+    sim.batch_events(Some("1.1.0"), Clients::default(), events);
+}
+
+#[test]
+fn a_canary_that_never_boots_is_cut_once_its_clients_grace_ends() {
+    let mut sim = Sim::new(
+        with_health(json!({"boot_grace_secs": 30, "hostile_networks": 10})),
+        10,
+    );
+    sim.command("rollout", r#"{"steps":[50,100],"bake_secs":60}"#);
+    let start = sim.now;
+    for i in 0..6 {
+        sim.now = start + f64::from(i) * 5_000.0;
+        silent_canary_batch(&mut sim, 10, 10);
+    }
+    assert_eq!(
+        sim.kv_config().weight.percent(),
+        50,
+        "nothing counted before the grace"
+    );
+    assert!(
+        sim.state.booting.contains(&v("1.0.0")),
+        "stable's boots make silence count"
+    );
+    let alarm = sim.alarm.expect("an alarm for the first grace");
+    assert!(alarm <= start + 30_000.0 + 1.0, "{alarm}");
+    sim.wait_until(start + 60_000.0);
+    assert_eq!(sim.kv_config().weight.percent(), 0, "cut on no_boot");
+    assert!(sim.state.tracker.no_boot[1] > 10);
+    let cut = sim.state.history.of_kind("rollback").next().unwrap();
+    assert!(cut.reason.contains("never booted"), "{}", cut.reason);
+}
