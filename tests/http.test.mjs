@@ -2,7 +2,7 @@
 // content types, and the edge cache keyed by bundle/version/path.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { bodyVersion, cookiesForEveryCohort, startWorker } from "./support/harness.mjs";
+import { bodyVersion, cookiesForEveryCohort, putManifests, startWorker } from "./support/harness.mjs";
 
 let w;
 let cookies;
@@ -53,8 +53,10 @@ describe("floating and pinned URLs", () => {
     }
   });
 
-  test("a pinned version that is neither stable nor canary is served when it exists", async () => {
+  test("a pinned version that is neither stable nor canary is served once it was published", async () => {
     await w.r2.put("demo/0.9.0/chunk.js", "old", { httpMetadata: { contentType: "text/javascript" } });
+    assert.equal((await w.get("/demo@0.9.0/chunk.js")).status, 404, "uploaded, never published");
+    await putManifests(w.r2, ["demo/0.9.0/chunk.js"]);
     const r = await w.get("/demo@0.9.0/chunk.js");
     assert.equal(r.status, 200);
     assert.equal(r.text, "old");
