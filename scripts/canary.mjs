@@ -419,6 +419,25 @@ function describe(bundle, c, cohorts) {
   return lines.join("\n");
 }
 
+// The KV path's transitions, as the control plane makes them (core/src/control/commands.rs:
+// publish, promote, propose_rollback), so one command gives one config with or without
+// --url (tests/cli-api.test.mjs checks it). `rollback` and `cohort_offset` belong to a
+// canary: a new canary gets neither (a kept offset would give it the previous canary's
+// first cohorts).
+function published(current, version) {
+  const { rollback, cohort_offset, ...rest } = current;
+  return { ...rest, canary: version, weight: 0 };
+}
+
+function promoted(current) {
+  const { rollback, ...rest } = current;
+  return { ...rest, stable: current.canary, canary: null, weight: 0 };
+}
+
+function rolledBack(current, reason, at) {
+  return { ...current, weight: 0, rollback: { at: at.toISOString(), reason: reason.slice(0, 200), by: "operator" } };
+}
+
 const USAGE = `usage: scripts/canary <command> [args] [--local | --persist-to <dir> | --url <url> --token <token>]
   publish <bundle> <version> <dir>   upload a version, then make it the canary at weight 0
   set-weight <bundle> <percent>      send <percent>% of clients to the canary
@@ -580,9 +599,7 @@ export async function main(argv, log = console.log) {
         // The control plane makes it the canary (ending any rollout of the previous one).
         next = (await api.call(bundle, "/publish", { method: "POST", body: { version } })).config;
       } else {
-        next = current
-          ? { ...current, canary: version, weight: 0 }
-          : { stable: version, canary: null, weight: 0 };
+        next = current ? published(current, version) : { stable: version, canary: null, weight: 0 };
         await wr.writeConfig(bundle, next);
       }
       log(current
@@ -611,7 +628,7 @@ export async function main(argv, log = console.log) {
       const bundle = checkBundle(args[0]);
       const { current, next } = await w().update(bundle, (current) => {
         if (!current.canary) fail(`${bundle} has no canary to promote`);
-        return { ...current, stable: current.canary, canary: null, weight: 0 };
+        return promoted(current);
       });
       log(`${bundle}: ${current.canary} is now stable (was ${current.stable})`);
       return next;
@@ -619,7 +636,8 @@ export async function main(argv, log = console.log) {
     case "rollback": {
       need(1);
       const bundle = checkBundle(args[0]);
-      const { next } = await w().update(bundle, (current) => ({ ...current, weight: 0 }));
+      const reason = flags.reason ?? "operator rollback (scripts/canary)";
+      const { next } = await w().update(bundle, (current) => rolledBack(current, reason, new Date()));
       log(`${bundle}: rolled back, every client on stable ${next.stable}${next.canary ? ` (canary ${next.canary} kept, dark)` : ""}`);
       return next;
     }

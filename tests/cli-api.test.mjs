@@ -114,3 +114,41 @@ test("publish with the admin API: files through wrangler, the config through the
     rmSync(state, { recursive: true, force: true });
   }
 });
+
+test("one command, one config: publish, set-weight, rollback and promote give the same config with and without --url", async () => {
+  // A canary with a pinned rotation and an earlier rollback record: both belong to it, and
+  // the next canary must get neither (a kept offset gives it the previous canary's first
+  // cohorts).
+  const rollout = { stable: "1.0.0", canary: "1.1.0", weight: 0, cohort_offset: 3, rollback: { at: "2026-11-30T00:00:00.000Z", reason: "old", by: "operator" } };
+  const viaApi = mkdtempSync(join(tmpdir(), "canary-edge-same-api-"));
+  const viaKv = mkdtempSync(join(tmpdir(), "canary-edge-same-kv-"));
+  const api = await startWorker({ persist: viaApi, listen: true, rollout, vars: { ADMIN_TOKEN: TOKEN, CONFIG_TTL_MS: "0" } });
+  const kv = await startWorker({ persist: viaKv, listen: true, rollout, vars: { CONFIG_TTL_MS: "0" } });
+  try {
+    const withUrl = (...args) => run(join(ROOT, "scripts/canary"), [...args, "--persist-to", viaApi, "--url", api.url.href, "--token", TOKEN], { cwd: ROOT });
+    const withoutUrl = (...args) => run(join(ROOT, "scripts/canary"), [...args, "--persist-to", viaKv], { cwd: ROOT, env: { ...process.env, CANARY_URL: "", CANARY_ADMIN_TOKEN: "" } });
+    // What an operator compares: everything but the control plane's revision stamp and the
+    // rollback's time.
+    const config = async (w) => {
+      const { revision, ...c } = JSON.parse(await w.kv.get("rollout/demo"));
+      if (c.rollback) delete c.rollback.at;
+      return c;
+    };
+    for (const command of [
+      ["publish", "demo", "1.2.0", join(ROOT, "fixtures/demo/1.1.0")],
+      ["set-weight", "demo", "30"],
+      ["rollback", "demo", "--reason", "same either way"],
+      ["promote", "demo"],
+    ]) {
+      await withUrl(...command);
+      await withoutUrl(...command);
+      assert.deepEqual(await config(kv), await config(api), command.join(" "));
+    }
+    assert.deepEqual(await config(api), { stable: "1.2.0", canary: null, weight: 0 });
+  } finally {
+    await api.dispose();
+    await kv.dispose();
+    rmSync(viaApi, { recursive: true, force: true });
+    rmSync(viaKv, { recursive: true, force: true });
+  }
+});
