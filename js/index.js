@@ -11,8 +11,9 @@
 //   crate, `src/`), imported on first use: an isolate that only serves SDK files never
 //   loads it.
 //
-// Values cross into wasm as `\n`-separated text (see router/src/lib.rs for the format):
-// one crossing per step instead of one per header.
+// Values cross into wasm as `\n`-separated text (router/src/lib.rs, "The text protocol"):
+// one crossing per step instead of one per header. Fields are read and written by name,
+// through PROTOCOL below.
 
 import routerWasm from "./router/router_bg.wasm";
 import {
@@ -28,6 +29,93 @@ import {
 } from "./router/router.js";
 
 initSync({ module: routerWasm });
+
+// The router's text protocol, this side's table: each message's fields, one line each, in
+// wire order (router/src/lib.rs declares the same messages; `protocol()` there exports its
+// table, which tests/router-protocol.test.mjs checks against this one, with every answer
+// kind). `rest`: the last field runs to the end (it may hold newlines); `pairs`: name/value
+// lines follow the fields, every line then ending with `\n`. Kept here, not read from the
+// router: no crossing and no JSON parse, per request or per isolate.
+const FAILURE_FORMAT = { fields: ["kind", "status", "header_name", "header_value", "log_line", "message"], rest: true };
+const PROTOCOL = {
+  plan: {
+    fields: [
+      "method",
+      "url",
+      "now_ms",
+      "config_read",
+      "cookie",
+      "override_token",
+      "client_ip",
+      "user_key_signature",
+      "signed_user_key",
+      "identity",
+      "user_key",
+      "ja4",
+      "ja3_hash",
+      "identity_client_ip",
+    ],
+  },
+  answers: {
+    O: { fields: ["kind"] },
+    C: { fields: ["kind", "bundle", "kv_key", "timeout_ms"] },
+    I: { fields: ["kind", "user_key_header"] },
+    E: FAILURE_FORMAT,
+    A: {
+      fields: [
+        "kind",
+        "bundle",
+        "head",
+        "default_content_type",
+        "version",
+        "channel",
+        "cache_key",
+        "object_key",
+        "fallback_version",
+        "fallback_cache_key",
+        "fallback_object_key",
+        "tally_token",
+        "must_be_published",
+      ],
+      pairs: ["name", "value"],
+    },
+  },
+  record_config: { fields: ["log_line"] },
+  served: { fields: [], pairs: ["bundle", "body"] },
+  miss: FAILURE_FORMAT,
+  constants: {
+    fields: ["override_header", "user_key_signature_header", "user_key_header", "stored_cache_control"],
+    pairs: ["name", "value"],
+  },
+  served_outcomes: ["as_routed", "counted_fallback", "plain_fallback"],
+  config_reads: ["value", "missing", "failed"],
+};
+
+/** `{ name: line }` of a message's fields (or of a list's names), from PROTOCOL. */
+function positions(names) {
+  // A plain object, not Object.create(null): V8 keeps those in dictionary mode, and these
+  // are read on every request. The names are the tables' own, none an Object.prototype key.
+  const at = {};
+  names.forEach((name, i) => (at[name] = i));
+  return at;
+}
+const PLAN = positions(PROTOCOL.plan.fields);
+/** Every answer starts as `O` does: with its kind. */
+const ANSWER = positions(PROTOCOL.answers.O.fields);
+const READ_CONFIG = positions(PROTOCOL.answers.C.fields);
+const NEED_IDENTITY = positions(PROTOCOL.answers.I.fields);
+const FAILURE = positions(FAILURE_FORMAT.fields);
+const ASSET = positions(PROTOCOL.answers.A.fields);
+/** Where an `A` answer's header pairs start. */
+const ASSET_PAIRS = PROTOCOL.answers.A.fields.length;
+const CONFIG_LOG = positions(PROTOCOL.record_config.fields);
+const CONSTANTS = positions(PROTOCOL.constants.fields);
+const CONSTANTS_PAIRS = PROTOCOL.constants.fields.length;
+/** A plan request with every optional value absent (`-`), copied per request. */
+const PLAN_BLANK = PROTOCOL.plan.fields.map(() => "-");
+// Flags in the protocol's messages.
+const YES = "1";
+const NO = "0";
 
 // Per isolate, from the router once configured: the override header's name, the edge
 // cache copy's Cache-Control, and the headers every asset response carries.
@@ -89,17 +177,25 @@ async function handle(request, env, ctx) {
   // Once per isolate: the vars and secrets do not change within one.
   if (!configured) configureRouter(env);
   const headers = request.headers;
-  const head = `${request.method}\n${request.url}\n`;
+  const req = PLAN_BLANK.slice();
+  req[PLAN.method] = request.method;
+  req[PLAN.url] = request.url;
+  req[PLAN.config_read] = NO;
+  req[PLAN.cookie] = opt(headers.get("cookie"));
+  req[PLAN.override_token] = opt(headers.get(OVERRIDE_HEADER));
+  req[PLAN.client_ip] = opt(headers.get("cf-connecting-ip"));
   // The user key is read here only when signed: it then counts as a client of its own.
   const signature = headers.get(USER_KEY_SIGNATURE_HEADER);
-  const signed = signature === null ? "-\n-" : `${opt(signature)}\n${opt(headers.get(USER_KEY_HEADER))}`;
-  const tail = `\n${opt(headers.get("cookie"))}\n${opt(headers.get(OVERRIDE_HEADER))}\n${opt(headers.get("cf-connecting-ip"))}\n${signed}\n`;
-  let identity = "-";
-  let configRead = "0";
+  if (signature !== null) {
+    req[PLAN.user_key_signature] = opt(signature);
+    req[PLAN.signed_user_key] = opt(headers.get(USER_KEY_HEADER));
+  }
+  req[PLAN.identity] = NO;
   // At most: a config read, then the identities, then the plan.
   for (let step = 0; step < 4; step++) {
-    const answer = plan(`${head}${Date.now()}\n${configRead}${tail}${identity}`);
-    switch (answer[0]) {
+    req[PLAN.now_ms] = Date.now();
+    const answer = plan(req.join("\n")).split("\n");
+    switch (answer[ANSWER.kind]) {
       case "A":
         return serveAsset(answer, request, env, ctx, started);
       case "O": {
@@ -108,10 +204,10 @@ async function handle(request, env, ctx) {
       }
       case "C":
         await readConfig(answer, env);
-        configRead = "1";
+        req[PLAN.config_read] = YES;
         break;
       case "I":
-        identity = identityOf(request, answer.slice(2));
+        readIdentity(request, answer[NEED_IDENTITY.user_key_header], req);
         break;
       default:
         return failure(answer);
@@ -122,13 +218,13 @@ async function handle(request, env, ctx) {
 
 function configureRouter(env) {
   configure(stringVars(env));
-  const [override, signature, userKey, stored, ...lines] = constants().split("\n");
-  OVERRIDE_HEADER = override;
-  USER_KEY_SIGNATURE_HEADER = signature;
-  USER_KEY_HEADER = userKey;
-  STORED_CACHE_CONTROL = stored;
+  const k = constants().split("\n");
+  OVERRIDE_HEADER = k[CONSTANTS.override_header];
+  USER_KEY_SIGNATURE_HEADER = k[CONSTANTS.user_key_signature_header];
+  USER_KEY_HEADER = k[CONSTANTS.user_key_header];
+  STORED_CACHE_CONTROL = k[CONSTANTS.stored_cache_control];
   STATIC_HEADERS = Object.create(null);
-  for (let i = 0; i + 1 < lines.length; i += 2) STATIC_HEADERS[lines[i]] = lines[i + 1];
+  for (let i = CONSTANTS_PAIRS; i + 1 < k.length; i += 2) STATIC_HEADERS[k[i]] = k[i + 1];
   configured = true;
 }
 
@@ -147,18 +243,24 @@ function opt(value) {
   return typeof value === "string" && !value.includes("\n") ? "+" + value : "-";
 }
 
-/** The identities besides the cookie, read only when the cookie did not decide. */
-function identityOf(request, userKeyHeader) {
+/** The identities besides the cookie, read into `req` only when the cookie did not decide. */
+function readIdentity(request, userKeyHeader, req) {
   const cf = request.cf;
   const bot = cf !== null && typeof cf === "object" ? cf.botManagement : undefined;
   const field = (name) => (bot !== null && typeof bot === "object" ? bot[name] : undefined);
   const h = request.headers;
-  return `+\n${opt(h.get(userKeyHeader))}\n${opt(field("ja4"))}\n${opt(field("ja3Hash"))}\n${opt(h.get("cf-connecting-ip"))}`;
+  req[PLAN.identity] = YES;
+  req[PLAN.user_key] = opt(h.get(userKeyHeader));
+  req[PLAN.ja4] = opt(field("ja4"));
+  req[PLAN.ja3_hash] = opt(field("ja3Hash"));
+  req[PLAN.identity_client_ip] = opt(h.get("cf-connecting-ip"));
 }
 
 /** Reads `rollout/<bundle>` (bounded by the configured timeout) into the router. */
 async function readConfig(answer, env) {
-  const [, bundle, key, timeoutMs] = answer.split("\n");
+  const bundle = answer[READ_CONFIG.bundle];
+  const key = answer[READ_CONFIG.kv_key];
+  const timeoutMs = answer[READ_CONFIG.timeout_ms];
   let kind;
   let detail = "";
   // The TTL runs from when the read was issued, not answered (see RolloutCache::record).
@@ -176,7 +278,7 @@ async function readConfig(answer, env) {
     kind = "failed";
     detail = brief(e);
   }
-  const line = record_config(bundle, kind, detail, issued);
+  const line = record_config(bundle, kind, detail, issued).split("\n")[CONFIG_LOG.log_line];
   if (line) console.log(line);
 }
 
@@ -192,16 +294,21 @@ async function withTimeout(promise, ms, message) {
   }
 }
 
-async function serveAsset(answer, request, env, ctx, started) {
-  const p = answer.split("\n");
-  const [, bundle, headFlag, defaultType, version, channel, cacheKey, key] = p;
-  const [fallbackVersion, fallbackCacheKey, fallbackKey, tally, mustBePublished] = p.slice(8, 13);
-  const isHead = headFlag === "1";
+/** Serves an `A` answer (its lines, `p`). */
+async function serveAsset(p, request, env, ctx, started) {
+  const bundle = p[ASSET.bundle];
+  const defaultType = p[ASSET.default_content_type];
+  const version = p[ASSET.version];
+  const cacheKey = p[ASSET.cache_key];
+  const key = p[ASSET.object_key];
+  const fallbackKey = p[ASSET.fallback_object_key];
+  const tally = p[ASSET.tally_token];
+  const isHead = p[ASSET.head] === YES;
 
   // A pinned version the config does not name is public only once published (its
   // manifest exists): checked before the edge cache, which may hold a copy an override
   // fetched. A manifest found is kept per isolate, so this costs one R2 read per version.
-  if (mustBePublished === "1") {
+  if (p[ASSET.must_be_published] === YES) {
     const files = await manifestFiles(env, bundle, version);
     if (files.error !== undefined) {
       log("publication_unknown", { bundle, version, detail: files.error });
@@ -214,17 +321,19 @@ async function serveAsset(answer, request, env, ctx, started) {
   let found = await cached(cacheKey, defaultType);
   if (found === null) found = await fromR2(env, ctx, cacheKey, key, defaultType, isHead);
   let servedVersion = version;
-  let servedChannel = channel;
+  let servedChannel = p[ASSET.channel];
   let outcome = SERVED_AS_ROUTED;
   if (found.miss !== undefined) {
     // Floating canary requests fall back to stable rather than break a page.
-    if (!fallbackKey) return failure(miss(key, found.miss));
+    if (!fallbackKey) return failure(miss(key, found.miss).split("\n"));
+    const fallbackCacheKey = p[ASSET.fallback_cache_key];
     let stable = await cached(fallbackCacheKey, defaultType);
     if (stable === null) stable = await fromR2(env, ctx, fallbackCacheKey, fallbackKey, defaultType, isHead);
-    if (stable.miss !== undefined) return failure(miss(fallbackKey, stable.miss));
+    if (stable.miss !== undefined) return failure(miss(fallbackKey, stable.miss).split("\n"));
     // Classified and logged only when stable has the file: a path missing from both
     // versions is a plain 404 (scanners), not a broken canary.
     const { counted, reason, detail } = await classifyCanaryMiss(env, bundle, version, key, found.miss);
+    const fallbackVersion = p[ASSET.fallback_version];
     log("canary_fallback", { bundle, canary: version, stable: fallbackVersion, key, counted, reason, ...(detail ? { detail } : {}) });
     found = stable;
     servedVersion = fallbackVersion;
@@ -241,7 +350,7 @@ async function serveAsset(answer, request, env, ctx, started) {
   headers.etag = found.etag;
   headers["x-canary-version"] = servedVersion;
   headers["server-timing"] = `edge;dur=${Date.now() - started}, cache;desc=${found.fromCache ? "hit" : "miss"}`;
-  for (let i = 13; i + 1 < p.length; i += 2) headers[p[i]] = p[i + 1];
+  for (let i = ASSET_PAIRS; i + 1 < p.length; i += 2) headers[p[i]] = p[i + 1];
   if (servedChannel) headers["x-canary-channel"] = servedChannel;
   if (outcome !== SERVED_AS_ROUTED) headers["x-canary-fallback"] = "stable";
 
@@ -250,12 +359,14 @@ async function serveAsset(answer, request, env, ctx, started) {
   return new Response(isHead ? null : found.body, { status: 200, headers });
 }
 
-// What a floating request served, for the router's `served` (router/src/lib.rs).
-const SERVED_AS_ROUTED = 0;
+// What a floating request served, for the router's `served`: a position in PROTOCOL's
+// `served_outcomes`.
+const SERVED_OUTCOME = positions(PROTOCOL.served_outcomes);
+const SERVED_AS_ROUTED = SERVED_OUTCOME.as_routed;
 /** Stable's copy, and an error of the canary's: R2 failed, or a file it published is gone. */
-const SERVED_COUNTED_FALLBACK = 1;
+const SERVED_COUNTED_FALLBACK = SERVED_OUTCOME.counted_fallback;
 /** Stable's copy of a file the canary never had: says nothing about the canary, not counted. */
-const SERVED_PLAIN_FALLBACK = 2;
+const SERVED_PLAIN_FALLBACK = SERVED_OUTCOME.plain_fallback;
 
 // Parsed version manifests (`<bundle>/<version>` -> the Set of its file paths), per isolate.
 // A manifest never changes (versions are immutable), so a parsed one is kept; only
@@ -385,12 +496,15 @@ function sendBatches(batches, env, ctx) {
   }
 }
 
-/** An `E` answer of the router as a response (and its log line, for 5xx). */
+/** An `E` answer of the router (its lines) as a response (and its log line, for 5xx). */
 function failure(answer) {
-  const [, status, name, value, line, ...message] = answer.split("\n");
+  const line = answer[FAILURE.log_line];
   if (line) console.log(line);
-  const resp = text(Number(status), message.join("\n"));
-  if (name) resp.headers.set(name, value);
+  const status = answer[FAILURE.status];
+  // The message is the rest of the answer: it may hold newlines.
+  const resp = text(Number(status), answer.slice(FAILURE.message).join("\n"));
+  const name = answer[FAILURE.header_name];
+  if (name) resp.headers.set(name, answer[FAILURE.header_value]);
   return resp;
 }
 

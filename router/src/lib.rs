@@ -4,15 +4,30 @@
 //! step, because every crossing copies strings (see `bench/README.md`, "Where the time
 //! goes").
 //!
-//! Wire format of [`plan`]'s answer, by its first line:
-//! - `O`: an operations route (`/__canary/...`);
-//! - `C bundle kv_key timeout_ms`: read the config, call [`record_config`], ask again;
-//! - `I user_key_header`: ask again with the request's identities;
-//! - `E status header_name header_value log_line message`: answer with an error;
-//! - `A bundle head default_content_type version channel cache_key
-//!   object_key fallback_version fallback_cache_key fallback_object_key tally_token
-//!   must_be_published` (`1` or empty), then
-//!   header name/value pairs: serve.
+//! # The text protocol
+//!
+//! Every message is declared once below with `message!`: its fields, one line each, in
+//! wire order. That declaration makes both the struct the encoder (or decoder) fills, by
+//! name, and the message's [`Format`]; [`protocol`] exports the formats as JSON. The entry
+//! module keeps the same table (`PROTOCOL` in `js/index.js`) and reads fields by name from
+//! it; `tests/router-protocol.test.mjs` checks that the two tables agree and that every
+//! answer matches them.
+//!
+//! - [`plan`]'s request: [`PlanRequest`];
+//! - [`plan`]'s answer, by its `kind` (its first line): `O` [`Ops`] (an operations route,
+//!   `/__canary/...`), `C` [`ReadConfig`] (read the config, call [`record_config`], ask
+//!   again), `I` [`NeedIdentity`] (ask again with the request's identities), `E`
+//!   [`Failure`] (answer with an error; also [`miss`]'s answer), `A` [`Asset`] (serve);
+//! - [`record_config`]'s answer: [`ConfigLog`]; [`served`]'s: [`Batches`]; [`constants`]':
+//!   [`Constants`]; [`served`]'s `outcome` argument: a position in [`SERVED_OUTCOMES`];
+//!   [`record_config`]'s `kind`: one of [`CONFIG_READS`].
+//!
+//! Lines are separated by `\n`, except in a message that ends with name/value pairs
+//! ([`Tail::Pairs`]), where every line ends with `\n` (the layout of
+//! [`HeaderLines`](canary_core::http::HeaderLines), so response headers are copied as
+//! they are). A reader splits on `\n`, takes the fields at their positions, then pairs
+//! while two lines remain. An optional request value is `+value`, or `-` for none; a flag
+//! is `1` or `0`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,6 +40,334 @@ use canary_core::rollouts::KvRead;
 use canary_core::serve::{AssetPlan, AssetRequest, Edge, Miss, Served, Step};
 use canary_core::settings::{Settings, SettingsError};
 use wasm_bindgen::prelude::wasm_bindgen;
+
+/// The layout of one message, as [`protocol`] exports it.
+pub struct Format {
+    /// An answer of [`plan`]: its first line, field `kind`.
+    pub kind: Option<&'static str>,
+    /// The field names, one line each, in wire order (`kind` first in an answer).
+    pub fields: &'static [&'static str],
+    pub tail: Tail,
+    /// All of the above (but `kind`) as JSON, made at compile time: `{"fields": [...]}`,
+    /// plus `"rest": true` or `"pairs": [first, second]`.
+    pub json: &'static str,
+    /// `"kind":json` for an answer (an entry of [`protocol`]'s `answers`), else `json`.
+    pub entry: &'static str,
+}
+
+/// What follows a message's fields.
+#[derive(Clone, Copy)]
+pub enum Tail {
+    /// Nothing: the lines are separated by `\n`, with none after the last.
+    End,
+    /// As [`Tail::End`], but the last field runs to the end of the message: it may hold
+    /// newlines.
+    Rest,
+    /// Pairs of lines (these two names) to the end; every line of the message ends with
+    /// `\n`.
+    Pairs(&'static str, &'static str),
+}
+
+/// An outgoing message: its [`Format`], and its text.
+trait Encode {
+    const FORMAT: Format;
+
+    /// The message, with `pairs` (`name\nvalue\n` each) after the fields when its format
+    /// ends with pairs (else `pairs` is ignored).
+    fn encode_with(&self, pairs: &str) -> String;
+
+    fn encode(&self) -> String {
+        self.encode_with("")
+    }
+}
+
+/// The text of a message's lines (`kind` first, then its fields) and, when its format
+/// ends with pairs, of `pairs`. One function for every message: the wasm stays small.
+fn write_lines(lines: &[&str], tail: Tail, pairs: &str) -> String {
+    let pairs = match tail {
+        Tail::Pairs(..) => pairs,
+        Tail::End | Tail::Rest => "",
+    };
+    let size = lines.iter().map(|line| line.len() + 1).sum::<usize>() + pairs.len();
+    let mut out = String::with_capacity(size);
+    for line in lines {
+        out.push_str(line);
+        out.push('\n');
+    }
+    if let Tail::Pairs(..) = tail {
+        out.push_str(pairs);
+    } else {
+        out.pop();
+    }
+    out
+}
+
+/// Declares a message: a struct with one `&str` per field (so an encoder names every field
+/// and cannot reorder them) and its [`Format`], from the one list of fields. `out` messages
+/// implement [`Encode`]; the `in` message gets `decode`, which reads the lines in field
+/// order (a missing line reads as empty). `= "X"`: an answer of [`plan`] of kind `X`;
+/// `pairs(a, b)`: name/value pairs follow the fields; `rest`: the last field runs to the
+/// end.
+macro_rules! message {
+    (
+        $(#[$doc:meta])*
+        $dir:ident $name:ident $(= $kind:literal)? { $($field:ident),+ $(,)? } $($tail:tt)*
+    ) => {
+        $(#[$doc])*
+        struct $name<'a> {
+            $($field: &'a str,)+
+        }
+        message!(@$dir $name [$name<'_>] [$($kind)?] [$($field)+] [$($tail)*]);
+    };
+    (
+        $(#[$doc:meta])*
+        $dir:ident $name:ident $(= $kind:literal)? {} $($tail:tt)*
+    ) => {
+        $(#[$doc])*
+        struct $name;
+        message!(@$dir $name [$name] [$($kind)?] [] [$($tail)*]);
+    };
+    (@out $name:ident [$ty:ty] [$($kind:literal)?] [$($field:ident)*] [$($tail:tt)*]) => {
+        impl Encode for $ty {
+            const FORMAT: Format = message!(@format [$($kind)?] [$($field)*] [$($tail)*]);
+
+            fn encode_with(&self, pairs: &str) -> String {
+                // `kind` first, then the fields in the order declared: the table's.
+                write_lines(&[$($kind,)? $(self.$field),*], Self::FORMAT.tail, pairs)
+            }
+        }
+    };
+    (@in $name:ident [$ty:ty] [] [$($field:ident)+] [$($tail:tt)*]) => {
+        impl<'a> $name<'a> {
+            const FORMAT: Format = message!(@format [] [$($field)+] [$($tail)*]);
+
+            fn decode(text: &'a str) -> Self {
+                let mut lines = text.split('\n');
+                // Struct fields are evaluated in the order written: the wire order.
+                Self {
+                    $($field: lines.next().unwrap_or_default(),)+
+                }
+            }
+        }
+    };
+    (@format [$($kind:literal)?] [$($field:ident)*] [$($tail:tt)*]) => {
+        Format {
+            kind: message!(@kind $($kind)?),
+            fields: &[$(message!(@kind_field $kind),)? $(stringify!($field)),*],
+            tail: message!(@tail $($tail)*),
+            json: message!(@json [$($kind)?] [$($field)*] [$($tail)*]),
+            entry: concat!(
+                $("\"", $kind, "\":",)?
+                message!(@json [$($kind)?] [$($field)*] [$($tail)*])
+            ),
+        }
+    };
+    (@json [$($kind:literal)?] [$($field:ident)*] [$($tail:tt)*]) => {
+        concat!(
+            "{\"fields\":[",
+            message!(@names [$($kind)?] [$($field)*]),
+            "]",
+            message!(@tail_json $($tail)*),
+            "}"
+        )
+    };
+    (@names [] []) => { "" };
+    (@names [$kind:literal] [$($field:ident)*]) => {
+        concat!("\"kind\"" $(, ",\"", stringify!($field), "\"")*)
+    };
+    (@names [] [$first:ident $($field:ident)*]) => {
+        concat!("\"", stringify!($first), "\"" $(, ",\"", stringify!($field), "\"")*)
+    };
+    (@tail_json) => { "" };
+    (@tail_json rest) => { ",\"rest\":true" };
+    (@tail_json pairs($first:ident, $second:ident)) => {
+        concat!(",\"pairs\":[\"", stringify!($first), "\",\"", stringify!($second), "\"]")
+    };
+    (@kind) => { None };
+    (@kind $kind:literal) => { Some($kind) };
+    (@kind_field $kind:literal) => { "kind" };
+    (@tail) => { Tail::End };
+    (@tail rest) => { Tail::Rest };
+    (@tail pairs($first:ident, $second:ident)) => {
+        Tail::Pairs(stringify!($first), stringify!($second))
+    };
+}
+
+message! {
+    /// [`plan`]'s request. Optional values are `+value` or `-`. `now_ms`: the time, in ms
+    /// since the epoch. `config_read`: `1` when this request has just read the config
+    /// (after a `C` answer). `client_ip`: `CF-Connecting-IP`. `signed_user_key`: the
+    /// user-key header, sent only with a `user_key_signature`. `identity`: `1` after an `I`
+    /// answer, when the identities that follow were read, else `0` (and they are `-`).
+    in PlanRequest {
+        method,
+        url,
+        now_ms,
+        config_read,
+        cookie,
+        override_token,
+        client_ip,
+        user_key_signature,
+        signed_user_key,
+        identity,
+        user_key,
+        ja4,
+        ja3_hash,
+        identity_client_ip,
+    }
+}
+
+message! {
+    /// `O`: an operations route (`/__canary/...`): the operations module answers.
+    out Ops = "O" {}
+}
+
+message! {
+    /// `C`: the bundle's config is not fresh in this isolate: read `kv_key` (waiting at most
+    /// `timeout_ms`), give the outcome to [`record_config`], then ask again.
+    out ReadConfig = "C" { bundle, kv_key, timeout_ms }
+}
+
+message! {
+    /// `I`: the cookie did not decide: ask again with the request's identities
+    /// (`user_key_header` names the user-key header).
+    out NeedIdentity = "I" { user_key_header }
+}
+
+message! {
+    /// `E`: answer with an error: `status`, an extra header (`header_name` empty: none),
+    /// a log line to write (5xx only, else empty) and the public message (the rest: it may
+    /// hold newlines).
+    out Failure = "E" { status, header_name, header_value, log_line, message } rest
+}
+
+message! {
+    /// `A`: serve. `head`: `1` for HEAD. `channel`: the routed version's channel (empty for
+    /// a pinned old version). The `fallback_*` fields: stable's copy for a floating canary
+    /// request (empty otherwise). `tally_token`: what to give [`served`] (empty: nothing to
+    /// count). `must_be_published`: `1` when the version is served only once its manifest
+    /// exists. Then the response's headers, as name/value pairs.
+    out Asset = "A" {
+        bundle,
+        head,
+        default_content_type,
+        version,
+        channel,
+        cache_key,
+        object_key,
+        fallback_version,
+        fallback_cache_key,
+        fallback_object_key,
+        tally_token,
+        must_be_published,
+    } pairs(name, value)
+}
+
+message! {
+    /// [`record_config`]'s answer: a log line to write, or empty.
+    out ConfigLog { log_line }
+}
+
+message! {
+    /// [`served`]'s answer: the batches due for the control plane, one `bundle`/`body` pair
+    /// each (none: empty).
+    out Batches {} pairs(bundle, body)
+}
+
+message! {
+    /// [`constants`]' answer: the request header that carries a signed override token, the
+    /// one that carries a user key's signature, the user-key header, the `Cache-Control` of
+    /// the edge cache's copy, then the headers every asset response carries.
+    out Constants {
+        override_header,
+        user_key_signature_header,
+        user_key_header,
+        stored_cache_control,
+    } pairs(name, value)
+}
+
+/// Names with values, and the names as JSON (made at compile time), from one list.
+struct Named<T: 'static, const N: usize> {
+    names: [&'static str; N],
+    values: [T; N],
+    json: &'static str,
+}
+
+impl<T: Copy, const N: usize> Named<T, N> {
+    fn at(&self, index: usize) -> Option<T> {
+        self.values.get(index).copied()
+    }
+
+    fn by_name(&self, name: &str) -> Option<T> {
+        let index = self.names.iter().position(|n| *n == name)?;
+        self.at(index)
+    }
+}
+
+macro_rules! named {
+    ($first:literal => $first_value:expr $(, $name:literal => $value:expr)* $(,)?) => {
+        Named {
+            names: [$first $(, $name)*],
+            values: [$first_value $(, $value)*],
+            json: concat!("[\"", $first, "\"" $(, ",\"", $name, "\"")*, "]"),
+        }
+    };
+}
+
+/// [`served`]'s `outcome`: a position in this list.
+const SERVED_OUTCOMES: Named<Served, 3> = named!(
+    "as_routed" => Served::AsRouted,
+    "counted_fallback" => Served::CountedFallback,
+    "plain_fallback" => Served::PlainFallback,
+);
+
+/// [`record_config`]'s `kind`: a value (`text`), none, or a failed read (its detail in
+/// `text`).
+const CONFIG_READS: Named<fn(&str) -> KvRead, 3> = named!(
+    "value" => |text| KvRead::Value(text.to_owned()),
+    "missing" => |_| KvRead::Missing,
+    "failed" => |text| KvRead::Failed(text.to_owned()),
+);
+
+/// Flags in messages.
+const YES: &str = "1";
+const NO: &str = "0";
+
+/// The protocol's tables as JSON, for the entry module's tests (the entry keeps its own
+/// copy and never calls this on a request): `plan` (the request), `answers` (by kind),
+/// `record_config`, `served`, `miss`, `constants` (each a [`Format::json`]),
+/// `served_outcomes` and `config_reads`.
+#[wasm_bindgen]
+pub fn protocol() -> String {
+    [
+        "{\"plan\":",
+        PlanRequest::FORMAT.json,
+        ",\"answers\":{",
+        Ops::FORMAT.entry,
+        ",",
+        ReadConfig::FORMAT.entry,
+        ",",
+        NeedIdentity::FORMAT.entry,
+        ",",
+        Failure::FORMAT.entry,
+        ",",
+        Asset::FORMAT.entry,
+        "},\"record_config\":",
+        ConfigLog::FORMAT.json,
+        ",\"served\":",
+        Batches::FORMAT.json,
+        ",\"miss\":",
+        Failure::FORMAT.json,
+        ",\"constants\":",
+        Constants::FORMAT.json,
+        ",\"served_outcomes\":",
+        SERVED_OUTCOMES.json,
+        ",\"config_reads\":",
+        CONFIG_READS.json,
+        "}",
+    ]
+    .concat()
+}
 
 thread_local! {
     static EDGE: RefCell<Option<Result<Edge, SettingsError>>> = const { RefCell::new(None) };
@@ -39,10 +382,7 @@ pub fn configure(vars_json: &str) {
     EDGE.with(|cell| *cell.borrow_mut() = Some(edge));
 }
 
-/// What the entry module needs once per isolate (after [`configure`]): the request header
-/// that carries a signed override token, the one that carries a user key's signature, the
-/// user-key header, the `Cache-Control` of the edge cache's copy, then
-/// the headers every asset response carries, as name/value lines.
+/// What the entry module needs once per isolate (after [`configure`]): [`Constants`].
 #[wasm_bindgen]
 pub fn constants() -> String {
     let (stored, user_key) = with_edge(
@@ -54,12 +394,13 @@ pub fn constants() -> String {
         },
         |_| (String::new(), String::new()),
     );
-    format!(
-        "{}\n{}\n{user_key}\n{stored}\n{}",
-        canary_core::override_token::OVERRIDE_HEADER,
-        canary_core::user_key::SIGNATURE_HEADER,
-        Edge::static_headers().as_str()
-    )
+    Constants {
+        override_header: canary_core::override_token::OVERRIDE_HEADER,
+        user_key_signature_header: canary_core::user_key::SIGNATURE_HEADER,
+        user_key_header: &user_key,
+        stored_cache_control: &stored,
+    }
+    .encode_with(Edge::static_headers().as_str())
 }
 
 fn with_edge<T>(
@@ -76,40 +417,27 @@ fn with_edge<T>(
     })
 }
 
-/// The next step for a request. `request` is `method`, `url`, `now_ms`, `1` when this
-/// request has just read the config (else `0`), the `cookie` and override headers, the
-/// client IP (`CF-Connecting-IP`), the user-key signature header and (only with a
-/// signature) the user-key header, then `-`, or (after an `I` answer) `+` and the user-key
-/// header, JA4, JA3 hash and client IP; each optional value is `+value` or `-`.
+/// The next step for a request: a [`PlanRequest`] in, an answer out (`O`, `C`, `I`, `E`
+/// or `A`).
 #[wasm_bindgen]
 pub fn plan(request: &str) -> String {
-    let mut lines = request.split('\n');
-    let mut next = || lines.next().unwrap_or_default();
-    let method = next();
-    let url = next();
-    let now_ms = next().parse().unwrap_or(0.0);
-    let config_read = next() == "1";
-    let cookie = optional(next());
-    let override_token = optional(next());
-    let client_ip = optional(next());
-    let user_key_signature = optional(next());
-    let signed_user_key = optional(next()).zip(user_key_signature);
-    let identity = (next() == "+").then(|| ClientFacts {
+    let r = PlanRequest::decode(request);
+    let identity = (r.identity == YES).then(|| ClientFacts {
         cookie_header: None,
-        user_key: optional(next()),
-        ja4: optional(next()),
-        ja3_hash: optional(next()),
-        client_ip: optional(next()),
+        user_key: optional(r.user_key),
+        ja4: optional(r.ja4),
+        ja3_hash: optional(r.ja3_hash),
+        client_ip: optional(r.identity_client_ip),
     });
     let req = AssetRequest {
-        method,
-        url,
-        now_ms,
-        config_read,
-        cookie,
-        override_token,
-        client_ip,
-        signed_user_key,
+        method: r.method,
+        url: r.url,
+        now_ms: r.now_ms.parse().unwrap_or(0.0),
+        config_read: r.config_read == YES,
+        cookie: optional(r.cookie),
+        override_token: optional(r.override_token),
+        client_ip: optional(r.client_ip),
+        signed_user_key: optional(r.signed_user_key).zip(optional(r.user_key_signature)),
     };
     with_edge(
         |edge| {
@@ -120,59 +448,55 @@ pub fn plan(request: &str) -> String {
     )
 }
 
-/// Records a config read issued at `issued_ms`: `kind` is `value`, `missing` or `failed`
-/// (with the detail in `text`). Returns a log line to write, or an empty string.
+/// Records a config read issued at `issued_ms`: `kind` is one of [`CONFIG_READS`] (with
+/// the value, or the failure's detail, in `text`). Returns [`ConfigLog`].
 #[wasm_bindgen]
 pub fn record_config(bundle: &str, kind: &str, text: &str, issued_ms: f64) -> String {
     let Ok(bundle) = BundleName::parse(bundle) else {
         return String::new();
     };
-    let read = match kind {
-        "value" => KvRead::Value(text.to_owned()),
-        "missing" => KvRead::Missing,
-        _ => KvRead::Failed(text.to_owned()),
+    let read = match CONFIG_READS.by_name(kind) {
+        Some(read) => read(text),
+        // Anything the entry module should never send: a failed read.
+        None => KvRead::Failed(text.to_owned()),
     };
-    with_edge(
+    let log = with_edge(
         |edge| {
             edge.record_config(&bundle, read, issued_ms)
                 .map(|log| log.to_json())
                 .unwrap_or_default()
         },
         |_| String::new(),
-    )
+    );
+    ConfigLog { log_line: &log }.encode()
 }
 
-/// Counts a served floating request (its plan's tally token); `outcome` is what was served:
-/// `0` the routed version's file, `1` stable's after a fallback that counts against the
-/// canary (R2 failed, or a file the canary published is missing), `2` stable's after a
-/// plain fallback (a file the canary never had: nothing is counted). Returns the batches
-/// due for the control plane as `bundle\nbody\n` pairs, or an empty string.
+/// Counts a served floating request (its plan's tally token); `outcome` is what was served,
+/// an index into [`SERVED_OUTCOMES`]: the routed version's file, stable's after a fallback
+/// that counts against the canary (R2 failed, or a file the canary published is missing),
+/// or stable's after a plain fallback (a file the canary never had: nothing is counted).
+/// Returns [`Batches`].
 #[wasm_bindgen]
 pub fn served(token: &str, outcome: u8, now_ms: f64) -> String {
-    let outcome = match outcome {
-        0 => Served::AsRouted,
-        1 => Served::CountedFallback,
-        // 2, and anything the entry module should never send: count nothing.
-        _ => Served::PlainFallback,
-    };
+    let outcome = SERVED_OUTCOMES
+        .at(usize::from(outcome))
+        // Anything the entry module should never send: count nothing.
+        .unwrap_or(Served::PlainFallback);
     with_edge(
         |edge| {
-            let mut out = String::new();
+            let mut pairs = String::new();
             for (bundle, batch) in edge.served(token, outcome, now_ms) {
                 if let Ok(body) = serde_json::to_string(&batch) {
-                    out.push_str(bundle.as_str());
-                    out.push('\n');
-                    out.push_str(&body);
-                    out.push('\n');
+                    push_pair(&mut pairs, bundle.as_str(), &body);
                 }
             }
-            out
+            Batches.encode_with(&pairs)
         },
         |_| String::new(),
     )
 }
 
-/// The error answer (`E ...`) for a file that could not be loaded: absent when `detail`
+/// The `E` answer ([`Failure`]) for a file that could not be loaded: absent when `detail`
 /// is empty, else an origin failure.
 #[wasm_bindgen]
 pub fn miss(object_key: &str, detail: &str) -> String {
@@ -195,6 +519,22 @@ fn optional(line: &str) -> Option<&str> {
     line.strip_prefix('+')
 }
 
+fn flag(on: bool) -> &'static str {
+    if on {
+        YES
+    } else {
+        NO
+    }
+}
+
+/// One pair of a [`Tail::Pairs`] message, in its format's order.
+fn push_pair(out: &mut String, first: &str, second: &str) {
+    out.push_str(first);
+    out.push('\n');
+    out.push_str(second);
+    out.push('\n');
+}
+
 fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     // getrandom on Workers is crypto.getRandomValues, which does not fail; if it ever did,
@@ -205,20 +545,28 @@ fn random_u64() -> u64 {
 
 fn encode(edge: &Edge, step: Step) -> String {
     match step {
-        Step::Ops => "O".to_owned(),
+        Step::Ops => Ops.encode(),
         Step::ReadConfig {
             bundle,
             kv_key,
             timeout_ms,
-        } => format!("C\n{bundle}\n{kv_key}\n{timeout_ms}"),
-        Step::NeedIdentity => format!("I\n{}", edge.settings.user_key_header),
+        } => ReadConfig {
+            bundle: bundle.as_str(),
+            kv_key: &kv_key,
+            timeout_ms: &timeout_ms.to_string(),
+        }
+        .encode(),
+        Step::NeedIdentity => NeedIdentity {
+            user_key_header: &edge.settings.user_key_header,
+        }
+        .encode(),
         Step::Fail(e) => failure(&e),
         Step::Serve(plan) => encode_plan(&plan),
     }
 }
 
 fn encode_plan(p: &AssetPlan) -> String {
-    let (fb_version, fb_cache, fb_key) = match &p.fallback {
+    let (fallback_version, fallback_cache_key, fallback_object_key) = match &p.fallback {
         Some((v, load)) => (
             v.as_str(),
             load.cache_key.as_str(),
@@ -226,40 +574,174 @@ fn encode_plan(p: &AssetPlan) -> String {
         ),
         None => ("", "", ""),
     };
-    let fields = [
-        "A",
-        p.bundle.as_str(),
-        if p.head { "1" } else { "0" },
-        p.default_content_type,
-        p.version.as_str(),
-        p.channel.map_or("", |c| c.as_str()),
-        &p.load.cache_key,
-        &p.load.object_key,
-        fb_version,
-        fb_cache,
-        fb_key,
-        p.tally.as_ref().map_or("", |t| t.0.as_str()),
-        if p.must_be_published { "1" } else { "" },
-    ];
-    let size = fields.iter().map(|f| f.len() + 1).sum::<usize>() + p.headers.as_str().len();
-    let mut out = String::with_capacity(size);
-    for field in fields {
-        out.push_str(field);
-        out.push('\n');
+    Asset {
+        bundle: p.bundle.as_str(),
+        head: flag(p.head),
+        default_content_type: p.default_content_type,
+        version: p.version.as_str(),
+        channel: p.channel.map_or("", |c| c.as_str()),
+        cache_key: &p.load.cache_key,
+        object_key: &p.load.object_key,
+        fallback_version,
+        fallback_cache_key,
+        fallback_object_key,
+        tally_token: p.tally.as_ref().map_or("", |t| t.0.as_str()),
+        must_be_published: flag(p.must_be_published),
     }
-    out.push_str(p.headers.as_str());
-    out
+    .encode_with(p.headers.as_str())
 }
 
-/// `E status header_name header_value log_line message`: the log line only for 5xx.
+/// [`Failure`]: the log line only for 5xx.
 fn failure(e: &EdgeError) -> String {
-    let (name, value) = e.extra_header().unwrap_or(("", ""));
-    let log = LogLine::for_error(e)
+    let (header_name, header_value) = e.extra_header().unwrap_or(("", ""));
+    let log_line = LogLine::for_error(e)
         .map(|l| l.to_json())
         .unwrap_or_default();
-    format!(
-        "E\n{}\n{name}\n{value}\n{log}\n{}",
-        e.status(),
-        e.public_message()
-    )
+    Failure {
+        status: &e.status().to_string(),
+        header_name,
+        header_value,
+        log_line: &log_line,
+        message: &e.public_message(),
+    }
+    .encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines of `text` fit `format` (see the module's docs).
+    fn fits(format: &Format, text: &str) -> bool {
+        let lines: Vec<&str> = text.split('\n').collect();
+        let n = format.fields.len();
+        match format.tail {
+            Tail::End => lines.len() == n,
+            Tail::Rest => lines.len() >= n,
+            Tail::Pairs(..) => {
+                lines.len() > n && (lines.len() - n) % 2 == 1 && lines.last() == Some(&"")
+            }
+        }
+    }
+
+    #[test]
+    fn answers_start_with_their_kind_and_fit_their_format() {
+        let ops = Ops.encode();
+        assert_eq!(ops, "O");
+        assert!(fits(&Ops::FORMAT, &ops));
+        let c = ReadConfig {
+            bundle: "demo",
+            kv_key: "rollout/demo",
+            timeout_ms: "1000",
+        }
+        .encode();
+        assert_eq!(c, "C\ndemo\nrollout/demo\n1000");
+        assert!(fits(&ReadConfig::FORMAT, &c));
+        let e = Failure {
+            status: "404",
+            header_name: "",
+            header_value: "",
+            log_line: "",
+            message: "not found:\ntwo lines",
+        }
+        .encode();
+        assert!(e.starts_with("E\n404\n\n\n\nnot found:"));
+        assert!(fits(&Failure::FORMAT, &e));
+        let a = Asset {
+            bundle: "demo",
+            head: NO,
+            default_content_type: "text/javascript",
+            version: "1.1.0",
+            channel: "canary",
+            cache_key: "https://edge/demo@1.1.0/sdk.js",
+            object_key: "demo/1.1.0/sdk.js",
+            fallback_version: "",
+            fallback_cache_key: "",
+            fallback_object_key: "",
+            tally_token: "",
+            must_be_published: NO,
+        };
+        for headers in ["", "cache-control\nno-store\n", "a\n1\nb\n2\n"] {
+            let text = a.encode_with(headers);
+            assert!(fits(&Asset::FORMAT, &text), "{text:?}");
+            assert!(text.ends_with(&format!("\n{NO}\n{headers}")));
+        }
+        let answers = [
+            Ops::FORMAT,
+            ReadConfig::FORMAT,
+            NeedIdentity::FORMAT,
+            Failure::FORMAT,
+            Asset::FORMAT,
+        ];
+        for format in answers {
+            assert_eq!(format.fields[0], "kind");
+            assert_eq!(format.kind.map(str::len), Some(1));
+        }
+    }
+
+    #[test]
+    fn the_request_is_read_by_name_in_table_order() {
+        let fields = PlanRequest::FORMAT.fields;
+        let text = fields.join("\n");
+        let r = PlanRequest::decode(&text);
+        let read = [
+            r.method,
+            r.url,
+            r.now_ms,
+            r.config_read,
+            r.cookie,
+            r.override_token,
+            r.client_ip,
+            r.user_key_signature,
+            r.signed_user_key,
+            r.identity,
+            r.user_key,
+            r.ja4,
+            r.ja3_hash,
+            r.identity_client_ip,
+        ];
+        assert_eq!(read, fields);
+        // A short request reads the missing lines as empty.
+        assert_eq!(PlanRequest::decode("GET").identity_client_ip, "");
+    }
+
+    #[test]
+    fn the_exported_table_is_json_with_every_message() {
+        let table: serde_json::Value = serde_json::from_str(&protocol()).unwrap();
+        for key in [
+            "plan",
+            "answers",
+            "record_config",
+            "served",
+            "miss",
+            "constants",
+            "served_outcomes",
+            "config_reads",
+        ] {
+            assert!(table.get(key).is_some(), "{key}");
+        }
+        assert_eq!(table["answers"]["A"]["fields"][1], "bundle");
+        assert_eq!(table["answers"]["A"]["pairs"][0], "name");
+        assert_eq!(table["answers"]["E"]["rest"], true);
+        assert_eq!(table["miss"], table["answers"]["E"]);
+        assert_eq!(table["served"]["fields"].as_array().map(Vec::len), Some(0));
+        assert_eq!(table["served_outcomes"][1], "counted_fallback");
+        assert_eq!(
+            table["plan"]["fields"].as_array().map(Vec::len),
+            Some(PlanRequest::FORMAT.fields.len())
+        );
+    }
+
+    #[test]
+    fn served_and_record_config_fit_their_formats_unconfigured() {
+        // Without configure(): nothing to count, nothing to log.
+        assert!(fits(&Batches::FORMAT, &served("x", 0, 0.0)));
+        assert!(fits(
+            &ConfigLog::FORMAT,
+            &record_config("demo", "value", "{}", 0.0)
+        ));
+        let mut pairs = String::new();
+        push_pair(&mut pairs, "demo", "{}");
+        assert!(fits(&Batches::FORMAT, &Batches.encode_with(&pairs)));
+    }
 }

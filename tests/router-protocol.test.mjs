@@ -1,0 +1,300 @@
+// The routing wasm's text protocol (router/src/lib.rs, "The text protocol"), without a
+// worker: the built router (build/router/) loaded in Node as js/index.js loads it
+// (`initSync` with the compiled module), configured with vars like the worker's, and driven
+// through every answer kind. Each answer is checked against the entry module's table
+// (`PROTOCOL` in js/index.js, read from the built entry) and the router's own (`protocol()`),
+// which must be the same table. The end-to-end tests (routing, http, failures, ...) show
+// that the entry serves with it; this one pins every field's position by name.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { BUILD } from "./support/modules.mjs";
+
+const ROUTER_JS = pathToFileURL(join(BUILD, "router/router.js")).href;
+const ROUTER_WASM = new WebAssembly.Module(readFileSync(join(BUILD, "router/router_bg.wasm")));
+
+const router = await import(ROUTER_JS);
+router.initSync({ module: ROUTER_WASM });
+
+/**
+ * The entry module's PROTOCOL. The built entry is imported as it is, but for its two
+ * imports of the router (relative to build/, which a data: URL cannot resolve: the same
+ * router module by its absolute URL, so one instance) and an added export of the table.
+ */
+async function entryProtocol() {
+  const wasmImport = 'import routerWasm from "./router/router_bg.wasm";';
+  const glueImport = 'from "./router/router.js";';
+  let source = readFileSync(join(BUILD, "index.js"), "utf8");
+  assert.ok(source.includes(wasmImport) && source.includes(glueImport), "build/index.js imports the router as expected");
+  globalThis.__routerProtocolTestWasm = ROUTER_WASM;
+  source = source
+    .replace(wasmImport, "const routerWasm = globalThis.__routerProtocolTestWasm;")
+    .replace(glueImport, `from ${JSON.stringify(ROUTER_JS)};`);
+  source += "\nexport { PROTOCOL as __PROTOCOL };\n";
+  const entry = await import(`data:text/javascript;base64,${Buffer.from(source).toString("base64")}`);
+  return entry.__PROTOCOL;
+}
+
+const JS = await entryProtocol();
+const RUST = JSON.parse(router.protocol());
+
+/** `{ name: position }`, as the entry derives it. */
+function positions(names) {
+  return Object.fromEntries(names.map((name, i) => [name, i]));
+}
+
+const PLAN = positions(JS.plan.fields);
+const ANSWER_KINDS = ["O", "C", "I", "E", "A"];
+
+// As the worker runs in the tests (tests/support/harness.mjs and wrangler.toml), with
+// counts sent after every request so that `served` has batches to return.
+const VARS = {
+  COHORTS: "10",
+  COHORT_COOKIE: "cohort",
+  COHORT_HEADER: "X-Cohort",
+  USER_KEY_HEADER: "X-User-Key",
+  COHORT_SALT: "canary-edge-test",
+  COHORT_SECRET: "test-cohort-secret",
+  CONFIG_TTL_MS: "0",
+  FLOATING_MAX_AGE: "60",
+  HEALTH_FLUSH_MS: "10000",
+  HEALTH_FLUSH_REQUESTS: "1",
+  CONSOLE_HOST: "",
+};
+const ROLLOUT = JSON.stringify({ stable: "1.0.0", canary: "1.1.0", weight: 100 });
+const ORIGIN = "https://edge.test";
+
+router.configure(JSON.stringify(VARS));
+
+/**
+ * Checks `text` against a message's format (the same object in both tables) and returns
+ * its fields by name, with `pairs` (`[[first, second]]`) or `rest` where the format has them.
+ */
+function read(format, text) {
+  const lines = text.split("\n");
+  const n = format.fields.length;
+  const fields = {};
+  if (format.pairs) {
+    // Every line ends with `\n`: the fields, then whole pairs, then nothing.
+    assert.ok(lines.length >= n + 1, `at least ${n} lines, each ended: ${JSON.stringify(text)}`);
+    assert.equal((lines.length - n) % 2, 1, `whole pairs after ${n} fields: ${JSON.stringify(text)}`);
+    assert.equal(lines.at(-1), "", `ends with a newline: ${JSON.stringify(text)}`);
+    const pairs = [];
+    for (let i = n; i + 1 < lines.length; i += 2) pairs.push([lines[i], lines[i + 1]]);
+    fields.pairs = pairs;
+  } else if (format.rest) {
+    assert.ok(lines.length >= n, `at least ${n} lines: ${JSON.stringify(text)}`);
+  } else {
+    assert.equal(lines.length, n, `${n} lines (${format.fields.join(", ")}): ${JSON.stringify(text)}`);
+  }
+  format.fields.forEach((name, i) => (fields[name] = lines[i]));
+  if (format.rest) fields[format.fields.at(-1)] = lines.slice(n - 1).join("\n");
+  return fields;
+}
+
+/** A plan answer: its kind, then its fields checked against that kind's format. */
+function answer(text) {
+  const kind = text.split("\n")[positions(JS.answers.O.fields).kind];
+  assert.ok(ANSWER_KINDS.includes(kind), `an answer kind: ${JSON.stringify(text)}`);
+  const fields = read(JS.answers[kind], text);
+  assert.equal(fields.kind, kind);
+  return fields;
+}
+
+/** A plan request built by name from the entry's table; `values` by field name. */
+function request(values) {
+  const lines = JS.plan.fields.map(() => "-");
+  const defaults = { method: "GET", now_ms: String(Date.now()), config_read: "0", identity: "0" };
+  for (const [name, value] of Object.entries({ ...defaults, ...values })) {
+    assert.ok(name in PLAN, `a plan field: ${name}`);
+    lines[PLAN[name]] = value;
+  }
+  return lines.join("\n");
+}
+
+/**
+ * Asks `plan` as the entry does until it settles: a `C` answer reads `configs[bundle]`
+ * (absent: a failed read) into `record_config`, an `I` answer adds `identity`. Returns the
+ * settled answer's fields and the kinds seen on the way, each checked.
+ */
+function settle(url, { values = {}, identity = {}, configs = { demo: ROLLOUT } } = {}) {
+  const seen = [];
+  const req = { url: ORIGIN + url, ...values };
+  for (let step = 0; step < 4; step++) {
+    const a = answer(router.plan(request(req)));
+    seen.push(a.kind);
+    if (a.kind === "C") {
+      const config = configs[a.bundle];
+      const kind = config === undefined ? "failed" : "value";
+      assert.ok(JS.config_reads.includes(kind));
+      const log = read(JS.record_config, router.record_config(a.bundle, kind, config ?? "KV read failed", Date.now()));
+      if (log.log_line) assert.equal(typeof JSON.parse(log.log_line).event, "string");
+      req.config_read = "1";
+    } else if (a.kind === "I") {
+      Object.assign(req, { identity: "1", user_key: "-", ja4: "-", ja3_hash: "-", identity_client_ip: "-", ...identity });
+    } else {
+      return { answer: a, seen };
+    }
+  }
+  assert.fail(`plan did not settle: ${seen.join(" ")}`);
+}
+
+test("the entry's table and the router's are the same table", () => {
+  assert.deepEqual(JS, RUST);
+  assert.deepEqual(Object.keys(RUST.answers).sort(), [...ANSWER_KINDS].sort());
+  for (const kind of ANSWER_KINDS) assert.equal(RUST.answers[kind].fields[0], "kind", kind);
+  assert.deepEqual(RUST.miss, RUST.answers.E);
+  // Every name is a name once per message (a position per name).
+  for (const format of [RUST.plan, ...Object.values(RUST.answers), RUST.record_config, RUST.served, RUST.constants]) {
+    assert.equal(new Set(format.fields).size, format.fields.length, format.fields.join(","));
+  }
+  assert.deepEqual(RUST.served_outcomes, ["as_routed", "counted_fallback", "plain_fallback"]);
+});
+
+test("O: an operations route", () => {
+  const { answer: a, seen } = settle("/__canary/health");
+  assert.deepEqual(seen, ["O"]);
+  assert.deepEqual(a, { kind: "O" });
+});
+
+test("C, then record_config, then I, then A: a first visit to a floating URL of a canary at 100%", () => {
+  const first = answer(router.plan(request({ url: `${ORIGIN}/demo/sdk.js` })));
+  assert.equal(first.kind, "C");
+  assert.equal(first.bundle, "demo");
+  assert.equal(first.kv_key, "rollout/demo");
+  assert.match(first.timeout_ms, /^[1-9][0-9]*$/);
+
+  const { answer: a, seen } = settle("/demo/sdk.js", { values: { client_ip: "+203.0.113.7" } });
+  assert.deepEqual(seen, ["C", "I", "A"]);
+  assert.equal(a.bundle, "demo");
+  assert.equal(a.head, "0");
+  assert.match(a.default_content_type, /^text\/javascript/);
+  assert.equal(a.version, "1.1.0");
+  assert.equal(a.channel, "canary");
+  assert.equal(a.cache_key, `${ORIGIN}/demo@1.1.0/sdk.js`);
+  assert.equal(a.object_key, "demo/1.1.0/sdk.js");
+  // The fallback: stable's copy of the same file.
+  assert.equal(a.fallback_version, "1.0.0");
+  assert.equal(a.fallback_cache_key, `${ORIGIN}/demo@1.0.0/sdk.js`);
+  assert.equal(a.fallback_object_key, "demo/1.0.0/sdk.js");
+  assert.notEqual(a.tally_token, "", "a floating request is counted");
+  assert.ok(!a.tally_token.includes("\n"));
+  assert.equal(a.must_be_published, "0");
+  // Header pairs: a new client gets its cohort cookie, and the response its cache policy.
+  const names = a.pairs.map(([name]) => name);
+  // Header names are HTTP tokens (a configured one keeps its case: X-Cohort).
+  for (const [name, value] of a.pairs) {
+    assert.match(name, /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/);
+    assert.ok(!value.includes("\r"));
+  }
+  assert.ok(names.includes("set-cookie"), names.join(","));
+  assert.ok(names.includes("cache-control"), names.join(","));
+  assert.match(Object.fromEntries(a.pairs)["set-cookie"], /^cohort=/);
+
+  // served: the tally token back, with what was served; batches are due after every
+  // request here (HEALTH_FLUSH_REQUESTS=1).
+  const outcome = positions(JS.served_outcomes);
+  const batches = read(JS.served, router.served(a.tally_token, outcome.counted_fallback, Date.now()));
+  assert.ok(batches.pairs.length > 0, "a batch is due");
+  for (const [bundle, body] of batches.pairs) {
+    assert.equal(bundle, "demo");
+    assert.equal(typeof JSON.parse(body), "object");
+  }
+  // Nothing new to count: no pairs, an empty answer.
+  assert.equal(router.served("not a token", outcome.as_routed, Date.now()), "");
+  assert.deepEqual(read(JS.served, "").pairs, []);
+});
+
+test("A: a returning client's floating URL: the cookie decides, no identity asked", () => {
+  const first = settle("/demo/sdk.js").answer;
+  const cookie = Object.fromEntries(first.pairs)["set-cookie"].split(";")[0];
+  const { answer: a, seen } = settle("/demo/chunk.js", { values: { cookie: `+${cookie}` } });
+  assert.deepEqual(seen, ["C", "A"]);
+  assert.equal(a.version, "1.1.0");
+  assert.equal(a.fallback_object_key, "demo/1.0.0/chunk.js");
+  assert.notEqual(a.tally_token, "");
+  assert.ok(!a.pairs.some(([name]) => name === "set-cookie"), "a returning client keeps its cookie");
+});
+
+test("A: a HEAD of a pinned URL of a version the config does not name", () => {
+  const { answer: a, seen } = settle("/demo@0.9.0/chunk.js", { values: { method: "HEAD" } });
+  assert.deepEqual(seen, ["C", "A"]);
+  assert.equal(a.head, "1");
+  assert.equal(a.version, "0.9.0");
+  assert.equal(a.channel, "", "no channel for a version the config does not name");
+  assert.equal(a.cache_key, `${ORIGIN}/demo@0.9.0/chunk.js`);
+  assert.equal(a.object_key, "demo/0.9.0/chunk.js");
+  assert.equal(a.fallback_version, "");
+  assert.equal(a.fallback_cache_key, "");
+  assert.equal(a.fallback_object_key, "");
+  assert.equal(a.tally_token, "", "a pinned URL is not counted");
+  assert.equal(a.must_be_published, "1");
+  assert.ok(a.pairs.length > 0);
+});
+
+test("E: a method the asset path refuses, with its header", () => {
+  const { answer: e, seen } = settle("/demo/sdk.js", { values: { method: "POST" } });
+  assert.deepEqual(seen, ["E"]);
+  assert.equal(e.status, "405");
+  assert.equal(e.header_name, "allow");
+  assert.equal(e.header_value, "GET, HEAD");
+  assert.equal(e.log_line, "", "no log line below 500");
+  assert.match(e.message, /method not allowed/);
+});
+
+test("E: a bad path, without a header", () => {
+  const { answer: e } = settle("/demo/%2e%2e/secret.js");
+  assert.match(e.status, /^4\d\d$/);
+  assert.equal(e.header_name, "");
+  assert.equal(e.header_value, "");
+  assert.equal(e.log_line, "");
+  assert.notEqual(e.message, "");
+});
+
+test("E: a config that cannot be read, with its log line", () => {
+  const { answer: e, seen } = settle("/broken/sdk.js", { configs: {} });
+  assert.deepEqual(seen, ["C", "E"]);
+  assert.match(e.status, /^5\d\d$/);
+  assert.equal(JSON.parse(e.log_line).service, "canary-edge");
+  assert.match(e.message, /broken/);
+});
+
+test("miss: the E answer for a file that could not be loaded", () => {
+  const absent = read(JS.miss, router.miss("demo/1.1.0/nope.js", ""));
+  assert.equal(absent.kind, "E");
+  assert.equal(absent.status, "404");
+  assert.equal(absent.log_line, "");
+  assert.match(absent.message, /demo\/1\.1\.0\/nope\.js/);
+  const failed = read(JS.miss, router.miss("demo/1.1.0/sdk.js", "R2 is down"));
+  assert.match(failed.status, /^5\d\d$/);
+  assert.match(JSON.parse(failed.log_line).detail ?? failed.log_line, /R2 is down/);
+});
+
+test("record_config: a log line or nothing, one line", () => {
+  for (const [kind, text] of [
+    ["value", ROLLOUT],
+    ["missing", ""],
+    ["failed", "KV read timed out after 1000 ms"],
+    ["value", "{not json"],
+  ]) {
+    assert.ok(JS.config_reads.includes(kind));
+    const log = read(JS.record_config, router.record_config("demo", kind, text, Date.now()));
+    if (log.log_line) assert.equal(JSON.parse(log.log_line).service, "canary-edge");
+  }
+  // Not a bundle name: nothing to record, nothing to log.
+  assert.equal(router.record_config("../x", "value", ROLLOUT, Date.now()), "");
+});
+
+test("constants: the names and policies the entry keeps per isolate, then the static headers", () => {
+  const k = read(JS.constants, router.constants());
+  assert.match(k.override_header, /^x-/i);
+  assert.match(k.user_key_signature_header, /^x-/i);
+  assert.equal(k.user_key_header.toLowerCase(), VARS.USER_KEY_HEADER.toLowerCase());
+  assert.match(k.stored_cache_control, /max-age/);
+  const headers = Object.fromEntries(k.pairs);
+  assert.equal(headers["access-control-allow-origin"], "*");
+  assert.equal(headers["x-content-type-options"], "nosniff");
+});
