@@ -1,17 +1,18 @@
 //! Operations endpoints under `/__canary/`: health, status, SDK error reports and the admin
 //! API (enabled only when the `ADMIN_TOKEN` secret is set).
 
+use futures_util::future::join_all;
 use serde_json::json;
 use worker::{Context, Env, Request};
 
 use super::{
-    auth, json_response, monitor, now_ms, rollout, within_limit, Failure, Isolate, Outcome,
-    R2_BINDING,
+    auth, brief, json_response, log_event, monitor, now_ms, rollout, within_limit, Failure,
+    Isolate, Outcome, R2_BINDING,
 };
 use crate::admin::{parse_request, Command};
-use crate::config::Rollout;
 use crate::config::{BundleName, Version};
 use crate::control::tracker::Signal;
+use crate::control::wire::{CommandAnswer, StatusAnswer};
 use crate::cookie::Verified;
 use crate::decide::{Channel, PreparedRollout};
 use crate::error::EdgeError;
@@ -96,16 +97,8 @@ fn split_json(iso: &Isolate, p: &PreparedRollout) -> serde_json::Value {
 
 /// The admin view: the control plane's authoritative config with its split, and the
 /// monitor's counts, verdict, rollout and history.
-fn admin_status(
-    iso: &Isolate,
-    bundle: &BundleName,
-    answer: serde_json::Value,
-) -> serde_json::Value {
-    let config = answer
-        .get("config")
-        .cloned()
-        .and_then(|c| Rollout::from_value(c).ok());
-    let mut body = match config {
+fn admin_status(iso: &Isolate, bundle: &BundleName, answer: StatusAnswer) -> serde_json::Value {
+    let mut body = match answer.config {
         Some(c) => {
             let prepared = iso.router.prepare(bundle.clone(), c);
             let mut v = split_json(iso, &prepared);
@@ -116,8 +109,22 @@ fn admin_status(
             json!({ "bundle": bundle.as_str(), "config": null, "cohorts": iso.settings.cohorts })
         }
     };
-    body["monitor"] = answer.get("monitor").cloned().unwrap_or(json!(null));
+    body["monitor"] = answer.monitor.unwrap_or(json!(null));
     body
+}
+
+/// What this isolate reads from KV for `bundle`, with its split, and `monitor`.
+async fn edge_view(
+    env: &Env,
+    iso: &Isolate,
+    bundle: &BundleName,
+    monitor: serde_json::Value,
+) -> Result<serde_json::Value, Failure> {
+    let prepared = rollout(env, iso, bundle).await?;
+    let mut body = split_json(iso, &prepared);
+    body["config"] = json!(prepared.rollout);
+    body["monitor"] = monitor;
+    Ok(body)
 }
 
 // ---------------------------------------------------------------- error reports
@@ -253,16 +260,11 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
     let bundle = BundleName::parse(bundle_text).map_err(EdgeError::NotFound)?;
     match (path.get(1..).unwrap_or_default(), method.as_str()) {
         ([], "GET") => {
-            let answer = monitor::status(env, &bundle).await?;
-            if answer.is_null() {
+            let Some(answer) = monitor::status(env, &bundle).await? else {
                 // No control plane bound: what this isolate reads from KV.
                 iso.rollouts.borrow_mut().invalidate(&bundle);
-                let prepared = rollout(env, iso, &bundle).await?;
-                let mut body = split_json(iso, &prepared);
-                body["config"] = json!(prepared.rollout);
-                body["monitor"] = json!(null);
-                return json_response(200, &body);
-            }
+                return json_response(200, &edge_view(env, iso, &bundle, json!(null)).await?);
+            };
             json_response(200, &admin_status(iso, &bundle, answer))
         }
         (["minutes"], "GET") => {
@@ -278,15 +280,17 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
                 })
                 .transpose()?
                 .unwrap_or(0);
-            let answer = monitor::minutes(env, &bundle, since).await?;
-            if answer.is_null() {
+            let Some(answer) = monitor::minutes(env, &bundle, since).await? else {
                 return json_response(
                     200,
                     &json!({ "bundle": bundle.as_str(), "minutes": null,
                              "note": "no HEALTH binding: health monitoring is off" }),
                 );
-            }
-            json_response(200, &answer)
+            };
+            json_response(
+                200,
+                &serde_json::to_value(&answer).map_err(worker::Error::from)?,
+            )
         }
         (["files", version], "GET") => {
             let version = Version::parse(version).map_err(EdgeError::BadRequest)?;
@@ -306,13 +310,17 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
             if let Command::Publish(version) = &command {
                 require_files(env, &bundle, version).await?;
             }
-            let (status, mut answer) =
-                monitor::command(env, &bundle, action, &body, &caller.name).await?;
+            let answer = monitor::command(env, &bundle, action, &body, &caller.name).await?;
             iso.rollouts.borrow_mut().invalidate(&bundle);
-            if status == 200 {
-                answer = admin_status(iso, &bundle, answer);
+            match answer {
+                CommandAnswer::Done(answer) => {
+                    json_response(200, &admin_status(iso, &bundle, *answer))
+                }
+                CommandAnswer::Refused { status, answer } => json_response(
+                    status,
+                    &serde_json::to_value(&answer).map_err(worker::Error::from)?,
+                ),
             }
-            json_response(status, &answer)
         }
         (_, "GET" | "POST") => Err(EdgeError::NotFound(format!(
             "no admin endpoint /__canary/api/{}",
@@ -324,7 +332,8 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
 }
 
 /// `GET /__canary/api`: every bundle with a config in KV (`rollout/` keys), with its
-/// control plane's view, for the console's overview.
+/// control plane's view, for the console's overview. Each bundle's object is asked for its
+/// committed summary (no KV read, no wait for its lock), all at once.
 async fn bundles(req: &Request, env: &Env, iso: &Isolate) -> Outcome {
     auth::api_caller(req, env, iso, false).await?;
     let kv = env.kv(super::KV_BINDING)?;
@@ -338,28 +347,52 @@ async fn bundles(req: &Request, env: &Env, iso: &Isolate) -> Outcome {
             bundle: "*".into(),
             detail: super::brief(e),
         })?;
-    let mut out = Vec::new();
-    for key in &listed.keys {
-        let Some(name) = key.name.strip_prefix(crate::config::KV_PREFIX) else {
-            continue;
-        };
-        let Ok(bundle) = BundleName::parse(name) else {
-            continue;
-        };
-        let answer = monitor::status(env, &bundle).await?;
-        out.push(if answer.is_null() {
-            json!({ "bundle": bundle.as_str(), "monitor": null })
-        } else {
-            admin_status(iso, &bundle, answer)
-        });
-    }
+    let names = listed.keys.iter().filter_map(|key| {
+        let name = key.name.strip_prefix(crate::config::KV_PREFIX)?;
+        BundleName::parse(name).ok()
+    });
+    let out = join_all(names.map(|bundle| overview_entry(env, iso, bundle))).await;
     json_response(
         200,
         &json!({ "bundles": out, "truncated": !listed.list_complete }),
     )
 }
 
-/// Most bundles the overview lists (one control-plane call each).
+/// One bundle of the overview: its admin view from the object's summary. An object that
+/// has adopted no config yet (nothing has asked it since the bundle was created) shows the
+/// config as this isolate reads it; a bundle whose summary or config cannot be read shows
+/// `config: null` and `monitor: null` (the overview itself still answers), with the error.
+async fn overview_entry(env: &Env, iso: &Isolate, bundle: BundleName) -> serde_json::Value {
+    let answer = match monitor::summary(env, &bundle).await {
+        Ok(None) => return json!({ "bundle": bundle.as_str(), "monitor": null }),
+        Ok(Some(answer)) if answer.config.is_some() => return admin_status(iso, &bundle, answer),
+        Ok(Some(answer)) => answer,
+        Err(e) => {
+            let detail = brief(e);
+            log_event(
+                "overview_summary_failed",
+                json!({ "bundle": bundle.as_str(), "detail": detail }),
+            );
+            let mut body = admin_status(
+                iso,
+                &bundle,
+                StatusAnswer {
+                    config: None,
+                    monitor: None,
+                },
+            );
+            body["error"] = json!(format!("the health monitor did not answer: {detail}"));
+            return body;
+        }
+    };
+    let monitor = answer.monitor.clone().unwrap_or(json!(null));
+    match edge_view(env, iso, &bundle, monitor).await {
+        Ok(body) => body,
+        Err(_) => admin_status(iso, &bundle, answer),
+    }
+}
+
+/// Most bundles the overview lists (one control-plane call each, made together).
 const MAX_LISTED_BUNDLES: u64 = 100;
 
 /// Publishing a version with no files would send its canary cohorts to 404s (or, with the

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::counts::Batch;
 use super::machine::{
-    Control, Effect, Out, BOOTING_VERSIONS_KEPT, BOOTS_TO_KNOW, MISMATCH_READ_GAP_MS,
+    Control, Out, Pending, BOOTING_VERSIONS_KEPT, BOOTS_TO_KNOW, MISMATCH_READ_GAP_MS,
     STABLE_PER_CANARY,
 };
 use super::tracker::{BootRule, Resolved};
@@ -129,6 +129,19 @@ impl Control {
     }
 
     pub(super) fn on_batch(&mut self, batch: Batch, now_ms: f64, out: &mut Out) {
+        // A batch about other versions than the config's (or with no config yet): KV may
+        // have changed (a publish by KV write, a new bundle), so the batch waits for a read,
+        // at most once a second, and is taken on what it finds.
+        let live_now = self
+            .config
+            .as_ref()
+            .is_some_and(|c| batch.stable == c.stable && batch.canary.as_ref() == c.live_canary());
+        let recently = self
+            .last_kv_read_ms
+            .is_some_and(|t| now_ms - t < MISMATCH_READ_GAP_MS);
+        if !live_now && !self.read_fresh && !recently && self.pending.is_none() {
+            return self.wait_for_read(Pending::Batch(batch), out);
+        }
         let Some(config) = &self.config else {
             out.log(
                 "batch_ignored",
@@ -139,15 +152,7 @@ impl Control {
         let live = config.live_canary().cloned();
         if batch.stable != config.stable || batch.canary != live {
             // Counts about versions that are no longer live (a stale isolate, a batch from
-            // before a rollback or publish) must never judge the current canary. Or KV
-            // changed (a publish by KV write): read it, at most once a second.
-            let recently = self
-                .last_kv_read_ms
-                .is_some_and(|t| now_ms - t < MISMATCH_READ_GAP_MS);
-            if !recently && self.pending.is_none() {
-                self.last_kv_read_ms = Some(now_ms);
-                out.0.push(Effect::ReadKv);
-            }
+            // before a rollback or publish) must never judge the current canary.
             out.log(
                 "batch_ignored",
                 json!({

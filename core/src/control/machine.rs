@@ -96,6 +96,8 @@ pub struct Control {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pending {
     Command(CommandRequest),
+    /// A batch about other versions than the config's: taken once KV is read.
+    Batch(Batch),
     Alarm,
     /// A batch's decision (a cut, a step): decided again on the fresh config.
     Evaluate,
@@ -246,6 +248,7 @@ impl Control {
         match pending {
             Pending::Command(request) => self.on_command(request, now_ms, out),
             Pending::Alarm => self.on_alarm(now_ms, out),
+            Pending::Batch(batch) => self.on_batch(batch, now_ms, out),
             Pending::Evaluate => self.evaluate(now_ms, out),
         }
     }

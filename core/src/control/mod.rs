@@ -35,6 +35,7 @@ mod stepping;
 pub mod time;
 pub mod tracker;
 pub mod verdict;
+pub mod wire;
 pub mod writes;
 
 pub use counts::{Batch, ChannelClients, ChannelCounts, Clients, Counts};

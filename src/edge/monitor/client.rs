@@ -1,46 +1,73 @@
 //! The edge side of the control plane: batching health counts to the bundle's Durable
 //! Object, and calling it for status and admin commands.
 
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use wasm_bindgen::JsValue;
 use worker::{Context, Env, Headers, Method, Request, RequestInit, Response};
 
-use super::{CommandMessage, BUNDLE_HEADER};
 use crate::config::BundleName;
 use crate::control::batching::Tally;
 use crate::control::tracker::Signal;
+use crate::control::wire::{
+    self, CommandAnswer, CommandMessage, MinutesAnswer, Route, StatusAnswer,
+};
 use crate::control::Batch;
 use crate::decide::{Channel, PreparedRollout};
 use crate::edge::{brief, log_event, now_ms, Isolate, HEALTH_BINDING};
 
+/// A request to the object on `route`; `path` is the route's path, with its query if any.
 fn stub_request(
     bundle: &BundleName,
+    route: Route,
     path: &str,
-    method: Method,
     body: Option<String>,
 ) -> worker::Result<Request> {
     let headers = Headers::new();
-    headers.set(BUNDLE_HEADER, bundle.as_str())?;
+    headers.set(wire::BUNDLE_HEADER, bundle.as_str())?;
     headers.set("content-type", "application/json")?;
     let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers);
+    init.with_method(Method::from(route.method().to_owned()))
+        .with_headers(headers);
     if let Some(b) = body {
         init.with_body(Some(JsValue::from_str(&b)));
     }
-    Request::new_with_init(&format!("https://monitor.canary-edge{path}"), &init)
+    Request::new_with_init(&format!("{}{path}", wire::ORIGIN), &init)
 }
 
 async fn call(
     env: &Env,
     bundle: &BundleName,
+    route: Route,
     path: &str,
-    method: Method,
     body: Option<String>,
 ) -> worker::Result<Response> {
     let namespace = env.durable_object(HEALTH_BINDING)?;
     let stub = namespace.id_from_name(bundle.as_str())?.get_stub()?;
-    stub.fetch_with_request(stub_request(bundle, path, method, body)?)
+    stub.fetch_with_request(stub_request(bundle, route, path, body)?)
         .await
+}
+
+/// A GET of `route`, its answer decoded; `None` without a `HEALTH` binding.
+async fn get<T: DeserializeOwned>(
+    env: &Env,
+    bundle: &BundleName,
+    route: Route,
+    path: &str,
+) -> worker::Result<Option<T>> {
+    if env.durable_object(HEALTH_BINDING).is_err() {
+        return Ok(None);
+    }
+    let mut resp = call(env, bundle, route, path, None).await?;
+    let status = resp.status_code();
+    let text = resp.text().await?;
+    if status != 200 {
+        return Err(worker::Error::RustError(format!(
+            "the monitor answered {status} to {path}: {}",
+            text.trim()
+        )));
+    }
+    Ok(Some(serde_json::from_str(&text)?))
 }
 
 /// Records a signal of `client` on `channel` (an admitted error report or boot signal) in
@@ -87,7 +114,7 @@ fn send_batch(env: &Env, ctx: &Context, bundle: &BundleName, batch: Batch) {
     let bundle = bundle.clone();
     ctx.wait_until(async move {
         let body = serde_json::to_string(&batch).unwrap_or_default();
-        let detail = match call(&env, &bundle, "/ingest", Method::Post, Some(body)).await {
+        let detail = match call(&env, &bundle, Route::Ingest, wire::INGEST, Some(body)).await {
             Ok(resp) if resp.status_code() < 300 => return,
             Ok(resp) => format!("the monitor answered {}", resp.status_code()),
             Err(e) => brief(e),
@@ -99,32 +126,32 @@ fn send_batch(env: &Env, ctx: &Context, bundle: &BundleName, batch: Batch) {
     });
 }
 
-/// The control plane's view of a bundle: `{config, monitor}`, or `null` without a
-/// `HEALTH` binding.
+/// The control plane's view of a bundle, after it adopts an operator's KV write (under the
+/// object's lock); `None` without a `HEALTH` binding.
 pub(in crate::edge) async fn status(
     env: &Env,
     bundle: &BundleName,
-) -> worker::Result<serde_json::Value> {
-    if env.durable_object(HEALTH_BINDING).is_err() {
-        return Ok(json!(null));
-    }
-    let mut resp = call(env, bundle, "/status", Method::Get, None).await?;
-    resp.json().await
+) -> worker::Result<Option<StatusAnswer>> {
+    get(env, bundle, Route::Status, wire::STATUS).await
 }
 
-/// The bundle's per-minute counts from the Unix minute `since` on: `{bundle, minutes}`,
-/// or `null` without a `HEALTH` binding.
+/// The control plane's committed view of a bundle, read-only: no KV read, no wait for the
+/// object's lock (the overview); `None` without a `HEALTH` binding.
+pub(in crate::edge) async fn summary(
+    env: &Env,
+    bundle: &BundleName,
+) -> worker::Result<Option<StatusAnswer>> {
+    get(env, bundle, Route::Summary, wire::SUMMARY).await
+}
+
+/// The bundle's per-minute counts from the Unix minute `since` on; `None` without a
+/// `HEALTH` binding.
 pub(in crate::edge) async fn minutes(
     env: &Env,
     bundle: &BundleName,
     since: u64,
-) -> worker::Result<serde_json::Value> {
-    if env.durable_object(HEALTH_BINDING).is_err() {
-        return Ok(json!(null));
-    }
-    let path = format!("/minutes?since={since}");
-    let mut resp = call(env, bundle, &path, Method::Get, None).await?;
-    resp.json().await
+) -> worker::Result<Option<MinutesAnswer>> {
+    get(env, bundle, Route::Minutes, &wire::minutes_path(since)).await
 }
 
 /// Runs an admin write in the control plane as `by` (who the history and logs name);
@@ -135,14 +162,13 @@ pub(in crate::edge) async fn command(
     action: &str,
     body: &str,
     by: &str,
-) -> worker::Result<(u16, serde_json::Value)> {
+) -> worker::Result<CommandAnswer> {
     let message = serde_json::to_string(&CommandMessage {
         action: action.to_owned(),
         body: body.to_owned(),
         by: by.to_owned(),
-    })
-    .unwrap_or_default();
-    let mut resp = call(env, bundle, "/command", Method::Post, Some(message)).await?;
+    })?;
+    let mut resp = call(env, bundle, Route::Command, wire::COMMAND, Some(message)).await?;
     let status = resp.status_code();
-    Ok((status, resp.json().await?))
+    Ok(CommandAnswer::decode(status, &resp.text().await?)?)
 }

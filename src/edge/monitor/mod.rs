@@ -2,13 +2,16 @@
 //! plane (`canary_core::control`). It owns the authoritative rollout config, the health
 //! windows and the history in its SQLite storage, and projects the config to KV.
 //!
-//! Every handler (ingest, command, status, alarm) takes `lock` before it loads the state and
-//! releases it after the new state is committed. The runtime's input gates only hold events
-//! back while *storage* calls are pending; a KV write or read, or the wait between two KV
-//! writes, would let another event run in between and work on the same state (the lost
-//! updates this replaces). An async mutex in the object serialises exactly these handlers,
-//! and, unlike `blockConcurrencyWhile` (which the `worker` crate does not expose), cannot
-//! reset the object when a KV call is slow.
+//! Every handler that runs the machine (ingest, command, status, minutes, alarm) takes
+//! `lock` before it loads the state and releases it after the new state is committed. The
+//! runtime's input gates only hold events back while *storage* calls are pending; a KV
+//! write or read, or the wait between two KV writes, would let another event run in between
+//! and work on the same state (the lost updates this replaces). An async mutex in the object
+//! serialises exactly these handlers, and, unlike `blockConcurrencyWhile` (which the
+//! `worker` crate does not expose), cannot reset the object when a KV call is slow. The
+//! summary (the console's overview) only reads the committed state, and needs no lock.
+//!
+//! Routes, messages and answers: `canary_core::control::wire`.
 
 mod client;
 mod storage;
@@ -17,34 +20,27 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use futures_util::lock::Mutex;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use worker::{durable_object, DurableObject, Env, Method, Request, Response, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-pub(super) use client::{command, minutes, status, tally};
+pub(super) use client::{command, minutes, status, summary, tally};
 
 use super::{brief, log_event, now_ms, read_kv, KV_BINDING};
 use crate::admin::parse_request;
 use crate::config::{kv_key, BundleName};
 use crate::control::driver::{self, Host};
 use crate::control::machine::ConfigWrite;
-use crate::control::{self, CommandRequest, Control, Event, Reply, WriteOutcome};
+use crate::control::wire::{
+    self, CommandMessage, ErrorAnswer, IngestAnswer, MinutesAnswer, Route, StatusAnswer,
+};
+use crate::control::{CommandRequest, Control, Event, Reply, WriteOutcome};
 use crate::log::LogLine;
 use crate::rollouts::KvRead;
 use crate::settings::Settings;
 use storage::Store;
 
-const BUNDLE_HEADER: &str = "x-canary-bundle";
 /// Longest wait for a KV read made by the control plane.
 const KV_READ_TIMEOUT_MS: u64 = 5_000;
-
-#[derive(Serialize, Deserialize)]
-struct CommandMessage {
-    action: String,
-    body: String,
-    /// Who acts: the verified operator's name.
-    by: String,
-}
 
 #[durable_object]
 pub struct HealthMonitor {
@@ -136,17 +132,27 @@ impl HealthMonitor {
         Ok((Some(state), reply))
     }
 
+    /// A command's reply, or else the view of `state`.
     fn answer(state: Option<&Control>, reply: Option<Reply>) -> worker::Result<Response> {
-        let now = now_ms();
         match reply {
             Some(Reply::Refused { status, message }) => {
-                Response::from_json(&json!({ "error": message })).map(|r| r.with_status(status))
+                Response::from_json(&ErrorAnswer { error: message }).map(|r| r.with_status(status))
             }
-            _ => Response::from_json(&json!({
-                "config": state.and_then(|c| c.config.as_ref()),
-                "monitor": state.map(|c| control::status::admin_json(c, now)),
-            })),
+            _ => Response::from_json(&StatusAnswer::of(state, now_ms())),
         }
+    }
+
+    /// `/summary`: the view of the committed state, read-only. It neither reads KV nor
+    /// takes the lock: the handler has no await, so it runs between two awaits of a
+    /// handler holding the lock, and sees the state last committed (`run` replaces it only
+    /// after storage has it). An object with no state yet answers with neither.
+    fn summary(&self) -> worker::Result<StatusAnswer> {
+        if self.control.borrow().is_none() {
+            // Loads what storage holds (once), as `run` does.
+            self.committed()?;
+        }
+        let control = self.control.borrow();
+        Ok(StatusAnswer::of(control.as_ref(), now_ms()))
     }
 }
 
@@ -224,29 +230,34 @@ impl DurableObject for HealthMonitor {
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let Some(bundle) = req
             .headers()
-            .get(BUNDLE_HEADER)?
+            .get(wire::BUNDLE_HEADER)?
             .and_then(|name| BundleName::parse(&name).ok())
         else {
             return Response::error("missing bundle", 400);
         };
-        match (req.method(), req.path().as_str()) {
-            (Method::Post, "/ingest") => {
-                let Ok(batch) = req.json().await else {
+        let Some(route) = Route::of(req.method().as_ref(), &req.path()) else {
+            return Response::error("not found", 404);
+        };
+        match route {
+            Route::Ingest => {
+                let Ok(batch) = req.json::<wire::Batch>().await else {
                     return Response::error("bad batch", 400);
                 };
                 self.run(Some(&bundle), Trigger::Event(Event::Batch(batch)))
                     .await?;
-                Response::from_json(&json!({ "ok": true }))
+                Response::from_json(&IngestAnswer { ok: true })
             }
-            (Method::Post, "/command") => {
+            Route::Command => {
                 let Ok(msg) = req.json::<CommandMessage>().await else {
                     return Response::error("bad command", 400);
                 };
                 let (command, expect_canary) = match parse_request(&msg.action, &msg.body) {
                     Ok(parsed) => parsed,
                     Err(e) => {
-                        return Response::from_json(&json!({ "error": e.to_string() }))
-                            .map(|r| r.with_status(400))
+                        return Response::from_json(&ErrorAnswer {
+                            error: e.to_string(),
+                        })
+                        .map(|r| r.with_status(400))
                     }
                 };
                 let request = CommandRequest {
@@ -259,23 +270,23 @@ impl DurableObject for HealthMonitor {
                     .await?;
                 Self::answer(state.as_ref(), reply)
             }
-            (Method::Get, "/minutes") => {
+            Route::Minutes => {
                 let url = req.inner().url();
-                let since = canary_core::route::query_param(&url, "since")
+                let since = canary_core::route::query_param(&url, wire::SINCE)
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or(0);
                 let (state, _) = self.run(Some(&bundle), Trigger::Refresh).await?;
-                let minutes: Vec<_> = state
+                let minutes = state
                     .as_ref()
                     .map(|c| c.minutes.since(since).cloned().collect())
                     .unwrap_or_default();
-                Response::from_json(&json!({ "bundle": bundle.as_str(), "minutes": minutes }))
+                Response::from_json(&MinutesAnswer { bundle, minutes })
             }
-            (Method::Get, "/status") => {
+            Route::Status => {
                 let (state, _) = self.run(Some(&bundle), Trigger::Refresh).await?;
                 Self::answer(state.as_ref(), None)
             }
-            _ => Response::error("not found", 404),
+            Route::Summary => Response::from_json(&self.summary()?),
         }
     }
 

@@ -221,3 +221,31 @@ fn a_batch_that_would_step_reads_kv_first_and_the_operator_wins() {
     );
     assert_eq!(sim.progress_state(), Some(ProgressState::Paused));
 }
+
+#[test]
+fn a_new_bundles_first_batch_waits_for_a_read_and_is_counted() {
+    let mut sim = Sim::new(dark(), 10);
+    // The object has never run: no config until it reads KV, where the bundle is at 50%.
+    sim.state = Control::new(BundleName::parse("demo").unwrap(), 10);
+    let mut live = dark();
+    live["weight"] = json!(50);
+    sim.kv = Some(live.to_string());
+    let reads = sim.kv_reads;
+    sim.send(Event::Batch(Batch {
+        stable: v("1.0.0"),
+        canary: Some(v("1.1.0")),
+        weight: Weight::new(50).ok(),
+        clients: Clients::default(),
+        events: vec![],
+    }));
+    assert_eq!(sim.kv_reads, reads + 1, "the batch read KV first");
+    assert_eq!(
+        sim.state.config.as_ref().map(|c| c.weight.percent()),
+        Some(50)
+    );
+    assert!(sim.logged("batch_ignored").is_empty(), "and was taken");
+    // A second batch about other versions within the second does not read again.
+    sim.batch(Some("9.9.9"), (1, 0), (1, 0));
+    assert_eq!(sim.kv_reads, reads + 1);
+    assert_eq!(sim.logged("batch_ignored").len(), 1);
+}

@@ -1,4 +1,5 @@
-// canary-edge operator console: plain JS over the admin API, polled every 2 s.
+// canary-edge operator console: plain JS over the admin API, polled every 2 s (one poll at a
+// time: the next is due 2 s after the last one ended).
 // The session is an HttpOnly cookie; the CSRF token for writes lives in this variable only.
 "use strict";
 
@@ -7,7 +8,9 @@ const MINUTES_EVERY_MS = 10000;
 const TROUBLE = new Set(["rolled_back", "paused", "waiting_for_evidence"]);
 
 let csrf = null;
-let timer = null;
+let timer = null; // the next poll (a timeout, set when a refresh ends)
+let running = null; // the refresh in progress, if any
+let again = false; // a refresh was asked for while one ran: run one more after it
 let chart = null;
 let lastMinutesAt = 0;
 let current = null; // the bundle's latest admin status
@@ -104,13 +107,11 @@ function loggedIn(session) {
   show("logout", true);
   show("logout-all", true);
   refresh();
-  clearInterval(timer);
-  timer = setInterval(refresh, POLL_MS);
 }
 
 function loggedOut() {
   csrf = null;
-  clearInterval(timer);
+  clearTimeout(timer);
   timer = null;
   current = null;
   $("who").textContent = "";
@@ -129,7 +130,33 @@ function selected() {
   return m ? m[1] : null;
 }
 
-async function refresh() {
+/**
+ * Refreshes the view; never two at once. A call while one runs (the poll, a hash change, an
+ * action's result) runs one more refresh right after it, and resolves when that one is done.
+ * The next poll is set when a refresh ends, so polls never overlap however slow the API is.
+ */
+function refresh() {
+  if (running) {
+    again = true;
+    return running;
+  }
+  clearTimeout(timer);
+  timer = null;
+  running = (async () => {
+    try {
+      do {
+        again = false;
+        await update();
+      } while (again);
+    } finally {
+      running = null;
+      if (csrf) timer = setTimeout(refresh, POLL_MS);
+    }
+  })();
+  return running;
+}
+
+async function update() {
   if (!csrf) return;
   const bundle = selected();
   try {
