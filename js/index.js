@@ -84,7 +84,7 @@ const PROTOCOL = {
   served: { fields: [], pairs: ["bundle", "body"] },
   miss: FAILURE_FORMAT,
   constants: {
-    fields: ["override_header", "user_key_signature_header", "user_key_header", "stored_cache_control"],
+    fields: ["override_header", "user_key_signature_header", "user_key_header", "stored_cache_control", "monitor_ingest_url", "monitor_bundle_header"],
     pairs: ["name", "value"],
   },
   served_outcomes: ["as_routed", "counted_fallback", "plain_fallback"],
@@ -124,6 +124,9 @@ let OVERRIDE_HEADER = "";
 let USER_KEY_SIGNATURE_HEADER = "";
 let USER_KEY_HEADER = "";
 let STORED_CACHE_CONTROL = "";
+// The health monitor's contract (control::wire): where batches go, and their bundle header.
+let MONITOR_INGEST_URL = "";
+let MONITOR_BUNDLE_HEADER = "";
 let STATIC_HEADERS = Object.create(null);
 let operations = null;
 /** The operations module, loaded once per isolate, on the first request that needs it. */
@@ -223,6 +226,8 @@ function configureRouter(env) {
   USER_KEY_SIGNATURE_HEADER = k[CONSTANTS.user_key_signature_header];
   USER_KEY_HEADER = k[CONSTANTS.user_key_header];
   STORED_CACHE_CONTROL = k[CONSTANTS.stored_cache_control];
+  MONITOR_INGEST_URL = k[CONSTANTS.monitor_ingest_url];
+  MONITOR_BUNDLE_HEADER = k[CONSTANTS.monitor_bundle_header];
   STATIC_HEADERS = Object.create(null);
   for (let i = CONSTANTS_PAIRS; i + 1 < k.length; i += 2) STATIC_HEADERS[k[i]] = k[i + 1];
   configured = true;
@@ -483,9 +488,9 @@ function sendBatches(batches, env, ctx) {
       (async () => {
         try {
           const stub = health.get(health.idFromName(bundle));
-          await stub.fetch("https://monitor.canary-edge/ingest", {
+          await stub.fetch(MONITOR_INGEST_URL, {
             method: "POST",
-            headers: { "x-canary-bundle": bundle, "content-type": "application/json" },
+            headers: { [MONITOR_BUNDLE_HEADER]: bundle, "content-type": "application/json" },
             body,
           });
         } catch (e) {

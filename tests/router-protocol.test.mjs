@@ -294,6 +294,8 @@ test("constants: the names and policies the entry keeps per isolate, then the st
   assert.match(k.user_key_signature_header, /^x-/i);
   assert.equal(k.user_key_header.toLowerCase(), VARS.USER_KEY_HEADER.toLowerCase());
   assert.match(k.stored_cache_control, /max-age/);
+  assert.equal(k.monitor_ingest_url, "https://monitor.canary-edge/ingest");
+  assert.equal(k.monitor_bundle_header, "x-canary-bundle");
   const headers = Object.fromEntries(k.pairs);
   assert.equal(headers["access-control-allow-origin"], "*");
   assert.equal(headers["x-content-type-options"], "nosniff");

@@ -277,12 +277,15 @@ message! {
 message! {
     /// [`constants`]' answer: the request header that carries a signed override token, the
     /// one that carries a user key's signature, the user-key header, the `Cache-Control` of
-    /// the edge cache's copy, then the headers every asset response carries.
+    /// the edge cache's copy, the health monitor's ingest URL and bundle header (its
+    /// contract, `control::wire`), then the headers every asset response carries.
     out Constants {
         override_header,
         user_key_signature_header,
         user_key_header,
         stored_cache_control,
+        monitor_ingest_url,
+        monitor_bundle_header,
     } pairs(name, value)
 }
 
@@ -394,11 +397,18 @@ pub fn constants() -> String {
         },
         |_| (String::new(), String::new()),
     );
+    let ingest = format!(
+        "{}{}",
+        canary_core::control::wire::ORIGIN,
+        canary_core::control::wire::INGEST
+    );
     Constants {
         override_header: canary_core::override_token::OVERRIDE_HEADER,
         user_key_signature_header: canary_core::user_key::SIGNATURE_HEADER,
         user_key_header: &user_key,
         stored_cache_control: &stored,
+        monitor_ingest_url: &ingest,
+        monitor_bundle_header: canary_core::control::wire::BUNDLE_HEADER,
     }
     .encode_with(Edge::static_headers().as_str())
 }
