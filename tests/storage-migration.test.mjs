@@ -1,0 +1,281 @@
+// The HealthMonitor's storage migrates in place. The worker of the last commit with the
+// version-1 layout (no schema version, client sets as hex TEXT, a rollback's counts as
+// JSON, integers read as floats) is built and run on a persisted state: a rollout that
+// steps, health batches, a rollback and history. Today's build then opens the same state:
+// the status, the history, the minutes and the config are what they were, every row of
+// every table is kept, and the layout is version 2 (strict tables, integers, BLOB sets).
+// A migration interrupted half-way is finished on the next open.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { cpSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { startWorker } from "./support/harness.mjs";
+import { oldHarness } from "./support/old-build.mjs";
+
+/** The last commit whose storage has the version-1 layout. */
+const V1_COMMIT = "c5fff93e0ca7e92796e304b2f0d2ac48dd49d298";
+const TOKEN = "migration-admin-token-0123456789abcdef";
+const VARS = { ADMIN_TOKEN: TOKEN, HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" };
+const BUNDLE = "mig";
+// A lenient rule so that a step passes in seconds (as in controlplane.test.mjs).
+const BASE = {
+  stable: "1.0.0", canary: "1.1.0", weight: 0,
+  health: { min_clients: 3, min_error_rate: 0.5, hostile_networks: 0, boot_grace_secs: 10 },
+};
+const TABLES = ["meta", "own_writes", "progress", "client_totals", "client_windows", "step_counts", "booting_versions", "minutes", "history"];
+const SETS = ["stable_loaded", "stable_errored", "canary_loaded", "canary_errored"];
+const COUNTS = ["stable_clients", "stable_errors", "canary_clients", "canary_errors"];
+
+const dir = mkdtempSync(join(tmpdir(), "canary-migration-"));
+/** The state as the old build left it; each test works on a copy. */
+const V1_STATE = join(dir, "v1");
+/** What the old build answered ({ status, minutes, kv }), and what it stored. */
+let old;
+let oldDb;
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+async function api(w, path, { method = "GET", body } = {}) {
+  const r = await w.get(`/__canary/api/${BUNDLE}${path}`, {
+    method, headers: { authorization: `Bearer ${TOKEN}` }, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let json = null;
+  try { json = JSON.parse(r.text); } catch { /* text errors */ }
+  return { ...r, json };
+}
+
+/** What a restart must keep: the config and the stored parts of the monitor's status. */
+async function view(w) {
+  const status = await api(w, "");
+  assert.equal(status.status, 200, status.text);
+  const m = status.json.monitor;
+  const minutes = await api(w, "/minutes");
+  assert.equal(minutes.status, 200, minutes.text);
+  return {
+    status: {
+      config: status.json.config,
+      stable: m.stable,
+      canary: m.canary,
+      totals: m.totals,
+      silence: m.verdict.silence,
+      progress: m.progress,
+      history: m.history,
+      events: m.events,
+      kv: m.kv,
+    },
+    minutes: minutes.json.minutes,
+    kv: JSON.parse(await w.kv.get(`rollout/${BUNDLE}`)),
+  };
+}
+
+/** The SQLite file of the bundle's object under a persisted state. */
+function objectFile(state) {
+  const files = [];
+  const walk = (d) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(d, e.name));
+      else if (e.name.endsWith(".sqlite")) files.push(join(d, e.name));
+    }
+  };
+  walk(join(state, "v3", "do"));
+  const mine = files.filter((f) => {
+    const db = new DatabaseSync(f, { readOnly: true });
+    try {
+      return db.prepare("SELECT bundle FROM meta").get()?.bundle === BUNDLE;
+    } catch {
+      return false;
+    } finally {
+      db.close();
+    }
+  });
+  assert.equal(mine.length, 1, `one object stores ${BUNDLE}: ${files.join(", ")}`);
+  return mine[0];
+}
+
+/** Every table of the file: whether it is strict, its rows with each value's SQLite type. */
+function dump(file) {
+  const db = new DatabaseSync(file, { readOnly: true });
+  try {
+    const tables = {};
+    for (const t of db.prepare("PRAGMA table_list").all()) {
+      if (t.schema !== "main" || t.name.startsWith("sqlite_") || t.name.startsWith("_cf_")) continue;
+      const columns = db.prepare(`PRAGMA table_info("${t.name}")`).all().map((c) => c.name);
+      const select = columns.map((c) => `"${c}", typeof("${c}") AS "${c}:type"`).join(", ");
+      const rows = db.prepare(`SELECT ${select} FROM "${t.name}" ORDER BY 1`).all().map((r) => ({ ...r }));
+      tables[t.name] = { strict: t.strict === 1, columns, rows };
+    }
+    return tables;
+  } finally {
+    db.close();
+  }
+}
+
+const hex = (v) => Buffer.from(v).toString("hex");
+
+/** A version-1 row as version 2 stores it: sets as bytes, a rollback's counts as columns. */
+function migrated(table, row) {
+  const out = {};
+  for (const [k, v] of Object.entries(row)) {
+    if (k.endsWith(":type")) continue;
+    if (SETS.includes(k)) out[k] = { blob: v };
+    else if (table === "history" && k === "counts") {
+      const c = v === null ? null : JSON.parse(v);
+      out.stable_clients = c?.stable.clients ?? null;
+      out.stable_errors = c?.stable.errors ?? null;
+      out.canary_clients = c?.canary.clients ?? null;
+      out.canary_errors = c?.canary.errors ?? null;
+    } else out[k] = v;
+  }
+  return out;
+}
+
+function values(table, row) {
+  const out = {};
+  for (const [k, v] of Object.entries(row)) {
+    if (k.endsWith(":type")) continue;
+    out[k] = SETS.includes(k) ? { blob: hex(v) } : v;
+  }
+  return out;
+}
+
+/** Checks that `file` holds the version-2 layout with exactly the rows of the old store. */
+function assertMigrated(file) {
+  const now = dump(file);
+  const version = now.schema_version?.rows ?? [];
+  assert.deepEqual(version.map((r) => r.version), [2], "schema version 2");
+  assert.deepEqual(Object.keys(now).filter((t) => t.startsWith("v1_")), [], "no copy left behind");
+  for (const table of TABLES) {
+    const t = now[table];
+    assert.ok(t, `table ${table}`);
+    assert.ok(t.strict, `${table} is STRICT`);
+    assert.deepEqual(
+      t.rows.map((r) => values(table, r)),
+      oldDb[table].rows.map((r) => migrated(table, r)),
+      `${table}: every row kept`,
+    );
+    for (const row of t.rows) {
+      for (const c of t.columns) {
+        const type = row[`${c}:type`];
+        if (SETS.includes(c)) assert.equal(type, "blob", `${table}.${c}`);
+        if (COUNTS.includes(c) || ["revision", "failures", "next_seq", "seq", "minute", "step", "bake_secs", "weight"].includes(c)) {
+          assert.ok(type === "integer" || (type === "null" && row[c] === null), `${table}.${c} is ${type}`);
+        }
+      }
+    }
+  }
+  return now;
+}
+
+function copyState(name) {
+  const to = join(dir, name);
+  cpSync(V1_STATE, to, { recursive: true });
+  return to;
+}
+
+before(async () => {
+  const h = await oldHarness(V1_COMMIT);
+  const w = await h.startWorker({ persist: V1_STATE, vars: VARS });
+  try {
+    await h.copyDemoFiles(w, BUNDLE);
+    await w.setRollout(BASE, BUNDLE);
+    // Shoppers load, boot and, on stable, sometimes report an error: health batches.
+    const shoppers = h.startShoppers(w, BUNDLE, { perTick: 3, everyMs: 50, stableErrors: 0.3, prefix: "mig" });
+    try {
+      const started = await api(w, "/rollout", { method: "POST", body: { steps: [10, 50, 100], bake_secs: 1 } });
+      assert.equal(started.status, 200, started.text);
+      await h.until(async () => JSON.parse(await w.kv.get(`rollout/${BUNDLE}`)).weight === 50, "the rollout's second step", 20000);
+      const back = await api(w, "/rollback", { method: "POST", body: { reason: "before the migration" } });
+      assert.equal(back.status, 200, back.text);
+      await h.sleep(1100); // one KV write per second
+      const weight = await api(w, "/weight", { method: "POST", body: { weight: 20 } });
+      assert.equal(weight.status, 200, weight.text);
+      await h.sleep(500);
+    } finally {
+      await shoppers.stop();
+    }
+    // Settled: two reads in a row agree.
+    let last = null;
+    await h.until(async () => {
+      const v = await view(w);
+      const same = last && JSON.stringify(v) === JSON.stringify(last);
+      last = v;
+      return same;
+    }, "a settled state");
+    old = last;
+  } finally {
+    await w.dispose();
+  }
+  oldDb = dump(objectFile(V1_STATE));
+});
+
+test("the old build left the version-1 layout, with data in every kind of table", () => {
+  const db = oldDb;
+  assert.equal(db.schema_version, undefined, "no schema version");
+  for (const table of TABLES) assert.ok(db[table] && !db[table].strict, `${table} (version 1)`);
+  assert.equal(db.client_totals.rows[0]["stable_loaded:type"], "text", "sets as hex TEXT");
+  assert.ok(db.client_windows.rows.length > 0, "health windows");
+  assert.ok(db.minutes.rows.length > 0, "minutes");
+  assert.ok(db.own_writes.rows.length > 0, "own KV writes");
+  assert.ok(db.progress.rows.length === 1, "a rollout's progress");
+  const rollback = db.history.rows.find((r) => r.kind === "rollback");
+  assert.ok(rollback?.counts, "a rollback with its counts (JSON)");
+  assert.ok(db.history.rows.some((r) => r.kind === "step_advance"), "a step");
+  assert.ok(old.status.totals.stable.errors > 0, "stable clients with errors");
+  assert.equal(old.kv.weight, 20);
+});
+
+test("today's build opens it: status, history, minutes and config kept, every row kept, version 2", async () => {
+  const state = copyState("migrated");
+  let w = await startWorker({ persist: state, seed: false, vars: VARS });
+  try {
+    const now = await view(w);
+    assert.deepEqual(now, old);
+  } finally {
+    await w.dispose();
+  }
+  assertMigrated(objectFile(state));
+
+  // It goes on from there, and a reload of the new layout keeps what it adds.
+  w = await startWorker({ persist: state, seed: false, vars: VARS });
+  let before;
+  try {
+    assert.deepEqual(await view(w), old, "reopened at version 2");
+    const set = await api(w, "/weight", { method: "POST", body: { weight: 30 } });
+    assert.equal(set.status, 200, set.text);
+    before = await view(w);
+    assert.equal(before.status.events.length, old.status.events.length + 1);
+    assert.deepEqual(before.status.events.slice(1), old.status.events);
+  } finally {
+    await w.dispose();
+  }
+  w = await startWorker({ persist: state, seed: false, vars: VARS });
+  try {
+    assert.deepEqual(await view(w), before);
+  } finally {
+    await w.dispose();
+  }
+});
+
+test("a migration interrupted half-way is finished on the next open", async () => {
+  const state = copyState("interrupted");
+  const file = objectFile(state);
+  const db = new DatabaseSync(file);
+  try {
+    // `minutes` renamed to its copy and its new table begun: made again from the copy.
+    db.exec('ALTER TABLE minutes RENAME TO v1_minutes; CREATE TABLE minutes ("minute" INTEGER PRIMARY KEY) STRICT; INSERT INTO minutes VALUES (1);');
+    // `own_writes` already migrated (strict, copy dropped): left as it is.
+    db.exec(`CREATE TABLE ow2 ("revision" INTEGER PRIMARY KEY, "digest" TEXT NOT NULL, "written_ms" REAL NOT NULL) STRICT;
+      INSERT INTO ow2 SELECT revision, digest, written_ms FROM own_writes; DROP TABLE own_writes; ALTER TABLE ow2 RENAME TO own_writes;`);
+  } finally {
+    db.close();
+  }
+  const w = await startWorker({ persist: state, seed: false, vars: VARS });
+  try {
+    assert.deepEqual(await view(w), old);
+  } finally {
+    await w.dispose();
+  }
+  assertMigrated(file);
+});
