@@ -1,18 +1,30 @@
-// The HealthMonitor's storage migrates in place. The worker of the last commit with the
-// version-1 layout (no schema version, client sets as hex TEXT, a rollback's counts as
-// JSON, integers read as floats) is built and run on a persisted state: a rollout that
-// steps, health batches, a rollback and history. Today's build then opens the same state:
-// the status, the history, the minutes and the config are what they were, every row of
-// every table is kept, and the layout is version 2 (strict tables, integers, BLOB sets).
-// A migration interrupted half-way is finished on the next open.
+// The HealthMonitor's storage migrates in place. A state persisted by the worker of the
+// last commit with the version-1 layout (no schema version, client sets as hex TEXT, a
+// rollback's counts as JSON, integers read as floats) is opened by today's build: the
+// status, the history, the minutes and the config are what the old build reported, every
+// row of every table is kept, and the layout is version 2 (strict tables, integers, BLOB
+// sets). A migration interrupted half-way is finished on the next open.
+//
+// The old state is a committed fixture, tests/fixtures/state-v1/: state/ is the persisted
+// directory (`startWorker({ persist })`) cut down to what the scenario uses (the bundle's
+// Durable Object SQLite file, the ROLLOUTS KV namespace, the BUNDLES R2 bucket), and
+// old-build.json is what the old build answered on it ({ commit, status, minutes, kv }).
+// Each test works on a copy in a temp dir; nothing is built from git.
+//
+// To regenerate the fixture from the old commit (a rollout that steps, health batches, a
+// rollback and history, run by that commit's worker and harness: tests/support/old-build.mjs
+// builds it from git once into target/old-trees/, a few minutes, or set CANARY_OLD_TREE):
+//
+//   CANARY_REGENERATE_V1_FIXTURE=1 node --test tests/storage-migration.test.mjs
+//
+// It rewrites tests/fixtures/state-v1/ and then runs the same tests on it.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { startWorker } from "./support/harness.mjs";
-import { oldHarness } from "./support/old-build.mjs";
+import { ROOT, startWorker } from "./support/harness.mjs";
 
 /** The last commit whose storage has the version-1 layout. */
 const V1_COMMIT = "c5fff93e0ca7e92796e304b2f0d2ac48dd49d298";
@@ -28,8 +40,14 @@ const TABLES = ["meta", "own_writes", "progress", "client_totals", "client_windo
 const SETS = ["stable_loaded", "stable_errored", "canary_loaded", "canary_errored"];
 const COUNTS = ["stable_clients", "stable_errors", "canary_clients", "canary_errors"];
 
+/** The committed fixture: the old build's persisted state, and what it answered. */
+const FIXTURE = join(ROOT, "tests/fixtures/state-v1");
+const FIXTURE_STATE = join(FIXTURE, "state");
+const FIXTURE_ANSWERS = join(FIXTURE, "old-build.json");
+const REGENERATE = process.env.CANARY_REGENERATE_V1_FIXTURE === "1";
+
 const dir = mkdtempSync(join(tmpdir(), "canary-migration-"));
-/** The state as the old build left it; each test works on a copy. */
+/** The state as the old build left it (a copy of the fixture); each test works on a copy. */
 const V1_STATE = join(dir, "v1");
 /** What the old build answered ({ status, minutes, kv }), and what it stored. */
 let old;
@@ -174,9 +192,17 @@ function copyState(name) {
   return to;
 }
 
-before(async () => {
+/**
+ * Runs the old build's scenario on a fresh persisted state and writes the fixture: the
+ * files of that state the scenario uses, and what the old build answered.
+ */
+async function regenerate() {
+  const { oldHarness } = await import("./support/old-build.mjs");
   const h = await oldHarness(V1_COMMIT);
-  const w = await h.startWorker({ persist: V1_STATE, vars: VARS });
+  const state = join(dir, "old-run");
+  // No seed: R2 and KV hold only what the scenario puts there (the bundle's files, its config).
+  const w = await h.startWorker({ persist: state, seed: false, vars: VARS });
+  let answers;
   try {
     await h.copyDemoFiles(w, BUNDLE);
     await w.setRollout(BASE, BUNDLE);
@@ -203,10 +229,57 @@ before(async () => {
       last = v;
       return same;
     }, "a settled state");
-    old = last;
+    answers = last;
   } finally {
     await w.dispose();
   }
+  // Only what the scenario uses: the bundle's object, the ROLLOUTS namespace and the BUNDLES
+  // bucket (Miniflare keeps each as a SQLite file, named by a hash of its name, and a blobs
+  // folder), not the FAULTS namespace, the cache, the rate limiters. Each SQLite file is
+  // checkpointed first: its WAL is folded in and removed, so the one file holds everything.
+  const v3 = join(state, "v3");
+  const sqlite = (d) => readdirSync(join(v3, d)).filter((f) => f.endsWith(".sqlite") && f !== "metadata.sqlite").map((f) => join(v3, d, f));
+  const holds = (file, sql, ...args) => {
+    const db = new DatabaseSync(file, { readOnly: true });
+    try { return db.prepare(sql).get(...args) !== undefined; } finally { db.close(); }
+  };
+  const rollouts = sqlite("kv/miniflare-KVNamespaceObject").filter((f) => holds(f, "SELECT 1 FROM _mf_entries WHERE key = ?", `rollout/${BUNDLE}`));
+  const bundles = sqlite("r2/miniflare-R2BucketObject");
+  assert.equal(rollouts.length, 1, "one KV namespace holds the bundle's config");
+  assert.equal(bundles.length, 1, "one R2 bucket");
+  const files = [objectFile(state), ...rollouts, ...bundles];
+  for (const f of files) {
+    const db = new DatabaseSync(f);
+    try { db.exec("PRAGMA wal_checkpoint(TRUNCATE)"); } finally { db.close(); }
+  }
+  const keep = [
+    ...files.map((f) => relative(state, f)),
+    "v3/kv/00000000000000000000000000000000/blobs",
+    "v3/r2/canary-edge-bundles/blobs",
+  ];
+  // Not kept either: the namespace's metadata.sqlite, where the object's pending alarm is
+  // (the boot-grace sweep, due seconds later, of clients tracked in memory only), which would
+  // fire at once on a fixture that is days old.
+  rmSync(FIXTURE, { recursive: true, force: true });
+  for (const k of keep) {
+    assert.ok(existsSync(join(state, k)), k);
+    mkdirSync(dirname(join(FIXTURE_STATE, k)), { recursive: true });
+    cpSync(join(state, k), join(FIXTURE_STATE, k), { recursive: true });
+  }
+  writeFileSync(FIXTURE_ANSWERS, `${JSON.stringify({ commit: V1_COMMIT, ...answers }, null, 2)}\n`);
+  console.error(`# wrote ${relative(ROOT, FIXTURE)} from ${V1_COMMIT.slice(0, 10)}`);
+}
+
+before(async () => {
+  if (REGENERATE) await regenerate();
+  assert.ok(
+    statSync(FIXTURE_ANSWERS, { throwIfNoEntry: false }),
+    `${relative(ROOT, FIXTURE_ANSWERS)} missing: CANARY_REGENERATE_V1_FIXTURE=1 node --test tests/storage-migration.test.mjs`,
+  );
+  const { commit, ...answers } = JSON.parse(readFileSync(FIXTURE_ANSWERS, "utf8"));
+  assert.equal(commit, V1_COMMIT, "the fixture is of the version-1 commit");
+  old = answers;
+  cpSync(FIXTURE_STATE, V1_STATE, { recursive: true });
   oldDb = dump(objectFile(V1_STATE));
 });
 

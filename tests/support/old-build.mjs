@@ -1,6 +1,8 @@
 // The worker as an older commit built it, driven by that commit's own test harness: for
-// tests of what today's code makes of the state an older one left behind (a storage
-// migration: tests/storage-migration.test.mjs).
+// tests of what today's code makes of the state an older one left behind. The storage
+// migration test (tests/storage-migration.test.mjs) runs from a committed fixture and uses
+// this only to regenerate it (CANARY_REGENERATE_V1_FIXTURE=1), so a default test run never
+// builds from git.
 //
 // The commit's files are extracted (`git archive`) into target/old-trees/<commit>/ and
 // built there once, by that commit's own `build_worker` (scripts/lib.sh), with its own
