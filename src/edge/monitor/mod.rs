@@ -275,8 +275,14 @@ impl DurableObject for HealthMonitor {
                 let since = canary_core::route::query_param(&url, wire::SINCE)
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or(0);
-                let (state, _) = self.run(Some(&bundle), Trigger::Refresh).await?;
-                let minutes = state
+                // The committed minutes, read-only like `/summary`: batches write them, so a
+                // KV read under the lock (every 10 s per open console) would add nothing.
+                if self.control.borrow().is_none() {
+                    self.committed()?;
+                }
+                let minutes = self
+                    .control
+                    .borrow()
                     .as_ref()
                     .map(|c| c.minutes.since(since).cloned().collect())
                     .unwrap_or_default();
