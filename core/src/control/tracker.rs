@@ -171,6 +171,15 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// Clients tracked in this step.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
     /// Applies the edge's signals at `now_ms`; returns what they newly count.
     pub fn apply(&mut self, events: &[ClientEvent], rule: BootRule, now_ms: f64) -> Resolved {
         let mut new = Resolved::default();

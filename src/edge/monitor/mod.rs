@@ -89,29 +89,32 @@ impl HealthMonitor {
         Ok(store)
     }
 
-    /// The committed state (loading it from storage once).
-    fn committed(&self) -> worker::Result<Option<Control>> {
-        if let Some(c) = self.control.borrow().as_ref() {
-            return Ok(Some(c.clone()));
+    /// Loads the committed state from storage into `control`, once.
+    fn ensure_loaded(&self) -> worker::Result<()> {
+        if self.control.borrow().is_none() {
+            let loaded = self.store()?.load(self.cohorts())?;
+            *self.control.borrow_mut() = loaded;
         }
-        let loaded = self.store()?.load(self.cohorts())?;
-        *self.control.borrow_mut() = loaded.clone();
-        Ok(loaded)
+        Ok(())
     }
 
     /// Runs one trigger through the machine under the lock, carries out its effects, and
-    /// commits the resulting state. Returns the command's reply, if any.
+    /// commits the resulting state into `control`. Returns the command's reply, if any.
+    /// One copy of the state per event: the committed one stays in `control` (what
+    /// `/summary` reads meanwhile, and the base of the storage diff) until the new one
+    /// replaces it.
     async fn run(
         &self,
         bundle: Option<&BundleName>,
         trigger: Trigger,
-    ) -> worker::Result<(Option<Control>, Option<Reply>)> {
+    ) -> worker::Result<Option<Reply>> {
         let _guard = self.lock.lock().await;
-        let before = self.committed()?;
-        let mut state = match (&before, bundle) {
-            (Some(c), _) => c.clone(),
+        self.ensure_loaded()?;
+        let committed = self.control.borrow().clone();
+        let mut state = match (committed, bundle) {
+            (Some(c), _) => c,
             (None, Some(b)) => Control::new(b.clone(), self.cohorts()),
-            (None, None) => return Ok((None, None)),
+            (None, None) => return Ok(None),
         };
         state.signed = self.signed();
         let event = match trigger {
@@ -127,9 +130,9 @@ impl HealthMonitor {
             bundle: &bundle,
         };
         let (state, reply) = driver::run(&mut host, state, event).await;
-        self.store()?.save(before.as_ref(), &state)?;
-        *self.control.borrow_mut() = Some(state.clone());
-        Ok((Some(state), reply))
+        self.store()?.save(self.control.borrow().as_ref(), &state)?;
+        *self.control.borrow_mut() = Some(state);
+        Ok(reply)
     }
 
     /// A command's reply, or else the view of `state`.
@@ -147,10 +150,8 @@ impl HealthMonitor {
     /// handler holding the lock, and sees the state last committed (`run` replaces it only
     /// after storage has it). An object with no state yet answers with neither.
     fn summary(&self) -> worker::Result<StatusAnswer> {
-        if self.control.borrow().is_none() {
-            // Loads what storage holds (once), as `run` does.
-            self.committed()?;
-        }
+        // Loads what storage holds (once), as `run` does.
+        self.ensure_loaded()?;
         let control = self.control.borrow();
         Ok(StatusAnswer::of(control.as_ref(), now_ms()))
     }
@@ -265,10 +266,10 @@ impl DurableObject for HealthMonitor {
                     expect_canary,
                     by: msg.by,
                 };
-                let (state, reply) = self
+                let reply = self
                     .run(Some(&bundle), Trigger::Event(Event::Command(request)))
                     .await?;
-                Self::answer(state.as_ref(), reply)
+                Self::answer(self.control.borrow().as_ref(), reply)
             }
             Route::Minutes => {
                 let url = req.inner().url();
@@ -277,9 +278,7 @@ impl DurableObject for HealthMonitor {
                     .unwrap_or(0);
                 // The committed minutes, read-only like `/summary`: batches write them, so a
                 // KV read under the lock (every 10 s per open console) would add nothing.
-                if self.control.borrow().is_none() {
-                    self.committed()?;
-                }
+                self.ensure_loaded()?;
                 let minutes = self
                     .control
                     .borrow()
@@ -289,8 +288,8 @@ impl DurableObject for HealthMonitor {
                 Response::from_json(&MinutesAnswer { bundle, minutes })
             }
             Route::Status => {
-                let (state, _) = self.run(Some(&bundle), Trigger::Refresh).await?;
-                Self::answer(state.as_ref(), None)
+                self.run(Some(&bundle), Trigger::Refresh).await?;
+                Self::answer(self.control.borrow().as_ref(), None)
             }
             Route::Summary => Response::from_json(&self.summary()?),
         }

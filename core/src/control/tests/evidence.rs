@@ -122,3 +122,24 @@ fn a_canary_that_never_boots_is_cut_once_its_clients_grace_ends() {
     let cut = sim.state.history.of_kind("rollback").next().unwrap();
     assert!(cut.reason.contains("never booted"), "{}", cut.reason);
 }
+
+/// What one copy of the state costs with a full step (the Durable Object made three per
+/// event, now one): `cargo test -p canary-core --release -- --ignored --nocapture state_clone_cost`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn state_clone_cost() {
+    let mut config = dark();
+    config["weight"] = json!(50);
+    let mut sim = Sim::new(config, 10);
+    for _ in 0..10 {
+        sim.batch(Some("1.1.0"), (5_000, 0), (5_000, 0));
+    }
+    let tracked = sim.state.tracker.len();
+    let runs = 20;
+    let started = std::time::Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(sim.state.clone());
+    }
+    let each = started.elapsed() / runs;
+    println!("one clone of the state with {tracked} tracked clients: {each:?}");
+}
