@@ -257,14 +257,7 @@ impl Control {
             "promote",
             json!({ "bundle": self.bundle.as_str(), "canary": canary, "previous_stable": config.stable, "by": by }),
         );
-        let change = Change {
-            config: next,
-            progress,
-            record,
-            origin: Origin::Command,
-            new_step: false,
-        };
-        self.propose(change, now, out);
+        self.propose(Change::command(next, progress, record), now, out);
     }
 
     /// Voids every override token of the bundle issued until now: the config says so, and
@@ -282,14 +275,11 @@ impl Control {
             "overrides_revoked",
             json!({ "bundle": self.bundle.as_str(), "not_before": at, "by": by }),
         );
-        let change = Change {
-            config: next,
-            progress: self.progress.clone(),
-            record,
-            origin: Origin::Command,
-            new_step: false,
-        };
-        self.propose(change, now, out);
+        self.propose(
+            Change::command(next, self.progress.clone(), record),
+            now,
+            out,
+        );
     }
 
     fn publish(&mut self, version: Version, by: &str, now: f64, out: &mut Out) {
@@ -346,14 +336,7 @@ impl Control {
             "publish",
             json!({ "bundle": self.bundle.as_str(), "version": version, "by": by }),
         );
-        let change = Change {
-            config: next,
-            progress,
-            record,
-            origin: Origin::Command,
-            new_step: false,
-        };
-        self.propose(change, now, out);
+        self.propose(Change::command(next, progress, record), now, out);
     }
 
     pub(super) fn propose_rollback(

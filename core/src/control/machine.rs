@@ -103,6 +103,18 @@ pub enum Pending {
     Evaluate,
 }
 
+impl Pending {
+    /// What waits, in a word (for logs: a batch may carry thousands of events).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Pending::Command(_) => "command",
+            Pending::Batch(_) => "batch",
+            Pending::Alarm => "alarm",
+            Pending::Evaluate => "evaluate",
+        }
+    }
+}
+
 /// An operator's command, with the canary it is about (when the caller named one).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandRequest {
@@ -232,7 +244,7 @@ impl Control {
         if let Some(waiting) = &self.pending {
             out.log(
                 "event_dropped",
-                serde_json::json!({ "bundle": self.bundle.as_str(), "reason": "a KV read is pending", "waiting": format!("{waiting:?}") }),
+                serde_json::json!({ "bundle": self.bundle.as_str(), "reason": "a KV read is pending", "waiting": waiting.kind() }),
             );
             if let Pending::Command(_) = what {
                 out.refuse(409, "another change is being read; try again");

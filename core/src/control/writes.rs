@@ -72,6 +72,19 @@ pub struct Change {
     pub new_step: bool,
 }
 
+impl Change {
+    /// An operator's change that starts no step (publish, promote, revoke-overrides).
+    pub fn command(config: Rollout, progress: Option<Progress>, record: Record) -> Self {
+        Self {
+            config,
+            progress,
+            record,
+            origin: Origin::Command,
+            new_step: false,
+        }
+    }
+}
+
 /// A change waiting for its write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inflight {
