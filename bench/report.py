@@ -72,6 +72,8 @@ w("How each number is made, and the client mix behind the simulations: [bench/RE
 
 # ---------------------------------------------------------------- targets summary
 tp = json.load(open(os.path.join(R, "throughput.json")))
+bc_path = os.path.join(R, "batch-cost.json")
+bc = json.load(open(bc_path)) if os.path.exists(bc_path) else None
 wk = tp["workers"]
 ce, js, fl = wk.get("canary-edge", {}), wk.get("JS same logic", {}), wk.get("JS floor", {})
 shipped = criterion("criterion-shipped")
@@ -126,6 +128,15 @@ for scen, label in [("hot", "cached asset"), ("miss", "cache miss"), ("first", "
     w(f"| {label}: ≥ 1.05x JS same logic (req/s) | {r_js:.2f}x | {'yes' if r_js >= 1.05 else 'no'} |")
     w(f"| {label}: CPU per request ≤ JS same logic | {cpu_js:.3f}x ({c.get('cpu_us_per_req', float('nan')):.0f} vs {j.get('cpu_us_per_req', float('nan')):.0f} µs) | {'yes' if cpu_js <= 1.0 else 'no'} |")
     w(f"| {label}: ≥ 0.9x floor (req/s) | {r_fl:.2f}x | {'yes' if r_fl >= 0.9 else 'no'} |")
+if bc:
+    b = bc["batch"]
+    r_ = b["ratio"]["of_medians"]
+    st_ = b.get("straight_to_monitor")
+    old_ = (f"; straight to the monitor, the path before the aggregators: {st_['ratio']['of_medians']:.2f}x "
+            f"({st_['project']['median']:.0f} µs)") if st_ else ""
+    w(f"| one health batch (send + ingest, through the aggregators) ≤ {b['target']}x a minimal JS Durable Object batch, CPU | "
+      f"{r_:.2f}x ({b['project']['median']:.0f} vs {b['floor']['median']:.0f} µs; per round {b['ratio']['min']:.2f}–{b['ratio']['max']:.2f}x{old_}) | "
+      f"{'yes' if r_ <= b['target'] else 'no'} |")
 w(f"| module loaded for an SDK request < 120 KB gzipped | {hot_gz / 1024:.0f} KB (entry + routing wasm + glue) | {'yes' if hot_gz < 120 * 1024 else 'no'} |")
 st = tp.get("start", {})
 if "coldMs" in st.get("canary-edge", {}) and "coldMs" in st.get("JS same logic", {}):
@@ -166,6 +177,71 @@ for scen in ["hot", "miss", "first"]:
 w("")
 w("![throughput](BENCHMARKS-throughput.png)\n")
 
+# ---------------------------------------------------------------- cost per batch
+if bc:
+    b = bc["batch"]
+    cf = bc["configs"]
+    names = list(cf)
+    ro = bc["rollout"]
+    st_ = b.get("straight_to_monitor")
+    w("## Cost per batch\n")
+    w(f"`node bench/batch-cost.mjs`: CPU of one health batch (the edge sends it, the Durable Objects "
+      f"take it in) against a minimal JS Durable Object batch, same run. First-visit load (no cookie: "
+      f"every request is a new client's counted load of the floating URL; rollout {ro['stable']} / "
+      f"{ro['canary']} at weight {ro['weight']}), `wrk -t{bc['threads']} -c{bc['connections']} "
+      f"-d{bc['duration_s']}s` after {bc['warmup']} warm-up requests, a fresh Miniflare per run, "
+      f"{bc['rounds']} rounds in alternating order. canary-edge *through aggregators* is the production "
+      "path (HEALTH and HEALTH_AGGREGATORS bound, as wrangler.toml deploys it: each batch goes to this "
+      "isolate's HealthAggregator, which merges the batches and forwards them to the HealthMonitor at "
+      "most 4 times a second); *straight to the monitor* is the path before the aggregators (HEALTH "
+      "only: each batch a call to the HealthMonitor, ingested there). *CPU µs/req*: the workerd "
+      "process's user+system time (worker and Durable Objects run in it) from the start of wrk until "
+      "the process is quiet again, over the requests served (wrk's, plus the one in flight on each "
+      "connection when it stopped). A batch's cost is taken within a round: "
+      "(a batch per request) − (batching as large as it goes: no batch sent), for each canary-edge path "
+      "and for the floor (bench/workers/floor-do.mjs: the floor worker, plus per request a JSON batch of "
+      "the same shape through `ctx.waitUntil(stub.fetch(...))` to a JS Durable Object that parses it and "
+      "inserts one row with `ctx.storage.sql.exec`).\n")
+    w("| configuration | CPU µs/req, median | range | req/s, median | served (per round) | batches taken in (per round) | monitor calls (per round) |")
+    w("|---|---:|---:|---:|---|---|---|")
+    for name in names:
+        c = cf[name]
+        cpu = c["cpu_us_per_req"]
+        calls = " / ".join(str(x) for x in c["monitor_calls"]) if "monitor_calls" in c else "–"
+        w(f"| {name} | {cpu['median']:.0f} | {cpu['min']:.0f}–{cpu['max']:.0f} | {c['rps']['median']:.0f} | "
+          f"{' / '.join(str(x) for x in c['served'])} | {' / '.join(str(x) for x in c['ingested'])} | {calls} |")
+    w("")
+    met = "met" if b["ratio"]["of_medians"] <= b["target"] else "missed"
+    w("| one batch, CPU µs | median | range over rounds | ratio to the floor: of the medians | per round, median | per round, range |")
+    w("|---|---:|---:|---:|---:|---:|")
+    w(f"| **canary-edge through aggregators** (production; target ≤ {b['target']}x: {met}) | {b['project']['median']:.0f} | "
+      f"{b['project']['min']:.0f}–{b['project']['max']:.0f} | **{b['ratio']['of_medians']:.2f}x** | {b['ratio']['median']:.2f}x | "
+      f"{b['ratio']['min']:.2f}–{b['ratio']['max']:.2f}x |")
+    if st_:
+        sr = st_["ratio"]
+        w(f"| canary-edge straight to the monitor (before the aggregators) | {st_['project']['median']:.0f} | "
+          f"{st_['project']['min']:.0f}–{st_['project']['max']:.0f} | {sr['of_medians']:.2f}x | {sr['median']:.2f}x | "
+          f"{sr['min']:.2f}–{sr['max']:.2f}x |")
+    w(f"| floor, minimal JS Durable Object | {b['floor']['median']:.0f} | {b['floor']['min']:.0f}–{b['floor']['max']:.0f} | 1x | | |")
+    w("")
+    ck = bc.get("check", {})
+    counted = ck.get("counted", ck if ck and "taken_in" not in ck else {})
+    if counted:
+        parts = [f"{name}: {v['requests']} first visits, {v['batches']} batches posted"
+                 + (f" to `{v['sample_path']}`" if v.get("sample_path") else "")
+                 + (f" (first batch: {v['sample_bytes']} bytes of JSON)" if v.get("sample_bytes") else "") for name, v in counted.items()]
+        w("One batch per request, checked before the timed runs with every Durable Object binding pointed at "
+          "a counter (bench/workers/ingest-counter.mjs): " + "; ".join(parts) + ".")
+    taken = ck.get("taken_in", {})
+    if taken:
+        parts = [f"{name}: {v['requests']} first visits, {v['isolate_batches']} isolate batches in {v['messages']} calls"
+                 for name, v in taken.items()]
+        w("Then with the real aggregator and monitor, the monitor's `/summary` intake: " + "; ".join(parts) + ".")
+    w("*Batches taken in*: for canary-edge, the isolate batches the HealthMonitor counted after the run "
+      "(`/summary` `intake.isolate_batches`: every batch, merged or not; exact), for the floor its rows; "
+      "*monitor calls*: the calls the HealthMonitor took (`intake.messages`); *served* counts the first "
+      "request and the warm-up, wrk's requests and the one in flight on each connection when wrk stopped.\n")
+
 # ---------------------------------------------------------------- size and start
 w("## Size and start\n")
 w("| | |\n|---|---|")
@@ -184,9 +260,10 @@ w("")
 bare = st.get("canary-edge (no HEALTH binding)")
 if bare and "canary-edge" in st and "JS same logic" in st:
     js = st["JS same logic"]
-    w("The row without the HEALTH binding is the same build with the same modules; the reference "
-      "workers have no Durable Object. Its difference from the full row is what Miniflare spends "
-      "setting up a Durable Object namespace (with SQLite) before *ready*, a cost of the local "
+    w("The row without the HEALTH binding is the same build with the same modules and no Durable Object "
+      "binding; the reference workers have none either. Its difference from the full row is what Miniflare "
+      "spends setting up the two Durable Object namespaces (HEALTH, HEALTH_AGGREGATORS, with SQLite) "
+      "before *ready*, a cost of the local "
       f"simulator, not of the isolate: {st['canary-edge']['readyMs'] - bare['readyMs']:+.0f} ms ready. "
       "Against the JS worker with the same bindings: "
       f"{bare['readyMs'] - js['readyMs']:+.0f} ms ready, {bare['firstMs'] - js['firstMs']:+.1f} ms first request, "

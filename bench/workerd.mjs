@@ -1,6 +1,6 @@
 // What the workerd benchmarks share: the three workers, starting one in its own Miniflare
 // (its own workerd process) on 127.0.0.1 with seeded KV and R2, the workerd process's CPU
-// time, and wrk. Used by throughput.mjs and profile.mjs.
+// time, and wrk. Used by throughput.mjs, batch-cost.mjs and profile.mjs.
 
 import { execFileSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
@@ -15,10 +15,22 @@ export const VARS = { COHORTS: "10", COHORT_SALT: "bench-salt", COHORT_SECRET: "
 /** Every request carries a client address: canary-edge hashes the network with the fingerprint. */
 export const CLIENT = { "cf-connecting-ip": "203.0.113.77", "user-agent": "bench" };
 
+/**
+ * canary-edge's Durable Object bindings as wrangler.toml deploys them (and
+ * tests/support/harness.mjs binds them): the bundle's HealthMonitor, and the aggregators
+ * its isolates send their health batches to (which merge them and forward to the monitor).
+ */
+export const HEALTH_BINDINGS = {
+  HEALTH: { className: "HealthMonitor", useSQLite: true },
+  HEALTH_AGGREGATORS: { className: "HealthAggregator", useSQLite: true },
+};
+/** The path before the aggregators: HEALTH only, so isolates send straight to the monitor. */
+export const HEALTH_ONLY = { HEALTH: HEALTH_BINDINGS.HEALTH };
+
 /** The workers compared, by name. `buildDir`: canary-edge's build (default build/). */
 export function workers(buildDir = join(ROOT, "build")) {
   const edge = { modules: workerModules(buildDir), modulesRoot: buildDir };
-  const health = { HEALTH: { className: "HealthMonitor", useSQLite: true } };
+  const health = HEALTH_BINDINGS;
   return {
     "canary-edge": { ...edge, durableObjects: health },
     "canary-edge (no HEALTH binding)": { ...edge, only: ["hot"] },
@@ -81,10 +93,12 @@ export function cpuMs(pid) {
 
 /**
  * Starts one worker alone in a fresh Miniflare on 127.0.0.1:`port`, seeded with the demo
- * bundle and the rollout. Returns { mf, url (the floating SDK URL), readyMs, pid }.
+ * bundle and `rollout`. Returns { mf, url (the floating SDK URL), readyMs, pid }.
+ * `def.sidecars`: more workers (Miniflare options) in the same workerd process, after the
+ * one served, e.g. one whose Durable Object class `def.durableObjects` names by `scriptName`.
  */
-export async function start(def, { cache = true, port = 8791, inspectorPort } = {}) {
-  const options = convertV4MiniflareOptions({
+export async function start(def, { cache = true, port = 8791, inspectorPort, rollout = ROLLOUT } = {}) {
+  const worker = {
     modules: def.modules,
     modulesRoot: def.modulesRoot,
     compatibilityDate: "2026-11-01",
@@ -93,7 +107,10 @@ export async function start(def, { cache = true, port = 8791, inspectorPort } = 
     durableObjects: def.durableObjects,
     bindings: { ...VARS, ...(def.vars ?? {}) },
     cache,
-  });
+  };
+  const options = convertV4MiniflareOptions(
+    def.sidecars ? { workers: [{ name: "main", ...worker }, ...def.sidecars] } : worker,
+  );
   options.logRequests = false;
   options.host = "127.0.0.1";
   options.port = port;
@@ -110,7 +127,7 @@ export async function start(def, { cache = true, port = 8791, inspectorPort } = 
   for (const [key, bytes] of fixtures()) {
     await r2.put(key, bytes, { httpMetadata: { contentType: "text/javascript; charset=utf-8" } });
   }
-  await kv.put("rollout/demo", JSON.stringify(ROLLOUT));
+  await kv.put("rollout/demo", JSON.stringify(rollout));
   return { mf, url: new URL("/demo/sdk.js", url).href, readyMs, pid, t0 };
 }
 
@@ -127,15 +144,40 @@ function toMs(v) {
   return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]];
 }
 
-/** One wrk run; with `pid`, also the workerd CPU time per request it served. */
-export function wrk(url, headers, { threads = 2, connections = 32, duration = 5, pid } = {}) {
+/**
+ * Waits until the process's CPU time stops growing (no new tick over `quietMs`, at most
+ * `maxMs`): work the load left behind (`waitUntil` tasks, a Durable Object's queue) done.
+ */
+export function settle(pid, { quietMs = 300, maxMs = 15_000 } = {}) {
+  const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  const t0 = performance.now();
+  let last = cpuMs(pid);
+  let quietSince = performance.now();
+  while (performance.now() - t0 < maxMs) {
+    sleep(50);
+    const now = cpuMs(pid);
+    if (now !== last) {
+      last = now;
+      quietSince = performance.now();
+    } else if (performance.now() - quietSince >= quietMs) break;
+  }
+  return last;
+}
+
+/**
+ * One wrk run; with `pid`, also the workerd CPU time per request it served. With `settle`,
+ * the CPU time is read once the process is quiet again (see `settle`; an object: its
+ * options), so that work the requests queued (a batch a Durable Object has not ingested
+ * yet, an aggregator's last forward) is counted too.
+ */
+export function wrk(url, headers, { threads = 2, connections = 32, duration = 5, pid, settle: wait = false } = {}) {
   const hargs = Object.entries(headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]);
   const cpu0 = cpuMs(pid);
   const out = execFileSync("wrk", ["-t", String(threads), "-c", String(connections), "-d", `${duration}s`, "--latency", ...hargs, url], {
     encoding: "utf8",
     timeout: (duration + 30) * 1000,
   });
-  const cpu = cpuMs(pid) - cpu0;
+  const cpu = (wait ? settle(pid, typeof wait === "object" ? wait : {}) : cpuMs(pid)) - cpu0;
   const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
   return {
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
@@ -144,6 +186,7 @@ export function wrk(url, headers, { threads = 2, connections = 32, duration = 5,
     non2xx: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0),
     errors: /Socket errors:.*/.exec(out)?.[0] ?? "",
     requests,
+    cpu_ms: cpu,
     cpu_us_per_req: (cpu * 1000) / requests,
   };
 }

@@ -10,6 +10,9 @@
 //   the `HealthMonitor` Durable Object run in the operations module (Rust, the `worker`
 //   crate, `src/`), imported on first use: an isolate that only serves SDK files never
 //   loads it.
+// - `HealthAggregator`: a bundle's aggregator objects, which merge the isolates' health
+//   batches before the bundle's `HealthMonitor` (control::coalesce), with the merge of
+//   `aggregator/` (loaded by `aggregator.js` on first use): never the operations module.
 //
 // Values cross into wasm as `\n`-separated text (router/src/lib.rs, "The text protocol"):
 // one crossing per step instead of one per header. Fields are read and written by name,
@@ -84,7 +87,16 @@ const PROTOCOL = {
   served: { fields: [], pairs: ["bundle", "body"] },
   miss: FAILURE_FORMAT,
   constants: {
-    fields: ["override_header", "user_key_signature_header", "user_key_header", "stored_cache_control", "monitor_ingest_url", "monitor_bundle_header"],
+    fields: [
+      "override_header",
+      "user_key_signature_header",
+      "user_key_header",
+      "stored_cache_control",
+      "monitor_ingest_url",
+      "monitor_bundle_header",
+      "monitor_aggregate_url",
+      "monitor_shard_suffix",
+    ],
     pairs: ["name", "value"],
   },
   served_outcomes: ["as_routed", "counted_fallback", "plain_fallback"],
@@ -124,15 +136,24 @@ let OVERRIDE_HEADER = "";
 let USER_KEY_SIGNATURE_HEADER = "";
 let USER_KEY_HEADER = "";
 let STORED_CACHE_CONTROL = "";
-// The health monitor's contract (control::wire): where batches go, and their bundle header.
+// The health monitor's contract (control::wire): where batches go, and their bundle header;
+// a bundle's aggregator for this isolate is named the bundle's name and SHARD_SUFFIX.
 let MONITOR_INGEST_URL = "";
 let MONITOR_BUNDLE_HEADER = "";
+let MONITOR_AGGREGATE_URL = "";
+let SHARD_SUFFIX = "";
 let STATIC_HEADERS = Object.create(null);
 let operations = null;
 /** The operations module, loaded once per isolate, on the first request that needs it. */
 function loadOperations() {
   operations ??= import("./control/index.js");
   return operations;
+}
+let merging = null;
+/** The aggregators' merge (js/aggregator.js), loaded once per isolate by its first aggregator. */
+function loadMerge() {
+  merging ??= import("./aggregator.js");
+  return merging;
 }
 
 export default {
@@ -228,6 +249,8 @@ function configureRouter(env) {
   STORED_CACHE_CONTROL = k[CONSTANTS.stored_cache_control];
   MONITOR_INGEST_URL = k[CONSTANTS.monitor_ingest_url];
   MONITOR_BUNDLE_HEADER = k[CONSTANTS.monitor_bundle_header];
+  MONITOR_AGGREGATE_URL = k[CONSTANTS.monitor_aggregate_url];
+  SHARD_SUFFIX = k[CONSTANTS.monitor_shard_suffix];
   STATIC_HEADERS = Object.create(null);
   for (let i = CONSTANTS_PAIRS; i + 1 < k.length; i += 2) STATIC_HEADERS[k[i]] = k[i + 1];
   configured = true;
@@ -475,11 +498,16 @@ async function fromR2(env, ctx, cacheKey, key, defaultType, isHead) {
   return { body: stored.body, etag, contentType, fromCache: false };
 }
 
-/** Sends the router's due batches (`bundle\nbody\n` pairs) to each bundle's monitor. */
+/**
+ * Sends the router's due batches (`bundle\nbody\n` pairs): each to this isolate's
+ * aggregator of the bundle (HEALTH_AGGREGATORS), which merges and forwards them to the
+ * bundle's monitor; without that binding, straight to the monitor.
+ */
 function sendBatches(batches, env, ctx) {
   const health = env.HEALTH;
   // Without a HEALTH binding, health monitoring is off and counts are dropped.
   if (!batches || !health) return;
+  const aggregators = env.HEALTH_AGGREGATORS;
   const parts = batches.split("\n");
   for (let i = 0; i + 1 < parts.length; i += 2) {
     const bundle = parts[i];
@@ -487,17 +515,107 @@ function sendBatches(batches, env, ctx) {
     ctx.waitUntil(
       (async () => {
         try {
-          const stub = health.get(health.idFromName(bundle));
-          await stub.fetch(MONITOR_INGEST_URL, {
-            method: "POST",
-            headers: { [MONITOR_BUNDLE_HEADER]: bundle, "content-type": "application/json" },
-            body,
-          });
+          const resp = aggregators
+            ? await aggregators.get(objectId(aggregators, "HEALTH_AGGREGATORS", bundle + SHARD_SUFFIX)).fetch(MONITOR_AGGREGATE_URL, post(bundle, body))
+            : await health.get(objectId(health, "HEALTH", bundle)).fetch(MONITOR_INGEST_URL, post(bundle, `{"batches":[${body}],"merged":1}`));
+          if (resp.status >= 300) log("health_send_failed", { bundle, detail: `the monitor answered ${resp.status}` });
         } catch (e) {
           log("health_send_failed", { bundle, detail: brief(e) });
         }
       })(),
     );
+  }
+}
+
+/** Durable Object ids by binding and name, derived once per isolate (a hash each time). */
+const OBJECT_IDS = new Map();
+function objectId(namespace, binding, name) {
+  const key = `${binding}\n${name}`;
+  let id = OBJECT_IDS.get(key);
+  if (!id) {
+    // Bounded: one per bundle (and shard) this isolate has sent for.
+    if (OBJECT_IDS.size >= 1024) OBJECT_IDS.clear();
+    OBJECT_IDS.set(key, (id = namespace.idFromName(name)));
+  }
+  return id;
+}
+
+function post(bundle, body) {
+  return { method: "POST", headers: { [MONITOR_BUNDLE_HEADER]: bundle, "content-type": "application/json" }, body };
+}
+
+/**
+ * One of a bundle's aggregator objects (control::coalesce): merges the batches isolates
+ * send it and forwards them to the bundle's monitor at most once per interval, so that
+ * the monitor takes a bounded number of calls whatever the traffic. A sender's request
+ * waits for the forward its batch rides on and gets its outcome: 200 delivered, 202 kept
+ * for the next forward (the monitor failed), 503 given up after its attempts. The merge
+ * and its timing are decided in Rust (aggregator/, whose memory holds the pending merge);
+ * this class does the waits and the calls.
+ */
+export class HealthAggregator {
+  constructor(state, env) {
+    this.env = env;
+    this.key = state.id.toString();
+    /** The next forward, which batches merged now ride on. */
+    this.next = null;
+    /** The merge's functions (js/aggregator.js). */
+    this.merge = null;
+  }
+
+  async fetch(request) {
+    if (!configured) configureRouter(this.env);
+    this.merge ??= await loadMerge();
+    const bundle = request.headers.get(MONITOR_BUNDLE_HEADER) ?? "";
+    let wait;
+    try {
+      wait = this.merge.aggregate(this.key, bundle, await request.text(), Date.now());
+    } catch (refusal) {
+      return text(400, String(refusal));
+    }
+    return new Response(null, { status: await this.schedule(bundle, wait) });
+  }
+
+  /** The next forward (started in `wait` ms if none is): resolves to its status. */
+  schedule(bundle, wait) {
+    if (this.next === null) {
+      // Always after a timer, even of 0 ms: `this.next` is set before the forward starts.
+      const next = new Promise((resolve) => setTimeout(resolve, wait)).then(() => {
+        // From here on, new batches wait for the following forward.
+        if (this.next === next) this.next = null;
+        return this.forwardNow(bundle);
+      });
+      this.next = next;
+    }
+    return this.next;
+  }
+
+  /** Forwards everything merged so far; resolves to the status its senders get. */
+  async forwardNow(bundle) {
+    const { forward, settle, retry_in } = this.merge;
+    const out = forward(this.key, Date.now());
+    if (out === "") return 200;
+    const newline = out.indexOf("\n");
+    const seq = out.slice(0, newline);
+    let detail = "";
+    try {
+      const health = this.env.HEALTH;
+      const resp = await health.get(objectId(health, "HEALTH", bundle)).fetch(MONITOR_INGEST_URL, post(bundle, out.slice(newline + 1)));
+      await resp.arrayBuffer();
+      if (resp.ok) {
+        settle(this.key, seq, true);
+        return 200;
+      }
+      detail = `the monitor answered ${resp.status}`;
+    } catch (e) {
+      detail = brief(e);
+    }
+    const givenUp = settle(this.key, seq, false);
+    log("health_forward_failed", { bundle, detail, given_up: givenUp });
+    // What failed rides on the next forward, even if no batch comes to start one.
+    const retry = retry_in(this.key, Date.now());
+    if (retry >= 0) this.schedule(bundle, retry);
+    return givenUp > 0 ? 503 : 202;
   }
 }
 

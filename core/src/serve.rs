@@ -5,7 +5,9 @@
 //! served. Everything else about the request is decided here.
 //!
 //! [`Edge`] is the per-isolate state: settings, the routing keys, the rollout configs
-//! and the pending health counts.
+//! and the pending health counts. The operations module (`src/edge`) builds its isolate
+//! around one too, and reads and counts through it: its status reads the same config
+//! cache, and its admitted reports join the same pending counts.
 
 use std::rc::Rc;
 
@@ -207,7 +209,7 @@ impl Edge {
         let known = if req.config_read {
             self.rollouts.latest(&asset.bundle)
         } else {
-            self.rollouts.fresh(&asset.bundle, req.now_ms)
+            self.config(&asset.bundle, req.now_ms)
         };
         let prepared = match known {
             Some(Ok(prepared)) => prepared,
@@ -288,6 +290,17 @@ impl Edge {
         &self.stored_cache_control
     }
 
+    /// `bundle`'s config while this isolate's copy is younger than `CONFIG_TTL_MS` at
+    /// `now_ms`; `None` when KV must be read (`kv_key`, within `KV_TIMEOUT_MS`), the
+    /// outcome given to [`Edge::record_config`] or [`Edge::read_config`].
+    pub fn config(
+        &self,
+        bundle: &BundleName,
+        now_ms: f64,
+    ) -> Option<Result<Rc<PreparedRollout>, EdgeError>> {
+        self.rollouts.fresh(bundle, now_ms)
+    }
+
     /// Records a KV read of `bundle`'s config, issued at `issued_ms`; the log line says
     /// when the config served is the last good one rather than what KV holds.
     pub fn record_config(
@@ -298,6 +311,45 @@ impl Edge {
     ) -> Option<LogLine> {
         let (_, staleness) = self.rollouts.record(&self.router, bundle, read, issued_ms);
         Some(LogLine::for_staleness(bundle, staleness?))
+    }
+
+    /// [`Edge::record_config`], with the config the read leaves for the request that made
+    /// it, however short the TTL: the last good one on a fault, a newer read's when one was
+    /// recorded meanwhile. (`record_config` does not call this: the routing module would
+    /// carry the unused answer, some 260 bytes.)
+    pub fn read_config(
+        &mut self,
+        bundle: &BundleName,
+        read: KvRead,
+        issued_ms: f64,
+    ) -> (Result<Rc<PreparedRollout>, EdgeError>, Option<LogLine>) {
+        let (answer, staleness) = self.rollouts.record(&self.router, bundle, read, issued_ms);
+        let log = staleness.map(|s| LogLine::for_staleness(bundle, s));
+        (answer, log)
+    }
+
+    /// Forgets this isolate's copy of `bundle`'s config (after an operator's write), so
+    /// the next request reads KV; the last good config is kept for KV's faults.
+    pub fn forget_config(&mut self, bundle: &BundleName) {
+        self.rollouts.invalidate(bundle);
+    }
+
+    /// The key that signs override tokens (`OVERRIDE_SECRET`), when overrides are on.
+    pub fn override_key(&self) -> Option<&OverrideKey> {
+        self.override_key.as_ref()
+    }
+
+    /// The channel of a valid override for `prepared`'s bundle its holder sent (`header`,
+    /// else the cookie named in the `cookie` header), and the client id it counts as.
+    pub fn override_holder(
+        &self,
+        prepared: &PreparedRollout,
+        header: Option<&str>,
+        cookie: Option<&str>,
+        now_ms: f64,
+    ) -> Option<(Channel, u64)> {
+        self.verified_override(prepared, header, cookie, now_ms)
+            .map(|(channel, token)| (channel, OverrideKey::holder_id(token)))
     }
 
     /// Counts a served floating request as `outcome` says: a load of the channel it was
@@ -336,6 +388,32 @@ impl Edge {
             out.extend(batches.into_iter().map(|b| (parsed.bundle.clone(), b)));
         }
         out
+    }
+
+    /// Counts an admitted report of `client` on `channel` (an error or a boot signal, see
+    /// `report::admit`) in the same pending counts as [`Edge::served`]'s loads. Returns the
+    /// batches due for the bundle's control plane.
+    pub fn reported(
+        &mut self,
+        prepared: &PreparedRollout,
+        channel: Channel,
+        client: u64,
+        signal: Signal,
+        now_ms: f64,
+    ) -> Vec<Batch> {
+        let rollout = &prepared.rollout;
+        let tally = Tally {
+            bundle: &prepared.bundle,
+            stable: &rollout.stable,
+            canary: rollout.live_canary(),
+            weight: rollout.weight,
+            on_canary: channel == Channel::Canary,
+            client,
+            // The tracker takes a client's network from its load.
+            network: 0,
+            signal,
+        };
+        self.outbox.record(tally, self.settings.flush, now_ms)
     }
 
     /// The error for a file that could not be loaded (after any fallback).
@@ -379,10 +457,23 @@ impl Edge {
         req: &AssetRequest<'_>,
         prepared: &PreparedRollout,
     ) -> Option<Channel> {
+        self.verified_override(prepared, req.override_token, req.cookie, req.now_ms)
+            .map(|(channel, _)| channel)
+    }
+
+    /// The first override token that verifies for `prepared`'s bundle, the header's before
+    /// the cookie's, with the channel it grants.
+    fn verified_override<'t>(
+        &self,
+        prepared: &PreparedRollout,
+        header: Option<&'t str>,
+        cookie: Option<&'t str>,
+        now_ms: f64,
+    ) -> Option<(Channel, &'t str)> {
         let key = self.override_key.as_ref()?;
-        let now = (req.now_ms / 1000.0) as u64;
-        let from_cookie = req.cookie.and_then(OverrideKey::from_cookie_header);
-        [req.override_token, from_cookie]
+        let now = (now_ms / 1000.0) as u64;
+        let from_cookie = cookie.and_then(OverrideKey::from_cookie_header);
+        [header, from_cookie]
             .into_iter()
             .flatten()
             .find_map(|token| {
@@ -392,6 +483,7 @@ impl Edge {
                     now,
                     prepared.rollout.overrides_not_before(),
                 )
+                .map(|channel| (channel, token))
             })
     }
 

@@ -80,6 +80,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(Command::Resume) => assert_eq!(action, "resume"),
         Ok(Command::Promote) => assert_eq!(action, "promote"),
         Ok(Command::RevokeOverrides) => assert_eq!(action, "revoke-overrides"),
+        Ok(Command::Approve) => assert_eq!(action, "approve"),
         Ok(Command::Publish(v)) => {
             assert_eq!(action, "publish");
             assert!(version_ok(v.as_str()));

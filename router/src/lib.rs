@@ -278,7 +278,9 @@ message! {
     /// [`constants`]' answer: the request header that carries a signed override token, the
     /// one that carries a user key's signature, the user-key header, the `Cache-Control` of
     /// the edge cache's copy, the health monitor's ingest URL and bundle header (its
-    /// contract, `control::wire`), then the headers every asset response carries.
+    /// contract, `control::wire`), the aggregators' URL and this isolate's shard suffix (a
+    /// bundle's aggregator is named the bundle's name followed by it: `control::coalesce`),
+    /// then the headers every asset response carries.
     out Constants {
         override_header,
         user_key_signature_header,
@@ -286,6 +288,8 @@ message! {
         stored_cache_control,
         monitor_ingest_url,
         monitor_bundle_header,
+        monitor_aggregate_url,
+        monitor_shard_suffix,
     } pairs(name, value)
 }
 
@@ -397,18 +401,20 @@ pub fn constants() -> String {
         },
         |_| (String::new(), String::new()),
     );
-    let ingest = format!(
-        "{}{}",
-        canary_core::control::wire::ORIGIN,
-        canary_core::control::wire::INGEST
-    );
+    use canary_core::control::{coalesce, wire};
+    let ingest = format!("{}{}", wire::ORIGIN, wire::INGEST);
+    let aggregate = format!("{}{}", wire::ORIGIN, wire::AGGREGATE);
+    // This isolate's aggregator of every bundle: drawn once, as the entry module asks once.
+    let shard = coalesce::shard_suffix((random_u64() % u64::from(coalesce::AGGREGATORS)) as u32);
     Constants {
         override_header: canary_core::override_token::OVERRIDE_HEADER,
         user_key_signature_header: canary_core::user_key::SIGNATURE_HEADER,
         user_key_header: &user_key,
         stored_cache_control: &stored,
         monitor_ingest_url: &ingest,
-        monitor_bundle_header: canary_core::control::wire::BUNDLE_HEADER,
+        monitor_bundle_header: wire::BUNDLE_HEADER,
+        monitor_aggregate_url: &aggregate,
+        monitor_shard_suffix: &shard,
     }
     .encode_with(Edge::static_headers().as_str())
 }

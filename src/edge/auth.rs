@@ -53,7 +53,7 @@ pub(super) fn origin_of(req: &Request) -> String {
 }
 
 pub(super) fn on_console_host(req: &Request, iso: &Isolate) -> bool {
-    iso.settings.is_console_host(&host_of(req))
+    iso.edge().settings.is_console_host(&host_of(req))
 }
 
 /// Where the request says it comes from (Fetch Metadata, `Origin`, `Referer`).
@@ -168,7 +168,7 @@ pub(super) async fn session(
 async fn revocations(env: &Env, iso: &Isolate) -> Result<Rc<Revocations>, Failure> {
     let now = now_ms();
     if let Some((known, at)) = iso.revocations.borrow().as_ref() {
-        if now - at < iso.settings.config_ttl_ms as f64 {
+        if now - at < iso.edge().settings.config_ttl_ms as f64 {
             return Ok(known.clone());
         }
     }

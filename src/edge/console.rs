@@ -77,7 +77,8 @@ pub(super) async fn serve(req: &mut Request, env: &Env, iso: &Isolate, path: &[&
 /// A console route on any other host: a page there may be a bundle's, so nothing here
 /// answers with or to a session. A browser going to the console is sent to its host.
 fn elsewhere(req: &Request, iso: &Isolate, method: &str) -> Outcome {
-    let Some(console) = iso.settings.console_host.as_deref() else {
+    let edge = iso.edge();
+    let Some(console) = edge.settings.console_host.as_deref() else {
         return Err(EdgeError::NotFound(
             "the operator console is off: set CONSOLE_HOST to a host that serves no bundle".into(),
         )

@@ -3,7 +3,8 @@
 //! module (`router/`) and hands everything else here, loading this module on first use:
 //! the operations routes and the `HealthMonitor` Durable Object.
 //!
-//! - `mod.rs`: per-isolate state, the fetch entry, config reads, responses, logging;
+//! - `mod.rs`: per-isolate state (a `canary_core::serve::Edge`, as the routing module
+//!   holds, and the operators' keys), the fetch entry, config reads, responses, logging;
 //! - `ops.rs`: `/__canary/...`: health, status, error reports, the admin API;
 //! - `console.rs`: `/__canary/ui/`: the operator console's files and session;
 //! - `monitor/`: the `HealthMonitor` Durable Object (runs the control plane, owns the
@@ -14,7 +15,7 @@ mod console;
 mod monitor;
 mod ops;
 
-use std::cell::RefCell;
+use std::cell::{Ref, RefCell, RefMut};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -26,16 +27,14 @@ pub use monitor::HealthMonitor;
 
 use crate::access::{AccessPolicy, Jwks};
 use crate::config::{kv_key, BundleName};
-use crate::control::batching::Outbox;
-use crate::decide::{PreparedRollout, Router};
+use crate::decide::PreparedRollout;
 use crate::error::EdgeError;
-use crate::keyed::KeyedHash;
 use crate::log::LogLine;
 use crate::operators::Operators;
-use crate::override_token::OverrideKey;
 use crate::revocation::Revocations;
-use crate::rollouts::{KvRead, RolloutCache};
+use crate::rollouts::KvRead;
 use crate::route::{self, Route, RouteError};
+use crate::serve::Edge;
 use crate::session::SessionKey;
 use crate::settings::{Settings, SettingsError};
 
@@ -43,15 +42,14 @@ use crate::settings::{Settings, SettingsError};
 const KV_BINDING: &str = "ROLLOUTS";
 const R2_BINDING: &str = "BUNDLES";
 const HEALTH_BINDING: &str = "HEALTH";
+const AGGREGATOR_BINDING: &str = "HEALTH_AGGREGATORS";
 
 /// Per-isolate state, built on the first request.
 struct Isolate {
-    settings: Settings,
-    router: Router,
-    rollouts: RefCell<RolloutCache>,
-    /// Error reports and boot signals not yet sent to each bundle's monitor.
-    outbox: RefCell<Outbox>,
-    override_key: Option<OverrideKey>,
+    /// Settings, router, rollout configs, pending counts (error reports and boot signals
+    /// not yet sent to each bundle's monitor) and override key: the routing module's state,
+    /// built the same way. Borrowed between awaits only, never across one.
+    edge: RefCell<Edge>,
     /// The API's tokens: `Ok(None)` when the admin API is off, `Err` when a token is
     /// unusable (too short: the admin API refuses to start).
     operators: Result<Option<Operators>, SettingsError>,
@@ -79,34 +77,40 @@ fn isolate(env: &Env) -> Result<Rc<Isolate>, SettingsError> {
                         .or_else(|_| env.secret(name).map(|v| v.to_string()))
                         .ok()
                 })?;
-                Ok(Rc::new(Isolate {
-                    router: Router::new(&settings),
-                    rollouts: RefCell::new(RolloutCache::new(settings.config_ttl_ms)),
-                    outbox: RefCell::new(Outbox::new(KeyedHash::derive(
-                        settings.edge_secret().as_bytes(),
-                        "sketch",
-                    ))),
-                    operators: Operators::from_secrets(
-                        settings.admin_token.as_deref(),
-                        settings.read_token.as_deref(),
-                        settings.operator_tokens.as_deref(),
-                    ),
-                    session_key: settings.admin_token.as_deref().map(SessionKey::new),
-                    revocations: RefCell::new(None),
-                    access: settings.access.as_ref().map(|(team, aud)| AccessPolicy {
-                        team_domain: team.clone(),
-                        audience: aud.clone(),
-                    }),
-                    jwks: RefCell::new(None),
-                    override_key: settings
-                        .override_secret
-                        .as_deref()
-                        .map(|s| OverrideKey::new(s.as_bytes())),
-                    settings,
-                }))
+                Ok(Rc::new(Isolate::new(settings)))
             })
             .clone()
     })
+}
+
+impl Isolate {
+    fn new(settings: Settings) -> Self {
+        Isolate {
+            operators: Operators::from_secrets(
+                settings.admin_token.as_deref(),
+                settings.read_token.as_deref(),
+                settings.operator_tokens.as_deref(),
+            ),
+            session_key: settings.admin_token.as_deref().map(SessionKey::new),
+            revocations: RefCell::new(None),
+            access: settings.access.as_ref().map(|(team, aud)| AccessPolicy {
+                team_domain: team.clone(),
+                audience: aud.clone(),
+            }),
+            jwks: RefCell::new(None),
+            edge: RefCell::new(Edge::new(settings)),
+        }
+    }
+
+    /// The asset path's state, to read: drop it before the next await.
+    fn edge(&self) -> Ref<'_, Edge> {
+        self.edge.borrow()
+    }
+
+    /// The asset path's state, to record in: drop it before the next await.
+    fn edge_mut(&self) -> RefMut<'_, Edge> {
+        self.edge.borrow_mut()
+    }
 }
 
 /// Milliseconds since the epoch (advances across I/O; frozen within one CPU slice).
@@ -191,16 +195,16 @@ async fn rollout(
     bundle: &BundleName,
 ) -> Result<Rc<PreparedRollout>, EdgeError> {
     let now = now_ms();
-    if let Some(answer) = iso.rollouts.borrow().fresh(bundle, now) {
-        return answer;
-    }
-    let read = read_kv(env, bundle, iso.settings.kv_timeout_ms).await;
-    let (answer, staleness) = iso
-        .rollouts
-        .borrow_mut()
-        .record(&iso.router, bundle, read, now);
-    if let Some(staleness) = staleness {
-        let line = LogLine::for_staleness(bundle, staleness);
+    let timeout_ms = {
+        let edge = iso.edge();
+        if let Some(answer) = edge.config(bundle, now) {
+            return answer;
+        }
+        edge.settings.kv_timeout_ms
+    };
+    let read = read_kv(env, bundle, timeout_ms).await;
+    let (answer, log) = iso.edge_mut().read_config(bundle, read, now);
+    if let Some(line) = log {
         log_event(line.event, line.fields);
     }
     answer

@@ -16,9 +16,9 @@ use crate::control::wire::{CommandAnswer, StatusAnswer};
 use crate::cookie::Verified;
 use crate::decide::{Channel, PreparedRollout};
 use crate::error::EdgeError;
-use crate::override_token::MAX_TTL_SECS;
-use crate::override_token::{OverrideKey, OVERRIDE_HEADER};
+use crate::override_token::{MAX_TTL_SECS, OVERRIDE_HEADER};
 use crate::report::{self, admit, NotCounted, ReportError, Reporter, MAX_REPORT_BYTES};
+use crate::serve::Edge;
 
 pub(super) async fn serve(
     mut req: Request,
@@ -31,14 +31,17 @@ pub(super) async fn serve(
     // The runtime's method string: workers-rs maps unknown methods to GET.
     let method = req.inner().method();
     match (segments.as_slice(), method.as_str()) {
-        (["health"], "GET" | "HEAD") => json_response(
-            200,
-            &json!({ "status": "ok", "service": "canary-edge", "cohorts": iso.settings.cohorts }),
-        ),
+        (["health"], "GET" | "HEAD") => {
+            let cohorts = iso.edge().settings.cohorts;
+            json_response(
+                200,
+                &json!({ "status": "ok", "service": "canary-edge", "cohorts": cohorts }),
+            )
+        }
         (["status", bundle], "GET" | "HEAD") if !bundle.is_empty() => {
             let bundle = BundleName::parse(bundle).map_err(EdgeError::NotFound)?;
             let prepared = rollout(env, iso, &bundle).await?;
-            json_response(200, &public_status(iso, &prepared))
+            json_response(200, &public_status(&iso.edge(), &prepared))
         }
         (["report"], "POST") => receive_report(&mut req, env, ctx, iso).await,
         (["report"], _) => Err(EdgeError::MethodNotAllowed("POST").into()),
@@ -52,22 +55,22 @@ pub(super) async fn serve(
 /// The split of a bundle as a client may know it: versions, weight, effective weight and
 /// which cohorts are on the canary. Thresholds, counts, rollback reasons and history are
 /// for operators (the admin API).
-fn public_status(iso: &Isolate, p: &PreparedRollout) -> serde_json::Value {
+fn public_status(edge: &Edge, p: &PreparedRollout) -> serde_json::Value {
     let r = &p.rollout;
-    let mut v = split_json(iso, p);
+    let mut v = split_json(edge, p);
     v["stable"] = json!(r.stable);
     v["canary"] = json!(r.live_canary());
     v
 }
 
 /// Weight, effective weight and canary cohorts of a rollout.
-fn split_json(iso: &Isolate, p: &PreparedRollout) -> serde_json::Value {
-    let cohorts = iso.settings.cohorts;
+fn split_json(edge: &Edge, p: &PreparedRollout) -> serde_json::Value {
+    let cohorts = edge.settings.cohorts;
     let weight = p.rollout.weight;
     let live = p.rollout.live_canary().is_some();
     let canary_cohorts: Vec<u16> = if live {
         (0..cohorts)
-            .filter(|&c| iso.router.bucketer().is_canary(c, weight, p.rotation))
+            .filter(|&c| edge.router.bucketer().is_canary(c, weight, p.rotation))
             .collect()
     } else {
         Vec::new()
@@ -97,19 +100,22 @@ fn split_json(iso: &Isolate, p: &PreparedRollout) -> serde_json::Value {
 
 /// The admin view: the control plane's authoritative config with its split, and the
 /// monitor's counts, verdict, rollout and history.
-fn admin_status(iso: &Isolate, bundle: &BundleName, answer: StatusAnswer) -> serde_json::Value {
+fn admin_status(edge: &Edge, bundle: &BundleName, answer: StatusAnswer) -> serde_json::Value {
     let mut body = match answer.config {
         Some(c) => {
-            let prepared = iso.router.prepare(bundle.clone(), c);
-            let mut v = split_json(iso, &prepared);
+            let prepared = edge.router.prepare(bundle.clone(), c);
+            let mut v = split_json(edge, &prepared);
             v["config"] = json!(prepared.rollout);
             v
         }
         None => {
-            json!({ "bundle": bundle.as_str(), "config": null, "cohorts": iso.settings.cohorts })
+            json!({ "bundle": bundle.as_str(), "config": null, "cohorts": edge.settings.cohorts })
         }
     };
     body["monitor"] = answer.monitor.unwrap_or(json!(null));
+    if let Some(intake) = answer.intake {
+        body["intake"] = json!(intake);
+    }
     body
 }
 
@@ -121,7 +127,7 @@ async fn edge_view(
     monitor: serde_json::Value,
 ) -> Result<serde_json::Value, Failure> {
     let prepared = rollout(env, iso, bundle).await?;
-    let mut body = split_json(iso, &prepared);
+    let mut body = split_json(&iso.edge(), &prepared);
     body["config"] = json!(prepared.rollout);
     body["monitor"] = monitor;
     Ok(body)
@@ -153,9 +159,9 @@ fn not_counted(reason: NotCounted) -> Outcome {
 }
 
 /// The reporter's cohort cookie: absent, present but not verifying, or verified.
-fn cookie_state(iso: &Isolate, header: Option<&str>) -> Option<Option<Verified>> {
+fn cookie_state(edge: &Edge, header: Option<&str>) -> Option<Option<Verified>> {
     let header = header?;
-    let jar = iso.router.cookie();
+    let jar = edge.router.cookie();
     if let Some(v) = jar.read_client(header, (now_ms() / 1000.0) as u64) {
         return Some(Some(v));
     }
@@ -164,30 +170,6 @@ fn cookie_state(iso: &Isolate, header: Option<&str>) -> Option<Option<Verified>>
         .filter_map(|pair| pair.trim().split_once('='))
         .any(|(name, _)| name == jar.name());
     named.then_some(None)
-}
-
-/// A valid signed override the reporter holds for this bundle: its channel and the client
-/// id it counts as.
-fn override_holder(
-    req: &Request,
-    iso: &Isolate,
-    prepared: &PreparedRollout,
-    cookie: Option<&str>,
-) -> Option<(Channel, u64)> {
-    let bundle = &prepared.bundle;
-    let key = iso.override_key.as_ref()?;
-    let now = (now_ms() / 1000.0) as u64;
-    let from_header = req.headers().get(OVERRIDE_HEADER).ok().flatten();
-    let from_cookie = cookie
-        .and_then(OverrideKey::from_cookie_header)
-        .map(str::to_owned);
-    [from_header, from_cookie]
-        .into_iter()
-        .flatten()
-        .find_map(|token| {
-            key.verify(&token, bundle, now, prepared.rollout.overrides_not_before())
-                .map(|ch| (ch, OverrideKey::holder_id(&token)))
-        })
 }
 
 /// `POST /__canary/report`: an SDK error from a browser. It counts only when it comes from
@@ -226,11 +208,23 @@ async fn receive_report(req: &mut Request, env: &Env, ctx: &Context, iso: &Isola
     }
     let prepared = rollout(env, iso, &report.bundle).await?;
     let cookie = req.headers().get("cookie").ok().flatten();
-    let reporter = Reporter {
-        cookie: cookie_state(iso, cookie.as_deref()),
-        override_holder: override_holder(req, iso, &prepared, cookie.as_deref()),
+    let override_token = req.headers().get(OVERRIDE_HEADER).ok().flatten();
+    let admitted = {
+        let edge = iso.edge();
+        // A valid signed override the reporter holds for this bundle: its channel and the
+        // client id it counts as.
+        let reporter = Reporter {
+            cookie: cookie_state(&edge, cookie.as_deref()),
+            override_holder: edge.override_holder(
+                &prepared,
+                override_token.as_deref(),
+                cookie.as_deref(),
+                now_ms(),
+            ),
+        };
+        admit(&report, &prepared, &edge.router, &reporter)
     };
-    let (channel, client) = match admit(&report, &prepared, &iso.router, &reporter) {
+    let (channel, client) = match admitted {
         Ok(admitted) => admitted,
         Err(reason) => return not_counted(reason),
     };
@@ -262,10 +256,10 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
         ([], "GET") => {
             let Some(answer) = monitor::status(env, &bundle).await? else {
                 // No control plane bound: what this isolate reads from KV.
-                iso.rollouts.borrow_mut().invalidate(&bundle);
+                iso.edge_mut().forget_config(&bundle);
                 return json_response(200, &edge_view(env, iso, &bundle, json!(null)).await?);
             };
-            json_response(200, &admin_status(iso, &bundle, answer))
+            json_response(200, &admin_status(&iso.edge(), &bundle, answer))
         }
         (["minutes"], "GET") => {
             // `?since=<Unix minute>`; by default the whole 24 hours kept.
@@ -311,10 +305,10 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
                 require_files(env, &bundle, version).await?;
             }
             let answer = monitor::command(env, &bundle, action, &body, &caller.name).await?;
-            iso.rollouts.borrow_mut().invalidate(&bundle);
+            iso.edge_mut().forget_config(&bundle);
             match answer {
                 CommandAnswer::Done(answer) => {
-                    json_response(200, &admin_status(iso, &bundle, *answer))
+                    json_response(200, &admin_status(&iso.edge(), &bundle, *answer))
                 }
                 CommandAnswer::Refused { status, answer } => json_response(
                     status,
@@ -365,7 +359,9 @@ async fn bundles(req: &Request, env: &Env, iso: &Isolate) -> Outcome {
 async fn overview_entry(env: &Env, iso: &Isolate, bundle: BundleName) -> serde_json::Value {
     let answer = match monitor::summary(env, &bundle).await {
         Ok(None) => return json!({ "bundle": bundle.as_str(), "monitor": null }),
-        Ok(Some(answer)) if answer.config.is_some() => return admin_status(iso, &bundle, answer),
+        Ok(Some(answer)) if answer.config.is_some() => {
+            return admin_status(&iso.edge(), &bundle, answer)
+        }
         Ok(Some(answer)) => answer,
         Err(e) => {
             let detail = brief(e);
@@ -374,11 +370,12 @@ async fn overview_entry(env: &Env, iso: &Isolate, bundle: BundleName) -> serde_j
                 json!({ "bundle": bundle.as_str(), "detail": detail }),
             );
             let mut body = admin_status(
-                iso,
+                &iso.edge(),
                 &bundle,
                 StatusAnswer {
                     config: None,
                     monitor: None,
+                    intake: None,
                 },
             );
             body["error"] = json!(format!("the health monitor did not answer: {detail}"));
@@ -388,7 +385,7 @@ async fn overview_entry(env: &Env, iso: &Isolate, bundle: BundleName) -> serde_j
     let monitor = answer.monitor.clone().unwrap_or(json!(null));
     match edge_view(env, iso, &bundle, monitor).await {
         Ok(body) => body,
-        Err(_) => admin_status(iso, &bundle, answer),
+        Err(_) => admin_status(&iso.edge(), &bundle, answer),
     }
 }
 
@@ -447,7 +444,8 @@ async fn list_files(env: &Env, bundle: &BundleName, version: &Version) -> Outcom
 
 /// `POST /__canary/api/<bundle>/override {"channel": "canary", "ttl_secs": 600}`.
 async fn issue_override(req: &mut Request, iso: &Isolate, bundle: &BundleName) -> Outcome {
-    let Some(key) = iso.override_key.as_ref() else {
+    // A copy: the isolate's state is not borrowed across the body's read.
+    let Some(key) = iso.edge().override_key().cloned() else {
         return Err(EdgeError::Conflict(
             "overrides are disabled (OVERRIDE_SECRET is not set)".into(),
         )

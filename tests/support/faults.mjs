@@ -3,6 +3,8 @@
 // way production ones can. With no fault set it passes everything through untouched.
 import Inner, { HealthMonitor as InnerMonitor } from "../../build/index.js";
 
+export { HealthAggregator } from "../../build/index.js";
+
 // The Durable Object class must be exported by the main module. It gets the same faulty
 // bindings as the edge, so its KV writes can fail and are logged.
 export class HealthMonitor extends InnerMonitor {

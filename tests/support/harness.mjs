@@ -58,6 +58,8 @@ export async function putManifests(r2, keys) {
  * Starts the worker. `vars` override wrangler.toml-style vars; `persist` shares state with
  * `wrangler ... --persist-to <persist>`; `rollout` seeds `rollout/demo` (null: no config);
  * `captureLogs` keeps the worker's log lines for `worker.logLines()` instead of printing them.
+ * `extraWorkers`: test-only workers (Miniflare v4 options each) beside the edge, which is then
+ * named "canary-edge" so that they can bind its Durable Object classes.
  */
 export async function startWorker({
   vars = {},
@@ -66,17 +68,23 @@ export async function startWorker({
   seed = true,
   listen = false,
   captureLogs = false,
+  extraWorkers = [],
 } = {}) {
   if (!existsSync(join(BUILD, "index.js"))) {
     throw new Error("build/index.js missing: run scripts/build (scripts/test does) first");
   }
   const options = convertV4MiniflareOptions({
+    // Named only when other workers bind its classes (a name changes where state persists).
+    ...(extraWorkers.length ? { name: "canary-edge" } : {}),
     modules: [{ type: "ESModule", path: join(ROOT, "tests/support/faults.mjs") }, ...workerModules(BUILD)],
     modulesRoot: ROOT,
     compatibilityDate: "2026-11-01",
     kvNamespaces: { ROLLOUTS: "00000000000000000000000000000000", FAULTS: "faults" },
     r2Buckets: { BUNDLES: "canary-edge-bundles" },
-    durableObjects: { HEALTH: { className: "HealthMonitor", useSQLite: true } },
+    durableObjects: {
+      HEALTH: { className: "HealthMonitor", useSQLite: true },
+      HEALTH_AGGREGATORS: { className: "HealthAggregator", useSQLite: true },
+    },
     // As in wrangler.toml.
     ratelimits: {
       REPORT_LIMIT_PER_CLIENT: { namespace_id: "1001", simple: { limit: 10, period: 60 } },
@@ -94,6 +102,9 @@ export async function startWorker({
       routerConfig: { has_user_worker: true },
     },
   });
+  // Test-only workers beside the edge (`extraWorkers`: Miniflare v4 options each), e.g. a
+  // load generator bound to the edge's Durable Object classes (scriptName "canary-edge").
+  for (const extra of extraWorkers) options.workers.push(...convertV4MiniflareOptions(extra).workers);
   // The harness rewrites module names so the wrapper can import "./build/index.js".
   options.logRequests = false;
   if (persist) options.resourcePersistencePath = join(persist, "v3");

@@ -10,11 +10,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod freeze;
 mod policy;
 
+pub use freeze::FreezeWindow;
 pub use policy::{HealthPolicy, Progression};
 
-/// KV key prefix of a bundle's rollout config. Must match `scripts/canary`.
+/// KV key prefix of a bundle's rollout config (`scripts/canary` uses [`kv_key`] through cli-core).
 pub const KV_PREFIX: &str = "rollout/";
 
 /// The KV key that holds `bundle`'s config.
@@ -149,8 +151,32 @@ impl Weight {
         Ok(Self(percent as u8))
     }
 
+    /// A weight as JSON gives it (the config's `weight`, a CLI argument): a whole number
+    /// from 0 to 100.
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::Number(n) => match n.as_u64() {
+                Some(p) => Weight::new(p),
+                None => Err(format!("must be an integer from 0 to 100, got {n}")),
+            },
+            other => Err(format!("must be an integer from 0 to 100, got {other}")),
+        }
+    }
+
     pub fn percent(self) -> u8 {
         self.0
+    }
+
+    /// This weight, unless it is above 0 and puts none of `cohorts` cohorts on the canary
+    /// (1-9% with 10 cohorts): such a weight serves nobody, so it is refused.
+    pub fn serving(self, cohorts: u16) -> Result<Self, Refusal> {
+        if self > Weight::ZERO && self.canary_cohorts(cohorts) == 0 {
+            return Err(Refusal::NoCohort {
+                weight: self,
+                cohorts,
+            });
+        }
+        Ok(self)
     }
 
     /// How many of `cohorts` cohorts are on canary: exactly `floor(weight * cohorts / 100)`.
@@ -169,6 +195,39 @@ impl Weight {
         u32::from(self.0) * u32::from(cohorts) % 100 != 0
     }
 }
+
+/// A transition the config does not allow, in the words the admin API answers with. The
+/// control plane (`control::commands`) and the CLI's KV path (`cli-core`) make the same
+/// transitions, so one command gives one config either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The version is already the stable or the canary: versions are immutable.
+    AlreadyLive(Version),
+    /// The transition needs a canary and there is none (the whole message).
+    NoCanary(&'static str),
+    /// A weight above 0 that puts no cohort on the canary.
+    NoCohort { weight: Weight, cohorts: u16 },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::AlreadyLive(v) => write!(
+                f,
+                "{v} is already live; versions are immutable: publish a new version"
+            ),
+            Refusal::NoCanary(message) => f.write_str(message),
+            Refusal::NoCohort { weight, cohorts } => write!(
+                f,
+                "{}% puts no cohort on the canary with COHORTS={cohorts} (one cohort is {}%)",
+                weight.percent(),
+                100.0 / f64::from(*cohorts)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
 
 /// A bundle's rollout: which version is stable, which (if any) is the canary, and its weight.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -243,21 +302,7 @@ impl Rollout {
         }
         let weight = match map.remove("weight") {
             None => Weight::ZERO,
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(p) => Weight::new(p).map_err(|m| ConfigError::new("weight", m))?,
-                None => {
-                    return Err(ConfigError::new(
-                        "weight",
-                        format!("must be an integer from 0 to 100, got {n}"),
-                    ))
-                }
-            },
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "weight",
-                    format!("must be an integer from 0 to 100, got {other}"),
-                ))
-            }
+            Some(v) => Weight::from_value(&v).map_err(|m| ConfigError::new("weight", m))?,
         };
         let cohort_offset = match map.remove("cohort_offset") {
             None | Some(Value::Null) => None,
@@ -322,6 +367,72 @@ impl Rollout {
     pub fn to_json(&self) -> String {
         // Serializing plain strings, integers and a JSON map cannot fail.
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The config after publishing `version`: a new bundle's stable (`current` is `None`),
+    /// else the canary, dark (weight 0). `cohort_offset` and the `rollback` record belong to
+    /// the previous canary: a kept offset would give the new one the same first cohorts.
+    pub fn published(current: Option<&Rollout>, version: Version) -> Result<Rollout, Refusal> {
+        let Some(current) = current else {
+            return Ok(Rollout {
+                stable: version,
+                canary: None,
+                weight: Weight::ZERO,
+                cohort_offset: None,
+                health: None,
+                progression: None,
+                revision: None,
+                overrides_not_before: None,
+                extra: Map::new(),
+            });
+        };
+        if current.stable == version || current.canary.as_ref() == Some(&version) {
+            return Err(Refusal::AlreadyLive(version));
+        }
+        let mut next = current.clone();
+        next.canary = Some(version);
+        next.weight = Weight::ZERO;
+        next.cohort_offset = None;
+        next.extra.remove("rollback");
+        Ok(next)
+    }
+
+    /// The canary becomes the stable; no canary, weight 0, no rollback record.
+    pub fn promoted(&self) -> Result<Rollout, Refusal> {
+        let Some(canary) = self.canary.clone() else {
+            return Err(Refusal::NoCanary("no canary to promote"));
+        };
+        let mut next = self.clone();
+        next.stable = canary;
+        next.canary = None;
+        next.weight = Weight::ZERO;
+        next.extra.remove("rollback");
+        Ok(next)
+    }
+
+    /// The canary at `weight`, which must put a cohort on it (see [`Weight::serving`]).
+    pub fn with_weight(&self, weight: Weight, cohorts: u16) -> Result<Rollout, Refusal> {
+        if self.canary.is_none() && weight > Weight::ZERO {
+            return Err(Refusal::NoCanary("no canary to weigh; publish one first"));
+        }
+        let mut next = self.clone();
+        next.weight = weight.serving(cohorts)?;
+        Ok(next)
+    }
+
+    /// Weight 0, the canary kept (dark), with the record of when (`at`, ISO 8601), why
+    /// and by whom.
+    pub fn rolled_back(&self, at: &str, reason: &str, by: &str) -> Result<Rollout, Refusal> {
+        if self.canary.is_none() {
+            return Err(Refusal::NoCanary("no canary to roll back"));
+        }
+        let mut next = self.clone();
+        next.weight = Weight::ZERO;
+        next.extra.insert(
+            "rollback".into(),
+            serde_json::json!({ "at": at, "reason": reason, "by": by }),
+        );
+        Ok(next)
     }
 
     /// Override tokens issued before this (Unix seconds) are void.
@@ -510,5 +621,67 @@ mod tests {
             );
         }
         assert_eq!(Weight::new(35).unwrap().effective_percent(10), 30.0);
+    }
+
+    #[test]
+    fn transitions() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        let first = Rollout::published(None, v("1.0.0")).unwrap();
+        assert_eq!(
+            first.to_json(),
+            r#"{"stable":"1.0.0","canary":null,"weight":0}"#
+        );
+        let live = Rollout::parse(
+            r#"{"stable":"1.0.0","canary":"1.1.0","weight":30,"cohort_offset":3,"rollback":{"by":"x"},"note":1}"#,
+        )
+        .unwrap();
+        // A new canary: dark, without the previous one's offset and rollback record.
+        assert_eq!(
+            Rollout::published(Some(&live), v("1.2.0"))
+                .unwrap()
+                .to_json(),
+            r#"{"stable":"1.0.0","canary":"1.2.0","weight":0,"note":1}"#
+        );
+        for again in ["1.0.0", "1.1.0"] {
+            assert_eq!(
+                Rollout::published(Some(&live), v(again)).unwrap_err(),
+                Refusal::AlreadyLive(v(again))
+            );
+        }
+        assert_eq!(
+            live.promoted().unwrap().to_json(),
+            r#"{"stable":"1.1.0","canary":null,"weight":0,"cohort_offset":3,"note":1}"#
+        );
+        assert_eq!(
+            first.promoted().unwrap_err().to_string(),
+            "no canary to promote"
+        );
+        let back = live.rolled_back("2026-11-30T00:00:00.000Z", "why", "operator");
+        assert_eq!(
+            back.unwrap().to_json(),
+            r#"{"stable":"1.0.0","canary":"1.1.0","weight":0,"cohort_offset":3,"note":1,"rollback":{"at":"2026-11-30T00:00:00.000Z","by":"operator","reason":"why"}}"#
+        );
+        assert!(first.rolled_back("", "", "").is_err());
+        let w = |p| Weight::new(p).unwrap();
+        assert_eq!(live.with_weight(w(50), 10).unwrap().weight, w(50));
+        assert_eq!(
+            live.with_weight(w(5), 10).unwrap_err().to_string(),
+            "5% puts no cohort on the canary with COHORTS=10 (one cohort is 10%)"
+        );
+        assert_eq!(live.with_weight(w(5), 20).unwrap().weight, w(5));
+        assert_eq!(
+            first.with_weight(w(10), 10).unwrap_err().to_string(),
+            "no canary to weigh; publish one first"
+        );
+        assert_eq!(first.with_weight(Weight::ZERO, 10).unwrap(), first);
+    }
+
+    #[test]
+    fn weights_from_json() {
+        let parse = |t: &str| Weight::from_value(&serde_json::from_str(t).unwrap());
+        assert_eq!(parse("30"), Ok(Weight::new(30).unwrap()));
+        for bad in ["101", "-5", "2.5", "\"ten\"", "null"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

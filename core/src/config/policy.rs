@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::freeze::{parse_windows, FreezeWindow};
 use super::{ConfigError, Weight};
 
 /// The canary's health rule, from the rollout config's `health` field: what operators mean,
@@ -175,11 +176,27 @@ impl<'de> Deserialize<'de> for HealthPolicy {
     }
 }
 
-/// The progressive rollout plan: weights in increasing order, each held for `bake_secs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The progressive rollout plan: weights in increasing order, each held for `bake_secs`;
+/// the steps that wait for a person (`approve`), and when no step is taken automatically
+/// (`freeze`). The control plane reads `approve` and `freeze` from the live config at every
+/// step, so a freeze added during a rollout holds it at once.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Progression {
     pub steps: Vec<Weight>,
     pub bake_secs: u32,
+    /// Step weights the rollout does not advance to by itself: it waits for an approval.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approve: Vec<Weight>,
+    /// Windows (UTC) during which no automatic step is taken (cuts still happen).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<FreezeWindow>,
+}
+
+impl<'de> Deserialize<'de> for Progression {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        Progression::from_value(v).map_err(|e| serde::de::Error::custom(e.to_string()))
+    }
 }
 
 impl Progression {
@@ -190,6 +207,10 @@ impl Progression {
             steps: Vec<u64>,
             #[serde(default = "default_bake")]
             bake_secs: u32,
+            #[serde(default)]
+            approve: Option<serde_json::Value>,
+            #[serde(default)]
+            freeze: Option<serde_json::Value>,
         }
         fn default_bake() -> u32 {
             300
@@ -219,11 +240,64 @@ impl Progression {
                 "must be from 1 to 604800".into(),
             ));
         }
+        let approve = match raw.approve {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(v) => parse_approve(&v, &steps)?,
+        };
+        let freeze = match raw.freeze {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(v) => parse_windows(&v)?,
+        };
         Ok(Self {
             steps,
             bake_secs: raw.bake_secs,
+            approve,
+            freeze,
         })
     }
+
+    /// The plan without its gates and freezes (a rollout keeps its steps and bake; the
+    /// gates and freezes are read from the live config).
+    pub fn steps_only(&self) -> Self {
+        Self {
+            steps: self.steps.clone(),
+            bake_secs: self.bake_secs,
+            approve: Vec::new(),
+            freeze: Vec::new(),
+        }
+    }
+}
+
+/// `progression.approve`: later steps of the plan, each once.
+fn parse_approve(v: &serde_json::Value, steps: &[Weight]) -> Result<Vec<Weight>, ConfigError> {
+    let bad = |message: String| ConfigError {
+        field: "progression.approve",
+        message,
+    };
+    let serde_json::Value::Array(items) = v else {
+        return Err(bad(format!("must be a list of step weights, got {v}")));
+    };
+    let mut approve = Vec::with_capacity(items.len());
+    for item in items {
+        let weight = item
+            .as_u64()
+            .and_then(|w| Weight::new(w).ok())
+            .filter(|w| steps.contains(w))
+            .ok_or_else(|| {
+                let listed: Vec<u8> = steps.iter().map(|w| w.percent()).collect();
+                bad(format!("{item} is not one of the steps {listed:?}"))
+            })?;
+        if steps.first() == Some(&weight) {
+            return Err(bad(format!(
+                "{item} is the first step, which the rollout's start (a person) already approves; gate a later step"
+            )));
+        }
+        if approve.contains(&weight) {
+            return Err(bad(format!("lists {item} twice")));
+        }
+        approve.push(weight);
+    }
+    Ok(approve)
 }
 
 impl Progression {
@@ -336,6 +410,80 @@ mod tests {
         ] {
             assert!(Progression::from_value(bad.clone()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn gates_and_freezes_are_validated_naming_the_field() {
+        let p = Progression::from_value(json!({
+            "steps": [10, 50, 100], "bake_secs": 600, "approve": [100],
+            "freeze": [{"from": "2026-12-24T00:00:00Z", "to": "2026-12-27T00:00:00Z"},
+                       {"weekly": {"day": "fri", "from": "16:00", "to": "24:00"}}],
+        }))
+        .unwrap();
+        assert_eq!(p.approve, vec![Weight::FULL]);
+        assert_eq!(p.freeze.len(), 2);
+        // Written back, it reads the same.
+        let back = serde_json::to_value(&p).unwrap();
+        assert_eq!(back["approve"], json!([100]));
+        assert_eq!(Progression::from_value(back).unwrap(), p);
+        // Without gates or freezes the written plan is as before.
+        let plain = Progression::from_value(json!({"steps": [10, 50], "bake_secs": 6})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&plain).unwrap(),
+            json!({"steps": [10, 50], "bake_secs": 6})
+        );
+        for (extra, field, words) in [
+            (
+                json!({"approve": [30]}),
+                "progression.approve",
+                "not one of the steps [10, 50, 100]",
+            ),
+            (
+                json!({"approve": [10]}),
+                "progression.approve",
+                "first step",
+            ),
+            (
+                json!({"approve": [100, 100]}),
+                "progression.approve",
+                "twice",
+            ),
+            (
+                json!({"approve": 100}),
+                "progression.approve",
+                "must be a list",
+            ),
+            (
+                json!({"approve": ["100"]}),
+                "progression.approve",
+                "not one of the steps",
+            ),
+            (
+                json!({"freeze": [{"weekly": {"day": "fri"}}]}),
+                "progression.freeze",
+                "window 1",
+            ),
+            (
+                json!({"freeze": {"from": "x"}}),
+                "progression.freeze",
+                "must be a list",
+            ),
+        ] {
+            let mut v = json!({"steps": [10, 50, 100], "bake_secs": 60});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            let e = Progression::from_value(v).unwrap_err();
+            assert_eq!(e.field, field, "{extra}");
+            assert!(e.message.contains(words), "{extra}: {}", e.message);
+        }
+        // The rollout config's parse names the field too.
+        let e = super::super::Rollout::parse(
+            r#"{"stable":"1.0.0","progression":{"steps":[10,50],"approve":[70]}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "progression.approve");
+        assert!(e.to_string().contains("field `progression.approve`"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::machine::{iso_time, CommandRequest, Control, Effect, Out, Reply, UNSI
 use super::progress::{Progress, ProgressState};
 use super::writes::{Change, Origin, Record};
 use crate::admin::Command;
-use crate::config::{Rollout, Version, Weight};
+use crate::config::{Refusal, Rollout, Version, Weight};
 
 impl Control {
     pub(super) fn on_command(&mut self, request: CommandRequest, now_ms: f64, out: &mut Out) {
@@ -48,34 +48,23 @@ impl Control {
             Command::Pause => self.pause(&by, now_ms, out),
             Command::Resume => self.resume(config, &by, now_ms, out),
             Command::Rollback(reason) => {
-                if config.canary.is_none() {
-                    return out.refuse(409, "no canary to roll back");
-                }
-                self.propose_rollback(reason, &by, Origin::Command, now_ms, out);
+                self.propose_rollback(reason, &by, Origin::Command, now_ms, out)
             }
             Command::Promote => self.promote(config, &by, now_ms, out),
             Command::RevokeOverrides => self.revoke_overrides(config, &by, now_ms, out),
+            Command::Approve => self.approve(config, &by, now_ms, out),
             Command::Publish(_) => {}
         }
     }
 
     fn set_weight(&mut self, config: Rollout, weight: Weight, by: &str, now: f64, out: &mut Out) {
-        if config.canary.is_none() && weight > Weight::ZERO {
-            return out.refuse(409, "no canary to weigh; publish one first");
-        }
-        if weight > Weight::ZERO && weight.canary_cohorts(self.cohorts) == 0 {
-            return out.refuse(
-                400,
-                format!(
-                    "invalid command: field `weight`: {}% puts no cohort on the canary with COHORTS={} (one cohort is {}%)",
-                    weight.percent(),
-                    self.cohorts,
-                    100.0 / f64::from(self.cohorts)
-                ),
-            );
-        }
-        let mut next = config.clone();
-        next.weight = weight;
+        let next = match config.with_weight(weight, self.cohorts) {
+            Ok(next) => next,
+            Err(e @ Refusal::NoCohort { .. }) => {
+                return out.refuse(400, format!("invalid command: field `weight`: {e}"))
+            }
+            Err(e) => return out.refuse(409, e.to_string()),
+        };
         // An operator's hand on the weight pauses an automatic rollout.
         let mut progress = self.progress.clone();
         let mut record = Record::new(
@@ -100,15 +89,7 @@ impl Control {
             "set_weight",
             json!({ "bundle": self.bundle.as_str(), "canary": config.canary, "weight": weight, "by": by }),
         );
-        let change = Change {
-            config: next,
-            progress,
-            record,
-            origin: Origin::Command,
-            // A new weight, a new exposure ratio: the tests start afresh.
-            new_step: true,
-        };
-        self.propose(change, now, out);
+        self.propose(Change::new_step(next, progress, record), now, out);
     }
 
     fn start_rollout(
@@ -141,7 +122,8 @@ impl Control {
                 format!("invalid command: field `{}`: {}", e.field, e.message),
             );
         }
-        let progress = Progress::start(canary.clone(), plan, now);
+        // The rollout keeps its steps and bake; gates and freezes are read from the config.
+        let progress = Progress::start(canary.clone(), plan.steps_only(), now);
         let mut next = config;
         next.weight = progress.current_weight();
         let steps: Vec<u8> = progress.plan.steps.iter().map(|w| w.percent()).collect();
@@ -157,14 +139,7 @@ impl Control {
                 "steps": progress.plan.steps, "bake_secs": progress.plan.bake_secs, "by": by,
             }),
         );
-        let change = Change {
-            config: next,
-            progress: Some(progress),
-            record,
-            origin: Origin::Command,
-            new_step: true,
-        };
-        self.propose(change, now, out);
+        self.propose(Change::new_step(next, Some(progress), record), now, out);
     }
 
     fn pause(&mut self, by: &str, now: f64, out: &mut Out) {
@@ -221,26 +196,74 @@ impl Control {
         }
         let mut next = config;
         next.weight = p.current_weight();
-        let change = Change {
-            config: next,
-            progress: Some(resumed),
-            record,
-            origin: Origin::Command,
-            // The step's weight is written: its evidence starts afresh once applied.
-            new_step: true,
+        self.propose(Change::new_step(next, Some(resumed), record), now, out);
+    }
+
+    /// A person lets a rollout that awaits approval take its gated step, at once. Nothing
+    /// is kept: an approval is for the canary and step awaiting it now, and one sent before
+    /// the gate is reached, or about another canary, is refused.
+    fn approve(&mut self, config: Rollout, by: &str, now: f64, out: &mut Out) {
+        let awaiting = self
+            .progress
+            .clone()
+            .filter(|p| p.state == ProgressState::AwaitingApproval);
+        let Some((p, weight)) = awaiting
+            .filter(|p| config.canary.as_ref() == Some(&p.canary))
+            .and_then(|p| p.next_weight().map(|w| (p, w)))
+        else {
+            let now_state = match &self.progress {
+                Some(p) if p.state.is_active() => format!(
+                    "the rollout of {} is {} at step {}/{}",
+                    p.canary,
+                    p.state.as_str(),
+                    p.step + 1,
+                    p.plan.steps.len()
+                ),
+                Some(p) => format!("the rollout of {} is {}", p.canary, p.state.as_str()),
+                None => "no rollout".into(),
+            };
+            return out.refuse(409, format!("nothing awaits approval ({now_state})"));
         };
-        self.propose(change, now, out);
+        let mut next = config;
+        next.weight = weight;
+        let mut progress = p.clone();
+        progress.step += 1;
+        progress.step_started_ms = now;
+        progress.state = ProgressState::Running;
+        progress.reason = None;
+        let record = Record::new(
+            "approved",
+            by,
+            format!(
+                "step {}/{} ({}%) approved by {by}",
+                progress.step + 1,
+                p.plan.steps.len(),
+                weight.percent()
+            ),
+        )
+        .log(
+            "approved",
+            json!({
+                "bundle": self.bundle.as_str(), "canary": p.canary, "weight": weight,
+                "step": progress.step, "by": by,
+            }),
+        )
+        .log(
+            "step_advance",
+            json!({
+                "bundle": self.bundle.as_str(), "canary": p.canary, "weight": weight,
+                "step": progress.step, "steps": p.plan.steps, "approved_by": by,
+            }),
+        );
+        self.propose(Change::new_step(next, Some(progress), record), now, out);
     }
 
     fn promote(&mut self, config: Rollout, by: &str, now: f64, out: &mut Out) {
-        let Some(canary) = config.canary.clone() else {
-            return out.refuse(409, "no canary to promote");
+        let next = match config.promoted() {
+            Ok(next) => next,
+            Err(e) => return out.refuse(409, e.to_string()),
         };
-        let mut next = config.clone();
-        next.stable = canary.clone();
-        next.canary = None;
-        next.weight = Weight::ZERO;
-        next.extra.remove("rollback");
+        let canary = next.stable.clone();
         let progress = self.progress.clone().map(|mut p| {
             if p.state.is_active() {
                 p.state = ProgressState::Done;
@@ -283,41 +306,14 @@ impl Control {
     }
 
     fn publish(&mut self, version: Version, by: &str, now: f64, out: &mut Out) {
-        let (next, reason) = match self.config.clone() {
-            None => (
-                Rollout {
-                    stable: version.clone(),
-                    canary: None,
-                    weight: Weight::ZERO,
-                    cohort_offset: None,
-                    overrides_not_before: None,
-                    health: None,
-                    progression: None,
-                    revision: None,
-                    extra: Default::default(),
-                },
-                format!("{version} published as stable (new bundle)"),
-            ),
-            Some(c) if c.stable == version || c.canary.as_ref() == Some(&version) => {
-                return out.refuse(
-                    409,
-                    format!(
-                        "{} {version} is already live; versions are immutable: publish a new version",
-                        self.bundle
-                    ),
-                );
-            }
-            Some(c) => {
-                let mut next = c.clone();
-                next.canary = Some(version.clone());
-                next.weight = Weight::ZERO;
-                next.cohort_offset = None;
-                next.extra.remove("rollback");
-                (
-                    next,
-                    format!("{version} published as the canary, dark (weight 0)"),
-                )
-            }
+        let next = match Rollout::published(self.config.as_ref(), version.clone()) {
+            Ok(next) => next,
+            Err(e) => return out.refuse(409, format!("{} {e}", self.bundle)),
+        };
+        let reason = if self.config.is_none() {
+            format!("{version} published as stable (new bundle)")
+        } else {
+            format!("{version} published as the canary, dark (weight 0)")
         };
         let mut record = Record::new("publish", by, reason);
         let progress = self.progress.clone().map(|mut p| {
@@ -350,12 +346,16 @@ impl Control {
         let Some(config) = self.config.clone() else {
             return;
         };
-        let mut next = config.clone();
-        next.weight = Weight::ZERO;
-        next.extra.insert(
-            "rollback".into(),
-            json!({ "at": iso_time(now), "reason": reason, "by": by }),
-        );
+        let next = match config.rolled_back(&iso_time(now), &reason, by) {
+            Ok(next) => next,
+            // Only a command can meet this: a cut needs a serving canary.
+            Err(e) => {
+                if origin == Origin::Command {
+                    out.refuse(409, e.to_string());
+                }
+                return;
+            }
+        };
         let progress = self.progress.clone().map(|mut p| {
             if p.state.is_active() {
                 p.state = ProgressState::RolledBack;

@@ -1,17 +1,88 @@
 //! Health: batches from the edge become the step's evidence (the tracker, the windows,
 //! the minutes), the verdict is asked at every flush, and a canary found worse than
-//! tolerated is cut.
+//! tolerated is cut. The verdict as it stood at the cut is kept with the rollback ([`Cut`]):
+//! once the canary is dark there is nothing left to judge, and the evidence is what the
+//! operator needs to see.
 
 use serde_json::json;
 
 use super::counts::Batch;
+use super::history::Entry;
 use super::machine::{
-    Control, Out, Pending, BOOTING_VERSIONS_KEPT, BOOTS_TO_KNOW, MISMATCH_READ_GAP_MS,
+    Control, Event, Out, Pending, BOOTING_VERSIONS_KEPT, BOOTS_TO_KNOW, MISMATCH_READ_GAP_MS,
     STABLE_PER_CANARY,
 };
 use super::tracker::{BootRule, Resolved};
 use super::verdict::{Evidence, Exposure, Judgement, TestPolicy, Verdict};
 use super::writes::Origin;
+use crate::config::{Rollout, Version, Weight};
+
+/// What a verdict is computed from: the step's evidence, the canary's exposure and the
+/// tests' knobs. The verdict is a pure function of it, so keeping these numbers keeps the
+/// verdict (its estimates, intervals, e-values and words).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Basis {
+    pub evidence: Evidence,
+    pub exposure: Exposure,
+    pub policy: TestPolicy,
+}
+
+impl Basis {
+    pub fn judge(&self) -> Judgement {
+        self.evidence.judge(self.exposure, &self.policy)
+    }
+}
+
+/// A verdict's basis as a change was decided, with the weight the canary served then: kept
+/// while the change waits for its write (never stored: the driver settles every write
+/// before the state is committed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    pub basis: Basis,
+    pub weight: Weight,
+}
+
+/// The verdict as it stood when the canary was cut, kept with the rollback: the evidence
+/// (clients, clients with a failure, per channel, and the silence family), how it was
+/// judged, who cut and why. Kept (and stored) while the cut canary stays the config's dark
+/// canary: a new canary, a promote, or the canary serving again (a new rollout, a weight)
+/// drops it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cut {
+    /// When the rollback took effect (its history entry's time).
+    pub at_ms: f64,
+    pub canary: Version,
+    /// The weight the canary served when it was cut.
+    pub weight: Weight,
+    /// Who cut it (`auto`, `rollout`, an operator, `kv`) and why, as in the history.
+    pub by: String,
+    pub reason: String,
+    pub basis: Basis,
+}
+
+impl Cut {
+    /// The verdict at the cut, with the numbers behind it.
+    pub fn judge(&self) -> Judgement {
+        self.basis.judge()
+    }
+
+    /// Whether the cut is still the canary's last word: its canary is the config's, dark.
+    pub fn is_current(&self, config: Option<&Rollout>) -> bool {
+        config.is_some_and(|c| c.canary.as_ref() == Some(&self.canary) && c.weight == Weight::ZERO)
+    }
+}
+
+/// What [`Control::keep_cut`] compares after an event.
+pub(super) struct BeforeEvent {
+    /// The first history entry the event may add.
+    first_seq: u64,
+    /// No change was waiting for its write.
+    idle: bool,
+    /// Before a KV read while the canary serves: the canary and the verdict's basis, in
+    /// case the read adopts an operator's rollback written to KV (the adoption starts a new
+    /// step, which empties the evidence).
+    serving: Option<(Version, Decided)>,
+}
 
 /// The share of stable's clients a step tracks at effective weight `w` (a fraction): all of
 /// them from 10% on; below, about `STABLE_PER_CANARY` per canary client.
@@ -115,17 +186,90 @@ impl Control {
 
     /// The sequential verdict on the live canary, with the numbers behind it.
     pub fn judge(&self) -> Judgement {
-        let policy = self.test_policy();
+        self.basis().judge()
+    }
+
+    /// What the verdict on the live canary is computed from (no evidence while no canary
+    /// is live, or the counts are about other versions).
+    pub fn basis(&self) -> Basis {
         let live = self
             .config
             .as_ref()
-            .filter(|c| self.health.is_for(&c.stable, c.live_canary()));
-        let evidence = if live.is_some() {
-            &self.evidence
-        } else {
-            &Evidence::default()
+            .is_some_and(|c| self.health.is_for(&c.stable, c.live_canary()));
+        Basis {
+            evidence: if live {
+                self.evidence.clone()
+            } else {
+                Evidence::default()
+            },
+            exposure: self.exposure(),
+            policy: self.test_policy(),
+        }
+    }
+
+    /// What `keep_cut` needs to know of the state before `event`.
+    pub(super) fn before_event(&self, event: &Event) -> BeforeEvent {
+        let serving = match event {
+            Event::KvRead(_) => self.config.as_ref().and_then(|c| {
+                let canary = c.serving_canary(self.cohorts)?.clone();
+                let decided = Decided {
+                    basis: self.basis(),
+                    weight: c.weight,
+                };
+                Some((canary, decided))
+            }),
+            _ => None,
         };
-        evidence.judge(self.exposure(), &policy)
+        BeforeEvent {
+            first_seq: self.history.next_seq,
+            idle: self.inflight.is_none(),
+            serving,
+        }
+    }
+
+    /// Keeps the verdict of a cut with it, after every event: a change's basis as it is
+    /// proposed (the config and the evidence stay as they are until its write is applied),
+    /// a rollback's once applied, an operator's rollback to KV once adopted; and drops a
+    /// kept cut once its canary is no longer the dark canary.
+    pub(super) fn keep_cut(&mut self, before: BeforeEvent) {
+        if before.idle && self.inflight.is_some() {
+            self.decided = self.config.as_ref().map(|c| Decided {
+                basis: self.basis(),
+                weight: c.weight,
+            });
+        }
+        // The entries this event added (an event adds a few at most), newest first.
+        let mut serving = before.serving;
+        let added = self
+            .history
+            .entries
+            .iter()
+            .rev()
+            .take_while(|e| e.seq >= before.first_seq);
+        for e in added {
+            let decided = match e.kind.as_str() {
+                "rollback" => self.decided.take(),
+                // Weight 0 for the canary that served: a rollback by a write to KV.
+                "kv_adopted" if e.weight == Some(Weight::ZERO) => serving
+                    .take_if(|(canary, _)| e.canary.as_ref() == Some(canary))
+                    .map(|(_, d)| d),
+                _ => None,
+            };
+            if let (Some(decided), Some(canary)) = (decided, &e.canary) {
+                self.cut = Some(cut_of(e, canary, decided, self.config.as_ref()));
+                break;
+            }
+        }
+        if self.inflight.is_none() {
+            self.decided = None;
+        }
+        if self
+            .cut
+            .as_ref()
+            .is_some_and(|c| !c.is_current(self.config.as_ref()))
+        {
+            self.cut = None;
+        }
     }
 
     pub(super) fn on_batch(&mut self, batch: Batch, now_ms: f64, out: &mut Out) {
@@ -214,5 +358,28 @@ impl Control {
         }
         self.propose_rollback(judgement.reason, by, Origin::Automatic, now_ms, out);
         true
+    }
+}
+
+/// The cut recorded by history entry `e` (a rollback, or a rollback written to KV: then its
+/// `rollback` record says who and why, when it has one).
+fn cut_of(e: &Entry, canary: &Version, decided: Decided, config: Option<&Rollout>) -> Cut {
+    let record = (e.kind == "kv_adopted")
+        .then(|| config.and_then(|c| c.extra.get("rollback")))
+        .flatten();
+    let field = |name: &str| {
+        record
+            .and_then(|r| r.get(name))
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    Cut {
+        at_ms: e.at_ms,
+        canary: canary.clone(),
+        weight: decided.weight,
+        by: field("by").unwrap_or_else(|| e.by.clone()),
+        reason: field("reason").unwrap_or_else(|| e.reason.clone()),
+        basis: decided.basis,
     }
 }

@@ -21,6 +21,7 @@
 //! (the admin API's writes), `writes` (one shape for a change, and its write).
 
 use super::counts::Batch;
+use super::health::{Cut, Decided};
 use super::history::History;
 use super::progress::{Progress, ProgressState};
 use super::projection::Projection;
@@ -78,6 +79,8 @@ pub struct Control {
     /// nothing automatic acts.
     pub signed: bool,
     pub progress: Option<Progress>,
+    /// The verdict as it stood when the canary was cut, while that canary stays dark.
+    pub cut: Option<Cut>,
     pub history: History,
     /// Per-minute counts of the last 24 hours, across versions (for charts).
     pub minutes: super::minutes::Minutes,
@@ -88,6 +91,8 @@ pub struct Control {
     pub inflight: Option<Inflight>,
     /// What waits for the KV read asked for by `Effect::ReadKv` (never persisted either).
     pub pending: Option<Pending>,
+    /// The verdict's basis when `inflight` was decided (kept with it, so never persisted).
+    pub(super) decided: Option<Decided>,
     /// This step runs on the result of a KV read: a change may be written now.
     pub(super) read_fresh: bool,
 }
@@ -193,6 +198,7 @@ impl Out {
 /// Runs one event. Pure: the same state, event and time give the same result.
 pub fn step(mut state: Control, event: Event, now_ms: f64) -> (Control, Vec<Effect>) {
     let mut out = Out::default();
+    let before = state.before_event(&event);
     state.read_fresh = matches!(event, Event::KvRead(_));
     match event {
         Event::KvRead(read) => {
@@ -208,6 +214,7 @@ pub fn step(mut state: Control, event: Event, now_ms: f64) -> (Control, Vec<Effe
         Event::Written(outcome) => state.on_written(outcome, now_ms, &mut out),
     }
     state.read_fresh = false;
+    state.keep_cut(before);
     if state.inflight.is_none() && state.pending.is_none() {
         if let Some(at) = state.next_alarm_ms(now_ms) {
             out.0.push(Effect::SetAlarm(at));
@@ -229,11 +236,13 @@ impl Control {
             booting: Vec::new(),
             signed: true,
             progress: None,
+            cut: None,
             history: History::default(),
             minutes: Default::default(),
             last_kv_read_ms: None,
             inflight: None,
             pending: None,
+            decided: None,
             read_fresh: false,
         }
     }
@@ -272,7 +281,8 @@ impl Control {
     }
 
     /// When the alarm should next fire: a failed write's retry, else the running step's
-    /// end, else (waiting for evidence) the next look or the end of the longest hold.
+    /// end, else (waiting for evidence) the next look or the end of the longest hold, else
+    /// (frozen) the freeze's end.
     pub fn next_alarm_ms(&self, now_ms: f64) -> Option<f64> {
         let hold_secs = self.policy().max_hold_secs;
         let due = self.progress.as_ref().and_then(|p| match p.state {
@@ -281,6 +291,8 @@ impl Control {
                 let hold_end = p.due_ms() + f64::from(hold_secs) * 1000.0;
                 Some(hold_end.min(now_ms + RECHECK_MS))
             }
+            // At the freeze's end (at once if it is over); an approval needs no alarm.
+            ProgressState::Frozen => Some(self.freeze(now_ms).map_or(now_ms, |(until, _)| until)),
             _ => None,
         });
         // Clients waiting for their boot signal are resolved when their grace ends.

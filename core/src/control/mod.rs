@@ -12,7 +12,8 @@
 //! - `counts`: distinct clients per channel in windows, the batches the edge sends;
 //! - `tracker`: the step's clients one by one (loads, boots, failures, per-network cap);
 //! - `verdict`: the sequential tests behind cut, pass and hold;
-//! - `progress`: a progressive rollout, bound to its canary;
+//! - `health`: also the verdict kept with a cut (`Cut`), while the cut canary stays dark;
+//! - `progress`: a progressive rollout, bound to its canary, and a release's timeline;
 //! - `projection`: KV write pacing, revisions, stale reads, retries;
 //! - `history`: what happened, bounded;
 //! - `status`: the admin view of the state, as JSON;
@@ -21,11 +22,13 @@
 mod adoption;
 pub mod batching;
 pub mod clients;
+pub mod coalesce;
 mod commands;
 pub mod counts;
 pub mod driver;
-mod health;
+pub mod health;
 pub mod history;
+pub mod intake;
 pub mod machine;
 pub mod minutes;
 pub mod progress;

@@ -4,7 +4,79 @@
 
 use serde_json::{json, Value};
 
+use super::counts::ChannelCounts;
+use super::health::Cut;
 use super::machine::{iso_time, Control};
+use super::progress::{timeline, ProgressState, Stage};
+use super::verdict::Judgement;
+
+/// A verdict with the numbers behind it: estimates with intervals, the log e-values against
+/// their log thresholds, and the silence family's counts.
+fn verdict_json(j: &Judgement, silence: &ChannelCounts, min_clients: u64) -> Value {
+    json!({
+        "state": j.verdict,
+        "reason": j.reason,
+        "canary": j.canary,
+        "stable": j.stable,
+        "step_clients": j.step_clients,
+        "min_clients": min_clients,
+        "hostile_clients_discounted": j.discount,
+        // Resolved clients and the silent ones (no_boot), per channel: tested apart.
+        "silence": silence,
+        "cut": { "relative": j.worse_relative, "absolute": j.worse_absolute, "threshold": j.cut_threshold },
+        "pass": { "relative": j.better_relative, "absolute": j.better_absolute, "combined": j.better, "threshold": j.pass_threshold },
+    })
+}
+
+/// A kept cut: when, which canary at which weight, who and why, and the verdict as it stood
+/// (the shape of the live `verdict`, without the live step's `tracked` clients).
+pub fn cut_json(cut: &Cut) -> Value {
+    let b = &cut.basis;
+    json!({
+        "at": iso_time(cut.at_ms),
+        "canary": cut.canary,
+        "weight": cut.weight,
+        "by": cut.by,
+        "reason": cut.reason,
+        "verdict": verdict_json(&cut.judge(), &b.evidence.silence, b.policy.min_clients),
+    })
+}
+
+/// The current canary's release (or, after a promote, the promoted one's rollout) as
+/// stages, oldest first; `null` when there is none.
+fn timeline_json(c: &Control) -> Value {
+    let canary = c
+        .config
+        .as_ref()
+        .and_then(|r| r.canary.as_ref())
+        .or(c.progress.as_ref().map(|p| &p.canary));
+    let Some(canary) = canary else {
+        return Value::Null;
+    };
+    let progress = c.progress.as_ref().filter(|p| &p.canary == canary);
+    let stage = |s: &Stage| {
+        json!({
+            "kind": s.kind,
+            "step": s.step,
+            "weight": s.weight,
+            "state": s.state,
+            "started_at": s.started_ms.map(iso_time),
+            "started_by": s.started_by,
+            "ended_at": s.ended_ms.map(iso_time),
+            "ended_by": s.ended_by,
+            "reason": s.reason,
+        })
+    };
+    json!({
+        "canary": canary,
+        "rollout": progress.map(|p| json!({
+            "state": p.state,
+            "steps": p.plan.steps,
+            "bake_secs": p.plan.bake_secs,
+        })),
+        "stages": timeline(canary, progress, &c.history).iter().map(stage).collect::<Vec<_>>(),
+    })
+}
 
 /// Whether the bundle's SDK sends boot signals, per version, in words for the operator.
 fn boot_signals(c: &Control) -> Value {
@@ -21,6 +93,54 @@ fn boot_signals(c: &Control) -> Value {
     json!({ "stable": stable, "canary": canary, "note": note })
 }
 
+/// The approval gate: whether the rollout awaits a person now, and the step that waits (or
+/// will wait) for one; the config's gated weights.
+fn gate_json(c: &Control) -> Value {
+    let approve = c
+        .config
+        .as_ref()
+        .and_then(|r| r.progression.as_ref())
+        .map(|p| p.approve.clone())
+        .unwrap_or_default();
+    let progress = c.progress.as_ref().filter(|p| p.state.is_active());
+    let awaiting = progress.is_some_and(|p| p.state == ProgressState::AwaitingApproval);
+    // The next gated step of the rollout (the one awaiting approval, when it does).
+    let next = progress.and_then(|p| {
+        p.plan
+            .steps
+            .iter()
+            .enumerate()
+            .skip(p.step + 1)
+            .find(|(_, w)| approve.contains(w))
+            .map(|(i, w)| (i + 1, *w))
+    });
+    json!({
+        "awaiting_approval": awaiting,
+        "step": next.map(|(n, _)| n),
+        "weight": next.map(|(_, w)| w),
+        "canary": progress.map(|p| &p.canary),
+        "approve": approve,
+    })
+}
+
+/// The freeze: whether one holds now, until when (windows that touch join), which window,
+/// and the config's windows.
+fn freeze_json(c: &Control, now_ms: f64) -> Value {
+    let windows = c
+        .config
+        .as_ref()
+        .and_then(|r| r.progression.as_ref())
+        .map(|p| p.freeze.clone())
+        .unwrap_or_default();
+    let now = c.freeze(now_ms);
+    json!({
+        "active": now.is_some(),
+        "until": now.as_ref().map(|(until, _)| iso_time(*until)),
+        "window": now.map(|(_, w)| w),
+        "windows": windows,
+    })
+}
+
 pub fn admin_json(c: &Control, now_ms: f64) -> Value {
     let policy = c
         .config
@@ -28,9 +148,18 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
         .map(|r| r.health_policy())
         .unwrap_or_default();
     let recent = c.health.recent(policy.window_secs, now_ms);
-    let j = c.judge();
     let rule = c.boot_rule();
     let t = &c.tracker;
+    let mut verdict = verdict_json(&c.judge(), &c.evidence.silence, policy.min_clients);
+    // The step's clients one by one: who booted, who went silent, who was refused.
+    verdict["tracked"] = json!({
+        "pending": t.pending(),
+        "boots": { "stable": t.boots[0], "canary": t.boots[1] },
+        "no_boot": { "stable": t.no_boot[0], "canary": t.no_boot[1] },
+        "left_out_without_boot": t.left_out,
+        "refused": t.refused,
+        "silence_counts_as_failure": rule.expected && rule.stable_present,
+    });
     json!({
         // Nothing automatic acts without COHORT_SECRET: say so first.
         "error": (!c.signed).then_some(super::machine::UNSIGNED),
@@ -42,29 +171,15 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
         "totals": c.health.totals.counts(),
         // The sequential verdict with the numbers behind it: estimates with intervals
         // (since the canary went live), the log e-values against their log thresholds.
-        "verdict": {
-            "state": j.verdict,
-            "reason": j.reason,
-            "canary": j.canary,
-            "stable": j.stable,
-            "step_clients": j.step_clients,
-            "min_clients": policy.min_clients,
-            "hostile_clients_discounted": j.discount,
-            // Resolved clients and the silent ones (no_boot), per channel: tested apart.
-            "silence": c.evidence.silence,
-            // The step's clients one by one: who booted, who went silent, who was refused.
-            "tracked": {
-                "pending": t.pending(),
-                "boots": { "stable": t.boots[0], "canary": t.boots[1] },
-                "no_boot": { "stable": t.no_boot[0], "canary": t.no_boot[1] },
-                "left_out_without_boot": t.left_out,
-                "refused": t.refused,
-                "silence_counts_as_failure": rule.expected && rule.stable_present,
-            },
-            "cut": { "relative": j.worse_relative, "absolute": j.worse_absolute, "threshold": j.cut_threshold },
-            "pass": { "relative": j.better_relative, "absolute": j.better_absolute, "combined": j.better, "threshold": j.pass_threshold },
-        },
+        "verdict": verdict,
+        // The verdict as it stood when the canary was cut, kept while it stays dark.
+        "cut": c.cut.as_ref().map(cut_json),
+        // The steps of the current (or last) canary's release, from the history.
+        "timeline": timeline_json(c),
         "policy": policy,
+        // Approval gates and freeze windows (`progression.approve`, `progression.freeze`).
+        "gate": gate_json(c),
+        "freeze": freeze_json(c, now_ms),
         "progress": c.progress.as_ref().map(|p| json!({
             "canary": p.canary,
             "state": p.state,

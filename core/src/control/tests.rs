@@ -227,5 +227,6 @@ fn with_health(extra: serde_json::Value) -> serde_json::Value {
 
 mod commands;
 mod evidence;
+mod gates;
 mod kv;
 mod rollouts;

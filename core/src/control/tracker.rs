@@ -39,7 +39,7 @@ pub const MAX_TRACKED: usize = 100_000;
 pub const MAX_WAITING: usize = 20_000;
 
 /// What one client did, as the edge saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
     /// A counted load of the floating URL (a GET served as routed).

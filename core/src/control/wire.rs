@@ -1,12 +1,15 @@
-//! The contract between the edge and a bundle's `HealthMonitor` Durable Object, defined
-//! once: the routes, the header that names the bundle, and the serde types of every message
-//! and answer. The worker's client (`src/edge/monitor/client.rs`), the object's router
-//! (`src/edge/monitor/mod.rs`) and the admin API (`src/edge/ops.rs`) all use these; the
-//! entry module (`js/index.js`) posts batches to [`INGEST`] with [`BUNDLE_HEADER`].
+//! The contract between the edge and a bundle's `HealthMonitor` Durable Object (and its
+//! `HealthAggregator`s), defined once: the routes, the header that names the bundle, and
+//! the serde types of every message and answer. The worker's client
+//! (`src/edge/monitor/client.rs`), the object's router (`src/edge/monitor/mod.rs`) and the
+//! admin API (`src/edge/ops.rs`) all use these; the entry module (`js/index.js`) posts
+//! batches to [`AGGREGATE`] with [`BUNDLE_HEADER`], and its aggregator object forwards
+//! them to [`INGEST`] (see [`coalesce`](super::coalesce)).
 //!
 //! | route | method | message | answer |
 //! |---|---|---|---|
-//! | [`INGEST`] | POST | [`Batch`] | [`IngestAnswer`] |
+//! | [`AGGREGATE`] (an aggregator) | POST | [`Batch`] | text: the forward's status |
+//! | [`INGEST`] | POST | [`IngestMessage`] | [`IngestAnswer`] |
 //! | [`COMMAND`] | POST | [`CommandMessage`] | [`StatusAnswer`], or [`ErrorAnswer`] with a 4xx ([`CommandAnswer`]) |
 //! | [`STATUS`] | GET | — | [`StatusAnswer`] (adopts an operator's KV write first) |
 //! | [`SUMMARY`] | GET | — | [`StatusAnswer`] (the committed state: no KV read, no lock) |
@@ -22,11 +25,15 @@ use super::minutes::Minute;
 use super::{status, Control};
 use crate::config::{BundleName, Rollout};
 
+pub use super::coalesce::IngestMessage;
 pub use super::counts::Batch;
+pub use super::intake::Intake;
 
 /// The request header naming the bundle (the object's id is derived from the same name).
 pub const BUNDLE_HEADER: &str = "x-canary-bundle";
-/// A batch of health counts from an isolate.
+/// A batch of health counts from an isolate, to one of the bundle's aggregator objects.
+pub const AGGREGATE: &str = "/aggregate";
+/// Merged batches from an aggregator, to the bundle's object.
 pub const INGEST: &str = "/ingest";
 /// An admin write, run by the control plane as the single writer.
 pub const COMMAND: &str = "/command";
@@ -116,6 +123,10 @@ pub struct StatusAnswer {
     #[serde(with = "optional_rollout")]
     pub config: Option<Rollout>,
     pub monitor: Option<Value>,
+    /// What this object has taken in since it started (not stored: it restarts at zero);
+    /// absent from a view made without the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intake: Option<Intake>,
 }
 
 impl StatusAnswer {
@@ -124,6 +135,7 @@ impl StatusAnswer {
         Self {
             config: state.and_then(|c| c.config.clone()),
             monitor: state.map(|c| status::admin_json(c, now_ms)),
+            intake: None,
         }
     }
 }

@@ -83,6 +83,16 @@ impl Change {
             new_step: false,
         }
     }
+
+    /// An operator's change that writes a new weight (a weight, a rollout started, resumed
+    /// or approved): a new exposure ratio, so the step's evidence starts afresh once
+    /// applied.
+    pub fn new_step(config: Rollout, progress: Option<Progress>, record: Record) -> Self {
+        Self {
+            new_step: true,
+            ..Self::command(config, progress, record)
+        }
+    }
 }
 
 /// A change waiting for its write.

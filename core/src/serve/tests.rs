@@ -581,3 +581,115 @@ fn misses() {
     assert_eq!(e.status(), 502);
     assert!(e.log_detail().contains("r2 down") && !e.public_message().contains("r2 down"));
 }
+
+#[test]
+fn the_operations_module_reads_and_forgets_configs_through_the_same_cache() {
+    let mut e = edge();
+    let demo = BundleName::parse("demo").unwrap();
+    let ttl = e.settings.config_ttl_ms as f64;
+    let fresh = e.config(&demo, NOW + 1.0).unwrap().unwrap();
+    assert_eq!(fresh.rollout.weight.percent(), 50);
+    assert!(e.config(&demo, NOW + ttl).is_none(), "expired at the TTL");
+    assert!(e
+        .config(&BundleName::parse("other").unwrap(), NOW)
+        .is_none());
+    // A read returns what it leaves, with the log line `record_config` would give.
+    let newer = r#"{"stable":"1.0.0","canary":"1.1.0","weight":60}"#;
+    let (answer, log) = e.read_config(&demo, KvRead::Value(newer.into()), NOW + ttl);
+    assert_eq!((answer.unwrap().rollout.weight.percent(), log), (60, None));
+    // An older read answering late gets the newer config.
+    let (answer, log) = e.read_config(&demo, KvRead::Value(CONFIG.into()), NOW);
+    assert_eq!((answer.unwrap().rollout.weight.percent(), log), (60, None));
+    // After an operator's write the copy is forgotten (the next request, the asset
+    // path's too, reads KV), but the last good config still covers KV's faults.
+    e.forget_config(&demo);
+    assert!(e.config(&demo, NOW + ttl + 1.0).is_none());
+    assert!(matches!(
+        e.plan(&get("https://x.test/demo/sdk.js"), None, counter()),
+        Step::ReadConfig { .. }
+    ));
+    let (answer, log) = e.read_config(&demo, KvRead::Failed("down".into()), NOW + ttl + 2.0);
+    assert_eq!(answer.unwrap().rollout.weight.percent(), 60);
+    assert_eq!(log.unwrap().event, "kv_failed_kept_last_good");
+    assert!(e.config(&demo, NOW + ttl + 3.0).is_some());
+}
+
+#[test]
+fn reports_join_the_loads_pending_counts() {
+    use crate::control::tracker::Signal;
+    let mut e = edge();
+    let demo = BundleName::parse("demo").unwrap();
+    let prepared = e.config(&demo, NOW).unwrap().unwrap();
+    let plan = first_visit(&e, "https://x.test/demo/sdk.js", "client-0");
+    let load = plan.tally.unwrap();
+    let client = ParsedTally::parse(&load.0).unwrap().client;
+    assert!(e.served(&load.0, Served::AsRouted, NOW).is_empty());
+    let channel = plan.channel.unwrap();
+    assert!(e
+        .reported(&prepared, channel, client, Signal::Boot, NOW)
+        .is_empty());
+    // The third signal fills the batch (HEALTH_FLUSH_REQUESTS=3): one batch, one client.
+    let sent = e.reported(&prepared, channel, client, Signal::Failure, NOW);
+    assert_eq!(sent.len(), 1);
+    let batch = &sent[0];
+    assert_eq!(batch.weight, Some(Weight::new(50).unwrap()));
+    let signals: Vec<Signal> = batch.events.iter().map(|ev| ev.signal).collect();
+    assert_eq!(signals, [Signal::Load, Signal::Boot, Signal::Failure]);
+    assert!(batch.events.iter().all(|ev| ev.client == client));
+    assert!(
+        batch.events[1..].iter().all(|ev| ev.network == 0),
+        "a report carries no network: the tracker takes its load's"
+    );
+    let counts = batch.clients.counts();
+    let on = |ch| if channel == ch { 1 } else { 0 };
+    assert_eq!(counts.canary.clients, on(Channel::Canary));
+    assert_eq!(counts.stable.clients, on(Channel::Stable));
+}
+
+#[test]
+fn an_override_holder_is_found_as_the_asset_path_finds_it() {
+    let demo = BundleName::parse("demo").unwrap();
+    let plain = edge();
+    let prepared = plain.config(&demo, NOW).unwrap().unwrap();
+    let key = OverrideKey::new(b"qa-secret");
+    let expires = (NOW / 1000.0) as u64 + 600;
+    let token = key.issue(&demo, Channel::Canary, expires - 600, expires);
+    assert!(plain.override_key().is_none());
+    assert_eq!(
+        plain.override_holder(&prepared, Some(&token), None, NOW),
+        None,
+        "overrides off"
+    );
+    let mut e = edge_with(&[("OVERRIDE_SECRET", "qa-secret")]);
+    e.record_config(&demo, KvRead::Value(CONFIG.into()), NOW);
+    let issued = e
+        .override_key()
+        .unwrap()
+        .issue(&demo, Channel::Stable, expires - 600, expires);
+    let holder = |header, cookie| e.override_holder(&prepared, header, cookie, NOW);
+    let id = OverrideKey::holder_id(&token);
+    assert_eq!(holder(Some(&token), None), Some((Channel::Canary, id)));
+    let cookie = format!("a=b; canary_override={token}");
+    assert_eq!(holder(None, Some(&cookie)), Some((Channel::Canary, id)));
+    // The header's token first, as for an asset request.
+    assert_eq!(
+        holder(Some(&issued), Some(&cookie)),
+        Some((Channel::Stable, OverrideKey::holder_id(&issued)))
+    );
+    let forged = OverrideKey::new(b"other").issue(&demo, Channel::Canary, expires - 600, expires);
+    assert_eq!(holder(Some(&forged), None), None);
+    assert_eq!(
+        holder(Some(&forged), Some(&cookie)),
+        Some((Channel::Canary, id)),
+        "a forged header does not hide a valid cookie"
+    );
+    let other = BundleName::parse("other").unwrap();
+    let elsewhere = key.issue(&other, Channel::Canary, expires - 600, expires);
+    assert_eq!(holder(Some(&elsewhere), None), None, "another bundle's");
+    let late = NOW + 601_000.0;
+    assert_eq!(
+        e.override_holder(&prepared, Some(&token), None, late),
+        None,
+        "expired"
+    );
+}

@@ -31,7 +31,8 @@ use crate::config::{kv_key, BundleName};
 use crate::control::driver::{self, Host};
 use crate::control::machine::ConfigWrite;
 use crate::control::wire::{
-    self, CommandMessage, ErrorAnswer, IngestAnswer, MinutesAnswer, Route, StatusAnswer,
+    self, CommandMessage, ErrorAnswer, IngestAnswer, IngestMessage, Intake, MinutesAnswer, Route,
+    StatusAnswer,
 };
 use crate::control::{CommandRequest, Control, Event, Reply, WriteOutcome};
 use crate::log::LogLine;
@@ -50,6 +51,17 @@ pub struct HealthMonitor {
     control: RefCell<Option<Control>>,
     store: RefCell<Option<std::rc::Rc<Store>>>,
     lock: Mutex<()>,
+    /// Forwards taken in since this object started.
+    intake: RefCell<Intake>,
+    settings: std::cell::OnceCell<ObjectSettings>,
+}
+
+/// The settings the object uses.
+#[derive(Debug, Clone, Copy)]
+struct ObjectSettings {
+    cohorts: u16,
+    /// `COHORT_SECRET` is set.
+    signed: bool,
 }
 
 /// Why a handler runs the machine.
@@ -60,24 +72,33 @@ enum Trigger {
 }
 
 impl HealthMonitor {
-    fn settings(&self) -> Option<Settings> {
-        Settings::from_lookup(|name| {
-            self.env
-                .var(name)
-                .map(|v| v.to_string())
-                .or_else(|_| self.env.secret(name).map(|v| v.to_string()))
-                .ok()
+    /// What the object needs of the settings, read once: the vars and secrets do not change
+    /// within an object's life (a redeploy starts a new one), and parsing them all on every
+    /// batch cost more than running the machine (bench/batch-cost.mjs's profile).
+    fn settings(&self) -> ObjectSettings {
+        *self.settings.get_or_init(|| {
+            let parsed = Settings::from_lookup(|name| {
+                self.env
+                    .var(name)
+                    .map(|v| v.to_string())
+                    .or_else(|_| self.env.secret(name).map(|v| v.to_string()))
+                    .ok()
+            })
+            .ok();
+            ObjectSettings {
+                cohorts: parsed.as_ref().map(|s| s.cohorts).unwrap_or(10),
+                signed: parsed.is_some_and(|s| s.cookie_secret.is_some()),
+            }
         })
-        .ok()
     }
 
     fn cohorts(&self) -> u16 {
-        self.settings().map(|s| s.cohorts).unwrap_or(10)
+        self.settings().cohorts
     }
 
     /// Whether `COHORT_SECRET` is set: without it nothing automatic acts.
     fn signed(&self) -> bool {
-        self.settings().is_some_and(|s| s.cookie_secret.is_some())
+        self.settings().signed
     }
 
     fn store(&self) -> worker::Result<std::rc::Rc<Store>> {
@@ -135,14 +156,21 @@ impl HealthMonitor {
         Ok(reply)
     }
 
-    /// A command's reply, or else the view of `state`.
-    fn answer(state: Option<&Control>, reply: Option<Reply>) -> worker::Result<Response> {
+    /// A command's reply, or else the view of the committed state.
+    fn answer(&self, reply: Option<Reply>) -> worker::Result<Response> {
         match reply {
             Some(Reply::Refused { status, message }) => {
                 Response::from_json(&ErrorAnswer { error: message }).map(|r| r.with_status(status))
             }
-            _ => Response::from_json(&StatusAnswer::of(state, now_ms())),
+            _ => Response::from_json(&self.view()),
         }
+    }
+
+    /// The committed state's view, with what this object has taken in.
+    fn view(&self) -> StatusAnswer {
+        let mut view = StatusAnswer::of(self.control.borrow().as_ref(), now_ms());
+        view.intake = Some(*self.intake.borrow());
+        view
     }
 
     /// `/summary`: the view of the committed state, read-only. It neither reads KV nor
@@ -152,8 +180,7 @@ impl HealthMonitor {
     fn summary(&self) -> worker::Result<StatusAnswer> {
         // Loads what storage holds (once), as `run` does.
         self.ensure_loaded()?;
-        let control = self.control.borrow();
-        Ok(StatusAnswer::of(control.as_ref(), now_ms()))
+        Ok(self.view())
     }
 }
 
@@ -225,6 +252,8 @@ impl DurableObject for HealthMonitor {
             control: RefCell::new(None),
             store: RefCell::new(None),
             lock: Mutex::new(()),
+            intake: RefCell::new(Intake::default()),
+            settings: std::cell::OnceCell::new(),
         }
     }
 
@@ -241,11 +270,16 @@ impl DurableObject for HealthMonitor {
         };
         match route {
             Route::Ingest => {
-                let Ok(batch) = req.json::<wire::Batch>().await else {
-                    return Response::error("bad batch", 400);
+                let Ok(message) = req.json::<IngestMessage>().await else {
+                    return Response::error("bad batches", 400);
                 };
-                self.run(Some(&bundle), Trigger::Event(Event::Batch(batch)))
-                    .await?;
+                self.intake.borrow_mut().record(&message, now_ms());
+                // One event per merged batch: a forward holds one per versions-and-weight
+                // (one, or two across a change).
+                for batch in message.batches {
+                    self.run(Some(&bundle), Trigger::Event(Event::Batch(batch)))
+                        .await?;
+                }
                 Response::from_json(&IngestAnswer { ok: true })
             }
             Route::Command => {
@@ -269,7 +303,7 @@ impl DurableObject for HealthMonitor {
                 let reply = self
                     .run(Some(&bundle), Trigger::Event(Event::Command(request)))
                     .await?;
-                Self::answer(self.control.borrow().as_ref(), reply)
+                self.answer(reply)
             }
             Route::Minutes => {
                 let url = req.inner().url();
@@ -289,7 +323,7 @@ impl DurableObject for HealthMonitor {
             }
             Route::Status => {
                 self.run(Some(&bundle), Trigger::Refresh).await?;
-                Self::answer(self.control.borrow().as_ref(), None)
+                self.answer(None)
             }
             Route::Summary => Response::from_json(&self.summary()?),
         }

@@ -143,3 +143,89 @@ fn state_clone_cost() {
     let each = started.elapsed() / runs;
     println!("one clone of the state with {tracked} tracked clients: {each:?}");
 }
+
+/// The aggregators' merge (`coalesce`) keeps the evidence: the same clients sent one batch
+/// per isolate, or merged by an aggregator, give the same verdict and cut at the same
+/// point.
+#[test]
+fn merged_batches_judge_as_the_isolates_batches_they_merge() {
+    use crate::control::coalesce::{Coalescer, IngestMessage};
+    for (canary_errors, cut) in [(0u64, false), (8, true)] {
+        let mut direct = Sim::new(dark(), 10);
+        let mut merged = Sim::new(dark(), 10);
+        direct.command("weight", r#"{"weight": 50}"#);
+        merged.command("weight", r#"{"weight": 50}"#);
+        let mut client = 0;
+        for round in 0..10 {
+            // Twenty isolates' batches a round, each of two clients per channel.
+            let mut coalescer = Coalescer::new(BundleName::parse("demo").unwrap());
+            for isolate in 0..20u64 {
+                let mut clients = Clients::default();
+                let mut events = vec![];
+                for canary in [false, true] {
+                    for _ in 0..2 {
+                        client += 1;
+                        let failed = canary && isolate < canary_errors;
+                        clients.channel_mut(canary).insert(client, false);
+                        clients.channel_mut(canary).insert(client, failed);
+                        for signal in [
+                            Signal::Load,
+                            if failed {
+                                Signal::Failure
+                            } else {
+                                Signal::Boot
+                            },
+                        ] {
+                            events.push(ClientEvent {
+                                client,
+                                network: client,
+                                canary,
+                                signal,
+                            });
+                        }
+                    }
+                }
+                // The same client seen again by another isolate: a repeat either way.
+                events.push(events[0]);
+                direct.batch_events(Some("1.1.0"), clients.clone(), events.clone());
+                let weight = merged.state.config.as_ref().map(|c| c.weight);
+                let batch = Batch {
+                    stable: v("1.0.0"),
+                    canary: Some(v("1.1.0")),
+                    weight,
+                    clients,
+                    events,
+                };
+                coalescer
+                    .add(
+                        "demo",
+                        &serde_json::to_string(&batch).unwrap(),
+                        round as f64,
+                    )
+                    .unwrap();
+            }
+            let out = coalescer.take(round as f64).unwrap();
+            let message: IngestMessage = serde_json::from_str(&out.body).unwrap();
+            assert_eq!((message.merged, message.batches.len()), (20, 1));
+            for batch in message.batches {
+                merged.send(Event::Batch(batch));
+            }
+            // Cut in the same round (the isolates' batches may cut mid-round); until then,
+            // the same evidence and verdict.
+            let (d, m) = (direct.kv_config().weight, merged.kv_config().weight);
+            assert_eq!(d, m, "errors {canary_errors}, round {round}");
+            if d != Weight::ZERO {
+                assert_eq!(direct.state.judge(), merged.state.judge());
+                assert_eq!(
+                    direct.state.health.totals.counts(),
+                    merged.state.health.totals.counts()
+                );
+            }
+        }
+        assert_eq!(
+            direct.kv_config().weight == Weight::ZERO,
+            cut,
+            "errors {canary_errors}"
+        );
+    }
+}

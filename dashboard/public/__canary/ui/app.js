@@ -14,6 +14,17 @@ let again = false; // a refresh was asked for while one ran: run one more after 
 let chart = null;
 let lastMinutesAt = 0;
 let current = null; // the bundle's latest admin status
+let minutesOf = null; // { bundle, minutes }: the chart's latest data
+let fullDay = false; // the chart shows all 24 hours, not just the minutes with traffic
+
+/** A timeline stage's state, in words; and the word for how it ended. */
+const STAGE_WORDS = {
+  passed: "passed", cut: "cut", paused: "paused", ended: "ended", promoted: "promoted",
+  running: "baking", waiting_for_evidence: "waiting for evidence", serving: "serving", dark: "dark",
+  awaiting_approval: "awaiting approval", frozen: "frozen",
+  pending: "pending", not_reached: "not reached",
+};
+const ENDED_WORDS = { passed: "passed", cut: "cut", paused: "paused until", ended: "ended", promoted: "promoted" };
 
 const $ = (id) => document.getElementById(id);
 const show = (id, on) => ($(id).hidden = !on);
@@ -70,6 +81,10 @@ async function start() {
     refresh();
   });
   bindActions();
+  $("chart-range").addEventListener("click", () => {
+    fullDay = !fullDay;
+    drawChart();
+  });
   try {
     const s = await call("/__canary/ui/session");
     loggedIn(s);
@@ -221,23 +236,22 @@ async function renderBundle(bundle) {
     ? `${p.state}${p.state === "running" ? ` · step ${p.step + 1} of ${p.steps.length} · next step at ${when(p.next_step_at)}` : ""}${p.reason ? ` · ${p.reason}` : ""}`
     : "no progressive rollout";
   $("rollout-state").className = p && TROUBLE.has(p.state) ? "trouble" : "";
+  // A freeze (no automatic step until it ends), and a step that waits for a person.
+  const freeze = m.freeze;
+  show("freeze-badge", Boolean(freeze?.active));
+  $("freeze-badge").textContent = freeze?.active ? `Frozen until ${when(freeze.until)} (${freeze.window}): no automatic step; cuts still happen` : "";
+  const gate = m.gate;
+  const awaiting = Boolean(gate?.awaiting_approval);
+  show("gate", awaiting);
+  $("gate-note").textContent = awaiting ? `Step ${gate.step} (${gate.weight}%) waits for approval.` : "";
+  $("approve").textContent = awaiting ? `Approve step ${gate.step}` : "Approve";
+  $("approve").dataset.step = awaiting ? String(gate.step) : "";
 
   // Auto canary refuses to act without COHORT_SECRET: the operator must see why.
   $("monitor-error").hidden = !m.error;
   $("monitor-error").textContent = m.error ?? "";
-  const t = m.verdict?.tracked;
-  $("boot-signals").textContent = m.boot_signals
-    ? `${m.boot_signals.note}${t ? ` · this step: ${t.boots.canary} canary and ${t.boots.stable} stable boots, no_boot ${t.no_boot.canary} canary / ${t.no_boot.stable} stable, ${t.pending} waiting, ${t.refused.network_cap} loads over the per-network cap` : ""}`
-    : "";
-  const v = m.verdict;
-  $("verdict-state").textContent = v ? `${v.state}: ${v.reason}` : "no verdict (no health monitor)";
-  $("verdict-state").className = v?.state === "cut" ? "trouble" : "";
-  $("verdict-rows").replaceChildren(...["canary", "stable"].filter((ch) => v?.[ch]).map((ch) =>
-    el("tr", {}, el("td", { text: ch }), el("td", { text: `${v[ch].clients}` }), el("td", { text: `${v[ch].errors}` }),
-      el("td", { text: `${pct(v[ch].rate, 2)} (${pct(v[ch].low, 2)}–${pct(v[ch].high, 2)})` }))));
-  $("verdict-stats").textContent = v
-    ? `cut when both log e-values reach ${v.cut.threshold.toFixed(2)}: relative ${v.cut.relative.toFixed(2)}, absolute ${v.cut.absolute.toFixed(2)}; pass when the combined ${v.pass.combined.toFixed(2)} reaches ${v.pass.threshold.toFixed(2)} (relative ${v.pass.relative.toFixed(2)}, absolute ${v.pass.absolute.toFixed(2)}); ${v.step_clients} of ${v.min_clients} canary clients this step, ${v.hostile_clients_discounted} counted as possibly hostile on each side`
-    : "";
+  renderVerdict(m);
+  renderTimeline(m.timeline);
 
   const events = m.events ?? [];
   $("history").replaceChildren(...events.map((e) => el("li", {},
@@ -256,8 +270,86 @@ async function renderBundle(bundle) {
   }
 }
 
+/**
+ * The verdict panel. After a cut the canary is dark and nothing is judged: the panel shows
+ * the verdict kept from the cut (`monitor.cut`), marked as such, with when, who and why.
+ */
+function renderVerdict(m) {
+  const kept = m.cut ?? null;
+  const v = kept ? kept.verdict : m.verdict;
+  $("verdict-card").classList.toggle("kept", Boolean(kept));
+  $("verdict-title").textContent = kept ? "Verdict at the cut" : "Verdict";
+  $("verdict-cut").hidden = !kept;
+  if (kept) {
+    $("verdict-cut").replaceChildren("Evidence of the cut, kept: ",
+      el("strong", { text: `${kept.canary} was cut at ${kept.weight}%` }), " on ",
+      el("time", { datetime: kept.at, text: when(kept.at) }), ` by ${kept.by}`,
+      // An operator's words; an automatic cut's are the verdict's, shown below.
+      kept.reason === kept.verdict.reason ? ". " : `: ${kept.reason}. `,
+      "Nothing is judged while the canary is dark; the live verdict returns when it serves again.");
+  }
+  const t = kept ? null : m.verdict?.tracked;
+  $("boot-signals").textContent = m.boot_signals
+    ? `${m.boot_signals.note}${t ? ` · this step: ${t.boots.canary} canary and ${t.boots.stable} stable boots, no_boot ${t.no_boot.canary} canary / ${t.no_boot.stable} stable, ${t.pending} waiting, ${t.refused.network_cap} loads over the per-network cap` : ""}`
+    : "";
+  $("verdict-state").textContent = v ? `${v.state}: ${v.reason}` : "no verdict (no health monitor)";
+  $("verdict-state").className = v?.state === "cut" ? "trouble" : "";
+  $("verdict-rows").replaceChildren(...["canary", "stable"].filter((ch) => v?.[ch]).map((ch) =>
+    el("tr", { "data-channel": ch }, el("td", { text: ch }), el("td", { text: `${v[ch].clients}` }), el("td", { text: `${v[ch].errors}` }),
+      el("td", { text: `${pct(v[ch].rate, 2)} (${pct(v[ch].low, 2)}–${pct(v[ch].high, 2)})` }))));
+  $("verdict-stats").textContent = v
+    ? `cut when both log e-values reach ${v.cut.threshold.toFixed(2)}: relative ${v.cut.relative.toFixed(2)}, absolute ${v.cut.absolute.toFixed(2)}; pass when the combined ${v.pass.combined.toFixed(2)} reaches ${v.pass.threshold.toFixed(2)} (relative ${v.pass.relative.toFixed(2)}, absolute ${v.pass.absolute.toFixed(2)}); ${v.step_clients} of ${v.min_clients} canary clients ${kept ? "in the step it was cut in" : "this step"}, ${v.hostile_clients_discounted} counted as possibly hostile on each side`
+    : "";
+}
+
+/** The release of the current (or last) canary: each stage, when it started and how it ended. */
+function renderTimeline(t) {
+  if (!t) {
+    $("timeline").replaceChildren();
+    $("timeline-note").textContent = "no canary: nothing released yet";
+    return;
+  }
+  const steps = t.rollout?.steps ?? [];
+  const time = (iso) => el("time", { datetime: iso, text: when(iso) });
+  $("timeline").replaceChildren(...t.stages.map((s) => {
+    const weight = s.weight === null || s.weight === undefined ? "?" : `${s.weight}%`;
+    const what = s.kind === "step" ? `step ${s.step}${steps.length ? ` of ${steps.length}` : ""} · ${weight}`
+      : s.kind === "published" ? "published, dark" : `${weight} set by hand`;
+    const facts = [el("span", { class: "state", text: STAGE_WORDS[s.state] ?? s.state })];
+    if (s.started_at) facts.push(" started ", time(s.started_at), s.started_by ? ` by ${s.started_by}` : "");
+    if (s.ended_at) facts.push(s.started_at ? " · " : " ", `${ENDED_WORDS[s.state] ?? "ended"} `, time(s.ended_at), s.ended_by ? ` by ${s.ended_by}` : "");
+    return el("li", { class: s.state, "data-state": s.state },
+      el("span", { class: "what", text: what }),
+      el("span", {}, ...facts),
+      ...(s.reason ? [el("span", { class: "detail muted", text: s.reason })] : []));
+  }));
+  $("timeline-note").textContent = t.rollout
+    ? `release of ${t.canary}: rollout ${t.rollout.steps.map((w) => `${w}%`).join(" → ")}, ${t.rollout.bake_secs} s bake each, ${t.rollout.state.replaceAll("_", " ")}`
+    : `release of ${t.canary}: no progressive rollout (weights set by hand)`;
+}
+
 async function renderChart(bundle) {
   const { minutes } = await call(`/__canary/api/${bundle}/minutes`);
+  minutesOf = { bundle, minutes };
+  drawChart();
+}
+
+/** The x range (Unix seconds) with traffic, a little margin around it; none: the last hour. */
+function trafficRange(x, now) {
+  if (!x.length) return [now - 3600, now + 60];
+  const first = x[0];
+  const last = x[x.length - 1] + 60; // a minute's row covers the whole minute
+  const margin = Math.max(120, (last - first) * 0.1);
+  return [first - margin, Math.min(last + margin, Math.max(last, now) + 60)];
+}
+
+/**
+ * Draws the per-minute chart: by default zoomed to the minutes with traffic (one minute of
+ * traffic in 24 hours would otherwise be an empty plot); the button shows all 24 hours.
+ */
+function drawChart() {
+  const minutes = minutesOf?.bundle === selected() ? minutesOf.minutes : undefined;
+  if (minutes === undefined) return;
   if (!minutes) {
     $("chart-note").textContent = "no health monitor: nothing is counted";
     return;
@@ -266,17 +358,24 @@ async function renderChart(bundle) {
   const rate = (ch) => minutes.map((m) => (m.counts[ch].clients ? (100 * m.counts[ch].errors) / m.counts[ch].clients : null));
   const data = [x, rate("stable"), rate("canary")];
   const clients = minutes.reduce((n, m) => n + m.counts.canary.clients, 0);
-  $("chart-note").textContent = `${minutes.length} minutes with traffic; ${clients} canary clients in all (distinct per minute). Error rate = clients with an error / clients seen.`;
+  const now = Date.now() / 1000;
+  const [from, to] = fullDay ? [now - 86400, now + 60] : trafficRange(x, now);
+  const clock = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const shown = fullDay ? "showing all 24 hours"
+    : x.length ? `showing ${clock(from)}–${clock(to)}, the minutes with traffic` : "no traffic in the last 24 hours";
+  $("chart-note").textContent = `${minutes.length} minute${minutes.length === 1 ? "" : "s"} with traffic; ${clients} canary clients in all (distinct per minute); ${shown}. Error rate = clients with an error / clients seen.`;
+  $("chart-range").textContent = fullDay ? "Zoom to the traffic" : "Show all 24 hours";
+  $("chart-range").setAttribute("aria-pressed", String(fullDay));
+  $("chart").dataset.from = String(Math.round(from));
+  $("chart").dataset.to = String(Math.round(to));
+  $("chart").dataset.range = fullDay ? "day" : "traffic";
   if (typeof uPlot === "undefined") return;
   const width = Math.max(280, $("chart").clientWidth);
-  // From the first minute with traffic (at least the last 30 minutes) to now.
-  const now = Date.now() / 1000;
-  const xRange = () => [Math.min(x[0] ?? now, now - 1800), now + 60];
   // Rebuilt every refresh (every 10 s): the time range moves with now.
   if (chart) chart.destroy();
   chart = new uPlot({
     width, height: 220,
-    scales: { x: { time: true, range: xRange }, y: { range: [0, 100] } },
+    scales: { x: { time: true, range: () => [from, to] }, y: { range: [0, 100] } },
     axes: [{}, { label: "clients with errors (%)", values: (u, ticks) => ticks.map((t) => `${t}%`) }],
     series: [{}, series("stable", "#2b6cb0"), series("canary", "#c05621")],
   }, data, $("chart"));
@@ -321,6 +420,11 @@ function bindActions() {
   });
   $("pause").addEventListener("click", () => act("Pause", "pause", {}));
   $("resume").addEventListener("click", () => act("Resume", "resume", {}));
+  $("approve").addEventListener("click", () => {
+    const step = $("approve").dataset.step;
+    // Like pause and resume: one click, naming the canary (refused if another is live now).
+    if (step) act(`Approve step ${step}`, "approve", {});
+  });
   $("promote").addEventListener("click", () => {
     if (confirm(`Promote ${current?.config?.canary ?? "the canary"} to stable for everyone?`)) act("Promote", "promote", {});
   });

@@ -18,11 +18,12 @@ use canary_core::control::clients::ClientSet;
 use canary_core::control::counts::{
     ChannelClients, ChannelCounts, Clients, Counts, HealthWindows, Window,
 };
+use canary_core::control::health::{Basis, Cut};
 use canary_core::control::history::{Entry, History};
 use canary_core::control::minutes::{Minute, Minutes};
 use canary_core::control::progress::{Progress, ProgressState};
 use canary_core::control::projection::{OwnWrite, Projection};
-use canary_core::control::verdict::Evidence;
+use canary_core::control::verdict::{Evidence, Exposure, TestPolicy};
 use canary_core::control::Control;
 
 pub(super) struct Store {
@@ -184,8 +185,9 @@ struct WindowRow {
     sets: SetColumns,
 }
 
+/// The step's evidence, as `step_counts` and `cut` store it.
 #[derive(Deserialize)]
-struct StepCountsRow {
+struct EvidenceColumns {
     canary_clients: u64,
     canary_errors: u64,
     stable_clients: u64,
@@ -194,6 +196,83 @@ struct StepCountsRow {
     canary_silent: u64,
     stable_resolved: u64,
     stable_silent: u64,
+}
+
+const EVIDENCE_COLUMNS: &str = "canary_clients, canary_errors, stable_clients, stable_errors, \
+     canary_resolved, canary_silent, stable_resolved, stable_silent";
+
+impl EvidenceColumns {
+    fn evidence(&self) -> Evidence {
+        let counts = |clients, errors| Counts { clients, errors };
+        Evidence {
+            seen: ChannelCounts {
+                canary: counts(self.canary_clients, self.canary_errors),
+                stable: counts(self.stable_clients, self.stable_errors),
+            },
+            silence: ChannelCounts {
+                canary: counts(self.canary_resolved, self.canary_silent),
+                stable: counts(self.stable_resolved, self.stable_silent),
+            },
+        }
+    }
+}
+
+fn evidence_columns(e: &Evidence) -> [Column; 8] {
+    let (seen, quiet) = (&e.seen, &e.silence);
+    [
+        ("canary_clients", int(seen.canary.clients)),
+        ("canary_errors", int(seen.canary.errors)),
+        ("stable_clients", int(seen.stable.clients)),
+        ("stable_errors", int(seen.stable.errors)),
+        ("canary_resolved", int(quiet.canary.clients)),
+        ("canary_silent", int(quiet.canary.errors)),
+        ("stable_resolved", int(quiet.stable.clients)),
+        ("stable_silent", int(quiet.stable.errors)),
+    ]
+}
+
+#[derive(Deserialize)]
+struct CutRow {
+    at_ms: f64,
+    canary: String,
+    weight: u64,
+    by: String,
+    reason: String,
+    #[serde(flatten)]
+    evidence: EvidenceColumns,
+    canary_share: f64,
+    judge_silence: u8,
+    confidence: f64,
+    max_increase: f64,
+    min_error_rate: f64,
+    min_clients: u64,
+    hostile_clients: u64,
+}
+
+impl CutRow {
+    fn cut(self) -> Option<Cut> {
+        Some(Cut {
+            at_ms: self.at_ms,
+            canary: Version::parse(&self.canary).ok()?,
+            weight: Weight::new(self.weight).ok()?,
+            by: self.by,
+            reason: self.reason,
+            basis: Basis {
+                evidence: self.evidence.evidence(),
+                exposure: Exposure {
+                    canary_share: self.canary_share,
+                    judge_silence: self.judge_silence != 0,
+                },
+                policy: TestPolicy {
+                    confidence: self.confidence,
+                    max_increase: self.max_increase,
+                    min_error_rate: self.min_error_rate,
+                    min_clients: self.min_clients,
+                    hostile_clients: self.hostile_clients,
+                },
+            },
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -322,6 +401,9 @@ impl Store {
                             .collect::<Result<_, _>>()
                             .ok()?,
                         bake_secs: p.bake_secs,
+                        // Gates and freezes are read from the config, not kept with the plan.
+                        approve: Vec::new(),
+                        freeze: Vec::new(),
                     },
                     step: usize::try_from(p.step).ok()?,
                     step_started_ms: p.step_started_ms,
@@ -352,35 +434,12 @@ impl Store {
             };
         }
         if let Some(e) = self
-            .rows::<StepCountsRow>(
-                "SELECT canary_clients, canary_errors, stable_clients, stable_errors, \
-                 canary_resolved, canary_silent, stable_resolved, stable_silent \
-                 FROM step_counts WHERE id = 1",
-            )?
+            .rows::<EvidenceColumns>(&format!(
+                "SELECT {EVIDENCE_COLUMNS} FROM step_counts WHERE id = 1"
+            ))?
             .pop()
         {
-            c.evidence = Evidence {
-                seen: ChannelCounts {
-                    canary: Counts {
-                        clients: e.canary_clients,
-                        errors: e.canary_errors,
-                    },
-                    stable: Counts {
-                        clients: e.stable_clients,
-                        errors: e.stable_errors,
-                    },
-                },
-                silence: ChannelCounts {
-                    canary: Counts {
-                        clients: e.canary_resolved,
-                        errors: e.canary_silent,
-                    },
-                    stable: Counts {
-                        clients: e.stable_resolved,
-                        errors: e.stable_silent,
-                    },
-                },
-            };
+            c.evidence = e.evidence();
         }
         c.booting = self
             .rows::<BootingRow>("SELECT version FROM booting_versions ORDER BY seq")?
@@ -415,6 +474,17 @@ impl Store {
                 .collect(),
             next_seq: meta.next_seq,
         };
+        // Kept only while its canary is the config's dark canary (a store written by a
+        // worker that did not know the table may have moved on since).
+        c.cut = self
+            .rows::<CutRow>(&format!(
+                "SELECT at_ms, canary, weight, \"by\", reason, {EVIDENCE_COLUMNS}, canary_share, \
+                 judge_silence, confidence, max_increase, min_error_rate, min_clients, \
+                 hostile_clients FROM cut WHERE id = 1"
+            ))?
+            .pop()
+            .and_then(CutRow::cut)
+            .filter(|cut| cut.is_current(c.config.as_ref()));
         Ok(Some(c))
     }
 
@@ -476,21 +546,36 @@ impl Store {
             }
         }
         if changed(&|b| b.evidence != after.evidence) {
-            let (e, q) = (&after.evidence.seen, &after.evidence.silence);
-            self.upsert(
-                "step_counts",
-                [
-                    ("id", int(1)),
-                    ("canary_clients", int(e.canary.clients)),
-                    ("canary_errors", int(e.canary.errors)),
-                    ("stable_clients", int(e.stable.clients)),
-                    ("stable_errors", int(e.stable.errors)),
-                    ("canary_resolved", int(q.canary.clients)),
-                    ("canary_silent", int(q.canary.errors)),
-                    ("stable_resolved", int(q.stable.clients)),
-                    ("stable_silent", int(q.stable.errors)),
-                ],
-            )?;
+            let mut columns = vec![("id", int(1))];
+            columns.extend(evidence_columns(&after.evidence));
+            self.upsert("step_counts", columns)?;
+        }
+        if changed(&|b| b.cut != after.cut) {
+            match &after.cut {
+                None => self.run("DELETE FROM cut", vec![])?,
+                Some(cut) => {
+                    let b = &cut.basis;
+                    let mut columns = vec![
+                        ("id", int(1)),
+                        ("at_ms", V::Float(cut.at_ms)),
+                        ("canary", text(&cut.canary)),
+                        ("weight", int(u64::from(cut.weight.percent()))),
+                        ("by", text(&cut.by)),
+                        ("reason", text(&cut.reason)),
+                    ];
+                    columns.extend(evidence_columns(&b.evidence));
+                    columns.extend([
+                        ("canary_share", V::Float(b.exposure.canary_share)),
+                        ("judge_silence", int(u64::from(b.exposure.judge_silence))),
+                        ("confidence", V::Float(b.policy.confidence)),
+                        ("max_increase", V::Float(b.policy.max_increase)),
+                        ("min_error_rate", V::Float(b.policy.min_error_rate)),
+                        ("min_clients", int(b.policy.min_clients)),
+                        ("hostile_clients", int(b.policy.hostile_clients)),
+                    ]);
+                    self.upsert("cut", columns)?;
+                }
+            }
         }
         if changed(&|b| b.booting != after.booting) {
             self.run("DELETE FROM booting_versions", vec![])?;

@@ -10,6 +10,11 @@
 //! **Version 1** (no `schema_version` table): the same tables, not strict, client sets as
 //! hex `TEXT`, a rollback's counts as JSON `TEXT`.
 //!
+//! **Tables added within version 2** ([`ADDED`]: `cut`, the verdict kept with a rollback)
+//! are made, when missing, on every open, at no version change: a version-2 worker that
+//! does not know one leaves it alone, so every version-2 worker still reads the store, and
+//! a store without one (older, or migrated from version 1) reads as having none of its rows.
+//!
 //! [`open`] brings a store at an older version to this one in place, keeping every row.
 //! It runs with no await, so the runtime commits it as one implicit transaction. That
 //! transaction is not rolled back when a statement fails (the statements before it are
@@ -255,6 +260,54 @@ const TABLES: &[Table] = &[
     },
 ];
 
+/// A column of a table added within version 2 (never in a version-1 store, so nothing to
+/// copy from).
+const fn added(name: &'static str, decl: &'static str) -> Column {
+    col(name, decl, "NULL")
+}
+
+/// Tables added within version 2, made when missing on every open (see the module's notes).
+const ADDED: &[Table] = &[Table {
+    // The verdict as it stood when the canary was cut (`control::health::Cut`): one row
+    // while the cut canary stays dark. The verdict is recomputed from these numbers.
+    name: "cut",
+    columns: &[
+        added("id", "INTEGER PRIMARY KEY CHECK (id = 1)"),
+        added("at_ms", "REAL NOT NULL"),
+        added("canary", "TEXT NOT NULL"),
+        added("weight", "INTEGER NOT NULL"),
+        added("by", "TEXT NOT NULL"),
+        added("reason", "TEXT NOT NULL"),
+        // The step's evidence (as in `step_counts`).
+        added("canary_clients", "INTEGER NOT NULL"),
+        added("canary_errors", "INTEGER NOT NULL"),
+        added("stable_clients", "INTEGER NOT NULL"),
+        added("stable_errors", "INTEGER NOT NULL"),
+        added("canary_resolved", "INTEGER NOT NULL"),
+        added("canary_silent", "INTEGER NOT NULL"),
+        added("stable_resolved", "INTEGER NOT NULL"),
+        added("stable_silent", "INTEGER NOT NULL"),
+        // The exposure: the canary's share of the step's tracked clients, and whether
+        // silence was judged (0 or 1).
+        added("canary_share", "REAL NOT NULL"),
+        added("judge_silence", "INTEGER NOT NULL"),
+        // The tests' knobs at the cut.
+        added("confidence", "REAL NOT NULL"),
+        added("max_increase", "REAL NOT NULL"),
+        added("min_error_rate", "REAL NOT NULL"),
+        added("min_clients", "INTEGER NOT NULL"),
+        added("hostile_clients", "INTEGER NOT NULL"),
+    ],
+}];
+
+/// Makes the tables added within version 2 that the store does not have yet.
+fn add_missing(sql: &SqlStorage) -> worker::Result<()> {
+    for table in ADDED {
+        exec(sql, &table.create(true))?;
+    }
+    Ok(())
+}
+
 /// Tables of layouts before version 1, dropped on open (as version 1 did).
 const DROPPED: &[&str] = &["step_evidence"];
 
@@ -342,7 +395,7 @@ fn tables(sql: &SqlStorage) -> worker::Result<std::collections::HashMap<String, 
 /// a migration), rather than misread it.
 pub fn open(sql: &SqlStorage) -> worker::Result<()> {
     match stored_version(sql)? {
-        VERSION => Ok(()),
+        VERSION => add_missing(sql),
         v if v > VERSION => Err(worker::Error::RustError(format!(
             "the monitor's storage is at schema version {v}; this worker reads version \
              {VERSION}: deploy a worker that knows version {v}"
@@ -376,6 +429,7 @@ fn upgrade(sql: &SqlStorage) -> worker::Result<()> {
             exec(sql, &table.create(true))?;
         }
     }
+    add_missing(sql)?;
     sql.exec(
         "INSERT OR REPLACE INTO schema_version (id, version) VALUES (1, ?)",
         vec![V::Integer(VERSION as i64)],
