@@ -322,7 +322,7 @@ if verdict_rows:
       "boots 0–4 s later and reports a failure with its channel's error probability (stable 1%, the "
       "canary 1% × the factor), or never boots when the canary's script does not parse. Exposure is "
       "the effective weight (COHORTS=100). Quantiles of clients and minutes until the cut are over the "
-      "runs that were cut. Rule, defaults and guarantees: README, \"The verdict\".\n")
+      "runs that were cut. Rule, defaults and guarantees: [docs/verdict.md](docs/verdict.md).\n")
     # The log's tables, headings and target lines: from its first heading to the timing line.
     copying = False
     for line in open(os.path.join(R, "verdict.log")):

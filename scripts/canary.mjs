@@ -61,7 +61,7 @@ class UsageError extends Error {}
 class ProbeFailed extends Error {}
 
 /**
- * Exit codes of `release` and `status --exit-code` (README, "Releasing from CI"). Any other
+ * Exit codes of `release` and `status --exit-code` (docs/operating.md, "Releasing from CI"). Any other
  * command exits 0, 1 (an error) or 2 (usage).
  */
 export const EXIT = Object.freeze({

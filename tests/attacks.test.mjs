@@ -16,7 +16,7 @@
 // and never advanced. 100 networks is above the stated bound: measured and reported, not
 // asserted (beyond the cell having run and produced its numbers).
 //
-// Settings: the default health policy (README, "Settings") except
+// Settings: the default health policy (docs/operating.md, "Settings") except
 // - `boot_grace_secs: 10` (default 30): a client that loads and never boots must be resolved
 //   (a `no_boot` failure) within the step it loaded in, and a step here lasts tens of
 //   seconds, not production's minutes; 10 s, not less, so that a real shopper's boot,
@@ -65,7 +65,7 @@ const STABLE = "1.0.0";
 const CANARY = "1.1.0";
 const STEPS = [50, 100];
 const BAKE_SECS = 12;
-// The health policy's defaults (README, "Settings"), checked against what the rollout runs
+// The health policy's defaults (docs/operating.md, "Settings"), checked against what the rollout runs
 // with, and the one field the test's time forces.
 const DEFAULTS = {
   confidence: 0.99, max_increase: 1, min_error_rate: 0.02, min_clients: 200, max_hold_secs: 3600,

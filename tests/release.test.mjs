@@ -16,7 +16,7 @@ const DIST = join(ROOT, "fixtures/demo/1.1.0");
 // A lenient rule, so that a step passes (or a bad canary is cut) in seconds: 3 canary
 // clients, a 50% floor, no hostile-network discount.
 const HEALTH = { min_clients: 3, min_error_rate: 0.5, hostile_networks: 0, boot_grace_secs: 1 };
-// The exit codes (README, "Releasing from CI").
+// The exit codes (docs/operating.md, "Releasing from CI").
 const DONE = 0, USAGE = 2, ROLLED_BACK = 3, PAUSED = 4, TIMED_OUT = 5, REFUSED = 6, RUNNING = 10;
 
 let state;

@@ -1,5 +1,5 @@
-// Verdicts you can trust, end to end with the real HealthMonitor, KV and R2: the README
-// walkthrough's bad canary never passes step 1 and is cut once the evidence suffices; a
+// Verdicts you can trust, end to end with the real HealthMonitor, KV and R2: the
+// walkthrough's (docs/operating.md) bad canary never passes step 1 and is cut once the evidence suffices; a
 // healthy canary with too little traffic waits for evidence and then pauses, never
 // advancing on silence; the status explains itself.
 import { after, before, beforeEach, test } from "node:test";

@@ -309,7 +309,7 @@ async fn jwks(iso: &Isolate, kid: Option<&str>, now: f64) -> Result<Rc<Jwks>, St
     let url = policy.certs_url();
     let parsed = async {
         // A Request from the string, not `Fetch::Url`: that links the `url` crate's IDNA
-        // tables into the module (see README, "What it costs").
+        // tables into the module (see docs/operating.md, "What it costs").
         let request = Request::new(&url, Method::Get).map_err(brief)?;
         let mut resp = Fetch::Request(request).send().await.map_err(brief)?;
         if resp.status_code() != 200 {
