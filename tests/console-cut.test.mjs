@@ -5,7 +5,7 @@
 // the per-minute chart is zoomed to the minutes with traffic (not 24 hours of nothing), and
 // the release timeline lists the steps with the one that was cut. The kept verdict survives
 // a restart of the worker (the object reloads it from its SQLite storage), and goes once the
-// canary serves again. Saves build/console-after-cut.png.
+// canary serves again. Saves build/console-after-cut.png (docs/console-after-cut.png is a copy).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
