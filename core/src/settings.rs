@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::control::batching::FlushPolicy;
+use crate::control::notify::{parse_targets, Format, Target};
 
 pub const VAR_COHORTS: &str = "COHORTS";
 pub const VAR_COOKIE: &str = "COHORT_COOKIE";
@@ -33,6 +34,8 @@ pub const VAR_ACCESS_AUD: &str = "ACCESS_AUD";
 pub const SECRET_OVERRIDE: &str = "OVERRIDE_SECRET";
 /// Signs user keys in the merchant's backend (see `user_key`).
 pub const SECRET_USER_KEY: &str = "USER_KEY_SECRET";
+/// Secrets; webhooks (`control::notify`): the receivers, and the JSON format's HMAC key.
+pub use crate::control::notify::{SECRET_NOTIFY_SECRET, SECRET_NOTIFY_URLS};
 pub const VAR_HEALTH_FLUSH_MS: &str = "HEALTH_FLUSH_MS";
 pub const VAR_HEALTH_FLUSH_REQUESTS: &str = "HEALTH_FLUSH_REQUESTS";
 
@@ -64,6 +67,13 @@ pub struct Settings {
     pub override_secret: Option<String>,
     /// How often an isolate sends its request/error counts to the health monitor.
     pub flush: FlushPolicy,
+    /// Webhook receivers (`NOTIFY_URLS`). A bad entry never stops the edge: it is left out
+    /// and said in `notify_problem`, which the health monitor logs.
+    pub notify: Vec<Target>,
+    /// The JSON format's HMAC key (`NOTIFY_SECRET`).
+    pub notify_secret: Option<String>,
+    /// What is wrong with the webhook settings, if anything (never the URLs themselves).
+    pub notify_problem: Option<String>,
 }
 
 impl Default for Settings {
@@ -91,6 +101,9 @@ impl Default for Settings {
                 every_ms: 10_000,
                 every_requests: 1_000,
             },
+            notify: Vec::new(),
+            notify_secret: None,
+            notify_problem: None,
         }
     }
 }
@@ -240,6 +253,8 @@ impl Settings {
                 message: "must not be empty".into(),
             });
         }
+        let (notify, notify_secret, notify_problem) =
+            notify(get(SECRET_NOTIFY_URLS), get(SECRET_NOTIFY_SECRET));
         Ok(Self {
             cohorts: number(VAR_COHORTS, get(VAR_COHORTS), d.cohorts, 1, MAX_COHORTS)?,
             cookie_name: token(VAR_COOKIE, get(VAR_COOKIE), &d.cookie_name)?,
@@ -309,8 +324,33 @@ impl Settings {
                     1_000_000,
                 )?,
             },
+            notify,
+            notify_secret,
+            notify_problem,
         })
     }
+}
+
+/// `NOTIFY_URLS` and `NOTIFY_SECRET`: the receivers, the key, and what is wrong, if anything
+/// (a bad entry leaves every receiver out: a half-read list would be a surprise).
+fn notify(
+    urls: Option<String>,
+    secret: Option<String>,
+) -> (Vec<Target>, Option<String>, Option<String>) {
+    let secret = secret.filter(|s| !s.is_empty());
+    let targets = match parse_targets(urls.as_deref().unwrap_or_default()) {
+        Ok(targets) => targets,
+        Err(e) => {
+            return (
+                Vec::new(),
+                secret,
+                Some(format!("{SECRET_NOTIFY_URLS}: {e}")),
+            )
+        }
+    };
+    let problem = (secret.is_none() && targets.iter().any(|t| t.format == Format::Json))
+        .then(|| format!("{SECRET_NOTIFY_SECRET} is not set: JSON deliveries go out unsigned"));
+    (targets, secret, problem)
 }
 
 #[cfg(test)]
@@ -324,6 +364,35 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn webhooks_are_read_and_a_bad_entry_never_stops_the_edge() {
+        let s = from(&[]).unwrap();
+        assert_eq!((s.notify.len(), s.notify_problem), (0, None));
+        let s = from(&[
+            (
+                "NOTIFY_URLS",
+                "https://hooks.slack.com/services/x, json:http://127.0.0.1:9/h",
+            ),
+            ("NOTIFY_SECRET", "k"),
+        ])
+        .unwrap();
+        let formats: Vec<Format> = s.notify.iter().map(|t| t.format).collect();
+        assert_eq!(formats, vec![Format::Slack, Format::Json]);
+        assert_eq!(
+            (s.notify_secret.as_deref(), s.notify_problem),
+            (Some("k"), None)
+        );
+        let s = from(&[("NOTIFY_URLS", "https://example.com/h")]).unwrap();
+        assert_eq!(s.notify.len(), 1);
+        assert!(s.notify_problem.unwrap().contains("unsigned"));
+        let s = from(&[("NOTIFY_URLS", "https://ok.example/h, not-a-url")]).unwrap();
+        assert_eq!(s.notify.len(), 0);
+        assert!(s
+            .notify_problem
+            .unwrap()
+            .starts_with("NOTIFY_URLS: entry 2"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 
 use super::machine::{step, ConfigWrite, Control, Effect, Event, Reply, WriteOutcome};
+use super::notify::Notification;
 use crate::log::LogLine;
 use crate::rollouts::KvRead;
 
@@ -20,6 +21,9 @@ pub trait Host {
     fn write_kv(&mut self, write: &ConfigWrite) -> impl Future<Output = WriteOutcome>;
     fn set_alarm(&mut self, at_ms: f64) -> impl Future<Output = ()>;
     fn log(&mut self, line: LogLine);
+    /// Keeps a notification for delivery once the state is committed (never delivered
+    /// before: a receiver never delays a decision or a write).
+    fn notify(&mut self, notification: Notification);
 }
 
 /// Runs `event` and every effect it leads to; returns the state to commit and the
@@ -39,6 +43,10 @@ pub async fn run<H: Host>(host: &mut H, state: Control, event: Event) -> (Contro
             }
             Effect::Log(line) => {
                 host.log(line);
+                continue;
+            }
+            Effect::Notify(n) => {
+                host.notify(*n);
                 continue;
             }
             Effect::Reply(r) => {

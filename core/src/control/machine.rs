@@ -177,6 +177,9 @@ pub enum Effect {
     SetAlarm(f64),
     Log(LogLine),
     Reply(Reply),
+    /// Tell the team (webhooks): the host keeps it in its outbox and delivers it after the
+    /// state is committed.
+    Notify(Box<super::notify::Notification>),
 }
 
 /// Effects collected by one step.
@@ -199,6 +202,8 @@ impl Out {
 pub fn step(mut state: Control, event: Event, now_ms: f64) -> (Control, Vec<Effect>) {
     let mut out = Out::default();
     let before = state.before_event(&event);
+    let progress_before = state.progress_before();
+    let first_seq = state.history.next_seq;
     state.read_fresh = matches!(event, Event::KvRead(_));
     match event {
         Event::KvRead(read) => {
@@ -214,6 +219,7 @@ pub fn step(mut state: Control, event: Event, now_ms: f64) -> (Control, Vec<Effe
         Event::Written(outcome) => state.on_written(outcome, now_ms, &mut out),
     }
     state.read_fresh = false;
+    state.notifications(first_seq, progress_before, now_ms, &mut out);
     state.keep_cut(before);
     if state.inflight.is_none() && state.pending.is_none() {
         if let Some(at) = state.next_alarm_ms(now_ms) {

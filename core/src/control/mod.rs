@@ -16,6 +16,7 @@
 //! - `progress`: a progressive rollout, bound to its canary, and a release's timeline;
 //! - `projection`: KV write pacing, revisions, stale reads, retries;
 //! - `history`: what happened, bounded;
+//! - `notify`: webhooks, what the machine tells a team (`Effect::Notify`) and its formats;
 //! - `status`: the admin view of the state, as JSON;
 //! - `batching`: the edge side, counts an isolate has not sent yet.
 
@@ -31,11 +32,13 @@ pub mod history;
 pub mod intake;
 pub mod machine;
 pub mod minutes;
+pub mod notify;
 pub mod progress;
 pub mod projection;
 pub mod status;
 mod stepping;
 pub mod time;
+pub mod timeline;
 pub mod tracker;
 pub mod verdict;
 pub mod wire;

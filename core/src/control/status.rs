@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use super::counts::ChannelCounts;
 use super::health::Cut;
 use super::machine::{iso_time, Control};
-use super::progress::{timeline, ProgressState, Stage};
+use super::progress::ProgressState;
+use super::timeline::{timeline, Stage};
 use super::verdict::Judgement;
 
 /// A verdict with the numbers behind it: estimates with intervals, the log e-values against

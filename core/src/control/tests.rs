@@ -7,6 +7,7 @@ use serde_json::json;
 use super::counts::{Batch, ChannelCounts, Clients};
 use super::driver::{self, Host};
 use super::machine::{CommandRequest, ConfigWrite, Control, Event, Reply, WriteOutcome};
+use super::notify::Notification;
 use super::progress::ProgressState;
 use super::projection::STALE_HORIZON_MS;
 use super::tracker::{ClientEvent, Signal};
@@ -38,6 +39,8 @@ struct Sim {
     next_client: u64,
     /// KV reads the machine asked for.
     kv_reads: u32,
+    /// Every notification, in order.
+    notified: Vec<Notification>,
 }
 
 impl Sim {
@@ -54,6 +57,7 @@ impl Sim {
             alarm: None,
             next_client: 0,
             kv_reads: 0,
+            notified: vec![],
         };
         sim.read_kv();
         sim
@@ -213,6 +217,10 @@ impl Host for Sim {
     fn log(&mut self, line: LogLine) {
         self.logs.push((line.event, line.fields));
     }
+
+    fn notify(&mut self, notification: Notification) {
+        self.notified.push(notification);
+    }
 }
 
 /// The dark config with more health settings.
@@ -229,4 +237,5 @@ mod commands;
 mod evidence;
 mod gates;
 mod kv;
+mod notify;
 mod rollouts;

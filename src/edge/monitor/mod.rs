@@ -12,11 +12,19 @@
 //! summary (the console's overview) only reads the committed state, and needs no lock.
 //!
 //! Routes, messages and answers: `canary_core::control::wire`.
+//!
+//! Webhooks (`canary_core::control::notify`): the machine's `Effect::Notify`s of an event are
+//! added to the `outbox` table with the state they came with, and delivered from the alarm,
+//! never under the lock: a slow or failing receiver delays no decision and no KV write. The
+//! object has one alarm: it is set for the earlier of the machine's own (kept here as it
+//! asked for it) and the outbox's next due delivery; the alarm delivers what is due, and
+//! runs the machine's alarm only when that is due (or unknown, after a restart).
 
 mod client;
+mod delivery;
 mod storage;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use futures_util::lock::Mutex;
@@ -30,6 +38,7 @@ use crate::admin::parse_request;
 use crate::config::{kv_key, BundleName};
 use crate::control::driver::{self, Host};
 use crate::control::machine::ConfigWrite;
+use crate::control::notify::{Notification, Target};
 use crate::control::wire::{
     self, CommandMessage, ErrorAnswer, IngestAnswer, IngestMessage, Intake, MinutesAnswer, Route,
     StatusAnswer,
@@ -42,6 +51,8 @@ use storage::Store;
 
 /// Longest wait for a KV read made by the control plane.
 const KV_READ_TIMEOUT_MS: u64 = 5_000;
+/// An alarm this early for the machine's time counts as the machine's (timers are coarse).
+const ALARM_SLACK_MS: f64 = 50.0;
 
 #[durable_object]
 pub struct HealthMonitor {
@@ -54,14 +65,21 @@ pub struct HealthMonitor {
     /// Forwards taken in since this object started.
     intake: RefCell<Intake>,
     settings: std::cell::OnceCell<ObjectSettings>,
+    /// The alarm the machine last asked for: `None` until this object knows (after a
+    /// restart), `Some(None)` when it wants none.
+    machine_alarm: Cell<Option<Option<f64>>>,
 }
 
 /// The settings the object uses.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ObjectSettings {
     cohorts: u16,
     /// `COHORT_SECRET` is set.
     signed: bool,
+    /// Webhook receivers, the JSON format's key, and the console's host (for links).
+    notify: Vec<Target>,
+    notify_secret: Option<String>,
+    console_host: Option<String>,
 }
 
 /// Why a handler runs the machine.
@@ -75,8 +93,8 @@ impl HealthMonitor {
     /// What the object needs of the settings, read once: the vars and secrets do not change
     /// within an object's life (a redeploy starts a new one), and parsing them all on every
     /// batch cost more than running the machine (bench/batch-cost.mjs's profile).
-    fn settings(&self) -> ObjectSettings {
-        *self.settings.get_or_init(|| {
+    fn settings(&self) -> &ObjectSettings {
+        self.settings.get_or_init(|| {
             let parsed = Settings::from_lookup(|name| {
                 self.env
                     .var(name)
@@ -85,9 +103,18 @@ impl HealthMonitor {
                     .ok()
             })
             .ok();
+            if let Some(problem) = parsed.as_ref().and_then(|s| s.notify_problem.as_ref()) {
+                log_event("notify_misconfigured", json!({ "detail": problem }));
+            }
             ObjectSettings {
                 cohorts: parsed.as_ref().map(|s| s.cohorts).unwrap_or(10),
-                signed: parsed.is_some_and(|s| s.cookie_secret.is_some()),
+                signed: parsed.as_ref().is_some_and(|s| s.cookie_secret.is_some()),
+                notify: parsed
+                    .as_ref()
+                    .map(|s| s.notify.clone())
+                    .unwrap_or_default(),
+                notify_secret: parsed.as_ref().and_then(|s| s.notify_secret.clone()),
+                console_host: parsed.and_then(|s| s.console_host),
             }
         })
     }
@@ -149,10 +176,18 @@ impl HealthMonitor {
         let mut host = ObjectHost {
             object: self,
             bundle: &bundle,
+            notifications: Vec::new(),
         };
         let (state, reply) = driver::run(&mut host, state, event).await;
-        self.store()?.save(self.control.borrow().as_ref(), &state)?;
+        let notifications = std::mem::take(&mut host.notifications);
+        let store = self.store()?;
+        store.save(self.control.borrow().as_ref(), &state)?;
+        // With the state, in the same implicit transaction: no await in between.
+        let queued = self.enqueue(&store, &notifications)?;
         *self.control.borrow_mut() = Some(state);
+        if queued {
+            self.schedule().await;
+        }
         Ok(reply)
     }
 
@@ -189,6 +224,8 @@ impl HealthMonitor {
 struct ObjectHost<'a> {
     object: &'a HealthMonitor,
     bundle: &'a BundleName,
+    /// The event's notifications, added to the outbox with the state.
+    notifications: Vec<Notification>,
 }
 
 impl Host for ObjectHost<'_> {
@@ -228,19 +265,18 @@ impl Host for ObjectHost<'_> {
         }
     }
 
+    /// The machine's alarm, kept, and set no later than the outbox's next delivery.
     async fn set_alarm(&mut self, at_ms: f64) {
-        let wait = (at_ms - now_ms()).max(0.0) as u64;
-        let storage = self.object.state.storage();
-        if let Err(e) = storage.set_alarm(Duration::from_millis(wait)).await {
-            log_event(
-                "alarm_failed",
-                json!({ "bundle": self.bundle.as_str(), "detail": brief(e) }),
-            );
-        }
+        self.object.machine_alarm.set(Some(Some(at_ms)));
+        self.object.schedule().await;
     }
 
     fn log(&mut self, line: LogLine) {
         log_event(line.event, line.fields);
+    }
+
+    fn notify(&mut self, notification: Notification) {
+        self.notifications.push(notification);
     }
 }
 
@@ -254,6 +290,7 @@ impl DurableObject for HealthMonitor {
             lock: Mutex::new(()),
             intake: RefCell::new(Intake::default()),
             settings: std::cell::OnceCell::new(),
+            machine_alarm: Cell::new(None),
         }
     }
 
@@ -329,8 +366,20 @@ impl DurableObject for HealthMonitor {
         }
     }
 
+    /// Runs the machine's alarm when it is due (or not known: after a restart), then
+    /// delivers the outbox's due notifications outside the lock, and sets the next alarm.
     async fn alarm(&self) -> worker::Result<Response> {
-        self.run(None, Trigger::Event(Event::Alarm)).await?;
+        let machine_due = match self.machine_alarm.get() {
+            None => true,
+            Some(at) => at.is_some_and(|at| at <= now_ms() + ALARM_SLACK_MS),
+        };
+        if machine_due {
+            // Fired: the machine asks again for what it still needs.
+            self.machine_alarm.set(Some(None));
+            self.run(None, Trigger::Event(Event::Alarm)).await?;
+        }
+        self.deliver().await;
+        self.schedule().await;
         Response::ok("ok")
     }
 }

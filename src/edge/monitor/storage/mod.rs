@@ -21,6 +21,7 @@ use canary_core::control::counts::{
 use canary_core::control::health::{Basis, Cut};
 use canary_core::control::history::{Entry, History};
 use canary_core::control::minutes::{Minute, Minutes};
+use canary_core::control::notify::{Format, OUTBOX_CAP};
 use canary_core::control::progress::{Progress, ProgressState};
 use canary_core::control::projection::{OwnWrite, Projection};
 use canary_core::control::verdict::{Evidence, Exposure, TestPolicy};
@@ -679,4 +680,97 @@ impl Store {
         }
         Ok(())
     }
+
+    /// Adds deliveries to the outbox, due at `now_ms`, and drops the oldest beyond
+    /// `OUTBOX_CAP`. Returns how many were dropped.
+    pub fn enqueue(&self, deliveries: &[Delivery], now_ms: f64) -> worker::Result<u64> {
+        for d in deliveries {
+            self.run(
+                "INSERT INTO outbox (key, event, format, url, body, attempts, next_at_ms, created_ms) \
+                 VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+                vec![
+                    text(&d.key),
+                    text(&d.event),
+                    text(d.format.as_str()),
+                    text(&d.url),
+                    text(&d.body),
+                    V::Float(now_ms),
+                    V::Float(now_ms),
+                ],
+            )?;
+        }
+        #[derive(Deserialize)]
+        struct Count {
+            n: u64,
+        }
+        let n = self
+            .rows::<Count>("SELECT COUNT(*) AS n FROM outbox")?
+            .first()
+            .map_or(0, |c| c.n);
+        let over = n.saturating_sub(OUTBOX_CAP as u64);
+        if over > 0 {
+            self.run(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)",
+                vec![int(over)],
+            )?;
+        }
+        Ok(over)
+    }
+
+    /// The deliveries due at `now_ms`, oldest first (at most `limit`).
+    pub fn due(&self, now_ms: f64, limit: u64) -> worker::Result<Vec<OutboxRow>> {
+        self.sql
+            .exec(
+                "SELECT id, key, event, format, url, body, attempts FROM outbox \
+                 WHERE next_at_ms <= ? ORDER BY id LIMIT ?",
+                vec![V::Float(now_ms), int(limit)],
+            )?
+            .to_array()
+    }
+
+    /// When the next delivery is due, if any waits.
+    pub fn next_due_ms(&self) -> worker::Result<Option<f64>> {
+        #[derive(Deserialize)]
+        struct Next {
+            at: Option<f64>,
+        }
+        Ok(self
+            .rows::<Next>("SELECT MIN(next_at_ms) AS at FROM outbox")?
+            .first()
+            .and_then(|n| n.at))
+    }
+
+    /// A delivery made (or given up): gone from the outbox.
+    pub fn delivered(&self, id: u64) -> worker::Result<()> {
+        self.run("DELETE FROM outbox WHERE id = ?", vec![int(id)])
+    }
+
+    /// A failed attempt: the next one at `next_at_ms`.
+    pub fn retry(&self, id: u64, attempts: u32, next_at_ms: f64) -> worker::Result<()> {
+        self.run(
+            "UPDATE outbox SET attempts = ?, next_at_ms = ? WHERE id = ?",
+            vec![int(u64::from(attempts)), V::Float(next_at_ms), int(id)],
+        )
+    }
+}
+
+/// A delivery to add to the outbox.
+pub struct Delivery {
+    pub key: String,
+    pub event: String,
+    pub format: Format,
+    pub url: String,
+    pub body: String,
+}
+
+/// A delivery waiting in the outbox.
+#[derive(Deserialize)]
+pub struct OutboxRow {
+    pub id: u64,
+    pub key: String,
+    pub event: String,
+    pub format: String,
+    pub url: String,
+    pub body: String,
+    pub attempts: u32,
 }

@@ -10,7 +10,8 @@
 //! **Version 1** (no `schema_version` table): the same tables, not strict, client sets as
 //! hex `TEXT`, a rollback's counts as JSON `TEXT`.
 //!
-//! **Tables added within version 2** ([`ADDED`]: `cut`, the verdict kept with a rollback)
+//! **Tables added within version 2** ([`ADDED`]: `cut`, the verdict kept with a rollback;
+//! `outbox`, webhook deliveries waiting)
 //! are made, when missing, on every open, at no version change: a version-2 worker that
 //! does not know one leaves it alone, so every version-2 worker still reads the store, and
 //! a store without one (older, or migrated from version 1) reads as having none of its rows.
@@ -267,38 +268,59 @@ const fn added(name: &'static str, decl: &'static str) -> Column {
 }
 
 /// Tables added within version 2, made when missing on every open (see the module's notes).
-const ADDED: &[Table] = &[Table {
-    // The verdict as it stood when the canary was cut (`control::health::Cut`): one row
-    // while the cut canary stays dark. The verdict is recomputed from these numbers.
-    name: "cut",
-    columns: &[
-        added("id", "INTEGER PRIMARY KEY CHECK (id = 1)"),
-        added("at_ms", "REAL NOT NULL"),
-        added("canary", "TEXT NOT NULL"),
-        added("weight", "INTEGER NOT NULL"),
-        added("by", "TEXT NOT NULL"),
-        added("reason", "TEXT NOT NULL"),
-        // The step's evidence (as in `step_counts`).
-        added("canary_clients", "INTEGER NOT NULL"),
-        added("canary_errors", "INTEGER NOT NULL"),
-        added("stable_clients", "INTEGER NOT NULL"),
-        added("stable_errors", "INTEGER NOT NULL"),
-        added("canary_resolved", "INTEGER NOT NULL"),
-        added("canary_silent", "INTEGER NOT NULL"),
-        added("stable_resolved", "INTEGER NOT NULL"),
-        added("stable_silent", "INTEGER NOT NULL"),
-        // The exposure: the canary's share of the step's tracked clients, and whether
-        // silence was judged (0 or 1).
-        added("canary_share", "REAL NOT NULL"),
-        added("judge_silence", "INTEGER NOT NULL"),
-        // The tests' knobs at the cut.
-        added("confidence", "REAL NOT NULL"),
-        added("max_increase", "REAL NOT NULL"),
-        added("min_error_rate", "REAL NOT NULL"),
-        added("min_clients", "INTEGER NOT NULL"),
-        added("hostile_clients", "INTEGER NOT NULL"),
-    ],
-}];
+const ADDED: &[Table] = &[
+    Table {
+        // The verdict as it stood when the canary was cut (`control::health::Cut`): one row
+        // while the cut canary stays dark. The verdict is recomputed from these numbers.
+        name: "cut",
+        columns: &[
+            added("id", "INTEGER PRIMARY KEY CHECK (id = 1)"),
+            added("at_ms", "REAL NOT NULL"),
+            added("canary", "TEXT NOT NULL"),
+            added("weight", "INTEGER NOT NULL"),
+            added("by", "TEXT NOT NULL"),
+            added("reason", "TEXT NOT NULL"),
+            // The step's evidence (as in `step_counts`).
+            added("canary_clients", "INTEGER NOT NULL"),
+            added("canary_errors", "INTEGER NOT NULL"),
+            added("stable_clients", "INTEGER NOT NULL"),
+            added("stable_errors", "INTEGER NOT NULL"),
+            added("canary_resolved", "INTEGER NOT NULL"),
+            added("canary_silent", "INTEGER NOT NULL"),
+            added("stable_resolved", "INTEGER NOT NULL"),
+            added("stable_silent", "INTEGER NOT NULL"),
+            // The exposure: the canary's share of the step's tracked clients, and whether
+            // silence was judged (0 or 1).
+            added("canary_share", "REAL NOT NULL"),
+            added("judge_silence", "INTEGER NOT NULL"),
+            // The tests' knobs at the cut.
+            added("confidence", "REAL NOT NULL"),
+            added("max_increase", "REAL NOT NULL"),
+            added("min_error_rate", "REAL NOT NULL"),
+            added("min_clients", "INTEGER NOT NULL"),
+            added("hostile_clients", "INTEGER NOT NULL"),
+        ],
+    },
+    Table {
+        // Webhook deliveries waiting to be made (`control::notify`): one row per notification
+        // and receiver, deleted once delivered or given up; at most `notify::OUTBOX_CAP`.
+        name: "outbox",
+        columns: &[
+            added("id", "INTEGER PRIMARY KEY"),
+            // The idempotency key (`X-Canary-Delivery`, the body's `id`).
+            added("key", "TEXT NOT NULL"),
+            added("event", "TEXT NOT NULL"),
+            // `slack` or `json`, the receiver's URL, and the exact body sent.
+            added("format", "TEXT NOT NULL"),
+            added("url", "TEXT NOT NULL"),
+            added("body", "TEXT NOT NULL"),
+            // Attempts made so far, and when the next is due.
+            added("attempts", "INTEGER NOT NULL"),
+            added("next_at_ms", "REAL NOT NULL"),
+            added("created_ms", "REAL NOT NULL"),
+        ],
+    },
+];
 
 /// Makes the tables added within version 2 that the store does not have yet.
 fn add_missing(sql: &SqlStorage) -> worker::Result<()> {
