@@ -85,7 +85,8 @@ build_worker() {
   say "building the worker (release wasm)"
   (
     cd "$ROOT"
-    rm -rf build/control build/router build/aggregator build/aggregator.js build/index.js build/index_bg.wasm build/worker build/package.json
+    rm -rf build/control build/router build/aggregator build/aggregator.js build/index.js build/index_bg.wasm build/worker build/package.json \
+      build/cli  # where the CLI's core was built before it moved to target/canary-cli
     WASM_BINDGEN_BIN="$(command -v wasm-bindgen)" \
     WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt" \
     ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild" \
