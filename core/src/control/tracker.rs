@@ -37,6 +37,12 @@ pub const MAX_TRACKED: usize = 100_000;
 /// Signals kept for clients whose load has not been seen yet (boots often arrive first:
 /// they are not batched behind other loads).
 pub const MAX_WAITING: usize = 20_000;
+/// How long a signal waits for its client's load, at least (twice the boot grace if that is
+/// longer). An isolate holds a load until its next flush (`HEALTH_FLUSH_MS`, 10 s by
+/// default, checked on its next request), while a boot goes out within a second: with a
+/// short grace, a boot that aged out before its load arrived made a client that booted
+/// count as silent.
+pub const WAITING_KEEP_MS: f64 = 60_000.0;
 
 /// What one client did, as the edge saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -216,7 +222,8 @@ impl Tracker {
                 self.left_out += 1;
             }
         }
-        self.waiting.retain(|_, w| w.at_ms > due - rule.grace_ms);
+        let keep_from = now_ms - (2.0 * rule.grace_ms).max(WAITING_KEEP_MS);
+        self.waiting.retain(|_, w| w.at_ms > keep_from);
         new
     }
 

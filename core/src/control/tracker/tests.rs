@@ -235,6 +235,31 @@ fn capacity_and_waiting_signals_are_bounded() {
     assert!(t.waiting.is_empty());
 }
 
+/// A boot goes out within a second; its client's load may wait in its isolate until the
+/// next flush (10 s by default, on the isolate's next request). With a short grace the boot
+/// must still be there when the load comes, or a client that booted counts as silent.
+#[test]
+fn a_boot_waits_for_a_load_flushed_late_even_with_a_short_grace() {
+    let short = BootRule {
+        grace_ms: 5_000.0,
+        ..rule(true, true)
+    };
+    // (seconds between the boot and its load, silent clients at the sweep after the grace)
+    for (late_secs, silent) in [(1.0, 0), (12.0, 0), (30.0, 0), (59.0, 0), (61.0, 1)] {
+        let mut t = Tracker::default();
+        t.apply(&[ev(7, 0, true, Boot)], short, 0.0);
+        let at_load = late_secs * 1_000.0;
+        t.sweep(short, at_load - 1.0);
+        t.apply(&[ev(7, 7, true, Load)], short, at_load);
+        let r = t.sweep(short, at_load + 6_000.0);
+        assert_eq!(
+            r.silence.canary.errors, silent,
+            "load {late_secs} s after its boot"
+        );
+        assert_eq!(t.no_boot[1], silent, "load {late_secs} s after its boot");
+    }
+}
+
 #[test]
 fn the_next_due_time_is_the_earliest_pending_grace() {
     let mut t = Tracker::default();
