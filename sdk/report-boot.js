@@ -1,5 +1,5 @@
 /* canary-edge boot signal: the few lines an SDK adds to tell the edge that served it that this
- * client booted `version` (docs/operating.md, "Boot signals"). Call it once the SDK has initialised, with
+ * client booted `version` (README, "Boot signals"). Call it once the SDK has initialised, with
  * `start` = `(window.performance || Date).now()` taken first thing in the entry script. A client
  * that loaded the floating URL and sent no boot signal in time counts as a failure. Sends once
  * per page load per bundle and version (a flag on window), with the cookie, like the error

@@ -1,5 +1,5 @@
 /* canary-edge error reporting: the few lines an SDK adds to report its own errors to the edge
- * that served it (docs/operating.md, "Error reports"). The beacon carries the cohort cookie the edge set
+ * that served it (README, "Error reports"). The beacon carries the cohort cookie the edge set
  * with the script (SameSite=None; Partitioned: the same partition as the script load), and
  * the edge counts the report only if that client was served `version`. Never throws. */
 function canaryReport(origin, bundle, version, kind, message) {
