@@ -168,6 +168,17 @@ fn dark() -> serde_json::Value {
                       "hostile_networks": 0}})
 }
 
+/// The dark config with a progression (10, 50, 100; 10 s bake) and `extra` in it.
+fn gated(extra: serde_json::Value) -> serde_json::Value {
+    let mut config = dark();
+    let mut progression = json!({"steps": [10, 50, 100], "bake_secs": 10});
+    for (k, x) in extra.as_object().unwrap() {
+        progression[k] = x.clone();
+    }
+    config["progression"] = progression;
+    config
+}
+
 fn refused(reply: Reply) -> (u16, String) {
     match reply {
         Reply::Refused { status, message } => (status, message),

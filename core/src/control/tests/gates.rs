@@ -6,17 +6,6 @@ use super::*;
 use crate::control::status::admin_json;
 use crate::control::time::iso_time;
 
-/// The dark config with a progression (10, 50, 100; 10 s bake) and `extra` in it.
-fn gated(extra: serde_json::Value) -> serde_json::Value {
-    let mut config = dark();
-    let mut progression = json!({"steps": [10, 50, 100], "bake_secs": 10});
-    for (k, x) in extra.as_object().unwrap() {
-        progression[k] = x.clone();
-    }
-    config["progression"] = progression;
-    config
-}
-
 /// A healthy batch for `canary`, then the clock to `at` (the alarm fires if due).
 fn healthy_until(sim: &mut Sim, canary: &str, at: f64) {
     sim.batch(Some(canary), (300, 3), (300, 3));

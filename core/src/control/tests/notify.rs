@@ -7,19 +7,9 @@ fn events(sim: &Sim) -> Vec<&'static str> {
     sim.notified.iter().map(|n| n.event).collect()
 }
 
-fn progression(extra: serde_json::Value) -> serde_json::Value {
-    let mut config = dark();
-    let mut progression = json!({"steps": [10, 50, 100], "bake_secs": 10});
-    for (k, x) in extra.as_object().unwrap() {
-        progression[k] = x.clone();
-    }
-    config["progression"] = progression;
-    config
-}
-
 #[test]
 fn a_gated_rollout_notifies_each_step_the_gate_the_approval_and_the_end() {
-    let mut sim = Sim::new(progression(json!({"approve": [100]})), 10);
+    let mut sim = Sim::new(gated(json!({"approve": [100]})), 10);
     assert_eq!(sim.command("rollout", "{}"), Reply::Done);
     assert_eq!(events(&sim), Vec::<&str>::new(), "a start is not notified");
     let start = sim.now;
@@ -65,7 +55,7 @@ fn a_gated_rollout_notifies_each_step_the_gate_the_approval_and_the_end() {
 
 #[test]
 fn an_automatic_cut_notifies_its_evidence_and_a_manual_one_who() {
-    let mut sim = Sim::new(progression(json!({})), 10);
+    let mut sim = Sim::new(gated(json!({})), 10);
     sim.command("rollout", "{}");
     sim.now += 2_000.0;
     sim.batch(Some("1.1.0"), (300, 0), (200, 150));
@@ -92,7 +82,7 @@ fn an_automatic_cut_notifies_its_evidence_and_a_manual_one_who() {
 
 #[test]
 fn pauses_holds_publishes_and_supersedes_are_notified_once() {
-    let mut sim = Sim::new(progression(json!({})), 10);
+    let mut sim = Sim::new(gated(json!({})), 10);
     sim.command("rollout", "{}");
     sim.command("pause", "");
     assert_eq!(events(&sim), vec!["paused"]);
@@ -126,7 +116,7 @@ fn a_freeze_is_notified_with_its_end_then_the_step_when_it_ends() {
     let due = 1_010_000.0;
     let until = due + 60_000.0;
     let windows = json!([{"from": crate::control::time::iso_time(due - 5_000.0), "to": crate::control::time::iso_time(until)}]);
-    let mut sim = Sim::new(progression(json!({"freeze": windows})), 10);
+    let mut sim = Sim::new(gated(json!({"freeze": windows})), 10);
     sim.command("rollout", "{}");
     sim.batch(Some("1.1.0"), (300, 3), (300, 3));
     sim.wait_until(due);
