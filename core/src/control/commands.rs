@@ -226,11 +226,7 @@ impl Control {
         };
         let mut next = config;
         next.weight = weight;
-        let mut progress = p.clone();
-        progress.step += 1;
-        progress.step_started_ms = now;
-        progress.state = ProgressState::Running;
-        progress.reason = None;
+        let progress = p.advanced(now);
         let record = Record::new(
             "approved",
             by,

@@ -114,6 +114,17 @@ impl Progress {
         self.step_started_ms + f64::from(self.plan.bake_secs) * 1000.0
     }
 
+    /// The rollout moved on to its next step at `now_ms` (an advance, or an approval).
+    pub fn advanced(&self, now_ms: f64) -> Progress {
+        Progress {
+            step: self.step + 1,
+            step_started_ms: now_ms,
+            state: ProgressState::Running,
+            reason: None,
+            ..self.clone()
+        }
+    }
+
     /// Moves to `state` (with a reason) if the rollout is still active.
     pub fn end_or_pause(&mut self, state: ProgressState, reason: impl Into<String>) -> bool {
         if !self.state.is_active() {

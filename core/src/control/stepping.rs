@@ -92,11 +92,7 @@ impl Control {
                 }
                 let mut next = config.clone();
                 next.weight = weight;
-                let mut progress = p.clone();
-                progress.step += 1;
-                progress.step_started_ms = now_ms;
-                progress.state = ProgressState::Running;
-                progress.reason = None;
+                let progress = p.advanced(now_ms);
                 let record = Record::new("step_advance", "rollout", passed).log(
                     "step_advance",
                     json!({
