@@ -97,7 +97,7 @@ export function cpuMs(pid) {
  * `def.sidecars`: more workers (Miniflare options) in the same workerd process, after the
  * one served, e.g. one whose Durable Object class `def.durableObjects` names by `scriptName`.
  */
-export async function start(def, { cache = true, port = 8791, inspectorPort, rollout = ROLLOUT } = {}) {
+export async function start(def, { cache = true, port = 8791, inspectorPort, rollout = ROLLOUT, persist, seed = true } = {}) {
   const worker = {
     modules: def.modules,
     modulesRoot: def.modulesRoot,
@@ -115,6 +115,9 @@ export async function start(def, { cache = true, port = 8791, inspectorPort, rol
   options.host = "127.0.0.1";
   options.port = port;
   if (inspectorPort) options.inspectorPort = inspectorPort;
+  // `persist`: KV, R2 and Durable Object storage in that directory, so that a second start on
+  // it is a restart (`seed: false` then leaves KV and R2 as they are).
+  if (persist) options.resourcePersistencePath = join(persist, "v3");
   // Keep CF-Connecting-IP: canary-edge hashes the client's network with the fingerprint.
   for (const wk of options.workers) wk.dev = { ...(wk.dev ?? {}), stripCfConnectingIp: false };
   const t0 = performance.now();
@@ -124,10 +127,12 @@ export async function start(def, { cache = true, port = 8791, inspectorPort, rol
   const pid = workerdPid();
   const kv = await mf.getKVNamespace("ROLLOUTS");
   const r2 = await mf.getR2Bucket("BUNDLES");
-  for (const [key, bytes] of fixtures()) {
-    await r2.put(key, bytes, { httpMetadata: { contentType: "text/javascript; charset=utf-8" } });
+  if (seed) {
+    for (const [key, bytes] of fixtures()) {
+      await r2.put(key, bytes, { httpMetadata: { contentType: "text/javascript; charset=utf-8" } });
+    }
+    await kv.put("rollout/demo", JSON.stringify(rollout));
   }
-  await kv.put("rollout/demo", JSON.stringify(rollout));
   return { mf, url: new URL("/demo/sdk.js", url).href, readyMs, pid, t0 };
 }
 

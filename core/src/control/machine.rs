@@ -69,8 +69,8 @@ pub struct Control {
     pub health: super::counts::HealthWindows,
     /// The sequential tests' evidence about the live canary (reset with `health`).
     pub evidence: Evidence,
-    /// The current step's clients one by one (not persisted: after a restart the clients
-    /// still pending are not counted, neither as fine nor as failed).
+    /// The current step's clients one by one (stored as it changes: a restart mid-step
+    /// forgets no client, network or waiting signal).
     pub tracker: Tracker,
     /// Versions seen sending boot signals (newest last, bounded): when stable's is among
     /// them, a client that sends none counts as a failure.
@@ -283,7 +283,7 @@ impl Control {
     /// Starts a step's evidence afresh (a new step, a new weight, a new canary).
     pub(super) fn new_step(&mut self) {
         self.evidence.new_step();
-        self.tracker = Tracker::default();
+        self.tracker.reset();
     }
 
     /// When the alarm should next fire: a failed write's retry, else the running step's

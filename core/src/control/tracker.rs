@@ -23,12 +23,22 @@
 //!   is canary with the weight's probability and the exposure ratio stays the weight's;
 //! - at most [`MAX_TRACKED`] clients per step: past it the step has a sample of its first
 //!   clients, exact.
+//!
+//! The step's tracking outlives its object: every change is noted in a journal
+//! ([`Changes`], `stored.rs`), which the Durable Object writes to its SQLite after each event
+//! (the rows that changed, not the table) and [`Tracker::restore`] reads back on start. A
+//! restart mid-step forgets no network, no pending client and no waiting signal, so a
+//! network cannot count again by waiting for the object to be evicted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use super::counts::{ChannelCounts, Counts};
+
+mod stored;
+
+pub use stored::{Changes, ClientRow, StoredChanges, Totals, WaitingRow};
 
 /// Clients a network counts for in one step, on either channel.
 pub const CLIENTS_PER_NETWORK: u32 = 1;
@@ -88,7 +98,7 @@ mod hex_u64 {
 
 /// Where a tracked client stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resolution {
+pub enum Resolution {
     /// Loaded; neither booted nor failed yet.
     Pending,
     /// Counted: a client that ran the SDK, and whether it is counted with a failure.
@@ -99,22 +109,23 @@ enum Resolution {
     LeftOut,
 }
 
+/// One client of the step.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Tracked {
-    canary: bool,
-    loaded_ms: f64,
-    booted: bool,
-    failed: bool,
-    state: Resolution,
+pub struct Tracked {
+    pub canary: bool,
+    pub loaded_ms: f64,
+    pub booted: bool,
+    pub failed: bool,
+    pub state: Resolution,
 }
 
 /// Signals that came before their client's load.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Waiting {
-    canary: bool,
-    booted: bool,
-    failed: bool,
-    at_ms: f64,
+pub struct Waiting {
+    pub canary: bool,
+    pub booted: bool,
+    pub failed: bool,
+    pub at_ms: f64,
 }
 
 /// What a batch or a sweep newly counts, in two families tested apart (so that pages closed
@@ -149,7 +160,7 @@ pub struct BootRule {
 }
 
 /// What the step's tracking refused, for the status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refused {
     /// Loads of clients from a network that already has its client in this step.
     pub network_cap: u64,
@@ -162,11 +173,17 @@ pub struct Refused {
 }
 
 /// The current step's clients.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Tracker {
     clients: HashMap<u64, Tracked>,
     networks: HashMap<u64, u32>,
     waiting: HashMap<u64, Waiting>,
+    /// The pending clients' loads in time order (`loaded_ms`, client): the sweep takes the
+    /// due ones from the front instead of scanning the step. An entry whose client was
+    /// resolved since is skipped when it comes up.
+    due: VecDeque<(f64, u64)>,
+    /// Clients in `Resolution::Pending`.
+    pending: u64,
     /// Boot signals of tracked clients, per channel (stable, canary).
     pub boots: [u64; 2],
     /// Clients counted with a failure because they sent no boot signal, per channel.
@@ -174,12 +191,34 @@ pub struct Tracker {
     /// Clients left out at weight 100 for want of a boot signal.
     pub left_out: u64,
     pub refused: Refused,
+    /// What changed since the store last took it (never stored itself).
+    changes: Changes,
+}
+
+/// Equal when they track the same: the journal and the order of equal load times in the
+/// queue are bookkeeping.
+impl PartialEq for Tracker {
+    fn eq(&self, other: &Self) -> bool {
+        self.clients == other.clients
+            && self.networks == other.networks
+            && self.waiting == other.waiting
+            && self.pending == other.pending
+            && self.totals() == other.totals()
+    }
 }
 
 impl Tracker {
     /// Clients tracked in this step.
     pub fn len(&self) -> usize {
         self.clients.len()
+    }
+
+    /// Empties the tracker for a new step (the store drops every row of the last one).
+    pub fn reset(&mut self) {
+        *self = Tracker {
+            changes: Changes::reset(),
+            ..Tracker::default()
+        };
     }
 
     pub fn is_empty(&self) -> bool {
@@ -196,6 +235,7 @@ impl Tracker {
             }
         }
         new.add(self.sweep(rule, now_ms));
+        self.trim_due();
         new
     }
 
@@ -203,10 +243,19 @@ impl Tracker {
     pub fn sweep(&mut self, rule: BootRule, now_ms: f64) -> Resolved {
         let mut new = Resolved::default();
         let due = now_ms - rule.grace_ms;
-        for t in self.clients.values_mut() {
-            if t.state != Resolution::Pending || t.loaded_ms > due {
+        while let Some(&(loaded_ms, id)) = self.due.front() {
+            if loaded_ms > due {
+                break;
+            }
+            self.due.pop_front();
+            let Some(t) = self.clients.get_mut(&id) else {
+                continue;
+            };
+            if t.state != Resolution::Pending {
                 continue;
             }
+            self.pending -= 1;
+            self.changes.clients.insert(id);
             if !rule.expected {
                 // No boot signals to expect: a client that reported nothing is fine.
                 t.state = Resolution::Counted { failed: false };
@@ -223,25 +272,47 @@ impl Tracker {
             }
         }
         let keep_from = now_ms - (2.0 * rule.grace_ms).max(WAITING_KEEP_MS);
-        self.waiting.retain(|_, w| w.at_ms > keep_from);
+        let changes = &mut self.changes;
+        self.waiting.retain(|id, w| {
+            let keep = w.at_ms > keep_from;
+            if !keep {
+                changes.waiting.insert(*id);
+            }
+            keep
+        });
         new
     }
 
     /// The earliest time a pending client's grace ends.
     pub fn next_due_ms(&self, grace_ms: f64) -> Option<f64> {
-        self.clients
-            .values()
-            .filter(|t| t.state == Resolution::Pending)
-            .map(|t| t.loaded_ms + grace_ms)
-            .min_by(f64::total_cmp)
+        self.due
+            .iter()
+            .find(|(_, id)| {
+                self.clients
+                    .get(id)
+                    .is_some_and(|t| t.state == Resolution::Pending)
+            })
+            .map(|(loaded_ms, _)| loaded_ms + grace_ms)
     }
 
     /// Clients loaded and not yet resolved.
     pub fn pending(&self) -> u64 {
-        self.clients
-            .values()
-            .filter(|t| t.state == Resolution::Pending)
-            .count() as u64
+        self.pending
+    }
+
+    /// Drops resolved clients from the front of the queue, so that `next_due_ms` finds the
+    /// earliest pending one at once.
+    fn trim_due(&mut self) {
+        while let Some((_, id)) = self.due.front() {
+            if self
+                .clients
+                .get(id)
+                .is_some_and(|t| t.state == Resolution::Pending)
+            {
+                break;
+            }
+            self.due.pop_front();
+        }
     }
 
     fn load(&mut self, e: &ClientEvent, rule: BootRule, now_ms: f64, new: &mut Resolved) {
@@ -262,6 +333,7 @@ impl Tracker {
             return;
         }
         *from_network += 1;
+        self.changes.networks.insert(e.network);
         let mut t = Tracked {
             canary: e.canary,
             loaded_ms: now_ms,
@@ -270,6 +342,7 @@ impl Tracker {
             state: Resolution::Pending,
         };
         if let Some(w) = self.waiting.remove(&e.client) {
+            self.changes.waiting.insert(e.client);
             if w.canary == e.canary {
                 t.booted = w.booted;
                 t.failed = w.failed;
@@ -281,6 +354,13 @@ impl Tracker {
             }
         }
         resolve_signalled(&mut t, new);
+        if t.state == Resolution::Pending {
+            self.pending += 1;
+            // Loads come in time order but for a clock step back: keep the queue sorted.
+            let at = self.due.partition_point(|&(ms, _)| ms <= now_ms);
+            self.due.insert(at, (now_ms, e.client));
+        }
+        self.changes.clients.insert(e.client);
         self.clients.insert(e.client, t);
     }
 
@@ -288,6 +368,7 @@ impl Tracker {
         let boot = e.signal == Signal::Boot;
         let Some(t) = self.clients.get_mut(&e.client) else {
             if self.waiting.len() < MAX_WAITING || self.waiting.contains_key(&e.client) {
+                self.changes.waiting.insert(e.client);
                 let w = self.waiting.entry(e.client).or_insert(Waiting {
                     canary: e.canary,
                     booted: false,
@@ -305,6 +386,7 @@ impl Tracker {
             self.refused.other_channel += 1;
             return;
         }
+        let before = *t;
         if boot {
             if !t.booted {
                 self.boots[usize::from(t.canary)] += 1;
@@ -315,6 +397,12 @@ impl Tracker {
         }
         // A signal after the client was counted silent changes nothing (`Silent` is final).
         resolve_signalled(t, new);
+        if before.state == Resolution::Pending && t.state != Resolution::Pending {
+            self.pending -= 1;
+        }
+        if *t != before {
+            self.changes.clients.insert(e.client);
+        }
     }
 }
 

@@ -178,10 +178,11 @@ impl HealthMonitor {
             bundle: &bundle,
             notifications: Vec::new(),
         };
-        let (state, reply) = driver::run(&mut host, state, event).await;
+        let (mut state, reply) = driver::run(&mut host, state, event).await;
         let notifications = std::mem::take(&mut host.notifications);
         let store = self.store()?;
-        store.save(self.control.borrow().as_ref(), &state)?;
+        let tracked = state.tracker.take_changes();
+        store.save(self.control.borrow().as_ref(), &state, &tracked)?;
         // With the state, in the same implicit transaction: no await in between.
         let queued = self.enqueue(&store, &notifications)?;
         *self.control.borrow_mut() = Some(state);

@@ -294,3 +294,172 @@ fn events_round_trip_as_json_with_hex_ids() {
         assert!(serde_json::from_str::<ClientEvent>(bad).is_err(), "{bad}");
     }
 }
+
+/// The store as the Durable Object's tables hold it: rows by id, written from
+/// `take_changes` the way the SQL is (reset drops every row first; gone waiting rows are
+/// deleted), and the totals row.
+#[derive(Default)]
+struct Store {
+    clients: std::collections::BTreeMap<u64, ClientRow>,
+    networks: std::collections::BTreeMap<u64, u32>,
+    waiting: std::collections::BTreeMap<u64, WaitingRow>,
+    totals: Totals,
+    rows_written: usize,
+}
+
+impl Store {
+    fn save(&mut self, t: &mut Tracker) {
+        let c = t.take_changes();
+        if c.reset {
+            self.clients.clear();
+            self.networks.clear();
+            self.waiting.clear();
+        }
+        self.rows_written += c.clients.len() + c.networks.len() + c.waiting.len();
+        for r in c.clients {
+            self.clients.insert(r.client, r);
+        }
+        for (n, k) in c.networks {
+            self.networks.insert(n, k);
+        }
+        for r in c.waiting {
+            self.waiting.insert(r.client, r);
+        }
+        for id in c.waiting_gone {
+            self.waiting.remove(&id);
+        }
+        self.totals = t.totals();
+    }
+
+    fn restore(&self) -> Tracker {
+        Tracker::restore(
+            self.clients.values().copied(),
+            self.networks.iter().map(|(n, k)| (*n, *k)),
+            self.waiting.values().copied(),
+            self.totals,
+        )
+    }
+}
+
+/// A step of varied traffic: loads (some from shared networks), boots before and after
+/// their loads, failures, other-channel signals, silence, and a batch every second.
+fn traffic(seed: u64) -> Vec<(f64, Vec<ClientEvent>)> {
+    let mut x = seed;
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        x >> 33
+    };
+    (0..120)
+        .map(|second| {
+            let mut events = vec![];
+            for _ in 0..20 {
+                let id = next() % 400;
+                let canary = id % 3 == 0;
+                let signal = match next() % 10 {
+                    0..=3 => Load,
+                    4..=7 => Boot,
+                    _ => Failure,
+                };
+                let network = if signal == Load { id % 150 } else { 0 };
+                // Now and then a signal of the other channel.
+                let canary = if next() % 50 == 0 { !canary } else { canary };
+                events.push(ev(id, network, canary, signal));
+            }
+            (f64::from(second) * 1_000.0, events)
+        })
+        .collect()
+}
+
+#[test]
+fn a_restart_at_any_batch_changes_no_count() {
+    let r = BootRule {
+        grace_ms: 10_000.0,
+        ..rule(true, true)
+    };
+    for seed in 1..=5 {
+        // The same traffic to a tracker that runs on, and to one rebuilt from its store
+        // after every batch: each batch counts the same, and the trackers stay equal.
+        let mut whole = Tracker::default();
+        let mut store = Store::default();
+        let mut restarted = Tracker::default();
+        for (i, (at, events)) in traffic(seed).iter().enumerate() {
+            let expected = whole.apply(events, r, *at);
+            assert_eq!(
+                restarted.apply(events, r, *at),
+                expected,
+                "seed {seed}, batch {i}"
+            );
+            store.save(&mut restarted);
+            restarted = store.restore();
+            assert_eq!(restarted, whole, "seed {seed}, batch {i}");
+            assert_eq!(
+                restarted.pending(),
+                whole.pending(),
+                "seed {seed}, batch {i}"
+            );
+            assert_eq!(
+                restarted.next_due_ms(r.grace_ms),
+                whole.next_due_ms(r.grace_ms),
+                "seed {seed}, batch {i}"
+            );
+        }
+        assert!(whole.refused.network_cap > 0, "the traffic shares networks");
+        assert!(
+            whole.no_boot[0] + whole.no_boot[1] > 0,
+            "some clients go silent"
+        );
+        assert!(!whole.waiting.is_empty() || store.rows_written > 0);
+    }
+}
+
+#[test]
+fn a_save_writes_only_what_changed() {
+    let r = rule(true, true);
+    let mut t = Tracker::default();
+    let loads: Vec<_> = (0..1_000).map(|id| ev(id, id, true, Load)).collect();
+    t.apply(&loads, r, 0.0);
+    let first = t.take_changes();
+    assert_eq!((first.clients.len(), first.networks.len()), (1_000, 1_000));
+    // One boot: one client row, nothing else.
+    t.apply(&[ev(5, 0, true, Boot)], r, 1.0);
+    let one = t.take_changes();
+    assert_eq!(one.clients.len(), 1);
+    assert!(one.networks.is_empty() && one.waiting.is_empty() && !one.reset);
+    // A refused load changes only the totals; a repeated boot changes nothing.
+    t.apply(&[ev(5_000, 7, true, Load), ev(5, 0, true, Boot)], r, 2.0);
+    assert!(t.take_changes().is_empty());
+    // A boot before its load waits in a row; its load takes it (the row goes).
+    t.apply(&[ev(9_000, 0, false, Boot)], r, 3.0);
+    assert_eq!(t.take_changes().waiting.len(), 1);
+    t.apply(&[ev(9_000, 9_000, false, Load)], r, 4.0);
+    let taken = t.take_changes();
+    assert_eq!(taken.waiting_gone, vec![9_000]);
+    assert_eq!(taken.clients.len(), 1);
+    // The sweep writes the clients it resolves.
+    t.apply(&[], r, GRACE + 0.5);
+    assert_eq!(
+        t.take_changes().clients.len(),
+        999,
+        "all but the booted one went silent"
+    );
+    // A new step drops every row.
+    t.reset();
+    let reset = t.take_changes();
+    assert!(reset.reset && reset.clients.is_empty());
+}
+
+#[test]
+fn stored_states_round_trip_through_their_codes() {
+    for s in [
+        Resolution::Pending,
+        Resolution::Counted { failed: false },
+        Resolution::Counted { failed: true },
+        Resolution::Silent,
+        Resolution::LeftOut,
+    ] {
+        assert_eq!(Resolution::from_code(s.code()), Some(s));
+    }
+    assert_eq!(Resolution::from_code(9), None);
+}

@@ -8,6 +8,7 @@
 //! and written by column name: every value is written next to the name of its column.
 
 mod schema;
+mod tracker;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -24,6 +25,7 @@ use canary_core::control::minutes::{Minute, Minutes};
 use canary_core::control::notify::{Format, OUTBOX_CAP};
 use canary_core::control::progress::{Progress, ProgressState};
 use canary_core::control::projection::{OwnWrite, Projection};
+use canary_core::control::tracker::StoredChanges;
 use canary_core::control::verdict::{Evidence, Exposure, TestPolicy};
 use canary_core::control::Control;
 
@@ -442,6 +444,7 @@ impl Store {
         {
             c.evidence = e.evidence();
         }
+        c.tracker = self.load_tracker()?;
         c.booting = self
             .rows::<BootingRow>("SELECT version FROM booting_versions ORDER BY seq")?
             .into_iter()
@@ -489,8 +492,14 @@ impl Store {
         Ok(Some(c))
     }
 
-    /// Writes what changed between `before` (what is stored) and `after`.
-    pub fn save(&self, before: Option<&Control>, after: &Control) -> worker::Result<()> {
+    /// Writes what changed between `before` (what is stored) and `after`; the tracker's
+    /// changes are its journal's (`Tracker::take_changes`), not a diff of the two.
+    pub fn save(
+        &self,
+        before: Option<&Control>,
+        after: &Control,
+        tracker: &StoredChanges,
+    ) -> worker::Result<()> {
         let changed = |f: &dyn Fn(&Control) -> bool| before.is_none_or(f);
         if changed(&|b| {
             b.bundle != after.bundle
@@ -587,6 +596,11 @@ impl Store {
                 )?;
             }
         }
+        self.save_tracker(
+            tracker,
+            before.map(|b| b.tracker.totals()),
+            after.tracker.totals(),
+        )?;
         self.save_health(before.map(|b| &b.health), &after.health)?;
         self.save_minutes(before.map(|b| &b.minutes), &after.minutes)?;
         self.save_history(before.map(|b| &b.history), &after.history)

@@ -11,6 +11,7 @@
 //! hex `TEXT`, a rollback's counts as JSON `TEXT`.
 //!
 //! **Tables added within version 2** ([`ADDED`]: `cut`, the verdict kept with a rollback;
+//! `step_clients`, `step_networks`, `step_waiting`, `step_tracker`, the step's tracker;
 //! `outbox`, webhook deliveries waiting)
 //! are made, when missing, on every open, at no version change: a version-2 worker that
 //! does not know one leaves it alone, so every version-2 worker still reads the store, and
@@ -299,6 +300,56 @@ const ADDED: &[Table] = &[
             added("min_error_rate", "REAL NOT NULL"),
             added("min_clients", "INTEGER NOT NULL"),
             added("hostile_clients", "INTEGER NOT NULL"),
+        ],
+    },
+    // The current step's tracker (`control::tracker`), so that a restart mid-step forgets no
+    // network, pending client or waiting signal: a row per client, network and waiting
+    // signal, written as they change; emptied with the step. Ids and networks are 64-bit
+    // values as 8-byte BLOBs (a JavaScript number would not carry them exact).
+    Table {
+        name: "step_clients",
+        columns: &[
+            added("client", "BLOB PRIMARY KEY"),
+            added("canary", "INTEGER NOT NULL"),
+            added("loaded_ms", "REAL NOT NULL"),
+            added("booted", "INTEGER NOT NULL"),
+            added("failed", "INTEGER NOT NULL"),
+            // `tracker::Resolution::code`: 0 pending, 1 counted, 2 counted with a failure,
+            // 3 silent, 4 left out.
+            added("state", "INTEGER NOT NULL"),
+        ],
+    },
+    Table {
+        name: "step_networks",
+        columns: &[
+            added("network", "BLOB PRIMARY KEY"),
+            added("clients", "INTEGER NOT NULL"),
+        ],
+    },
+    Table {
+        name: "step_waiting",
+        columns: &[
+            added("client", "BLOB PRIMARY KEY"),
+            added("canary", "INTEGER NOT NULL"),
+            added("booted", "INTEGER NOT NULL"),
+            added("failed", "INTEGER NOT NULL"),
+            added("at_ms", "REAL NOT NULL"),
+        ],
+    },
+    Table {
+        // The tracker's counters (`tracker::Totals`): one row.
+        name: "step_tracker",
+        columns: &[
+            added("id", "INTEGER PRIMARY KEY CHECK (id = 1)"),
+            added("boots_stable", "INTEGER NOT NULL"),
+            added("boots_canary", "INTEGER NOT NULL"),
+            added("no_boot_stable", "INTEGER NOT NULL"),
+            added("no_boot_canary", "INTEGER NOT NULL"),
+            added("left_out", "INTEGER NOT NULL"),
+            added("refused_network_cap", "INTEGER NOT NULL"),
+            added("refused_over_capacity", "INTEGER NOT NULL"),
+            added("refused_other_channel", "INTEGER NOT NULL"),
+            added("refused_not_sampled", "INTEGER NOT NULL"),
         ],
     },
     Table {
