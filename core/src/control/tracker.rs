@@ -213,6 +213,21 @@ impl Tracker {
         self.clients.len()
     }
 
+    /// Moves the step's clients out, leaving the counters the status shows (`pending`,
+    /// `totals`): the Durable Object's committed state keeps this shell while an event runs
+    /// on the clients, instead of a copy of up to `MAX_TRACKED` of them per event.
+    pub fn detach(&mut self) -> Tracker {
+        let shell = Tracker {
+            pending: self.pending,
+            boots: self.boots,
+            no_boot: self.no_boot,
+            left_out: self.left_out,
+            refused: self.refused,
+            ..Tracker::default()
+        };
+        std::mem::replace(self, shell)
+    }
+
     /// Empties the tracker for a new step (the store drops every row of the last one).
     pub fn reset(&mut self) {
         *self = Tracker {

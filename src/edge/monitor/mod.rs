@@ -150,7 +150,10 @@ impl HealthMonitor {
     /// commits the resulting state into `control`. Returns the command's reply, if any.
     /// One copy of the state per event: the committed one stays in `control` (what
     /// `/summary` reads meanwhile, and the base of the storage diff) until the new one
-    /// replaces it.
+    /// replaces it. The step's tracked clients are moved, not copied (up to 100,000 of them;
+    /// the copy was most of a forward's cost at a full step): the committed state keeps the
+    /// tracker's counters meanwhile, all its view shows; if the event fails after that, the
+    /// committed state is dropped and loaded again from storage.
     async fn run(
         &self,
         bundle: Option<&BundleName>,
@@ -158,7 +161,26 @@ impl HealthMonitor {
     ) -> worker::Result<Option<Reply>> {
         let _guard = self.lock.lock().await;
         self.ensure_loaded()?;
-        let committed = self.control.borrow().clone();
+        let committed = self.control.borrow_mut().as_mut().map(|c| {
+            let clients = c.tracker.detach();
+            let mut copy = c.clone();
+            copy.tracker = clients;
+            copy
+        });
+        let reply = self.run_on(committed, bundle, trigger).await;
+        if reply.is_err() {
+            *self.control.borrow_mut() = None;
+        }
+        reply
+    }
+
+    /// `run`'s event on `committed` (with its tracked clients), under the lock.
+    async fn run_on(
+        &self,
+        committed: Option<Control>,
+        bundle: Option<&BundleName>,
+        trigger: Trigger,
+    ) -> worker::Result<Option<Reply>> {
         let mut state = match (committed, bundle) {
             (Some(c), _) => c,
             (None, Some(b)) => Control::new(b.clone(), self.cohorts()),

@@ -463,3 +463,25 @@ fn stored_states_round_trip_through_their_codes() {
     }
     assert_eq!(Resolution::from_code(9), None);
 }
+
+#[test]
+fn a_detached_tracker_leaves_its_counters_behind() {
+    let r = rule(true, true);
+    let mut t = Tracker::default();
+    t.apply(
+        &[
+            ev(1, 1, true, Load),
+            ev(2, 1, true, Load),
+            ev(3, 3, false, Load),
+        ],
+        r,
+        0.0,
+    );
+    let (pending, totals) = (t.pending(), t.totals());
+    let moved = t.detach();
+    assert_eq!((t.pending(), t.totals(), t.len()), (pending, totals, 0));
+    assert_eq!(
+        (moved.pending(), moved.totals(), moved.len()),
+        (pending, totals, 2)
+    );
+}
