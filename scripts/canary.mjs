@@ -15,13 +15,17 @@
 //   canary pause|resume <bundle>              hold or continue a progressive rollout (API)
 //   canary approve <bundle>                   let a rollout waiting at a gated step go on (API)
 //   canary watch <bundle> [--interval <s>] [--count <n>]   live view of health and steps (API)
-//   canary probe <bundle>                     fetch every canary file through a signed
-//                                             override, before any real user gets it (API)
+//   canary probe <bundle> [--edge-wait <s>]   fetch every canary file through a signed
+//                                             override, before any real user gets it, once
+//                                             the edge serves the canary to an override
+//                                             holder (API)
 //   canary revoke-overrides <bundle>          void every override token issued so far (API)
-//   canary release <bundle> <version> <dir> [--steps ...] [--bake <s>] [--timeout <s>] [--json]
-//                                             for CI (API): publish, probe, rollout, and wait
-//                                             for its end; exits with EXIT's codes (`status
-//                                             --exit-code` is the one-shot form)
+//   canary release <bundle> <version> <dir> [--steps ...] [--bake <s>] [--timeout <s>]
+//                  [--edge-wait <s>] [--json]  for CI (API): publish, wait until the edge
+//                                             serves the new canary to an override holder,
+//                                             probe, rollout, and wait for its end; exits
+//                                             with EXIT's codes (`status --exit-code` is the
+//                                             one-shot form)
 //   canary token <name>                       a new operator token and its OPERATOR_TOKENS
 //                                             entry `name:<sha256 hex>` (nothing is sent)
 //
@@ -60,12 +64,16 @@ class UsageError extends Error {}
 /** A probe that found a canary file served wrong (exit 1 for `probe`; `release` calls it refused). */
 class ProbeFailed extends Error {}
 
+/** The edge did not serve the canary to an override holder within --edge-wait (exit 1 for `probe`, 8 for `release`). */
+class EdgeNotServing extends Error {}
+
 /**
  * Exit codes of `release` and `status --exit-code` (docs/operating.md, "Releasing from CI"). Any other
  * command exits 0, 1 (an error) or 2 (usage).
  */
 export const EXIT = Object.freeze({
-  done: 0, error: 1, usage: 2, rolled_back: 3, paused: 4, timed_out: 5, refused: 6, superseded: 7, running: 10,
+  done: 0, error: 1, usage: 2, rolled_back: 3, paused: 4, timed_out: 5, refused: 6, superseded: 7,
+  edge_not_serving: 8, running: 10,
 });
 
 /** How a command ended, when its exit code says more than success or failure. */
@@ -145,7 +153,7 @@ function parseArgs(argv) {
     local: false, json: false, persistTo: null, config: null,
     url: process.env.CANARY_URL ?? null, token: process.env.CANARY_ADMIN_TOKEN ?? null,
     steps: null, bake: null, interval: 2, count: Infinity, reason: null,
-    timeout: null, exitCode: false, promote: true,
+    timeout: null, exitCode: false, promote: true, edgeWait: 120,
   };
   const positional = [];
   let i = 0;
@@ -169,6 +177,7 @@ function parseArgs(argv) {
     else if (a === "--count") flags.count = Number(argv[++i]);
     else if (a === "--reason") flags.reason = argv[++i];
     else if (a === "--timeout") flags.timeout = seconds(value(a), a);
+    else if (a === "--edge-wait") flags.edgeWait = seconds(value(a), a);
     else if (a === "--exit-code") flags.exitCode = true;
     else if (a === "--no-promote") flags.promote = false;
     else if (a === "-h" || a === "--help") positional.unshift("help");
@@ -186,7 +195,30 @@ function workerSettings(configPath) {
   // As the worker reads it (unset: the default).
   const setting = /^\s*COHORTS\s*=\s*(?:"([^"]*)"|([^\s#]+))/m.exec(text);
   const cohorts = checked(configPath, (c) => c.cohorts(setting ? setting[1] ?? setting[2] : null));
-  return { bucket, cohorts };
+  // How long an isolate trusts its copy of a config: the bounds of the worker's settings
+  // (core/src/settings.rs), which refuses to start with anything else.
+  const ttl = /^\s*CONFIG_TTL_MS\s*=\s*(?:"([^"]*)"|([^\s#]+))/m.exec(text);
+  const ttlText = ttl ? (ttl[1] ?? ttl[2]).trim() : "5000";
+  const configTtlMs = /^\d+$/.test(ttlText) ? Number(ttlText) : NaN;
+  if (!(configTtlMs <= 600_000)) fail(`${configPath}: CONFIG_TTL_MS must be an integer from 0 to 600000, got ${JSON.stringify(ttlText)}`);
+  return { bucket, cohorts, configTtlMs };
+}
+
+/** Workers KV's propagation: a read elsewhere may answer with the previous value for up to ~60 s. */
+const KV_PROPAGATION_SECS = 60;
+
+/**
+ * How long after a config write the edge may still serve the previous one: each isolate's
+ * copy lives CONFIG_TTL_MS, and a KV location may answer with the previous value for up to
+ * KV_PROPAGATION_SECS (near 0 on a local state, one process, no KV caches).
+ */
+export function propagation(settings, local, version) {
+  const secs = (ms) => `${Math.round(ms / 100) / 10}`;
+  const cache = secs(settings.configTtlMs);
+  return local
+    ? `the edge serves ${version} within ~${cache} s (config cache ${cache} s + KV propagation, near 0 locally)`
+    : `the edge serves ${version} within ~${secs(settings.configTtlMs + KV_PROPAGATION_SECS * 1000)} s ` +
+      `(config cache ${cache} s + KV propagation up to ${KV_PROPAGATION_SECS} s)`;
 }
 
 class Wrangler {
@@ -349,13 +381,88 @@ export function renderStatus(s, now = new Date()) {
   return lines.join("\n");
 }
 
-async function probe(api, bundle, log) {
+/** Between two answers of the edge while waiting for it to serve a new canary. */
+const EDGE_POLL_MS = 500;
+/**
+ * Answers in a row that must name the canary before the wait is over. The edge is many
+ * isolates, each with its own copy of the config (CONFIG_TTL_MS) read from its location's
+ * KV cache: an isolate that started (or re-read KV) just now may serve the new canary while
+ * the others still serve the previous one for up to their TTL. One answer may be that one
+ * isolate; three in a row, over a second, make it likely that the isolates this client
+ * reaches all serve it. No client can see every isolate: a straggler after the wait shows
+ * in the probe (every file, twice) as a failed probe (exit 6), never as a user served the
+ * wrong version (the weight is still 0). More answers would only lengthen every release.
+ */
+const EDGE_CONFIRMATIONS = 3;
+
+/**
+ * The file whose floating URL the wait asks for: the version's entry (`index.js`, `sdk.js`
+ * or `<bundle>.js` at its top) if it has one, else its first file (any floating URL is
+ * routed by the same config).
+ */
+function waitFile(bundle, files) {
+  const paths = files.map((f) => f.path).sort();
+  return ["index.js", "sdk.js", `${bundle}.js`].find((p) => paths.includes(p)) ?? paths[0];
+}
+
+/**
+ * Asks for `path` (a floating URL) with the override header every EDGE_POLL_MS until
+ * EDGE_CONFIRMATIONS answers in a row are 200 with `X-Canary-Version: <version>`, or
+ * `seconds` pass without (a run of matching answers under way is let finish). Returns
+ * `{ ok, secs, last }`: `last` what the edge answered last.
+ */
+async function waitForEdge(base, path, version, { token, header }, seconds) {
+  const started = Date.now();
+  const deadline = started + seconds * 1000;
+  let streak = 0;
+  let last = "no answer yet";
+  for (;;) {
+    let served = null;
+    try {
+      const res = await fetch(`${base}${path}`, { headers: { [header]: token }, signal: AbortSignal.timeout(10_000) });
+      await res.arrayBuffer();
+      const named = res.headers.get("x-canary-version");
+      last = res.status === 200 ? `served ${named ?? "no X-Canary-Version"}` : `status ${res.status}`;
+      if (res.status === 200) served = named;
+    } catch (e) {
+      last = `no answer: ${e.cause?.message ?? e.message}`;
+    }
+    streak = served === version ? streak + 1 : 0;
+    const secs = Math.round((Date.now() - started) / 100) / 10;
+    if (streak >= EDGE_CONFIRMATIONS) return { ok: true, secs, last };
+    if (streak === 0 && Date.now() >= deadline) return { ok: false, secs, last };
+    await sleep(EDGE_POLL_MS);
+  }
+}
+
+/**
+ * `probe`: the canary the admin status names (`expect`: refused unless it is that one),
+ * waited for on the edge (`waitForEdge`, up to `edgeWait` seconds; `events.waiting` and
+ * `events.serving` are told), then every file, floating and pinned, through a signed
+ * override: served by the canary, with its ETag and size.
+ */
+async function probe(api, bundle, log, { edgeWait = 120, expect = null, events = {} } = {}) {
   const status = await api.call(bundle);
   const canary = status.config?.canary;
   if (!canary) fail(`${bundle} has no canary to probe`);
+  if (expect !== null && canary !== expect) throw new ProbeFailed(`the canary is now ${canary}, not ${expect}`);
   const { files } = await api.call(bundle, `/files/${canary}`);
   if (!files.length) fail(`no files under ${bundle}/${canary}/ in R2`);
-  const { token, header } = await api.call(bundle, "/override", { method: "POST", body: { channel: "canary", ttl_secs: 600 } });
+  // Valid through the wait and the probe.
+  const ttl = 600 + Math.ceil(edgeWait);
+  const { token, header } = await api.call(bundle, "/override", { method: "POST", body: { channel: "canary", ttl_secs: ttl } });
+  // The edge serves a new config within its cache and KV's propagation: probing before it
+  // does would find the previous canary.
+  const path = `/${bundle}/${waitFile(bundle, files)}`;
+  const waiting = `waiting up to ${edgeWait} s for the edge to serve ${canary} to an override holder on ${path} (config cache and KV propagation)`;
+  (events.waiting ?? ((text) => log(text)))(waiting, { path, edge_wait_secs: edgeWait });
+  const seen = await waitForEdge(api.base, path, canary, { token, header }, edgeWait);
+  if (!seen.ok) {
+    throw new EdgeNotServing(`the edge did not serve ${canary} to an override holder on ${path} within ${edgeWait} s ` +
+      `(last answer: ${seen.last}); the config cache (CONFIG_TTL_MS) and KV propagation (up to ~60 s) delay a new config`);
+  }
+  const serving = `the edge serves ${canary} to an override holder on ${path} (after ${seen.secs} s, ${EDGE_CONFIRMATIONS} answers in a row)`;
+  (events.serving ?? ((text) => log(text)))(serving, { path, after_secs: seen.secs });
   let failures = 0;
   for (const f of files) {
     const problems = [];
@@ -545,6 +652,7 @@ async function publish(flags, args, log, guard = null) {
   } else {
     next = await wr.writeConfig(bundle, publishedText);
   }
+  log(propagation(wr.settings, wr.local, version));
   return { current, next, cohorts: wr.settings.cohorts, files: paths.length };
 }
 
@@ -606,7 +714,7 @@ class ReleaseLog {
     const code = EXIT[outcome];
     const words = {
       done: "done", rolled_back: "rolled back", paused: "paused", timed_out: "timed out",
-      refused: "refused", superseded: "superseded", error: "error",
+      refused: "refused", superseded: "superseded", error: "error", edge_not_serving: "edge not serving",
     }[outcome];
     this.emit("end", `${words}${reason ? `: ${reason}` : ""} (exit ${code})`, { reason, outcome, exit_code: code, ...extra });
     return new Outcome(outcome, { reason });
@@ -673,9 +781,17 @@ async function release(flags, args, log) {
     }
     out.emit("published", `published as the canary at weight 0 (stable ${published.next.stable}, ${published.files} files)`,
       { weight: 0, reason: `the canary at weight 0, beside stable ${published.next.stable}`, files: published.files });
-    // 2. Probe: every file through a signed override, before any user gets it.
-    const probed = await probe(api, bundle, (line) => out.detail(line));
-    if (probed.canary !== version) throw new ProbeFailed(`the canary is now ${probed.canary}, not ${version}`);
+    // 2. Wait until the edge serves the new canary to an override holder (its config cache
+    //    and KV's propagation), then probe: every file through a signed override, before
+    //    any user gets it. The rollout starts only after both.
+    const probed = await probe(api, bundle, (line) => out.detail(line), {
+      edgeWait: flags.edgeWait,
+      expect: version,
+      events: {
+        waiting: (text, extra) => out.emit("waiting_for_edge", text, { weight: 0, reason: text, ...extra }),
+        serving: (text, extra) => out.emit("edge_serving", text, { weight: 0, reason: text, ...extra }),
+      },
+    });
     const served = `all ${probed.files} files served correctly through a signed override`;
     out.emit("probe_passed", `probe passed: ${served}`, { weight: 0, reason: served, files: probed.files });
     // 3. The rollout, bound to this version: refused (409) if another became the canary.
@@ -686,10 +802,12 @@ async function release(flags, args, log) {
     return await follow(api, out, bundle, version, { steps: progress?.steps ?? plan.steps ?? [], seq }, flags);
   } catch (e) {
     if (e instanceof WebAssembly.RuntimeError) throw e;
+    process.stderr.write(`canary: ${e.message}\n`);
+    // The version stays the canary at weight 0: nobody but an override holder gets it.
+    if (e instanceof EdgeNotServing) return out.end("edge_not_serving", e.message);
     // A refusal: the CLI's (bad input, the publish's checks), the probe's, or the API's
     // answer. Anything else (unreachable, wrangler, a bug) is an error.
     const refused = e instanceof UsageError || e instanceof ProbeFailed || e.status !== undefined;
-    process.stderr.write(`canary: ${e.message}\n`);
     return out.end(refused ? "refused" : "error", e.message.split("\n")[0]);
   }
 }
@@ -829,15 +947,20 @@ const USAGE = `usage: scripts/canary <command> [args] [--local | --persist-to <d
   pause | resume <bundle>            hold or continue a progressive rollout (admin API)
   approve <bundle>                   approve the step a rollout waits at (progression.approve; admin API)
   watch <bundle> [--interval <s>] [--count <n>]   live health and steps (admin API)
-  probe <bundle>                     check every canary file through a signed override (admin API)
+  probe <bundle> [--edge-wait <secs>]   once the edge serves the canary to an override holder
+                                     (waits up to --edge-wait, default 120 s), check every
+                                     canary file through a signed override (admin API)
   revoke-overrides <bundle>          void every override token issued so far (admin API)
   token <name>                       a new operator token and its OPERATOR_TOKENS entry (name:sha256)
   release <bundle> <version> <dir> [--steps 10,50,100] [--bake <secs>] [--timeout <secs>]
-          [--interval <secs>] [--no-promote] [--json]   for CI (admin API): publish, probe the
-                                     canary through a signed override, start the rollout (the
-                                     config's progression without --steps), follow it to its
-                                     end with a line per change (--json: a JSON object per
-                                     line), promote it once it passed 100% (not with --no-promote)
+          [--interval <secs>] [--edge-wait <secs>] [--no-promote] [--json]   for CI (admin
+                                     API): publish, wait until the edge serves the new canary
+                                     to an override holder (up to --edge-wait, default 120 s:
+                                     config cache and KV propagation), probe it through a
+                                     signed override, start the rollout (the config's
+                                     progression without --steps), follow it to its end with
+                                     a line per change (--json: a JSON object per line),
+                                     promote it once it passed 100% (not with --no-promote)
 
 exit codes of release and status --exit-code (other commands: 0, 1 error, 2 usage):
   0   done: every step passed (release: promoted); status: done, or no rollout and not rolled back
@@ -849,6 +972,8 @@ exit codes of release and status --exit-code (other commands: 0, 1 error, 2 usag
   6   refused: a bad name, version, step or directory, a version already live or uploaded,
       another canary live, a failed probe, or the admin API's refusal (an HTTP error status)
   7   superseded (release): another version became the canary during the rollout
+  8   edge not serving (release): the edge did not serve the new canary to an override
+      holder within --edge-wait; it stays the canary at weight 0, no rollout started
   10  running (status --exit-code): the rollout is still moving`;
 
 export async function main(argv, log = console.log) {
@@ -943,7 +1068,7 @@ export async function main(argv, log = console.log) {
     }
     case "probe": {
       need(1);
-      return probe(new AdminApi(flags), checkBundle(args[0]), log);
+      return probe(new AdminApi(flags), checkBundle(args[0]), log, { edgeWait: flags.edgeWait });
     }
     case "revoke-overrides": {
       need(1);

@@ -1,6 +1,31 @@
 // Test-only entry module: wraps the built worker (build/index.js) and, when a test asks for
 // it through the FAULTS KV namespace, makes its KV or R2 bindings or the edge cache fail the
 // way production ones can. With no fault set it passes everything through untouched.
+//
+// The fault spec (`worker.setFaults({...})`, JSON under FAULTS `spec`) is read once per
+// request by the edge and on every KV call by the Durable Object, never cached: a fault set
+// (or cleared) applies to the next request, and one set before the worker's first request
+// applies from the start of the run. Fields compose (a KV fault and an R2 fault at once):
+// - `kv`: "throw", "timeout" (after `kvDelayMs`, default 30 s), "invalid" (a config that
+//   does not parse): every ROLLOUTS get fails so;
+// - `kvStale`: true (every reader) or "edge" / "monitor" (only that one): a get of a key
+//   returns its previous write, as a KV location that missed the last one would;
+// - `kvPutFail` n (with `kvPutError` "429" or "500"): the next n ROLLOUTS writes fail;
+// - `kvLagMs` n: the ROLLOUTS binding caches reads like production KV (which may serve a
+//   value up to ~60 s after it was overwritten): per isolate and per reader (the edge's
+//   fetches and the HealthMonitor keep a cache each, "edge" and "monitor", since the
+//   Durable Object runs in the same isolate in workerd but elsewhere in production), a get
+//   of a key answers with the value that reader last fetched while that fetch is younger
+//   than n ms; only then does it read the namespace again. So another's write is seen only
+//   after up to n ms (plus the edge's CONFIG_TTL_MS). A reader's own write counts as its
+//   fetch (Workers KV: a write is usually visible at once where it was made); with
+//   `kvLagOwnWrites: false` it does not, and the writer too sees it only after the lag.
+//   Applied after the faults above (a stale, failing or invalid read wins); text and json
+//   gets only (others, getWithMetadata and list are not lagged). `{ kvLagMs: 0 }` or no
+//   field: no lag;
+// - `r2`: "throw" or "missing" for R2 keys containing `match` (every key without it);
+// - `cache`: "throw", "throw-match", "throw-put" or "miss" (the edge cache);
+// - `noKvBinding`: the edge has no ROLLOUTS binding.
 import Inner, { HealthMonitor as InnerMonitor } from "../../build/index.js";
 
 export { HealthAggregator } from "../../build/index.js";
@@ -38,6 +63,44 @@ async function previousWrite(faults, key) {
   return names.length >= 2 ? faults.get(names[names.length - 2]) : null;
 }
 
+// kvLagMs: what each reader ("edge", "monitor") last fetched, per key and type:
+// `${type}\n${key}` -> { value, at }. Module state: per isolate, as production KV's caches
+// are per location. Every text or json get and every write of the reader is recorded, lag
+// or not, so a lag switched on mid-run starts from what the reader last saw.
+const lagCaches = { edge: new Map(), monitor: new Map() };
+
+/** How a KV get's `options` ask for the value: "text" (the default), "json", ... */
+function getType(options) {
+  return (typeof options === "string" ? options : options?.type) ?? "text";
+}
+
+/** `real.get(key, options)` through the reader's cache: the value it last fetched while younger than `lagMs`. */
+async function laggedGet(real, role, lagMs, key, options) {
+  const type = getType(options);
+  if (type !== "text" && type !== "json") return real.get(key, options);
+  const cache = lagCaches[role];
+  const id = `${type}\n${key}`;
+  const hit = cache.get(id);
+  // The age runs from when the fetch was issued, as the worker's own config TTL does.
+  const issued = Date.now();
+  if (lagMs > 0 && hit && issued - hit.at < lagMs) return type === "json" ? structuredClone(hit.value) : hit.value;
+  const value = await real.get(key, options);
+  cache.set(id, { value: type === "json" ? structuredClone(value) : value, at: issued });
+  return value;
+}
+
+/** A reader's own write: seen at once where it was made (unless `kvLagOwnWrites: false`). */
+function recordOwnWrite(role, spec, key, value) {
+  // Not seen at once: what the writer fetched before stays until it is older than the lag.
+  if (spec.kvLagOwnWrites === false) return;
+  const cache = lagCaches[role];
+  // The next json get fetches (and so sees the write); a text one answers with it.
+  cache.delete(`json\n${key}`);
+  // (A delete is a write of null.)
+  if (typeof value === "string" || value === null) cache.set(`text\n${key}`, { value, at: Date.now() });
+  else cache.delete(`text\n${key}`);
+}
+
 // `spec` is null for the Durable Object's env: it reads the spec on every call, because
 // an object outlives the request that set it.
 // `role` is "edge" or "monitor" (the Durable Object): `{ kvStale: "monitor" }` makes only
@@ -57,7 +120,7 @@ function faultyKv(real, fixedSpec, faults, role) {
         throw new Error("injected: KV GET timed out");
       }
       if (spec.kv === "invalid") return "{\"stable\": ";
-      return real.get(key, options);
+      return laggedGet(real, role, Number(spec.kvLagMs ?? 0), key, options);
     },
     async put(key, value, options) {
       const spec = await specNow();
@@ -70,6 +133,7 @@ function faultyKv(real, fixedSpec, faults, role) {
         }
       }
       await real.put(key, value, options);
+      recordOwnWrite(role, spec, key, value);
       await logWrite(faults, key, value);
     },
     async list(options, ...rest) {
@@ -77,7 +141,10 @@ function faultyKv(real, fixedSpec, faults, role) {
       if (options?.prefix === "auth/") await faults.put(`lists/auth/${Date.now()}-${Math.random()}`, role);
       return real.list(options, ...rest);
     },
-    delete: (...a) => real.delete(...a),
+    async delete(key, ...rest) {
+      await real.delete(key, ...rest);
+      recordOwnWrite(role, await specNow(), key, null);
+    },
     getWithMetadata: (...a) => real.getWithMetadata(...a),
   };
 }
