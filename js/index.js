@@ -6,10 +6,15 @@
 //   does the awaits the plan names (the KV config when this isolate's copy is stale, the
 //   edge cache, R2, the stable fallback, the canary's manifest on a fallback) and tells
 //   the router what was served, which returns the health batches due for the control plane.
-// - Everything else (`/__canary/...`: health, status, error reports, the admin API) and
-//   the `HealthMonitor` Durable Object run in the operations module (Rust, the `worker`
-//   crate, `src/`), imported on first use: an isolate that only serves SDK files never
-//   loads it.
+// - Error reports and boot signals (`POST /__canary/report`): the count path, like an
+//   asset's load: the router decides them (`report`), this module reads the body, the
+//   config and the rate limits, and the admitted ones join the same outbox (`counted`).
+// - The outbox sends what falls due on a timer (`flush`, under `ctx.waitUntil`), never only
+//   on a next request: an isolate's last report is not left waiting for one.
+// - Everything else (`/__canary/...`: health, status, the admin API) and the
+//   `HealthMonitor` Durable Object run in the operations module (Rust, the `worker` crate,
+//   `src/`), imported on first use: an isolate that serves SDK files and takes their
+//   reports never loads it.
 // - `HealthAggregator`: a bundle's aggregator objects, which merge the isolates' health
 //   batches before the bundle's `HealthMonitor` (control::coalesce), with the merge of
 //   `aggregator/` (loaded by `aggregator.js` on first use): never the operations module.
@@ -28,6 +33,9 @@ import {
   miss,
   etag_matches,
   constants,
+  report as planReport,
+  counted,
+  flush as flushOutbox,
   __wbg_reset_state as resetRouter,
 } from "./router/router.js";
 
@@ -82,9 +90,10 @@ const PROTOCOL = {
       ],
       pairs: ["name", "value"],
     },
+    R: { fields: ["kind"] },
   },
   record_config: { fields: ["log_line"] },
-  served: { fields: [], pairs: ["bundle", "body"] },
+  served: { fields: ["next_flush_ms"], pairs: ["bundle", "body"] },
   miss: FAILURE_FORMAT,
   constants: {
     fields: [
@@ -96,8 +105,15 @@ const PROTOCOL = {
       "monitor_bundle_header",
       "monitor_aggregate_url",
       "monitor_shard_suffix",
+      "report_max_bytes",
+      "report_rate_limited_body",
     ],
     pairs: ["name", "value"],
+  },
+  report: { fields: ["now_ms", "config_read", "oversize", "cookie", "override_token", "client_ip"] },
+  report_answers: {
+    N: { fields: ["kind", "ip_limit_key", "body"], rest: true },
+    K: { fields: ["kind", "ip_limit_key", "client_limit_key", "token", "body"], rest: true },
   },
   served_outcomes: ["as_routed", "counted_fallback", "plain_fallback"],
   config_reads: ["value", "missing", "failed"],
@@ -121,6 +137,12 @@ const ASSET = positions(PROTOCOL.answers.A.fields);
 /** Where an `A` answer's header pairs start. */
 const ASSET_PAIRS = PROTOCOL.answers.A.fields.length;
 const CONFIG_LOG = positions(PROTOCOL.record_config.fields);
+const BATCHES = positions(PROTOCOL.served.fields);
+const BATCHES_PAIRS = PROTOCOL.served.fields.length;
+const REPORT = positions(PROTOCOL.report.fields);
+const REPORT_BLANK = PROTOCOL.report.fields.map(() => "-");
+const NOT_COUNTED = positions(PROTOCOL.report_answers.N.fields);
+const ADMITTED = positions(PROTOCOL.report_answers.K.fields);
 const CONSTANTS = positions(PROTOCOL.constants.fields);
 const CONSTANTS_PAIRS = PROTOCOL.constants.fields.length;
 /** A plan request with every optional value absent (`-`), copied per request. */
@@ -142,6 +164,9 @@ let MONITOR_INGEST_URL = "";
 let MONITOR_BUNDLE_HEADER = "";
 let MONITOR_AGGREGATE_URL = "";
 let SHARD_SUFFIX = "";
+// Reports: the largest body read, and the answer past a rate limit.
+let REPORT_MAX_BYTES = 0;
+let REPORT_RATE_LIMITED_BODY = "";
 let STATIC_HEADERS = Object.create(null);
 let operations = null;
 /** The operations module, loaded once per isolate, on the first request that needs it. */
@@ -226,6 +251,8 @@ async function handle(request, env, ctx) {
         const ops = await loadOperations();
         return new ops.default(ctx, env).fetch(request);
       }
+      case "R":
+        return receiveReport(request, env, ctx);
       case "C":
         await readConfig(answer, env);
         req[PLAN.config_read] = YES;
@@ -251,6 +278,8 @@ function configureRouter(env) {
   MONITOR_BUNDLE_HEADER = k[CONSTANTS.monitor_bundle_header];
   MONITOR_AGGREGATE_URL = k[CONSTANTS.monitor_aggregate_url];
   SHARD_SUFFIX = k[CONSTANTS.monitor_shard_suffix];
+  REPORT_MAX_BYTES = Number(k[CONSTANTS.report_max_bytes]);
+  REPORT_RATE_LIMITED_BODY = k[CONSTANTS.report_rate_limited_body];
   STATIC_HEADERS = Object.create(null);
   for (let i = CONSTANTS_PAIRS; i + 1 < k.length; i += 2) STATIC_HEADERS[k[i]] = k[i + 1];
   configured = true;
@@ -499,20 +528,131 @@ async function fromR2(env, ctx, cacheKey, key, defaultType, isHead) {
 }
 
 /**
- * Sends the router's due batches (`bundle\nbody\n` pairs): each to this isolate's
- * aggregator of the bundle (HEALTH_AGGREGATORS), which merges and forwards them to the
- * bundle's monitor; without that binding, straight to the monitor.
+ * `POST /__canary/report`: an SDK's error report or boot signal. The body is read up to
+ * the router's limit (a longer one is not read further: 413), then the router decides
+ * (`report`: after the config, as for an asset); a report not counted is answered within
+ * the per-network limit, an admitted one counted within the per-network and per-client
+ * limits (`REPORT_LIMIT_PER_IP`, `REPORT_LIMIT_PER_CLIENT`; past either, 429).
+ */
+async function receiveReport(request, env, ctx) {
+  const { text: body, oversize } = await readCapped(request, REPORT_MAX_BYTES);
+  const headers = request.headers;
+  const req = REPORT_BLANK.slice();
+  req[REPORT.config_read] = NO;
+  req[REPORT.oversize] = oversize ? YES : NO;
+  req[REPORT.cookie] = opt(headers.get("cookie"));
+  req[REPORT.override_token] = opt(headers.get(OVERRIDE_HEADER));
+  req[REPORT.client_ip] = opt(headers.get("cf-connecting-ip"));
+  // At most: a config read, then the decision.
+  for (let step = 0; step < 3; step++) {
+    req[REPORT.now_ms] = Date.now();
+    const answer = planReport(req.join("\n"), body).split("\n");
+    switch (answer[ANSWER.kind]) {
+      case "C":
+        await readConfig(answer, env);
+        req[REPORT.config_read] = YES;
+        break;
+      case "N":
+        if (!(await withinLimit(env, "REPORT_LIMIT_PER_IP", answer[NOT_COUNTED.ip_limit_key]))) return reportAnswer(429, REPORT_RATE_LIMITED_BODY);
+        return reportAnswer(202, answer.slice(NOT_COUNTED.body).join("\n"));
+      case "K":
+        if (!(await withinLimit(env, "REPORT_LIMIT_PER_IP", answer[ADMITTED.ip_limit_key])) ||
+            !(await withinLimit(env, "REPORT_LIMIT_PER_CLIENT", answer[ADMITTED.client_limit_key]))) {
+          return reportAnswer(429, REPORT_RATE_LIMITED_BODY);
+        }
+        sendBatches(counted(answer[ADMITTED.token], Date.now()), env, ctx);
+        return reportAnswer(202, answer.slice(ADMITTED.body).join("\n"));
+      default:
+        return failure(answer);
+    }
+  }
+  throw new Error("the report's plan did not settle");
+}
+
+/**
+ * The request's body as text, read up to `max` bytes: `{ text, oversize }`. A longer body
+ * (chunked or not, whatever its Content-Length says) is not read past the limit. The rest
+ * is left to the runtime, not cancelled: a cancelled upload resets the connection before
+ * the client can read the 413.
+ */
+async function readCapped(request, max) {
+  const declared = Number(request.headers.get("content-length"));
+  if (declared > max) return { text: "", oversize: true };
+  if (request.body === null) return { text: "", oversize: false };
+  const reader = request.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      reader.releaseLock();
+      return { text: "", oversize: true };
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  return { text: new TextDecoder().decode(bytes), oversize: false };
+}
+
+/**
+ * Whether `key` is within the rate limiting binding `name`'s limit. Without the binding
+ * there is no limit at the door (the control plane still counts each client once); a
+ * failing limiter lets the report through (logged).
+ */
+async function withinLimit(env, name, key) {
+  const limiter = env[name];
+  if (!limiter) return true;
+  try {
+    return (await limiter.limit({ key })).success;
+  } catch (e) {
+    log("rate_limit_failed", { binding: name, detail: brief(e) });
+    return true;
+  }
+}
+
+function reportAnswer(status, body) {
+  return new Response(body, {
+    status,
+    headers: {
+      "content-type": "application/json; charset=utf-8",
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+      "access-control-allow-origin": "*",
+    },
+  });
+}
+
+/**
+ * Sends the router's due batches (a `Batches` answer: the outbox's next due time, then
+ * `bundle\nbody\n` pairs), each to this isolate's aggregator of the bundle
+ * (HEALTH_AGGREGATORS), which merges and forwards them to the bundle's monitor; without
+ * that binding, straight to the monitor. Then arms the outbox's timer for what is left.
  */
 function sendBatches(batches, env, ctx) {
+  const parts = batches.split("\n");
+  const sends = postBatches(parts, env);
+  if (sends.length) ctx.waitUntil(Promise.all(sends));
+  armFlush(Number(parts[BATCHES.next_flush_ms]) || 0, env, ctx);
+}
+
+/** Posts the batches of a `Batches` answer's lines; the sends under way. */
+function postBatches(parts, env) {
   const health = env.HEALTH;
   // Without a HEALTH binding, health monitoring is off and counts are dropped.
-  if (!batches || !health) return;
+  if (!health) return [];
   const aggregators = env.HEALTH_AGGREGATORS;
-  const parts = batches.split("\n");
-  for (let i = 0; i + 1 < parts.length; i += 2) {
+  const sends = [];
+  for (let i = BATCHES_PAIRS; i + 1 < parts.length; i += 2) {
     const bundle = parts[i];
     const body = parts[i + 1];
-    ctx.waitUntil(
+    sends.push(
       (async () => {
         try {
           const resp = aggregators
@@ -525,6 +665,40 @@ function sendBatches(batches, env, ctx) {
       })(),
     );
   }
+  return sends;
+}
+
+// The outbox's timer: one per isolate, set for when its next batch falls due, and run
+// under the `ctx.waitUntil` of the request that set it, so that counts never wait for a
+// next request that may not come (an isolate's last report). A wait is bounded by
+// FLUSH_WAIT_MAX_MS (the runtime keeps a request's waitUntil for 30 s): a later batch is
+// sent by a later request's timer, or, if none comes, when that wait runs out.
+const FLUSH_WAIT_MAX_MS = 25_000;
+let flushTimerAt = Infinity;
+
+function armFlush(dueMs, env, ctx) {
+  if (!dueMs || dueMs >= flushTimerAt) return;
+  flushTimerAt = dueMs;
+  ctx.waitUntil(
+    (async () => {
+      const deadline = Date.now() + FLUSH_WAIT_MAX_MS;
+      let due = dueMs;
+      while (due && due <= deadline) {
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - Date.now())));
+        // A newer timer set for an earlier time does this one's work.
+        if (flushTimerAt !== due) return;
+        const parts = flushOutbox(Date.now()).split("\n");
+        due = Number(parts[BATCHES.next_flush_ms]) || 0;
+        flushTimerAt = due || Infinity;
+        await Promise.all(postBatches(parts, env));
+      }
+      // Past this request's bound: the next request's timer takes over.
+      if (flushTimerAt === due) flushTimerAt = Infinity;
+    })().catch((e) => {
+      flushTimerAt = Infinity;
+      log("health_flush_failed", { detail: brief(e) });
+    }),
+  );
 }
 
 /** Durable Object ids by binding and name, derived once per isolate (a hash each time). */

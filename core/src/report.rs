@@ -45,18 +45,67 @@ struct Raw {
     bundle: String,
     version: String,
     kind: String,
-    // Free text for humans; accepted but not stored (it is not trusted).
+    // Free text for humans; accepted but not stored (it is not trusted), and not kept as a
+    // value: skipped.
     #[serde(default)]
     #[allow(dead_code)]
-    message: Option<serde_json::Value>,
+    message: Option<serde::de::IgnoredAny>,
     // Any JSON value (`null` included) when the field is present, checked in `parse`.
-    #[serde(default, deserialize_with = "present")]
-    boot_ms: Option<serde_json::Value>,
+    #[serde(default)]
+    boot_ms: Option<BootMs>,
 }
 
-/// `Some` for a present field, even `null` (which `Option`'s own impl would make `None`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(d).map(Some)
+/// What `boot_ms` held: a whole number, or something else (described for the error). Read
+/// without building a JSON value: the routing wasm parses reports, and stays small.
+enum BootMs {
+    Whole(u64),
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for BootMs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = BootMs;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<BootMs, E> {
+                Ok(BootMs::Whole(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<BootMs, E> {
+                Ok(BootMs::Other(v.to_string()))
+            }
+            // Not formatted: float formatting would add its code to the routing wasm.
+            fn visit_f64<E>(self, _: f64) -> Result<BootMs, E> {
+                Ok(BootMs::Other("a number that is not whole".into()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<BootMs, E> {
+                Ok(BootMs::Other(v.to_string()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<BootMs, E> {
+                Ok(BootMs::Other(format!("{v:?}")))
+            }
+            fn visit_unit<E>(self) -> Result<BootMs, E> {
+                Ok(BootMs::Other("null".into()))
+            }
+            fn visit_none<E>(self) -> Result<BootMs, E> {
+                Ok(BootMs::Other("null".into()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<BootMs, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(BootMs::Other("an array".into()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<BootMs, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(BootMs::Other("an object".into()))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// Parses and checks a report body.
@@ -64,8 +113,12 @@ pub fn parse(body: &[u8]) -> Result<Report, ReportError> {
     if body.len() > MAX_REPORT_BYTES {
         return Err(ReportError::TooLarge);
     }
-    let raw: Raw = serde_json::from_slice(body)
-        .map_err(|e| ReportError::Malformed(format!("bad JSON: {e}")))?;
+    // From text, as the config is parsed: one instance of the JSON reader in the routing
+    // wasm, not two (`from_slice` would add its own: 4 KB).
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ReportError::Malformed(format!("bad JSON: not UTF-8: {e}")))?;
+    let raw: Raw =
+        serde_json::from_str(text).map_err(|e| ReportError::Malformed(format!("bad JSON: {e}")))?;
     let bundle = BundleName::parse(&raw.bundle).map_err(ReportError::Malformed)?;
     let version = Version::parse(&raw.version).map_err(ReportError::Malformed)?;
     let kind_ok = !raw.kind.is_empty()
@@ -81,14 +134,16 @@ pub fn parse(body: &[u8]) -> Result<Report, ReportError> {
     }
     let boot_ms = match raw.boot_ms {
         None => None,
-        Some(v) => match v.as_u64() {
-            Some(ms) if ms <= u64::from(MAX_BOOT_MS) => Some(ms as u32),
-            _ => {
-                return Err(ReportError::Malformed(format!(
-                    "boot_ms must be an integer from 0 to {MAX_BOOT_MS} (milliseconds), got {v}"
-                )))
-            }
-        },
+        Some(BootMs::Whole(ms)) if ms <= u64::from(MAX_BOOT_MS) => Some(ms as u32),
+        Some(v) => {
+            let got = match v {
+                BootMs::Whole(ms) => ms.to_string(),
+                BootMs::Other(text) => text,
+            };
+            return Err(ReportError::Malformed(format!(
+                "boot_ms must be an integer from 0 to {MAX_BOOT_MS} (milliseconds), got {got}"
+            )));
+        }
     };
     match (raw.kind == BOOT_KIND, boot_ms.is_some()) {
         (true, false) => {

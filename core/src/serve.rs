@@ -5,9 +5,9 @@
 //! served. Everything else about the request is decided here.
 //!
 //! [`Edge`] is the per-isolate state: settings, the routing keys, the rollout configs
-//! and the pending health counts. The operations module (`src/edge`) builds its isolate
-//! around one too, and reads and counts through it: its status reads the same config
-//! cache, and its admitted reports join the same pending counts.
+//! and the pending health counts (one outbox: loads, and the reports and boot signals of
+//! `report.rs`, sent when due or by the entry module's timer, [`Edge::flush`]). The
+//! operations module (`src/edge`) builds its isolate around one too, for its status.
 
 use std::rc::Rc;
 
@@ -25,6 +25,9 @@ use crate::rollouts::{KvRead, RolloutCache};
 use crate::route::{self, AssetRoute, Route, RouteError};
 use crate::settings::Settings;
 use crate::user_key::UserKeySigner;
+
+/// The operations route of error reports and boot signals (`/__canary/report`).
+pub const REPORT_ROUTE: &str = "report";
 
 /// Headers a browser script may read on a cross-origin asset response.
 pub const EXPOSED_HEADERS: &str = "x-cohort, x-canary-channel, x-canary-version, x-canary-fallback";
@@ -99,6 +102,9 @@ pub struct TallyToken(pub String);
 pub enum Step {
     /// `/__canary/...`: the operations module answers.
     Ops,
+    /// `POST /__canary/report`: read the body (at most `MAX_REPORT_BYTES`) and plan it with
+    /// [`Edge::plan_report`].
+    Report,
     /// The bundle's config is not fresh in this isolate: read `kv_key`, give the outcome
     /// to [`Edge::record_config`], then ask again.
     ReadConfig {
@@ -188,6 +194,13 @@ impl Edge {
     ) -> Step {
         let asset = match route::parse(route::path_of(req.url)) {
             Ok(Route::Asset(asset)) => asset,
+            // Reports and boot signals are the count path's, not the operations module's.
+            Ok(Route::Ops(op)) if op == REPORT_ROUTE => {
+                return match req.method {
+                    "POST" => Step::Report,
+                    _ => Step::Fail(EdgeError::MethodNotAllowed("POST")),
+                }
+            }
             Ok(Route::Ops(_)) => return Step::Ops,
             Err(RouteError::NotFound(m)) => return Step::Fail(EdgeError::NotFound(m)),
             Err(RouteError::BadRequest(m)) => return Step::Fail(EdgeError::BadRequest(m)),
@@ -374,46 +387,44 @@ impl Edge {
         let mut out = Vec::new();
         for &signal in signals {
             // A fallback happens only to canary-routed requests: both count on the canary.
-            let tally = Tally {
-                bundle: &parsed.bundle,
-                stable: &parsed.stable,
-                canary: parsed.canary.as_ref(),
-                weight: parsed.weight,
-                on_canary: parsed.on_canary,
-                client: parsed.client,
-                network: parsed.network,
-                signal,
-            };
-            let batches = self.outbox.record(tally, self.settings.flush, now_ms);
-            out.extend(batches.into_iter().map(|b| (parsed.bundle.clone(), b)));
+            out.extend(self.count(&parsed, signal, now_ms));
         }
         out
     }
 
-    /// Counts an admitted report of `client` on `channel` (an error or a boot signal, see
-    /// `report::admit`) in the same pending counts as [`Edge::served`]'s loads. Returns the
-    /// batches due for the bundle's control plane.
-    pub fn reported(
+    /// One signal of a tallied client into the outbox; the batches due.
+    fn count(
         &mut self,
-        prepared: &PreparedRollout,
-        channel: Channel,
-        client: u64,
+        parsed: &ParsedTally,
         signal: Signal,
         now_ms: f64,
-    ) -> Vec<Batch> {
-        let rollout = &prepared.rollout;
+    ) -> Vec<(BundleName, Batch)> {
         let tally = Tally {
-            bundle: &prepared.bundle,
-            stable: &rollout.stable,
-            canary: rollout.live_canary(),
-            weight: rollout.weight,
-            on_canary: channel == Channel::Canary,
-            client,
-            // The tracker takes a client's network from its load.
-            network: 0,
+            bundle: &parsed.bundle,
+            stable: &parsed.stable,
+            canary: parsed.canary.as_ref(),
+            weight: parsed.weight,
+            on_canary: parsed.on_canary,
+            client: parsed.client,
+            network: parsed.network,
             signal,
         };
-        self.outbox.record(tally, self.settings.flush, now_ms)
+        let batches = self.outbox.record(tally, self.settings.flush, now_ms);
+        batches
+            .into_iter()
+            .map(|b| (parsed.bundle.clone(), b))
+            .collect()
+    }
+
+    /// The batches due at `now_ms` (the entry module's timer: counts never wait for a next
+    /// request that may not come).
+    pub fn flush(&mut self, now_ms: f64) -> Vec<(BundleName, Batch)> {
+        self.outbox.take_due(self.settings.flush, now_ms)
+    }
+
+    /// When the outbox's next batch falls due, if it holds any counts.
+    pub fn next_flush_ms(&self) -> Option<f64> {
+        self.outbox.next_due_ms(self.settings.flush)
     }
 
     /// The error for a file that could not be loaded (after any fallback).
@@ -644,6 +655,10 @@ impl ParsedTally {
         })
     }
 }
+
+mod report;
+
+pub use report::{rate_limited_body, ReportRequest, ReportStep};
 
 #[cfg(test)]
 mod tests;

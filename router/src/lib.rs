@@ -20,7 +20,12 @@
 //!   [`Failure`] (answer with an error; also [`miss`]'s answer), `A` [`Asset`] (serve);
 //! - [`record_config`]'s answer: [`ConfigLog`]; [`served`]'s: [`Batches`]; [`constants`]':
 //!   [`Constants`]; [`served`]'s `outcome` argument: a position in [`SERVED_OUTCOMES`];
-//!   [`record_config`]'s `kind`: one of [`CONFIG_READS`].
+//!   [`record_config`]'s `kind`: one of [`CONFIG_READS`];
+//! - `R` [`ReportRoute`]: a report (`POST /__canary/report`): the entry reads its body and
+//!   asks [`report::report`] (its request [`report::ReportIn`], its answers `C`, `E`, `N`
+//!   [`report::NotCounted`] and `K` [`report::Admitted`]), counts an admitted one with
+//!   [`report::counted`], and sends what falls due meanwhile with [`report::flush`] (both
+//!   answer [`Batches`]).
 //!
 //! Lines are separated by `\n`, except in a message that ends with name/value pairs
 //! ([`Tail::Pairs`]), where every line ends with `\n` (the layout of
@@ -114,7 +119,7 @@ macro_rules! message {
         $dir:ident $name:ident $(= $kind:literal)? { $($field:ident),+ $(,)? } $($tail:tt)*
     ) => {
         $(#[$doc])*
-        struct $name<'a> {
+        pub(crate) struct $name<'a> {
             $($field: &'a str,)+
         }
         message!(@$dir $name [$name<'_>] [$($kind)?] [$($field)+] [$($tail)*]);
@@ -124,7 +129,7 @@ macro_rules! message {
         $dir:ident $name:ident $(= $kind:literal)? {} $($tail:tt)*
     ) => {
         $(#[$doc])*
-        struct $name;
+        pub(crate) struct $name;
         message!(@$dir $name [$name] [$($kind)?] [] [$($tail)*]);
     };
     (@out $name:ident [$ty:ty] [$($kind:literal)?] [$($field:ident)*] [$($tail:tt)*]) => {
@@ -139,7 +144,7 @@ macro_rules! message {
     };
     (@in $name:ident [$ty:ty] [] [$($field:ident)+] [$($tail:tt)*]) => {
         impl<'a> $name<'a> {
-            const FORMAT: Format = message!(@format [] [$($field)+] [$($tail)*]);
+            pub(crate) const FORMAT: Format = message!(@format [] [$($field)+] [$($tail)*]);
 
             fn decode(text: &'a str) -> Self {
                 let mut lines = text.split('\n');
@@ -223,6 +228,11 @@ message! {
 }
 
 message! {
+    /// `R`: an SDK's report or boot signal: read the body and ask [`report::report`].
+    out ReportRoute = "R" {}
+}
+
+message! {
     /// `C`: the bundle's config is not fresh in this isolate: read `kv_key` (waiting at most
     /// `timeout_ms`), give the outcome to [`record_config`], then ask again.
     out ReadConfig = "C" { bundle, kv_key, timeout_ms }
@@ -269,9 +279,11 @@ message! {
 }
 
 message! {
-    /// [`served`]'s answer: the batches due for the control plane, one `bundle`/`body` pair
-    /// each (none: empty).
-    out Batches {} pairs(bundle, body)
+    /// [`served`]'s answer (and [`report::counted`]'s and [`report::flush`]'s): when the
+    /// isolate's outbox next falls due (ms since the epoch; empty: nothing pending), for
+    /// the entry module's timer, then the batches due for the control plane, one
+    /// `bundle`/`body` pair each.
+    out Batches { next_flush_ms } pairs(bundle, body)
 }
 
 message! {
@@ -290,6 +302,8 @@ message! {
         monitor_bundle_header,
         monitor_aggregate_url,
         monitor_shard_suffix,
+        report_max_bytes,
+        report_rate_limited_body,
     } pairs(name, value)
 }
 
@@ -340,9 +354,12 @@ const CONFIG_READS: Named<fn(&str) -> KvRead, 3> = named!(
 const YES: &str = "1";
 const NO: &str = "0";
 
+pub mod report;
+
 /// The protocol's tables as JSON, for the entry module's tests (the entry keeps its own
 /// copy and never calls this on a request): `plan` (the request), `answers` (by kind),
-/// `record_config`, `served`, `miss`, `constants` (each a [`Format::json`]),
+/// `record_config`, `served`, `miss`, `constants`, `report` (each a [`Format::json`]),
+/// `report_answers` (by kind),
 /// `served_outcomes` and `config_reads`.
 #[wasm_bindgen]
 pub fn protocol() -> String {
@@ -359,6 +376,8 @@ pub fn protocol() -> String {
         Failure::FORMAT.entry,
         ",",
         Asset::FORMAT.entry,
+        ",",
+        ReportRoute::FORMAT.entry,
         "},\"record_config\":",
         ConfigLog::FORMAT.json,
         ",\"served\":",
@@ -367,6 +386,13 @@ pub fn protocol() -> String {
         Failure::FORMAT.json,
         ",\"constants\":",
         Constants::FORMAT.json,
+        ",\"report\":",
+        report::ReportIn::FORMAT.json,
+        ",\"report_answers\":{",
+        report::NotCounted::FORMAT.entry,
+        ",",
+        report::Admitted::FORMAT.entry,
+        "}",
         ",\"served_outcomes\":",
         SERVED_OUTCOMES.json,
         ",\"config_reads\":",
@@ -415,6 +441,8 @@ pub fn constants() -> String {
         monitor_bundle_header: wire::BUNDLE_HEADER,
         monitor_aggregate_url: &aggregate,
         monitor_shard_suffix: &shard,
+        report_max_bytes: &canary_core::report::MAX_REPORT_BYTES.to_string(),
+        report_rate_limited_body: &canary_core::serve::rate_limited_body(),
     }
     .encode_with(Edge::static_headers().as_str())
 }
@@ -500,16 +528,30 @@ pub fn served(token: &str, outcome: u8, now_ms: f64) -> String {
         .unwrap_or(Served::PlainFallback);
     with_edge(
         |edge| {
-            let mut pairs = String::new();
-            for (bundle, batch) in edge.served(token, outcome, now_ms) {
-                if let Ok(body) = serde_json::to_string(&batch) {
-                    push_pair(&mut pairs, bundle.as_str(), &body);
-                }
-            }
-            Batches.encode_with(&pairs)
+            let batches = edge.served(token, outcome, now_ms);
+            batches_answer(edge, batches)
         },
-        |_| String::new(),
+        |_| Batches { next_flush_ms: "" }.encode(),
     )
+}
+
+/// [`Batches`]: the outbox's next due time, then `batches`.
+fn batches_answer(edge: &Edge, batches: Vec<(BundleName, canary_core::control::Batch)>) -> String {
+    let mut pairs = String::new();
+    for (bundle, batch) in batches {
+        if let Ok(body) = serde_json::to_string(&batch) {
+            push_pair(&mut pairs, bundle.as_str(), &body);
+        }
+    }
+    // Whole ms, formatted as an integer (float formatting would add its code here).
+    let next = edge
+        .next_flush_ms()
+        .map(|ms| (ms.max(0.0).ceil() as u64).to_string())
+        .unwrap_or_default();
+    Batches {
+        next_flush_ms: &next,
+    }
+    .encode_with(&pairs)
 }
 
 /// The `E` answer ([`Failure`]) for a file that could not be loaded: absent when `detail`
@@ -562,6 +604,7 @@ fn random_u64() -> u64 {
 fn encode(edge: &Edge, step: Step) -> String {
     match step {
         Step::Ops => Ops.encode(),
+        Step::Report => ReportRoute.encode(),
         Step::ReadConfig {
             bundle,
             kv_key,
@@ -684,6 +727,7 @@ mod tests {
         }
         let answers = [
             Ops::FORMAT,
+            ReportRoute::FORMAT,
             ReadConfig::FORMAT,
             NeedIdentity::FORMAT,
             Failure::FORMAT,
@@ -733,6 +777,8 @@ mod tests {
             "constants",
             "served_outcomes",
             "config_reads",
+            "report",
+            "report_answers",
         ] {
             assert!(table.get(key).is_some(), "{key}");
         }
@@ -740,7 +786,8 @@ mod tests {
         assert_eq!(table["answers"]["A"]["pairs"][0], "name");
         assert_eq!(table["answers"]["E"]["rest"], true);
         assert_eq!(table["miss"], table["answers"]["E"]);
-        assert_eq!(table["served"]["fields"].as_array().map(Vec::len), Some(0));
+        assert_eq!(table["served"]["fields"][0], "next_flush_ms");
+        assert_eq!(table["report_answers"]["K"]["fields"][0], "kind");
         assert_eq!(table["served_outcomes"][1], "counted_fallback");
         assert_eq!(
             table["plan"]["fields"].as_array().map(Vec::len),
@@ -758,6 +805,10 @@ mod tests {
         ));
         let mut pairs = String::new();
         push_pair(&mut pairs, "demo", "{}");
-        assert!(fits(&Batches::FORMAT, &Batches.encode_with(&pairs)));
+        let batches = Batches {
+            next_flush_ms: "1800000001000",
+        };
+        assert!(fits(&Batches::FORMAT, &batches.encode_with(&pairs)));
+        assert!(fits(&Batches::FORMAT, &batches.encode()));
     }
 }

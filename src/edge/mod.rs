@@ -42,13 +42,12 @@ use crate::settings::{Settings, SettingsError};
 const KV_BINDING: &str = "ROLLOUTS";
 const R2_BINDING: &str = "BUNDLES";
 const HEALTH_BINDING: &str = "HEALTH";
-const AGGREGATOR_BINDING: &str = "HEALTH_AGGREGATORS";
 
 /// Per-isolate state, built on the first request.
 struct Isolate {
-    /// Settings, router, rollout configs, pending counts (error reports and boot signals
-    /// not yet sent to each bundle's monitor) and override key: the routing module's state,
-    /// built the same way. Borrowed between awaits only, never across one.
+    /// Settings, router, rollout configs and override key: the routing module's state,
+    /// built the same way (its outbox stays empty here: counts go through the entry
+    /// module). Borrowed between awaits only, never across one.
     edge: RefCell<Edge>,
     /// The API's tokens: `Ok(None)` when the admin API is off, `Err` when a token is
     /// unusable (too short: the admin API refuses to start).

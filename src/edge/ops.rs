@@ -1,29 +1,27 @@
-//! Operations endpoints under `/__canary/`: health, status, SDK error reports and the admin
-//! API (enabled only when the `ADMIN_TOKEN` secret is set).
+//! Operations endpoints under `/__canary/`: health, status and the admin API (enabled only
+//! when the `ADMIN_TOKEN` secret is set). SDK error reports and boot signals are not here:
+//! they are the count path's (`core::serve::report`, through the entry module).
 
 use futures_util::future::join_all;
 use serde_json::json;
 use worker::{Context, Env, Request};
 
 use super::{
-    auth, brief, json_response, log_event, monitor, now_ms, rollout, within_limit, Failure,
-    Isolate, Outcome, R2_BINDING,
+    auth, brief, json_response, log_event, monitor, now_ms, rollout, Failure, Isolate, Outcome,
+    R2_BINDING,
 };
 use crate::admin::{parse_request, Command};
 use crate::config::{BundleName, Version};
-use crate::control::tracker::Signal;
 use crate::control::wire::{CommandAnswer, StatusAnswer};
-use crate::cookie::Verified;
 use crate::decide::{Channel, PreparedRollout};
 use crate::error::EdgeError;
-use crate::override_token::{MAX_TTL_SECS, OVERRIDE_HEADER};
-use crate::report::{self, admit, NotCounted, ReportError, Reporter, MAX_REPORT_BYTES};
+use crate::override_token::MAX_TTL_SECS;
 use crate::serve::Edge;
 
 pub(super) async fn serve(
     mut req: Request,
     env: &Env,
-    ctx: &Context,
+    _ctx: &Context,
     iso: &Isolate,
     rest: &str,
 ) -> Outcome {
@@ -43,8 +41,6 @@ pub(super) async fn serve(
             let prepared = rollout(env, iso, &bundle).await?;
             json_response(200, &public_status(&iso.edge(), &prepared))
         }
-        (["report"], "POST") => receive_report(&mut req, env, ctx, iso).await,
-        (["report"], _) => Err(EdgeError::MethodNotAllowed("POST").into()),
         (["api"] | ["api", ""], "GET") => bundles(&req, env, iso).await,
         (["api", ..], _) => admin(&mut req, env, iso, &segments[1..]).await,
         (["ui", ..], _) => super::console::serve(&mut req, env, iso, &segments[1..]).await,
@@ -131,116 +127,6 @@ async fn edge_view(
     body["config"] = json!(prepared.rollout);
     body["monitor"] = monitor;
     Ok(body)
-}
-
-// ---------------------------------------------------------------- error reports
-
-/// Rate limiting bindings (`[[ratelimits]]` in wrangler.toml) for error reports.
-const LIMIT_PER_IP: &str = "REPORT_LIMIT_PER_IP";
-const LIMIT_PER_CLIENT: &str = "REPORT_LIMIT_PER_CLIENT";
-
-/// The answer to a report: 202 (429 when rate limited), never retried by a beacon.
-fn report_answer(status: u16, body: serde_json::Value) -> Outcome {
-    let resp = json_response(status, &body)?;
-    resp.headers().set("access-control-allow-origin", "*")?;
-    Ok(resp)
-}
-
-fn not_counted(reason: NotCounted) -> Outcome {
-    let status = if reason == NotCounted::RateLimited {
-        429
-    } else {
-        202
-    };
-    report_answer(
-        status,
-        json!({ "counted": false, "reason": reason.as_str() }),
-    )
-}
-
-/// The reporter's cohort cookie: absent, present but not verifying, or verified.
-fn cookie_state(edge: &Edge, header: Option<&str>) -> Option<Option<Verified>> {
-    let header = header?;
-    let jar = edge.router.cookie();
-    if let Some(v) = jar.read_client(header, (now_ms() / 1000.0) as u64) {
-        return Some(Some(v));
-    }
-    let named = header
-        .split([';', ','])
-        .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(name, _)| name == jar.name());
-    named.then_some(None)
-}
-
-/// `POST /__canary/report`: an SDK error from a browser. It counts only when it comes from
-/// a client the edge served the reported version (its signed cohort cookie maps to that
-/// version's channel in the live config) or that holds a signed override for it, within
-/// the per-IP and per-client rate limits, and then as one client with an error (its id),
-/// however many it sends. Anything else is answered 2xx `{"counted": false, "reason"}`.
-async fn receive_report(req: &mut Request, env: &Env, ctx: &Context, iso: &Isolate) -> Outcome {
-    let declared = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_REPORT_BYTES) {
-        return Err(EdgeError::TooLarge(format!(
-            "reports are limited to {MAX_REPORT_BYTES} bytes"
-        ))
-        .into());
-    }
-    let body = req.bytes().await?;
-    let report = report::parse(&body).map_err(|e| match e {
-        ReportError::TooLarge => {
-            EdgeError::TooLarge(format!("reports are limited to {MAX_REPORT_BYTES} bytes"))
-        }
-        ReportError::Malformed(m) => EdgeError::BadRequest(format!("bad report: {m}")),
-    })?;
-    let ip = req
-        .headers()
-        .get("cf-connecting-ip")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if !within_limit(env, LIMIT_PER_IP, format!("ip:{ip}")).await {
-        return not_counted(NotCounted::RateLimited);
-    }
-    let prepared = rollout(env, iso, &report.bundle).await?;
-    let cookie = req.headers().get("cookie").ok().flatten();
-    let override_token = req.headers().get(OVERRIDE_HEADER).ok().flatten();
-    let admitted = {
-        let edge = iso.edge();
-        // A valid signed override the reporter holds for this bundle: its channel and the
-        // client id it counts as.
-        let reporter = Reporter {
-            cookie: cookie_state(&edge, cookie.as_deref()),
-            override_holder: edge.override_holder(
-                &prepared,
-                override_token.as_deref(),
-                cookie.as_deref(),
-                now_ms(),
-            ),
-        };
-        admit(&report, &prepared, &edge.router, &reporter)
-    };
-    let (channel, client) = match admitted {
-        Ok(admitted) => admitted,
-        Err(reason) => return not_counted(reason),
-    };
-    if !within_limit(env, LIMIT_PER_CLIENT, format!("client:{client:016x}")).await {
-        return not_counted(NotCounted::RateLimited);
-    }
-    let signal = if report.is_boot() {
-        Signal::Boot
-    } else {
-        Signal::Failure
-    };
-    monitor::tally(env, ctx, iso, &prepared, channel, client, signal);
-    report_answer(
-        202,
-        json!({ "counted": true, "channel": channel.as_str(), "kind": report.kind }),
-    )
 }
 
 // ---------------------------------------------------------------- admin API

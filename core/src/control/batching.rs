@@ -173,6 +173,41 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// Takes every bundle's batch that is due at `now_ms`.
+    pub fn take_due(&mut self, policy: FlushPolicy, now_ms: f64) -> Vec<(BundleName, Batch)> {
+        self.pending
+            .iter_mut()
+            .filter(|(_, p)| p.due(policy, now_ms))
+            .map(|(bundle, p)| (bundle.clone(), p.take(now_ms)))
+            .filter(|(_, batch)| !batch.clients.is_empty())
+            .collect()
+    }
+
+    /// When the earliest pending batch falls due (`None`: nothing pending).
+    pub fn next_due_ms(&self, policy: FlushPolicy) -> Option<f64> {
+        self.pending
+            .values()
+            .filter_map(|p| p.due_at(policy))
+            .min_by(f64::total_cmp)
+    }
+}
+
+impl Pending {
+    /// When these counts fall due by time (volume sends them as it is reached).
+    pub fn due_at(&self, policy: FlushPolicy) -> Option<f64> {
+        if self.requests == 0 {
+            return None;
+        }
+        let wait = if self.errors_pending {
+            policy.every_ms.min(ERROR_FLUSH_MS)
+        } else {
+            policy.every_ms
+        };
+        Some(self.last_flush_ms + wait as f64)
+    }
+}
+
 #[cfg(test)]
 mod pending_tests {
     use super::*;
@@ -262,5 +297,58 @@ mod pending_tests {
         assert_eq!(sent.len(), 1, "an error goes out within a second");
         assert_eq!(sent[0].clients.counts().canary.errors, 1);
         assert_eq!(sent[0].weight, Some(Weight::new(50).unwrap()));
+    }
+}
+
+#[cfg(test)]
+mod timer_tests {
+    use super::*;
+
+    /// The entry module's timer: what is pending falls due at a time the outbox names, and
+    /// a flush then takes it (the last request of an isolate is never left waiting).
+    #[test]
+    fn pending_counts_name_when_they_fall_due_and_a_flush_takes_them() {
+        let policy = FlushPolicy {
+            every_ms: 10_000,
+            every_requests: 1_000,
+        };
+        let v = |s| Version::parse(s).unwrap();
+        let (stable, canary) = (v("1.0.0"), v("1.1.0"));
+        let bundle = BundleName::parse("demo").unwrap();
+        let tally = |client: u64, signal| Tally {
+            bundle: &bundle,
+            stable: &stable,
+            canary: Some(&canary),
+            weight: Weight::new(50).unwrap(),
+            on_canary: true,
+            client,
+            network: client,
+            signal,
+        };
+        let mut outbox = Outbox::new(KeyedHash::derive(b"k", "sketch"));
+        assert_eq!(outbox.next_due_ms(policy), None, "nothing pending");
+        // (what is recorded at 100 ms, when it falls due)
+        for (signal, due) in [
+            (Signal::Load, 10_100.0),
+            (Signal::Failure, 1_100.0),
+            (Signal::Boot, 1_100.0),
+        ] {
+            let mut outbox = Outbox::new(KeyedHash::derive(b"k", "sketch"));
+            assert!(
+                outbox.record(tally(1, signal), policy, 100.0).is_empty() || signal != Signal::Load
+            );
+            // A first record starts the batch's clock at its own time.
+            let due_at = outbox.next_due_ms(policy).unwrap();
+            assert!(due_at <= due, "{signal:?}: {due_at} > {due}");
+            assert!(
+                outbox.take_due(policy, due_at - 1.0).is_empty(),
+                "{signal:?}: not before"
+            );
+            let sent = outbox.take_due(policy, due_at);
+            assert_eq!(sent.len(), 1, "{signal:?}");
+            assert_eq!(sent[0].0, bundle);
+            assert_eq!(outbox.next_due_ms(policy), None, "{signal:?}: nothing left");
+        }
+        assert!(outbox.take_due(policy, 1e12).is_empty());
     }
 }

@@ -4,10 +4,10 @@
 use super::*;
 use crate::override_token::OverrideKey;
 
-const NOW: f64 = 1_800_000_000_000.0;
-const CONFIG: &str = r#"{"stable":"1.0.0","canary":"1.1.0","weight":50}"#;
+pub(super) const NOW: f64 = 1_800_000_000_000.0;
+pub(super) const CONFIG: &str = r#"{"stable":"1.0.0","canary":"1.1.0","weight":50}"#;
 
-fn edge_with(vars: &[(&str, &str)]) -> Edge {
+pub(super) fn edge_with(vars: &[(&str, &str)]) -> Edge {
     let settings = Settings::from_lookup(|name| {
         vars.iter()
             .find(|(n, _)| *n == name)
@@ -17,7 +17,7 @@ fn edge_with(vars: &[(&str, &str)]) -> Edge {
     Edge::new(settings)
 }
 
-fn edge() -> Edge {
+pub(super) fn edge() -> Edge {
     let mut e = edge_with(&[("HEALTH_FLUSH_REQUESTS", "3")]);
     let demo = BundleName::parse("demo").unwrap();
     assert_eq!(
@@ -27,7 +27,7 @@ fn edge() -> Edge {
     e
 }
 
-fn get(url: &str) -> AssetRequest<'_> {
+pub(super) fn get(url: &str) -> AssetRequest<'_> {
     AssetRequest {
         method: "GET",
         url,
@@ -42,7 +42,7 @@ fn get(url: &str) -> AssetRequest<'_> {
 
 /// Random bits that differ on every call, across calls of `counter()` too (each new client
 /// gets its own id).
-fn counter() -> impl FnMut() -> u64 {
+pub(super) fn counter() -> impl FnMut() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let mut n = NEXT.fetch_add(1_000, std::sync::atomic::Ordering::Relaxed);
     move || {
@@ -51,7 +51,7 @@ fn counter() -> impl FnMut() -> u64 {
     }
 }
 
-fn serve(step: Step) -> AssetPlan {
+pub(super) fn serve(step: Step) -> AssetPlan {
     match step {
         Step::Serve(plan) => *plan,
         other => panic!("expected a plan, got {other:?}"),
@@ -59,7 +59,7 @@ fn serve(step: Step) -> AssetPlan {
 }
 
 /// A plan for a client with the given identity (no cookie).
-fn first_visit(e: &Edge, url: &str, user_key: &str) -> AssetPlan {
+pub(super) fn first_visit(e: &Edge, url: &str, user_key: &str) -> AssetPlan {
     let id = ClientFacts {
         user_key: Some(user_key),
         ..ClientFacts::default()
@@ -85,8 +85,12 @@ fn routes_and_methods() {
     type Expect = fn(&Step) -> bool;
     let cases: &[(&str, &str, Expect)] = &[
         ("GET", "https://x.test/__canary/health", |s| *s == Step::Ops),
+        // Reports are the count path's (serve/report.rs), not the operations module's.
         ("POST", "https://x.test/__canary/report", |s| {
-            *s == Step::Ops
+            *s == Step::Report
+        }),
+        ("GET", "https://x.test/__canary/report", |s| {
+            *s == Step::Fail(EdgeError::MethodNotAllowed("POST"))
         }),
         ("GET", "https://x.test/", |s| {
             matches!(s, Step::Fail(EdgeError::NotFound(_)))
@@ -612,38 +616,6 @@ fn the_operations_module_reads_and_forgets_configs_through_the_same_cache() {
     assert_eq!(answer.unwrap().rollout.weight.percent(), 60);
     assert_eq!(log.unwrap().event, "kv_failed_kept_last_good");
     assert!(e.config(&demo, NOW + ttl + 3.0).is_some());
-}
-
-#[test]
-fn reports_join_the_loads_pending_counts() {
-    use crate::control::tracker::Signal;
-    let mut e = edge();
-    let demo = BundleName::parse("demo").unwrap();
-    let prepared = e.config(&demo, NOW).unwrap().unwrap();
-    let plan = first_visit(&e, "https://x.test/demo/sdk.js", "client-0");
-    let load = plan.tally.unwrap();
-    let client = ParsedTally::parse(&load.0).unwrap().client;
-    assert!(e.served(&load.0, Served::AsRouted, NOW).is_empty());
-    let channel = plan.channel.unwrap();
-    assert!(e
-        .reported(&prepared, channel, client, Signal::Boot, NOW)
-        .is_empty());
-    // The third signal fills the batch (HEALTH_FLUSH_REQUESTS=3): one batch, one client.
-    let sent = e.reported(&prepared, channel, client, Signal::Failure, NOW);
-    assert_eq!(sent.len(), 1);
-    let batch = &sent[0];
-    assert_eq!(batch.weight, Some(Weight::new(50).unwrap()));
-    let signals: Vec<Signal> = batch.events.iter().map(|ev| ev.signal).collect();
-    assert_eq!(signals, [Signal::Load, Signal::Boot, Signal::Failure]);
-    assert!(batch.events.iter().all(|ev| ev.client == client));
-    assert!(
-        batch.events[1..].iter().all(|ev| ev.network == 0),
-        "a report carries no network: the tracker takes its load's"
-    );
-    let counts = batch.clients.counts();
-    let on = |ch| if channel == ch { 1 } else { 0 };
-    assert_eq!(counts.canary.clients, on(Channel::Canary));
-    assert_eq!(counts.stable.clients, on(Channel::Stable));
 }
 
 #[test]

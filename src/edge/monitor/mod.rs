@@ -31,7 +31,7 @@ use futures_util::lock::Mutex;
 use serde_json::json;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
-pub(super) use client::{command, minutes, status, summary, tally};
+pub(super) use client::{command, minutes, status, summary};
 
 use super::{brief, log_event, now_ms, read_kv, KV_BINDING};
 use crate::admin::parse_request;

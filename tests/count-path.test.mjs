@@ -1,0 +1,70 @@
+// The count path (issue 25): error reports and boot signals are decided by the routing
+// wasm like SDK requests and join the same outbox, which sends on a timer. With the
+// deployment's values (wrangler.toml: a 10 s flush), a client's lone error report, the last
+// request its isolate gets, is in the control plane's verdict within 3 s; a lone load is
+// sent by the timer too, without a next request. The control plane is read straight from
+// its Durable Object (its `/summary`, no KV read, no lock), so no request reaches the edge
+// isolate after the one under test.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { cookiePair, copyDemoFiles, sendReport, sleep, startWorker, until } from "./support/harness.mjs";
+
+let w;
+before(async () => {
+  w = await startWorker({});
+});
+after(() => w?.dispose());
+
+/** The bundle's monitor, read straight from its object (not through the edge). */
+async function monitor(bundle) {
+  const ns = await w.mf.getDurableObjectNamespace("HEALTH");
+  const res = await ns.get(ns.idFromName(bundle)).fetch("https://monitor.canary-edge/summary", { headers: { "x-canary-bundle": bundle } });
+  return (await res.json()).monitor ?? null;
+}
+
+/** A bundle of its own with the demo's files, its canary at 50%, served by the edge. */
+async function bundle(name) {
+  await copyDemoFiles(w, name);
+  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 50 }, name);
+  await until(async () => (await w.get(`/${name}/sdk.js`, { method: "HEAD", userKey: "x", ip: "198.51.100.1" })).status === 200, `${name} served`, 10_000);
+}
+
+let serial = 0;
+async function canaryVisit(name, ip) {
+  for (;;) {
+    const key = `lone-${++serial}`;
+    const head = await w.get(`/${name}/sdk.js`, { method: "HEAD", userKey: key, ip });
+    if (head.headers.get("x-canary-channel") !== "canary") continue;
+    const r = await w.get(`/${name}/sdk.js`, { userKey: key, ip });
+    return { cookie: cookiePair(r.headers), ip, version: r.headers.get("x-canary-version") };
+  }
+}
+
+test("a lone error report, the isolate's last request, is in the verdict within 3 s", async () => {
+  await bundle("lone");
+  const client = await canaryVisit("lone", "203.0.113.20");
+  // At once after the load: neither the load nor the report is due when they are recorded
+  // (errors wait up to 1 s for company, loads 10 s): only the timer can send them.
+  const sent = Date.now();
+  const r = await sendReport(w, "lone", client.version, client);
+  assert.equal(r.status, 202, r.text);
+  assert.equal(r.json.counted, true);
+  const seen = await until(async () => {
+    const m = await monitor("lone");
+    return m?.verdict?.canary?.errors === 1 ? Date.now() - sent : null;
+  }, "the report in the verdict", 3_000);
+  assert.ok(seen <= 3_000, `${seen} ms`);
+});
+
+test("a lone load is sent by the timer when its flush interval is over, without a next request", async () => {
+  await bundle("quiet");
+  const loaded = Date.now();
+  await canaryVisit("quiet", "203.0.113.21");
+  // HEALTH_FLUSH_MS is 10 s (wrangler.toml): the load goes then, and the aggregator
+  // forwards within 250 ms.
+  const seen = await until(async () => {
+    const m = await monitor("quiet");
+    return m?.verdict?.tracked?.pending === 1 ? Date.now() - loaded : null;
+  }, "the load in the tracker", 14_000);
+  assert.ok(seen >= 9_000, `not before its interval: ${seen} ms`);
+});
