@@ -16,7 +16,7 @@ use super::history::Entry;
 use super::machine::{Control, Effect, Out};
 use super::progress::ProgressState;
 use super::time::iso_time;
-use super::verdict::{Estimate, Judgement};
+use super::verdict::{Estimate, Family, Judgement};
 use crate::config::Version;
 
 /// The setting naming the receivers (a secret: Slack URLs are credentials).
@@ -135,10 +135,13 @@ impl From<&Estimate> for Side {
     }
 }
 
-/// The evidence behind a notification: the verdict, in a word and in words.
+/// The evidence behind a notification: the verdict, in a word and in words, with the
+/// counts of the family it is about (`errors`: clients that ran the SDK and those with an
+/// error; `silence`: resolved clients and those that never booted).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evidence {
     pub verdict: String,
+    pub family: Family,
     pub canary: Side,
     pub stable: Side,
     pub summary: String,
@@ -151,8 +154,9 @@ impl From<&Judgement> for Evidence {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
-            canary: Side::from(&j.canary),
-            stable: Side::from(&j.stable),
+            family: j.family,
+            canary: Side::from(j.deciding().0),
+            stable: Side::from(j.deciding().1),
             summary: j.reason.clone(),
         }
     }
@@ -415,10 +419,14 @@ impl Notification {
         facts.push(("By", self.by.clone()));
         facts.push(("Reason", self.reason.clone()));
         if let Some(e) = &self.evidence {
+            let failed = match e.family {
+                Family::Errors => "with failures",
+                Family::Silence => "never booted",
+            };
             facts.push((
                 "Evidence",
                 format!(
-                    "{}: canary {} clients, {} with failures ({}); stable {} clients, {} with failures ({})",
+                    "{}: canary {} clients, {} {failed} ({}); stable {} clients, {} {failed} ({})",
                     e.verdict,
                     e.canary.clients,
                     e.canary.failed,

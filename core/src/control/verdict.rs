@@ -132,8 +132,15 @@ pub struct Estimate {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Judgement {
     pub verdict: Verdict,
+    /// The error family's estimates: clients that ran the SDK, and those with an error.
     pub canary: Estimate,
     pub stable: Estimate,
+    /// The family the verdict's reason is about: a cut on silence names the silence
+    /// family's counts (resolved clients, and the silent ones), not the errors'.
+    pub family: Family,
+    /// The silence family's estimates (resolved clients, and the `no_boot` ones).
+    pub silent_canary: Estimate,
+    pub silent_stable: Estimate,
     /// Log e-values and the log thresholds they are compared with.
     pub worse_relative: f64,
     pub worse_absolute: f64,
@@ -148,6 +155,26 @@ pub struct Judgement {
     /// Clients removed from each side of the tests as possibly hostile.
     pub discount: u64,
     pub reason: String,
+}
+
+/// The two families of clients the verdict tests apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Clients that ran the SDK (booted or failed), and those with an error.
+    Errors,
+    /// Every resolved client, and those that never booted (`no_boot`).
+    Silence,
+}
+
+impl Judgement {
+    /// The estimates (canary, stable) of the family the verdict is about.
+    pub fn deciding(&self) -> (&Estimate, &Estimate) {
+        match self.family {
+            Family::Errors => (&self.canary, &self.stable),
+            Family::Silence => (&self.silent_canary, &self.silent_stable),
+        }
+    }
 }
 
 fn odds(p: f64) -> f64 {
@@ -499,10 +526,18 @@ impl Evidence {
                 ),
             )
         };
+        let family = if silence_worse {
+            Family::Silence
+        } else {
+            Family::Errors
+        };
         Judgement {
             verdict,
             canary,
             stable,
+            family,
+            silent_canary: quiet,
+            silent_stable: quiet_stable,
             worse_relative,
             worse_absolute,
             cut_threshold,

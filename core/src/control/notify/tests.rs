@@ -14,6 +14,7 @@ fn sample(event: &'static str, by: &str) -> Notification {
         reason: "canary failure rate 8.00% vs stable 1.00%".into(),
         evidence: Some(Evidence {
             verdict: "cut".into(),
+            family: Family::Errors,
             canary: Side {
                 clients: 200,
                 failed: 16,

@@ -121,6 +121,16 @@ fn a_canary_that_never_boots_is_cut_once_its_clients_grace_ends() {
     assert!(sim.state.tracker.no_boot[1] > 10);
     let cut = sim.state.history.of_kind("rollback").next().unwrap();
     assert!(cut.reason.contains("never booted"), "{}", cut.reason);
+    // The webhook's evidence is the silence family's counts, which the reason names (the
+    // error family has no canary client: none ran).
+    let notified = sim.notified.iter().find(|n| n.event == "rollback").unwrap();
+    let e = notified.evidence.as_ref().unwrap();
+    assert_eq!(e.family, crate::control::verdict::Family::Silence);
+    assert!(
+        e.canary.clients > 10 && e.canary.failed == e.canary.clients,
+        "{e:?}"
+    );
+    assert_eq!(e.stable.failed, 0, "{e:?}");
 }
 
 /// What one copy of the state costs with a full step (the Durable Object made three per
