@@ -18,8 +18,12 @@ const TICKS = 8;
 const FAILING_FROM = 4;
 const AGGREGATORS = 64;
 const FORWARDS_PER_SECOND = 4; // control::coalesce::FORWARD_EVERY_MS = 250
+/** How long a tick's 1,500 batches take to be answered on an idle 2-core machine. */
+const IDLE_TICK_MS = 2500 * (ISOLATES / 1500);
 const BUNDLE = "demo";
-const HEALTH = { window_secs: 60, min_requests: 20, max_error_rate: 0.1, max_relative: 2, auto_rollback: true, hostile_networks: 0, boot_grace_secs: 1 };
+// The cut test's thresholds: 20 clients, 10% (the policy's defaults, but for the timers,
+// which the storm does not need: every client's load comes with its boot or failure).
+const HEALTH = { window_secs: 60, min_requests: 20, max_error_rate: 0.1, max_relative: 2, auto_rollback: true };
 const TOKEN = "test-admin-token-0123456789abcdef";
 const ROLLOUT = { stable: "1.0.0", canary: "1.1.0", weight: 50, health: HEALTH };
 
@@ -108,8 +112,15 @@ test(`${ISOLATES} isolates flushing every second: the monitor takes at most ${AG
   assert.ok(intake.peak_messages_per_second <= AGGREGATORS * FORWARDS_PER_SECOND, `peak ${intake.peak_messages_per_second}/s`);
   assert.ok(intake.messages <= AGGREGATORS * FORWARDS_PER_SECOND * Math.ceil(elapsed + 1), `${intake.messages} calls`);
   assert.ok(intake.messages * 4 <= sent, "merged at least 4 to 1");
-  assert.ok(seenAt !== null && seenAt - failuresSentAt < 4000, "a failure reaches the verdict within 4 s of its batch (5 s with the isolate's 1 s flush)");
-  assert.ok(cutAt !== null && cutAt - failuresSentAt < 4000, "the failing canary is cut within 4 s of its first failing batch");
+  // Seconds on this machine when nothing else runs: a tick's 1,500 batches are answered in
+  // about 2.5 s (the generator is CPU-bound). With other tests beside it (scripts/test runs
+  // several files at once), every step here is slower by as much as the ticks are: the
+  // bounds scale with the slowest tick, never below their idle values.
+  const slower = Math.max(1, Math.max(...tickMs) / IDLE_TICK_MS);
+  const bound = 4000 * slower;
+  console.log(`# bounds: ${(bound / 1000).toFixed(1)} s (${slower.toFixed(2)} x the idle machine's, from the slowest tick)`);
+  assert.ok(seenAt !== null && seenAt - failuresSentAt < bound, `a failure reaches the verdict within ${bound} ms of its batch (4 s idle; plus the isolate's 1 s flush in production)`);
+  assert.ok(cutAt !== null && cutAt - failuresSentAt < bound, `the failing canary is cut within ${bound} ms of its first failing batch (4 s idle)`);
   // The operator sees the same intake in the admin API's status.
   const status = await w.get(`/__canary/api/${BUNDLE}`, { headers: { authorization: `Bearer ${TOKEN}` } });
   assert.equal(status.status, 200, status.text);

@@ -9,12 +9,22 @@
 // The table: attack × attacker networks (1, 10, 100) × target (a healthy canary; a canary
 // failing for 30% of its real clients) → false cut? / still cut, after how many real canary
 // clients and seconds? / advanced? Each cell has a bundle of its own (its own monitor and
-// history), so the cells share one worker and run concurrently.
+// history), so the cells share a worker and run concurrently.
 //
 // Targets asserted: 1 and 10 networks change nothing (`health.hostile_networks` is 10): the
 // healthy canary is not cut and advances to 100; the failing one is still cut at step 1 (50%)
 // and never advanced. 100 networks is above the stated bound: measured and reported, not
 // asserted (beyond the cell having run and produced its numbers).
+//
+// Restarts: the 1- and 10-network cells have a twin whose bundle's HealthMonitor and
+// HealthAggregators are restarted once in the middle of step 1 (`worker.restartObjects`,
+// tests/support/harness.mjs: in-memory state gone, SQLite kept, the edge running on), as
+// production restarts objects when they idle and on every deploy. The twins run on a second
+// worker (a restart must not touch the other cells). Asserted: the restart was real (the
+// monitor's in-memory intake starts again), the step's evidence counted before it is still
+// counted after it, and the outcome (cut or not, at which step, the highest weight) and the
+// loads the network cap refused at step 1 equal the twin's without a restart. (By default
+// not the three costliest cells: see RESTART_NETWORKS.)
 //
 // Settings: the default health policy (docs/operating.md, "Settings") except
 // - `boot_grace_secs: 10` (default 30): a client that loads and never boots must be resolved
@@ -28,17 +38,20 @@
 // canary clients failing (3 of every 10 canary shoppers send an error report and no boot:
 // deterministic) and stable none. (Stable at 1% errors would make a healthy step need
 // thousands of clients, see BENCHMARKS.md: more than a CI budget holds.)
-// Worker vars: HEALTH_FLUSH_MS=250 (batches every 250 ms, not 10 s, so verdicts come in test
-// time; failures and boots already go out within a second in production); CONFIG_TTL_MS=1000
-// (production: 5000; the harness's 0 reads KV on every request, which costs a fifth of the
-// worker's throughput here), so a step reaches the edge within a second.
+// Worker vars: wrangler.toml's (CONFIG_TTL_MS 5000: a step reaches the edge up to 5 s after
+// the control plane wrote it, as in production; the attacker waits for the edge to serve
+// the split the public status shows before he acts), but HEALTH_FLUSH_MS=250 (an isolate's
+// loads reach the monitor within 250 ms, not 10 s, so verdicts come in test time; failures
+// and boots already go out within a second in production). ATTACKS_PRODUCTION_TIMING=1
+// runs with wrangler.toml's HEALTH_FLUSH_MS too (slower: each verdict waits for a flush).
 // Shoppers run as fast as the worker serves them (4 loops per cell, each a first visit then
 // its boot or error report): the verdict depends on clients, not minutes. The rate reached
 // is in the table's last column (real canary clients a minute, per cell).
 //
 // Knobs: ATTACKS_FULL=1 runs the whole grid (every attack at 1, 10 and 100 networks, both
 // baselines, healthy cells on to `done`), ATTACKS_TO_DONE=1 runs healthy cells to `done`,
-// ATTACKS_ONLY=2,5 those attacks only, ATTACKS_CONCURRENCY cells at once (default 6),
+// ATTACKS_ONLY=2,5 those attacks only, ATTACKS_CONCURRENCY cells at once per worker (default
+// 6), ATTACKS_RESTARTS=1,10 the network counts that get a restart twin ("" none),
 // ATTACKS_CAP_SECS the longest a cell runs (default 480). The table is printed (console.log,
 // so it shows as a diagnostic) and written to build/attack-table.md.
 import { after, before, describe, test } from "node:test";
@@ -59,6 +72,19 @@ const CONCURRENCY = Number(process.env.ATTACKS_CONCURRENCY ?? 6);
 const TO_DONE = FULL || process.env.ATTACKS_TO_DONE === "1";
 const CAP_MS = Number(process.env.ATTACKS_CAP_SECS ?? 480) * 1000;
 const ONLY = process.env.ATTACKS_ONLY ? new Set(process.env.ATTACKS_ONLY.split(",").map(Number)) : null;
+// Restart variants: a twin of every cell of the run with 1 or 10 networks (ATTACKS_RESTARTS
+// names other network counts, "" none) whose bundle's HealthMonitor and HealthAggregators
+// are restarted (worker.restartObjects) once in the middle of step 1, after the attacker's
+// first burst and RESTART_AFTER real canary clients; its outcome and capped count must be
+// its twin's. Production restarts objects when they idle and on every deploy. By default
+// the three costliest cells (attacks 2, 4 and 6 against the healthy canary: ~1,265 real
+// canary clients each, two thirds of the file's CPU) get no twin; ATTACKS_FULL=1, or
+// ATTACKS_RESTARTS set, twins them too.
+const RESTART_NETWORKS = new Set((process.env.ATTACKS_RESTARTS ?? "1,10").split(",").filter(Boolean).map(Number));
+const TWIN_COSTLIEST = FULL || process.env.ATTACKS_RESTARTS !== undefined;
+const RESTART_AFTER = 30;
+// HEALTH_FLUSH_MS 250: see the header (ATTACKS_PRODUCTION_TIMING=1: wrangler.toml's 10 s).
+const TIMING = process.env.ATTACKS_PRODUCTION_TIMING === "1" ? {} : { HEALTH_FLUSH_MS: "250" };
 
 const TOKEN = "attacks-admin-token-0123456789abcdef";
 const STABLE = "1.0.0";
@@ -75,7 +101,9 @@ const HEALTH = { boot_grace_secs: 10 };
 // Parallel shopper loops per cell (each a first visit, then its boot or error).
 const SHOPPER_LANES = 4;
 
-let w;
+/** The worker most cells share; `restartable()`: the one the restart variants share. */
+let main;
+let restartWorker = null;
 let cellSerial = 0;
 let runStarted;
 let cpuAtStart;
@@ -99,25 +127,40 @@ function childCpuSecs() {
   }
 }
 
+function attackWorker() {
+  return startWorker({ captureLogs: true, vars: { ADMIN_TOKEN: TOKEN, ...TIMING } });
+}
+
+/**
+ * The restart variants' worker, started on first use: a runtime of its own, because
+ * `restartObjects` restarts a bundle's objects while a cell runs, and a cell's twin without
+ * a restart must not see it (nor compete for the same workerd thread).
+ */
+function restartable() {
+  restartWorker ??= attackWorker();
+  return restartWorker;
+}
+
 before(async () => {
-  w = await startWorker({
-    captureLogs: true,
-    vars: { ADMIN_TOKEN: TOKEN, HEALTH_FLUSH_MS: "250", HEALTH_FLUSH_REQUESTS: "1000", CONFIG_TTL_MS: "1000" },
-  });
+  main = await attackWorker();
   runStarted = Date.now();
   cpuAtStart = { node: process.cpuUsage(), workerd: childCpuSecs() };
-  // The attacker learns the cohort of user keys with HEAD requests, which count nothing.
+  // The attacker learns the cohort of user keys with HEAD requests, which count nothing
+  // (a user key's cohort depends on the salt only: the same on both workers).
   for (let i = 0; i < 400; i++) {
     const key = `mallory-${i}`;
-    const r = await w.get("/demo/sdk.js", { method: "HEAD", userKey: key, ip: "192.0.2.1" });
+    const r = await main.get("/demo/sdk.js", { method: "HEAD", userKey: key, ip: "192.0.2.1" });
     userKeys.push({ key, cohort: Number(r.headers.get("x-cohort")) });
   }
 });
-after(() => w?.dispose());
+after(async () => {
+  await main?.dispose();
+  if (restartWorker) await (await restartWorker).dispose();
+});
 
 // ----------------------------------------------------------------------------- the cell
 
-async function api(bundle, path = "", { method = "GET", body } = {}) {
+async function api(w, bundle, path = "", { method = "GET", body } = {}) {
   const r = await w.get(`/__canary/api/${bundle}${path}`, {
     method,
     headers: { authorization: `Bearer ${TOKEN}` },
@@ -129,7 +172,7 @@ async function api(bundle, path = "", { method = "GET", body } = {}) {
 }
 
 /** What anyone can read: the split, and which cohorts are on the canary. */
-async function publicSplit(bundle) {
+async function publicSplit(w, bundle) {
   const r = await w.get(`/__canary/status/${bundle}`, { ip: "192.0.2.2" });
   return JSON.parse(r.text);
 }
@@ -140,7 +183,7 @@ let shopperSerial = 0;
  * A real shopper's first visit of `bundle`: its own user key and its own network (an
  * address in 10.0.0.0/8: room for 16 million, none an attacker's). { cookie, channel, version, ip }.
  */
-async function firstVisit(bundle) {
+async function firstVisit(w, bundle) {
   const id = ++shopperSerial;
   const ip = `10.${(id >> 16) & 255}.${(id >> 8) & 255}.${id & 255}`;
   const r = await w.get(`/${bundle}/sdk.js`, { userKey: `shopper-${id}`, ip });
@@ -152,6 +195,7 @@ async function firstVisit(bundle) {
 class Attacker {
   constructor(cell, k) {
     this.cell = cell;
+    this.w = cell.w;
     this.bundle = cell.bundle;
     // k networks: k distinct CF-Connecting-IP values, none a shopper's (10.0.0.0/8).
     this.ips = Array.from({ length: k }, (_, i) => `100.${64 + (cell.index >> 8)}.${cell.index & 255}.${i + 1}`);
@@ -168,13 +212,13 @@ class Attacker {
 
   async get(path, opts) {
     this.requests++;
-    return w.get(path, opts);
+    return this.w.get(path, opts);
   }
 
   async report(version, client, kind = "uncaught") {
     this.requests++;
     this.reports++;
-    const r = kind === "boot" ? await sendBoot(w, this.bundle, { ...client, version }) : await sendReport(w, this.bundle, version, client, kind);
+    const r = kind === "boot" ? await sendBoot(this.w, this.bundle, { ...client, version }) : await sendReport(this.w, this.bundle, version, client, kind);
     if (r.json?.counted) this.admitted++;
     else {
       const why = r.status === 429 ? "rate_limited" : r.json?.reason ?? `status_${r.status}`;
@@ -188,11 +232,28 @@ class Attacker {
     for (let i = 0; i < 200; i++) {
       const ja4 = `t13d1516h2_${(0x1000 + i).toString(16)}aaf6152771_${ip.replace(/\./g, "")}`;
       this.requests++;
-      const r = await w.get(`/${this.bundle}/sdk.js`, { method: "HEAD", ja4, ip });
+      const r = await this.w.get(`/${this.bundle}/sdk.js`, { method: "HEAD", ja4, ip });
       if (r.headers.get("set-cookie")) this.headCookies++;
       if ((r.headers.get("x-canary-channel") === "canary") === canary) return ja4;
     }
     throw new Error(`no ${canary ? "canary" : "stable"} JA4 found for ${ip}`);
+  }
+
+  /**
+   * Waits (up to 10 s) until the edge serves the split the public status showed: the status
+   * and the asset route keep a config copy each (CONFIG_TTL_MS), so one may see a step
+   * before the other. Probed with HEADs, which count nothing.
+   */
+  async servedSplit() {
+    const [key] = this.canaryKeys(1);
+    if (!key) return;
+    for (const t0 = Date.now(); Date.now() - t0 < 10_000 && !this.stopped;) {
+      this.requests++;
+      const r = await this.w.get(`/${this.bundle}/sdk.js`, { method: "HEAD", userKey: key, ip: this.ips[0] });
+      if (r.headers.get("set-cookie")) this.headCookies++;
+      if (r.headers.get("x-canary-channel") === "canary") return;
+      await sleep(250);
+    }
   }
 
   /** User keys whose cohort is on the canary now (from the public status). */
@@ -206,6 +267,7 @@ class Attacker {
    * network's i-th action), so each network's first client lands early in the step.
    */
   async burst(attack) {
+    await this.servedSplit();
     const states = await Promise.all(this.ips.map((ip) => attack.init?.(this, ip)));
     for (let i = 0; i < attack.perNetwork && !this.stopped; i++) {
       await Promise.all(this.ips.map((ip, n) => attack.act(this, ip, states[n], i)));
@@ -319,7 +381,7 @@ const ATTACKS = [
 ];
 
 /** Stable has `legacy.js`, in its manifest; the canary never had it. */
-async function addStableOnlyFile(bundle) {
+async function addStableOnlyFile(w, bundle) {
   const key = `${bundle}/${STABLE}/legacy.js`;
   await w.r2.put(key, "/* DemoPay SDK 1.0.0: legacy shim */\n", { httpMetadata: { contentType: "text/javascript; charset=utf-8" } });
   await putManifests(w.r2, [`${bundle}/${STABLE}/sdk.js`, `${bundle}/${STABLE}/chunk.js`, key]);
@@ -327,22 +389,39 @@ async function addStableOnlyFile(bundle) {
 
 // ----------------------------------------------------------------------------- running a cell
 
+/** The step's evidence in a monitor's status (null: none). */
+const evidence = (mon) => mon && {
+  canary: { clients: mon.verdict.canary.clients, failing: mon.verdict.canary.errors },
+  stable: { clients: mon.verdict.stable.clients, failing: mon.verdict.stable.errors },
+  capped: mon.verdict.tracked.refused.network_cap,
+  noBoot: mon.verdict.tracked.no_boot,
+  // Resolved clients and the silent ones (no_boot), tested apart from errors.
+  silence: mon.verdict.silence ?? null,
+  discounted: mon.verdict.hostile_clients_discounted,
+  state: mon.verdict.state,
+  reason: mon.verdict.reason,
+};
+
 /**
  * Runs one cell: `attack` (null: no attacker) from `k` networks against `target`
- * ("healthy" or "failing"). Returns its measurements.
+ * ("healthy" or "failing"). With `restart`, on the restart variants' worker, the bundle's
+ * HealthMonitor and HealthAggregators are restarted once in the middle of step 1 (after
+ * the attacker's first burst and RESTART_AFTER real canary clients), the edge running on.
+ * Returns its measurements.
  */
-async function runCell(attack, k, target) {
+async function runCell(attack, k, target, restart = false) {
+  const w = restart ? await restartable() : main;
   const index = ++cellSerial;
   const bundle = `atk${index}`;
-  const cell = { index, bundle };
+  const cell = { index, bundle, w };
   await copyDemoFiles(w, bundle);
-  if (attack?.setup) await attack.setup(bundle);
+  if (attack?.setup) await attack.setup(w, bundle);
   await w.setRollout({ stable: STABLE, canary: CANARY, weight: 0, health: HEALTH }, bundle);
   const attacker = attack ? new Attacker(cell, k) : null;
   if (attack?.prepare) await attack.prepare(attacker);
 
   const started = Date.now();
-  const r = await api(bundle, "/rollout", { method: "POST", body: { steps: STEPS, bake_secs: BAKE_SECS } });
+  const r = await api(w, bundle, "/rollout", { method: "POST", body: { steps: STEPS, bake_secs: BAKE_SECS } });
   assert.equal(r.status, 200, `rollout refused: ${r.text}`);
   assert.equal(r.json.config.weight, STEPS[0]);
   assert.deepEqual(r.json.config.health, { ...DEFAULTS, ...HEALTH }, "the default health policy but for the boot grace");
@@ -357,7 +436,7 @@ async function runCell(attack, k, target) {
     while (running) {
       let c;
       try {
-        c = await firstVisit(bundle);
+        c = await firstVisit(w, bundle);
       } catch {
         shopperErrors++;
         continue;
@@ -380,7 +459,7 @@ async function runCell(attack, k, target) {
     if (!attacker) return;
     let lastWeight = 0;
     while (running) {
-      const split = await publicSplit(bundle).catch(() => null);
+      const split = await publicSplit(w, bundle).catch(() => null);
       if (split && split.canary && split.weight > 0 && split.weight !== lastWeight) {
         lastWeight = split.weight;
         attacker.canaryCohorts = new Set(split.canary_cohorts);
@@ -398,12 +477,23 @@ async function runCell(attack, k, target) {
   const byWeight = {}; // last status seen at each weight: the step's evidence
   const reached = {}; // weight -> ms since start, first seen
   let end = "timeout";
+  // The restart (restart variants): when, what the step's evidence and the monitor's
+  // in-memory intake were just before it, and the first status after it.
+  let restarted = null;
   for (;;) {
     await sleep(1000);
-    const s = await api(bundle);
+    const s = await api(w, bundle);
     if (s.status !== 200) continue;
     status = s.json;
     const weight = status.config.weight;
+    if (restart && !restarted && weight === STEPS[0] && (!attacker || bursts.length > 0) && canaryLoads.length >= RESTART_AFTER) {
+      const before = { evidence: evidence(status.monitor), intake: status.intake };
+      const evicted = await w.restartObjects({ bundle });
+      restarted = { ms: Date.now() - started, realCanary: canaryLoads.length, evicted, before, after: null };
+      // The first status after it: the monitor built again from its storage.
+      const again = await api(w, bundle);
+      if (again.status === 200) restarted.after = { evidence: evidence(again.json.monitor), intake: again.json.intake };
+    }
     if (weight > 0) byWeight[weight] = status.monitor;
     if (weight > maxWeight) maxWeight = weight;
     if (reached[weight] === undefined) reached[weight] = Date.now() - started;
@@ -428,20 +518,9 @@ async function runCell(attack, k, target) {
   const at100Ms = stepEvent ? Date.parse(stepEvent.at) - started : reached[100] ?? null;
   const doneEvent = m.events.find((e) => e.kind === "rollout_done");
   const doneMs = end === "done" ? (doneEvent ? Date.parse(doneEvent.at) - started : elapsedMs) : null;
-  const evidence = (mon) => mon && {
-    canary: { clients: mon.verdict.canary.clients, failing: mon.verdict.canary.errors },
-    stable: { clients: mon.verdict.stable.clients, failing: mon.verdict.stable.errors },
-    capped: mon.verdict.tracked.refused.network_cap,
-    noBoot: mon.verdict.tracked.no_boot,
-    // Resolved clients and the silent ones (no_boot), tested apart from errors.
-    silence: mon.verdict.silence ?? null,
-    discounted: mon.verdict.hostile_clients_discounted,
-    state: mon.verdict.state,
-    reason: mon.verdict.reason,
-  };
   const logs = w.logLines ? w.logLines().filter((l) => l.bundle === bundle && l.event !== "request") : [];
   return {
-    attack, k, target, bundle, end, elapsedMs, maxWeight,
+    attack, k, target, restart, restarted, bundle, end, elapsedMs, maxWeight,
     finalWeight: status.config.weight,
     cut: cut && { ms: cutMs, realCanary: realCanaryBefore(cutMs), canary: cut.canary_counts, stable: cut.stable_counts, reason: cut.reason, weight: at100Ms !== null && at100Ms < cutMs ? 100 : STEPS[0] },
     at100: at100Ms === null ? null : { ms: at100Ms, realCanary: realCanaryBefore(at100Ms) },
@@ -470,7 +549,8 @@ async function runCell(attack, k, target) {
 /** Everything about a cell, for an assertion's message. */
 function explain(r) {
   return JSON.stringify({
-    cell: `${r.attack?.id ?? "baseline"} k=${r.k} ${r.target} (${r.bundle})`,
+    cell: `${r.attack?.id ?? "baseline"} k=${r.k} ${r.target}${r.restart ? " restarted" : ""} (${r.bundle})`,
+    restarted: r.restarted,
     end: r.end, shopperErrors: r.shopperErrors, realCanary: r.realCanary, realStable: r.realStable, maxWeight: r.maxWeight, finalWeight: r.finalWeight, cut: r.cut, at100: r.at100,
     step50: r.step50, step100: r.step100, attacker: r.attacker, events: r.events, verdict: r.verdict?.reason,
     logs: r.logs,
@@ -486,24 +566,29 @@ function explain(r) {
 // cheap attacks. ATTACKS_FULL=1 runs every attack at 1, 10 and 100 networks, both baselines,
 // and healthy cells on to `done`.
 const DEFAULT_GRID = { 1: [1, 10, 100], 2: [10], 3: [10], 4: [10, 100], 5: [1, 10], 6: [10], 7: [10] };
-const cells = [];
-for (const target of FULL ? ["healthy", "failing"] : ["failing"]) cells.push({ attack: null, k: 0, target });
+const plain = [];
+for (const target of FULL ? ["healthy", "failing"] : ["failing"]) plain.push({ attack: null, k: 0, target });
 for (const attack of ATTACKS) {
   if (ONLY && !ONLY.has(attack.id)) continue;
-  for (const k of FULL ? [1, 10, 100] : DEFAULT_GRID[attack.id]) cells.push({ attack, k, target: attack.target });
+  for (const k of FULL ? [1, 10, 100] : DEFAULT_GRID[attack.id]) plain.push({ attack, k, target: attack.target });
 }
 // The longest cells first (healthy ones whose attack adds failing canary clients), so that
-// they start while the short ones share the worker with them.
+// they start while the short ones share the worker with them; each restart variant right
+// after its twin, so that both workers are busy alike.
 const cost = (c) => (c.target === "healthy" ? 2 : 0) + ([2, 4, 6].includes(c.attack?.id) ? 1 : 0);
-cells.sort((a, b) => cost(b) - cost(a));
+plain.sort((a, b) => cost(b) - cost(a));
+const twinned = (c) => c.attack && RESTART_NETWORKS.has(c.k) && (TWIN_COSTLIEST || cost(c) < 3);
+const cells = plain.flatMap((c) => (twinned(c) ? [c, { ...c, restart: true }] : [c]));
+const cellTitle = (c) => (c.attack
+  ? `${c.attack.id}. ${c.attack.name} from ${c.k} network${c.k > 1 ? "s" : ""}, vs the ${c.target} canary`
+  : `baseline: no attacker, the ${c.target} canary`) + (c.restart ? ", its objects restarted mid-step" : "");
 
-describe("attacks on the evidence", { concurrency: CONCURRENCY }, () => {
+// The restart variants run on a worker of their own: as many cells at once there as here.
+const anyRestart = cells.some((c) => c.restart);
+describe("attacks on the evidence", { concurrency: CONCURRENCY * (anyRestart ? 2 : 1) }, () => {
   for (const c of cells) {
-    const title = c.attack
-      ? `${c.attack.id}. ${c.attack.name} from ${c.k} network${c.k > 1 ? "s" : ""}, vs the ${c.target} canary`
-      : `baseline: no attacker, the ${c.target} canary`;
-    test(title, { timeout: CAP_MS + 60_000 }, async (t) => {
-      const r = await runCell(c.attack, c.k, c.target);
+    test(cellTitle(c), { timeout: CAP_MS + 60_000 }, async (t) => {
+      const r = await runCell(c.attack, c.k, c.target, c.restart === true);
       results.push(r);
       t.diagnostic(row(r));
       // Numbers present: the cell ran.
@@ -513,6 +598,24 @@ describe("attacks on the evidence", { concurrency: CONCURRENCY }, () => {
       // HEAD never mints a cookie (every attack probes with HEAD).
       if (c.attack) assert.equal(r.attacker.headCookies, 0, `HEAD minted cookies: ${explain(r)}`);
       if (c.attack?.id === 3) assert.ok(r.attacker.fallbacks > 0, `the stable-only file was not served as a fallback: ${explain(r)}`);
+      if (c.restart) {
+        // The restart happened mid-step, to running objects, and was a real one (the
+        // monitor's in-memory intake starts again from nothing)...
+        assert.ok(r.restarted, `the cell ended before its restart: ${explain(r)}`);
+        assert.ok(r.restarted.evicted.evicted >= 1, `no object of the bundle was running: ${explain(r)}`);
+        assert.ok(r.restarted.after, `no status after the restart: ${explain(r)}`);
+        assert.ok(r.restarted.after.intake.messages < r.restarted.before.intake.messages, `the monitor was not restarted: ${explain(r)}`);
+        // ...and the step's evidence outlived it: every client, failure and capped load
+        // counted before the restart is still counted after it.
+        const [b, a] = [r.restarted.before.evidence, r.restarted.after.evidence];
+        for (const [what, x, y] of [
+          ["canary clients", b.canary.clients, a.canary.clients],
+          ["canary failing", b.canary.failing, a.canary.failing],
+          ["stable clients", b.stable.clients, a.stable.clients],
+          ["stable failing", b.stable.failing, a.stable.failing],
+          ["capped loads", b.capped, a.capped],
+        ]) assert.ok(y >= x, `the restart lost evidence: ${what} ${x} before, ${y} after: ${explain(r)}`);
+      }
       if (c.k > 10) return; // above the stated bound: measured only
       if (c.target === "healthy") {
         assert.equal(r.cut, null, `false cut: ${explain(r)}`);
@@ -578,16 +681,37 @@ function attackText(r) {
 }
 
 function row(r) {
-  const name = r.attack ? `${r.attack.id}. ${r.attack.name}` : "baseline (no attacker)";
+  const name = (r.attack ? `${r.attack.id}. ${r.attack.name}` : "baseline (no attacker)") +
+    (r.restart ? ` + restart after ${r.restarted?.realCanary ?? "?"} real canary clients` : "");
   return `| ${name} | ${r.target} | ${r.k} | ${attackText(r)} | ${evidenceText(r, 50)} | ${evidenceText(r, 100)} | ${outcome(r)} | ${advanced(r)} | ${r.ratePerMin} |`;
 }
 
+test("a restart of the objects mid-step changes no outcome and no capped count", { skip: !anyRestart }, () => {
+  const key = (r) => `${r.attack?.id}/${r.k}/${r.target}`;
+  const twins = new Map(results.filter((r) => !r.restart).map((r) => [key(r), r]));
+  const pairs = results.filter((r) => r.restart).map((r) => [twins.get(key(r)), r]);
+  assert.equal(pairs.length, cells.filter((c) => c.restart).length, "every restart variant ran");
+  const outcomeOf = (r) => ({
+    cut: r.cut !== null,
+    cutAt: r.cut?.weight ?? null,
+    maxWeight: r.maxWeight,
+    // The attacker acts at the start of each step only: the loads the cap refused at step 1
+    // are his (his networks past their first client), the same with a restart or without.
+    capped50: r.step50?.capped ?? null,
+    discounted: r.step50?.discounted ?? null,
+  });
+  for (const [twin, r] of pairs) {
+    assert.ok(twin, `no twin without a restart for ${key(r)}`);
+    assert.deepEqual(outcomeOf(r), outcomeOf(twin), `${cellTitle(r)}: ${explain(r)}\nits twin: ${explain(twin)}`);
+  }
+});
+
 test("the table", () => {
   assert.equal(results.length, cells.length, "every cell ran");
-  const order = (r) => [r.attack?.id ?? 0, r.target === "healthy" ? 0 : 1, r.k];
+  const order = (r) => [r.attack?.id ?? 0, r.target === "healthy" ? 0 : 1, r.k, r.restart ? 1 : 0];
   results.sort((a, b) => {
     const [x, y] = [order(a), order(b)];
-    return x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
+    return x[0] - y[0] || x[1] - y[1] || x[2] - y[2] || x[3] - y[3];
   });
   const header = [
     `Attacks on the evidence, measured (tests/attacks.test.mjs${FULL ? ", ATTACKS_FULL=1" : ""}; ${new Date().toISOString().slice(0, 10)}).`,
@@ -607,7 +731,7 @@ test("the table", () => {
   const rates = results.filter((r) => r.elapsedMs >= 30_000).map((r) => r.ratePerMin);
   const footer = [
     "",
-    `${results.length} cells in ${secs(Date.now() - runStarted)} s (${CONCURRENCY} at once), ${shoppers} real shoppers` +
+    `${results.length} cells in ${secs(Date.now() - runStarted)} s (${CONCURRENCY} at once${anyRestart ? " on each of two workers" : ""}), ${shoppers} real shoppers` +
       ` (${failedVisits} failed requests), ${Math.min(...rates)}–${Math.max(...rates)} real canary clients a minute per cell lasting 30 s or more;` +
       ` CPU: node ${((node.user + node.system) / 1e6).toFixed(0)} s` +
       (workerd === null || cpuAtStart.workerd === null ? "" : `, workerd ${(workerd - cpuAtStart.workerd).toFixed(0)} s`) + ".",

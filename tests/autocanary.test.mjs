@@ -9,8 +9,11 @@ import {
 
 const TOKEN = "test-admin-token-0123456789abcdef";
 // A handful of clients drive the control plane's mechanics here: no discount for hostile
-// networks (tests/attacks.test.mjs covers those), and a short boot grace.
-const HEALTH = { window_secs: 60, min_requests: 20, max_error_rate: 0.1, max_relative: 2, auto_rollback: true, hostile_networks: 0, boot_grace_secs: 1 };
+// networks (tests/attacks.test.mjs covers those), and boot_grace_secs 10 (default 30): a
+// step lasts seconds here, so a shopper whose boot is late (a busy machine: seconds behind
+// its load) must still count, and one that never boots must resolve within the test (1 s
+// made booting shoppers silent when other tests ran beside this file).
+const HEALTH = { window_secs: 60, min_requests: 20, max_error_rate: 0.1, max_relative: 2, auto_rollback: true, hostile_networks: 0, boot_grace_secs: 10 };
 const BASE = { stable: "1.0.0", canary: "1.1.0", weight: 50, health: HEALTH };
 
 let w;
@@ -24,7 +27,19 @@ let n = 0;
 before(async () => {
   w = await startWorker({
     rollout: BASE,
-    vars: { ADMIN_TOKEN: TOKEN, OVERRIDE_SECRET: "override-secret", HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" },
+    vars: {
+      ADMIN_TOKEN: TOKEN,
+      OVERRIDE_SECRET: "override-secret",
+      // HEALTH_FLUSH_MS 0, HEALTH_FLUSH_REQUESTS 1: every load and report reaches the monitor
+      // as it is served, so that counts and cuts are asserted request by request (the flush
+      // timer: browser-canary.test.mjs, verdicts.test.mjs).
+      HEALTH_FLUSH_MS: "0",
+      HEALTH_FLUSH_REQUESTS: "1",
+      // CONFIG_TTL_MS 0: tests rewrite their bundle's config and act on it at once (a dark
+      // canary, a promote, a cut that puts everyone on stable); how long the edge takes to
+      // see a write is tested in cli.test.mjs and console-cut.test.mjs.
+      CONFIG_TTL_MS: "0",
+    },
   });
   cookies = await cookiesForEveryCohort(w);
 });
@@ -153,19 +168,26 @@ describe("progressive rollout", () => {
     await w.setRollout({ ...BASE, weight: 0, health: { ...HEALTH, min_requests: 5, max_error_rate: 0.5 } }, bundle);
     const shoppers = startShoppers(w, bundle, { perTick: 4, everyMs: 50 });
     const started = Date.now();
-    const r = await api("/rollout", { method: "POST", body: { steps: [10, 50, 100], bake_secs: 1 } });
-    assert.equal(r.status, 200, r.text);
-    assert.equal(r.json.config.weight, 10);
-    assert.equal(r.json.monitor.progress.state, "running");
-    const seen = [10];
-    await until(async () => {
-      const w8 = (await kvConfig()).weight;
-      if (seen.at(-1) !== w8) seen.push(w8);
-      return w8 === 100;
-    }, "weight 100", 30000);
-    assert.deepEqual(seen, [10, 50, 100], "one step at a time");
-    await until(async () => (await api("")).json.monitor.progress.state === "done", "rollout done", 15000);
-    await shoppers.stop();
+    try {
+      const r = await api("/rollout", { method: "POST", body: { steps: [10, 50, 100], bake_secs: 1 } });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.config.weight, 10);
+      assert.equal(r.json.monitor.progress.state, "running");
+      const seen = [10];
+      // About 10 s on an idle machine (130 shoppers for 13 canary clients at 10%); on a busy
+      // one (other files beside this one) it can take many times that.
+      await until(async () => {
+        const w8 = (await kvConfig()).weight;
+        if (seen.at(-1) !== w8) seen.push(w8);
+        return w8 === 100;
+      }, "weight 100", 120_000).catch(async (e) => {
+        throw new Error(`${e.message}: weights ${seen}; ${shoppers.describe()}; ${JSON.stringify((await api("")).json.monitor.verdict)}`);
+      });
+      assert.deepEqual(seen, [10, 50, 100], "one step at a time");
+      await until(async () => (await api("")).json.monitor.progress.state === "done", "rollout done", 15000);
+    } finally {
+      await shoppers.stop();
+    }
     console.log(`# rollout 10 -> 50 -> 100 with 1 s bake took ${Date.now() - started} ms`);
     await sleep(1200);
     assert.equal((await kvConfig()).weight, 100, "stays at 100");

@@ -6,7 +6,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { chromium } from "playwright-core";
-import { startWorker } from "./support/harness.mjs";
+import { startWorker, until } from "./support/harness.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
@@ -57,6 +57,16 @@ async function visit(cookies = []) {
   return shown;
 }
 
+/**
+ * Waits until the edge serves the visitor's floating URL from `version` (a HEAD, which counts
+ * nothing): after the TTL, the edge's next KV read must also complete in time, which on a busy
+ * machine may take a few tries (meanwhile the last good copy serves, as in production).
+ */
+function untilVisitorGets(version, cohort) {
+  return until(async () => (await w.get("/demo/sdk.js", { method: "HEAD", cookie: `cohort=${cohort.value}` })).headers.get("x-canary-version") === version,
+    `the edge serving ${version} to the visitor`, 30_000);
+}
+
 test("a visitor stays on one version, sees no skew, and moves to the canary after a KV write", async () => {
   const first = await visit();
   assert.deepEqual(first.failures, []);
@@ -75,7 +85,9 @@ test("a visitor stays on one version, sees no skew, and moves to the canary afte
   assert.equal(again.sdkVersion, "1.0.0");
   assert.match(again.status, new RegExp(`cohort ${cohortNumber}\\b`), "same cohort on return");
 
-  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 100 });
+  // Served once the edge's copy has expired (wrangler.toml's CONFIG_TTL_MS, 5 s).
+  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 100 }, "demo", { served: true });
+  await untilVisitorGets("1.1.0", cohort);
   const moved = await visit(first.cookies);
   assert.deepEqual(moved.failures, []);
   assert.equal(moved.sdkVersion, "1.1.0");
@@ -83,7 +95,8 @@ test("a visitor stays on one version, sees no skew, and moves to the canary afte
   assert.deepEqual([moved.boot.kind, moved.boot.version], ["boot", "1.1.0"]);
   assert.match(moved.status, /channel canary/);
 
-  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0 });
+  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0 }, "demo", { served: true });
+  await untilVisitorGets("1.0.0", cohort);
   const back = await visit(first.cookies);
   assert.equal(back.sdkVersion, "1.0.0", "weight 0 is a complete rollback");
   assert.equal(back.buttonVersion, "1.0.0");
@@ -93,7 +106,10 @@ test("a broken canary in a real browser: the SDK reports its error and the edge 
   const broken = await startWorker({
     listen: true,
     rollout: { stable: "1.0.0", canary: "1.1.0", weight: 100 },
-    vars: { ADMIN_TOKEN: "browser-admin-token-0123456789abcdef", HEALTH_FLUSH_MS: "0" },
+    // wrangler.toml's flush: this one page is the worker's only traffic, so its error
+    // report reaches the monitor on the isolate's flush timer (within 3 s), with no next
+    // request to carry it.
+    vars: { ADMIN_TOKEN: "browser-admin-token-0123456789abcdef" },
   });
   try {
     // The canary's chunk never made it to R2: the entry loads, its pinned chunk 404s.
@@ -108,14 +124,14 @@ test("a broken canary in a real browser: the SDK reports its error and the edge 
     assert.match(await page.locator("#status").textContent(), /could not load .*\/demo@1\.1\.0\/chunk\.js/);
     await page.screenshot({ path: "build/browser-broken-canary.png" });
     await context.close();
-    // sendBeacon is fire-and-forget: poll the monitor through the admin API.
+    // sendBeacon is fire-and-forget: poll the monitor through the admin API (a lone report
+    // is sent by the isolate's timer within 3 s; 15 s for a busy machine).
     let totals;
-    for (let i = 0; i < 50; i++) {
+    await until(async () => {
       const r = await broken.get("/__canary/api/demo", { headers: { authorization: "Bearer browser-admin-token-0123456789abcdef" } });
       totals = JSON.parse(r.text).monitor.totals;
-      if (totals.canary.errors >= 1) break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
+      return totals.canary.errors >= 1;
+    }, "the canary error at the monitor", 15_000).catch(() => {});
     assert.ok(totals.canary.errors >= 1, `canary errors counted: ${JSON.stringify(totals)}`);
     assert.equal(totals.stable.errors, 0);
   } finally {

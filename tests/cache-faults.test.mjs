@@ -13,14 +13,21 @@ import { bodyVersion, cookiePair, cookiesForEveryCohort, startWorker, sleep } fr
 // The monitor's automatic rollback would rewrite the config when canary files vanish; these
 // tests look at the edge's own answers, so it is off (tests/autocanary.test.mjs covers it).
 const HALF = { stable: "1.0.0", canary: "1.1.0", weight: 50, health: { auto_rollback: false } };
-const KV_TIMEOUT_MS = 100;
+// How long a KV read may take before the last good config serves: the worker's default
+// (KV_TIMEOUT_MS, core/src/settings.rs). A shorter one (this file had 100 ms) turns the
+// ordinary reads of a busy machine into timeouts: a test then sees last good configs it did
+// not cause.
+const KV_TIMEOUT_MS = 1500;
 
 let w;
 let cookies; // cohort -> cookie
 let canaryCookie;
 let stableCookie;
 before(async () => {
-  w = await startWorker({ rollout: HALF, vars: { KV_TIMEOUT_MS: String(KV_TIMEOUT_MS) } });
+  // CONFIG_TTL_MS 0: every request reads KV, so that each KV fault is met by the request
+  // that follows it, and a config written mid-test serves at once (the TTL's own tests:
+  // cli.test.mjs, soak.test.mjs).
+  w = await startWorker({ rollout: HALF, vars: { CONFIG_TTL_MS: "0" } });
   cookies = await cookiesForEveryCohort(w);
   for (const cookie of cookies.values()) {
     const r = await w.get("/demo/sdk.js", { cookie });
@@ -307,7 +314,7 @@ describe("KV misbehaving mid-run", () => {
   });
 
   test("KV failing before any good read: 503 naming the bundle, with a body", async () => {
-    for (const [i, spec] of [{ kv: "throw" }, { kv: "invalid" }, { kv: "timeout", kvDelayMs: 2000 }, { noKvBinding: true }].entries()) {
+    for (const [i, spec] of [{ kv: "throw" }, { kv: "invalid" }, { kv: "timeout", kvDelayMs: 2 * KV_TIMEOUT_MS }, { noKvBinding: true }].entries()) {
       const bundle = `unseen-${i}`;
       await w.setRollout(HALF, bundle);
       await w.setFaults(spec);
@@ -326,7 +333,7 @@ describe("no fault gives a 500 or an empty error", () => {
       {},
       { kv: "throw" },
       { kv: "invalid" },
-      { kv: "timeout", kvDelayMs: 1000 },
+      { kv: "timeout", kvDelayMs: 2 * KV_TIMEOUT_MS },
       { noKvBinding: true },
       { r2: "throw" },
       { r2: "missing" },

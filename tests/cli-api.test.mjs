@@ -16,6 +16,8 @@ before(async () => {
   w = await startWorker({
     listen: true,
     rollout: { stable: "1.0.0", canary: "1.1.0", weight: 0 },
+    // HEALTH_FLUSH_MS 0: shoppers' loads reach the monitor as served, not 10 s later, so a
+    // rollout's step passes in seconds (the flush timer: browser-canary.test.mjs).
     vars: { ADMIN_TOKEN: TOKEN, OVERRIDE_SECRET: "cli-override", HEALTH_FLUSH_MS: "0" },
   });
 });
@@ -65,7 +67,7 @@ test("set-weight, status, rollback and watch go through the API", async () => {
 test("rollout with steps advances on its own, on evidence from shoppers", async () => {
   // A lenient rule so that a step passes in seconds: 3 clean canary clients, 50% floor.
   const config = JSON.parse(await w.kv.get("rollout/demo"));
-  await w.setRollout({ ...config, health: { min_clients: 3, min_error_rate: 0.5, hostile_networks: 0, boot_grace_secs: 1 } });
+  await w.setRollout({ ...config, health: { min_clients: 3, min_error_rate: 0.5, hostile_networks: 0 } });
   const shoppers = startShoppers(w, "demo", { perTick: 3, everyMs: 50 });
   try {
     const out = await canary("rollout", "demo", "--steps", "10,100", "--bake", "1");
@@ -91,7 +93,7 @@ test("a wrong token or an unreachable URL is a clear error", async () => {
 
 test("publish with the admin API: files through wrangler, the config through the control plane", async () => {
   const state = mkdtempSync(join(tmpdir(), "canary-edge-cli-api-"));
-  const local = await startWorker({ persist: state, listen: true, vars: { ADMIN_TOKEN: TOKEN, CONFIG_TTL_MS: "0" } });
+  const local = await startWorker({ persist: state, listen: true, vars: { ADMIN_TOKEN: TOKEN } });
   try {
     const env = { ...process.env, CANARY_URL: local.url.href, CANARY_ADMIN_TOKEN: TOKEN };
     const cli = (...args) => run(join(ROOT, "scripts/canary"), [...args, "--persist-to", state], { cwd: ROOT, env });
@@ -122,8 +124,8 @@ test("one command, one config: publish, set-weight, rollback and promote give th
   const rollout = { stable: "1.0.0", canary: "1.1.0", weight: 0, cohort_offset: 3, rollback: { at: "2026-11-30T00:00:00.000Z", reason: "old", by: "operator" } };
   const viaApi = mkdtempSync(join(tmpdir(), "canary-edge-same-api-"));
   const viaKv = mkdtempSync(join(tmpdir(), "canary-edge-same-kv-"));
-  const api = await startWorker({ persist: viaApi, listen: true, rollout, vars: { ADMIN_TOKEN: TOKEN, CONFIG_TTL_MS: "0" } });
-  const kv = await startWorker({ persist: viaKv, listen: true, rollout, vars: { CONFIG_TTL_MS: "0" } });
+  const api = await startWorker({ persist: viaApi, listen: true, rollout, vars: { ADMIN_TOKEN: TOKEN } });
+  const kv = await startWorker({ persist: viaKv, listen: true, rollout });
   try {
     const withUrl = (...args) => run(join(ROOT, "scripts/canary"), [...args, "--persist-to", viaApi, "--url", api.url.href, "--token", TOKEN], { cwd: ROOT });
     const withoutUrl = (...args) => run(join(ROOT, "scripts/canary"), [...args, "--persist-to", viaKv], { cwd: ROOT, env: { ...process.env, CANARY_URL: "", CANARY_ADMIN_TOKEN: "" } });

@@ -1,6 +1,7 @@
 // The operator's path: scripts/canary and plain `wrangler kv key put` write the local state
-// that a running worker reads; a new weight takes effect within the config TTL, without a
-// redeploy. Also: the CLI's input checks and its "nothing half-written" rule.
+// that a running worker reads; a new weight takes effect within the config TTL (wrangler.toml's
+// CONFIG_TTL_MS, 5 s, as deployed), without a redeploy. Also: the CLI's input checks and its
+// "nothing half-written" rule.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -11,7 +12,6 @@ import { promisify } from "node:util";
 import { ROOT, bodyVersion, cookiesForEveryCohort, failureOutput, startWorker, sleep, until } from "./support/harness.mjs";
 
 const run = promisify(execFile);
-const TTL_MS = 1500;
 
 let state;
 let w;
@@ -19,7 +19,8 @@ before(async () => {
   state = mkdtempSync(join(tmpdir(), "canary-edge-cli-"));
   await canary("publish", "demo", "1.0.0", join(ROOT, "fixtures/demo/1.0.0"));
   await canary("publish", "demo", "1.1.0", join(ROOT, "fixtures/demo/1.1.0"));
-  w = await startWorker({ persist: state, seed: false, vars: { CONFIG_TTL_MS: String(TTL_MS) } });
+  // wrangler.toml's CONFIG_TTL_MS (5 s): what an operator waits for after a KV write.
+  w = await startWorker({ persist: state, seed: false });
 });
 after(async () => {
   await w?.dispose();
@@ -86,7 +87,7 @@ describe("scripts/canary against a running worker", () => {
     const out = await canary("set-weight", "demo", "100");
     assert.match(out, /weight 100%/);
     // Within the TTL the isolate may still serve its copy; after it, everyone is on canary.
-    await until(async () => (await versions(cookies)).every((v) => v === "1.1.0"), "everyone on 1.1.0 after the TTL", TTL_MS + 1000);
+    await until(async () => (await versions(cookies)).every((v) => v === "1.1.0"), "everyone on 1.1.0 after the TTL", w.configTtlMs + 2000);
     const fresh = await w.get("/demo/sdk.js", { userKey: "brand-new" });
     assert.equal(fresh.headers.get("x-canary-version"), "1.1.0");
   });
@@ -98,7 +99,7 @@ describe("scripts/canary against a running worker", () => {
       JSON.stringify({ stable: "1.0.0", canary: "1.1.0", weight: 0 }),
       "--local", "--persist-to", state, "--config", join(ROOT, "wrangler.toml"),
     ], { cwd: ROOT });
-    await until(async () => (await versions(cookies)).every((v) => v === "1.0.0"), "everyone on 1.0.0 after the TTL", TTL_MS + 1000);
+    await until(async () => (await versions(cookies)).every((v) => v === "1.0.0"), "everyone on 1.0.0 after the TTL", w.configTtlMs + 2000);
   });
 
   test("set-weight 30 reports the effective weight; 35 says it is rounded", async () => {
@@ -116,7 +117,7 @@ describe("scripts/canary against a running worker", () => {
     const r = await until(async () => {
       const res = await w.get("/demo/sdk.js", { userKey: "after-promote" });
       return res.headers.get("x-canary-version") === "1.1.0" ? res : null;
-    }, "the promote served after the TTL", TTL_MS + 1000);
+    }, "the promote served after the TTL", w.configTtlMs + 2000);
     assert.equal(r.headers.get("x-canary-version"), "1.1.0");
     assert.equal(r.headers.get("x-canary-channel"), "stable");
   });

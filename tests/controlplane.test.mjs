@@ -26,6 +26,9 @@ let n = 0;
 before(async () => {
   w = await startWorker({
     rollout: BASE,
+    // HEALTH_FLUSH_MS 0, HEALTH_FLUSH_REQUESTS 1: every load and report reaches the monitor
+    // as served, so that a step passes in seconds and the tests can count every client
+    // ("parallel loads ... lose nothing"); the flush timer: browser-canary.test.mjs.
     vars: { ADMIN_TOKEN: TOKEN, HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" },
   });
 });
@@ -157,7 +160,8 @@ describe("concurrency", () => {
 
   test("two failing batches at once cut the canary once", async () => {
     await shoppers.stop();
-    await w.setRollout({ ...BASE, weight: 50, health: { window_secs: 60, min_requests: 5, max_error_rate: 0.1, max_relative: 2, ...MECHANICS } }, bundle);
+    // Served: the edge's copy (weight 0, read by the shoppers) has expired (CONFIG_TTL_MS).
+    await w.setRollout({ ...BASE, weight: 50, health: { window_secs: 60, min_requests: 5, max_error_rate: 0.1, max_relative: 2, ...MECHANICS } }, bundle, { served: true });
     // The control plane adopts the KV write when it next reads KV (an admin read does).
     await until(async () => (await api("")).json.config.weight === 50, "the new weight adopted");
     const { canary, stable } = await newClients(w, bundle, 50);
@@ -196,11 +200,13 @@ describe("KV write failures", () => {
   test("a failed step is retried by the alarm and never skips a step", async () => {
     await api("/rollout", { method: "POST", body: { steps: [10, 50, 100], bake_secs: 1 } });
     await w.setFaults({ kvPutFail: 3, kvPutError: "500" });
-    await until(async () => (await monitor()).kv.failed_writes > 0, "a failed step write", 15000);
+    // A step waits for evidence at 10%, which the edge serves up to CONFIG_TTL_MS (5 s) after
+    // the rollout wrote it.
+    await until(async () => (await monitor()).kv.failed_writes > 0, "a failed step write", 30000);
     const m = await monitor();
     assert.equal(m.progress.step, 0, "the step did not advance without its write");
     assert.equal((await kvConfig()).weight, 10);
-    await until(async () => (await kvConfig()).weight === 100, "the retried steps", 30000);
+    await until(async () => (await kvConfig()).weight === 100, "the retried steps", 45000);
     const weights = (await w.kvWrites(`rollout/${bundle}`)).map((x) => JSON.parse(x.value).weight);
     assert.deepEqual(weights, [10, 50, 100], "every step written once, in order");
     const done = await until(async () => {

@@ -15,7 +15,11 @@ function assertClearError(r, status, ...needles) {
 describe("rollout config faults", () => {
   let w;
   before(async () => {
-    w = await startWorker({ rollout: null, vars: { KV_TIMEOUT_MS: "300" } });
+    // CONFIG_TTL_MS 0: each config fault must be met by the very next request (with a 5 s
+    // copy it would be served from the copy and prove nothing; the copy's TTL is tested in
+    // cli.test.mjs). KV_TIMEOUT_MS: the worker's default, 1,500 ms (300 here made a busy
+    // machine's ordinary reads time out).
+    w = await startWorker({ rollout: null, vars: { CONFIG_TTL_MS: "0" } });
   });
   after(() => w.dispose());
   beforeEach(() => w.setFaults({}));
@@ -74,7 +78,8 @@ describe("rollout config faults", () => {
     const took = Date.now() - started;
     assert.equal(r.status, 200);
     assert.equal(bodyVersion(r.text), "1.1.0");
-    assert.ok(took >= 250 && took < 2000, `answered in ${took} ms`);
+    // After KV_TIMEOUT_MS (the default, 1,500 ms), well before the read's 5 s.
+    assert.ok(took >= 1400 && took < 4000, `answered in ${took} ms`);
     await w.setRollout(GOOD, "slow-unseen");
     const unseen = await w.get("/slow-unseen/sdk.js");
     assertClearError(unseen, 503, "slow-unseen");
@@ -97,7 +102,8 @@ describe("origin faults", () => {
   let w;
   let cookies;
   before(async () => {
-    w = await startWorker({ rollout: GOOD });
+    // CONFIG_TTL_MS 0: every test writes its config and is served with it at once.
+    w = await startWorker({ rollout: GOOD, vars: { CONFIG_TTL_MS: "0" } });
     cookies = await cookiesForEveryCohort(w);
   });
   after(() => w.dispose());

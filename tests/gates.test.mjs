@@ -10,6 +10,8 @@ import { ROOT, copyDemoFiles, sleep, startShoppers, startWorker, until } from ".
 const TOKEN = "test-admin-token-0123456789abcdef";
 // A lenient rule (3 clean canary clients under a 50% floor) and background shoppers make a
 // step pass in seconds: these tests are about the gate and the freeze, not the statistics.
+// boot_grace_secs 10 (default 30): a shopper whose boot got lost resolves within a test's
+// steps, not half a minute later.
 const HEALTH = { min_clients: 3, min_error_rate: 0.5, hostile_networks: 0, boot_grace_secs: 10 };
 const BASE = { stable: "1.0.0", canary: "1.1.0", weight: 0, health: HEALTH };
 
@@ -22,6 +24,8 @@ before(async () => {
   w = await startWorker({
     rollout: BASE,
     listen: true,
+    // HEALTH_FLUSH_MS 0, HEALTH_FLUSH_REQUESTS 1: loads reach the monitor as served, so a
+    // step passes in seconds (the flush timer: browser-canary.test.mjs, verdicts.test.mjs).
     vars: { ADMIN_TOKEN: TOKEN, HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" },
   });
 });

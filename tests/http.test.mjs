@@ -7,7 +7,9 @@ import { bodyVersion, cookiesForEveryCohort, putManifests, startWorker } from ".
 let w;
 let cookies;
 before(async () => {
-  w = await startWorker({ rollout: { stable: "1.0.0", canary: "1.1.0", weight: 50 } });
+  // CONFIG_TTL_MS 0: tests switch the weight and at once look at what each cohort gets
+  // and what lands in the edge cache; the TTL is tested in cli.test.mjs and soak.test.mjs.
+  w = await startWorker({ rollout: { stable: "1.0.0", canary: "1.1.0", weight: 50 }, vars: { CONFIG_TTL_MS: "0" } });
   cookies = await cookiesForEveryCohort(w);
 });
 after(() => w.dispose());

@@ -150,7 +150,7 @@ describe("publish with the admin API (the worker lists the prefix)", () => {
 
   before(async () => {
     state = mkdtempSync(join(tmpdir(), "canary-edge-immutable-api-"));
-    w = await startWorker({ persist: state, listen: true, vars: { ADMIN_TOKEN: TOKEN, CONFIG_TTL_MS: "0" } });
+    w = await startWorker({ persist: state, listen: true, vars: { ADMIN_TOKEN: TOKEN } });
     const env = { ...process.env, CANARY_URL: w.url.href, CANARY_ADMIN_TOKEN: TOKEN };
     api = (...args) => cli([...args, "--persist-to", state], env);
   });

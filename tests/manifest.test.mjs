@@ -21,6 +21,9 @@ let client = 0;
 before(async () => {
   w = await startWorker({
     captureLogs: true,
+    // HEALTH_FLUSH_MS 0, HEALTH_FLUSH_REQUESTS 1: each load and fallback reaches the monitor
+    // as served, so that the totals are checked request by request (the flush timer:
+    // browser-canary.test.mjs, verdicts.test.mjs).
     vars: { ADMIN_TOKEN: TOKEN, HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" },
   });
 });

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { BUILD } from "./support/modules.mjs";
+import { BUILT_DIR as BUILD, DEFAULT_VARS } from "./support/harness.mjs";
 
 const ROUTER_JS = pathToFileURL(join(BUILD, "router/router.js")).href;
 const ROUTER_WASM = new WebAssembly.Module(readFileSync(join(BUILD, "router/router_bg.wasm")));
@@ -47,22 +47,21 @@ function positions(names) {
 }
 
 const PLAN = positions(JS.plan.fields);
-const ANSWER_KINDS = ["O", "C", "I", "E", "A"];
+const ANSWER_KINDS = ["O", "C", "I", "E", "A", "R"];
+/** `report`'s answers: `C` and `E` as `plan`'s, and its own. */
+const REPORT_KINDS = ["N", "K"];
 
-// As the worker runs in the tests (tests/support/harness.mjs and wrangler.toml), with
-// counts sent after every request so that `served` has batches to return.
+// As the worker runs in the tests (tests/support/harness.mjs: wrangler.toml's [vars] and
+// the test secrets), but for two:
 const VARS = {
-  COHORTS: "10",
-  COHORT_COOKIE: "cohort",
-  COHORT_HEADER: "X-Cohort",
-  USER_KEY_HEADER: "X-User-Key",
-  COHORT_SALT: "canary-edge-test",
-  COHORT_SECRET: "test-cohort-secret",
+  ...DEFAULT_VARS,
+  // CONFIG_TTL_MS 0: every plan asks for the config (a `C` answer) before it routes, so
+  // each test sees the whole exchange whatever ran before it; the TTL is tested end to end
+  // (cli.test.mjs, soak.test.mjs).
   CONFIG_TTL_MS: "0",
-  FLOATING_MAX_AGE: "60",
-  HEALTH_FLUSH_MS: "10000",
+  // HEALTH_FLUSH_REQUESTS 1: counts are due after every request, so that `served` has
+  // batches to return (the flush policy itself: core/src/control/batching.rs).
   HEALTH_FLUSH_REQUESTS: "1",
-  CONSOLE_HOST: "",
 };
 const ROLLOUT = JSON.stringify({ stable: "1.0.0", canary: "1.1.0", weight: 100 });
 const ORIGIN = "https://edge.test";
@@ -148,7 +147,9 @@ test("the entry's table and the router's are the same table", () => {
   for (const kind of ANSWER_KINDS) assert.equal(RUST.answers[kind].fields[0], "kind", kind);
   assert.deepEqual(RUST.miss, RUST.answers.E);
   // Every name is a name once per message (a position per name).
-  for (const format of [RUST.plan, ...Object.values(RUST.answers), RUST.record_config, RUST.served, RUST.constants]) {
+  assert.deepEqual(Object.keys(RUST.report_answers).sort(), [...REPORT_KINDS].sort());
+  for (const kind of REPORT_KINDS) assert.equal(RUST.report_answers[kind].fields[0], "kind", kind);
+  for (const format of [RUST.plan, ...Object.values(RUST.answers), ...Object.values(RUST.report_answers), RUST.record_config, RUST.served, RUST.constants, RUST.report, RUST.pushed_config]) {
     assert.equal(new Set(format.fields).size, format.fields.length, format.fields.join(","));
   }
   assert.deepEqual(RUST.served_outcomes, ["as_routed", "counted_fallback", "plain_fallback"]);
@@ -183,6 +184,7 @@ test("C, then record_config, then I, then A: a first visit to a floating URL of 
   assert.notEqual(a.tally_token, "", "a floating request is counted");
   assert.ok(!a.tally_token.includes("\n"));
   assert.equal(a.must_be_published, "0");
+  assert.equal(a.serving_canary, "1", "weight 100: the client's cohort is on the canary");
   // Header pairs: a new client gets its cohort cookie, and the response its cache policy.
   const names = a.pairs.map(([name]) => name);
   // Header names are HTTP tokens (a configured one keeps its case: X-Cohort).
@@ -203,9 +205,10 @@ test("C, then record_config, then I, then A: a first visit to a floating URL of 
     assert.equal(bundle, "demo");
     assert.equal(typeof JSON.parse(body), "object");
   }
-  // Nothing new to count: no pairs, an empty answer.
-  assert.equal(router.served("not a token", outcome.as_routed, Date.now()), "");
-  assert.deepEqual(read(JS.served, "").pairs, []);
+  assert.equal(batches.next_flush_ms, "", "nothing left pending");
+  // Nothing new to count: no pairs, no next flush.
+  const none = read(JS.served, router.served("not a token", outcome.as_routed, Date.now()));
+  assert.deepEqual(none, { next_flush_ms: "", pairs: [] });
 });
 
 test("A: a returning client's floating URL: the cookie decides, no identity asked", () => {
@@ -296,7 +299,84 @@ test("constants: the names and policies the entry keeps per isolate, then the st
   assert.match(k.stored_cache_control, /max-age/);
   assert.equal(k.monitor_ingest_url, "https://monitor.canary-edge/ingest");
   assert.equal(k.monitor_bundle_header, "x-canary-bundle");
+  assert.equal(k.monitor_config_url, "https://monitor.canary-edge/config");
+  assert.equal(k.report_max_bytes, "4096");
+  assert.deepEqual(JSON.parse(k.report_rate_limited_body), { counted: false, reason: "rate_limited" });
   const headers = Object.fromEntries(k.pairs);
   assert.equal(headers["access-control-allow-origin"], "*");
   assert.equal(headers["x-content-type-options"], "nosniff");
+});
+
+/** A report request built by name from the entry's table; `values` by field name. */
+function reportRequest(values) {
+  const at = positions(JS.report.fields);
+  const lines = JS.report.fields.map(() => "-");
+  const defaults = { now_ms: String(Date.now()), config_read: "0", oversize: "0" };
+  for (const [name, value] of Object.entries({ ...defaults, ...values })) {
+    assert.ok(name in at, `a report field: ${name}`);
+    lines[at[name]] = value;
+  }
+  return lines.join("\n");
+}
+
+/** `report`'s answer, settled as the entry settles it (a `C` reads the config). */
+function reportAnswer(values, body) {
+  const req = { ...values };
+  for (let step = 0; step < 3; step++) {
+    const text = router.report(reportRequest(req), body);
+    const kind = text.split("\n")[0];
+    if (kind === "C") {
+      const c = read(JS.answers.C, text);
+      read(JS.record_config, router.record_config(c.bundle, "value", ROLLOUT, Date.now()));
+      req.config_read = "1";
+      continue;
+    }
+    if (kind === "E") return read(JS.answers.E, text);
+    assert.ok(REPORT_KINDS.includes(kind), `a report answer: ${JSON.stringify(text)}`);
+    return read(JS.report_answers[kind], text);
+  }
+  assert.fail("report did not settle");
+}
+
+test("R, then report: N (not counted), K (admitted, then counted), E (malformed, oversized)", () => {
+  const { seen } = settle("/__canary/report", { values: { method: "POST" } });
+  assert.deepEqual(seen, ["R"]);
+  const get = settle("/__canary/report", { values: { method: "GET" } });
+  assert.equal(get.answer.status, "405");
+  assert.equal(get.answer.header_value, "POST");
+
+  const body = (kind) => JSON.stringify({ bundle: "demo", version: "1.1.0", kind, ...(kind === "boot" ? { boot_ms: 5 } : { message: "x" }) });
+  const n = reportAnswer({ client_ip: "+203.0.113.9" }, body("uncaught"));
+  assert.equal(n.kind, "N");
+  assert.match(n.ip_limit_key, /^net:[0-9a-f]{16}$/);
+  assert.deepEqual(JSON.parse(n.body), { counted: false, reason: "no_cookie" });
+
+  const first = settle("/demo/sdk.js").answer;
+  const cookie = Object.fromEntries(first.pairs)["set-cookie"].split(";")[0];
+  const k = reportAnswer({ cookie: `+${cookie}`, client_ip: "+203.0.113.9" }, body("uncaught"));
+  assert.equal(k.kind, "K");
+  assert.equal(k.ip_limit_key, n.ip_limit_key, "one network, one key");
+  assert.match(k.client_limit_key, /^client:[0-9a-f]{16}$/);
+  assert.deepEqual(JSON.parse(k.body), { counted: true, channel: "canary", kind: "uncaught" });
+  // Counted: a batch is due at once here (HEALTH_FLUSH_REQUESTS=1).
+  const batches = read(JS.served, router.counted(k.token, Date.now()));
+  assert.equal(batches.pairs.length, 1);
+  assert.equal(JSON.parse(batches.pairs[0][1]).events[0].signal, "failure");
+  // The timer's flush: nothing left.
+  assert.deepEqual(read(JS.served, router.flush(Date.now())), { next_flush_ms: "", pairs: [] });
+
+  const bad = reportAnswer({}, "not json");
+  assert.equal(bad.status, "400");
+  const big = reportAnswer({ oversize: "1" }, "");
+  assert.equal(big.status, "413");
+});
+
+test("pushed_config: a config pushed with a newer revision is taken, once", () => {
+  settle("/demo/sdk.js");
+  const config = JSON.stringify({ stable: "1.0.0", canary: "1.1.0", weight: 0, revision: 7 });
+  assert.equal(router.pushed_config("demo", `7\n${config}`, Date.now()), true);
+  assert.equal(router.pushed_config("demo", `7\n${config}`, Date.now()), false, "not newer");
+  const { answer: a } = settle("/demo/sdk.js");
+  assert.equal(a.version, "1.0.0", "the pushed rollback is served");
+  assert.equal(a.serving_canary, "0");
 });

@@ -11,10 +11,15 @@ import {
   startWorker,
 } from "./support/harness.mjs";
 
+// CONFIG_TTL_MS 0: routing tables, where every row writes a new weight or canary and reads
+// the split at once (a 5 s wait per row would be minutes); the TTL is tested in
+// cli.test.mjs and soak.test.mjs.
+const VARS = { CONFIG_TTL_MS: "0" };
+
 let w;
 let cookies; // cohort -> "cohort=<n>.<id>.<issued>.<tag>"
 before(async () => {
-  w = await startWorker();
+  w = await startWorker({ vars: VARS });
   cookies = await cookiesForEveryCohort(w);
 });
 after(() => w.dispose());
@@ -202,7 +207,7 @@ describe("balance", () => {
 
 describe("COHORTS = 100", () => {
   test("1% steps: weight 1 puts exactly one cohort on the canary, weight 37 thirty-seven", async () => {
-    const fine = await startWorker({ vars: { COHORTS: "100" } });
+    const fine = await startWorker({ vars: { ...VARS, COHORTS: "100" } });
     try {
       for (const [weight, count] of [[1, 1], [5, 5], [37, 37], [100, 100]]) {
         await fine.setRollout({ stable: "1.0.0", canary: "1.1.0", weight });

@@ -12,7 +12,8 @@ import {
 const TOKEN = "signals-admin-token-0123456789abcdef";
 // The README's defaults, but judged after 40 clients, so the attacks stay small.
 // A handful of clients drive the control plane's mechanics here: no discount for hostile
-// networks (tests/attacks.test.mjs covers those), and a short boot grace.
+// networks (tests/attacks.test.mjs covers those), and boot_grace_secs 1 (default 30): the
+// shoppers here never boot, and resolve a second after their load, within the test.
 const HEALTH = { window_secs: 60, min_requests: 40, max_error_rate: 0.02, max_relative: 2, auto_rollback: true, hostile_networks: 0, boot_grace_secs: 1 };
 const BASE = { stable: "1.0.0", canary: "1.1.0", weight: 50, health: HEALTH };
 const ATTACKER = "203.0.113.66";
@@ -24,6 +25,9 @@ let n = 0;
 before(async () => {
   w = await startWorker({
     rollout: BASE,
+    // HEALTH_FLUSH_MS 0, HEALTH_FLUSH_REQUESTS 1: every load and report reaches the monitor as
+    // served, so that what counted is asserted report by report (the flush timer:
+    // browser-canary.test.mjs, verdicts.test.mjs).
     vars: { ADMIN_TOKEN: TOKEN, OVERRIDE_SECRET: "signals-override", HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" },
   });
 });

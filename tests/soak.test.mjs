@@ -32,6 +32,9 @@ import { CHROME_JA4, FIREFOX_JA4, bodyVersion, cookiePair, fixtureObjects, start
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 20);
 const CLIENTS = Number(process.env.SOAK_CLIENTS ?? 300);
+// CONFIG_TTL_MS 500 by default (wrangler.toml: 5,000): the weight changes every second, and
+// the checks need windows longer than the TTL ("a weight older than the TTL puts exactly
+// ... cohorts on the canary"); with the deployed TTL only the rollback bound would be left.
 const TTL_MS = Number(process.env.SOAK_TTL_MS ?? 500);
 const CONCURRENCY = Number(process.env.SOAK_CONCURRENCY ?? 48);
 const COHORTS = 10;

@@ -29,9 +29,12 @@ import { ROOT, startWorker } from "./support/harness.mjs";
 /** The last commit whose storage has the version-1 layout. */
 const V1_COMMIT = "c5fff93e0ca7e92796e304b2f0d2ac48dd49d298";
 const TOKEN = "migration-admin-token-0123456789abcdef";
+// HEALTH_FLUSH_MS 0, HEALTH_FLUSH_REQUESTS 1: as the old build's scenario ran (its fixture's
+// counts are per batch, one per request); the flush timer: browser-canary.test.mjs.
 const VARS = { ADMIN_TOKEN: TOKEN, HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" };
 const BUNDLE = "mig";
-// A lenient rule so that a step passes in seconds (as in controlplane.test.mjs).
+// A lenient rule so that a step passes in seconds (as in controlplane.test.mjs); boot_grace_secs
+// 10 (default 30): as the old build's scenario ran.
 const BASE = {
   stable: "1.0.0", canary: "1.1.0", weight: 0,
   health: { min_clients: 3, min_error_rate: 0.5, hostile_networks: 0, boot_grace_secs: 10 },

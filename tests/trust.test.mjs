@@ -10,7 +10,7 @@ import { createServer } from "node:http";
 import { execFileSync } from "node:child_process";
 import { generateKeyPairSync, sign } from "node:crypto";
 import { join } from "node:path";
-import { ROOT, putManifests, startWorker } from "./support/harness.mjs";
+import { ROOT, putManifests, startWorker, until } from "./support/harness.mjs";
 
 const TOKEN = "trust-admin-token-0123456789abcdef";
 const READ = "trust-read-token-0123456789abcdef0";
@@ -58,7 +58,6 @@ describe("the admin API's door", () => {
         READ_TOKEN: READ,
         OPERATOR_TOKENS: `${alice.entry},bob:${"0".repeat(64)}`,
         CONSOLE_HOST: "console.test",
-        CONFIG_TTL_MS: "1000",
       },
       captureLogs: true,
     });
@@ -134,7 +133,8 @@ describe("the admin API's door", () => {
     assert.ok(listings <= 2, `20 polls listed the revocations ${listings} times (once per CONFIG_TTL_MS at most)`);
     // Another isolate's logout: the KV key, written here as `wrangler kv key put` would.
     await w.kv.put(`auth/revoked-session/${id}`, "", { expiration: Math.floor(Date.now() / 1000) + 3600 });
-    await new Promise((r) => setTimeout(r, 1100));
+    // Seen within wrangler.toml's CONFIG_TTL_MS (5 s), once this isolate's listing expires.
+    await new Promise((r) => setTimeout(r, w.configTtlMs + 100));
     assert.equal((await call(w, `${CONSOLE}/__canary/api/demo`, { headers: { cookie: s.cookie } })).status, 401);
   });
 
@@ -315,7 +315,8 @@ describe("versions: only published ones are public", () => {
   });
 
   test("revoke-overrides voids every override token issued before it, at the edge, with the config", async () => {
-    await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0 });
+    // Served: the edge's copy of the config the previous test wrote has expired.
+    await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0 }, "demo", { served: true });
     const old = await overrideToken();
     const overridden = async (token) => (await call(w, `${EDGE}/demo/sdk.js`, { headers: { "x-canary-override": token } })).headers.get("x-canary-override");
     assert.equal(await overridden(old), "canary");
@@ -327,7 +328,8 @@ describe("versions: only published ones are public", () => {
     const after = await call(w, `${EDGE}/__canary/api/demo`, { headers: { authorization: `Bearer ${TOKEN}` } });
     assert.ok(after.json.config.overrides_not_before > 0);
     assert.equal(after.json.monitor.events[0].kind, "overrides_revoked");
-    assert.equal(await overridden(old), null, "the old token routes nowhere");
+    // The edge reads the revocation with the config: within CONFIG_TTL_MS (5 s) of the write.
+    await until(async () => (await overridden(old)) === null, "the old token routing nowhere", w.configTtlMs + 2000);
     assert.equal((await call(w, `${EDGE}/demo@1.3.0/sdk.js`, { headers: { "x-canary-override": old } })).status, 404);
     await new Promise((r) => setTimeout(r, 1100));
     assert.equal(await overridden(await overrideToken()), "canary", "a token issued after works");

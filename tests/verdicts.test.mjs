@@ -14,6 +14,9 @@ let n = 0;
 before(async () => {
   w = await startWorker({
     rollout: { stable: "1.0.0", canary: "1.1.0", weight: 0 },
+    // HEALTH_FLUSH_MS 0, HEALTH_FLUSH_REQUESTS 1: the hold and explain tests read the verdict
+    // right after a few seconds of light traffic, which must have reached the monitor; the
+    // walkthrough's test runs on a worker with wrangler.toml's values.
     vars: { ADMIN_TOKEN: TOKEN, HEALTH_FLUSH_MS: "0", HEALTH_FLUSH_REQUESTS: "1" },
   });
 });
@@ -33,7 +36,26 @@ async function api(path = "", { method = "GET", body } = {}) {
 const kvWeight = async () => JSON.parse(await w.kv.get(`rollout/${bundle}`)).weight;
 
 test("the walkthrough's bad canary (30% of its clients fail) never passes step 1 and is cut", async () => {
-  // The README's defaults: no `health` field at all.
+  // The README's defaults (no `health` field at all), on a worker with wrangler.toml's vars:
+  // each isolate flushes its loads every 10 s or 1,000 requests, its boots and errors within
+  // a second; the edge sees each step up to 5 s after it was written.
+  const deployed = await startWorker({ rollout: null, vars: { ADMIN_TOKEN: TOKEN } });
+  try {
+    await walkthrough(deployed);
+  } finally {
+    await deployed.dispose();
+  }
+});
+
+async function walkthrough(w) {
+  const api = async (path = "", { method = "GET", body } = {}) => {
+    const r = await w.get(`/__canary/api/${bundle}${path}`, {
+      method, headers: { authorization: `Bearer ${TOKEN}` }, body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { ...r, json: JSON.parse(r.text) };
+  };
+  const kvWeight = async () => JSON.parse(await w.kv.get(`rollout/${bundle}`)).weight;
+  await copyDemoFiles(w, bundle);
   await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0 }, bundle);
   assert.equal((await api("/rollout", { method: "POST", body: { steps: [10, 50, 100], bake_secs: 2 } })).status, 200);
   // With the default hostile_networks (10), a cut needs 10 failing canary clients beyond
@@ -56,7 +78,7 @@ test("the walkthrough's bad canary (30% of its clients fail) never passes step 1
   assert.match(m.history.at(-1).reason, /canary error rate .* is above 2x stable's .* with 99% confidence/);
   assert.ok(m.history.at(-1).canary_counts.clients < 200, `cut after ${m.history.at(-1).canary_counts.clients} canary clients`);
   console.log(`# bad canary cut after ${m.history.at(-1).canary_counts.clients} canary clients: ${m.history.at(-1).reason}`);
-});
+}
 
 test("a healthy canary with too little traffic waits for evidence, then pauses; it never advances on silence", async () => {
   await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0, health: { max_hold_secs: 3 } }, bundle);

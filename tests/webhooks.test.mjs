@@ -13,7 +13,8 @@ const TOKEN = "test-admin-token-0123456789abcdef";
 const SECRET = "test-notify-secret";
 const CONSOLE = "ops.example.com";
 // A lenient rule (3 clean canary clients under a 50% floor) and background shoppers make a
-// step pass in seconds.
+// step pass in seconds; boot_grace_secs 10 (default 30): a shopper whose boot got lost
+// resolves within the test.
 const HEALTH = { min_clients: 3, min_error_rate: 0.5, hostile_networks: 0, boot_grace_secs: 10 };
 const BASE = { stable: "1.0.0", canary: "1.1.0", weight: 0, health: HEALTH };
 
@@ -55,6 +56,8 @@ before(async () => {
     listen: true,
     vars: {
       ADMIN_TOKEN: TOKEN,
+      // Loads reach the monitor as served, so that steps pass (and events fire) in seconds;
+      // the flush timer: browser-canary.test.mjs, verdicts.test.mjs.
       HEALTH_FLUSH_MS: "0",
       HEALTH_FLUSH_REQUESTS: "1",
       CONSOLE_HOST: CONSOLE,

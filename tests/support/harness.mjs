@@ -1,8 +1,29 @@
 // One Miniflare set-up for every end-to-end test: the built wasm worker (build/) in workerd,
 // with real local KV and R2 simulators, seeded from fixtures/, and a thin fault-injecting
 // wrapper (tests/support/faults.mjs) that tests switch on through a control KV namespace.
+//
+// Production's timeline by default: the worker's vars are wrangler.toml's [vars]
+// (CONFIG_TTL_MS 5000: an isolate trusts its copy of a config for 5 s; HEALTH_FLUSH_MS
+// 10000 and HEALTH_FLUSH_REQUESTS 1000: an isolate holds its loads until 10 s or 1,000
+// requests have passed, errors and boots for up to 1 s), plus the test secrets below. A
+// test that shortens one of these (or a health policy's timer, such as `boot_grace_secs`)
+// says why where it does. Its state is always persisted (in a temp dir removed by
+// dispose() unless the test gave `persist`), so that a test can restart what production
+// restarts:
+// - `worker.restart()`: a deploy, or workerd restarting: the whole runtime (every isolate,
+//   every Durable Object) is disposed of and started again on the same persisted KV, R2
+//   and Durable Object storage, with the same options (and, with `listen`, the same port
+//   when it is free again; else `worker.url` changes).
+// - `worker.restartObjects({ bundle })`: Durable Objects evicted while the edge keeps
+//   running (idle eviction, an object moved): the HealthMonitor and HealthAggregator
+//   objects (of `bundle` only, or all of them) lose their in-memory state and start again
+//   from their SQLite storage on their next request; the edge isolates, and what they hold
+//   (their config copies, their unsent counts), are untouched. Graceful: workerd's
+//   `evict()` waits for the requests an object is serving, so no batch in flight is lost
+//   (tests/support/restarter.mjs).
 
-import { readFileSync, readdirSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, existsSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
@@ -11,11 +32,60 @@ import { manifestKey, manifestOf } from "../../scripts/canary.mjs";
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), "../../..");
 const BUILD = join(ROOT, "build");
+// CANARY_TEST_BUILD=<dir>: run the worker built there (a copy of build/, which scripts/test
+// makes after building), under build/'s module names; so that a rebuild of build/ while
+// the tests run does not pull the modules from under a worker that starts meanwhile.
+const BUILT = process.env.CANARY_TEST_BUILD ? resolve(ROOT, process.env.CANARY_TEST_BUILD) : BUILD;
+/** Where the tests' built worker is read from: build/, or CANARY_TEST_BUILD. */
+export const BUILT_DIR = BUILT;
+
+/** The built worker's modules (build/ or CANARY_TEST_BUILD), read now, named as in build/. */
+function builtModules() {
+  return workerModules(BUILT).map(({ type, path }) => ({
+    type,
+    path: join(BUILD, relative(BUILT, path)),
+    contents: type === "CompiledWasm" ? new Uint8Array(readFileSync(path)) : readFileSync(path, "utf8"),
+  }));
+}
 
 export const CHROME_JA4 = "t13d1516h2_8daaf6152771_02713d6af862";
 export const FIREFOX_JA4 = "t13d1715h2_5b57614c22b0_3d5424432f57";
 
 const CONTENT_TYPES = { js: "text/javascript; charset=utf-8", html: "text/html; charset=utf-8" };
+
+/**
+ * wrangler.toml's `[vars]`: the values a deployment runs with. A minimal reader of that one
+ * table (`NAME = "string"` lines, comments); anything else in it is an error, not a guess.
+ */
+export function wranglerVars(file = join(ROOT, "wrangler.toml")) {
+  const vars = {};
+  let inVars = false;
+  for (const raw of readFileSync(file, "utf8").split("\n")) {
+    const line = raw.trim();
+    if (line.startsWith("[")) {
+      inVars = line.replace(/\s+/g, "") === "[vars]";
+      continue;
+    }
+    if (!inVars || line === "" || line.startsWith("#")) continue;
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)')\s*(?:#.*)?$/.exec(line);
+    if (!m) throw new Error(`wrangler.toml [vars]: not a string var: ${line}`);
+    vars[m[1]] = m[3] ?? JSON.parse(`"${m[2]}"`);
+  }
+  for (const name of ["CONFIG_TTL_MS", "HEALTH_FLUSH_MS", "HEALTH_FLUSH_REQUESTS"]) {
+    if (!(name in vars)) throw new Error(`wrangler.toml [vars] has no ${name}`);
+  }
+  return vars;
+}
+
+/** The bindings every test worker gets unless it passes its own `vars`. */
+export const DEFAULT_VARS = Object.freeze({
+  ...wranglerVars(),
+  // Secrets (not in wrangler.toml), as a deployment sets them: a COHORT_SECRET as in
+  // production (scripts/dev writes one too), without which auto canary refuses to act (a
+  // test of that passes COHORT_SECRET: ""); the tests' own salt.
+  COHORT_SALT: "canary-edge-test",
+  COHORT_SECRET: "test-cohort-secret",
+});
 
 /** Files of fixtures/<bundle>/<version>/ as [key, bytes, contentType]. */
 export function fixtureObjects() {
@@ -55,9 +125,10 @@ export async function putManifests(r2, keys) {
 }
 
 /**
- * Starts the worker. `vars` override wrangler.toml-style vars; `persist` shares state with
- * `wrangler ... --persist-to <persist>`; `rollout` seeds `rollout/demo` (null: no config);
- * `captureLogs` keeps the worker's log lines for `worker.logLines()` instead of printing them.
+ * Starts the worker. `vars` override wrangler.toml's [vars] (DEFAULT_VARS); `persist`
+ * shares state with `wrangler ... --persist-to <persist>` (without it, a temp dir that
+ * dispose() removes); `rollout` seeds `rollout/demo` (null: no config); `captureLogs` keeps
+ * the worker's log lines for `worker.logLines()` instead of printing them.
  * `extraWorkers`: test-only workers (Miniflare v4 options each) beside the edge, which is then
  * named "canary-edge" so that they can bind its Durable Object classes.
  */
@@ -70,15 +141,56 @@ export async function startWorker({
   captureLogs = false,
   extraWorkers = [],
 } = {}) {
-  if (!existsSync(join(BUILD, "index.js"))) {
-    throw new Error("build/index.js missing: run scripts/build (scripts/test does) first");
+  if (!existsSync(join(BUILT, "index.js"))) {
+    throw new Error(`${relative(ROOT, BUILT)}/index.js missing: run scripts/build (scripts/test does) first`);
   }
+  const scratch = persist ? null : mkdtempSync(join(tmpdir(), "canary-edge-test-"));
+  const options = workerOptions({ vars, persist: persist ?? scratch, listen, extraWorkers });
+  const logs = [];
+  if (captureLogs) {
+    options.handleStructuredLogs = ({ level, message }) => {
+      logs.push(message);
+      if (level === "error" || level === "warn") console.error(message);
+    };
+  }
+  const worker = new Worker(options, scratch);
+  worker.vars = { ...DEFAULT_VARS, ...vars };
+  worker.logs = logs;
+  try {
+    await worker.start();
+    if (seed) {
+      const objects = fixtureObjects();
+      for (const [key, bytes, contentType] of objects) {
+        await worker.r2.put(key, bytes, { httpMetadata: { contentType } });
+      }
+      await putManifests(worker.r2, objects.map(([key]) => key));
+      await worker.kv.put("rollout/merchant", JSON.stringify({ stable: "1", weight: 0 }));
+      if (rollout) await worker.kv.put("rollout/demo", JSON.stringify(rollout));
+    }
+  } catch (e) {
+    await worker.mf?.dispose().catch(() => {});
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+    throw e;
+  }
+  return worker;
+}
+
+/** Miniflare's options for the edge (and `extraWorkers`), as wrangler.toml declares it. */
+function workerOptions({ vars, persist, listen, extraWorkers }) {
   const options = convertV4MiniflareOptions({
     // Named only when other workers bind its classes (a name changes where state persists).
     ...(extraWorkers.length ? { name: "canary-edge" } : {}),
-    modules: [{ type: "ESModule", path: join(ROOT, "tests/support/faults.mjs") }, ...workerModules(BUILD)],
+    // The entry is the test-only restarter (restartObjects), which wraps the fault
+    // injector (tests/support/faults.mjs), which wraps the built worker.
+    modules: [
+      { type: "ESModule", path: join(ROOT, "tests/support/restarter.mjs") },
+      { type: "ESModule", path: join(ROOT, "tests/support/faults.mjs") },
+      ...builtModules(),
+    ],
     modulesRoot: ROOT,
     compatibilityDate: "2026-11-01",
+    // workerd:unsafe (evict()), for the restarter only: the built worker never imports it.
+    compatibilityFlags: ["unsafe_module"],
     kvNamespaces: { ROLLOUTS: "00000000000000000000000000000000", FAULTS: "faults" },
     r2Buckets: { BUNDLES: "canary-edge-bundles" },
     durableObjects: {
@@ -91,9 +203,7 @@ export async function startWorker({
       REPORT_LIMIT_PER_IP: { namespace_id: "1002", simple: { limit: 100, period: 60 } },
       LOGIN_LIMIT_PER_IP: { namespace_id: "1003", simple: { limit: 10, period: 60 } },
     },
-    // A COHORT_SECRET as in production (scripts/dev writes one too): without it auto canary
-    // refuses to act. A test of that passes COHORT_SECRET: "".
-    bindings: { COHORT_SALT: "canary-edge-test", COHORT_SECRET: "test-cohort-secret", CONFIG_TTL_MS: "0", ...vars },
+    bindings: { ...DEFAULT_VARS, ...vars },
     // As in wrangler.toml: the operator console's static files.
     assets: {
       directory: join(ROOT, "dashboard/public"),
@@ -107,43 +217,70 @@ export async function startWorker({
   for (const extra of extraWorkers) options.workers.push(...convertV4MiniflareOptions(extra).workers);
   // The harness rewrites module names so the wrapper can import "./build/index.js".
   options.logRequests = false;
-  if (persist) options.resourcePersistencePath = join(persist, "v3");
+  options.resourcePersistencePath = join(persist, "v3");
   // Keep the CF-Connecting-IP the tests send: it is part of the client's identity.
   for (const w of options.workers) w.dev = { ...(w.dev ?? {}), stripCfConnectingIp: false };
   if (listen) Object.assign(options, { host: "127.0.0.1", port: 0 });
-  const logs = [];
-  if (captureLogs) {
-    options.handleStructuredLogs = ({ level, message }) => {
-      logs.push(message);
-      if (level === "error" || level === "warn") console.error(message);
-    };
-  }
-  const mf = new Miniflare(options);
-  const url = await mf.ready;
-  const kv = await mf.getKVNamespace("ROLLOUTS");
-  const faults = await mf.getKVNamespace("FAULTS");
-  const r2 = await mf.getR2Bucket("BUNDLES");
-  if (seed) {
-    const objects = fixtureObjects();
-    for (const [key, bytes, contentType] of objects) {
-      await r2.put(key, bytes, { httpMetadata: { contentType } });
-    }
-    await putManifests(r2, objects.map(([key]) => key));
-    await kv.put("rollout/merchant", JSON.stringify({ stable: "1", weight: 0 }));
-    if (rollout) await kv.put("rollout/demo", JSON.stringify(rollout));
-  }
-  const worker = new Worker(mf, kv, faults, r2);
-  worker.url = url;
-  worker.logs = logs;
-  return worker;
+  return options;
 }
 
 export class Worker {
-  constructor(mf, kv, faults, r2) {
-    this.mf = mf;
-    this.kv = kv;
-    this.faults = faults;
-    this.r2 = r2;
+  /** `options`: Miniflare's; `scratch`: the temp dir holding its state, removed by dispose(). */
+  constructor(options, scratch = null) {
+    this.options = options;
+    this.scratch = scratch;
+    this.mf = null;
+    this.restarts = 0;
+  }
+
+  /** Starts the runtime on the persisted state; `url`, `kv`, `faults`, `r2` are its. */
+  async start() {
+    this.mf = new Miniflare(this.options);
+    this.url = await this.mf.ready;
+    this.kv = await this.mf.getKVNamespace("ROLLOUTS");
+    this.faults = await this.mf.getKVNamespace("FAULTS");
+    this.r2 = await this.mf.getR2Bucket("BUNDLES");
+  }
+
+  /**
+   * A deploy (or workerd restarting): disposes of the runtime and starts it again on the
+   * same persisted state with the same options. Every isolate starts afresh (config
+   * copies, unsent counts, module state: gone) and so does every Durable Object (from its
+   * storage). With `listen`, the same port if it is free again, else a new one
+   * (`worker.url`). `kv`, `faults`, `r2` and `mf` are replaced: read them from the worker
+   * after a restart.
+   */
+  async restart() {
+    const port = this.options.port === undefined ? undefined : Number(this.url.port);
+    await this.mf.dispose();
+    this.restarts++;
+    if (port !== undefined) this.options.port = port;
+    try {
+      await this.start();
+    } catch (e) {
+      if (port === undefined) throw e;
+      // The port was taken meanwhile: a new one.
+      this.options.port = 0;
+      await this.start();
+    }
+  }
+
+  /**
+   * Restarts the control plane's Durable Objects while the edge keeps running: the
+   * HealthMonitor and HealthAggregator objects of `bundle` (all of them without one) are
+   * evicted as workerd evicts an idle object, after the requests they are serving, and
+   * start again from their storage on their next request. What lives only in an object's
+   * memory is gone (the monitor's `intake` counters, for one); its SQLite storage and
+   * alarms are kept. Returns how many objects were running and evicted.
+   */
+  async restartObjects({ bundle } = {}) {
+    const r = await this.mf.dispatchFetch("http://restarter.test/__test/restart-objects", {
+      method: "POST",
+      body: JSON.stringify(bundle === undefined ? {} : { bundle }),
+    });
+    const text = await r.text();
+    if (r.status !== 200) throw new Error(`restartObjects: ${r.status} ${text}`);
+    return JSON.parse(text);
   }
 
   /**
@@ -163,8 +300,29 @@ export class Worker {
     return { status: res.status, headers: res.headers, text, res };
   }
 
-  async setRollout(config, bundle = "demo") {
+  /** This worker's CONFIG_TTL_MS: how long an isolate serves its copy of a bundle's config. */
+  get configTtlMs() {
+    return Number(this.vars.CONFIG_TTL_MS);
+  }
+
+  /**
+   * Writes `bundle`'s config to KV, as an operator's `wrangler kv key put` does. The edge
+   * serves it once its copy expires (CONFIG_TTL_MS from when that copy was read) and a KV
+   * read completes within KV_TIMEOUT_MS (on a busy machine one may not: the last good copy
+   * serves meanwhile). With `served`, this waits until the public status, read through the
+   * edge's copy, shows the new stable and weight (a JSON config only).
+   */
+  async setRollout(config, bundle = "demo", { served = false } = {}) {
     await this.kv.put(`rollout/${bundle}`, typeof config === "string" ? config : JSON.stringify(config));
+    if (!served) return;
+    await sleep(this.configTtlMs + 50);
+    const want = typeof config === "string" ? JSON.parse(config) : config;
+    await until(async () => {
+      const r = await this.get(`/__canary/status/${bundle}`);
+      if (r.status !== 200) return false;
+      const s = JSON.parse(r.text);
+      return s.stable === want.stable && s.weight === want.weight;
+    }, `the edge serving ${bundle}'s new config`, 10_000);
   }
 
   /** Turns on a fault in the wrapper: e.g. { kv: "throw" }, { r2: "throw", match: "demo/1.1.0/" }. */
@@ -232,12 +390,17 @@ export class Worker {
     return out;
   }
 
-  /** Disposes of Miniflare, after checking that no KV key was written twice in a second. */
+  /**
+   * Disposes of Miniflare, after checking that no KV key was written twice in a second;
+   * removes the state's temp dir (unless the test gave `persist`).
+   */
   async dispose() {
+    this.disposed = true;
     try {
       await this.assertPacedWrites();
     } finally {
       await this.mf.dispose();
+      if (this.scratch) rmSync(this.scratch, { recursive: true, force: true });
     }
   }
 }
@@ -361,20 +524,35 @@ export async function sendReport(worker, bundle, version, client = {}, kind = "u
 export function startShoppers(worker, bundle, { everyMs = 100, perTick = 2, canaryErrors = 0, stableErrors = 0, prefix = "bg", boot = true, noBoot = {} } = {}) {
   let running = true;
   let seen = 0;
+  const failed = { visits: 0, reports: 0, last: null };
+  const failure = (what) => (e) => {
+    failed[what]++;
+    failed.last = String(e?.message ?? e).slice(0, 200);
+    return { all: [] };
+  };
+  const report = async (sending) => {
+    const r = await sending;
+    if (r.status !== 202 || r.json?.counted === false) failure("reports")(`report ${r.status} ${r.text.trim().slice(0, 120)}`);
+  };
   const loop = (async () => {
-    while (running) {
-      const { all } = await newClients(worker, bundle, perTick, prefix).catch(() => ({ all: [] }));
+    // Also ends with its worker: a test that failed before stop() must not hang the file.
+    while (running && !worker.disposed) {
+      const { all } = await newClients(worker, bundle, perTick, prefix).catch(failure("visits"));
       for (const c of all) {
         seen++;
-        if (boot && !noBoot[c.channel]) await sendBoot(worker, bundle, c).catch(() => {});
+        if (boot && !noBoot[c.channel]) await report(sendBoot(worker, bundle, c)).catch(failure("reports"));
         const p = c.channel === "canary" ? canaryErrors : stableErrors;
-        if (p > 0 && Math.random() < p) await sendReport(worker, bundle, c.version, c).catch(() => {});
+        if (p > 0 && Math.random() < p) await report(sendReport(worker, bundle, c.version, c)).catch(failure("reports"));
       }
       await sleep(everyMs);
     }
   })();
   return {
     get seen() { return seen; },
+    /** What went wrong, for a test's message: failed first visits and reports (not counted), the last. */
+    get failed() { return failed; },
+    /** One line for an assertion's message. */
+    describe() { return `${seen} shoppers seen; ${failed.visits} first visits and ${failed.reports} reports failed or not counted${failed.last ? ` (last: ${failed.last})` : ""}`; },
     async stop() { running = false; await loop; },
   };
 }
