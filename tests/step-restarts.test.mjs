@@ -69,10 +69,9 @@ async function canaryVisit(name, ip) {
 }
 
 /**
- * Makes the edge send what it holds: a request of the client's own (its load again, and its
- * report again, which the tracker takes once) after the flush interval. The edge sends on
- * a request, not on a timer: the report path's outbox flushes on the isolate's next report
- * (issue 25 moves it to a timer).
+ * The client's own requests again (its load, and its report, which the tracker takes once)
+ * after the flush interval: the attacker retrying, as one would. The edge's outbox sends on
+ * its timer anyway (tests/count-path.test.mjs); these only add attempts the cap must refuse.
  */
 async function poke(name, client, report) {
   await sleep(1100);
