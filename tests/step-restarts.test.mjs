@@ -69,14 +69,16 @@ async function canaryVisit(name, ip) {
 }
 
 /**
- * The client's own requests again (its load, and its report, which the tracker takes once)
- * after the flush interval: the attacker retrying, as one would. The edge's outbox sends on
- * its timer anyway (tests/count-path.test.mjs); these only add attempts the cap must refuse.
+ * The client's own request again after the flush interval: its report (which the tracker
+ * takes once), or with `report` false its load (a returning client, tracked already). Not a
+ * load of the attacker's refused client: each would be refused again and add to the
+ * network cap's count, which the test compares. The edge's outbox sends on its timer
+ * (tests/count-path.test.mjs); these are the client retrying, as one would.
  */
 async function poke(name, client, report) {
   await sleep(1100);
-  await w.get(`/${name}/sdk.js`, { cookie: client.cookie, ip: client.ip });
   if (report) await sendReport(w, name, client.version, client);
+  else await w.get(`/${name}/sdk.js`, { cookie: client.cookie, ip: client.ip });
 }
 
 /**
