@@ -11,10 +11,7 @@
 //! `worker` crate does not expose), cannot reset the object when a KV call is slow. The
 //! summary (the console's overview) only reads the committed state, and needs no lock.
 //!
-//! Routes, messages and answers: `canary_core::control::wire`. The answers to `/ingest` and
-//! `/config` carry the committed config as KV holds it (`wire::ConfigPush`): the text this
-//! object last wrote or read, when it is that config (`held`, in memory only: after a
-//! restart, the config stamped with its revision, which is what the object writes).
+//! Routes, messages and answers: `canary_core::control::wire`.
 //!
 //! Webhooks (`canary_core::control::notify`): the machine's `Effect::Notify`s of an event are
 //! added to the `outbox` table with the state they came with, and delivered from the alarm,
@@ -43,8 +40,8 @@ use crate::control::driver::{self, Host};
 use crate::control::machine::ConfigWrite;
 use crate::control::notify::{Notification, Target};
 use crate::control::wire::{
-    self, CommandMessage, ConfigAnswer, ConfigPush, ErrorAnswer, HeldText, IngestAnswer,
-    IngestMessage, Intake, MinutesAnswer, Route, StatusAnswer,
+    self, CommandMessage, ErrorAnswer, IngestAnswer, IngestMessage, Intake, MinutesAnswer, Route,
+    StatusAnswer,
 };
 use crate::control::{CommandRequest, Control, Event, Reply, WriteOutcome};
 use crate::log::LogLine;
@@ -71,8 +68,6 @@ pub struct HealthMonitor {
     /// The alarm the machine last asked for: `None` until this object knows (after a
     /// restart), `Some(None)` when it wants none.
     machine_alarm: Cell<Option<Option<f64>>>,
-    /// The config text this object last wrote to KV or read from it (for `push`).
-    held: RefCell<Option<HeldText>>,
 }
 
 /// The settings the object uses.
@@ -236,12 +231,6 @@ impl HealthMonitor {
         view
     }
 
-    /// The committed config as the edge is pushed it (the answers to `/ingest` and
-    /// `/config`): read-only, like `/summary`.
-    fn push(&self) -> Option<ConfigPush> {
-        ConfigPush::of(self.control.borrow().as_ref()?, self.held.borrow().as_ref())
-    }
-
     /// `/summary`: the view of the committed state, read-only. It neither reads KV nor
     /// takes the lock: the handler has no await, so it runs between two awaits of a
     /// handler holding the lock, and sees the state last committed (`run` replaces it only
@@ -268,11 +257,7 @@ impl Host for ObjectHost<'_> {
     }
 
     async fn read_kv(&mut self) -> KvRead {
-        let read = read_kv(&self.object.env, self.bundle, KV_READ_TIMEOUT_MS).await;
-        if let KvRead::Value(text) = &read {
-            *self.object.held.borrow_mut() = Some(HeldText::new(text.clone()));
-        }
-        read
+        read_kv(&self.object.env, self.bundle, KV_READ_TIMEOUT_MS).await
     }
 
     /// One KV write of the config, no earlier than the machine allows (one per second).
@@ -290,10 +275,7 @@ impl Host for ObjectHost<'_> {
             Err(e) => return WriteOutcome::Failed(brief(e)),
         };
         match put.execute().await {
-            Ok(()) => {
-                *self.object.held.borrow_mut() = Some(HeldText::new(write.text.clone()));
-                WriteOutcome::Ok
-            }
+            Ok(()) => WriteOutcome::Ok,
             Err(e) => {
                 let detail = brief(e);
                 // Workers KV answers 429 to a second write of a key within a second.
@@ -332,7 +314,6 @@ impl DurableObject for HealthMonitor {
             intake: RefCell::new(Intake::default()),
             settings: std::cell::OnceCell::new(),
             machine_alarm: Cell::new(None),
-            held: RefCell::new(None),
         }
     }
 
@@ -359,12 +340,7 @@ impl DurableObject for HealthMonitor {
                     self.run(Some(&bundle), Trigger::Event(Event::Batch(batch)))
                         .await?;
                 }
-                // The committed config rides on the answer: the aggregator hands it to the
-                // isolates whose batches it forwarded (a cut decided by these batches too).
-                Response::from_json(&IngestAnswer {
-                    ok: true,
-                    config: self.push(),
-                })
+                Response::from_json(&IngestAnswer { ok: true })
             }
             Route::Command => {
                 let Ok(msg) = req.json::<CommandMessage>().await else {
@@ -410,14 +386,6 @@ impl DurableObject for HealthMonitor {
                 self.answer(None)
             }
             Route::Summary => Response::from_json(&self.summary()?),
-            Route::Config => {
-                // The isolates' revision check, through their aggregators (each at most once
-                // a second): the committed config, read-only like `/summary`.
-                self.ensure_loaded()?;
-                Response::from_json(&ConfigAnswer {
-                    config: self.push(),
-                })
-            }
         }
     }
 
