@@ -64,11 +64,7 @@ impl Control {
                         "kv_stale_read_ignored",
                         json!({ "bundle": bundle, "read_revision": revision, "revision": self.kv.revision }),
                     ),
-                    Provenance::Foreign => {
-                        self.kv
-                            .record_adopted(revision.unwrap_or(0), &text, now_ms);
-                        self.adopt(Some(content), revision, now_ms, out)
-                    }
+                    Provenance::Foreign => self.adopt(Some(content), revision, now_ms, out),
                 }
             }
         }

@@ -5,14 +5,9 @@
 //! - **One write per second per key.** Writes are paced (`next_write_at`); several changes
 //!   within a second go out as one write of the latest config.
 //! - **Stale reads.** A KV read can return a value up to ~60 s old. Every config the
-//!   control plane writes carries a `revision`, and the digests of the values it recently
-//!   held are kept (its writes, and what it adopted): a read that returns one of them,
-//!   *superseded* within `STALE_HORIZON_MS`, is propagation lag and is ignored, never
-//!   adopted. What it adopted counts too: a location's cache may still hold a value the
-//!   object read before its own write (seen with a lagging KV: a publish undone by the
-//!   config read just before it). The one ambiguity: an operator who writes back, byte for
-//!   byte, a config the object held and superseded less than `STALE_HORIZON_MS` ago is
-//!   adopted only once the horizon has passed (any other change, or the admin API, at once).
+//!   control plane writes carries a `revision`, and the digests of its recent writes are
+//!   kept: a read that returns one of its own *superseded* writes within
+//!   `STALE_HORIZON_MS` is propagation lag and is ignored, never adopted.
 //! - **Operators win.** Anything else in KV that differs from the authoritative config was
 //!   written by someone else (`wrangler kv key put`, the CLI without the admin API): it is
 //!   adopted, and a running rollout pauses (or ends, if the canary changed).
@@ -41,7 +36,7 @@ pub struct OwnWrite {
 pub struct Projection {
     /// Revision of the authoritative config (the last written or adopted one).
     pub revision: u64,
-    /// Values recently held (written, or adopted from KV), oldest first.
+    /// Recent writes, oldest first.
     pub own_writes: Vec<OwnWrite>,
     pub last_write_ms: Option<f64>,
     /// When a failed automatic write is retried.
@@ -81,21 +76,6 @@ impl Projection {
         self.last_write_ms = Some(now_ms);
         self.retry_at_ms = None;
         self.failures = 0;
-        self.own_writes.push(OwnWrite {
-            revision,
-            digest: digest(text),
-            written_ms: now_ms,
-        });
-        if self.own_writes.len() > MAX_OWN_WRITES {
-            let excess = self.own_writes.len() - MAX_OWN_WRITES;
-            self.own_writes.drain(..excess);
-        }
-    }
-
-    /// Records a value adopted from KV (someone else's write): held like an own write, so
-    /// that a lagging read of it after a newer write is known as stale. Its revision is the
-    /// value's own (kept in the list only: the projection's revision is the caller's).
-    pub fn record_adopted(&mut self, revision: u64, text: &str, now_ms: f64) {
         self.own_writes.push(OwnWrite {
             revision,
             digest: digest(text),
