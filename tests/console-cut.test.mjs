@@ -113,14 +113,14 @@ test("a rollout passes step 1 and is cut at step 2; the status keeps the verdict
   try {
     await api("/rollout", { method: "POST", body: { steps: [10, 50, 100], bake_secs: 2 } });
     // The first step reaches the edge up to CONFIG_TTL_MS (5 s) after the rollout wrote it.
-    await until(async () => (await api()).monitor.progress?.step === 1, "the rollout's second step", 45_000);
+    await until(async () => (await api()).monitor.progress?.step === 1, "the rollout's second step", 60_000);
   } finally {
     await shoppers.stop();
   }
   // Then the canary fails every shopper: cut by the rollout.
   shoppers = startShoppers(w, BUNDLE, { perTick: 4, everyMs: 50, canaryErrors: 1, prefix: "cut-bad" });
   try {
-    await until(async () => (await api()).monitor.cut, "the cut", 30_000);
+    await until(async () => (await api()).monitor.cut, "the cut", 60_000);
   } finally {
     await shoppers.stop();
   }

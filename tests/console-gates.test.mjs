@@ -72,7 +72,9 @@ test("a gated step shows 'Approve step 2'; the operator's click takes the rollou
   const shoppers = startShoppers(w, bundle, { perTick: 4, everyMs: 50, prefix: "gate" });
   try {
     await api(bundle, "/rollout", { method: "POST", body: {} });
-    await until(async () => (await api(bundle)).monitor.gate?.awaiting_approval, "the gate", 30_000);
+    // The first step reaches the edge up to CONFIG_TTL_MS (5 s) after it was written; 60 s
+    // for a busy machine.
+    await until(async () => (await api(bundle)).monitor.gate?.awaiting_approval, "the gate", 60_000);
   } finally {
     await shoppers.stop();
   }
@@ -103,7 +105,7 @@ test("a rollout inside a freeze window shows the freeze badge", async () => {
   const shoppers = startShoppers(w, bundle, { perTick: 4, everyMs: 50, prefix: "freeze" });
   try {
     await api(bundle, "/rollout", { method: "POST", body: {} });
-    await until(async () => (await api(bundle)).monitor.progress?.state === "frozen", "frozen", 30_000);
+    await until(async () => (await api(bundle)).monitor.progress?.state === "frozen", "frozen", 60_000);
   } finally {
     await shoppers.stop();
   }

@@ -118,11 +118,13 @@ describe("the operator wins", () => {
 
   test("a stale KV read of an older own write is ignored, not adopted", async () => {
     await api("/rollout", { method: "POST", body: { steps: [10, 50, 100], bake_secs: 1 } });
-    await until(async () => (await kvConfig()).weight === 50, "step 2", 15000);
+    // Seconds on an idle machine; the first step reaches the edge up to CONFIG_TTL_MS (5 s)
+    // after it was written, and a busy machine (other files beside this one) is slower.
+    await until(async () => (await kvConfig()).weight === 50, "step 2", 45000);
     // From now on the control plane's KV reads return the write before the latest (rev 1,
     // weight 10), as a KV location that has not caught up would.
     await w.setFaults({ kvStale: "monitor" });
-    await until(async () => (await w.kvWrites(`rollout/${bundle}`)).length === 3, "step 3 written", 15000);
+    await until(async () => (await w.kvWrites(`rollout/${bundle}`)).length === 3, "step 3 written", 45000);
     await w.clearFaults();
     const writes = (await w.kvWrites(`rollout/${bundle}`)).map((x) => JSON.parse(x.value).weight);
     assert.deepEqual(writes, [10, 50, 100], "the rollout went on: the stale weight 10 was never adopted");

@@ -108,7 +108,7 @@ test("start a rollout and watch the step advance on screen without reloading", a
     const navigations = [];
     page.on("framenavigated", (f) => navigations.push(f.url()));
     // The first step reaches the edge up to CONFIG_TTL_MS (5 s) after it was written.
-    await page.locator("#steps li.current", { hasText: "50%" }).waitFor({ timeout: 45_000 });
+    await page.locator("#steps li.current", { hasText: "50%" }).waitFor({ timeout: 60_000 });
     await page.locator("#history li", { hasText: "step_advance" }).first().waitFor();
     assert.deepEqual(navigations, [], "no reload");
     await page.locator("#split", { hasText: "5 of 10 cohorts" }).waitFor({ timeout: 10_000 }).catch(() => {});
@@ -130,7 +130,7 @@ test("a failing canary: the automatic rollback appears in the view and the histo
   const shoppers = startShoppers(w, "broken", { perTick: 4, everyMs: 50, canaryErrors: 1 });
   try {
     const rollback = page.locator("#history li", { hasText: "rollback" }).first();
-    await rollback.waitFor({ timeout: 30_000 });
+    await rollback.waitFor({ timeout: 60_000 });
     assert.match(await rollback.textContent(), /by (auto|rollout)/);
     await page.locator("#bundle-summary", { hasText: "weight 0%" }).waitFor();
   } finally {

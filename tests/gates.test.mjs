@@ -59,7 +59,9 @@ describe("gates and freezes", () => {
     assert.match(early.text, /nothing awaits approval/);
     const started = await api("/rollout", { method: "POST", body: {} });
     assert.equal(started.status, 200, started.text);
-    await until(async () => (await monitor()).progress.state === "awaiting_approval", "awaiting approval", 30000);
+    // Seconds on an idle machine (the first step reaches the edge up to CONFIG_TTL_MS after
+    // it was written); a busy one is slower.
+    await until(async () => (await monitor()).progress.state === "awaiting_approval", "awaiting approval", 60000);
     let m = await monitor();
     assert.equal((await kvConfig()).weight, 50, "stopped before 100");
     assert.deepEqual([m.gate.awaiting_approval, m.gate.step, m.gate.weight], [true, 3, 100]);
@@ -85,7 +87,7 @@ describe("gates and freezes", () => {
     const entry = m.events.find((e) => e.kind === "approved");
     assert.equal(entry.by, "operator");
     assert.equal(entry.weight, 100);
-    await until(async () => (await monitor()).progress.state === "done", "done", 30000);
+    await until(async () => (await monitor()).progress.state === "done", "done", 60000);
   });
 
   test("a freeze window holds a passed step, and it proceeds when the window ends", async () => {
