@@ -7,7 +7,7 @@
 // isolate after the one under test.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { cookiePair, copyDemoFiles, sendReport, sleep, startWorker, until } from "./support/harness.mjs";
+import { canaryVisit, copyDemoFiles, sendReport, startWorker, until } from "./support/harness.mjs";
 
 let w;
 before(async () => {
@@ -29,20 +29,10 @@ async function bundle(name) {
   await until(async () => (await w.get(`/${name}/sdk.js`, { method: "HEAD", userKey: "x", ip: "198.51.100.1" })).status === 200, `${name} served`, 10_000);
 }
 
-let serial = 0;
-async function canaryVisit(name, ip) {
-  for (;;) {
-    const key = `lone-${++serial}`;
-    const head = await w.get(`/${name}/sdk.js`, { method: "HEAD", userKey: key, ip });
-    if (head.headers.get("x-canary-channel") !== "canary") continue;
-    const r = await w.get(`/${name}/sdk.js`, { userKey: key, ip });
-    return { cookie: cookiePair(r.headers), ip, version: r.headers.get("x-canary-version") };
-  }
-}
 
 test("a lone error report, the isolate's last request, is in the verdict within 3 s", async () => {
   await bundle("lone");
-  const client = await canaryVisit("lone", "203.0.113.20");
+  const client = await canaryVisit(w, "lone", "203.0.113.20");
   // At once after the load: neither the load nor the report is due when they are recorded
   // (errors wait up to 1 s for company, loads 10 s): only the timer can send them.
   const sent = Date.now();
@@ -59,7 +49,7 @@ test("a lone error report, the isolate's last request, is in the verdict within 
 test("a lone load is sent by the timer when its flush interval is over, without a next request", async () => {
   await bundle("quiet");
   const loaded = Date.now();
-  await canaryVisit("quiet", "203.0.113.21");
+  await canaryVisit(w, "quiet", "203.0.113.21");
   // HEALTH_FLUSH_MS is 10 s (wrangler.toml): the load goes then, and the aggregator
   // forwards within 250 ms.
   const seen = await until(async () => {

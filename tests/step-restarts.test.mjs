@@ -15,7 +15,7 @@
 //   resolved as silent after a restart, within the test's time.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { cookiePair, copyDemoFiles, sendBoot, sendReport, sleep, startWorker, until } from "./support/harness.mjs";
+import { canaryVisit, cookiePair, copyDemoFiles, sendBoot, sendReport, sleep, startWorker, until } from "./support/harness.mjs";
 
 const TOKEN = "step-restarts-admin-token-0123456789abcdef";
 const ATTACKER_IP = "203.0.113.66";
@@ -55,18 +55,6 @@ async function bundle(name, health = {}) {
   }, `${name} served`, 10_000);
 }
 
-let serial = 0;
-/** A first visit from `ip` that lands on the canary (a user key picked for it: HEAD counts nothing). */
-async function canaryVisit(name, ip) {
-  for (;;) {
-    const key = `attempt-${++serial}`;
-    const head = await w.get(`/${name}/sdk.js`, { method: "HEAD", userKey: key, ip });
-    if (head.headers.get("x-canary-channel") !== "canary") continue;
-    const r = await w.get(`/${name}/sdk.js`, { userKey: key, ip });
-    assert.equal(r.headers.get("x-canary-channel"), "canary");
-    return { cookie: cookiePair(r.headers), ip, version: r.headers.get("x-canary-version") };
-  }
-}
 
 /**
  * The client's own request again after the flush interval: its report (which the tracker
@@ -86,7 +74,7 @@ async function poke(name, client, report) {
  * report, then pokes until the monitor took both (`wanted`).
  */
 async function attempt(name, ip, wanted) {
-  const client = await canaryVisit(name, ip);
+  const client = await canaryVisit(w, name, ip);
   await sleep(1100);
   const r = await sendReport(w, name, client.version, client);
   assert.equal(r.status, 202, r.text);
@@ -135,8 +123,8 @@ test("a client pending at a restart is resolved after it: booted, or silent past
     const r = await w.get("/pending/sdk.js", { userKey: key, ip });
     booters.push({ cookie: cookiePair(r.headers), ip, version: r.headers.get("x-canary-version") });
   }
-  await canaryVisit("pending", "198.51.100.50"); // never boots
-  const late = await canaryVisit("pending", "198.51.100.51");
+  await canaryVisit(w, "pending", "198.51.100.50"); // never boots
+  const late = await canaryVisit(w, "pending", "198.51.100.51");
   await sleep(1100);
   for (const b of booters) await sendBoot(w, "pending", b);
   await until(async () => {

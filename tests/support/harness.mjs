@@ -556,3 +556,21 @@ export function startShoppers(worker, bundle, { everyMs = 100, perTick = 2, cana
     async stop() { running = false; await loop; },
   };
 }
+
+let canarySerial = 0;
+
+/**
+ * A first visit of `bundle` from `ip` that lands on the canary: user keys are tried with HEAD
+ * (which counts nothing and mints no id) until one's cohort is on the canary, then that key
+ * makes its counted first visit. Returns { cookie, ip, version } of the new client.
+ */
+export async function canaryVisit(worker, bundle, ip) {
+  for (;;) {
+    const key = `canary-visit-${++canarySerial}`;
+    const head = await worker.get(`/${bundle}/sdk.js`, { method: "HEAD", userKey: key, ip });
+    if (head.headers.get("x-canary-channel") !== "canary") continue;
+    const r = await worker.get(`/${bundle}/sdk.js`, { userKey: key, ip });
+    if (r.headers.get("x-canary-channel") !== "canary") throw new Error(`${key} was not served the canary: ${r.status}`);
+    return { cookie: cookiePair(r.headers), ip, version: r.headers.get("x-canary-version") };
+  }
+}
