@@ -64,7 +64,11 @@ impl Control {
                         "kv_stale_read_ignored",
                         json!({ "bundle": bundle, "read_revision": revision, "revision": self.kv.revision }),
                     ),
-                    Provenance::Foreign => self.adopt(Some(content), revision, now_ms, out),
+                    Provenance::Foreign => {
+                        self.kv
+                            .record_adopted(revision, &text, now_ms);
+                        self.adopt(Some(content), revision, now_ms, out)
+                    }
                 }
             }
         }

@@ -5,9 +5,14 @@
 //! - **One write per second per key.** Writes are paced (`next_write_at`); several changes
 //!   within a second go out as one write of the latest config.
 //! - **Stale reads.** A KV read can return a value up to ~60 s old. Every config the
-//!   control plane writes carries a `revision`, and the digests of its recent writes are
-//!   kept: a read that returns one of its own *superseded* writes within
-//!   `STALE_HORIZON_MS` is propagation lag and is ignored, never adopted.
+//!   control plane writes carries a `revision`, and the digests of the values it recently
+//!   held are kept (its writes, and what it adopted): a read that returns one of them,
+//!   *superseded* within `STALE_HORIZON_MS`, is propagation lag and is ignored, never
+//!   adopted. What it adopted counts too: a location's cache may still hold a value the
+//!   object read before its own write (seen with a lagging KV: a publish undone by the
+//!   config read just before it). The one ambiguity: an operator who writes back, byte for
+//!   byte, a config the object held and superseded less than `STALE_HORIZON_MS` ago is
+//!   adopted only once the horizon has passed (any other change, or the admin API, at once).
 //! - **Operators win.** Anything else in KV that differs from the authoritative config was
 //!   written by someone else (`wrangler kv key put`, the CLI without the admin API): it is
 //!   adopted, and a running rollout pauses (or ends, if the canary changed).
@@ -36,7 +41,7 @@ pub struct OwnWrite {
 pub struct Projection {
     /// Revision of the authoritative config (the last written or adopted one).
     pub revision: u64,
-    /// Recent writes, oldest first.
+    /// Values recently held (written, or adopted from KV), oldest first.
     pub own_writes: Vec<OwnWrite>,
     pub last_write_ms: Option<f64>,
     /// When a failed automatic write is retried.
@@ -78,6 +83,24 @@ impl Projection {
         self.failures = 0;
         self.own_writes.push(OwnWrite {
             revision,
+            digest: digest(text),
+            written_ms: now_ms,
+        });
+        if self.own_writes.len() > MAX_OWN_WRITES {
+            let excess = self.own_writes.len() - MAX_OWN_WRITES;
+            self.own_writes.drain(..excess);
+        }
+    }
+
+    /// Records a value adopted from KV (someone else's write): held like an own write, so
+    /// that a lagging read of it after a newer write is known as stale. It gets a revision
+    /// above every earlier one (the value's own `revision` is whatever its writer copied,
+    /// possibly one of ours): the list's entries stay unique and ordered by revision, as
+    /// the object's storage keys them, and the next own write goes above it.
+    pub fn record_adopted(&mut self, value_revision: Option<u64>, text: &str, now_ms: f64) {
+        self.revision = self.revision.max(value_revision.unwrap_or(0)) + 1;
+        self.own_writes.push(OwnWrite {
+            revision: self.revision,
             digest: digest(text),
             written_ms: now_ms,
         });
@@ -140,6 +163,25 @@ mod tests {
         ] {
             assert_eq!(p.provenance(text, now), expected, "{text} at {now}");
         }
+    }
+
+    #[test]
+    fn adopted_values_get_unique_revisions_above_every_earlier_one() {
+        // The object's storage keys these by revision: an operator's value that copied our
+        // latest revision (or carries none) must not collide with it, and must stay in order.
+        let mut p = Projection::default();
+        p.record_write(1, "rev1", 0.0);
+        p.record_write(2, "rev2", 1_000.0);
+        p.record_adopted(Some(2), "operator copy of rev2", 2_000.0);
+        p.record_adopted(None, "operator value without revision", 3_000.0);
+        p.record_write(p.revision + 1, "rev5", 4_000.0);
+        let revisions: Vec<u64> = p.own_writes.iter().map(|w| w.revision).collect();
+        assert_eq!(revisions, [1, 2, 3, 4, 5]);
+        assert_eq!(
+            p.provenance("operator copy of rev2", 5_000.0),
+            Provenance::Stale
+        );
+        assert_eq!(p.provenance("rev5", 5_000.0), Provenance::Current);
     }
 
     #[test]

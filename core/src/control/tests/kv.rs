@@ -101,6 +101,30 @@ fn a_stale_read_never_undoes_a_newer_write() {
 }
 
 #[test]
+fn a_stale_read_of_an_adopted_config_never_undoes_a_newer_write() {
+    // The object adopted what KV held (the seed), then wrote a newer config (a weight): a
+    // location that still caches the seed returns it, which is lag, not an operator.
+    let mut sim = Sim::new(dark(), 10);
+    let seed = sim.kv.clone();
+    sim.now += 5_000.0;
+    sim.command("weight", r#"{"weight": 30}"#);
+    assert_eq!(sim.kv_config().weight.percent(), 30);
+    sim.stale_read = seed.clone();
+    sim.now += 2_000.0;
+    sim.command("pause", "");
+    assert!(sim.logged("kv_adopted").is_empty(), "{:?}", sim.logs);
+    assert_eq!(sim.logged("kv_stale_read_ignored").len(), 1);
+    assert_eq!(sim.state.config.as_ref().unwrap().weight.percent(), 30);
+    // Past the horizon the same bytes are someone's deliberate restore: adopted.
+    sim.stale_read = None;
+    sim.now += STALE_HORIZON_MS + 1.0;
+    sim.kv = seed;
+    sim.command("pause", "");
+    assert_eq!(sim.logged("kv_adopted").len(), 1);
+    assert_eq!(sim.state.config.as_ref().unwrap().weight.percent(), 0);
+}
+
+#[test]
 fn an_operators_kv_write_wins_and_pauses_the_rollout() {
     let mut sim = Sim::new(dark(), 10);
     sim.command("rollout", r#"{"steps":[10,50,100],"bake_secs":10}"#);
