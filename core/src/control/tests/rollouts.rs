@@ -10,7 +10,8 @@ fn a_healthy_rollout_steps_once_per_bake_and_finishes() {
         Reply::Done
     );
     assert_eq!(sim.kv_config().weight.percent(), 10);
-    assert_eq!(sim.kv_config().revision, Some(1));
+    // Above the adopted seed's revision (1).
+    assert_eq!(sim.kv_config().revision, Some(2));
     let start = sim.now;
     let mut weights = vec![];
     for i in 1..=3 {
