@@ -26,6 +26,8 @@
 //                                             probe, rollout, and wait for its end; exits
 //                                             with EXIT's codes (`status --exit-code` is the
 //                                             one-shot form)
+//   canary policy <bundle> --set health.min_clients=300 [--set ...]   change the policy
+//                                             (health, progression) from the next step
 //   canary token <name>                       a new operator token and its OPERATOR_TOKENS
 //                                             entry `name:<sha256 hex>` (nothing is sent)
 //
@@ -153,7 +155,7 @@ function parseArgs(argv) {
     local: false, json: false, persistTo: null, config: null,
     url: process.env.CANARY_URL ?? null, token: process.env.CANARY_ADMIN_TOKEN ?? null,
     steps: null, bake: null, interval: 2, count: Infinity, reason: null,
-    timeout: null, exitCode: false, promote: true, edgeWait: 120,
+    timeout: null, exitCode: false, promote: true, edgeWait: 120, set: [],
   };
   const positional = [];
   let i = 0;
@@ -180,6 +182,7 @@ function parseArgs(argv) {
     else if (a === "--edge-wait") flags.edgeWait = seconds(value(a), a);
     else if (a === "--exit-code") flags.exitCode = true;
     else if (a === "--no-promote") flags.promote = false;
+    else if (a === "--set") flags.set.push(value(a));
     else if (a === "-h" || a === "--help") positional.unshift("help");
     else if (a.startsWith("--")) fail(`unknown flag ${a}`);
     else positional.push(a);
@@ -936,6 +939,35 @@ async function follow(api, out, bundle, version, { steps, seq }, flags) {
   }
 }
 
+/** Policy fields whose value is a list: `--set health.origins=https://a.example,https://b.example`. */
+const LIST_FIELDS = new Set(["health.origins", "progression.steps", "progression.approve"]);
+
+/**
+ * The body of `POST …/policy` from `--set <section>.<field>=<value>` arguments: a value is
+ * JSON when it reads as JSON (numbers, true/false, null: back to the default), a list for a
+ * list field (comma-separated, unless given as a JSON array), else a string.
+ */
+export function policyBody(sets) {
+  if (!sets.length) fail("policy takes at least one --set <health|progression>.<field>=<value>");
+  const body = {};
+  const scalar = (text) => {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
+  };
+  for (const set of sets) {
+    const m = /^(health|progression)\.([a-z_]+)=(.*)$/s.exec(set);
+    if (!m) fail(`--set ${JSON.stringify(set)}: give <health|progression>.<field>=<value>, e.g. health.min_clients=300`);
+    const [, section, field, text] = m;
+    const list = LIST_FIELDS.has(`${section}.${field}`) && !text.trim().startsWith("[") && text.trim() !== "null";
+    const value = list ? text.split(",").map((x) => x.trim()).filter(Boolean).map(scalar) : scalar(text);
+    (body[section] ??= {})[field] = value;
+  }
+  return body;
+}
+
 const USAGE = `usage: scripts/canary <command> [args] [--local | --persist-to <dir> | --url <url> --token <token>]
   publish <bundle> <version> <dir>   upload a version, then make it the canary at weight 0
   set-weight <bundle> <percent>      send <percent>% of clients to the canary
@@ -951,6 +983,9 @@ const USAGE = `usage: scripts/canary <command> [args] [--local | --persist-to <d
                                      (waits up to --edge-wait, default 120 s), check every
                                      canary file through a signed override (admin API)
   revoke-overrides <bundle>          void every override token issued so far (admin API)
+  policy <bundle> --set <health|progression>.<field>=<value> ...   change the policy, from the
+                                     next step (lists comma-separated; null: the default); through
+                                     the admin API when given (history entry, webhook), else KV
   token <name>                       a new operator token and its OPERATOR_TOKENS entry (name:sha256)
   release <bundle> <version> <dir> [--steps 10,50,100] [--bake <secs>] [--timeout <secs>]
           [--interval <secs>] [--edge-wait <secs>] [--no-promote] [--json]   for CI (admin
@@ -1033,6 +1068,30 @@ export async function main(argv, log = console.log) {
       log(`${bundle}: rollout started at weight ${out.config.weight}%`);
       log(renderStatus({ bundle, config: out.config, monitor: out.monitor, effective_weight: out.config.weight }));
       return out;
+    }
+    case "policy": {
+      // A policy change (health, progression): through the admin API when it is configured
+      // (recorded with who made it, notified), else a KV write the control plane adopts.
+      need(1);
+      const bundle = checkBundle(args[0]);
+      const body = policyBody(flags.set);
+      if (viaApi) {
+        const api = new AdminApi(flags);
+        const { config: current } = await api.call(bundle);
+        if (!current) fail(`no rollout config for bundle ${bundle}; publish it first`);
+        const { changes } = checked(bundle, (c) => JSON.parse(c.withPolicy(JSON.stringify(current), JSON.stringify(body))));
+        const out = await api.call(bundle, "/policy", { method: "POST", body });
+        log(`${bundle}: policy ${changes === "no change" ? "unchanged" : `changed, from the next step: ${changes}`}`);
+        return out.config;
+      }
+      let changes = "";
+      const { next } = await w().update(bundle, (c, current) => {
+        const out = JSON.parse(c.withPolicy(current, JSON.stringify(body)));
+        changes = out.changes;
+        return JSON.stringify(out.config);
+      });
+      log(`${bundle}: policy ${changes === "no change" ? "unchanged" : `written to KV (the control plane adopts it, from the next step): ${changes}`}`);
+      return next;
     }
     case "approve": {
       // The gated step (progression.approve) the rollout waits at, for the current canary.

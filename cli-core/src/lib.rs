@@ -3,11 +3,13 @@
 //!
 //! Every function is a thin call of the core's own code, so the CLI refuses exactly what the
 //! worker and its control plane refuse, in their words, and its KV path makes the control
-//! plane's transitions (`Rollout::published`, `promoted`, `with_weight`, `rolled_back`): one
+//! plane's transitions (`Rollout::published`, `promoted`, `with_weight`, `rolled_back`, the
+//! policy change): one
 //! command gives one config with or without the admin API. Configs cross as JSON text (the
 //! config the core writes: `Rollout::to_json`), errors as `Error`s with the core's message.
 
 use canary_core::admin::{parse_command, Command};
+use canary_core::config::patch::describe;
 use canary_core::config::{kv_key, BundleName, Rollout, Version, Weight};
 use canary_core::control::time::iso_time;
 use canary_core::http::content_type_for;
@@ -151,6 +153,18 @@ pub fn with_weight(current: &str, weight: u8, cohorts: u16) -> Out<String> {
         .to_json())
 }
 
+/// The config after a policy change (`body`: the admin API's `POST …/policy` body), and the
+/// change in words (`health.min_clients: 200 -> 300`), as `{"config": …, "changes": "…"}`.
+#[wasm_bindgen(js_name = withPolicy)]
+pub fn with_policy(current: &str, body: &str) -> Out<String> {
+    let Command::SetPolicy(patch) = parse_command("policy", body)? else {
+        unreachable!("the policy action parses as a policy change");
+    };
+    let (next, changes) = patch.apply(&Rollout::parse(current)?)?;
+    let config: Value = serde_json::from_str(&next.to_json())?;
+    Ok(json!({ "config": config, "changes": describe(&changes) }).to_string())
+}
+
 /// The config after a rollback at `now_ms` by `ADMIN_TOKEN`'s name, its reason as the
 /// admin API takes it (`parse_command`).
 #[wasm_bindgen(js_name = rolledBack)]
@@ -278,6 +292,16 @@ mod tests {
         assert_eq!(back["rollback"]["at"], "1970-01-01T00:00:00.000Z");
         assert_eq!(back["rollback"]["by"], "operator");
         assert_eq!(back["rollback"]["reason"].as_str().unwrap().len(), 200);
+        let changed: Value = serde_json::from_str(
+            &with_policy(LIVE, r#"{"health": {"min_clients": 300}}"#).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(changed["config"]["health"]["min_clients"], 300);
+        assert_eq!(changed["changes"], "health.min_clients: 200 -> 300");
+        assert!(
+            refused(with_policy(LIVE, r#"{"health": {"min_clients": 0}}"#))
+                .contains("health.min_clients")
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use crate::config::patch::PolicyPatch;
 use crate::config::{ConfigError, Progression, Version, Weight};
 
 /// The writes the admin API accepts.
@@ -20,6 +21,8 @@ pub enum Command {
     RevokeOverrides,
     /// Let a rollout that awaits approval (`progression.approve`) take its gated step.
     Approve,
+    /// Change the policy (`health`, `progression`); from the next step on.
+    SetPolicy(PolicyPatch),
 }
 
 #[derive(Deserialize)]
@@ -77,7 +80,7 @@ fn body_error(e: impl std::fmt::Display) -> ConfigError {
 }
 
 /// The write actions, `POST /__canary/api/<bundle>/<action>`.
-pub const ACTIONS: [&str; 9] = [
+pub const ACTIONS: [&str; 10] = [
     "weight",
     "rollout",
     "pause",
@@ -87,6 +90,7 @@ pub const ACTIONS: [&str; 9] = [
     "publish",
     "revoke-overrides",
     "approve",
+    "policy",
 ];
 
 /// Parses `POST /__canary/api/<bundle>/<action>` with its JSON body.
@@ -157,10 +161,11 @@ pub fn parse_command(action: &str, body: &str) -> Result<Command, ConfigError> {
                     message: m,
                 })
         }
+        "policy" => PolicyPatch::from_value(json(body)?).map(Command::SetPolicy),
         other => Err(ConfigError {
             field: "(action)",
             message: format!(
-                "unknown action {other:?}; use weight, rollout, pause, resume, rollback, promote, publish, revoke-overrides or approve"
+                "unknown action {other:?}; use weight, rollout, pause, resume, rollback, promote, publish, revoke-overrides, approve or policy"
             ),
         }),
     }
@@ -263,6 +268,14 @@ mod tests {
             "version"
         );
         assert_eq!(parse_command("explode", "").unwrap_err().field, "(action)");
+        assert!(matches!(
+            parse_request(
+                "policy",
+                r#"{"health": {"min_clients": 300}, "canary": "1.1.0"}"#
+            ),
+            Ok((Command::SetPolicy(_), Some(_)))
+        ));
+        assert_eq!(parse_command("policy", "").unwrap_err().field, "(body)");
         assert_eq!(parse_command("approve", "").unwrap(), Command::Approve);
         assert_eq!(parse_command("approve", "{}").unwrap(), Command::Approve);
         assert_eq!(

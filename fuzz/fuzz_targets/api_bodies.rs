@@ -14,6 +14,7 @@
 #![no_main]
 
 use canary_core::admin::{parse_request, Command, ACTIONS};
+use canary_core::config::patch::SectionPatch;
 use canary_core::operators::{token_hash, Operators, Scope};
 use canary_core::config::Weight;
 use canary_core::http::{content_type_for, etag_matches};
@@ -81,6 +82,12 @@ fuzz_target!(|data: &[u8]| {
         Ok(Command::Promote) => assert_eq!(action, "promote"),
         Ok(Command::RevokeOverrides) => assert_eq!(action, "revoke-overrides"),
         Ok(Command::Approve) => assert_eq!(action, "approve"),
+        Ok(Command::SetPolicy(patch)) => {
+            assert_eq!(action, "policy");
+            assert!(
+                patch.health != SectionPatch::Keep || patch.progression != SectionPatch::Keep
+            );
+        }
         Ok(Command::Publish(v)) => {
             assert_eq!(action, "publish");
             assert!(version_ok(v.as_str()));

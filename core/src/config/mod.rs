@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub mod freeze;
+pub mod patch;
 mod policy;
 
 pub use freeze::FreezeWindow;

@@ -113,10 +113,10 @@ impl Control {
                 );
             }
         }
-        if before.as_ref().map(|c| c.weight) != config.as_ref().map(|c| c.weight) {
-            self.new_step();
-        }
-        self.config = config;
+        let starts_step = before.as_ref().map(|c| c.weight) != config.as_ref().map(|c| c.weight);
+        // `policy()` reads the config: put the one the step ran on back for the comparison.
+        self.config = before.clone();
+        self.replace_config(config, starts_step);
         if first {
             return;
         }

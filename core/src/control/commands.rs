@@ -7,6 +7,7 @@ use super::machine::{iso_time, CommandRequest, Control, Effect, Out, Reply, UNSI
 use super::progress::{Progress, ProgressState};
 use super::writes::{Change, Origin, Record};
 use crate::admin::Command;
+use crate::config::patch::{self, PolicyPatch};
 use crate::config::{Refusal, Rollout, Version, Weight};
 
 impl Control {
@@ -53,8 +54,46 @@ impl Control {
             Command::Promote => self.promote(config, &by, now_ms, out),
             Command::RevokeOverrides => self.revoke_overrides(config, &by, now_ms, out),
             Command::Approve => self.approve(config, &by, now_ms, out),
+            Command::SetPolicy(patch) => self.set_policy(config, &patch, &by, now_ms, out),
             Command::Publish(_) => {}
         }
+    }
+
+    /// A policy change: written with the config, applied from the next step (the running
+    /// step keeps the policy it started with: its tests were sized on it).
+    fn set_policy(
+        &mut self,
+        config: Rollout,
+        patch: &PolicyPatch,
+        by: &str,
+        now: f64,
+        out: &mut Out,
+    ) {
+        let (next, changes) = match patch.apply(&config) {
+            Ok(applied) => applied,
+            Err(e) => {
+                return out.refuse(
+                    400,
+                    format!("invalid command: field `{}`: {}", e.field, e.message),
+                )
+            }
+        };
+        if changes.is_empty() {
+            return out.0.push(Effect::Reply(Reply::Done));
+        }
+        let fields: Vec<serde_json::Value> = changes
+            .iter()
+            .map(|c| json!({ "field": c.field, "before": c.before, "after": c.after }))
+            .collect();
+        let record = Record::new("policy_changed", by, patch::describe(&changes)).log(
+            "policy_changed",
+            json!({ "bundle": self.bundle.as_str(), "canary": config.canary, "changes": fields, "by": by }),
+        );
+        self.propose(
+            Change::command(next, self.progress.clone(), record),
+            now,
+            out,
+        );
     }
 
     fn set_weight(&mut self, config: Rollout, weight: Weight, by: &str, now: f64, out: &mut Out) {

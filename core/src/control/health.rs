@@ -173,7 +173,12 @@ impl Control {
         }
     }
 
-    pub(super) fn policy(&self) -> crate::config::HealthPolicy {
+    /// The running step's health policy: the one it started with (a change applies from
+    /// the next step).
+    pub fn policy(&self) -> crate::config::HealthPolicy {
+        if let Some(pinned) = &self.step_health {
+            return pinned.clone();
+        }
         self.config
             .as_ref()
             .map(|c| c.health_policy())
@@ -308,7 +313,7 @@ impl Control {
             );
             return;
         }
-        let window = config.health_policy().window_secs;
+        let window = self.policy().window_secs;
         let (stable, current_weight) = (config.stable.clone(), config.weight);
         if !self.health.is_for(&stable, live.as_ref()) {
             self.health.reset(&stable, live.as_ref());
@@ -347,7 +352,7 @@ impl Control {
         };
         if self.inflight.is_some()
             || !self.signed
-            || !config.health_policy().auto_rollback
+            || !self.policy().auto_rollback
             || config.serving_canary(self.cohorts).is_none()
         {
             return false;

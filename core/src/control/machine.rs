@@ -72,6 +72,10 @@ pub struct Control {
     /// The current step's clients one by one (stored as it changes: a restart mid-step
     /// forgets no client, network or waiting signal).
     pub tracker: Tracker,
+    /// The health policy the running step started with, while the config's has changed
+    /// since: a policy change applies from the next step (the step's tests were sized on
+    /// the policy it started with).
+    pub step_health: Option<crate::config::HealthPolicy>,
     /// Versions seen sending boot signals (newest last, bounded): when stable's is among
     /// them, a client that sends none counts as a failure.
     pub booting: Vec<Version>,
@@ -239,6 +243,7 @@ impl Control {
             health: Default::default(),
             evidence: Evidence::default(),
             tracker: Tracker::default(),
+            step_health: None,
             booting: Vec::new(),
             signed: true,
             progress: None,
@@ -284,6 +289,20 @@ impl Control {
     pub(super) fn new_step(&mut self) {
         self.evidence.new_step();
         self.tracker.reset();
+        self.step_health = None;
+    }
+
+    /// Takes `next` as the authoritative config. A change that starts no step keeps the
+    /// running step on the health policy it started with.
+    pub(super) fn replace_config(&mut self, next: Option<Rollout>, starts_step: bool) {
+        if starts_step {
+            self.new_step();
+        } else {
+            let running = self.policy();
+            let next_policy = next.as_ref().map(|c| c.health_policy()).unwrap_or_default();
+            self.step_health = (running != next_policy).then_some(running);
+        }
+        self.config = next;
     }
 
     /// When the alarm should next fire: a failed write's retry, else the running step's

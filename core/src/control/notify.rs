@@ -206,6 +206,7 @@ fn event_of(kind: &str) -> Option<&'static str> {
         "awaiting_approval" => "awaiting_approval",
         "approved" => "approved",
         "frozen" => "frozen",
+        "policy_changed" => "policy_changed",
         _ => return None,
     })
 }
@@ -292,7 +293,7 @@ impl Control {
             None => self.judge(),
         };
         let evidence = match event {
-            "publish" | "promote" => None,
+            "publish" | "promote" | "policy_changed" => None,
             _ => Some(Evidence::from(&judgement)),
         };
         let next_weight = match event {
@@ -368,6 +369,10 @@ impl Notification {
                 self.next_weight.unwrap_or(100)
             ),
             "approved" => format!("canary {canary} approved to {weight}% by {}", self.by),
+            "policy_changed" => format!(
+                "the policy was changed by {} (from the next step): {}",
+                self.by, self.reason
+            ),
             "frozen" => format!(
                 "the rollout of {canary} is frozen{}",
                 self.until_ms

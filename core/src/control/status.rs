@@ -143,11 +143,7 @@ fn freeze_json(c: &Control, now_ms: f64) -> Value {
 }
 
 pub fn admin_json(c: &Control, now_ms: f64) -> Value {
-    let policy = c
-        .config
-        .as_ref()
-        .map(|r| r.health_policy())
-        .unwrap_or_default();
+    let policy = c.policy();
     let recent = c.health.recent(policy.window_secs, now_ms);
     let rule = c.boot_rule();
     let t = &c.tracker;
@@ -177,7 +173,9 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
         "cut": c.cut.as_ref().map(cut_json),
         // The steps of the current (or last) canary's release, from the history.
         "timeline": timeline_json(c),
+        // The running step's health policy; `next_policy` when a change waits for the next step.
         "policy": policy,
+        "next_policy": c.step_health.as_ref().and(c.config.as_ref()).map(|r| r.health_policy()),
         // Approval gates and freeze windows (`progression.approve`, `progression.freeze`).
         "gate": gate_json(c),
         "freeze": freeze_json(c, now_ms),

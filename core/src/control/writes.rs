@@ -169,13 +169,10 @@ impl Control {
 
     fn apply(&mut self, inflight: Inflight, now: f64, out: &mut Out) {
         let Inflight { write, change, .. } = inflight;
-        if change.new_step {
-            self.new_step();
-        }
         self.kv.record_write(write.revision, &write.text, now);
         let canary = change.config.canary.clone();
         let weight = change.config.weight;
-        self.config = Some(change.config);
+        self.replace_config(Some(change.config), change.new_step);
         self.progress = change.progress;
         self.record(change.record, canary.as_ref(), Some(weight), now, out);
         if change.origin == Origin::Command {

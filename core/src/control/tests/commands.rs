@@ -150,3 +150,83 @@ fn a_resume_that_writes_the_steps_weight_starts_its_evidence_afresh() {
         "evidence gathered at the operator's weight does not judge the step"
     );
 }
+
+#[test]
+fn a_policy_change_is_recorded_and_applies_from_the_next_step() {
+    let mut sim = Sim::new(dark(), 10);
+    assert_eq!(sim.command("weight", r#"{"weight": 30}"#), Reply::Done);
+    let started_with = sim.state.policy();
+    assert_eq!(
+        sim.command(
+            "policy",
+            r#"{"health": {"min_clients": 500, "confidence": 0.999}}"#
+        ),
+        Reply::Done
+    );
+    // Written, with the new values, and recorded with who and what moved.
+    let written = sim.kv_config().health_policy();
+    assert_eq!((written.min_clients, written.confidence), (500, 0.999));
+    let entry = sim.state.history.entries.last().unwrap();
+    assert_eq!(
+        (entry.kind.as_str(), entry.by.as_str()),
+        ("policy_changed", "operator")
+    );
+    assert_eq!(
+        entry.reason,
+        "health.confidence: 0.99 -> 0.999; health.min_clients: 20 -> 500"
+    );
+    assert!(sim
+        .notified
+        .iter()
+        .any(|n| n.event == "policy_changed" && n.reason == entry.reason));
+    // The running step keeps the policy it started with; the next step takes the new one.
+    assert_eq!(sim.state.policy(), started_with);
+    assert_eq!(sim.command("weight", r#"{"weight": 50}"#), Reply::Done);
+    assert_eq!(sim.state.policy().min_clients, 500);
+    assert_eq!(sim.state.step_health, None);
+}
+
+#[test]
+fn a_policy_change_is_validated_with_the_configs_rules() {
+    let mut sim = Sim::new(dark(), 10);
+    for (body, needle) in [
+        (r#"{"health": {"confidence": 1.5}}"#, "health.confidence"),
+        (r#"{"health": {"typo": 1}}"#, "unknown field `typo`"),
+        (r#"{"progression": {"bake_secs": 60}}"#, "progression"),
+    ] {
+        let (status, message) = refused(sim.command("policy", body));
+        assert_eq!(status, 400, "{body}");
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    assert!(sim.writes.is_empty(), "nothing written");
+    // The same values again: nothing to write, nothing recorded.
+    let entries = sim.state.history.entries.len();
+    assert_eq!(
+        sim.command("policy", r#"{"health": {"min_clients": 20}}"#),
+        Reply::Done
+    );
+    assert!(sim.writes.is_empty());
+    assert_eq!(sim.state.history.entries.len(), entries);
+}
+
+#[test]
+fn an_operators_kv_write_of_the_policy_also_waits_for_the_next_step() {
+    let mut sim = Sim::new(dark(), 10);
+    assert_eq!(sim.command("weight", r#"{"weight": 30}"#), Reply::Done);
+    let mut raw = serde_json::to_value(sim.kv_config()).unwrap();
+    raw["health"]["min_clients"] = json!(700);
+    raw["revision"] = serde_json::Value::Null;
+    sim.kv = Some(raw.to_string());
+    sim.now += 2_000.0;
+    sim.read_kv();
+    assert_eq!(
+        sim.state
+            .config
+            .as_ref()
+            .unwrap()
+            .health_policy()
+            .min_clients,
+        700
+    );
+    assert_eq!(sim.state.policy().min_clients, 20, "the running step's");
+}

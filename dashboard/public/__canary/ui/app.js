@@ -261,6 +261,7 @@ async function renderBundle(bundle) {
     e.canary ? ` · canary ${e.canary}` : "",
     e.reason ? ` · ${e.reason}` : "")));
 
+  renderPolicy(m, cfg);
   $("weight").placeholder = `${s.weight}`;
   show("overview", false);
   show("bundle", true);
@@ -268,6 +269,31 @@ async function renderBundle(bundle) {
     lastMinutesAt = Date.now();
     await renderChart(bundle);
   }
+}
+
+/** The running step's policy, and the one waiting for the next step when a change waits. */
+function renderPolicy(m, cfg) {
+  const policy = m.policy ?? {};
+  const next = m.next_policy;
+  const rows = [];
+  for (const [k, v] of Object.entries(policy)) {
+    const waiting = next && JSON.stringify(next[k]) !== JSON.stringify(v);
+    rows.push(el("dt", { text: `health.${k}` }), el("dd", { text: `${JSON.stringify(v)}${waiting ? ` → ${JSON.stringify(next[k])} from the next step` : ""}` }));
+  }
+  for (const [k, v] of Object.entries(cfg.progression ?? {})) {
+    rows.push(el("dt", { text: `progression.${k}` }), el("dd", { text: JSON.stringify(v) }));
+  }
+  $("policy").replaceChildren(...rows);
+  $("policy-note").textContent = next ? "A change waits for the next step: this step keeps the policy it started with." : "";
+}
+
+/** `--set`'s rules (scripts/canary policy): JSON when it reads as JSON, a list for a list field. */
+const LIST_FIELDS = new Set(["health.origins", "progression.steps", "progression.approve"]);
+function policyValue(field, text) {
+  const scalar = (t) => { try { return JSON.parse(t); } catch { return t; } };
+  const t = text.trim();
+  if (LIST_FIELDS.has(field) && !t.startsWith("[") && t !== "null") return t.split(",").map((x) => x.trim()).filter(Boolean).map(scalar);
+  return scalar(t);
 }
 
 /**
@@ -435,6 +461,13 @@ function bindActions() {
       act("Roll back", "rollback", { reason });
       $("rollback-reason").value = "";
     }
+  });
+  $("policy-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const field = $("policy-field").value;
+    const [section, key] = field.split(".");
+    const value = policyValue(field, $("policy-value").value);
+    act(`Set ${field} to ${JSON.stringify(value)}`, "policy", { [section]: { [key]: value } });
   });
   $("probe").addEventListener("click", probe);
 }

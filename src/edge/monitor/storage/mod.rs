@@ -14,7 +14,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V};
 
-use canary_core::config::{BundleName, Progression, Rollout, Version, Weight};
+use canary_core::config::{BundleName, HealthPolicy, Progression, Rollout, Version, Weight};
 use canary_core::control::clients::ClientSet;
 use canary_core::control::counts::{
     ChannelClients, ChannelCounts, Clients, Counts, HealthWindows, Window,
@@ -81,6 +81,11 @@ struct MetaRow {
     retry_at_ms: Option<f64>,
     failures: u32,
     next_seq: u64,
+}
+
+#[derive(Deserialize)]
+struct StepPolicyRow {
+    health: String,
 }
 
 #[derive(Deserialize)]
@@ -489,6 +494,10 @@ impl Store {
             .pop()
             .and_then(CutRow::cut)
             .filter(|cut| cut.is_current(c.config.as_ref()));
+        c.step_health = self
+            .rows::<StepPolicyRow>("SELECT health FROM step_policy WHERE id = 1")?
+            .pop()
+            .and_then(|row| serde_json::from_str::<HealthPolicy>(&row.health).ok());
         Ok(Some(c))
     }
 
@@ -585,6 +594,21 @@ impl Store {
                     ]);
                     self.upsert("cut", columns)?;
                 }
+            }
+        }
+        if changed(&|b| b.step_health != after.step_health) {
+            match &after.step_health {
+                None => self.run("DELETE FROM step_policy", vec![])?,
+                Some(policy) => self.upsert(
+                    "step_policy",
+                    [
+                        ("id", int(1)),
+                        (
+                            "health",
+                            text(serde_json::to_string(policy).unwrap_or_default()),
+                        ),
+                    ],
+                )?,
             }
         }
         if changed(&|b| b.booting != after.booting) {

@@ -12,6 +12,7 @@
 //!
 //! **Tables added within version 2** ([`ADDED`]: `cut`, the verdict kept with a rollback;
 //! `step_clients`, `step_networks`, `step_waiting`, `step_tracker`, the step's tracker;
+//! `step_policy`, the health policy a step keeps when the config's changed during it;
 //! `outbox`, webhook deliveries waiting)
 //! are made, when missing, on every open, at no version change: a version-2 worker that
 //! does not know one leaves it alone, so every version-2 worker still reads the store, and
@@ -350,6 +351,15 @@ const ADDED: &[Table] = &[
             added("refused_over_capacity", "INTEGER NOT NULL"),
             added("refused_other_channel", "INTEGER NOT NULL"),
             added("refused_not_sampled", "INTEGER NOT NULL"),
+        ],
+    },
+    Table {
+        // The health policy the running step started with, while the config's has changed
+        // since (`Control::step_health`, JSON): one row, or none.
+        name: "step_policy",
+        columns: &[
+            added("id", "INTEGER PRIMARY KEY CHECK (id = 1)"),
+            added("health", "TEXT NOT NULL"),
         ],
     },
     Table {
