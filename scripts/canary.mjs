@@ -343,6 +343,19 @@ class AdminApi {
     if (!res.ok) throw Object.assign(new Error(`${method} ${path || "/"}: ${res.status} ${text.trim()}`), { status: res.status });
     return JSON.parse(text);
   }
+
+  /**
+   * The bundle's config as the control plane reports it; null for a bundle with none (the
+   * API answers 404 for it, asking no Durable Object: a new bundle's first publish).
+   */
+  async config(bundle) {
+    try {
+      return (await this.call(bundle)).config;
+    } catch (e) {
+      if (e.status === 404 && /no rollout config for bundle/.test(e.message)) return null;
+      throw e;
+    }
+  }
 }
 
 function pct(rate) {
@@ -624,12 +637,14 @@ async function publish(flags, args, log, guard = null) {
   const wr = new Wrangler(flags);
   const api = flags.url && flags.token ? new AdminApi(flags) : null;
   // The config as KV holds it, or as the control plane reports it; null for a new bundle.
-  const reported = api ? (await api.call(bundle)).config : null;
+  const reported = api ? await api.config(bundle) : null;
   const current = api ? (reported ? JSON.stringify(reported) : null) : (await wr.readConfig(bundle))?.text ?? null;
   if (guard) guard(current === null ? null : JSON.parse(current));
   // The control plane's transition (with the API, it makes it again): a live version is refused.
   const publishedText = checked(bundle, (c) => c.published(current, version));
-  await refuseUploaded(wr, api, bundle, version, uploads.map((u) => u.key));
+  // A bundle with no config has no files to list through the API (it answers 404): the
+  // keys this publish would write are checked through wrangler, as without the API.
+  await refuseUploaded(wr, reported ? api : null, bundle, version, uploads.map((u) => u.key));
   // Files first, then the manifest, config last: a failed upload leaves the live
   // rollout untouched, and the manifest lists only files that were uploaded.
   const paths = [];

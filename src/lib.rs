@@ -11,8 +11,8 @@ mod edge;
 // The edge names the core's modules as `crate::config`, `crate::decide`, ...
 #[cfg(target_arch = "wasm32")]
 use canary_core::{
-    access, admin, config, control, decide, error, log, operators, override_token, revocation,
-    rollouts, route, serve, session, settings,
+    access, admin, authz, body, config, control, credential, decide, error, http, log, operators,
+    override_token, revocation, rollouts, route, serve, session, settings,
 };
 
 #[cfg(target_arch = "wasm32")]

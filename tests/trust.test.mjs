@@ -43,7 +43,7 @@ async function login(w, token = TOKEN, ip = "198.51.100.7") {
   const r = await call(w, `${CONSOLE}/__canary/ui/login`, { method: "POST", body: { token }, ip });
   assert.equal(r.status, 200, r.text);
   const cookie = r.headers.get("set-cookie").split(";")[0];
-  assert.match(cookie, /^__Host-canary_session=v2\./);
+  assert.match(cookie, /^__Host-canary_session=v3\./);
   return { cookie, csrf: r.json.csrf, by: r.json.by };
 }
 
@@ -123,7 +123,8 @@ describe("the admin API's door", () => {
 
   test("a revocation written by another isolate is seen within CONFIG_TTL_MS, and polls do not list KV", async () => {
     const s = await login(w);
-    const id = s.cookie.split(".")[5];
+    // v3.<issued>.<expires>.<scope>.<name hex>.<credential>.<id>.<tag>
+    const id = s.cookie.split(".")[6];
     assert.match(id, /^[0-9a-f]{32}$/);
     const listedBefore = await w.revocationListings();
     const polls = [];
@@ -132,7 +133,7 @@ describe("the admin API's door", () => {
     const listings = (await w.revocationListings()) - listedBefore;
     assert.ok(listings <= 2, `20 polls listed the revocations ${listings} times (once per CONFIG_TTL_MS at most)`);
     // Another isolate's logout: the KV key, written here as `wrangler kv key put` would.
-    await w.kv.put(`auth/revoked-session/${id}`, "", { expiration: Math.floor(Date.now() / 1000) + 3600 });
+    await w.kv.put(`auth/revoked/operator/${id}`, "", { expiration: Math.floor(Date.now() / 1000) + 3600 });
     // Seen within wrangler.toml's CONFIG_TTL_MS (5 s), once this isolate's listing expires.
     await new Promise((r) => setTimeout(r, w.configTtlMs + 100));
     assert.equal((await call(w, `${CONSOLE}/__canary/api/demo`, { headers: { cookie: s.cookie } })).status, 401);
@@ -181,15 +182,16 @@ describe("the admin API's door", () => {
 });
 
 describe("a short ADMIN_TOKEN", () => {
-  test("refuses to start the admin API and the console, naming the secret; bundles still serve", async () => {
-    const w = await startWorker({ vars: { ADMIN_TOKEN: "dev-admin-token", CONSOLE_HOST: "console.test" } });
+  test("refuses to start the admin API and the console, naming the secret in the log only; bundles still serve", async () => {
+    const w = await startWorker({ vars: { ADMIN_TOKEN: "dev-admin-token", CONSOLE_HOST: "console.test" }, captureLogs: true });
     try {
       for (const url of [`${EDGE}/__canary/api/demo`, `${CONSOLE}/__canary/ui/`, `${CONSOLE}/__canary/ui/login`]) {
         const r = await call(w, url, url.endsWith("login") ? { method: "POST", body: { token: "dev-admin-token" } } : {});
         assert.equal(r.status, 503, url);
-        assert.match(r.text, /ADMIN_TOKEN/);
-        assert.match(r.text, /at least 32/);
+        assert.match(r.text, /the admin API is misconfigured; see the worker's log/);
+        assert.doesNotMatch(r.text, /ADMIN_TOKEN|characters|at least/, "no detail for anonymous callers");
       }
+      assert.ok(w.logLines().some((l) => l.event === "error" && /ADMIN_TOKEN/.test(l.detail) && /at least 32/.test(l.detail)), "the detail is in the log");
       assert.equal((await call(w, `${EDGE}/demo/sdk.js`)).status, 200);
     } finally {
       await w.dispose();
@@ -236,12 +238,20 @@ describe("Cloudflare Access", () => {
 
   test("the verified email signs in to the console and is recorded as `by`", async () => {
     const token = jwt({});
-    const session = await call(w, `${CONSOLE}/__canary/ui/session`, { headers: { "cf-access-jwt-assertion": token } });
+    // Behind Access a browser carries its CF_Authorization cookie, and Access adds the header.
+    const browser = { "cf-access-jwt-assertion": token, cookie: `CF_Authorization=${token}` };
+    const session = await call(w, `${CONSOLE}/__canary/ui/session`, { headers: browser });
     assert.equal(session.status, 200, session.text);
     assert.equal(session.json.by, "alice@example.com");
-    const s = { cookie: session.headers.get("set-cookie").split(";")[0], csrf: session.json.csrf };
-    const set = await call(w, `${CONSOLE}/__canary/api/demo/weight`, { method: "POST", headers: withSession(s), body: { weight: 10 } });
+    const s = { cookie: `${session.headers.get("set-cookie").split(";")[0]}; CF_Authorization=${token}`, csrf: session.json.csrf };
+    const set = await call(w, `${CONSOLE}/__canary/api/demo/weight`, { method: "POST", headers: withSession(s, { "cf-access-jwt-assertion": token }), body: { weight: 10 } });
     assert.equal(set.status, 200, set.text);
+    // An Access session holds only with a valid Access JWT on each request.
+    const bare = { cookie: session.headers.get("set-cookie").split(";")[0], "x-canary-csrf": s.csrf };
+    assert.equal((await call(w, `${CONSOLE}/__canary/api/demo`, { headers: bare })).status, 401, "an Access session without its JWT");
+    // A service token (the header alone: no cookie, no Fetch Metadata) is for the API only.
+    const service = await call(w, `${CONSOLE}/__canary/ui/session`, { headers: { "cf-access-jwt-assertion": token } });
+    assert.equal(service.status, 403, service.text);
     // A non-browser client through Access (no Fetch Metadata) acts with the token alone.
     const direct = await call(w, `${CONSOLE}/__canary/api/demo/weight`, { method: "POST", headers: { "cf-access-jwt-assertion": jwt({ email: "bob@example.com" }) }, body: { weight: 20 } });
     assert.equal(direct.status, 200, direct.text);

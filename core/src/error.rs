@@ -72,7 +72,11 @@ impl EdgeError {
             EdgeError::Origin { key, .. } => {
                 format!("origin storage failed for {key}; try again shortly")
             }
-            EdgeError::Misconfigured(e) => e.to_string(),
+            // Which secret is wrong, and how, is for the operator's log: an anonymous caller
+            // learns neither token lengths nor operator names.
+            EdgeError::Misconfigured(e) => {
+                format!("{} is misconfigured; see the worker's log", e.component())
+            }
             EdgeError::Unauthorized => "unauthorized".into(),
             EdgeError::Forbidden(m) => format!("forbidden: {m}"),
             EdgeError::TooLarge(m) => format!("payload too large: {m}"),
@@ -99,6 +103,7 @@ impl EdgeError {
             EdgeError::ConfigUnavailable { detail, .. } | EdgeError::Origin { detail, .. } => {
                 format!("{}: {detail}", self.public_message())
             }
+            EdgeError::Misconfigured(e) => e.to_string(),
             _ => self.public_message(),
         }
     }
@@ -168,6 +173,41 @@ mod tests {
                 !body.contains("secret detail"),
                 "internal detail leaked: {body}"
             );
+        }
+    }
+
+    #[test]
+    fn misconfiguration_is_named_in_the_log_only() {
+        use crate::settings::{SECRET_ADMIN_TOKEN, SECRET_OPERATOR_TOKENS};
+        for (var, message, public) in [
+            (
+                SECRET_ADMIN_TOKEN,
+                "is 15 characters; at least 32 are required",
+                "the admin API is misconfigured; see the worker's log",
+            ),
+            (
+                SECRET_OPERATOR_TOKENS,
+                "operator \"alice\" is listed twice",
+                "the admin API is misconfigured; see the worker's log",
+            ),
+            (
+                "COHORTS",
+                "must be 1-1000",
+                "the worker is misconfigured; see the worker's log",
+            ),
+        ] {
+            let e = EdgeError::Misconfigured(SettingsError {
+                var,
+                message: message.into(),
+            });
+            assert_eq!(e.status(), 503);
+            let body = e.public_message();
+            assert!(body.ends_with(public), "{body}");
+            for secret in [var, message, "15", "alice"] {
+                assert!(!body.contains(secret), "{secret} in {body}");
+            }
+            let log = e.log_detail();
+            assert!(log.contains(var) && log.contains(message), "{log}");
         }
     }
 }

@@ -16,16 +16,22 @@
 //! - [`http`] holds content types, cache policies and conditional requests;
 //! - [`log`] is the structured log line both runtime adapters write;
 //! - [`serve`] is an asset request as a plan (the routing module runs it);
-//! - [`session`] signs the operator console's session cookie;
+//! - [`session`] signs the operator console's session cookie; [`credential`] binds it to
+//!   what it was started with; [`revocation`] ends it on the server;
+//! - [`authz`] says what every operations request needs (scope, console-page check, CSRF
+//!   token, an existing bundle); [`body`] reads request bodies with a cap;
 //! - [`settings`] reads the deployment vars; [`error`] maps failures to statuses.
 
 #[cfg(feature = "access")]
 pub mod access;
 pub mod admin;
+pub mod authz;
+pub mod body;
 pub mod cohort;
 pub mod config;
 pub mod control;
 pub mod cookie;
+pub mod credential;
 pub mod decide;
 pub mod error;
 pub mod http;

@@ -102,6 +102,12 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// The SHA-256 of a token as it is compared (trimmed): what a session's credential is
+/// derived from (`credential::Bound::token`).
+pub fn token_digest(token: &str) -> [u8; 32] {
+    digest(token.trim())
+}
+
 fn long_enough(var: &'static str, token: &str) -> Result<(), SettingsError> {
     if token.chars().count() < MIN_TOKEN_CHARS {
         return Err(SettingsError {
@@ -196,6 +202,26 @@ impl Operators {
                 name: name.clone(),
                 scope: Scope::Write,
             });
+        }
+        found
+    }
+
+    /// Whether a current token stands for `principal` (same name and scope) and its digest
+    /// satisfies `matches`: how a session checks that its credential still verifies. Only
+    /// the principal's own entry is hashed (names are unique; the principal comes from a
+    /// signed session, not from the caller).
+    pub fn holds(&self, principal: &Principal, matches: impl Fn(&[u8; 32]) -> bool) -> bool {
+        let mut found = false;
+        let mut check = |name: &str, scope: Scope, hash: &[u8; 32]| {
+            let same = name == principal.name && scope == principal.scope;
+            found |= same && matches(hash);
+        };
+        check(ADMIN_NAME, Scope::Write, &self.admin);
+        if let Some(read) = &self.read {
+            check(READ_ONLY_NAME, Scope::Read, read);
+        }
+        for (name, hash) in &self.named {
+            check(name, Scope::Write, hash);
         }
         found
     }

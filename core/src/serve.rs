@@ -498,6 +498,16 @@ impl Edge {
             })
     }
 
+    /// The rate-limit key of a client address's network (an IPv4 address, an IPv6 /48: one
+    /// home's or site's many IPv6 addresses share it), keyed so that no address leaves the
+    /// isolate. The report limits and the console's login limit use it.
+    pub fn network_limit_key(&self, client_ip: Option<&str>) -> String {
+        format!(
+            "net:{:016x}",
+            self.network_key.network(client_ip.unwrap_or(""))
+        )
+    }
+
     /// The keyed network a counted load comes from: a user key the merchant signed is a
     /// network of its own (one user); anything else is the client address's network.
     fn network_of(&self, req: &AssetRequest<'_>) -> u64 {

@@ -2,10 +2,13 @@
 //! Cloudflare Access) and gets a short-lived signed cookie, so no token is ever kept where
 //! a script can read it.
 //!
-//! - The cookie value is `v2.<issued ms>.<expires>.<scope>.<name hex>.<id>.<tag>`: `tag` is
-//!   HMAC-SHA256 over the rest, keyed from the admin token (a new token ends every
+//! - The cookie value is `v3.<issued ms>.<expires>.<scope>.<name hex>.<credential>.<id>.<tag>`:
+//!   `tag` is HMAC-SHA256 over the rest, keyed from the admin token (a new token ends every
 //!   session); `id` is 128 random bits, what a logout revokes (`crate::revocation`);
-//!   `name` is who acts, recorded as `by`.
+//!   `name` is who acts, recorded as `by`; `credential` names what the session was started
+//!   with (`crate::credential`), checked against the current secrets on every request. A
+//!   `v2` cookie (before sessions named their credential) is refused: its holder logs in
+//!   again.
 //! - Writes made with the cookie also need the session's CSRF token in a request header:
 //!   `csrf = HMAC(key, "csrf." + id)`, handed to the page by the login and session answers
 //!   and kept in the page's memory only.
@@ -18,8 +21,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::credential::Bound;
 use crate::operators::{valid_name, Principal, Scope};
-use crate::revocation::Revocations;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -50,6 +53,8 @@ pub struct Session {
     /// What a logout revokes (hex).
     pub id: String,
     pub principal: Principal,
+    /// What it was started with, checked on every request (`credential::still_holds`).
+    pub bound: Bound,
     pub issued_ms: u64,
     pub expires_unix: u64,
     /// What the page must send back on writes.
@@ -68,7 +73,8 @@ impl SessionKey {
         }
     }
 
-    fn tag(&self, payload: &str) -> String {
+    /// A 128-bit MAC of `payload`, hex: the cookie's tag, the CSRF token, a credential.
+    pub(crate) fn tag(&self, payload: &str) -> String {
         let mut mac = self.mac.clone();
         mac.update(payload.as_bytes());
         hex::encode(&mac.finalize().into_bytes()[..TAG_BYTES])
@@ -79,6 +85,7 @@ impl SessionKey {
     pub fn issue(
         &self,
         principal: &Principal,
+        bound: Bound,
         id: [u8; 16],
         now_ms: u64,
     ) -> Option<(String, Session)> {
@@ -88,23 +95,27 @@ impl SessionKey {
         let id = hex::encode(id);
         let expires = now_ms / 1000 + SESSION_SECS;
         let payload = format!(
-            "v2.{now_ms}.{expires}.{}.{}.{id}",
+            "v3.{now_ms}.{expires}.{}.{}.{}.{id}",
             principal.scope.as_str(),
-            hex::encode(&principal.name)
+            hex::encode(&principal.name),
+            bound.encode()
         );
         let value = format!("{payload}.{}", self.tag(&payload));
         let session = Session {
             csrf: self.tag(&format!("csrf.{id}")),
             id,
             principal: principal.clone(),
+            bound,
             issued_ms: now_ms,
             expires_unix: expires,
         };
         Some((value, session))
     }
 
-    /// The session a cookie value carries, if it is ours, current and not revoked.
-    pub fn verify(&self, value: &str, now_ms: u64, revoked: &Revocations) -> Option<Session> {
+    /// The session a cookie value carries, if it is ours and current. Whether it was
+    /// revoked (`crate::revocation`) and whether its credential still holds
+    /// (`crate::credential`) are the caller's next checks.
+    pub fn verify(&self, value: &str, now_ms: u64) -> Option<Session> {
         if value.len() > MAX_COOKIE_CHARS {
             return None;
         }
@@ -113,49 +124,33 @@ impl SessionKey {
         if !bool::from(expected.as_bytes().ct_eq(tag.as_bytes())) {
             return None;
         }
-        let mut parts = payload.split('.');
-        let (Some("v2"), Some(issued), Some(expires), Some(scope), Some(name), Some(id), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
+        let fields: Vec<&str> = payload.split('.').collect();
+        let ["v3", issued, expires, scope, name, bound, id] = fields.as_slice() else {
             return None;
         };
         let issued_ms: u64 = issued.parse().ok()?;
         let expires: u64 = expires.parse().ok()?;
         let name = String::from_utf8(hex::decode(name).ok()?).ok()?;
-        if now_ms / 1000 >= expires
-            || id.len() != 32
-            || !valid_name(&name)
-            || revoked.session_revoked(id, issued_ms)
-        {
+        if now_ms / 1000 >= expires || id.len() != 32 || !valid_name(&name) {
             return None;
         }
         Some(Session {
             csrf: self.tag(&format!("csrf.{id}")),
-            id: id.to_owned(),
+            id: (*id).to_owned(),
             principal: Principal {
                 name,
                 scope: Scope::parse(scope)?,
             },
+            bound: Bound::decode(bound)?,
             issued_ms,
             expires_unix: expires,
         })
     }
 
-    /// The session of a `Cookie` header, if any verifies.
-    pub fn from_cookie_header(
-        &self,
-        header: Option<&str>,
-        now_ms: u64,
-        revoked: &Revocations,
-    ) -> Option<Session> {
+    /// The session of a `Cookie` header, if one verifies.
+    pub fn from_cookie_header(&self, header: Option<&str>, now_ms: u64) -> Option<Session> {
         crate::http::cookie_values(header?, SESSION_COOKIE)
-            .find_map(|value| self.verify(value, now_ms, revoked))
+            .find_map(|value| self.verify(value, now_ms))
     }
 }
 
@@ -236,90 +231,88 @@ mod tests {
         }
     }
 
-    fn none() -> Revocations {
-        Revocations::default()
+    fn bound() -> Bound {
+        Bound::Token("0123456789abcdef".into())
     }
 
     #[test]
-    fn a_session_round_trips_with_its_principal_and_expires() {
+    fn a_session_round_trips_with_its_principal_and_credential_and_expires() {
         let key = SessionKey::new(KEY_TOKEN);
-        let (value, session) = key.issue(&alice(), [7; 16], NOW).unwrap();
-        assert_eq!(key.verify(&value, NOW + 10, &none()), Some(session.clone()));
+        let (value, session) = key.issue(&alice(), bound(), [7; 16], NOW).unwrap();
+        assert!(value.starts_with("v3."), "{value}");
+        assert_eq!(key.verify(&value, NOW + 10), Some(session.clone()));
         assert_eq!(session.principal, alice());
+        assert_eq!(session.bound, bound());
         assert_eq!(
-            key.verify(&value, NOW + SESSION_SECS * 1000, &none()),
+            key.verify(&value, NOW + SESSION_SECS * 1000),
             None,
             "expired"
         );
         let header = format!("other=1; {SESSION_COOKIE}={value}; cohort=3.x.y");
         assert_eq!(
-            key.from_cookie_header(Some(&header), NOW, &none()),
+            key.from_cookie_header(Some(&header), NOW),
             Some(session.clone())
         );
         assert!(session.csrf_matches(Some(&session.csrf)));
         assert!(!session.csrf_matches(None));
         assert!(!session.csrf_matches(Some("0000")));
-        let (_, other) = key.issue(&alice(), [8; 16], NOW).unwrap();
+        let (_, other) = key.issue(&alice(), bound(), [8; 16], NOW).unwrap();
         assert_ne!(other.csrf, session.csrf, "one CSRF token per session");
+        let (access, s) = key.issue(&alice(), Bound::Access, [9; 16], NOW).unwrap();
+        assert_eq!(
+            key.verify(&access, NOW).map(|s| s.bound),
+            Some(Bound::Access)
+        );
+        assert_eq!(s.bound, Bound::Access);
         let bad_name = Principal {
             name: "a b".into(),
             scope: Scope::Read,
         };
-        assert!(key.issue(&bad_name, [1; 16], NOW).is_none());
+        assert!(key.issue(&bad_name, bound(), [1; 16], NOW).is_none());
     }
 
     #[test]
-    fn logout_and_log_out_everywhere_end_sessions() {
+    fn forged_tampered_old_or_foreign_sessions_are_refused() {
         let key = SessionKey::new(KEY_TOKEN);
-        let (first, s1) = key.issue(&alice(), [1; 16], NOW).unwrap();
-        let (second, _) = key.issue(&alice(), [2; 16], NOW + 5).unwrap();
-        let mut revoked = Revocations::default();
-        revoked.revoke_session(&s1.id);
-        assert_eq!(key.verify(&first, NOW + 10, &revoked), None, "logged out");
-        assert!(
-            key.verify(&second, NOW + 10, &revoked).is_some(),
-            "the other lives"
-        );
-        revoked.revoke_all_sessions(NOW + 6);
-        assert_eq!(key.verify(&second, NOW + 10, &revoked), None, "everywhere");
-        let (third, _) = key.issue(&alice(), [3; 16], NOW + 7).unwrap();
-        assert!(
-            key.verify(&third, NOW + 10, &revoked).is_some(),
-            "a new login"
-        );
-    }
-
-    #[test]
-    fn forged_tampered_or_foreign_sessions_are_refused() {
-        let key = SessionKey::new(KEY_TOKEN);
-        let (value, _) = key.issue(&alice(), [7; 16], NOW).unwrap();
+        let (value, _) = key.issue(&alice(), bound(), [7; 16], NOW).unwrap();
         let foreign = SessionKey::new("another-token-0123456789abcdef0123")
-            .issue(&alice(), [7; 16], NOW)
+            .issue(&alice(), bound(), [7; 16], NOW)
             .unwrap()
             .0;
         let read_only = value.replacen(".write.", ".read.", 1);
+        let other_credential = value.replacen(".t0123456789abcdef.", ".access.", 1);
         let mut flipped = value.clone().into_bytes();
         let last = flipped.len() - 1;
         flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
         let flipped = String::from_utf8(flipped).unwrap();
         let v1 = "v1.1900000000.07070707070707070707070707070707.0123456789abcdef0123456789abcdef";
+        // A v2 cookie, correctly signed: it names no credential, so it is not vouched for.
+        let v2_payload = format!(
+            "v2.{NOW}.{}.write.{}.{}",
+            NOW / 1000 + 60,
+            hex::encode("alice@example.com"),
+            "07".repeat(16)
+        );
+        let v2 = format!("{v2_payload}.{}", key.tag(&v2_payload));
         for bad in [
             "",
             "v2",
             "v2.1.2.3",
             v1,
+            v2.as_str(),
             foreign.as_str(),
             read_only.as_str(),
+            other_credential.as_str(),
             flipped.as_str(),
             &format!("{value}.extra"),
             &"x".repeat(600),
         ] {
-            assert_eq!(key.verify(bad, NOW, &none()), None, "{bad:?}");
+            assert_eq!(key.verify(bad, NOW), None, "{bad:?}");
         }
-        assert_eq!(key.from_cookie_header(None, NOW, &none()), None);
+        assert_eq!(key.from_cookie_header(None, NOW), None);
         let old_name = format!("canary_session={value}");
         assert_eq!(
-            key.from_cookie_header(Some(&old_name), NOW, &none()),
+            key.from_cookie_header(Some(&old_name), NOW),
             None,
             "only the __Host- cookie counts"
         );

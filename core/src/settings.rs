@@ -125,6 +125,21 @@ impl fmt::Display for SettingsError {
     }
 }
 
+impl SettingsError {
+    /// What the variable configures, for a public answer that names nothing else: the
+    /// admin API (its tokens and Access) or the worker.
+    pub fn component(&self) -> &'static str {
+        match self.var {
+            SECRET_ADMIN_TOKEN
+            | SECRET_READ_TOKEN
+            | SECRET_OPERATOR_TOKENS
+            | VAR_ACCESS_TEAM_DOMAIN
+            | VAR_ACCESS_AUD => "the admin API",
+            _ => "the worker",
+        }
+    }
+}
+
 impl std::error::Error for SettingsError {}
 
 fn number<T: std::str::FromStr + PartialOrd + fmt::Display + Copy>(

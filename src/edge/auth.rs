@@ -1,30 +1,23 @@
-//! Who is asking, for the admin API and the console: a bearer token (any host), or, on
-//! the console host only, a console session or a Cloudflare Access identity. Also the two
-//! pieces of state behind them that live outside the request: the revoked sessions (KV,
-//! listed at most once per `CONFIG_TTL_MS`) and Access's signing keys (fetched once per
-//! hour, or when a token names a key not seen yet).
-
-use std::rc::Rc;
+//! Who is asking, for the admin API and the console, and whether they may: a bearer token
+//! (any host), or, on the console host only, a console session or a Cloudflare Access
+//! identity. What each credential and action needs is `canary_core::authz`'s one table;
+//! this applies it. A session also stands only while it is not revoked (`revocations`) and
+//! its credential still verifies (`canary_core::credential`).
 
 use serde_json::json;
-use worker::{Env, Fetch, Method, Request};
+use worker::{Env, Request};
 
-use super::{brief, log_event, now_ms, Failure, Isolate, KV_BINDING};
-use crate::access::{self, Jwks};
+use super::{access_jwt, log_event, now_ms, revocations, Failure, Isolate};
+use crate::authz::{self, Action, Credential};
+use crate::credential::{self, Bound};
 use crate::error::EdgeError;
-use crate::operators::{Operators, Principal, Scope};
-use crate::revocation::{self, Revocations};
+use crate::operators::{Operators, Principal};
+use crate::revocation::Standing;
 use crate::route;
-use crate::session::{self, from_console_page, RequestSource, Session, CSRF_HEADER};
+use crate::session::{from_console_page, RequestSource, Session, CSRF_HEADER};
 
-/// The header Cloudflare Access adds to requests it let through.
-pub(super) const ACCESS_JWT_HEADER: &str = "cf-access-jwt-assertion";
-/// Rate limiting binding for console logins and failed bearer tokens, by client IP.
+/// Rate limiting binding for console logins and failed bearer tokens, by client network.
 const LOGIN_LIMIT: &str = "LOGIN_LIMIT_PER_IP";
-/// How long Access's keys are trusted before they are fetched again.
-const JWKS_TTL_MS: f64 = 3_600_000.0;
-/// At most one fetch of Access's keys per this long, whatever tokens arrive.
-const JWKS_MIN_REFETCH_MS: f64 = 60_000.0;
 
 fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
@@ -73,80 +66,84 @@ pub(super) fn check_console_page(req: &Request) -> Result<(), Failure> {
     })
 }
 
-/// Who makes an admin API request, refused unless it may do what it asks (`write`).
+/// Who makes an operations request, refused unless it may take `action`:
 /// - `Authorization: Bearer <token>` works on any host: a page cannot borrow a token it
-///   does not have. A wrong one counts against the address's login limit.
-/// - On the console host only: the console session (writes also need its CSRF token, from
-///   a console page), or a verified Access identity (writes from a browser must use the
-///   session, which carries the CSRF token).
-pub(super) async fn api_caller(
+///   does not have. A wrong one counts against the network's login limit.
+/// - On the console host only: the console session, else a verified Access identity.
+pub(super) async fn caller(
     req: &Request,
     env: &Env,
     iso: &Isolate,
-    write: bool,
+    action: Action,
 ) -> Result<Principal, Failure> {
     let ops = operators(iso)?;
     let authorization = header(req, "authorization");
     if let Some(principal) = ops.by_bearer(authorization.as_deref()) {
-        return allowed(principal, write);
+        return admit(req, Credential::Bearer, principal, None, action);
     }
     if authorization.is_some() {
-        limit_guessing(req, env).await?;
+        limit_guessing(req, env, iso).await?;
         return Err(EdgeError::Unauthorized.into());
     }
     if !on_console_host(req, iso) {
         return Err(EdgeError::Unauthorized.into());
     }
     if let Some(session) = session(req, env, iso).await? {
-        if write {
-            check_console_page(req)?;
-            if !session.csrf_matches(header(req, CSRF_HEADER).as_deref()) {
-                return Err(EdgeError::Forbidden(format!(
-                    "a write with a console session needs its {CSRF_HEADER} header"
-                ))
-                .into());
-            }
-        }
-        return allowed(session.principal, write);
+        let principal = session.principal.clone();
+        return admit(req, Credential::Session, principal, Some(&session), action);
     }
-    if let Some(principal) = access_identity(req, iso).await? {
-        if write && header(req, "sec-fetch-site").is_some() {
-            return Err(EdgeError::Forbidden(
-                "a browser writes through the console's session (GET /__canary/ui/session first)"
-                    .into(),
-            )
-            .into());
-        }
-        return allowed(principal, write);
+    if let Some((principal, credential)) = access_jwt::identity(req, iso).await? {
+        return admit(req, credential, principal, None, action);
     }
     Err(EdgeError::Unauthorized.into())
 }
 
-fn allowed(principal: Principal, write: bool) -> Result<Principal, Failure> {
-    if write && !principal.may_write() {
-        return Err(
-            EdgeError::Forbidden(format!("{} may only read (READ_TOKEN)", principal.name)).into(),
-        );
+/// `authz::authorise`'s verdict for this request, with its checks applied.
+fn admit(
+    req: &Request,
+    credential: Credential,
+    principal: Principal,
+    session: Option<&Session>,
+    action: Action,
+) -> Result<Principal, Failure> {
+    let checks = authz::authorise(credential, principal.scope, action)
+        .map_err(|why| EdgeError::Forbidden(why.message(&principal.name)))?;
+    if checks.console_page {
+        check_console_page(req)?;
+    }
+    if checks.csrf {
+        let sent = header(req, CSRF_HEADER);
+        if !session.is_some_and(|s| s.csrf_matches(sent.as_deref())) {
+            return Err(EdgeError::Forbidden(format!(
+                "a write or logout with a console session needs its {CSRF_HEADER} header"
+            ))
+            .into());
+        }
     }
     Ok(principal)
 }
 
-/// One attempt against the address's login limit: `429` with `Retry-After` past it.
-pub(super) async fn limit_guessing(req: &Request, env: &Env) -> Result<(), Failure> {
-    let ip = header(req, "cf-connecting-ip").unwrap_or_default();
-    if super::within_limit(env, LOGIN_LIMIT, format!("login:{ip}")).await {
+/// One attempt against the network's login limit (an IPv4 address, an IPv6 /48: one
+/// home's many addresses share it): `429` with `Retry-After` past it.
+pub(super) async fn limit_guessing(req: &Request, env: &Env, iso: &Isolate) -> Result<(), Failure> {
+    let ip = header(req, "cf-connecting-ip");
+    let key = iso.edge().network_limit_key(ip.as_deref());
+    if super::within_limit(env, LOGIN_LIMIT, format!("login:{key}")).await {
         return Ok(());
     }
-    log_event("login_rate_limited", json!({ "ip": ip }));
+    log_event(
+        "login_rate_limited",
+        json!({ "ip": ip.unwrap_or_default(), "network": key }),
+    );
     Err(EdgeError::TooManyRequests(
-        "too many login attempts from this address; try again in a minute".into(),
+        "too many login attempts from this network; try again in a minute".into(),
     )
     .into())
 }
 
-// ---------------------------------------------------------------- sessions
-
-/// The console session of the request's cookie, if it verifies and is not revoked.
+/// The console session of the request's cookie, if it verifies, is not revoked, and its
+/// credential still verifies against the current secrets (an Access session: against the
+/// request's own valid Access JWT).
 pub(super) async fn session(
     req: &Request,
     env: &Env,
@@ -155,187 +152,39 @@ pub(super) async fn session(
     let (Some(key), Some(cookie)) = (iso.session_key.as_ref(), header(req, "cookie")) else {
         return Ok(None);
     };
-    if !cookie.contains(session::SESSION_COOKIE) {
-        return Ok(None);
-    }
-    let revoked = revocations(env, iso).await?;
-    Ok(key.from_cookie_header(Some(&cookie), now_ms() as u64, &revoked))
-}
-
-/// The revocations as this isolate knows them: listed from KV when older than the config
-/// TTL. A failed listing keeps the last copy; with none, sessions are refused (503) rather
-/// than trusted unchecked.
-async fn revocations(env: &Env, iso: &Isolate) -> Result<Rc<Revocations>, Failure> {
-    let now = now_ms();
-    if let Some((known, at)) = iso.revocations.borrow().as_ref() {
-        if now - at < iso.edge().settings.config_ttl_ms as f64 {
-            return Ok(known.clone());
-        }
-    }
-    match list_revocations(env).await {
-        Ok(fresh) => {
-            let fresh = Rc::new(fresh);
-            *iso.revocations.borrow_mut() = Some((fresh.clone(), now));
-            Ok(fresh)
-        }
-        Err(detail) => {
-            log_event("revocations_unreadable", json!({ "detail": detail }));
-            match iso.revocations.borrow().as_ref() {
-                Some((known, _)) => Ok(known.clone()),
-                None => Err(EdgeError::ConfigUnavailable {
-                    bundle: "(console sessions)".into(),
-                    detail,
-                }
-                .into()),
-            }
-        }
-    }
-}
-
-/// Every key under `auth/`, in one listing (names only; a few pages at most).
-async fn list_revocations(env: &Env) -> Result<Revocations, String> {
-    let kv = env.kv(KV_BINDING).map_err(brief)?;
-    let mut keys = Vec::new();
-    let mut cursor = None;
-    for _ in 0..10 {
-        let mut list = kv.list().prefix(revocation::KV_PREFIX.to_owned());
-        if let Some(c) = cursor.take() {
-            list = list.cursor(c);
-        }
-        let page = list.execute().await.map_err(brief)?;
-        keys.extend(page.keys);
-        match (page.list_complete, page.cursor) {
-            (false, Some(c)) => cursor = Some(c),
-            _ => break,
-        }
-    }
-    Ok(Revocations::from_listing(
-        keys.iter().map(|k| k.name.as_str()),
-    ))
-}
-
-/// Revokes one session (logout): a KV key that expires with the session.
-pub(super) async fn revoke_session(env: &Env, iso: &Isolate, s: &Session) -> Result<(), Failure> {
-    let kv = env.kv(KV_BINDING)?;
-    // KV wants an expiration at least 60 s ahead.
-    let expires = s.expires_unix.max(now_ms() as u64 / 1000 + 120);
-    kv.put(&revocation::revoked_session_key(&s.id), "")
-        .map_err(|e| EdgeError::Conflict(format!("revocation: {e}")))?
-        .expiration(expires)
-        .execute()
-        .await
-        .map_err(|e| EdgeError::ConfigUnavailable {
-            bundle: "(console sessions)".into(),
-            detail: format!("the logout could not be recorded: {}", brief(e)),
-        })?;
-    update_local(iso, |r| r.revoke_session(&s.id));
-    Ok(())
-}
-
-/// Ends every session issued until now ("log out everywhere"): a key of its own, expiring
-/// when the last session it voids would have.
-pub(super) async fn revoke_all_sessions(env: &Env, iso: &Isolate) -> Result<u64, Failure> {
-    let kv = env.kv(KV_BINDING)?;
-    let now = now_ms() as u64;
-    kv.put(&revocation::sessions_not_before_key(now), "")
-        .map_err(|e| EdgeError::Conflict(format!("revocation: {e}")))?
-        .expiration(now / 1000 + session::SESSION_SECS + 120)
-        .execute()
-        .await
-        .map_err(|e| EdgeError::ConfigUnavailable {
-            bundle: "(console sessions)".into(),
-            detail: format!("the revocation could not be recorded: {}", brief(e)),
-        })?;
-    update_local(iso, |r| r.revoke_all_sessions(now));
-    Ok(now)
-}
-
-fn update_local(iso: &Isolate, change: impl FnOnce(&mut Revocations)) {
-    let mut slot = iso.revocations.borrow_mut();
-    let (known, at) = slot.take().unwrap_or_default();
-    let mut copy = (*known).clone();
-    change(&mut copy);
-    *slot = Some((Rc::new(copy), at));
-}
-
-// ---------------------------------------------------------------- Cloudflare Access
-
-/// The identity Cloudflare Access vouches for, when Access is configured and the request
-/// carries a token that verifies (on the console host only: see `api_caller`). A token
-/// that does not verify is logged and ignored.
-pub(super) async fn access_identity(
-    req: &Request,
-    iso: &Isolate,
-) -> Result<Option<Principal>, Failure> {
-    let (Some(policy), Some(token)) = (iso.access.as_ref(), header(req, ACCESS_JWT_HEADER)) else {
+    let Some(session) = key.from_cookie_header(Some(&cookie), now_ms() as u64) else {
         return Ok(None);
     };
-    let now = now_ms();
-    let kid = access::header_kid(&token);
-    let keys = match jwks(iso, kid.as_deref(), now).await {
-        Ok(keys) => keys,
-        Err(detail) => {
-            log_event("access_keys_unavailable", json!({ "detail": detail }));
-            return Err(EdgeError::ConfigUnavailable {
-                bundle: "(Cloudflare Access keys)".into(),
-                detail,
-            }
-            .into());
+    let by = session.principal.name.as_str();
+    let revoked = revocations::current(env, iso).await?;
+    match revoked.standing(by, &session.id, session.issued_ms) {
+        Standing::Valid => {}
+        Standing::Revoked => return Ok(None),
+        Standing::Unvouched => {
+            log_event(
+                "session_refused",
+                json!({ "by": by, "reason": "unvouched" }),
+            );
+            return Ok(None);
         }
+    }
+    let access = match session.bound {
+        Bound::Access => access_jwt::identity(req, iso).await?.map(|(p, _)| p.name),
+        Bound::Token(_) => None,
     };
-    match access::verify(&token, &keys, policy, (now / 1000.0) as u64) {
-        Ok(identity) => Ok(Some(Principal {
-            name: identity.email,
-            scope: Scope::Write,
-        })),
-        Err(e) => {
-            log_event("access_token_refused", json!({ "reason": e.to_string() }));
-            Ok(None)
-        }
+    let ops = operators(iso)?;
+    if let Err(why) = credential::still_holds(
+        key,
+        &session.principal,
+        &session.bound,
+        ops,
+        access.as_deref(),
+    ) {
+        log_event(
+            "session_refused",
+            json!({ "by": by, "reason": why.as_str() }),
+        );
+        return Ok(None);
     }
-}
-
-/// Access's signing keys: cached for an hour, fetched again early when a token names a key
-/// not in the cache (a key rotation), at most once a minute.
-async fn jwks(iso: &Isolate, kid: Option<&str>, now: f64) -> Result<Rc<Jwks>, String> {
-    let policy = iso.access.as_ref().ok_or("Access is not configured")?;
-    if let Some((keys, at)) = iso.jwks.borrow().as_ref() {
-        let fresh = now - at < JWKS_TTL_MS;
-        let knows = kid.is_none_or(|k| keys.has_kid(k));
-        if fresh && (knows || now - at < JWKS_MIN_REFETCH_MS) {
-            return Ok(keys.clone());
-        }
-    }
-    let url = policy.certs_url();
-    let parsed = async {
-        // A Request from the string, not `Fetch::Url`: that links the `url` crate's IDNA
-        // tables into the module (see docs/operating.md, "What it costs").
-        let request = Request::new(&url, Method::Get).map_err(brief)?;
-        let mut resp = Fetch::Request(request).send().await.map_err(brief)?;
-        if resp.status_code() != 200 {
-            return Err(format!(
-                "{} answered {}",
-                policy.certs_url(),
-                resp.status_code()
-            ));
-        }
-        let text = resp.text().await.map_err(brief)?;
-        Jwks::parse(&text).map_err(|e| e.to_string())
-    }
-    .await;
-    match parsed {
-        Ok(keys) => {
-            let keys = Rc::new(keys);
-            *iso.jwks.borrow_mut() = Some((keys.clone(), now));
-            Ok(keys)
-        }
-        // A failed refresh keeps serving the keys known, if any.
-        Err(detail) => match iso.jwks.borrow().as_ref() {
-            Some((keys, _)) => {
-                log_event("access_keys_refresh_failed", json!({ "detail": detail }));
-                Ok(keys.clone())
-            }
-            None => Err(detail),
-        },
-    }
+    Ok(Some(session))
 }

@@ -8,10 +8,13 @@ use serde_json::json;
 use worker::{Env, Headers, Request, Response};
 
 use super::auth::{self, check_console_page, on_console_host};
-use super::{json_response, log_event, now_ms, Failure, Isolate, Outcome};
+use super::{access_jwt, body, json_response, log_event, now_ms, revocations};
+use super::{Failure, Isolate, Outcome};
+use crate::authz::{self, Credential};
+use crate::credential::Bound;
 use crate::error::EdgeError;
-use crate::operators::Principal;
-use crate::session::{self, Session, CSRF_HEADER};
+use crate::operators::{token_digest, Principal};
+use crate::session::{self, Session};
 
 /// Binding of the console's static files; must match `wrangler.toml`.
 const ASSETS_BINDING: &str = "ASSETS";
@@ -34,31 +37,38 @@ pub(super) async fn serve(req: &mut Request, env: &Env, iso: &Isolate, path: &[&
             check_console_page(req)?;
             // Every attempt counts, right or wrong: past the limit even the right token
             // waits, so the limit cannot be used to tell a right guess from a wrong one.
-            auth::limit_guessing(req, env).await?;
+            auth::limit_guessing(req, env, iso).await?;
             #[derive(serde::Deserialize)]
             struct Login {
                 token: String,
             }
-            let body = req.text().await?;
-            if body.len() > 4096 {
-                return Err(EdgeError::TooLarge("a login is limited to 4 KiB".into()).into());
-            }
+            let body = body::read(req, 4096, "a login").await?;
             let login: Login = serde_json::from_str(&body)
                 .map_err(|e| EdgeError::BadRequest(format!("login body: {e}")))?;
             let Some(principal) = ops.by_token(&login.token) else {
                 log_event("console_login_failed", json!({ "ip": client_ip(req) }));
                 return json_response(401, &json!({ "error": "wrong token" }));
             };
-            start_session(key, &principal, "token")
+            // The session names its token (a keyed hash), so that it ends with the token.
+            let bound = Bound::token(key, &token_digest(&login.token));
+            start_session(key, &principal, bound, "token")
         }
         (["session"], "GET") => {
             check_console_page(req)?;
             if let Some(s) = auth::session(req, env, iso).await? {
                 return json_response(200, &session_json(&s));
             }
-            // Behind Cloudflare Access, the identity it vouches for signs in by itself.
-            match auth::access_identity(req, iso).await? {
-                Some(principal) => start_session(key, &principal, "access"),
+            // Behind Cloudflare Access, the identity a browser carries signs in by itself.
+            match access_jwt::identity(req, iso).await? {
+                Some((principal, Credential::AccessBrowser)) => {
+                    start_session(key, &principal, Bound::Access, "access")
+                }
+                Some(_) => Err(EdgeError::Forbidden(
+                    "an Access token without the browser's cookie is for the API only; \
+                     a console session starts in a browser"
+                        .into(),
+                )
+                .into()),
                 None => json_response(
                     401,
                     &json!({ "error": "no session", "access": iso.access.is_some() }),
@@ -114,11 +124,16 @@ fn client_ip(req: &Request) -> String {
         .unwrap_or_default()
 }
 
-fn start_session(key: &session::SessionKey, principal: &Principal, via: &str) -> Outcome {
+fn start_session(
+    key: &session::SessionKey,
+    principal: &Principal,
+    bound: Bound,
+    via: &str,
+) -> Outcome {
     let mut id = [0u8; 16];
     getrandom::getrandom(&mut id)
         .map_err(|e| EdgeError::Forbidden(format!("no randomness for a session: {e}")))?;
-    let Some((value, session)) = key.issue(principal, id, now_ms() as u64) else {
+    let Some((value, session)) = key.issue(principal, bound, id, now_ms() as u64) else {
         return Err(EdgeError::Forbidden(format!(
             "{:?} cannot be carried in a session",
             principal.name
@@ -132,9 +147,10 @@ fn start_session(key: &session::SessionKey, principal: &Principal, via: &str) ->
     with_cookie(session_json(&session), &session::set_cookie(&value))
 }
 
-/// `POST /__canary/ui/logout` ends the session on the server; with `{"everywhere": true}`
-/// it ends every session issued so far. Either needs a session write (a console page and
-/// the CSRF token) or a bearer token that may write.
+/// `POST /__canary/ui/logout` ends the session on the server (any scope may end its own,
+/// from a console page with its CSRF token); with `{"everywhere": true}` it ends every
+/// session issued so far, a write: the write scope, by a session (same checks) or a
+/// bearer token.
 async fn logout(req: &mut Request, env: &Env, iso: &Isolate) -> Outcome {
     #[derive(serde::Deserialize, Default)]
     #[serde(deny_unknown_fields)]
@@ -142,39 +158,31 @@ async fn logout(req: &mut Request, env: &Env, iso: &Isolate) -> Outcome {
         #[serde(default)]
         everywhere: bool,
     }
-    let body = req.text().await?;
+    let body = body::read(req, 1024, "a logout").await?;
     let ask: Logout = if body.trim().is_empty() {
         Logout::default()
-    } else if body.len() > 1024 {
-        return Err(EdgeError::TooLarge("a logout is limited to 1 KiB".into()).into());
     } else {
         serde_json::from_str(&body)
             .map_err(|e| EdgeError::BadRequest(format!("logout body: {e}")))?
     };
     let session = auth::session(req, env, iso).await?;
-    let by = match &session {
-        Some(s) => {
-            check_console_page(req)?;
-            let csrf = req.headers().get(CSRF_HEADER).ok().flatten();
-            if !s.csrf_matches(csrf.as_deref()) {
-                return Err(EdgeError::Forbidden(format!(
-                    "a logout needs the session's {CSRF_HEADER} header"
-                ))
-                .into());
-            }
-            s.principal.name.clone()
-        }
-        None if ask.everywhere => auth::api_caller(req, env, iso, true).await?.name,
-        None => String::new(),
-    };
+    if session.is_none() && !ask.everywhere {
+        return with_cookie(
+            json!({ "ok": true, "revoked": 0 }),
+            &session::clear_cookie(),
+        );
+    }
+    let by = auth::caller(req, env, iso, authz::logout_action(ask.everywhere))
+        .await?
+        .name;
     let answer = match (&session, ask.everywhere) {
         (_, true) => {
-            let at = auth::revoke_all_sessions(env, iso).await?;
+            let at = revocations::revoke_all_sessions(env, iso).await?;
             log_event("sessions_revoked", json!({ "by": by, "not_before_ms": at }));
             json!({ "ok": true, "revoked": "all", "not_before_ms": at })
         }
         (Some(s), false) => {
-            auth::revoke_session(env, iso, s).await?;
+            revocations::revoke_session(env, iso, s).await?;
             log_event("console_logout", json!({ "by": by }));
             json!({ "ok": true, "revoked": 1 })
         }

@@ -7,13 +7,19 @@
 //!   holds, and the operators' keys), the fetch entry, config reads, responses, logging;
 //! - `ops.rs`: `/__canary/...`: health, status, error reports, the admin API;
 //! - `console.rs`: `/__canary/ui/`: the operator console's files and session;
+//! - `auth.rs`: who is asking and whether they may (`canary_core::authz`); with
+//!   `revocations.rs` (logged-out sessions in KV) and `access_jwt.rs` (Cloudflare Access);
+//! - `body.rs`: request bodies read with a cap;
 //! - `monitor/`: the `HealthMonitor` Durable Object (runs the control plane, owns the
 //!   rollout state in SQLite, projects the config to KV) and the edge's calls to it.
 
+mod access_jwt;
 mod auth;
+mod body;
 mod console;
 mod monitor;
 mod ops;
+mod revocations;
 
 use std::cell::{Ref, RefCell, RefMut};
 use std::rc::Rc;

@@ -7,10 +7,12 @@ use serde_json::json;
 use worker::{Context, Env, Request};
 
 use super::{
-    auth, brief, json_response, log_event, monitor, now_ms, rollout, Failure, Isolate, Outcome,
-    R2_BINDING,
+    auth, body, brief, json_response, log_event, monitor, now_ms, rollout, Failure, Isolate,
+    Outcome, R2_BINDING,
 };
 use crate::admin::{parse_request, Command};
+use crate::authz::{self, Action, BundleNeed};
+use crate::body::MAX_ADMIN_BODY;
 use crate::config::{BundleName, Version};
 use crate::control::wire::{CommandAnswer, StatusAnswer};
 use crate::decide::{Channel, PreparedRollout};
@@ -131,13 +133,16 @@ async fn edge_view(
 
 // ---------------------------------------------------------------- admin API
 
-/// `/__canary/api/<bundle>[/<action>]`, bearer-token protected.
+/// `/__canary/api/<bundle>[/<action>]`: who may is `authz`'s table (`auth::caller`).
 async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Outcome {
     let method = req.inner().method();
-    let write = !matches!(method.as_str(), "GET" | "HEAD");
-    let caller = auth::api_caller(req, env, iso, write).await?;
+    let (action, need) = authz::api_route(&method, path);
+    let caller = auth::caller(req, env, iso, action).await?;
     let bundle_text = path.first().copied().unwrap_or_default();
     let bundle = BundleName::parse(bundle_text).map_err(EdgeError::NotFound)?;
+    if need == BundleNeed::Existing {
+        require_config(env, iso, &bundle).await?;
+    }
     match (path.get(1..).unwrap_or_default(), method.as_str()) {
         ([], "GET") => {
             let Some(answer) = monitor::status(env, &bundle).await? else {
@@ -178,12 +183,7 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
         }
         (["override"], "POST") => issue_override(req, iso, &bundle).await,
         ([action], "POST") => {
-            let body = req.text().await?;
-            if body.len() > 16 * 1024 {
-                return Err(
-                    EdgeError::TooLarge("admin requests are limited to 16 KiB".into()).into(),
-                );
-            }
+            let body = body::read(req, MAX_ADMIN_BODY, "an admin request").await?;
             // Validate here for a clear 400; the control plane applies it as the single writer.
             let (command, _) =
                 parse_request(action, &body).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
@@ -215,7 +215,7 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
 /// control plane's view, for the console's overview. Each bundle's object is asked for its
 /// committed summary (no KV read, no wait for its lock), all at once.
 async fn bundles(req: &Request, env: &Env, iso: &Isolate) -> Outcome {
-    auth::api_caller(req, env, iso, false).await?;
+    auth::caller(req, env, iso, Action::Read).await?;
     let kv = env.kv(super::KV_BINDING)?;
     let listed = kv
         .list()
@@ -272,6 +272,16 @@ async fn overview_entry(env: &Env, iso: &Isolate, bundle: BundleName) -> serde_j
     match edge_view(env, iso, &bundle, monitor).await {
         Ok(body) => body,
         Err(_) => admin_status(&iso.edge(), &bundle, answer),
+    }
+}
+
+/// A bundle with no config does not exist: its routes answer 404 before any Durable Object
+/// is asked (asking one creates its state). A config KV cannot give right now (unreadable,
+/// invalid) still names a bundle someone made: its control plane answers.
+async fn require_config(env: &Env, iso: &Isolate, bundle: &BundleName) -> Result<(), Failure> {
+    match rollout(env, iso, bundle).await {
+        Err(missing @ EdgeError::NoRollout(_)) => Err(missing.into()),
+        Ok(_) | Err(_) => Ok(()),
     }
 }
 
@@ -344,7 +354,7 @@ async fn issue_override(req: &mut Request, iso: &Isolate, bundle: &BundleName) -
         #[serde(default)]
         ttl_secs: Option<u64>,
     }
-    let text = req.text().await?;
+    let text = body::read(req, MAX_ADMIN_BODY, "an admin request").await?;
     let ask: Ask = serde_json::from_str(&text)
         .map_err(|e| EdgeError::BadRequest(format!("bad override request: {e}")))?;
     let channel = match ask.channel.as_str() {

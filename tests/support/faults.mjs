@@ -137,8 +137,9 @@ function faultyKv(real, fixedSpec, faults, role) {
       await logWrite(faults, key, value);
     },
     async list(options, ...rest) {
-      // Listings of the session revocations are counted: the console's polls must not list.
-      if (options?.prefix === "auth/") await faults.put(`lists/auth/${Date.now()}-${Math.random()}`, role);
+      // Refreshes of the session revocations are counted (each starts with the first page of
+      // the generations, `auth/not-before/`): the console's polls must not list.
+      if (options?.prefix === "auth/not-before/" && !options.cursor) await faults.put(`lists/auth/${Date.now()}-${Math.random()}`, role);
       return real.list(options, ...rest);
     },
     async delete(key, ...rest) {

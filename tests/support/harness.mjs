@@ -248,11 +248,21 @@ export class Worker {
    * copies, unsent counts, module state: gone) and so does every Durable Object (from its
    * storage). With `listen`, the same port if it is free again, else a new one
    * (`worker.url`). `kv`, `faults`, `r2` and `mf` are replaced: read them from the worker
-   * after a restart.
+   * after a restart. `vars`: a deploy that changes vars or secrets (e.g. a rotated
+   * READ_TOKEN, an operator removed from OPERATOR_TOKENS): the edge starts with them.
    */
-  async restart() {
+  async restart({ vars } = {}) {
     const port = this.options.port === undefined ? undefined : Number(this.url.port);
     await this.mf.dispose();
+    if (vars) {
+      // The edge's bindings, as Miniflare holds them (the worker whose env has the vars).
+      for (const w of this.options.workers) {
+        const env = w.config?.env;
+        if (!env || !("CONFIG_TTL_MS" in env)) continue;
+        for (const [name, value] of Object.entries(vars)) env[name] = { type: "text", value };
+      }
+      Object.assign(this.vars, vars);
+    }
     this.restarts++;
     if (port !== undefined) this.options.port = port;
     try {
@@ -351,7 +361,7 @@ export class Worker {
     return Promise.all(out.map(async ({ at, name }) => ({ at, value: await this.faults.get(name) })));
   }
 
-  /** How many times the worker listed the session revocations (`auth/`) in KV. */
+  /** How many times the worker listed the session revocations (`auth/not-before/`, then `auth/revoked/`) in KV. */
   async revocationListings() {
     const { keys } = await this.faults.list({ prefix: "lists/auth/" });
     return keys.length;

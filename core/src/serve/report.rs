@@ -101,10 +101,7 @@ impl Edge {
             }
         };
         // One key per network (an IPv4 address, an IPv6 /48), keyed: no address leaves.
-        let ip_limit_key = format!(
-            "net:{:016x}",
-            self.network_key.network(req.client_ip.unwrap_or(""))
-        );
+        let ip_limit_key = self.network_limit_key(req.client_ip);
         let reporter = Reporter {
             cookie: self.cookie_state(req.cookie, req.now_ms),
             override_holder: self.override_holder(

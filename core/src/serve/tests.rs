@@ -665,3 +665,20 @@ fn an_override_holder_is_found_as_the_asset_path_finds_it() {
         "expired"
     );
 }
+
+#[test]
+fn limit_keys_are_keyed_networks_ipv4_addresses_and_ipv6_slash_48s() {
+    let e = edge();
+    let key = |ip: &str| e.network_limit_key(Some(ip));
+    for (a, b, same) in [
+        ("2001:db8:1:aaaa::1", "2001:db8:1:bbbb::2", true),
+        ("2001:db8:1::1", "2001:db8:2::1", false),
+        ("203.0.113.1", "203.0.113.1", true),
+        ("203.0.113.1", "203.0.113.2", false),
+    ] {
+        assert_eq!(key(a) == key(b), same, "{a} {b}");
+    }
+    assert!(key("203.0.113.1").starts_with("net:"));
+    assert!(!key("203.0.113.1").contains("203.0"), "no address leaves");
+    assert_eq!(e.network_limit_key(None), key(""));
+}

@@ -120,7 +120,8 @@ function loggedIn(session) {
   $("who").textContent = session.scope === "read" ? `${session.by} (read only)` : session.by;
   show("login", false);
   show("logout", true);
-  show("logout-all", true);
+  // Ending every session is a write: a read-only session may end only its own.
+  show("logout-all", session.scope !== "read");
   refresh();
 }
 
