@@ -231,6 +231,7 @@ fn plan_benches(c: &mut Criterion) {
         override_token: None,
         client_ip: Some("203.0.113.7"),
         signed_user_key: None,
+        referer: None,
         now_ms: now,
         config_read: false,
     };

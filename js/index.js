@@ -60,6 +60,7 @@ const PROTOCOL = {
       "client_ip",
       "user_key_signature",
       "signed_user_key",
+      "referer",
       "identity",
       "user_key",
       "ja4",
@@ -110,7 +111,7 @@ const PROTOCOL = {
     ],
     pairs: ["name", "value"],
   },
-  report: { fields: ["now_ms", "config_read", "oversize", "cookie", "override_token", "client_ip"] },
+  report: { fields: ["now_ms", "config_read", "oversize", "cookie", "override_token", "client_ip", "origin"] },
   report_answers: {
     N: { fields: ["kind", "ip_limit_key", "body"], rest: true },
     K: { fields: ["kind", "ip_limit_key", "client_limit_key", "token", "body"], rest: true },
@@ -233,6 +234,8 @@ async function handle(request, env, ctx) {
   req[PLAN.cookie] = opt(headers.get("cookie"));
   req[PLAN.override_token] = opt(headers.get(OVERRIDE_HEADER));
   req[PLAN.client_ip] = opt(headers.get("cf-connecting-ip"));
+  // The page that loaded the script: with `health.origins`, only the merchant's pages count.
+  req[PLAN.referer] = opt(headers.get("referer"));
   // The user key is read here only when signed: it then counts as a client of its own.
   const signature = headers.get(USER_KEY_SIGNATURE_HEADER);
   if (signature !== null) {
@@ -543,6 +546,8 @@ async function receiveReport(request, env, ctx) {
   req[REPORT.cookie] = opt(headers.get("cookie"));
   req[REPORT.override_token] = opt(headers.get(OVERRIDE_HEADER));
   req[REPORT.client_ip] = opt(headers.get("cf-connecting-ip"));
+  // The page that sent it: with `health.origins`, only the merchant's pages count.
+  req[REPORT.origin] = opt(headers.get("origin"));
   // At most: a config read, then the decision.
   for (let step = 0; step < 3; step++) {
     req[REPORT.now_ms] = Date.now();

@@ -383,6 +383,8 @@ export function renderStatus(s, now = new Date()) {
       `better ${f(v.pass.relative)} relative, ${f(v.pass.absolute)} absolute, ${f(v.pass.combined)} combined, pass at ${f(v.pass.threshold)}; ${v.step_clients}/${v.min_clients} step clients`);
     lines.push(`verdict: ${v.state} (${v.reason})`);
   }
+  // Without health.origins any page's loads and reports count: say so.
+  if (m.evidence?.warning) lines.push(`warning: ${m.evidence.warning}`);
   if (m.progress) {
     const p = m.progress;
     const why = {

@@ -355,3 +355,40 @@ test("a migration interrupted half-way is finished on the next open", async () =
   }
   assertMigrated(file);
 });
+
+test("a version-2 store made before the tracker's later columns gets them, its rows kept", async () => {
+  const state = copyState("later-columns");
+  let w = await startWorker({ persist: state, seed: false, vars: VARS });
+  try {
+    assert.deepEqual(await view(w), old);
+  } finally {
+    await w.dispose();
+  }
+  // The tables as the build before `step_waiting.network` and
+  // `step_tracker.refused_waiting_full` made them, with a signal waiting in one.
+  const file = objectFile(state);
+  const at = Date.now();
+  const db = new DatabaseSync(file);
+  try {
+    db.exec(`ALTER TABLE step_waiting DROP COLUMN network; ALTER TABLE step_tracker DROP COLUMN refused_waiting_full;
+      INSERT INTO step_waiting (client, canary, booted, failed, at_ms) VALUES (x'00000000000000aa', 1, 1, 0, ${at});`);
+  } finally {
+    db.close();
+  }
+  w = await startWorker({ persist: state, seed: false, vars: VARS });
+  try {
+    assert.deepEqual(await view(w), old, "opened as before");
+    const s = await api(w, "");
+    assert.equal(s.json.monitor.verdict.tracked.refused.waiting_full, 0);
+  } finally {
+    await w.dispose();
+  }
+  const now = dump(file);
+  assert.ok(now.step_waiting.columns.includes("network"), now.step_waiting.columns.join(", "));
+  assert.ok(now.step_tracker.columns.includes("refused_waiting_full"), now.step_tracker.columns.join(", "));
+  assert.deepEqual(
+    now.step_waiting.rows.map((r) => [hex(r.client), r.booted, hex(r.network)]),
+    [["00000000000000aa", 1, ""]],
+    "the waiting row kept (its network unknown)",
+  );
+});

@@ -78,6 +78,9 @@ pub struct CohortCookie {
     /// HMAC-SHA256 again. Only verified tags enter it, so it cannot be poisoned; bounded at
     /// `VERIFIED_SLOTS` entries. Expiry is checked on every read, cached or not.
     verified: RefCell<Vec<VerifiedSlot>>,
+    /// MACs computed, for the tests' count of the work a header costs.
+    #[cfg(test)]
+    macs: std::cell::Cell<u32>,
 }
 
 impl CohortCookie {
@@ -98,6 +101,8 @@ impl CohortCookie {
             attributes,
             tags: (0..cohorts).map(|_| OnceCell::new()).collect(),
             verified: RefCell::new(Vec::new()),
+            #[cfg(test)]
+            macs: std::cell::Cell::new(0),
         }
     }
 
@@ -107,6 +112,8 @@ impl CohortCookie {
 
     /// The first 8 bytes of the HMAC of `parts`, concatenated.
     fn mac_tag(&self, parts: &[&[u8]]) -> Tag {
+        #[cfg(test)]
+        self.macs.set(self.macs.get() + 1);
         let mut mac = self.mac.clone();
         for part in parts {
             mac.update(part);
@@ -195,6 +202,15 @@ impl CohortCookie {
     /// anything but a well-formed, in-range, correctly signed cohort (and id and issue time,
     /// in the current format, issued at most `Max-Age` ago and not in the future).
     pub fn verify_client(&self, value: &str, now_secs: u64) -> Option<Verified> {
+        match self.check(self.candidate(value, now_secs)?, true) {
+            Check::Genuine(v) => Some(v),
+            Check::Forged | Check::NeedsMac => None,
+        }
+    }
+
+    /// What a value claims, if it is well-formed: everything checked but its MAC (an
+    /// expired or future issue time is refused here: the time is not secret).
+    fn candidate<'v>(&self, value: &'v str, now_secs: u64) -> Option<Candidate<'v>> {
         let (number, rest) = value.split_once('.')?;
         let canonical = number == "0" || !number.starts_with('0');
         if number.is_empty()
@@ -209,79 +225,93 @@ impl CohortCookie {
             return None;
         }
         let Some((id, rest)) = rest.split_once('.') else {
-            return self.verify_v1(cohort, rest);
+            return (rest.len() == TAG_HEX_LEN).then_some(Candidate::V1 { cohort, tag: rest });
         };
-        match rest.split_once('.') {
-            Some((issued, tag)) => self.verify_v3(cohort, id, issued, tag, now_secs),
-            None => self.verify_v2(cohort, id, rest),
-        }
-    }
-
-    /// `<n>.<tag>`: constant-time comparison with the one valid tag of this cohort.
-    fn verify_v1(&self, cohort: u16, tag: &str) -> Option<Verified> {
-        if tag.len() != TAG_HEX_LEN {
-            return None;
-        }
-        let genuine = bool::from(self.tag(cohort).as_bytes().ct_eq(tag.as_bytes()));
-        genuine.then_some(Verified {
-            cohort,
-            client: None,
-            issued: None,
-        })
-    }
-
-    /// `<n>.<id>.<tag>`: the cohort only; the id is replaced with the cookie. Not cached:
-    /// a client sends it until its next response upgrades it.
-    fn verify_v2(&self, cohort: u16, id: &str, tag: &str) -> Option<Verified> {
         let client = hex16(id)?;
-        let given = hex16(tag)?.to_be_bytes();
-        let genuine = bool::from(self.v2_tag(cohort, client).ct_eq(&given));
-        genuine.then_some(Verified {
-            cohort,
-            client: None,
-            issued: None,
-        })
-    }
-
-    fn verify_v3(
-        &self,
-        cohort: u16,
-        id: &str,
-        issued: &str,
-        tag: &str,
-        now_secs: u64,
-    ) -> Option<Verified> {
-        let client = hex16(id)?;
+        let Some((issued, tag)) = rest.split_once('.') else {
+            let tag = hex16(rest)?.to_be_bytes();
+            return Some(Candidate::V2 {
+                cohort,
+                client,
+                tag,
+            });
+        };
         let issued = hex_time(issued)?;
-        let given = hex16(tag)?.to_be_bytes();
-        // Expired or from the future: refused before any MAC (the time is not secret).
+        let tag = hex16(tag)?.to_be_bytes();
         if issued > now_secs.saturating_add(CLOCK_SKEW_SECS)
             || now_secs.saturating_sub(issued) > self.max_age
         {
             return None;
         }
-        let slot = (client % VERIFIED_SLOTS as u64) as usize;
-        let cached = self.verified.borrow().get(slot).copied().flatten();
-        let hit = cached.filter(|&(c, id, at, _)| (c, id, at) == (cohort, client, issued));
-        let expected = match hit {
-            Some((.., tag)) => tag,
-            None => self.client_tag(cohort, client, issued),
-        };
-        if !bool::from(expected.ct_eq(&given)) {
-            return None;
-        }
-        if hit.is_none() {
-            let mut verified = self.verified.borrow_mut();
-            if verified.is_empty() {
-                verified.resize(VERIFIED_SLOTS, None);
-            }
-            verified[slot] = Some((cohort, client, issued, expected));
-        }
-        Some(Verified {
+        Some(Candidate::V3 {
             cohort,
-            client: Some(client),
-            issued: Some(issued),
+            client,
+            issued,
+            tag,
         })
+    }
+
+    /// Whether a candidate's tag is genuine (compared in constant time): against a tag known
+    /// without a new MAC (the oldest format's, at most one MAC per cohort per isolate; the
+    /// verified-tag cache), else by its MAC when `mac` allows, else [`Check::NeedsMac`].
+    fn check(&self, candidate: Candidate<'_>, mac: bool) -> Check {
+        let genuine = |ok: bool, v: Verified| if ok { Check::Genuine(v) } else { Check::Forged };
+        let old = |cohort| Verified {
+            cohort,
+            client: None,
+            issued: None,
+        };
+        match candidate {
+            // `<n>.<tag>`: the one valid tag of this cohort, computed once per isolate.
+            Candidate::V1 { cohort, tag } => genuine(
+                bool::from(self.tag(cohort).as_bytes().ct_eq(tag.as_bytes())),
+                old(cohort),
+            ),
+            // `<n>.<id>.<tag>`: the cohort only; the id is replaced with the cookie. Not
+            // cached: a client sends it until its next response upgrades it.
+            Candidate::V2 {
+                cohort,
+                client,
+                tag,
+            } => match mac {
+                true => genuine(
+                    bool::from(self.v2_tag(cohort, client).ct_eq(&tag)),
+                    old(cohort),
+                ),
+                false => Check::NeedsMac,
+            },
+            Candidate::V3 {
+                cohort,
+                client,
+                issued,
+                tag,
+            } => {
+                let slot = (client % VERIFIED_SLOTS as u64) as usize;
+                let cached = self.verified.borrow().get(slot).copied().flatten();
+                let hit = cached.filter(|&(c, id, at, _)| (c, id, at) == (cohort, client, issued));
+                let expected = match hit {
+                    Some((.., known)) => known,
+                    None if mac => self.client_tag(cohort, client, issued),
+                    None => return Check::NeedsMac,
+                };
+                let ok = bool::from(expected.ct_eq(&tag));
+                if ok && hit.is_none() {
+                    let mut verified = self.verified.borrow_mut();
+                    if verified.is_empty() {
+                        verified.resize(VERIFIED_SLOTS, None);
+                    }
+                    verified[slot] = Some((cohort, client, issued, expected));
+                }
+                genuine(
+                    ok,
+                    Verified {
+                        cohort,
+                        client: Some(client),
+                        issued: Some(issued),
+                    },
+                )
+            }
+        }
     }
 
     /// The cohort from a `Cookie` request header at `now_secs`: the first of our cookies
@@ -292,16 +322,57 @@ impl CohortCookie {
         self.read_client(header, now_secs).map(|v| v.cohort)
     }
 
-    /// Like `read`, with the client id and issue time of a current-format cookie.
+    /// Like `read`, with the client id and issue time of a current-format cookie. At most
+    /// one MAC per header: for the first well-formed pair whose tag is not known already
+    /// (the verified-tag cache; the oldest format's tags, one MAC per cohort per isolate),
+    /// so that a header stuffed with forged pairs costs one HMAC, not one each. A later pair
+    /// is then found only from a known tag (a cookie this isolate verified before).
     pub fn read_client(&self, header: &str, now_secs: u64) -> Option<Verified> {
         let scanned = &header.as_bytes()[..header.len().min(MAX_COOKIE_SCAN)];
+        let mut mac_left = true;
         scanned
             .split(|&b| b == b';' || b == b',')
             .filter_map(|pair| std::str::from_utf8(pair).ok())
             .filter_map(|pair| pair.trim().split_once('='))
             .filter(|(name, _)| *name == self.name)
-            .find_map(|(_, value)| self.verify_client(value.trim_matches('"'), now_secs))
+            .filter_map(|(_, value)| self.candidate(value.trim_matches('"'), now_secs))
+            .find_map(|candidate| {
+                let checked = match self.check(candidate, false) {
+                    Check::NeedsMac if mac_left => {
+                        mac_left = false;
+                        self.check(candidate, true)
+                    }
+                    checked => checked,
+                };
+                match checked {
+                    Check::Genuine(v) => Some(v),
+                    Check::Forged | Check::NeedsMac => None,
+                }
+            })
     }
+}
+
+/// A well-formed cookie value, by format: what it claims, its MAC not yet checked.
+#[derive(Clone, Copy)]
+enum Candidate<'v> {
+    /// `<n>.<tag>` (oldest format, no id).
+    V1 { cohort: u16, tag: &'v str },
+    /// `<n>.<id>.<tag>` (no issue time).
+    V2 { cohort: u16, client: u64, tag: Tag },
+    /// `<n>.<id>.<issued>.<tag>`, issued within `Max-Age`.
+    V3 {
+        cohort: u16,
+        client: u64,
+        issued: u64,
+        tag: Tag,
+    },
+}
+
+/// A candidate's tag: genuine, forged, or not known without a MAC (which was not allowed).
+enum Check {
+    Genuine(Verified),
+    Forged,
+    NeedsMac,
 }
 
 /// Exactly 16 lower-case hex digits (one valid spelling per value), as a number.
@@ -668,5 +739,59 @@ mod tests {
             jar.legacy_value(7)
         );
         assert_eq!(jar.read(&header, NOW), Some(2));
+    }
+
+    /// A header stuffed with forged pairs (issue 26: 567 of them added 20-30 ms to a
+    /// request) costs one MAC: the first well-formed pair's whose tag is not known already.
+    #[test]
+    fn a_header_of_many_forged_pairs_costs_one_mac() {
+        let jar = jar();
+        let forged: Vec<String> = (0..567u64)
+            .map(|i| format!("cohort={}.{:016x}.{NOW:x}.{:016x}", i % 10, ID + i, i))
+            .collect();
+        let header = forged.join("; ");
+        let macs = |header: &str| {
+            let before = jar.macs.get();
+            let got = jar.read_client(header, NOW);
+            (got, jar.macs.get() - before)
+        };
+        assert_eq!(macs(&header), (None, 1));
+        // The same for the previous format's shape.
+        let v2: Vec<String> = (0..567u64)
+            .map(|i| format!("cohort={}.{:016x}.{:016x}", i % 10, ID + i, i))
+            .collect();
+        assert_eq!(macs(&v2.join("; ")), (None, 1));
+        // The oldest format's tags cost one MAC per cohort per isolate, then none.
+        let v1: Vec<String> = (0..567u64)
+            .map(|i| format!("cohort={}.{:016x}", i % 10, i))
+            .collect();
+        assert_eq!(macs(&v1.join("; ")), (None, 10));
+        assert_eq!(macs(&v1.join("; ")), (None, 0));
+        // Malformed or expired pairs cost nothing.
+        let junk = format!(
+            "cohort=x; cohort=1.2; cohort={}",
+            jar.value(1, 7, NOW - MAX_AGE - 1)
+        );
+        assert_eq!(macs(&junk), (None, 0));
+        // A genuine cookie behind forged pairs of the oldest format is verified (their tags
+        // are known); behind forged pairs of the current one, only once this isolate has
+        // verified it (a previous request), from its cached tag.
+        let good = jar.value(4, 0xfeed, NOW);
+        let valid = Some(Verified {
+            cohort: 4,
+            client: Some(0xfeed),
+            issued: Some(NOW),
+        });
+        let behind = format!("{header}; cohort={good}");
+        assert_eq!(
+            macs(&behind),
+            (None, 1),
+            "the MAC went to the first forged pair"
+        );
+        assert_eq!(
+            macs(&format!("{}; cohort={good}", v1.join("; "))),
+            (valid, 1)
+        );
+        assert_eq!(macs(&behind), (valid, 1), "found from its cached tag");
     }
 }

@@ -184,6 +184,8 @@ pub enum NotCounted {
     NotServedThisVersion,
     /// Over the per-client or per-IP limit.
     RateLimited,
+    /// `health.origins` is set and the report's `Origin` is not one of them (or absent).
+    OriginNotListed,
 }
 
 impl NotCounted {
@@ -195,6 +197,7 @@ impl NotCounted {
             NotCounted::VersionNotLive => "version_not_live",
             NotCounted::NotServedThisVersion => "not_served_this_version",
             NotCounted::RateLimited => "rate_limited",
+            NotCounted::OriginNotListed => "origin_not_listed",
         }
     }
 }

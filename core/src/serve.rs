@@ -11,6 +11,7 @@
 
 use std::rc::Rc;
 
+use crate::config::origins::load_counts;
 use crate::config::{kv_key, BundleName, Version, Weight};
 use crate::control::batching::{Outbox, Tally};
 use crate::control::tracker::Signal;
@@ -46,6 +47,8 @@ pub struct AssetRequest<'a> {
     pub client_ip: Option<&'a str>,
     /// A user key and the merchant's signature of it (`user_key`), when both were sent.
     pub signed_user_key: Option<(&'a str, &'a str)>,
+    /// `Referer`: the page that loaded the script, for `health.origins`.
+    pub referer: Option<&'a str>,
     pub now_ms: f64,
     /// This request has just read the config ([`Step::ReadConfig`]): use what it read,
     /// however short the TTL.
@@ -256,7 +259,10 @@ impl Edge {
                 }
             }
             None => {
-                let returning = req.cookie.and_then(|c| {
+                // Asked again with the identities, the cookie has already failed (that is
+                // why they were read): it is scanned once per request, not twice.
+                let cookie = req.cookie.filter(|_| identity.is_none());
+                let returning = cookie.and_then(|c| {
                     self.router
                         .decide_returning(&prepared, c, (req.now_ms / 1000.0) as u64, &mut random)
                         .map(owned)
@@ -502,10 +508,12 @@ impl Edge {
     /// home's or site's many IPv6 addresses share it), keyed so that no address leaves the
     /// isolate. The report limits and the console's login limit use it.
     pub fn network_limit_key(&self, client_ip: Option<&str>) -> String {
-        format!(
-            "net:{:016x}",
-            self.network_key.network(client_ip.unwrap_or(""))
-        )
+        limit_key(self.network_of_address(client_ip))
+    }
+
+    /// The keyed network (the evidence unit) of a client address.
+    fn network_of_address(&self, client_ip: Option<&str>) -> u64 {
+        self.network_key.network(client_ip.unwrap_or(""))
     }
 
     /// The keyed network a counted load comes from: a user key the merchant signed is a
@@ -516,7 +524,7 @@ impl Edge {
                 return self.network_key.user_key(key);
             }
         }
-        self.network_key.network(req.client_ip.unwrap_or(""))
+        self.network_of_address(req.client_ip)
     }
 
     fn asset_plan(
@@ -550,9 +558,11 @@ impl Edge {
             headers.set(OVERRIDE_HEADER, ch.as_str());
         }
         // Real script loads of the floating URL feed the canary's health; HEAD requests,
-        // overrides (QA, probes) and pinned chunk loads do not.
+        // overrides (QA, probes), pinned chunk loads and loads from pages outside
+        // `health.origins` do not.
+        let from_listed_page = || load_counts(prepared.rollout.page_origins(), req.referer);
         let tally = match (&routed.decision, routed.overridden, head) {
-            (Some(d), None, false) => Some(TallyToken::new(
+            (Some(d), None, false) if from_listed_page() => Some(TallyToken::new(
                 prepared,
                 d.channel,
                 d.client,
@@ -562,8 +572,8 @@ impl Edge {
         };
         if let Some(d) = &routed.decision {
             headers.set(&self.settings.cohort_header, &d.cohort.to_string());
-            // A client id is issued only with a counted load: a HEAD or an override never
-            // mints one (ids cannot be stockpiled unseen).
+            // A client id is issued only with a counted load: a HEAD, an override or a page
+            // outside `health.origins` never mints one (ids cannot be stockpiled unseen).
             if let (Some(cookie), Some(_)) = (&d.set_cookie, &tally) {
                 headers.set("set-cookie", cookie);
             }
@@ -599,6 +609,11 @@ struct OwnedDecision {
     version: Version,
     client: u64,
     set_cookie: Option<String>,
+}
+
+/// The rate-limit key of a keyed network.
+fn limit_key(network: u64) -> String {
+    format!("net:{network:016x}")
 }
 
 fn owned(d: Decision<'_>) -> OwnedDecision {

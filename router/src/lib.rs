@@ -202,7 +202,8 @@ message! {
     /// [`plan`]'s request. Optional values are `+value` or `-`. `now_ms`: the time, in ms
     /// since the epoch. `config_read`: `1` when this request has just read the config
     /// (after a `C` answer). `client_ip`: `CF-Connecting-IP`. `signed_user_key`: the
-    /// user-key header, sent only with a `user_key_signature`. `identity`: `1` after an `I`
+    /// user-key header, sent only with a `user_key_signature`. `referer`: the `Referer`
+    /// header (`health.origins`: which page loaded the script). `identity`: `1` after an `I`
     /// answer, when the identities that follow were read, else `0` (and they are `-`).
     in PlanRequest {
         method,
@@ -214,6 +215,7 @@ message! {
         client_ip,
         user_key_signature,
         signed_user_key,
+        referer,
         identity,
         user_key,
         ja4,
@@ -482,6 +484,7 @@ pub fn plan(request: &str) -> String {
         override_token: optional(r.override_token),
         client_ip: optional(r.client_ip),
         signed_user_key: optional(r.signed_user_key).zip(optional(r.user_key_signature)),
+        referer: optional(r.referer),
     };
     with_edge(
         |edge| {
@@ -754,6 +757,7 @@ mod tests {
             r.client_ip,
             r.user_key_signature,
             r.signed_user_key,
+            r.referer,
             r.identity,
             r.user_key,
             r.ja4,

@@ -13,7 +13,8 @@ use super::{
 message! {
     /// [`report`]'s request (the body is its second argument). `oversize`: `1` when the body
     /// was longer than `report_max_bytes` (the entry stopped reading). `config_read`: `1`
-    /// after a `C` answer. Optional values are `+value` or `-`.
+    /// after a `C` answer. `origin`: the `Origin` header (`health.origins`). Optional values
+    /// are `+value` or `-`.
     in ReportIn {
         now_ms,
         config_read,
@@ -21,6 +22,7 @@ message! {
         cookie,
         override_token,
         client_ip,
+        origin,
     }
 }
 
@@ -48,6 +50,7 @@ pub fn report(request: &str, body: &str) -> String {
         cookie: optional(r.cookie),
         override_token: optional(r.override_token),
         client_ip: optional(r.client_ip),
+        origin: optional(r.origin),
         now_ms: r.now_ms.parse().unwrap_or(0.0),
         config_read: r.config_read == YES,
     };
@@ -127,6 +130,7 @@ mod tests {
             r.cookie,
             r.override_token,
             r.client_ip,
+            r.origin,
         ];
         assert_eq!(read, fields);
     }
@@ -154,6 +158,6 @@ mod tests {
     #[test]
     fn unconfigured_answers_fit() {
         assert!(counted("x", 0.0).starts_with('\n') || counted("x", 0.0).is_empty());
-        assert!(report("0\n0\n0\n-\n-\n-", "{}").starts_with("E\n503"));
+        assert!(report("0\n0\n0\n-\n-\n-\n-", "{}").starts_with("E\n503"));
     }
 }

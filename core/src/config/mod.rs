@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub mod freeze;
+pub mod origins;
 pub mod patch;
 mod policy;
 
 pub use freeze::FreezeWindow;
+pub use origins::PageOrigins;
 pub use policy::{HealthPolicy, Progression};
 
 /// KV key prefix of a bundle's rollout config (`scripts/canary` uses [`kv_key`] through cli-core).
@@ -444,6 +446,11 @@ impl Rollout {
     /// The rollback thresholds in force.
     pub fn health_policy(&self) -> HealthPolicy {
         self.health.clone().unwrap_or_default()
+    }
+
+    /// The pages whose evidence counts (`health.origins`); `None`: any page's.
+    pub fn page_origins(&self) -> Option<&PageOrigins> {
+        self.health.as_ref()?.origins.as_ref()
     }
 
     /// The version served to canary cohorts, if a canary is running with a weight above 0.

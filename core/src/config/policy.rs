@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::freeze::{parse_windows, FreezeWindow};
+use super::origins::PageOrigins;
 use super::{ConfigError, Weight};
 
 /// The canary's health rule, from the rollout config's `health` field: what operators mean,
@@ -36,6 +37,10 @@ pub struct HealthPolicy {
     /// stable's failing clients removed (each network counts at most
     /// `tracker::CLIENTS_PER_NETWORK` client per step).
     pub hostile_networks: u32,
+    /// The merchant's page origins: when set, only loads whose `Referer` and reports whose
+    /// `Origin` is one of them count as evidence (`origins.rs`); absent, any page's do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origins: Option<PageOrigins>,
 }
 
 impl Default for HealthPolicy {
@@ -50,6 +55,7 @@ impl Default for HealthPolicy {
             auto_rollback: true,
             boot_grace_secs: 30,
             hostile_networks: 10,
+            origins: None,
         }
     }
 }
@@ -109,6 +115,12 @@ impl HealthPolicy {
                 "window_secs" => p.window_secs = whole(10, 86_400)? as u32,
                 "boot_grace_secs" => p.boot_grace_secs = whole(1, 3_600)? as u32,
                 "hostile_networks" => p.hostile_networks = whole(0, 10_000)? as u32,
+                "origins" => {
+                    p.origins = match value {
+                        serde_json::Value::Null => None,
+                        v => Some(PageOrigins::from_value(v).map_err(|m| bad("health.origins", m))?),
+                    }
+                }
                 "auto_rollback" => {
                     p.auto_rollback = value.as_bool().ok_or_else(|| {
                         bad("health.auto_rollback", format!("must be true or false, got {value}"))
@@ -118,7 +130,7 @@ impl HealthPolicy {
                     return Err(bad(
                         "health",
                         format!(
-                            "unknown field `{other}`; use confidence, max_increase, min_error_rate, min_clients, max_hold_secs, window_secs, auto_rollback, boot_grace_secs or hostile_networks"
+                            "unknown field `{other}`; use confidence, max_increase, min_error_rate, min_clients, max_hold_secs, window_secs, auto_rollback, boot_grace_secs, hostile_networks or origins"
                         ),
                     ))
                 }
@@ -361,6 +373,12 @@ mod tests {
             (json!({"surprise": 1}), "health"),
             (json!({"min_requests": "many"}), "health.min_requests"),
             (json!({"auto_rollback": "yes"}), "health.auto_rollback"),
+            (
+                json!({"origins": ["https://shop.example/"]}),
+                "health.origins",
+            ),
+            (json!({"origins": []}), "health.origins"),
+            (json!({"origins": "https://shop.example"}), "health.origins"),
             (json!([1]), "health"),
         ] {
             assert_eq!(
@@ -384,9 +402,17 @@ mod tests {
             ),
             (20, 0.1, 1.0, false)
         );
-        let new = json!({"confidence": 0.95, "max_increase": 0.5, "min_error_rate": 0.01, "min_clients": 500, "max_hold_secs": 600});
+        let new = json!({"confidence": 0.95, "max_increase": 0.5, "min_error_rate": 0.01, "min_clients": 500, "max_hold_secs": 600, "origins": ["https://shop.example"]});
         let p = HealthPolicy::from_value(new.clone()).unwrap();
         assert_eq!(p.confidence, 0.95);
+        assert_eq!(
+            p.origins.as_ref().map(PageOrigins::as_slice),
+            Some(&["https://shop.example".to_string()][..])
+        );
+        // Without origins none is written back; `null` reads as none.
+        let any = HealthPolicy::from_value(json!({"origins": null})).unwrap();
+        assert_eq!(any.origins, None);
+        assert!(serde_json::to_value(&any).unwrap().get("origins").is_none());
         // Written back, it reads the same.
         assert_eq!(
             HealthPolicy::from_value(serde_json::to_value(&p).unwrap()).unwrap(),

@@ -111,7 +111,8 @@ pub struct Tally<'a> {
     pub weight: Weight,
     pub on_canary: bool,
     pub client: u64,
-    /// Keyed hash of the client's network (loads; 0 for other signals).
+    /// Keyed hash of the client's network: its load's (an address or a signed user key), or
+    /// the address a report came from.
     pub network: u64,
     pub signal: Signal,
 }

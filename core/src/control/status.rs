@@ -94,6 +94,19 @@ fn boot_signals(c: &Control) -> Value {
     json!({ "stable": stable, "canary": canary, "note": note })
 }
 
+/// Whose evidence counts: the pages of `health.origins`, or, without them, any page's, with
+/// a warning for the operator (a third-party page can recruit its visitors as evidence).
+fn evidence_json(c: &Control) -> Value {
+    let origins = c.config.as_ref().and_then(|r| r.page_origins());
+    json!({
+        "origins": origins,
+        "warning": origins.is_none().then_some(ANY_PAGE),
+    })
+}
+
+/// The warning of a config without `health.origins`.
+pub const ANY_PAGE: &str = "evidence is accepted from any page: without health.origins, a third-party page that embeds the SDK's floating URL can recruit its visitors to load the canary and report failures for it (or boots); list the merchant's page origins in health.origins";
+
 /// The approval gate: whether the rollout awaits a person now, and the step that waits (or
 /// will wait) for one; the config's gated weights.
 fn gate_json(c: &Control) -> Value {
@@ -161,6 +174,8 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
         // Nothing automatic acts without COHORT_SECRET: say so first.
         "error": (!c.signed).then_some(super::machine::UNSIGNED),
         "boot_signals": boot_signals(c),
+        // Which pages' loads and reports count (`health.origins`), or a warning.
+        "evidence": evidence_json(c),
         "stable": c.health.stable,
         "canary": c.health.canary,
         "recent": recent,

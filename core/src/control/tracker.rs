@@ -47,6 +47,15 @@ pub const MAX_TRACKED: usize = 100_000;
 /// Signals kept for clients whose load has not been seen yet (boots often arrive first:
 /// they are not batched behind other loads).
 pub const MAX_WAITING: usize = 20_000;
+/// Of those, the most from one network (the address a report came from, keyed as loads'
+/// networks are: an IPv4 address, an IPv6 /48). One network counts one client a step, yet
+/// mints as many ids as it likes: without this it could fill the table and crowd out
+/// everyone else's boots and errors (a stalled rollout, a broken canary not cut). Filling
+/// the table now takes `MAX_WAITING / WAITING_PER_NETWORK` networks. An honest network
+/// holds a slot from its boot until its load arrives (an isolate's flush, 10 s): more than
+/// this many boots in that time from one address is a large NAT, whose one counted client
+/// may then lose its boot.
+pub const WAITING_PER_NETWORK: u32 = 16;
 /// How long a signal waits for its client's load, at least (twice the boot grace if that is
 /// longer). An isolate holds a load until its next flush (`HEALTH_FLUSH_MS`, 10 s by
 /// default, checked on its next request), while a boot goes out within a second: with a
@@ -72,7 +81,8 @@ pub enum Signal {
 pub struct ClientEvent {
     #[serde(with = "hex_u64")]
     pub client: u64,
-    /// Keyed hash of the client's network (loads only; 0 otherwise).
+    /// Keyed hash of the client's network: its load's (an address, or a user key the
+    /// merchant signed), or the address a report came from; 0 when unknown (an older edge).
     #[serde(with = "hex_u64", default)]
     pub network: u64,
     pub canary: bool,
@@ -122,6 +132,8 @@ pub struct Tracked {
 /// Signals that came before their client's load.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Waiting {
+    /// The network the first signal came from (0: unknown, an older edge's batch).
+    pub network: u64,
     pub canary: bool,
     pub booted: bool,
     pub failed: bool,
@@ -170,6 +182,10 @@ pub struct Refused {
     pub other_channel: u64,
     /// Stable loads outside the step's sample.
     pub not_sampled: u64,
+    /// Signals not kept to wait for their load: their network already had
+    /// `WAITING_PER_NETWORK` waiting, or the table was full.
+    #[serde(default)]
+    pub waiting_full: u64,
 }
 
 /// The current step's clients.
@@ -178,6 +194,8 @@ pub struct Tracker {
     clients: HashMap<u64, Tracked>,
     networks: HashMap<u64, u32>,
     waiting: HashMap<u64, Waiting>,
+    /// Waiting signals per network (derived from `waiting`: rebuilt on restore, never stored).
+    waiting_networks: HashMap<u64, u32>,
     /// The pending clients' loads in time order (`loaded_ms`, client): the sweep takes the
     /// due ones from the front instead of scanning the step. An entry whose client was
     /// resolved since is skipped when it comes up.
@@ -202,6 +220,7 @@ impl PartialEq for Tracker {
         self.clients == other.clients
             && self.networks == other.networks
             && self.waiting == other.waiting
+            && self.waiting_networks == other.waiting_networks
             && self.pending == other.pending
             && self.totals() == other.totals()
     }
@@ -288,10 +307,12 @@ impl Tracker {
         }
         let keep_from = now_ms - (2.0 * rule.grace_ms).max(WAITING_KEEP_MS);
         let changes = &mut self.changes;
+        let networks = &mut self.waiting_networks;
         self.waiting.retain(|id, w| {
             let keep = w.at_ms > keep_from;
             if !keep {
                 changes.waiting.insert(*id);
+                release(networks, w.network);
             }
             keep
         });
@@ -334,17 +355,22 @@ impl Tracker {
         if self.clients.contains_key(&e.client) {
             return;
         }
+        // A refused load is refused for the whole step: its waiting signals can never be
+        // matched, so they go now rather than hold a slot for a minute.
         if !e.canary && !sampled(e.client, rule.stable_sample) {
             self.refused.not_sampled += 1;
+            self.unwait(e.client);
             return;
         }
         if self.clients.len() >= MAX_TRACKED {
             self.refused.over_capacity += 1;
+            self.unwait(e.client);
             return;
         }
         let from_network = self.networks.entry(e.network).or_insert(0);
         if *from_network >= CLIENTS_PER_NETWORK {
             self.refused.network_cap += 1;
+            self.unwait(e.client);
             return;
         }
         *from_network += 1;
@@ -356,8 +382,7 @@ impl Tracker {
             failed: false,
             state: Resolution::Pending,
         };
-        if let Some(w) = self.waiting.remove(&e.client) {
-            self.changes.waiting.insert(e.client);
+        if let Some(w) = self.unwait(e.client) {
             if w.canary == e.canary {
                 t.booted = w.booted;
                 t.failed = w.failed;
@@ -382,19 +407,7 @@ impl Tracker {
     fn signal(&mut self, e: &ClientEvent, now_ms: f64, new: &mut Resolved) {
         let boot = e.signal == Signal::Boot;
         let Some(t) = self.clients.get_mut(&e.client) else {
-            if self.waiting.len() < MAX_WAITING || self.waiting.contains_key(&e.client) {
-                self.changes.waiting.insert(e.client);
-                let w = self.waiting.entry(e.client).or_insert(Waiting {
-                    canary: e.canary,
-                    booted: false,
-                    failed: false,
-                    at_ms: now_ms,
-                });
-                if w.canary == e.canary {
-                    w.booted |= boot;
-                    w.failed |= !boot;
-                }
-            }
+            self.wait(e, now_ms);
             return;
         };
         if t.canary != e.canary {
@@ -417,6 +430,56 @@ impl Tracker {
         }
         if *t != before {
             self.changes.clients.insert(e.client);
+        }
+    }
+}
+
+impl Tracker {
+    /// Keeps a signal of a client whose load has not come yet, within the table's bounds:
+    /// [`MAX_WAITING`] in all, [`WAITING_PER_NETWORK`] per network (network 0, unknown, is
+    /// bounded by the table only).
+    fn wait(&mut self, e: &ClientEvent, now_ms: f64) {
+        let boot = e.signal == Signal::Boot;
+        if !self.waiting.contains_key(&e.client) {
+            let from_network = self.waiting_networks.get(&e.network).copied().unwrap_or(0);
+            let network_full = e.network != 0 && from_network >= WAITING_PER_NETWORK;
+            if network_full || self.waiting.len() >= MAX_WAITING {
+                self.refused.waiting_full += 1;
+                return;
+            }
+            if e.network != 0 {
+                self.waiting_networks.insert(e.network, from_network + 1);
+            }
+        }
+        self.changes.waiting.insert(e.client);
+        let w = self.waiting.entry(e.client).or_insert(Waiting {
+            network: e.network,
+            canary: e.canary,
+            booted: false,
+            failed: false,
+            at_ms: now_ms,
+        });
+        if w.canary == e.canary {
+            w.booted |= boot;
+            w.failed |= !boot;
+        }
+    }
+
+    /// Takes a client's waiting signals out of the table, if it has any.
+    fn unwait(&mut self, client: u64) -> Option<Waiting> {
+        let w = self.waiting.remove(&client)?;
+        self.changes.waiting.insert(client);
+        release(&mut self.waiting_networks, w.network);
+        Some(w)
+    }
+}
+
+/// One waiting signal of `network` fewer.
+fn release(networks: &mut HashMap<u64, u32>, network: u64) {
+    if let Some(n) = networks.get_mut(&network) {
+        *n -= 1;
+        if *n == 0 {
+            networks.remove(&network);
         }
     }
 }

@@ -9,7 +9,8 @@
 //! then as one client with an error (its id), however many it sends. Anything else is
 //! answered 2xx `{"counted": false, "reason"}` (a beacon must not retry), 429 when limited.
 
-use super::{Edge, ParsedTally, TallyToken};
+use super::{limit_key, Edge, ParsedTally, TallyToken};
+use crate::config::origins::report_counts;
 use crate::config::{kv_key, BundleName};
 use crate::control::tracker::Signal;
 use crate::control::Batch;
@@ -28,6 +29,8 @@ pub struct ReportRequest<'a> {
     pub override_token: Option<&'a str>,
     /// `CF-Connecting-IP`: the network the per-network limit keys.
     pub client_ip: Option<&'a str>,
+    /// `Origin`: the page that sent the report, for `health.origins`.
+    pub origin: Option<&'a str>,
     pub now_ms: f64,
     /// This request has just read the config: use what it read.
     pub config_read: bool,
@@ -101,7 +104,15 @@ impl Edge {
             }
         };
         // One key per network (an IPv4 address, an IPv6 /48), keyed: no address leaves.
-        let ip_limit_key = self.network_limit_key(req.client_ip);
+        let network = self.network_of_address(req.client_ip);
+        let ip_limit_key = limit_key(network);
+        // A page outside `health.origins` moves nothing, and costs no cookie check.
+        if !report_counts(prepared.rollout.page_origins(), req.origin) {
+            return ReportStep::NotCounted {
+                ip_limit_key,
+                body: not_counted_body(NotCounted::OriginNotListed),
+            };
+        }
         let reporter = Reporter {
             cookie: self.cookie_state(req.cookie, req.now_ms),
             override_holder: self.override_holder(
@@ -122,7 +133,9 @@ impl Edge {
                 } else {
                     Signal::Failure
                 };
-                let mut token = TallyToken::new(&prepared, channel, client, 0).0;
+                // The network too: the control plane caps the signals waiting for their
+                // loads per network (`tracker::WAITING_PER_NETWORK`).
+                let mut token = TallyToken::new(&prepared, channel, client, network).0;
                 token.push('\t');
                 token.push_str(if signal == Signal::Boot { "b" } else { "f" });
                 ReportStep::Admitted {

@@ -35,6 +35,7 @@ pub(super) fn get(url: &str) -> AssetRequest<'_> {
         override_token: None,
         client_ip: Some("203.0.113.9"),
         signed_user_key: None,
+        referer: None,
         now_ms: NOW,
         config_read: false,
     }

@@ -239,3 +239,22 @@ fn merged_batches_judge_as_the_isolates_batches_they_merge() {
         );
     }
 }
+
+#[test]
+fn the_status_warns_when_evidence_is_accepted_from_any_page() {
+    let status = |config| {
+        let sim = Sim::new(config, 10);
+        crate::control::status::admin_json(&sim.state, sim.now)["evidence"].clone()
+    };
+    let any = status(dark());
+    assert_eq!(any["origins"], json!(null));
+    assert!(
+        any["warning"].as_str().unwrap().contains("any page"),
+        "{any}"
+    );
+    let listed = status(with_health(json!({"origins": ["https://shop.example"]})));
+    assert_eq!(
+        listed,
+        json!({"origins": ["https://shop.example"], "warning": null})
+    );
+}

@@ -168,6 +168,9 @@ impl Tracker {
         t.clients = clients.into_iter().map(|r| (r.client, r.tracked)).collect();
         t.networks = networks.into_iter().collect();
         t.waiting = waiting.into_iter().map(|r| (r.client, r.waiting)).collect();
+        for w in t.waiting.values().filter(|w| w.network != 0) {
+            *t.waiting_networks.entry(w.network).or_insert(0) += 1;
+        }
         let mut due: Vec<(f64, u64)> = t
             .clients
             .iter()

@@ -362,7 +362,8 @@ fn traffic(seed: u64) -> Vec<(f64, Vec<ClientEvent>)> {
                     4..=7 => Boot,
                     _ => Failure,
                 };
-                let network = if signal == Load { id % 150 } else { 0 };
+                // Loads from 150 networks; signals from 7 addresses (some beyond their cap).
+                let network = if signal == Load { id % 150 } else { 1 + id % 7 };
                 // Now and then a signal of the other channel.
                 let canary = if next() % 50 == 0 { !canary } else { canary };
                 events.push(ev(id, network, canary, signal));
@@ -411,6 +412,10 @@ fn a_restart_at_any_batch_changes_no_count() {
             "some clients go silent"
         );
         assert!(!whole.waiting.is_empty() || store.rows_written > 0);
+        assert!(
+            whole.refused.waiting_full > 0,
+            "some networks wait beyond their cap"
+        );
     }
 }
 
@@ -484,4 +489,78 @@ fn a_detached_tracker_leaves_its_counters_behind() {
         (moved.pending(), moved.totals(), moved.len()),
         (pending, totals, 2)
     );
+}
+
+/// One network mints ids and sends a signal for each before any load (their loads never
+/// come, or are refused by the network cap): more than the whole table holds. Honest
+/// clients of other networks, whose boots and failures come before their loads as usual,
+/// must still be matched when their loads arrive.
+#[test]
+fn a_network_flooding_the_waiting_table_crowds_out_no_one_else() {
+    let r = rule(true, true);
+    let mut t = Tracker::default();
+    const FLOOD: u64 = 0xf100d;
+    let flood: Vec<_> = (0..MAX_WAITING as u64 + 5_000)
+        .map(|id| ev(1 << 40 | id, FLOOD, id % 2 == 0, Failure))
+        .collect();
+    t.apply(&flood, r, 0.0);
+    // 200 honest clients on networks of their own: 20 fail, the rest boot; then their loads.
+    let honest = |id: u64| (id, 1_000 + id, id.is_multiple_of(2));
+    let signals: Vec<_> = (1..=200)
+        .map(honest)
+        .map(|(id, net, canary)| ev(id, net, canary, if id % 10 == 0 { Failure } else { Boot }))
+        .collect();
+    t.apply(&signals, r, 1_000.0);
+    let loads: Vec<_> = (1..=200)
+        .map(honest)
+        .map(|(id, net, canary)| ev(id, net, canary, Load))
+        .collect();
+    let matched = t.apply(&loads, r, 10_000.0);
+    let later = t.sweep(r, 10_000.0 + GRACE + 1.0);
+    let clients = matched.errors.canary.clients + matched.errors.stable.clients;
+    let failures = matched.errors.canary.errors + matched.errors.stable.errors;
+    println!(
+        "honest clients matched at their load: {clients}/200 ({failures}/20 failures); \
+         silent after the grace: {}",
+        later.silence.canary.errors + later.silence.stable.errors
+    );
+    assert_eq!((clients, failures), (200, 20));
+    assert_eq!(later.silence, ChannelCounts::default());
+    assert_eq!(t.pending(), 0);
+}
+
+#[test]
+fn signals_wait_within_their_networks_cap_and_go_when_their_load_is_refused() {
+    let r = rule(true, true);
+    let mut t = Tracker::default();
+    // A network's signals beyond its cap are not kept; repeats of a kept one are.
+    let flood: Vec<_> = (0..100).map(|id| ev(id, 5, true, Boot)).collect();
+    t.apply(&flood, r, 0.0);
+    assert_eq!(t.waiting.len(), WAITING_PER_NETWORK as usize);
+    assert_eq!(t.refused.waiting_full, 100 - u64::from(WAITING_PER_NETWORK));
+    t.apply(&[ev(0, 5, true, Failure)], r, 1.0);
+    assert!(t.waiting[&0].failed && t.refused.waiting_full == 84);
+    // Network 0 (unknown: an older edge's batch) is bounded by the table only.
+    let unknown: Vec<_> = (1_000..1_100).map(|id| ev(id, 0, true, Boot)).collect();
+    t.apply(&unknown, r, 2.0);
+    assert_eq!(t.waiting.len(), WAITING_PER_NETWORK as usize + 100);
+    // The first load of network 9 takes its waiting boot; the others' loads are refused by
+    // the network cap, and their signals leave the table (they can never match), freeing
+    // their network's slots at once rather than after a minute.
+    let loads: Vec<_> = (0..WAITING_PER_NETWORK as u64)
+        .map(|id| ev(id, 9, true, Load))
+        .collect();
+    let got = t.apply(&loads, r, 3.0);
+    assert_eq!(got.errors, counts(0, 0, 1, 1));
+    assert_eq!(t.refused.network_cap, u64::from(WAITING_PER_NETWORK) - 1);
+    assert_eq!(t.waiting.len(), 100);
+    assert!(!t.waiting_networks.contains_key(&5));
+    let again: Vec<_> = (200..200 + WAITING_PER_NETWORK as u64)
+        .map(|id| ev(id, 5, false, Boot))
+        .collect();
+    t.apply(&again, r, 4.0);
+    assert_eq!(t.waiting_networks[&5], WAITING_PER_NETWORK);
+    // Aged out, they leave their network's count too.
+    t.sweep(r, 4.0 + WAITING_KEEP_MS + 1.0);
+    assert!(t.waiting.is_empty() && t.waiting_networks.is_empty());
 }

@@ -11,6 +11,7 @@ fn report<'a>(body: &'a str, cookie: Option<&'a str>) -> ReportRequest<'a> {
         cookie,
         override_token: None,
         client_ip: Some("203.0.113.9"),
+        origin: None,
         now_ms: NOW,
         config_read: false,
     }
@@ -192,8 +193,10 @@ fn reports_join_the_loads_pending_counts() {
     let signals: Vec<Signal> = batch.events.iter().map(|ev| ev.signal).collect();
     assert_eq!(signals, [Signal::Load, Signal::Boot, Signal::Failure]);
     assert!(
-        batch.events[1..].iter().all(|ev| ev.network == 0),
-        "a report carries no network: the tracker takes its load's"
+        batch.events[1..]
+            .iter()
+            .all(|ev| ev.network == batch.events[0].network && ev.network != 0),
+        "a report carries its address's network (the load's here: the same address)"
     );
     let on = |ch| u64::from(channel == ch);
     let counts = batch.clients.counts();
@@ -227,4 +230,83 @@ fn a_lone_report_is_sent_by_the_timer() {
     let sent = e.flush(due);
     assert_eq!(sent.len(), 1);
     assert_eq!(e.next_flush_ms(), None);
+}
+
+/// With `health.origins`, a load counts only from a listed page (its `Referer`) and a report
+/// only from one (its `Origin`); everything is still served.
+#[test]
+fn only_the_merchants_pages_move_the_counts() {
+    let mut e = edge();
+    let demo = BundleName::parse("demo").unwrap();
+    let config = r#"{"stable":"1.0.0","canary":"1.1.0","weight":50,
+        "health":{"origins":["https://shop.example","http://127.0.0.1:8787"]}}"#;
+    e.record_config(&demo, crate::rollouts::KvRead::Value(config.into()), NOW);
+    let url = "https://sdk.example/demo/sdk.js";
+    let id = crate::decide::ClientFacts {
+        user_key: Some("shopper"),
+        ..Default::default()
+    };
+    // (Referer, counted): counted loads carry a tally and mint the client's cookie.
+    let mut cookie = None;
+    for (referer, counted) in [
+        (Some("https://shop.example/"), true),
+        (Some("https://shop.example/checkout?o=1"), true),
+        (Some("http://127.0.0.1:8787/merchant/index.html"), true),
+        (Some("https://forum.example/thread/1"), false),
+        (Some("http://localhost:8787/"), false),
+        (None, false),
+    ] {
+        let req = crate::serve::AssetRequest {
+            referer,
+            ..crate::serve::tests::get(url)
+        };
+        let plan = crate::serve::tests::serve(e.plan(&req, Some(&id), || 7));
+        assert_eq!(plan.tally.is_some(), counted, "{referer:?}");
+        let set = plan.headers.get("set-cookie");
+        assert_eq!(
+            set.is_some(),
+            counted,
+            "{referer:?}: an id only with a counted load"
+        );
+        assert!(
+            plan.headers.get("x-cohort").is_some(),
+            "{referer:?}: served all the same"
+        );
+        if let Some(set) = set {
+            cookie = set.split(';').next().map(str::to_owned);
+        }
+    }
+    let cookie = cookie.unwrap();
+    let served = {
+        let req = crate::serve::AssetRequest {
+            cookie: Some(&cookie),
+            referer: Some("https://shop.example/"),
+            ..crate::serve::tests::get(url)
+        };
+        crate::serve::tests::serve(e.plan(&req, None, || 7)).version
+    };
+    let text = body(served.as_str(), "uncaught");
+    // (Origin, reason): `null` and a missing Origin never match.
+    for (origin, expected) in [
+        (Some("https://shop.example"), "admitted"),
+        (Some("http://127.0.0.1:8787"), "admitted"),
+        (Some("https://forum.example"), "origin_not_listed"),
+        (Some("https://shop.example/"), "origin_not_listed"),
+        (Some("null"), "origin_not_listed"),
+        (None, "origin_not_listed"),
+    ] {
+        let req = ReportRequest {
+            origin,
+            ..report(&text, Some(&cookie))
+        };
+        let got = match e.plan_report(&req) {
+            ReportStep::Admitted { .. } => "admitted".to_owned(),
+            ReportStep::NotCounted { body, .. } => {
+                let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+                answer["reason"].as_str().unwrap().to_owned()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(got, expected, "{origin:?}");
+    }
 }

@@ -317,8 +317,15 @@ function renderVerdict(m) {
   }
   const t = kept ? null : m.verdict?.tracked;
   $("boot-signals").textContent = m.boot_signals
-    ? `${m.boot_signals.note}${t ? ` · this step: ${t.boots.canary} canary and ${t.boots.stable} stable boots, no_boot ${t.no_boot.canary} canary / ${t.no_boot.stable} stable, ${t.pending} waiting, ${t.refused.network_cap} loads over the per-network cap` : ""}`
+    ? `${m.boot_signals.note}${t ? ` · this step: ${t.boots.canary} canary and ${t.boots.stable} stable boots, no_boot ${t.no_boot.canary} canary / ${t.no_boot.stable} stable, ${t.pending} waiting, ${t.refused.network_cap} loads over the per-network cap, ${t.refused.waiting_full ?? 0} early signals not kept (per-network cap)` : ""}`
     : "";
+  // Whose evidence counts (`health.origins`); without it, any page's: a warning.
+  const evidence = m.evidence;
+  $("evidence-origins").hidden = !evidence;
+  $("evidence-origins").className = evidence?.warning ? "trouble" : "muted";
+  $("evidence-origins").textContent = !evidence ? ""
+    : evidence.warning ? `Warning: ${evidence.warning}.`
+    : `Evidence counts only from pages on ${evidence.origins.join(", ")} (health.origins).`;
   $("verdict-state").textContent = v ? `${v.state}: ${v.reason}` : "no verdict (no health monitor)";
   $("verdict-state").className = v?.state === "cut" ? "trouble" : "";
   $("verdict-rows").replaceChildren(...["canary", "stable"].filter((ch) => v?.[ch]).map((ch) =>

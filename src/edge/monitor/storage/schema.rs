@@ -14,7 +14,8 @@
 //! `step_clients`, `step_networks`, `step_waiting`, `step_tracker`, the step's tracker;
 //! `step_policy`, the health policy a step keeps when the config's changed during it;
 //! `outbox`, webhook deliveries waiting)
-//! are made, when missing, on every open, at no version change: a version-2 worker that
+//! are made, when missing, on every open, at no version change (and so are the columns
+//! added to them later, [`LATER`]: `step_waiting.network`, `step_tracker.refused_waiting_full`): a version-2 worker that
 //! does not know one leaves it alone, so every version-2 worker still reads the store, and
 //! a store without one (older, or migrated from version 1) reads as having none of its rows.
 //!
@@ -335,6 +336,9 @@ const ADDED: &[Table] = &[
             added("booted", "INTEGER NOT NULL"),
             added("failed", "INTEGER NOT NULL"),
             added("at_ms", "REAL NOT NULL"),
+            // Added later (`LATER`): the network the signal came from, for the per-network
+            // cap; empty in rows written before it (read as 0, unknown).
+            added("network", "BLOB NOT NULL DEFAULT x''"),
         ],
     },
     Table {
@@ -351,6 +355,8 @@ const ADDED: &[Table] = &[
             added("refused_over_capacity", "INTEGER NOT NULL"),
             added("refused_other_channel", "INTEGER NOT NULL"),
             added("refused_not_sampled", "INTEGER NOT NULL"),
+            // Added later (`LATER`).
+            added("refused_waiting_full", "INTEGER NOT NULL DEFAULT 0"),
         ],
     },
     Table {
@@ -383,10 +389,51 @@ const ADDED: &[Table] = &[
     },
 ];
 
-/// Makes the tables added within version 2 that the store does not have yet.
+/// Columns added to a table of [`ADDED`] after it first shipped, by table and name: a store
+/// whose table lacks one gets it by `ALTER TABLE … ADD COLUMN`, its rows the column's
+/// default, at no version change. A version-2 worker that does not know the column reads
+/// and writes the columns it names, and its inserts get the default.
+const LATER: &[(&str, &str)] = &[
+    ("step_waiting", "network"),
+    ("step_tracker", "refused_waiting_full"),
+];
+
+#[derive(Deserialize)]
+struct ColumnRow {
+    name: String,
+}
+
+/// Makes the tables added within version 2 that the store does not have yet, and the
+/// columns added to them later.
 fn add_missing(sql: &SqlStorage) -> worker::Result<()> {
     for table in ADDED {
         exec(sql, &table.create(true))?;
+        let later: Vec<&Column> = table
+            .columns
+            .iter()
+            .filter(|c| LATER.contains(&(table.name, c.name)))
+            .collect();
+        if later.is_empty() {
+            continue;
+        }
+        let present: Vec<String> = sql
+            .exec(&format!("PRAGMA table_info(\"{}\")", table.name), None)?
+            .to_array::<ColumnRow>()?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        for c in later
+            .into_iter()
+            .filter(|c| !present.iter().any(|p| p == c.name))
+        {
+            exec(
+                sql,
+                &format!(
+                    "ALTER TABLE \"{}\" ADD COLUMN \"{}\" {}",
+                    table.name, c.name, c.decl
+                ),
+            )?;
+        }
     }
     Ok(())
 }

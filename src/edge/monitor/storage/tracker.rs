@@ -41,6 +41,8 @@ struct NetworkColumns {
 #[derive(Deserialize)]
 struct WaitingColumns {
     client: String,
+    /// Empty in a row written before the column (unknown: 0).
+    network: String,
     canary: u8,
     booted: u8,
     failed: u8,
@@ -58,6 +60,7 @@ struct TotalsColumns {
     refused_over_capacity: u64,
     refused_other_channel: u64,
     refused_not_sampled: u64,
+    refused_waiting_full: u64,
 }
 
 /// `json_extract(value, '$[i]')` for the row's columns `from..to`, in order (column 0, the
@@ -130,14 +133,16 @@ impl Store {
                         w.canary as u8,
                         w.booted as u8,
                         w.failed as u8,
-                        w.at_ms
+                        w.at_ms,
+                        hex(w.network)
                     ])
                 })
                 .collect();
             self.run(
                 &format!(
-                    "INSERT OR REPLACE INTO step_waiting (client, canary, booted, failed, at_ms) \
-                     SELECT unhex(json_extract(value, '$[0]')), {} FROM json_each(?)",
+                    "INSERT OR REPLACE INTO step_waiting (client, canary, booted, failed, at_ms, network) \
+                     SELECT unhex(json_extract(value, '$[0]')), {}, unhex(json_extract(value, '$[5]')) \
+                     FROM json_each(?)",
                     from_json(1..5)
                 ),
                 vec![V::String(serde_json::Value::from(rows).to_string())],
@@ -165,6 +170,7 @@ impl Store {
                     ("refused_over_capacity", int(r.over_capacity)),
                     ("refused_other_channel", int(r.other_channel)),
                     ("refused_not_sampled", int(r.not_sampled)),
+                    ("refused_waiting_full", int(r.waiting_full)),
                 ],
             )?;
         }
@@ -197,13 +203,18 @@ impl Store {
             .filter_map(|r| Some((id(&r.network)?, r.clients)));
         let waiting = self
             .rows::<WaitingColumns>(
-                "SELECT hex(client) AS client, canary, booted, failed, at_ms FROM step_waiting",
+                "SELECT hex(client) AS client, hex(network) AS network, canary, booted, failed, at_ms \
+                 FROM step_waiting",
             )?
             .into_iter()
             .filter_map(|r| {
                 Some(WaitingRow {
                     client: id(&r.client)?,
                     waiting: Waiting {
+                        network: match r.network.as_str() {
+                            "" => 0,
+                            n => id(n)?,
+                        },
                         canary: r.canary != 0,
                         booted: r.booted != 0,
                         failed: r.failed != 0,
@@ -215,7 +226,7 @@ impl Store {
             .rows::<TotalsColumns>(
                 "SELECT boots_stable, boots_canary, no_boot_stable, no_boot_canary, left_out, \
                  refused_network_cap, refused_over_capacity, refused_other_channel, \
-                 refused_not_sampled FROM step_tracker WHERE id = 1",
+                 refused_not_sampled, refused_waiting_full FROM step_tracker WHERE id = 1",
             )?
             .pop()
             .map(|t| Totals {
@@ -227,6 +238,7 @@ impl Store {
                     over_capacity: t.refused_over_capacity,
                     other_channel: t.refused_other_channel,
                     not_sampled: t.refused_not_sampled,
+                    waiting_full: t.refused_waiting_full,
                 },
             })
             .unwrap_or_default();
