@@ -5,7 +5,8 @@
 //                                             manifest <bundle>/.manifests/<version>.json, then
 //                                             make it the canary at weight 0 (or the stable, if
 //                                             the bundle is new); refused, before any upload,
-//                                             for a version already in R2 (immutable)
+//                                             for a version already in R2 or claimed by
+//                                             another publish (immutable; see claimVersion)
 //   canary set-weight <bundle> <percent>      send <percent>% of clients to the canary
 //   canary promote <bundle>                   canary becomes stable, weight 0
 //   canary rollback <bundle>                  weight 0 (the canary stays named, dark)
@@ -340,7 +341,7 @@ class AdminApi {
     }
     const text = await res.text();
     // The status too: `release` tells the API's refusal from an unreachable API.
-    if (!res.ok) throw Object.assign(new Error(`${method} ${path || "/"}: ${res.status} ${text.trim()}`), { status: res.status });
+    if (!res.ok) throw Object.assign(new Error(`${method} ${path || "/"}: ${res.status} ${text.trim()}`), { status: res.status, body: text.trim() });
     return JSON.parse(text);
   }
 
@@ -509,11 +510,11 @@ async function probe(api, bundle, log, { edgeWait = 120, expect = null, events =
 /**
  * R2 key of a version's manifest: the list of the files `publish` uploaded, which the
  * worker reads when a canary file is missing, to tell a published file that is gone (a
- * canary error) from one the canary never had (not counted). `.manifests` can never be a
- * version (versions start with a letter or digit), so no route reaches it.
+ * canary error) from one the canary never had (not counted). The core's key
+ * (`publish::manifest_key`): no version can be named `.manifests`, so no route reaches it.
  */
 export function manifestKey(bundle, version) {
-  return `${bundle}/.manifests/${version}.json`;
+  return checked(null, (c) => c.manifestKey(bundle, version));
 }
 
 /** The manifest of `version`: its file paths, relative to the version, sorted. */
@@ -544,23 +545,13 @@ async function mapLimit(items, limit, fn) {
 }
 
 /**
- * The R2 keys of `version` already uploaded: with the admin API, every file under
- * `<bundle>/<version>/` (the worker lists its bucket); without it, those among `keys` (what
- * this publish would upload; wrangler cannot list), 4 wrangler gets at a time. The manifest
- * through wrangler in both modes (the API lists only the version's prefix).
+ * Without the admin API, the R2 keys of `version` already uploaded among `keys` (what this
+ * publish would upload; wrangler cannot list) and its manifest, 4 wrangler gets at a time.
  */
-async function uploadedKeys(wr, api, bundle, version, keys) {
-  const prefix = `${bundle}/${version}/`;
-  const manifest = manifestKey(bundle, version);
-  if (api) {
-    const [{ files }, hasManifest] = await Promise.all([
-      api.call(bundle, `/files/${version}`),
-      wr.hasObject(manifest),
-    ]);
-    return [...files.map((f) => prefix + f.path), ...(hasManifest ? [manifest] : [])];
-  }
+async function uploadedKeys(wr, bundle, version, keys) {
   // The manifest alone first: on a fresh local state that get creates R2's database, which
   // wranglers started together race to create (SQLITE_BUSY, "internal error").
+  const manifest = manifestKey(bundle, version);
   const hasManifest = await wr.hasObject(manifest);
   // One at a time on a local state: wranglers reading the same local R2 database at once
   // (or beside a running `wrangler dev`) fail with SQLITE_BUSY.
@@ -571,14 +562,27 @@ async function uploadedKeys(wr, api, bundle, version, keys) {
 /**
  * Versions are immutable: a pinned URL (`/<bundle>@<version>/...`) is cached for a year, so
  * files uploaded again under a version would never be seen by clients that already have
- * them, and a mix of old and new files could be served. Refuses any version with a file or a
- * manifest in R2, before anything is written.
+ * them, and a mix of old and new files could be served. Before anything is written:
+ * - with the admin API, the worker claims the version (`POST .../claim`: a conditional put
+ *   of its claim object, only if absent, after a listing of its prefix and manifest): of two
+ *   publishes of one version, exactly one gets it; the other is refused here;
+ * - without it, a best-effort check: a wrangler get of every key this publish would write
+ *   (two publishes at once can both pass it; wrangler has no conditional put).
  */
-async function refuseUploaded(wr, api, bundle, version, keys) {
-  const found = await uploadedKeys(wr, api, bundle, version, keys);
-  if (found.length === 0) return;
-  const shown = found.slice(0, 3).join(", ") + (found.length > 3 ? ` and ${found.length - 3} more` : "");
-  fail(`${bundle} ${version} was already uploaded: R2 has ${shown}; versions are immutable (pinned URLs under ${bundle}/${version}/ are cached for a year): publish a new version`);
+async function claimVersion(wr, api, bundle, version, keys) {
+  if (api) {
+    try {
+      const { claimed } = await api.call(bundle, "/claim", { method: "POST", body: { version } });
+      return claimed;
+    } catch (e) {
+      // The worker's refusal, in its words (the core's `publish::Refusal`).
+      if (e.status === 409) fail(e.body.replace(/^409 conflict: /, ""));
+      throw e;
+    }
+  }
+  const found = await uploadedKeys(wr, bundle, version, keys);
+  if (found.length > 0) fail(checked(null, (c) => c.uploadedRefusal(bundle, version, found)));
+  return null;
 }
 
 function listFiles(dir) {
@@ -644,9 +648,8 @@ async function publish(flags, args, log, guard = null) {
   if (guard) guard(current === null ? null : JSON.parse(current));
   // The control plane's transition (with the API, it makes it again): a live version is refused.
   const publishedText = checked(bundle, (c) => c.published(current, version));
-  // A bundle with no config has no files to list through the API (it answers 404): the
-  // keys this publish would write are checked through wrangler, as without the API.
-  await refuseUploaded(wr, reported ? api : null, bundle, version, uploads.map((u) => u.key));
+  const claim = await claimVersion(wr, api, bundle, version, uploads.map((u) => u.key));
+  if (claim) log(`claimed ${bundle} ${version} (as ${claim.by}): no other publish can upload it`);
   // Files first, then the manifest, config last: a failed upload leaves the live
   // rollout untouched, and the manifest lists only files that were uploaded.
   const paths = [];

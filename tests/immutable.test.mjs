@@ -1,7 +1,9 @@
 // Versions are immutable: a pinned URL (/<bundle>@<version>/...) is cached for a year, so a
 // re-upload would never be seen. `scripts/canary publish` refuses, before writing anything,
 // any version R2 already has a file or a manifest of: without the admin API by a wrangler
-// get of every key the publish would write, with it by the worker's listing of the prefix.
+// get of every key the publish would write (best effort), with it by the worker's claim
+// (`POST .../claim`: the prefix listed, then a claim object put only if absent), so that of
+// two publishes of one version exactly one uploads.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -178,12 +180,81 @@ describe("publish with the admin API (the worker lists the prefix)", () => {
     assert.deepEqual(await demo(), before, "config unchanged");
   });
 
-  test("a fresh version publishes as the canary", async () => {
+  test("a fresh version publishes as the canary, its claim written first", async () => {
     const r = await api("publish", "demo", "1.4.0", join(ROOT, "fixtures/demo/1.1.0"));
     assert.equal(r.code, 0, r.out);
-    assert.match(r.out, /uploaded demo\/1\.4\.0\/sdk\.js[^]*demo 1\.4\.0 published as canary at weight 0/);
+    assert.match(r.out, /claimed demo 1\.4\.0 \(as operator\)[^]*uploaded demo\/1\.4\.0\/sdk\.js[^]*demo 1\.4\.0 published as canary at weight 0/);
     assert.deepEqual(await r2Keys(w, "demo/1.4.0/"), ["demo/1.4.0/chunk.js", "demo/1.4.0/sdk.js"]);
+    const claim = JSON.parse(await r2Text(w, "demo/.claims/1.4.0.json"));
+    assert.deepEqual([claim.bundle, claim.version, claim.by], ["demo", "1.4.0", "operator"]);
+    assert.match(claim.at, /^\d{4}-\d\d-\d\dT/);
     const config = await demo();
     assert.deepEqual([config.stable, config.canary, config.weight], ["1.0.0", "1.4.0", 0]);
   });
+
+  test("a version another publish claimed is refused before a byte is uploaded", async () => {
+    const before = await demo();
+    // Another job's publish, between its claim and its first upload.
+    const res = await claimApi("1.5.0");
+    assert.equal(res.status, 200, await res.clone().text());
+    const r = await api("publish", "demo", "1.5.0", join(ROOT, "fixtures/demo/1.1.0"));
+    assert.equal(r.code, 2, r.out);
+    assert.match(r.out, /canary: demo 1\.5\.0 was already claimed by a publish of operator at \d{4}-[^;]+; versions are immutable \(pinned URLs under demo\/1\.5\.0\/ are cached for a year\): publish a new version/);
+    assert.doesNotMatch(r.out, /uploaded [a-z]/, "nothing uploaded");
+    assert.deepEqual(await r2Keys(w, "demo/1.5.0/"), []);
+    assert.deepEqual(await demo(), before, "config unchanged");
+  });
+
+  test("two publishes of one version at once: exactly one uploads, the other is refused untouched", async () => {
+    const a = bundleDir({ "sdk.js": "/* build A */", "chunk.js": "/* chunk A */" });
+    const b = bundleDir({ "sdk.js": "/* build B */", "chunk.js": "/* chunk B */" });
+    const [ra, rb] = await Promise.all([
+      api("publish", "demo", "1.6.0", a),
+      api("publish", "demo", "1.6.0", b),
+    ]);
+    const results = [["A", ra], ["B", rb]];
+    const won = results.filter(([, r]) => r.code === 0);
+    assert.equal(won.length, 1, results.map(([n, r]) => `${n}: exit ${r.code}\n${r.out}`).join("\n"));
+    const [[winner], [, lost]] = [won[0], results.find(([, r]) => r.code !== 0)];
+    assert.equal(lost.code, 2, lost.out);
+    assert.match(lost.out, /demo 1\.6\.0 was already (claimed by a publish of operator|uploaded: R2 has)/);
+    assert.doesNotMatch(lost.out, /uploaded [a-z]/, "the loser uploaded nothing");
+    assert.equal(await r2Text(w, "demo/1.6.0/sdk.js"), `/* build ${winner} */`);
+    assert.equal(await r2Text(w, "demo/1.6.0/chunk.js"), `/* chunk ${winner} */`);
+    assert.equal((await demo()).canary, "1.6.0");
+  });
+
+  test("claims made together: R2's conditional put gives the version to exactly one", async () => {
+    const answers = await Promise.all(Array.from({ length: 8 }, () => claimApi("1.7.0")));
+    const statuses = answers.map((r) => r.status).sort();
+    assert.deepEqual(statuses, [200, 409, 409, 409, 409, 409, 409, 409]);
+    const refused = await answers.find((r) => r.status === 409).text();
+    assert.match(refused, /^409 conflict: demo 1\.7\.0 was already claimed by a publish of operator at /);
+  });
+
+  test("a claim needs the write scope and a valid version; a new bundle's first claim works", async () => {
+    const res = (body, token = TOKEN, bundle = "demo") => fetch(new URL(`/__canary/api/${bundle}/claim`, w.url), {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    assert.equal((await res({ version: "1.8.0" }, "not-the-token-0123456789abcdef0123")).status, 401);
+    const bad = await res({ version: "../x" });
+    assert.equal(bad.status, 400);
+    assert.match(await bad.text(), /bad claim/);
+    assert.equal((await res({ version: "1.8.0", extra: 1 })).status, 400);
+    assert.equal(await w.r2.head("demo/.claims/1.8.0.json"), null, "nothing claimed by a refused request");
+    const fresh = await res({ version: "0.1.0" }, TOKEN, "brand-new");
+    assert.equal(fresh.status, 200, await fresh.clone().text());
+    assert.equal(JSON.parse(await r2Text(w, "brand-new/.claims/0.1.0.json")).by, "operator");
+  });
+
+  /** `POST /__canary/api/demo/claim` with the admin token. */
+  function claimApi(version) {
+    return fetch(new URL("/__canary/api/demo/claim", w.url), {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ version }),
+    });
+  }
 });

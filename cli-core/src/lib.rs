@@ -16,6 +16,7 @@ use canary_core::http::content_type_for;
 use canary_core::operators::{
     token_hash, valid_name, Operators, ADMIN_NAME, MAX_NAME_CHARS, READ_ONLY_NAME,
 };
+use canary_core::publish;
 use canary_core::route::{self, AssetRoute, Route, RouteError};
 use canary_core::settings::{Settings, VAR_COHORTS};
 use serde_json::{json, Value};
@@ -117,6 +118,23 @@ pub fn asset_key(bundle: &str, version: &str, path: &str) -> Out<String> {
         Ok(_) => Err(Refused("its pinned URL names another file".into())),
         Err(RouteError::BadRequest(m) | RouteError::NotFound(m)) => Err(Refused(m)),
     }
+}
+
+/// The R2 key of `version`'s manifest (`publish::manifest_key`).
+#[wasm_bindgen(js_name = manifestKey)]
+pub fn manifest_key_of(bundle: &str, version: &str) -> Out<String> {
+    Ok(publish::manifest_key(
+        &BundleName::parse(bundle)?,
+        &Version::parse(version)?,
+    ))
+}
+
+/// Why `version` cannot be published when R2 already has `keys` of it: the worker's words
+/// (`publish::Refusal::Uploaded`), for the CLI's own check without the admin API.
+#[wasm_bindgen(js_name = uploadedRefusal)]
+pub fn uploaded_refusal(bundle: &str, version: &str, keys: Vec<String>) -> Out<String> {
+    Ok(publish::Refusal::Uploaded(keys)
+        .message(&BundleName::parse(bundle)?, &Version::parse(version)?))
 }
 
 /// The content type the worker gives `path` (`content_type_for`).

@@ -139,7 +139,8 @@ pub fn api_route(method: &str, path: &[&str]) -> (Action, BundleNeed) {
     };
     let need = match path {
         [] | [""] => BundleNeed::None,
-        [_, "publish"] if method == "POST" => BundleNeed::ExistingOrNew,
+        // A new bundle's first version: claimed, then published.
+        [_, "publish" | "claim"] if method == "POST" => BundleNeed::ExistingOrNew,
         _ => BundleNeed::Existing,
     };
     (action, need)
@@ -232,6 +233,8 @@ mod tests {
             ("POST", &["demo", "revoke-overrides"][..], (Write, Existing)),
             ("POST", &["demo", "override"][..], (Write, Existing)),
             ("POST", &["demo", "publish"][..], (Write, ExistingOrNew)),
+            ("POST", &["demo", "claim"][..], (Write, ExistingOrNew)),
+            ("POST", &["demo", "policy"][..], (Write, Existing)),
             ("GET", &["demo", "publish"][..], (Read, Existing)),
             ("PUT", &["demo", "weight"][..], (Write, Existing)),
             ("DELETE", &["demo"][..], (Write, Existing)),

@@ -20,6 +20,8 @@
 //!   what it was started with; [`revocation`] ends it on the server;
 //! - [`authz`] says what every operations request needs (scope, console-page check, CSRF
 //!   token, an existing bundle); [`body`] reads request bodies with a cap;
+//! - [`publish`] names what a publish writes besides its files (manifest, claim) and why
+//!   one is refused;
 //! - [`settings`] reads the deployment vars; [`error`] maps failures to statuses.
 
 #[cfg(feature = "access")]
@@ -39,6 +41,7 @@ pub mod keyed;
 pub mod log;
 pub mod operators;
 pub mod override_token;
+pub mod publish;
 pub mod report;
 pub mod revocation;
 pub mod rollouts;

@@ -8,6 +8,7 @@
 //! - an accepted report names a valid bundle and version and a 1-32 character `[a-z0-9_]`
 //!   kind; it carries `boot_ms` (at most 600000) exactly when it is a boot signal (kind
 //!   `boot`); bodies over 4096 bytes are refused as too large, whatever they hold;
+//! - an accepted publish claim (`ClaimRequest`) names a valid version;
 //! - the bearer check passes only for `Bearer <a configured token>` (surrounding spaces
 //!   trimmed), and names the principal of that token;
 //! - `If-None-Match: *` always matches, a header over 4096 bytes never does.
@@ -16,6 +17,7 @@
 use canary_core::admin::{parse_request, Command, ACTIONS};
 use canary_core::config::patch::SectionPatch;
 use canary_core::operators::{token_hash, Operators, Scope};
+use canary_core::publish::ClaimRequest;
 use canary_core::config::Weight;
 use canary_core::http::{content_type_for, etag_matches};
 use canary_core::report::{self, ReportError, MAX_BOOT_MS, MAX_REPORT_BYTES};
@@ -51,6 +53,10 @@ impl<'a> Input<'a> {
 fuzz_target!(|data: &[u8]| {
     let input = Input::parse(data);
     let action = input.action;
+    // A publish's claim names exactly one valid version.
+    if let Ok(claim) = ClaimRequest::parse(input.body) {
+        assert!(version_ok(claim.version.as_str()));
+    }
     let parsed = parse_request(action, input.body).map(|(command, expect_canary)| {
         // A named canary is always a valid version.
         if let Some(v) = expect_canary {

@@ -16,6 +16,7 @@
 mod access_jwt;
 mod auth;
 mod body;
+mod claim;
 mod console;
 mod monitor;
 mod ops;

@@ -7,7 +7,7 @@ use serde_json::json;
 use worker::{Context, Env, Request};
 
 use super::{
-    auth, body, brief, json_response, log_event, monitor, now_ms, rollout, Failure, Isolate,
+    auth, body, brief, claim, json_response, log_event, monitor, now_ms, rollout, Failure, Isolate,
     Outcome, R2_BINDING,
 };
 use crate::admin::{parse_request, Command};
@@ -182,6 +182,7 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
             list_files(env, &bundle, &version).await
         }
         (["override"], "POST") => issue_override(req, iso, &bundle).await,
+        (["claim"], "POST") => claim::claim(req, env, &bundle, &caller.name).await,
         ([action], "POST") => {
             let body = body::read(req, MAX_ADMIN_BODY, "an admin request").await?;
             // Validate here for a clear 400; the control plane applies it as the single writer.
