@@ -1,8 +1,10 @@
 // Gates and freezes in the console, in headless Chromium (Debian's), against the built worker:
 // a rollout whose last step is gated (`progression.approve`) shows "Approve step N" once its
 // step before passes, and the operator's click moves it on (recorded with the operator's
-// name); a rollout inside a freeze window (`progression.freeze`) shows the freeze badge.
-// Saves build/console-approve.png.
+// name); a rollout inside a freeze window (`progression.freeze`) shows the freeze badge; the
+// policy form changes a threshold, which the history names with its operator and the policy
+// card shows waiting for the next step. Saves build/console-approve.png and
+// build/console-policy.png.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -117,4 +119,25 @@ test("a rollout inside a freeze window shows the freeze badge", async () => {
   // No gate here: no Approve button (a class's `display` once kept it on every page).
   assert.equal(await page.locator("#gate").isVisible(), false);
   assert.equal(await page.locator("#approve").isVisible(), false);
+});
+
+test("the policy form: a threshold changed from the console, named in the history, waiting for the next step", async () => {
+  const bundle = "policied";
+  await copyDemoFiles(w, bundle);
+  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 20, health: { min_clients: 200 } }, bundle);
+  await openBundle(bundle);
+  await page.selectOption("#policy-field", "health.min_clients");
+  await page.fill("#policy-value", "300");
+  await page.click("#policy-form button");
+  await page.locator("#action-result", { hasText: "Set health.min_clients to 300: done." }).waitFor();
+  // The history entry names who changed which field from what to what.
+  const entry = page.locator("#history li", { hasText: "policy_changed" });
+  await entry.waitFor();
+  assert.match(await entry.textContent(), /policy_changed by operator .*health\.min_clients: 200 -> 300/);
+  // The running step keeps 200; the card says 300 comes with the next step.
+  const dd = page.locator("#policy dt:text-is('health.min_clients') + dd");
+  assert.equal(await dd.textContent(), "200 → 300 from the next step");
+  assert.match(await page.locator("#policy-note").textContent(), /this step keeps the policy it started with/);
+  await page.screenshot({ path: join(SHOTS, "console-policy.png"), fullPage: true });
+  assert.equal(JSON.parse(await w.kv.get(`rollout/${bundle}`)).health.min_clients, 300);
 });
