@@ -36,6 +36,7 @@ import {
   report as planReport,
   counted,
   flush as flushOutbox,
+  pushed_config,
   __wbg_reset_state as resetRouter,
 } from "./router/router.js";
 
@@ -88,6 +89,7 @@ const PROTOCOL = {
         "fallback_object_key",
         "tally_token",
         "must_be_published",
+        "serving_canary",
       ],
       pairs: ["name", "value"],
     },
@@ -108,6 +110,7 @@ const PROTOCOL = {
       "monitor_shard_suffix",
       "report_max_bytes",
       "report_rate_limited_body",
+      "monitor_config_url",
     ],
     pairs: ["name", "value"],
   },
@@ -118,6 +121,9 @@ const PROTOCOL = {
   },
   served_outcomes: ["as_routed", "counted_fallback", "plain_fallback"],
   config_reads: ["value", "missing", "failed"],
+  // A config the control plane pushed, as the bundle's aggregator answers (the router
+  // answers whether it took it, a bool).
+  pushed_config: { fields: ["revision", "config"], rest: true },
 };
 
 /** `{ name: line }` of a message's fields (or of a list's names), from PROTOCOL. */
@@ -165,6 +171,9 @@ let MONITOR_INGEST_URL = "";
 let MONITOR_BUNDLE_HEADER = "";
 let MONITOR_AGGREGATE_URL = "";
 let SHARD_SUFFIX = "";
+// The revision check's URL (GET, at the bundle's aggregator; the aggregator asks the monitor
+// at the same URL).
+let MONITOR_CONFIG_URL = "";
 // Reports: the largest body read, and the answer past a rate limit.
 let REPORT_MAX_BYTES = 0;
 let REPORT_RATE_LIMITED_BODY = "";
@@ -281,6 +290,7 @@ function configureRouter(env) {
   MONITOR_BUNDLE_HEADER = k[CONSTANTS.monitor_bundle_header];
   MONITOR_AGGREGATE_URL = k[CONSTANTS.monitor_aggregate_url];
   SHARD_SUFFIX = k[CONSTANTS.monitor_shard_suffix];
+  MONITOR_CONFIG_URL = k[CONSTANTS.monitor_config_url];
   REPORT_MAX_BYTES = Number(k[CONSTANTS.report_max_bytes]);
   REPORT_RATE_LIMITED_BODY = k[CONSTANTS.report_rate_limited_body];
   STATIC_HEADERS = Object.create(null);
@@ -364,6 +374,7 @@ async function serveAsset(p, request, env, ctx, started) {
   const fallbackKey = p[ASSET.fallback_object_key];
   const tally = p[ASSET.tally_token];
   const isHead = p[ASSET.head] === YES;
+  if (p[ASSET.serving_canary] === YES) checkConfig(bundle, env, ctx);
 
   // A pinned version the config does not name is public only once published (its
   // manifest exists): checked before the edge cache, which may hold a copy an override
@@ -638,7 +649,9 @@ function reportAnswer(status, body) {
  * Sends the router's due batches (a `Batches` answer: the outbox's next due time, then
  * `bundle\nbody\n` pairs), each to this isolate's aggregator of the bundle
  * (HEALTH_AGGREGATORS), which merges and forwards them to the bundle's monitor; without
- * that binding, straight to the monitor. Then arms the outbox's timer for what is left.
+ * that binding, straight to the monitor. The answer carries the bundle's config as the
+ * control plane has it, which the router takes if it is newer than what the isolate has
+ * (`pushed_config`). Then arms the outbox's timer for what is left.
  */
 function sendBatches(batches, env, ctx) {
   const parts = batches.split("\n");
@@ -664,6 +677,10 @@ function postBatches(parts, env) {
             ? await aggregators.get(objectId(aggregators, "HEALTH_AGGREGATORS", bundle + SHARD_SUFFIX)).fetch(MONITOR_AGGREGATE_URL, post(bundle, body))
             : await health.get(objectId(health, "HEALTH", bundle)).fetch(MONITOR_INGEST_URL, post(bundle, `{"batches":[${body}],"merged":1}`));
           if (resp.status >= 300) log("health_send_failed", { bundle, detail: `the monitor answered ${resp.status}` });
+          // The config rides on the answer (an aggregator's, also when it kept the batch
+          // for its next forward (202) or gave it up (503); the monitor's, as JSON).
+          const answer = await resp.text();
+          if (resp.ok || resp.status === 503) takePushed(bundle, aggregators ? answer : ingestPush(answer));
         } catch (e) {
           log("health_send_failed", { bundle, detail: brief(e) });
         }
@@ -706,6 +723,71 @@ function armFlush(dueMs, env, ctx) {
   );
 }
 
+/** The config on a monitor's answer to `/ingest` (JSON), as an aggregator answers it. */
+function ingestPush(json) {
+  try {
+    const c = JSON.parse(json).config;
+    return c ? `${c.revision}\n${c.text}` : "";
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Hands a pushed config (`revision\ntext`, as an aggregator answers) to the router, which
+ * takes it if it is newer than what this isolate has.
+ */
+function takePushed(bundle, message) {
+  if (!message) return;
+  try {
+    pushed_config(bundle, message, Date.now());
+  } catch (e) {
+    // A trap can leave the router's state half-updated: start it afresh (as `fetch` does).
+    if (e instanceof WebAssembly.RuntimeError) {
+      resetRouter();
+      configured = false;
+    }
+    throw e;
+  }
+}
+
+// The revision check: while this isolate's config of a bundle serves a canary (the plan's
+// `serving_canary`), a request to that bundle asks the bundle's aggregator (this isolate's
+// shard) for the config once CONFIG_CHECK_MS have passed since the last check, under
+// ctx.waitUntil (the response never waits for it): batches go only every HEALTH_FLUSH_MS
+// (10 s), so this is how a rollback reaches a serving isolate within seconds, whatever KV's
+// lag. 1.5 s rather than 2: a check rides on a request, so at one request a second a 2 s
+// threshold makes checks 2 to 3 s apart, 1.5 s makes them 2 s apart. The aggregator
+// answers from memory, asking the monitor at most once a second (control::coalesce,
+// ConfigRelay). Without aggregators there is no check (every isolate would ask the one
+// monitor); batches' answers still carry the config.
+const CONFIG_CHECK_MS = 1_500;
+/** When this isolate last checked each bundle (bounded: the bundles it serves). */
+const configChecks = new Map();
+
+function checkConfig(bundle, env, ctx) {
+  const now = Date.now();
+  const last = configChecks.get(bundle);
+  if (last !== undefined && now - last < CONFIG_CHECK_MS && now >= last) return;
+  const aggregators = env.HEALTH_AGGREGATORS;
+  if (!aggregators || !env.HEALTH) return;
+  if (configChecks.size >= 1024) configChecks.clear();
+  configChecks.set(bundle, now);
+  ctx.waitUntil(
+    (async () => {
+      try {
+        const id = objectId(aggregators, "HEALTH_AGGREGATORS", bundle + SHARD_SUFFIX);
+        const resp = await aggregators.get(id).fetch(MONITOR_CONFIG_URL, { headers: { [MONITOR_BUNDLE_HEADER]: bundle } });
+        const answer = await resp.text();
+        if (resp.status === 200) takePushed(bundle, answer);
+        else if (resp.status !== 204) log("config_check_failed", { bundle, detail: `the aggregator answered ${resp.status}` });
+      } catch (e) {
+        log("config_check_failed", { bundle, detail: brief(e) });
+      }
+    })(),
+  );
+}
+
 /** Durable Object ids by binding and name, derived once per isolate (a hash each time). */
 const OBJECT_IDS = new Map();
 function objectId(namespace, binding, name) {
@@ -728,9 +810,13 @@ function post(bundle, body) {
  * send it and forwards them to the bundle's monitor at most once per interval, so that
  * the monitor takes a bounded number of calls whatever the traffic. A sender's request
  * waits for the forward its batch rides on and gets its outcome: 200 delivered, 202 kept
- * for the next forward (the monitor failed), 503 given up after its attempts. The merge
- * and its timing are decided in Rust (aggregator/, whose memory holds the pending merge);
- * this class does the waits and the calls.
+ * for the next forward (the monitor failed), 503 given up after its attempts; its body is
+ * the bundle's config as this aggregator last learned it from the monitor's answers
+ * (`revision\ntext`, empty when none). An isolate's revision check (GET, the config URL)
+ * is answered from that memory, after asking the monitor (its read-only `/config`) when
+ * what is known is over a second old, at most once a second: 200 with the config, 204
+ * none. The merge, the config kept and their timing are decided in Rust (aggregator/,
+ * whose memory holds them); this class does the waits and the calls.
  */
 export class HealthAggregator {
   constructor(state, env) {
@@ -740,19 +826,59 @@ export class HealthAggregator {
     this.next = null;
     /** The merge's functions (js/aggregator.js). */
     this.merge = null;
+    /** The monitor's answer to a config check under way, which other checks wait for. */
+    this.asking = null;
   }
 
   async fetch(request) {
     if (!configured) configureRouter(this.env);
     this.merge ??= await loadMerge();
     const bundle = request.headers.get(MONITOR_BUNDLE_HEADER) ?? "";
+    if (request.method === "GET") {
+      return request.url === MONITOR_CONFIG_URL ? this.config(bundle) : text(404, "not found");
+    }
     let wait;
     try {
       wait = this.merge.aggregate(this.key, bundle, await request.text(), Date.now());
     } catch (refusal) {
       return text(400, String(refusal));
     }
-    return new Response(null, { status: await this.schedule(bundle, wait) });
+    const status = await this.schedule(bundle, wait);
+    return new Response(this.merge.config_known(this.key), { status, headers: CONFIG_HEADERS });
+  }
+
+  /** An isolate's revision check: the config known, asked of the monitor first when stale. */
+  async config(bundle) {
+    let ask;
+    try {
+      ask = this.merge.config_ask(this.key, bundle, Date.now());
+    } catch (refusal) {
+      return text(400, String(refusal));
+    }
+    if (ask) {
+      const asking = this.askMonitor(bundle);
+      this.asking = asking;
+      asking.finally(() => {
+        if (this.asking === asking) this.asking = null;
+      });
+    }
+    // Checks that come while the monitor is asked wait for its answer.
+    if (this.asking !== null) await this.asking;
+    const known = this.merge.config_known(this.key);
+    return known ? new Response(known, { status: 200, headers: CONFIG_HEADERS }) : new Response(null, { status: 204 });
+  }
+
+  /** Asks the monitor for the committed config (read-only: no KV read, no lock); never throws. */
+  async askMonitor(bundle) {
+    try {
+      const health = this.env.HEALTH;
+      const resp = await health.get(objectId(health, "HEALTH", bundle)).fetch(MONITOR_CONFIG_URL, { headers: { [MONITOR_BUNDLE_HEADER]: bundle } });
+      const answer = await resp.text();
+      if (resp.ok) this.merge.config_learn(this.key, bundle, answer, Date.now());
+      else log("config_ask_failed", { bundle, detail: `the monitor answered ${resp.status}` });
+    } catch (e) {
+      log("config_ask_failed", { bundle, detail: brief(e) });
+    }
   }
 
   /** The next forward (started in `wait` ms if none is): resolves to its status. */
@@ -780,9 +906,11 @@ export class HealthAggregator {
     try {
       const health = this.env.HEALTH;
       const resp = await health.get(objectId(health, "HEALTH", bundle)).fetch(MONITOR_INGEST_URL, post(bundle, out.slice(newline + 1)));
-      await resp.arrayBuffer();
+      const answer = await resp.text();
       if (resp.ok) {
         settle(this.key, seq, true);
+        // The committed config rides on the answer: kept for every isolate answered next.
+        this.merge.config_learn(this.key, bundle, answer, Date.now());
         return 200;
       }
       detail = `the monitor answered ${resp.status}`;
@@ -797,6 +925,9 @@ export class HealthAggregator {
     return givenUp > 0 ? 503 : 202;
   }
 }
+
+/** The headers of an aggregator's answers that carry a config (`revision\ntext`). */
+const CONFIG_HEADERS = { "content-type": "text/plain; charset=utf-8" };
 
 /** An `E` answer of the router (its lines) as a response (and its log line, for 5xx). */
 function failure(answer) {

@@ -149,7 +149,7 @@ test("the entry's table and the router's are the same table", () => {
   // Every name is a name once per message (a position per name).
   assert.deepEqual(Object.keys(RUST.report_answers).sort(), [...REPORT_KINDS].sort());
   for (const kind of REPORT_KINDS) assert.equal(RUST.report_answers[kind].fields[0], "kind", kind);
-  for (const format of [RUST.plan, ...Object.values(RUST.answers), ...Object.values(RUST.report_answers), RUST.record_config, RUST.served, RUST.constants, RUST.report]) {
+  for (const format of [RUST.plan, ...Object.values(RUST.answers), ...Object.values(RUST.report_answers), RUST.record_config, RUST.served, RUST.constants, RUST.report, RUST.pushed_config]) {
     assert.equal(new Set(format.fields).size, format.fields.length, format.fields.join(","));
   }
   assert.deepEqual(RUST.served_outcomes, ["as_routed", "counted_fallback", "plain_fallback"]);
@@ -184,6 +184,7 @@ test("C, then record_config, then I, then A: a first visit to a floating URL of 
   assert.notEqual(a.tally_token, "", "a floating request is counted");
   assert.ok(!a.tally_token.includes("\n"));
   assert.equal(a.must_be_published, "0");
+  assert.equal(a.serving_canary, "1", "weight 100: the client's cohort is on the canary");
   // Header pairs: a new client gets its cohort cookie, and the response its cache policy.
   const names = a.pairs.map(([name]) => name);
   // Header names are HTTP tokens (a configured one keeps its case: X-Cohort).
@@ -298,6 +299,7 @@ test("constants: the names and policies the entry keeps per isolate, then the st
   assert.match(k.stored_cache_control, /max-age/);
   assert.equal(k.monitor_ingest_url, "https://monitor.canary-edge/ingest");
   assert.equal(k.monitor_bundle_header, "x-canary-bundle");
+  assert.equal(k.monitor_config_url, "https://monitor.canary-edge/config");
   assert.equal(k.report_max_bytes, "4096");
   assert.deepEqual(JSON.parse(k.report_rate_limited_body), { counted: false, reason: "rate_limited" });
   const headers = Object.fromEntries(k.pairs);
@@ -367,4 +369,14 @@ test("R, then report: N (not counted), K (admitted, then counted), E (malformed,
   assert.equal(bad.status, "400");
   const big = reportAnswer({ oversize: "1" }, "");
   assert.equal(big.status, "413");
+});
+
+test("pushed_config: a config pushed with a newer revision is taken, once", () => {
+  settle("/demo/sdk.js");
+  const config = JSON.stringify({ stable: "1.0.0", canary: "1.1.0", weight: 0, revision: 7 });
+  assert.equal(router.pushed_config("demo", `7\n${config}`, Date.now()), true);
+  assert.equal(router.pushed_config("demo", `7\n${config}`, Date.now()), false, "not newer");
+  const { answer: a } = settle("/demo/sdk.js");
+  assert.equal(a.version, "1.0.0", "the pushed rollback is served");
+  assert.equal(a.serving_canary, "0");
 });

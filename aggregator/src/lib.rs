@@ -1,19 +1,28 @@
 //! The wasm module of the bundles' `HealthAggregator` objects: the merge of many isolates'
-//! health batches (`canary_core::control::coalesce`) behind four functions, for the class
-//! in `js/index.js`, which does the waits and the calls (through `js/aggregator.js`, which
-//! loads this module on an aggregator's first request: the routing module stays small).
-//! One coalescer per aggregator object, kept in this module's memory between its requests
-//! and dropped once nothing is pending or in flight.
+//! health batches (`canary_core::control::coalesce`) behind four functions, and what the
+//! aggregator knows of the bundle's config (`coalesce::ConfigRelay`) behind three, for the
+//! class in `js/index.js`, which does the waits and the calls (through `js/aggregator.js`,
+//! which loads this module on an aggregator's first request: the routing module stays
+//! small). One coalescer per aggregator object, kept in this module's memory between its
+//! requests and dropped once nothing is pending or in flight; one relay per aggregator
+//! object, kept while the object lives (at most [`MAX_RELAYS`] per isolate).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 use canary_core::config::BundleName;
-use canary_core::control::coalesce::Coalescer;
+use canary_core::control::coalesce::{Coalescer, ConfigRelay};
 use wasm_bindgen::prelude::wasm_bindgen;
+
+/// Relays kept per isolate (one per aggregator object it runs): past it, the oldest
+/// object's is dropped (it asks the monitor again on its next check).
+pub const MAX_RELAYS: usize = 1_024;
 
 thread_local! {
     static COALESCERS: RefCell<HashMap<String, Coalescer>> = RefCell::new(HashMap::new());
+    /// The relays by object id, with the order they were made in (to drop the oldest).
+    static RELAYS: RefCell<(HashMap<String, ConfigRelay>, Vec<String>)> =
+        RefCell::new((HashMap::new(), Vec::new()));
 }
 
 /// Merges an isolate's batch (`body`, JSON) for `bundle` into the pending forward of the
@@ -83,5 +92,57 @@ pub fn retry_in(object: &str, now_ms: f64) -> f64 {
     COALESCERS.with(|cell| match cell.borrow().get(object) {
         Some(c) if !c.is_empty() => c.wait_ms(now_ms).ceil(),
         _ => -1.0,
+    })
+}
+
+/// Runs `f` on the relay of aggregator object `object` for `bundle` (made on first use);
+/// refuses another bundle than the object's.
+fn with_relay<T>(
+    object: &str,
+    bundle: &str,
+    f: impl FnOnce(&mut ConfigRelay) -> T,
+) -> Result<T, String> {
+    RELAYS.with(|cell| {
+        let (map, order) = &mut *cell.borrow_mut();
+        if !map.contains_key(object) {
+            let name = BundleName::parse(bundle).map_err(|e| e.to_string())?;
+            if map.len() >= MAX_RELAYS && !order.is_empty() {
+                map.remove(&order.remove(0));
+            }
+            map.insert(object.to_owned(), ConfigRelay::new(name));
+            order.push(object.to_owned());
+        }
+        let relay = map.get_mut(object).ok_or("no relay")?;
+        relay.check_bundle(bundle).map_err(|r| r.to_string())?;
+        Ok(f(relay))
+    })
+}
+
+/// An isolate's revision check of `bundle` at aggregator `object`: whether to ask the
+/// monitor first (what the object knows is older than `CONFIG_FRESH_MS` and it has not
+/// asked within `CONFIG_ASK_EVERY_MS`; a `true` counts as the ask). Throws when the object
+/// serves another bundle.
+#[wasm_bindgen]
+pub fn config_ask(object: &str, bundle: &str, now_ms: f64) -> Result<bool, String> {
+    with_relay(object, bundle, |relay| relay.ask(now_ms))
+}
+
+/// Learns the config in a monitor's answer (`answer`: the JSON of a forward's answer or of
+/// a config check's) for `object`. Returns whether it was taken.
+#[wasm_bindgen]
+pub fn config_learn(object: &str, bundle: &str, answer: &str, now_ms: f64) -> bool {
+    with_relay(object, bundle, |relay| relay.learn(answer, now_ms)).unwrap_or(false)
+}
+
+/// The config `object` knows, as isolates are answered (`ConfigPush::message`: the
+/// revision, a newline, the KV text); empty when it knows none.
+#[wasm_bindgen]
+pub fn config_known(object: &str) -> String {
+    RELAYS.with(|cell| {
+        cell.borrow()
+            .0
+            .get(object)
+            .map(ConfigRelay::message)
+            .unwrap_or_default()
     })
 }

@@ -91,6 +91,11 @@ pub struct AssetPlan {
     /// A pinned version the config does not name: served only once its manifest shows it
     /// was published (see [`Edge::plan`]), checked before the edge cache.
     pub must_be_published: bool,
+    /// The bundle's config serves a canary (a cohort is on it): while it does, the entry
+    /// module asks the control plane for the config's revision now and then (under
+    /// `ctx.waitUntil`), so that a rollback reaches this isolate without waiting for KV
+    /// (see [`Edge::pushed_config`]).
+    pub serving_canary: bool,
 }
 
 /// The counting facts of one floating request, carried through the entry module's awaits
@@ -347,6 +352,25 @@ impl Edge {
         (answer, log)
     }
 
+    /// Records a config the control plane pushed (on the answer to a health batch or to a
+    /// revision check): `text` exactly as KV holds it, at `revision`. Taken only above the
+    /// highest revision this isolate has seen for the bundle, so that a push never undoes a
+    /// newer config nor an operator's raw write read since (the order:
+    /// [`rollouts`](crate::rollouts)); then served as if just read from KV. Returns whether
+    /// it was taken (a text that does not parse is not: the control plane pushes only the
+    /// configs it validated, so nothing is logged).
+    pub fn pushed_config(
+        &mut self,
+        bundle: &BundleName,
+        revision: u64,
+        text: &str,
+        now_ms: f64,
+    ) -> bool {
+        self.rollouts
+            .push(&self.router, bundle, revision, text, now_ms)
+            .unwrap_or(false)
+    }
+
     /// Forgets this isolate's copy of `bundle`'s config (after an operator's write), so
     /// the next request reads KV; the last good config is kept for KV's faults.
     pub fn forget_config(&mut self, bundle: &BundleName) {
@@ -589,6 +613,10 @@ impl Edge {
             channel: routed.channel,
             tally,
             must_be_published: routed.must_be_published,
+            serving_canary: prepared
+                .rollout
+                .serving_canary(self.settings.cohorts)
+                .is_some(),
         }
     }
 }

@@ -21,6 +21,8 @@
 //! - [`record_config`]'s answer: [`ConfigLog`]; [`served`]'s: [`Batches`]; [`constants`]':
 //!   [`Constants`]; [`served`]'s `outcome` argument: a position in [`SERVED_OUTCOMES`];
 //!   [`record_config`]'s `kind`: one of [`CONFIG_READS`];
+//! - [`pushed_config`]'s message: [`PushedConfig`] (a config the control plane pushed, as an
+//!   aggregator answers it); it answers a bool, whether the config was taken;
 //! - `R` [`ReportRoute`]: a report (`POST /__canary/report`): the entry reads its body and
 //!   asks [`report::report`] (its request [`report::ReportIn`], its answers `C`, `E`, `N`
 //!   [`report::NotCounted`] and `K` [`report::Admitted`]), counts an admitted one with
@@ -110,7 +112,8 @@ fn write_lines(lines: &[&str], tail: Tail, pairs: &str) -> String {
 /// Declares a message: a struct with one `&str` per field (so an encoder names every field
 /// and cannot reorder them) and its [`Format`], from the one list of fields. `out` messages
 /// implement [`Encode`]; the `in` message gets `decode`, which reads the lines in field
-/// order (a missing line reads as empty). `= "X"`: an answer of [`plan`] of kind `X`;
+/// order (a missing line reads as empty; with `rest`, the last field takes the rest of
+/// the text). `= "X"`: an answer of [`plan`] of kind `X`;
 /// `pairs(a, b)`: name/value pairs follow the fields; `rest`: the last field runs to the
 /// end.
 macro_rules! message {
@@ -147,7 +150,12 @@ macro_rules! message {
             pub(crate) const FORMAT: Format = message!(@format [] [$($field)+] [$($tail)*]);
 
             fn decode(text: &'a str) -> Self {
-                let mut lines = text.split('\n');
+                // With a `rest` tail the last field runs to the end: as many pieces as fields.
+                let pieces = match Self::FORMAT.tail {
+                    Tail::Rest => Self::FORMAT.fields.len(),
+                    Tail::End | Tail::Pairs(..) => usize::MAX,
+                };
+                let mut lines = text.splitn(pieces, '\n');
                 // Struct fields are evaluated in the order written: the wire order.
                 Self {
                     $($field: lines.next().unwrap_or_default(),)+
@@ -258,7 +266,10 @@ message! {
     /// a pinned old version). The `fallback_*` fields: stable's copy for a floating canary
     /// request (empty otherwise). `tally_token`: what to give [`served`] (empty: nothing to
     /// count). `must_be_published`: `1` when the version is served only once its manifest
-    /// exists. Then the response's headers, as name/value pairs.
+    /// exists. `serving_canary`: `1` while the bundle's config serves a canary: the entry
+    /// checks the config's revision with the bundle's aggregator now and then (its
+    /// `monitor_config_url`), handing the answer to [`pushed_config`]. Then the response's
+    /// headers, as name/value pairs.
     out Asset = "A" {
         bundle,
         head,
@@ -272,12 +283,21 @@ message! {
         fallback_object_key,
         tally_token,
         must_be_published,
+        serving_canary,
     } pairs(name, value)
 }
 
 message! {
     /// [`record_config`]'s answer: a log line to write, or empty.
     out ConfigLog { log_line }
+}
+
+message! {
+    /// [`pushed_config`]'s message: a config the control plane pushed, as the bundle's
+    /// aggregator answers a batch or a revision check (`control::wire::ConfigPush::message`):
+    /// its `revision`, then the `config` exactly as KV holds it (the rest: it may hold
+    /// newlines).
+    in PushedConfig { revision, config } rest
 }
 
 message! {
@@ -294,7 +314,9 @@ message! {
     /// the edge cache's copy, the health monitor's ingest URL and bundle header (its
     /// contract, `control::wire`), the aggregators' URL and this isolate's shard suffix (a
     /// bundle's aggregator is named the bundle's name followed by it: `control::coalesce`),
-    /// then the headers every asset response carries.
+    /// the largest report body read and the answer past a report rate limit, the URL of a
+    /// revision check (`GET`, at the bundle's aggregator), then the headers every asset
+    /// response carries.
     out Constants {
         override_header,
         user_key_signature_header,
@@ -306,6 +328,7 @@ message! {
         monitor_shard_suffix,
         report_max_bytes,
         report_rate_limited_body,
+        monitor_config_url,
     } pairs(name, value)
 }
 
@@ -361,8 +384,8 @@ pub mod report;
 /// The protocol's tables as JSON, for the entry module's tests (the entry keeps its own
 /// copy and never calls this on a request): `plan` (the request), `answers` (by kind),
 /// `record_config`, `served`, `miss`, `constants`, `report` (each a [`Format::json`]),
-/// `report_answers` (by kind),
-/// `served_outcomes` and `config_reads`.
+/// `report_answers` (by kind), `served_outcomes`, `config_reads` and `pushed_config` (the
+/// message; its answer is a bool).
 #[wasm_bindgen]
 pub fn protocol() -> String {
     [
@@ -399,6 +422,8 @@ pub fn protocol() -> String {
         SERVED_OUTCOMES.json,
         ",\"config_reads\":",
         CONFIG_READS.json,
+        ",\"pushed_config\":",
+        PushedConfig::FORMAT.json,
         "}",
     ]
     .concat()
@@ -432,6 +457,7 @@ pub fn constants() -> String {
     use canary_core::control::{coalesce, wire};
     let ingest = format!("{}{}", wire::ORIGIN, wire::INGEST);
     let aggregate = format!("{}{}", wire::ORIGIN, wire::AGGREGATE);
+    let config = format!("{}{}", wire::ORIGIN, wire::CONFIG);
     // This isolate's aggregator of every bundle: drawn once, as the entry module asks once.
     let shard = coalesce::shard_suffix((random_u64() % u64::from(coalesce::AGGREGATORS)) as u32);
     Constants {
@@ -445,6 +471,7 @@ pub fn constants() -> String {
         monitor_shard_suffix: &shard,
         report_max_bytes: &canary_core::report::MAX_REPORT_BYTES.to_string(),
         report_rate_limited_body: &canary_core::serve::rate_limited_body(),
+        monitor_config_url: &config,
     }
     .encode_with(Edge::static_headers().as_str())
 }
@@ -516,6 +543,24 @@ pub fn record_config(bundle: &str, kind: &str, text: &str, issued_ms: f64) -> St
         |_| String::new(),
     );
     ConfigLog { log_line: &log }.encode()
+}
+
+/// Records a config the control plane pushed for `bundle` (a [`PushedConfig`]: the answer
+/// of the bundle's aggregator to a batch or a revision check), at `now_ms`: served from now
+/// on when its revision is above every one this isolate has seen for the bundle (the order:
+/// `canary_core::rollouts`). Returns whether it was taken (the entry has nothing to do
+/// either way). Not on a request's path: the entry calls it when an answer arrives.
+#[wasm_bindgen]
+pub fn pushed_config(bundle: &str, message: &str, now_ms: f64) -> bool {
+    let m = PushedConfig::decode(message);
+    let (Ok(bundle), Ok(revision)) = (BundleName::parse(bundle), m.revision.parse::<u64>()) else {
+        // Anything the entry module should never send: nothing taken.
+        return false;
+    };
+    with_edge(
+        |edge| edge.pushed_config(&bundle, revision, m.config, now_ms),
+        |_| false,
+    )
 }
 
 /// Counts a served floating request (its plan's tally token); `outcome` is what was served,
@@ -649,6 +694,7 @@ fn encode_plan(p: &AssetPlan) -> String {
         fallback_object_key,
         tally_token: p.tally.as_ref().map_or("", |t| t.0.as_str()),
         must_be_published: flag(p.must_be_published),
+        serving_canary: flag(p.serving_canary),
     }
     .encode_with(p.headers.as_str())
 }
@@ -722,11 +768,12 @@ mod tests {
             fallback_object_key: "",
             tally_token: "",
             must_be_published: NO,
+            serving_canary: YES,
         };
         for headers in ["", "cache-control\nno-store\n", "a\n1\nb\n2\n"] {
             let text = a.encode_with(headers);
             assert!(fits(&Asset::FORMAT, &text), "{text:?}");
-            assert!(text.ends_with(&format!("\n{NO}\n{headers}")));
+            assert!(text.ends_with(&format!("\n{NO}\n{YES}\n{headers}")));
         }
         let answers = [
             Ops::FORMAT,
@@ -783,6 +830,7 @@ mod tests {
             "config_reads",
             "report",
             "report_answers",
+            "pushed_config",
         ] {
             assert!(table.get(key).is_some(), "{key}");
         }
@@ -793,6 +841,14 @@ mod tests {
         assert_eq!(table["served"]["fields"][0], "next_flush_ms");
         assert_eq!(table["report_answers"]["K"]["fields"][0], "kind");
         assert_eq!(table["served_outcomes"][1], "counted_fallback");
+        assert_eq!(table["pushed_config"]["fields"][1], "config");
+        assert_eq!(table["pushed_config"]["rest"], true);
+        assert_eq!(
+            table["answers"]["A"]["fields"]
+                .as_array()
+                .and_then(|f| f.last()),
+            Some(&serde_json::json!("serving_canary"))
+        );
         assert_eq!(
             table["plan"]["fields"].as_array().map(Vec::len),
             Some(PlanRequest::FORMAT.fields.len())
@@ -814,5 +870,22 @@ mod tests {
         };
         assert!(fits(&Batches::FORMAT, &batches.encode_with(&pairs)));
         assert!(fits(&Batches::FORMAT, &batches.encode()));
+    }
+
+    #[test]
+    fn a_pushed_config_is_read_as_an_aggregator_answers_it() {
+        // What `control::wire::ConfigPush::message` writes: the revision, then the text,
+        // which may hold newlines.
+        let push = canary_core::control::wire::ConfigPush {
+            revision: 12,
+            text: "{\"stable\": \"1.0.0\",\n \"weight\": 0}\n".into(),
+        };
+        let message = push.message();
+        let m = PushedConfig::decode(&message);
+        assert_eq!((m.revision, m.config), ("12", push.text.as_str()));
+        // Unconfigured, or not a push: nothing taken.
+        for message in [message.as_str(), "x\n{}", ""] {
+            assert!(!pushed_config("demo", message, 0.0));
+        }
     }
 }

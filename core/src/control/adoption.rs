@@ -1,6 +1,14 @@
 //! KV reads: what KV holds is compared with the control plane's own writes. A stale read
 //! of its own is ignored (it never undoes a newer write); anything else was written by
 //! someone else and is adopted: the operator wins.
+//!
+//! One stale-looking read is adopted: a raw text (no `revision`, so not one of our own
+//! writes, but one we adopted before, such as the seed) that serves fewer canary cohorts of
+//! the same canary than what we hold. An operator writing the seed's exact bytes back (a
+//! rollback) and a location still caching the seed look alike; the lower exposure wins the
+//! ambiguity, as at the edge (`crate::rollouts`). The price: a lagging read of the seed
+//! during a ramp pauses the rollout at the seed's weight (Workers KV shows a write at once
+//! where it was made, so the object's own reads rarely lag behind its writes).
 
 use serde_json::json;
 
@@ -9,7 +17,7 @@ use super::progress::ProgressState;
 use super::projection::Provenance;
 use super::writes::Record;
 use crate::config::Rollout;
-use crate::rollouts::KvRead;
+use crate::rollouts::{exposure, KvRead};
 
 impl Control {
     pub(super) fn observe_kv(&mut self, read: KvRead, now_ms: f64, out: &mut Out) {
@@ -58,7 +66,15 @@ impl Control {
                 if self.config.as_ref() == Some(&content) {
                     return;
                 }
-                match self.kv.provenance(&text, now_ms) {
+                let mut provenance = self.kv.provenance(&text, now_ms);
+                if provenance == Provenance::Stale && self.lowers_exposure(&content, revision) {
+                    // A raw text (no revision: never one of our own writes) we adopted
+                    // before: a lagging read of it and an operator writing those bytes again
+                    // (a rollback to the seed's text) look alike. The lower exposure wins,
+                    // as at the edge (`crate::rollouts`): adopted.
+                    provenance = Provenance::Foreign;
+                }
+                match provenance {
                     Provenance::Current => {}
                     Provenance::Stale => out.log(
                         "kv_stale_read_ignored",
@@ -131,6 +147,24 @@ impl Control {
         );
         let weight = self.config.as_ref().map(|c| c.weight);
         self.record(record, canary_now.as_ref(), weight, now_ms, out);
+    }
+}
+
+impl Control {
+    /// Whether a KV value (`content`, carrying `revision`) is a raw text serving fewer
+    /// canary cohorts of the same canary than the config held: the one kind of stale-looking
+    /// read that is adopted (the module's doc). A different canary is not (a location still
+    /// caching the value read before a publish must not undo the publish).
+    fn lowers_exposure(&self, content: &Rollout, revision: Option<u64>) -> bool {
+        let Some(held) = self.config.as_ref() else {
+            return false;
+        };
+        revision.is_none()
+            && content
+                .canary
+                .as_ref()
+                .is_none_or(|c| Some(c) == held.canary.as_ref())
+            && exposure(content) < exposure(held)
     }
 }
 

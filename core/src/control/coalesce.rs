@@ -18,6 +18,14 @@
 //! become one (distinct-client sets merged, each client's signal kept once), batches of
 //! different ones stay apart. Nothing is dropped but repeats, and new clients' loads past
 //! [`LOADS_PER_FORWARD`] in one forward; boots and failures are always kept.
+//!
+//! The way back: a [`ConfigRelay`] is what one aggregator knows of the bundle's config. The
+//! monitor's answer to each forward carries its committed config
+//! ([`ConfigPush`]); the aggregator keeps the latest and answers
+//! every isolate's batch with it, and every isolate's revision check (`GET /config`, every
+//! ~2 s while the isolate serves a canary) from memory, asking the monitor first when what
+//! it knows is older than [`CONFIG_FRESH_MS`], at most once per [`CONFIG_ASK_EVERY_MS`]: at
+//! most [`AGGREGATORS`] such asks a second reach the monitor, whatever the traffic.
 
 use std::collections::HashSet;
 
@@ -25,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::counts::Batch;
 use super::tracker::{Signal, MAX_TRACKED};
+use super::wire::ConfigPush;
 use crate::config::Version;
 use crate::config::{BundleName, Weight};
 
@@ -40,6 +49,15 @@ pub const LOADS_PER_FORWARD: usize = MAX_TRACKED / AGGREGATORS as usize;
 /// Forwards a merged batch rides on before it is given up (the bundle's object failing
 /// for about a second).
 pub const FORWARD_ATTEMPTS: u32 = 4;
+/// How old an aggregator's knowledge of the config may be when an isolate checks it: older,
+/// the aggregator asks the monitor first.
+pub const CONFIG_FRESH_MS: f64 = 1_000.0;
+/// Least time between two asks of the monitor by one aggregator.
+pub const CONFIG_ASK_EVERY_MS: f64 = 1_000.0;
+/// An answer with a lower revision than the one known, within this of learning it, is an
+/// older answer arriving late and is ignored; past it, it is the monitor's word (a control
+/// plane that started over).
+pub const CONFIG_REORDER_MS: f64 = 10_000.0;
 
 /// What an aggregator forwards to the bundle's object: the merged batches (one per
 /// versions-and-weight), and how many isolate batches went into them.
@@ -275,6 +293,86 @@ impl Coalescer {
             },
             failed_forwards,
         })
+    }
+}
+
+/// What one aggregator knows of its bundle's config: the latest the monitor told it, and
+/// when (see the module's docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigRelay {
+    bundle: BundleName,
+    known: Option<ConfigPush>,
+    /// When the monitor last answered with what is known.
+    learned_ms: f64,
+    /// When the aggregator last asked the monitor.
+    asked_ms: f64,
+}
+
+/// A monitor's answer, to a forward or to a config check: only its config is read.
+#[derive(Deserialize)]
+struct ConfigOf {
+    #[serde(default)]
+    config: Option<ConfigPush>,
+}
+
+impl ConfigRelay {
+    pub fn new(bundle: BundleName) -> Self {
+        Self {
+            bundle,
+            known: None,
+            learned_ms: f64::NEG_INFINITY,
+            asked_ms: f64::NEG_INFINITY,
+        }
+    }
+
+    /// `self`, for `bundle` (an aggregator serves one bundle: its name is derived from it).
+    pub fn check_bundle(&self, bundle: &str) -> Result<(), Refusal> {
+        match bundle == self.bundle.as_str() {
+            true => Ok(()),
+            false => Err(Refusal::OtherBundle(self.bundle.as_str().to_owned())),
+        }
+    }
+
+    /// Learns the config in a monitor's answer (JSON: an `IngestAnswer` or a
+    /// `ConfigAnswer`). A lower revision than the one known, learned less than
+    /// [`CONFIG_REORDER_MS`] ago, is an older answer arriving late: ignored. Returns
+    /// whether the answer was taken; one that does not parse teaches nothing.
+    pub fn learn(&mut self, answer: &str, now_ms: f64) -> bool {
+        let Ok(ConfigOf { config }) = serde_json::from_str(answer) else {
+            return false;
+        };
+        let reordered = match (&self.known, &config) {
+            (Some(known), Some(new)) => {
+                new.revision < known.revision && now_ms - self.learned_ms < CONFIG_REORDER_MS
+            }
+            _ => false,
+        };
+        if reordered {
+            return false;
+        }
+        self.known = config;
+        self.learned_ms = now_ms;
+        true
+    }
+
+    /// Whether an isolate's check at `now_ms` asks the monitor first: what is known is
+    /// older than [`CONFIG_FRESH_MS`] and the last ask older than [`CONFIG_ASK_EVERY_MS`].
+    /// A `true` counts as the ask.
+    pub fn ask(&mut self, now_ms: f64) -> bool {
+        let due = now_ms - self.learned_ms >= CONFIG_FRESH_MS
+            && now_ms - self.asked_ms >= CONFIG_ASK_EVERY_MS;
+        if due {
+            self.asked_ms = now_ms;
+        }
+        due
+    }
+
+    /// What isolates are answered: [`ConfigPush::message`], or empty when nothing is known.
+    pub fn message(&self) -> String {
+        self.known
+            .as_ref()
+            .map(ConfigPush::message)
+            .unwrap_or_default()
     }
 }
 

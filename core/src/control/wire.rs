@@ -8,8 +8,10 @@
 //!
 //! | route | method | message | answer |
 //! |---|---|---|---|
-//! | [`AGGREGATE`] (an aggregator) | POST | [`Batch`] | text: the forward's status |
-//! | [`INGEST`] | POST | [`IngestMessage`] | [`IngestAnswer`] |
+//! | [`AGGREGATE`] (an aggregator) | POST | [`Batch`] | the forward's status (200 delivered, 202 kept for the next forward, 503 given up); body: the last config the aggregator learned, [`ConfigPush::message`] (empty: none) |
+//! | [`CONFIG`] (an aggregator) | GET | — | 200 with the last config it learned ([`ConfigPush::message`]; asked of the monitor first when older than [`CONFIG_FRESH_MS`](super::coalesce::CONFIG_FRESH_MS), at most once per [`CONFIG_ASK_EVERY_MS`](super::coalesce::CONFIG_ASK_EVERY_MS)), 204 when none |
+//! | [`INGEST`] | POST | [`IngestMessage`] | [`IngestAnswer`] (with the committed config) |
+//! | [`CONFIG`] | GET | — | [`ConfigAnswer`] (the committed config: no KV read, no lock) |
 //! | [`COMMAND`] | POST | [`CommandMessage`] | [`StatusAnswer`], or [`ErrorAnswer`] with a 4xx ([`CommandAnswer`]) |
 //! | [`STATUS`] | GET | — | [`StatusAnswer`] (adopts an operator's KV write first) |
 //! | [`SUMMARY`] | GET | — | [`StatusAnswer`] (the committed state: no KV read, no lock) |
@@ -17,6 +19,14 @@
 //!
 //! Every request carries [`BUNDLE_HEADER`]; without it (or with a bad name) the object
 //! answers 400 in text.
+//!
+//! **The config rides on the answers.** The monitor's answers to [`INGEST`] and [`CONFIG`]
+//! carry the bundle's committed config as a [`ConfigPush`]: the exact text KV holds (what
+//! the object wrote, or the operator's write it adopted) and its revision. An aggregator
+//! keeps the latest it learned and gives it to every isolate it answers, which hands it to
+//! its router (`rollouts`: taken only above the highest revision the isolate has seen).
+//! So a cut reaches the isolates that send batches or check the revision (while they serve
+//! a canary) within seconds, whatever KV's propagation.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -43,6 +53,9 @@ pub const STATUS: &str = "/status";
 pub const SUMMARY: &str = "/summary";
 /// The per-minute counts, from the Unix minute in the [`SINCE`] query parameter on.
 pub const MINUTES: &str = "/minutes";
+/// The bundle's config: of the monitor, the committed one (read-only, like [`SUMMARY`]); of
+/// an aggregator, the last one it learned (the isolates' revision check).
+pub const CONFIG: &str = "/config";
 /// The query parameter of [`MINUTES`].
 pub const SINCE: &str = "since";
 /// The origin of the edge's requests to the object (only the path is looked at).
@@ -56,15 +69,17 @@ pub enum Route {
     Status,
     Summary,
     Minutes,
+    Config,
 }
 
 impl Route {
-    pub const ALL: [Route; 5] = [
+    pub const ALL: [Route; 6] = [
         Route::Ingest,
         Route::Command,
         Route::Status,
         Route::Summary,
         Route::Minutes,
+        Route::Config,
     ];
 
     pub const fn path(self) -> &'static str {
@@ -74,6 +89,7 @@ impl Route {
             Route::Status => STATUS,
             Route::Summary => SUMMARY,
             Route::Minutes => MINUTES,
+            Route::Config => CONFIG,
         }
     }
 
@@ -81,7 +97,7 @@ impl Route {
     pub const fn method(self) -> &'static str {
         match self {
             Route::Ingest | Route::Command => "POST",
-            Route::Status | Route::Summary | Route::Minutes => "GET",
+            Route::Status | Route::Summary | Route::Minutes | Route::Config => "GET",
         }
     }
 
@@ -98,10 +114,87 @@ pub fn minutes_path(since: u64) -> String {
     format!("{MINUTES}?{SINCE}={since}")
 }
 
-/// The answer to [`INGEST`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The answer to [`INGEST`]: taken, and the bundle's committed config after the batches
+/// (absent while the object has none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestAnswer {
     pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigPush>,
+}
+
+/// The answer to [`CONFIG`] from the monitor: the committed config (`null` while it has
+/// none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigAnswer {
+    pub config: Option<ConfigPush>,
+}
+
+/// A bundle's config as the control plane pushes it to the edge: `text` exactly as KV
+/// holds it (or will, once KV has propagated it), and the control plane's `revision` of it
+/// (the `revision` inside an operator's raw text, if any, is not it: an adopted write gets
+/// one above everything before, `control::adoption`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigPush {
+    pub revision: u64,
+    pub text: String,
+}
+
+impl ConfigPush {
+    /// `state`'s committed config as KV holds it: `held` (the text the object last wrote or
+    /// read) when it is that config at that revision (an adopted operator write keeps its
+    /// exact bytes, revision-less), else the config stamped with its revision (exactly what
+    /// the object writes). `None` while the object has no config.
+    pub fn of(state: &Control, held: Option<&HeldText>) -> Option<Self> {
+        let config = state.config.as_ref()?;
+        let revision = state.kv.revision;
+        let text = match held {
+            Some(h)
+                if h.content.as_ref() == Some(config)
+                    && h.revision.is_none_or(|r| r == revision) =>
+            {
+                h.text.clone()
+            }
+            _ => {
+                let mut stamped = config.clone();
+                stamped.revision = Some(revision);
+                stamped.to_json()
+            }
+        };
+        Some(Self { revision, text })
+    }
+
+    /// The push as an aggregator answers it and the edge's router takes it
+    /// (`pushed_config`): the revision, a newline, the text (which may hold newlines).
+    pub fn message(&self) -> String {
+        format!("{}\n{}", self.revision, self.text)
+    }
+}
+
+/// A KV text of the bundle's config the object last wrote or read, parsed once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldText {
+    text: String,
+    /// The config it holds, without its revision (`None`: not a valid config).
+    content: Option<Rollout>,
+    revision: Option<u64>,
+}
+
+impl HeldText {
+    pub fn new(text: String) -> Self {
+        let (content, revision) = match Rollout::parse(&text) {
+            Ok(mut c) => {
+                let revision = c.revision.take();
+                (Some(c), revision)
+            }
+            Err(_) => (None, None),
+        };
+        Self {
+            text,
+            content,
+            revision,
+        }
+    }
 }
 
 /// An admin write as the edge hands it over: the action and body as the operator sent
@@ -245,6 +338,8 @@ mod tests {
             assert_eq!(Route::of(&r.method().to_lowercase(), r.path()), Some(r));
         }
         assert_eq!(Route::of("GET", INGEST), None);
+        assert_eq!(Route::of("GET", CONFIG), Some(Route::Config));
+        assert_eq!(Route::of("POST", CONFIG), None);
         assert_eq!(Route::of("POST", SUMMARY), None);
         assert_eq!(Route::of("GET", "/summary/"), None);
         assert_eq!(Route::of("GET", "/"), None);
@@ -274,10 +369,33 @@ mod tests {
             }],
         };
         round_trip(&batch);
-        round_trip(&IngestAnswer { ok: true });
+        let bare = IngestAnswer {
+            ok: true,
+            config: None,
+        };
+        round_trip(&bare);
+        assert_eq!(serde_json::to_value(&bare).unwrap(), json!({ "ok": true }));
+        let push = ConfigPush {
+            revision: 9,
+            text: "{\"stable\": \"1.0.0\"}\n".into(),
+        };
+        let with_config = IngestAnswer {
+            ok: true,
+            config: Some(push.clone()),
+        };
+        round_trip(&with_config);
         assert_eq!(
-            serde_json::to_value(IngestAnswer { ok: true }).unwrap(),
-            json!({ "ok": true })
+            serde_json::to_value(&with_config).unwrap(),
+            json!({ "ok": true, "config": { "revision": 9, "text": "{\"stable\": \"1.0.0\"}\n" } })
+        );
+        // An older object's answer still reads.
+        let old: IngestAnswer = serde_json::from_str(r#"{"ok": true}"#).unwrap();
+        assert_eq!(old, bare);
+        round_trip(&ConfigAnswer { config: None });
+        round_trip(&ConfigAnswer { config: Some(push) });
+        assert_eq!(
+            serde_json::to_value(ConfigAnswer { config: None }).unwrap(),
+            json!({ "config": null })
         );
     }
 
@@ -378,5 +496,38 @@ mod tests {
         });
         let bad = r#"{"bundle": "Not/A/Bundle", "minutes": []}"#;
         assert!(serde_json::from_str::<MinutesAnswer>(bad).is_err());
+    }
+
+    #[test]
+    fn the_pushed_config_is_what_kv_holds() {
+        let mut state = Control::new(bundle(), 10);
+        assert_eq!(ConfigPush::of(&state, None), None, "no config yet");
+        let raw = "{\"stable\": \"1.0.0\", \"canary\": \"1.1.0\", \"weight\": 0}\n";
+        let mut config = Rollout::parse(raw).unwrap();
+        state.config = Some(config.clone());
+        state.kv.revision = 7;
+        // An adopted operator write: its exact bytes, at the control plane's revision.
+        let held = HeldText::new(raw.into());
+        let push = ConfigPush::of(&state, Some(&held)).unwrap();
+        assert_eq!((push.revision, push.text.as_str()), (7, raw));
+        assert_eq!(push.message(), format!("7\n{raw}"));
+        // What the object wrote: the config stamped with its revision, byte for byte.
+        config.revision = Some(7);
+        let written = config.to_json();
+        for held in [
+            Some(HeldText::new(written.clone())),
+            None,
+            Some(HeldText::new("{not json".into())),
+            // An older text (another config, or this config at an older revision).
+            Some(HeldText::new(
+                r#"{"stable":"1.0.0","canary":"1.1.0","weight":30,"revision":6}"#.into(),
+            )),
+            Some(HeldText::new(
+                r#"{"stable":"1.0.0","canary":"1.1.0","weight":0,"revision":5}"#.into(),
+            )),
+        ] {
+            let push = ConfigPush::of(&state, held.as_ref()).unwrap();
+            assert_eq!((push.revision, &push.text), (7, &written), "{held:?}");
+        }
     }
 }

@@ -683,3 +683,46 @@ fn limit_keys_are_keyed_networks_ipv4_addresses_and_ipv6_slash_48s() {
     assert!(!key("203.0.113.1").contains("203.0"), "no address leaves");
     assert_eq!(e.network_limit_key(None), key(""));
 }
+
+#[test]
+fn a_pushed_config_is_served_and_ends_the_revision_checks() {
+    let mut e = edge();
+    let demo = BundleName::parse("demo").unwrap();
+    let url = "https://x.test/demo/sdk.js";
+    let plan = first_visit(&e, url, "pushed");
+    assert!(plan.serving_canary, "weight 50 serves a canary: checks on");
+    // The control plane's cut, pushed at revision 3: served at once, before the TTL ends.
+    let cut = r#"{"stable":"1.0.0","canary":"1.1.0","weight":0,"revision":3}"#;
+    assert!(e.pushed_config(&demo, 3, cut, NOW));
+    let plan = first_visit(&e, url, "pushed");
+    assert_eq!(
+        (plan.version.as_str(), plan.serving_canary),
+        ("1.0.0", false),
+        "no canary served, no more checks"
+    );
+    // An older push (or KV lagging with an older revision) does not bring it back.
+    let older = r#"{"stable":"1.0.0","canary":"1.1.0","weight":100,"revision":2}"#;
+    assert!(!e.pushed_config(&demo, 2, older, NOW));
+    let ttl = e.settings.config_ttl_ms as f64;
+    assert_eq!(
+        e.record_config(&demo, KvRead::Value(older.into()), NOW + ttl + 3.0),
+        None
+    );
+    let id = ClientFacts {
+        user_key: Some("pushed"),
+        ..ClientFacts::default()
+    };
+    let later = AssetRequest {
+        now_ms: NOW + ttl + 4.0,
+        ..get(url)
+    };
+    let plan = serve(e.plan(&later, Some(&id), counter()));
+    assert_eq!(
+        (plan.version.as_str(), plan.serving_canary),
+        ("1.0.0", false)
+    );
+    // A text that does not parse is not taken.
+    assert!(!e.pushed_config(&demo, 4, "{", NOW + ttl + 5.0));
+    let plan = serve(e.plan(&later, Some(&id), counter()));
+    assert_eq!(plan.version.as_str(), "1.0.0");
+}

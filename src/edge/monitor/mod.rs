@@ -11,7 +11,10 @@
 //! `worker` crate does not expose), cannot reset the object when a KV call is slow. The
 //! summary (the console's overview) only reads the committed state, and needs no lock.
 //!
-//! Routes, messages and answers: `canary_core::control::wire`.
+//! Routes, messages and answers: `canary_core::control::wire`. The answers to `/ingest` and
+//! `/config` carry the committed config as KV holds it (`wire::ConfigPush`): the text this
+//! object last wrote or read, when it is that config (`held`, in memory only: after a
+//! restart, the config stamped with its revision, which is what the object writes).
 //!
 //! Webhooks (`canary_core::control::notify`): the machine's `Effect::Notify`s of an event are
 //! added to the `outbox` table with the state they came with, and delivered from the alarm,
@@ -40,8 +43,8 @@ use crate::control::driver::{self, Host};
 use crate::control::machine::ConfigWrite;
 use crate::control::notify::{Notification, Target};
 use crate::control::wire::{
-    self, CommandMessage, ErrorAnswer, IngestAnswer, IngestMessage, Intake, MinutesAnswer, Route,
-    StatusAnswer,
+    self, CommandMessage, ConfigAnswer, ConfigPush, ErrorAnswer, HeldText, IngestAnswer,
+    IngestMessage, Intake, MinutesAnswer, Route, StatusAnswer,
 };
 use crate::control::{CommandRequest, Control, Event, Reply, WriteOutcome};
 use crate::log::LogLine;
@@ -51,6 +54,10 @@ use storage::Store;
 
 /// Longest wait for a KV read made by the control plane.
 const KV_READ_TIMEOUT_MS: u64 = 5_000;
+/// An aggregator's `/config` makes this object read KV at most this often (it asks at most
+/// once a second per aggregator): an operator's raw KV write is adopted, and pushed with a
+/// revision above every earlier one, within about this long of KV showing it here.
+const CONFIG_KV_EVERY_MS: f64 = 3_000.0;
 /// An alarm this early for the machine's time counts as the machine's (timers are coarse).
 const ALARM_SLACK_MS: f64 = 50.0;
 
@@ -68,6 +75,10 @@ pub struct HealthMonitor {
     /// The alarm the machine last asked for: `None` until this object knows (after a
     /// restart), `Some(None)` when it wants none.
     machine_alarm: Cell<Option<Option<f64>>>,
+    /// The config text this object last wrote to KV or read from it (for `push`).
+    held: RefCell<Option<HeldText>>,
+    /// When an aggregator's `/config` last made this object read KV (ms; 0: never).
+    config_read_ms: Cell<f64>,
 }
 
 /// The settings the object uses.
@@ -191,7 +202,11 @@ impl HealthMonitor {
             Trigger::Event(e) => e,
             // A status adopts an operator's KV write first.
             Trigger::Refresh => {
-                Event::KvRead(read_kv(&self.env, &state.bundle, KV_READ_TIMEOUT_MS).await)
+                let read = read_kv(&self.env, &state.bundle, KV_READ_TIMEOUT_MS).await;
+                if let KvRead::Value(text) = &read {
+                    *self.held.borrow_mut() = Some(HeldText::new(text.clone()));
+                }
+                Event::KvRead(read)
             }
         };
         let bundle = state.bundle.clone();
@@ -231,6 +246,12 @@ impl HealthMonitor {
         view
     }
 
+    /// The committed config as the edge is pushed it (the answers to `/ingest` and
+    /// `/config`): read-only, like `/summary`.
+    fn push(&self) -> Option<ConfigPush> {
+        ConfigPush::of(self.control.borrow().as_ref()?, self.held.borrow().as_ref())
+    }
+
     /// `/summary`: the view of the committed state, read-only. It neither reads KV nor
     /// takes the lock: the handler has no await, so it runs between two awaits of a
     /// handler holding the lock, and sees the state last committed (`run` replaces it only
@@ -257,7 +278,11 @@ impl Host for ObjectHost<'_> {
     }
 
     async fn read_kv(&mut self) -> KvRead {
-        read_kv(&self.object.env, self.bundle, KV_READ_TIMEOUT_MS).await
+        let read = read_kv(&self.object.env, self.bundle, KV_READ_TIMEOUT_MS).await;
+        if let KvRead::Value(text) = &read {
+            *self.object.held.borrow_mut() = Some(HeldText::new(text.clone()));
+        }
+        read
     }
 
     /// One KV write of the config, no earlier than the machine allows (one per second).
@@ -275,7 +300,10 @@ impl Host for ObjectHost<'_> {
             Err(e) => return WriteOutcome::Failed(brief(e)),
         };
         match put.execute().await {
-            Ok(()) => WriteOutcome::Ok,
+            Ok(()) => {
+                *self.object.held.borrow_mut() = Some(HeldText::new(write.text.clone()));
+                WriteOutcome::Ok
+            }
             Err(e) => {
                 let detail = brief(e);
                 // Workers KV answers 429 to a second write of a key within a second.
@@ -314,6 +342,8 @@ impl DurableObject for HealthMonitor {
             intake: RefCell::new(Intake::default()),
             settings: std::cell::OnceCell::new(),
             machine_alarm: Cell::new(None),
+            held: RefCell::new(None),
+            config_read_ms: Cell::new(0.0),
         }
     }
 
@@ -340,7 +370,12 @@ impl DurableObject for HealthMonitor {
                     self.run(Some(&bundle), Trigger::Event(Event::Batch(batch)))
                         .await?;
                 }
-                Response::from_json(&IngestAnswer { ok: true })
+                // The committed config rides on the answer: the aggregator hands it to the
+                // isolates whose batches it forwarded (a cut decided by these batches too).
+                Response::from_json(&IngestAnswer {
+                    ok: true,
+                    config: self.push(),
+                })
             }
             Route::Command => {
                 let Ok(msg) = req.json::<CommandMessage>().await else {
@@ -386,6 +421,21 @@ impl DurableObject for HealthMonitor {
                 self.answer(None)
             }
             Route::Summary => Response::from_json(&self.summary()?),
+            Route::Config => {
+                // The isolates' revision check, through their aggregators (each at most once
+                // a second): the committed config. At most once per `CONFIG_KV_EVERY_MS` it
+                // reads KV first (under the lock, as a status does): an operator's raw write
+                // is adopted and pushed within seconds, not at the next batch's change.
+                let now = now_ms();
+                if now - self.config_read_ms.get() >= CONFIG_KV_EVERY_MS {
+                    self.config_read_ms.set(now);
+                    self.run(Some(&bundle), Trigger::Refresh).await?;
+                }
+                self.ensure_loaded()?;
+                Response::from_json(&ConfigAnswer {
+                    config: self.push(),
+                })
+            }
         }
     }
 

@@ -242,3 +242,91 @@ fn aggregator_names_are_the_bundle_and_its_shard() {
     assert_eq!(aggregator_name(&demo, AGGREGATORS + 1), "demo#1");
     assert_eq!(shard_suffix(63), "#63");
 }
+
+fn relay() -> ConfigRelay {
+    ConfigRelay::new(BundleName::parse("demo").unwrap())
+}
+
+/// A monitor's answer to a forward carrying `revision` (`None`: no config).
+fn ingest_answer(revision: Option<u64>) -> String {
+    match revision {
+        None => r#"{"ok":true}"#.into(),
+        Some(r) => format!(
+            r#"{{"ok":true,"config":{{"revision":{r},"text":"{{\"stable\":\"1.0.0\",\"weight\":0,\"revision\":{r}}}"}}}}"#
+        ),
+    }
+}
+
+#[test]
+fn a_relay_keeps_the_latest_config_it_learned() {
+    let mut r = relay();
+    assert_eq!(r.message(), "", "nothing known");
+    assert!(r.learn(&ingest_answer(Some(3)), 1_000.0));
+    assert_eq!(
+        r.message(),
+        "3\n{\"stable\":\"1.0.0\",\"weight\":0,\"revision\":3}"
+    );
+    // A config check's answer reads the same way.
+    let check = r#"{"config":{"revision":4,"text":"{\"stable\":\"1.0.0\"}\n"}}"#;
+    assert!(r.learn(check, 1_100.0));
+    assert_eq!(r.message(), "4\n{\"stable\":\"1.0.0\"}\n");
+    // (answer, at, taken, revision known after)
+    let rows: &[(&str, f64, bool, Option<&str>)] = &[
+        ("not json", 1_200.0, false, Some("4")),
+        (
+            r#"{"ok":true,"config":{"revision":"x"}}"#,
+            1_200.0,
+            false,
+            Some("4"),
+        ),
+    ];
+    for &(answer, at, taken, known) in rows {
+        assert_eq!(r.learn(answer, at), taken, "{answer}");
+        assert_eq!(
+            r.message().split('\n').next().filter(|s| !s.is_empty()),
+            known
+        );
+    }
+    // An older answer arriving late is ignored; past CONFIG_REORDER_MS a lower revision is
+    // the monitor's word (it started over).
+    assert!(!r.learn(&ingest_answer(Some(2)), 2_000.0));
+    assert!(r.message().starts_with("4\n"));
+    assert!(r.learn(&ingest_answer(Some(2)), 1_100.0 + CONFIG_REORDER_MS));
+    assert!(r.message().starts_with("2\n"));
+    // An answer without a config: the monitor has none (a deleted key it adopted).
+    assert!(r.learn(&ingest_answer(None), 20_000.0));
+    assert_eq!(r.message(), "");
+}
+
+#[test]
+fn a_relay_asks_the_monitor_at_most_once_a_second_and_only_when_stale() {
+    let mut r = relay();
+    // (now, learned at this time first, asks?)
+    let rows: &[(f64, Option<u64>, bool)] = &[
+        (0.0, None, true),         // nothing known: ask
+        (500.0, None, false),      // asked 0.5 s ago (its answer not in yet)
+        (1_000.0, None, true),     // a second since the last ask
+        (1_100.0, Some(5), false), // just learned (from the ask, or a forward's answer)
+        (2_099.0, None, false),    // learned 0.999 s ago
+        (2_100.0, None, true),     // learned a second ago: ask
+        (2_200.0, Some(5), false), // a forward's answer meanwhile: fresh again
+        (3_150.0, None, false),    // learned 0.95 s ago
+        (3_200.0, None, true),
+    ];
+    for &(now, learn, asks) in rows {
+        if let Some(revision) = learn {
+            assert!(r.learn(&ingest_answer(Some(revision)), now));
+        }
+        assert_eq!(r.ask(now), asks, "at {now}");
+    }
+    // So at most one ask a second per aggregator, whatever the checks: AGGREGATORS a
+    // second per bundle.
+    let mut r = relay();
+    let asks = (0..10_000).filter(|i| r.ask(*i as f64)).count();
+    assert_eq!(asks, 10);
+    assert_eq!(
+        r.check_bundle("other"),
+        Err(Refusal::OtherBundle("demo".into()))
+    );
+    assert_eq!(r.check_bundle("demo"), Ok(()));
+}

@@ -102,27 +102,49 @@ fn a_stale_read_never_undoes_a_newer_write() {
 }
 
 #[test]
-fn a_stale_read_of_an_adopted_config_never_undoes_a_newer_write() {
-    // The object adopted what KV held (the seed), then wrote a newer config (a weight): a
-    // location that still caches the seed returns it, which is lag, not an operator.
-    let mut sim = Sim::new(dark(), 10);
+fn a_stale_read_of_an_adopted_config_never_raises_exposure() {
+    // The object adopted what KV held (a raw seed at weight 30), then wrote a newer config
+    // (weight 10): a location that still caches the seed returns it, which is lag, not an
+    // operator, and it would serve more canary cohorts: ignored.
+    let mut seed_config = dark();
+    seed_config["weight"] = serde_json::json!(30);
+    let mut sim = Sim::new(seed_config, 10);
     let seed = sim.kv.clone();
     sim.now += 5_000.0;
-    sim.command("weight", r#"{"weight": 30}"#);
-    assert_eq!(sim.kv_config().weight.percent(), 30);
+    sim.command("weight", r#"{"weight": 10}"#);
+    assert_eq!(sim.kv_config().weight.percent(), 10);
     sim.stale_read = seed.clone();
     sim.now += 2_000.0;
     sim.command("pause", "");
     assert!(sim.logged("kv_adopted").is_empty(), "{:?}", sim.logs);
     assert_eq!(sim.logged("kv_stale_read_ignored").len(), 1);
-    assert_eq!(sim.state.config.as_ref().unwrap().weight.percent(), 30);
+    assert_eq!(sim.state.config.as_ref().unwrap().weight.percent(), 10);
     // Past the horizon the same bytes are someone's deliberate restore: adopted.
     sim.stale_read = None;
     sim.now += STALE_HORIZON_MS + 1.0;
     sim.kv = seed;
     sim.command("pause", "");
     assert_eq!(sim.logged("kv_adopted").len(), 1);
+    assert_eq!(sim.state.config.as_ref().unwrap().weight.percent(), 30);
+}
+
+#[test]
+fn a_raw_rollback_to_the_seeds_bytes_is_adopted_at_once() {
+    // The object adopted the raw seed (weight 0), then wrote weight 30; the operator writes
+    // the seed's exact bytes back. A lagging read of the seed looks the same, but it serves
+    // fewer canary cohorts of the same canary: the lower exposure wins, adopted at once.
+    let mut sim = Sim::new(dark(), 10);
+    let seed = sim.kv.clone();
+    sim.now += 5_000.0;
+    sim.command("weight", r#"{"weight": 30}"#);
+    assert_eq!(sim.kv_config().weight.percent(), 30);
+    sim.now += 2_000.0;
+    sim.kv = seed;
+    sim.command("pause", "");
+    assert_eq!(sim.logged("kv_adopted").len(), 1, "{:?}", sim.logs);
     assert_eq!(sim.state.config.as_ref().unwrap().weight.percent(), 0);
+    // Its revision is above every earlier one: pushed, it outranks the weight-30 write.
+    assert!(sim.state.kv.revision > 2, "{}", sim.state.kv.revision);
 }
 
 #[test]
