@@ -371,9 +371,17 @@ impl Tracker {
             };
             let age = now_ms - t.loaded_ms;
             // Bins whose lower age the client has reached (the last: the grace).
-            let reached = if age >= grace_ms { bins + 1 } else { bin_of(age).min(bins - 1) + 1 };
+            let reached = if age >= grace_ms {
+                bins + 1
+            } else {
+                bin_of(age).min(bins - 1) + 1
+            };
             for (i, (n, k)) in out.stable.iter_mut().enumerate().take(reached) {
-                let lower = if i == bins { grace_ms } else { i as f64 * AGE_BIN_MS };
+                let lower = if i == bins {
+                    grace_ms
+                } else {
+                    i as f64 * AGE_BIN_MS
+                };
                 *n += 1;
                 if !(t.booted && t.boot_age_ms <= lower) {
                     *k += 1;
