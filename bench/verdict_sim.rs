@@ -438,6 +438,7 @@ impl Run<'_> {
             batch.clear();
             s.spare.push(batch);
             evidence.add(new);
+            evidence.early = tracker.early_silence(now, rule.grace_ms);
             if full_at.is_none() && tracker.refused.over_capacity > 0 {
                 full_at = Some(now);
             }

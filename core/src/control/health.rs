@@ -170,7 +170,17 @@ impl Control {
             let rule = self.boot_rule();
             let new = self.tracker.sweep(rule, now_ms);
             self.count(new);
+            self.refresh_early(rule, now_ms);
         }
+    }
+
+    /// The early silence test's data as the tracker sees it now (only while silence is judged).
+    fn refresh_early(&mut self, rule: BootRule, now_ms: f64) {
+        self.evidence.early = if rule.expected && rule.stable_present {
+            self.tracker.early_silence(now_ms, rule.grace_ms)
+        } else {
+            Default::default()
+        };
     }
 
     /// The running step's health policy: the one it started with (a change applies from
@@ -327,6 +337,7 @@ impl Control {
             let rule = self.boot_rule();
             let new = self.tracker.apply(&batch.events, rule, now_ms);
             self.count(new);
+            self.refresh_early(rule, now_ms);
         }
         // Evaluated at every flush: a cut at once, a waiting step as soon as it passes.
         self.evaluate(now_ms, out);

@@ -127,6 +127,28 @@ pub struct Tracked {
     pub booted: bool,
     pub failed: bool,
     pub state: Resolution,
+    /// Age at which its first boot signal reached the control plane (ms after its load; 0
+    /// when the boot came first), negative while it has none: stable's give the
+    /// time-to-boot distribution the early silence test compares with.
+    pub boot_age_ms: f64,
+}
+
+/// Width of the early silence test's age bins.
+pub const AGE_BIN_MS: f64 = 500.0;
+/// Stable clients of a step (its first ones) whose boot ages estimate stable's time-to-boot.
+pub const SURVIVAL_SAMPLE: usize = 2_000;
+
+/// What the early silence test needs from the tracker (recomputed at every batch and sweep,
+/// never stored: after a restart it is empty until the next, which is no evidence).
+/// Bin `i` holds ages in `[i·AGE_BIN_MS, (i+1)·AGE_BIN_MS)`; the last bin is the grace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EarlySilence {
+    /// Per bin: stable clients (of the sample) at least the bin's lower age old, and those of
+    /// them not booted by that age (a failure without a boot counts as not booted:
+    /// conservative).
+    pub stable: Vec<(u64, u64)>,
+    /// Per bin: canary clients still silent (pending, or counted silent in the last bin).
+    pub canary_silent: Vec<u64>,
 }
 
 /// Signals that came before their client's load.
@@ -200,6 +222,8 @@ pub struct Tracker {
     /// due ones from the front instead of scanning the step. An entry whose client was
     /// resolved since is skipped when it comes up.
     due: VecDeque<(f64, u64)>,
+    /// The step's first `SURVIVAL_SAMPLE` stable clients (derived: rebuilt on restore).
+    stable_sample: Vec<u64>,
     /// Clients in `Resolution::Pending`.
     pending: u64,
     /// Boot signals of tracked clients, per channel (stable, canary).
@@ -331,6 +355,50 @@ impl Tracker {
             .map(|(loaded_ms, _)| loaded_ms + grace_ms)
     }
 
+    /// The early silence test's data at `now_ms` (see `verdict::early_silence`): stable's
+    /// survival per age bin from its sample, the canary's silent clients per age bin. A late
+    /// boot simply moves its client out of the silent ones: its silence is withdrawn.
+    pub fn early_silence(&self, now_ms: f64, grace_ms: f64) -> EarlySilence {
+        let bins = (grace_ms / AGE_BIN_MS).ceil().max(1.0) as usize;
+        let mut out = EarlySilence {
+            stable: vec![(0, 0); bins + 1],
+            canary_silent: vec![0; bins + 1],
+        };
+        let bin_of = |age: f64| ((age.max(0.0) / AGE_BIN_MS).floor() as usize).min(bins);
+        for id in &self.stable_sample {
+            let Some(t) = self.clients.get(id) else {
+                continue;
+            };
+            let age = now_ms - t.loaded_ms;
+            // Bins whose lower age the client has reached (the last: the grace).
+            let reached = if age >= grace_ms {
+                bins + 1
+            } else {
+                bin_of(age).min(bins - 1) + 1
+            };
+            for (i, (n, k)) in out.stable.iter_mut().enumerate().take(reached) {
+                let lower = if i == bins {
+                    grace_ms
+                } else {
+                    i as f64 * AGE_BIN_MS
+                };
+                *n += 1;
+                if !(t.booted && t.boot_age_ms <= lower) {
+                    *k += 1;
+                }
+            }
+        }
+        for (_, id) in &self.due {
+            if let Some(t) = self.clients.get(id) {
+                if t.canary && t.state == Resolution::Pending {
+                    out.canary_silent[bin_of(now_ms - t.loaded_ms).min(bins - 1)] += 1;
+                }
+            }
+        }
+        out.canary_silent[bins] = self.no_boot[1];
+        out
+    }
+
     /// Clients loaded and not yet resolved.
     pub fn pending(&self) -> u64 {
         self.pending
@@ -381,13 +449,18 @@ impl Tracker {
             booted: false,
             failed: false,
             state: Resolution::Pending,
+            boot_age_ms: -1.0,
         };
+        if !e.canary && self.stable_sample.len() < SURVIVAL_SAMPLE {
+            self.stable_sample.push(e.client);
+        }
         if let Some(w) = self.unwait(e.client) {
             if w.canary == e.canary {
                 t.booted = w.booted;
                 t.failed = w.failed;
                 if w.booted {
                     self.boots[usize::from(e.canary)] += 1;
+                    t.boot_age_ms = 0.0;
                 }
             } else {
                 self.refused.other_channel += 1;
@@ -418,6 +491,7 @@ impl Tracker {
         if boot {
             if !t.booted {
                 self.boots[usize::from(t.canary)] += 1;
+                t.boot_age_ms = (now_ms - t.loaded_ms).max(0.0);
             }
             t.booted = true;
         } else {

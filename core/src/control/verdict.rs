@@ -90,6 +90,91 @@ pub struct Evidence {
     /// Every resolved client while silence is judged, and the silent ones (`no_boot`).
     #[serde(default)]
     pub silence: ChannelCounts,
+    /// The early silence test's data, as the tracker last saw it (recomputed at every batch
+    /// and sweep; never stored, so empty after a restart until the next: no evidence).
+    #[serde(skip)]
+    pub early: crate::control::tracker::EarlySilence,
+}
+
+/// Mixture of "a share `π` of the canary's clients never boot" alternatives (equal weights).
+const NEVER_BOOTS: [f64; 6] = [0.05, 0.1, 0.2, 0.4, 0.7, 1.0];
+
+/// The early silence test (log e-value): silence judged against stable's own boot times.
+///
+/// Null: a canary client is still silent at age `a` no more often than
+/// `S0(a) = min(1, max((1+m)·S(a), S(a) + floor))`, `S` stable's survival (not booted by
+/// age `a`: early closes included, so they count alike on both channels), taken at the
+/// upper `confidence` bound of its sample with `d` more silent stable clients (an attacker's
+/// fast boots cannot lower it), and at the lower edge of the client's age bin (larger, so
+/// conservative). Without stable clients of an age, `S0 = 1`: no evidence.
+/// Alternative: a share `π` never boots, the rest boot as under the null. Each client's
+/// likelihood ratio at its current observation is `(π + (1−π)·S0(a)) / S0(a)` while silent
+/// at age `a`, and `1 − π` once it ran (booted at any age, or failed): this is a martingale
+/// in the client's age under `S0` (its expectation at a later age, given silence now, is
+/// its value now), so a late boot *withdraws* the silence (a slow canary that boots ends
+/// with `1 − π`, the boot-time guard's to judge); independent clients multiply, and a
+/// mixture over `π` stays one. Clients counted silent after the grace sit in the last bin
+/// (`S0(grace)`). The `d` silent canary clients with the most evidence are left out.
+/// It only ever cuts: a pass still needs the grace-based tests.
+pub fn early_silence(
+    early: &crate::control::tracker::EarlySilence,
+    canary_ran: u64,
+    policy: &TestPolicy,
+) -> f64 {
+    let d = policy.hostile_clients;
+    let z = normal_quantile(policy.confidence);
+    let m = 1.0 + policy.max_increase;
+    // Per bin: the log of 1/S0 is all that is needed (π enters below).
+    let mut silent: Vec<(f64, u64)> = early
+        .stable
+        .iter()
+        .zip(&early.canary_silent)
+        .filter(|(_, c)| **c > 0)
+        .map(|(&(n, k), &c)| {
+            let s = if n == 0 {
+                1.0
+            } else {
+                // One-sided Wilson upper bound of (k + d)/n.
+                let e = wilson_upper(k.saturating_add(d).min(n), n, z);
+                (m * e).max(e + policy.min_error_rate).min(1.0)
+            };
+            (s, c)
+        })
+        .collect();
+    // Leave out the d silent canary clients with the smallest S0 (the most evidence).
+    silent.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut drop = d;
+    for (_, c) in silent.iter_mut() {
+        let taken = drop.min(*c);
+        *c -= taken;
+        drop -= taken;
+    }
+    let logs: Vec<f64> = NEVER_BOOTS
+        .iter()
+        .map(|&pi| {
+            let ran = if canary_ran == 0 {
+                0.0
+            } else {
+                canary_ran as f64 * (1.0 - pi).max(1e-300).ln()
+            };
+            ran + silent
+                .iter()
+                .filter(|(s, c)| *c > 0 && *s < 1.0)
+                .map(|(s, c)| *c as f64 * ((pi + (1.0 - pi) * s) / s).ln())
+                .sum::<f64>()
+        })
+        .collect();
+    mixture(&logs, &[1.0 / NEVER_BOOTS.len() as f64; NEVER_BOOTS.len()])
+}
+
+/// One-sided Wilson score upper bound of `k` of `n` at normal quantile `z`.
+fn wilson_upper(k: u64, n: u64, z: f64) -> f64 {
+    let n = n as f64;
+    let p = k as f64 / n;
+    let denom = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+    (centre + half).clamp(p, 1.0)
 }
 
 /// The canary's share of the step's tracked clients: the effective weight
@@ -395,13 +480,21 @@ impl Evidence {
             let pass = tests(nc - d.min(nc - xc), xc, xs - d.min(xs), exposure, policy);
             (cut, pass)
         });
-        let split = if silence.is_some() { 2.0f64.ln() } else { 0.0 };
+        // The early silence test: a third cut test sharing α (each at α/3).
+        let early = silence.as_ref().map(|_| {
+            let s = &self.silence;
+            let ran = s.canary.clients - s.canary.errors.min(s.canary.clients);
+            early_silence(&self.early, ran, policy)
+        });
+        let split = if silence.is_some() { 3.0f64.ln() } else { 0.0 };
         let cut_threshold = cut_threshold + split;
+        let early_worse = early.is_some_and(|e| e >= cut_threshold);
         let relative_worse = worse_relative >= cut_threshold;
         let absolute_worse = worse_absolute >= cut_threshold;
-        let silence_worse = silence.as_ref().is_some_and(|(cut, _)| {
+        let grace_worse = silence.as_ref().is_some_and(|(cut, _)| {
             cut.worse_relative >= cut_threshold && cut.worse_absolute >= cut_threshold
         });
+        let silence_worse = grace_worse || early_worse;
         let silence_passed = silence.as_ref().is_none_or(|(_, pass)| {
             mixture(&[pass.better_relative, pass.better_absolute], &[0.5, 0.5]) >= pass_threshold
         });
@@ -450,7 +543,20 @@ impl Evidence {
         } else {
             String::new()
         };
-        let (verdict, reason) = if silence_worse {
+        let (verdict, reason) = if early_worse && !grace_worse {
+            let pending: u64 = self.early.canary_silent.iter().sum();
+            (
+                Verdict::Cut,
+                format!(
+                    "canary clients not booting: {pending} of {} canary clients still silent at ages when stable's have booted (e-value {:.0} against {}x stable's silence at each age, above {:.2}%, with {:.0}% confidence){robust}",
+                    pending + self.silence.canary.clients - self.silence.canary.errors.min(self.silence.canary.clients),
+                    early.unwrap_or(0.0).exp(),
+                    1.0 + policy.max_increase,
+                    policy.min_error_rate * 100.0,
+                    policy.confidence * 100.0
+                ),
+            )
+        } else if silence_worse {
             (
                 Verdict::Cut,
                 format!(

@@ -178,6 +178,19 @@ impl Tracker {
             .map(|(id, c)| (c.loaded_ms, *id))
             .collect();
         due.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        // The survival sample: the step's first stable clients, as they were taken.
+        let mut stable: Vec<(f64, u64)> = t
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.canary)
+            .map(|(id, c)| (c.loaded_ms, *id))
+            .collect();
+        stable.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        t.stable_sample = stable
+            .into_iter()
+            .take(super::SURVIVAL_SAMPLE)
+            .map(|(_, id)| id)
+            .collect();
         t.pending = due.len() as u64;
         t.due = due.into();
         t

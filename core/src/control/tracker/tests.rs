@@ -564,3 +564,37 @@ fn signals_wait_within_their_networks_cap_and_go_when_their_load_is_refused() {
     t.sweep(r, 4.0 + WAITING_KEEP_MS + 1.0);
     assert!(t.waiting.is_empty() && t.waiting_networks.is_empty());
 }
+
+#[test]
+fn early_silence_bins_stable_boot_ages_and_a_late_boot_withdraws_a_canary_silence() {
+    let mut t = Tracker::default();
+    let r = rule(true, true);
+    // Two stable clients loaded at 0: one boots at 1.2 s, one never; a canary client at 0.
+    t.apply(
+        &[
+            ev(1, 1, false, Signal::Load),
+            ev(2, 2, false, Signal::Load),
+            ev(3, 3, true, Signal::Load),
+        ],
+        r,
+        0.0,
+    );
+    t.apply(&[ev(1, 1, false, Signal::Boot)], r, 1_200.0);
+    let e = t.early_silence(3_000.0, GRACE);
+    assert_eq!(e.stable.len(), 61);
+    // Bin 0 (age 0): both not booted; bin 2 (age 1 s): both; bin 3 (1.5 s): one booted.
+    assert_eq!(e.stable[0], (2, 2));
+    assert_eq!(e.stable[2], (2, 2));
+    assert_eq!(e.stable[3], (2, 1));
+    // Ages beyond the clients' own (3 s) have no stable clients yet.
+    assert_eq!(e.stable[7], (0, 0));
+    assert_eq!(e.canary_silent[6], 1);
+    // The canary client boots late: no longer silent anywhere.
+    t.apply(&[ev(3, 3, true, Signal::Boot)], r, 9_000.0);
+    let e = t.early_silence(9_000.0, GRACE);
+    assert_eq!(e.canary_silent.iter().sum::<u64>(), 0);
+    // Restored from its rows, the same data.
+    let rows = t.take_changes();
+    let back = Tracker::restore(rows.clients, rows.networks, rows.waiting, t.totals());
+    assert_eq!(back.early_silence(9_000.0, GRACE), e);
+}

@@ -281,3 +281,51 @@ fn a_healthy_canary_passes_and_nothing_is_inconclusive_not_a_pass() {
     e.add(errors(new));
     assert_eq!(e.judge(share(1.0), &policy()).verdict, Verdict::Cut);
 }
+
+/// Early silence: stable's clients (1,000, all older than 4 s) booted by 2 s except 5%
+/// (early closes), in 8 bins of 0.5 s plus the grace's.
+fn early(canary_silent: Vec<u64>) -> crate::control::tracker::EarlySilence {
+    let stable = (0..9)
+        .map(|i| (1_000, if i < 4 { 1_000 - 200 * i } else { 50 }))
+        .collect();
+    crate::control::tracker::EarlySilence {
+        stable,
+        canary_silent,
+    }
+}
+
+#[test]
+fn early_silence_cuts_canary_clients_silent_when_stable_has_booted() {
+    let p = policy();
+    let cut = (1.0 / (1.0 - p.confidence)).ln() + 3.0f64.ln();
+    // 30 canary clients silent at 2–4 s, none ran: far beyond stable's 5%.
+    let e = early_silence(&early(vec![0, 0, 0, 0, 10, 10, 10, 0, 0]), 0, &p);
+    assert!(e >= cut, "{e}");
+    // The same ages, but most canary clients booted: a share like stable's is no evidence.
+    let e = early_silence(&early(vec![0, 0, 0, 0, 1, 1, 0, 0, 0]), 60, &p);
+    assert!(e < cut, "{e}");
+    // Silent at ages where stable is still booting too: no evidence.
+    let e = early_silence(&early(vec![200, 200, 0, 0, 0, 0, 0, 0, 0]), 0, &p);
+    assert!(e < 1.0, "{e}");
+}
+
+#[test]
+fn early_silence_without_stable_evidence_is_none_and_hostile_clients_are_left_out() {
+    let p = policy();
+    let none = crate::control::tracker::EarlySilence {
+        stable: vec![(0, 0); 9],
+        canary_silent: vec![0, 0, 0, 0, 10, 10, 10, 0, 0],
+    };
+    assert!(early_silence(&none, 0, &p).abs() < 1e-12);
+    let data = early(vec![0, 0, 0, 0, 10, 0, 0, 0, 0]);
+    let honest = early_silence(&data, 0, &p);
+    let robust = early_silence(
+        &data,
+        0,
+        &TestPolicy {
+            hostile_clients: 10,
+            ..p.clone()
+        },
+    );
+    assert!(honest > 0.0 && robust <= 0.0, "{honest} {robust}");
+}

@@ -221,6 +221,8 @@ impl EvidenceColumns {
                 canary: counts(self.canary_resolved, self.canary_silent),
                 stable: counts(self.stable_resolved, self.stable_silent),
             },
+            // Recomputed from the restored tracker at the next batch or sweep.
+            early: Default::default(),
         }
     }
 }

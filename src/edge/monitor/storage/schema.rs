@@ -15,7 +15,7 @@
 //! `step_policy`, the health policy a step keeps when the config's changed during it;
 //! `outbox`, webhook deliveries waiting)
 //! are made, when missing, on every open, at no version change (and so are the columns
-//! added to them later, [`LATER`]: `step_waiting.network`, `step_tracker.refused_waiting_full`): a version-2 worker that
+//! added to them later, [`LATER`]: `step_waiting.network`, `step_tracker.refused_waiting_full`, `step_clients.boot_age_ms`): a version-2 worker that
 //! does not know one leaves it alone, so every version-2 worker still reads the store, and
 //! a store without one (older, or migrated from version 1) reads as having none of its rows.
 //!
@@ -319,6 +319,9 @@ const ADDED: &[Table] = &[
             // `tracker::Resolution::code`: 0 pending, 1 counted, 2 counted with a failure,
             // 3 silent, 4 left out.
             added("state", "INTEGER NOT NULL"),
+            // Added later (`LATER`): the age of the client's first boot (ms after its load),
+            // negative for none (rows written before it: no boot age known).
+            added("boot_age_ms", "REAL NOT NULL DEFAULT -1"),
         ],
     },
     Table {
@@ -396,6 +399,7 @@ const ADDED: &[Table] = &[
 const LATER: &[(&str, &str)] = &[
     ("step_waiting", "network"),
     ("step_tracker", "refused_waiting_full"),
+    ("step_clients", "boot_age_ms"),
 ];
 
 #[derive(Deserialize)]

@@ -30,6 +30,8 @@ struct ClientColumns {
     booted: u8,
     failed: u8,
     state: u8,
+    /// Added later (`LATER`): negative in rows written before it (no boot age known).
+    boot_age_ms: f64,
 }
 
 #[derive(Deserialize)]
@@ -97,15 +99,16 @@ impl Store {
                         t.loaded_ms,
                         t.booted as u8,
                         t.failed as u8,
-                        t.state.code()
+                        t.state.code(),
+                        t.boot_age_ms
                     ])
                 })
                 .collect();
             self.run(
                 &format!(
-                    "INSERT OR REPLACE INTO step_clients (client, canary, loaded_ms, booted, failed, state) \
+                    "INSERT OR REPLACE INTO step_clients (client, canary, loaded_ms, booted, failed, state, boot_age_ms) \
                      SELECT unhex(json_extract(value, '$[0]')), {} FROM json_each(?)",
-                    from_json(1..6)
+                    from_json(1..7)
                 ),
                 vec![V::String(serde_json::Value::from(rows).to_string())],
             )?;
@@ -182,7 +185,7 @@ impl Store {
     pub(super) fn load_tracker(&self) -> worker::Result<Tracker> {
         let clients = self
             .rows::<ClientColumns>(
-                "SELECT hex(client) AS client, canary, loaded_ms, booted, failed, state FROM step_clients",
+                "SELECT hex(client) AS client, canary, loaded_ms, booted, failed, state, boot_age_ms FROM step_clients",
             )?
             .into_iter()
             .filter_map(|r| {
@@ -194,6 +197,7 @@ impl Store {
                         booted: r.booted != 0,
                         failed: r.failed != 0,
                         state: Resolution::from_code(r.state)?,
+                        boot_age_ms: r.boot_age_ms,
                     },
                 })
             });
