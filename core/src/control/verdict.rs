@@ -468,9 +468,10 @@ impl Evidence {
             better_absolute
         };
         // Silence (no_boot), tested apart from errors: a common share of pages closed early
-        // cancels out in its relative test and never dilutes the error comparison. Two cut
-        // tests (either may cut) share α: each at α/2. A pass must pass both (each at α: the
-        // null "worse on errors or on silence" is rejected only when both are).
+        // cancels out in its relative test and never dilutes the error comparison. The cut
+        // tests (errors, silence after the grace, early silence below; any may cut) share α:
+        // each at α/3. A pass must pass both (each at α: the null "worse on errors or on
+        // silence" is rejected only when both are).
         let silence = (exposure.judge_silence && stable_present).then(|| {
             let s = &self.silence;
             let (nc, xc) = (s.canary.clients, s.canary.errors.min(s.canary.clients));
