@@ -91,9 +91,12 @@ const BAKE_MS: f64 = 300_000.0;
 const STABLE_RATE: f64 = 0.01;
 const TRAFFIC: [f64; 4] = [5.0, 50.0, 500.0, 5_000.0];
 const EARLY_CLOSE: [f64; 3] = [0.0, 0.05, 0.20];
-const CANARIES: [Canary; 5] = [
+const CANARIES: [Canary; 6] = [
     Canary::Factor(1.0),
     Canary::Factor(1.5),
+    // At the tolerated limit (`max_increase` 1: twice stable's rate): how often a step passes
+    // a canary the pass test's null holds for (wrong passes).
+    Canary::Factor(2.0),
     Canary::Factor(3.0),
     Canary::Factor(10.0),
     Canary::NeverBoots,
@@ -121,6 +124,13 @@ impl Canary {
     fn failing(self) -> bool {
         match self {
             Canary::Factor(f) => f >= 3.0,
+            Canary::NeverBoots => true,
+        }
+    }
+    /// At or past the tolerated limit: how often it advanced past step 1 is reported.
+    fn at_limit(self) -> bool {
+        match self {
+            Canary::Factor(f) => f >= 2.0,
             Canary::NeverBoots => true,
         }
     }
@@ -536,6 +546,8 @@ struct Row {
     /// Same, of the canary clients the verdict had counted at the cut.
     judged_p95_all: f64,
     refused_network_cap: f64,
+    /// Paused runs by the step they paused at.
+    paused_at: [usize; STEPS.len()],
     secs: f64,
     cpu_secs: f64,
 }
@@ -623,7 +635,7 @@ fn run_cell(
         cut: count(&|o| o.cut),
         paused: count(&|o| o.paused),
         done: count(&|o| o.done),
-        advanced: if cell.canary.failing() {
+        advanced: if cell.canary.at_limit() {
             count(&|o| o.max_step >= 1)
         } else {
             0
@@ -650,6 +662,13 @@ fn run_cell(
             .map(|o| o.refused_network_cap as f64)
             .sum::<f64>()
             / runs as f64,
+        paused_at: {
+            let mut at = [0; STEPS.len()];
+            for o in outcomes.iter().filter(|o| o.paused) {
+                at[o.max_step] += 1;
+            }
+            at
+        },
         secs: started.elapsed().as_secs_f64(),
         cpu_secs: cpu_secs() - cpu,
     }
@@ -722,7 +741,15 @@ fn main() {
         only.as_ref()
             .is_none_or(|o| describe(c).contains(o.as_str()))
     };
-    let health = HealthPolicy::default();
+    // `--health JSON`: fields of the rollout config's `health` over the defaults (validated
+    // as a config's), to compare a policy with the default side by side.
+    let health = match flag("--health") {
+        None => HealthPolicy::default(),
+        Some(text) => {
+            let value = serde_json::from_str(&text).expect("--health: a JSON object");
+            HealthPolicy::from_value(value).expect("--health: a valid health policy")
+        }
+    };
     let policy = test_policy(&health);
     let started = Instant::now();
     let mut csv = String::from(
@@ -735,7 +762,7 @@ fn main() {
     println!();
     println!("### No attacker");
     println!();
-    println!("| canary clients/min | canary | early close | runs | rolled back /100 | advanced past step 1 (≥3x, never boots) /100 | canary clients until cut (p50 / p95) | minutes until cut (p50 / p95) | minutes to done (p50) | paused /100 |");
+    println!("| canary clients/min | canary | early close | runs | rolled back /100 | advanced past step 1 (≥2x, never boots) /100 | canary clients until cut (p50 / p95) | minutes until cut (p50 / p95) | minutes to done (p50) | paused /100 |");
     println!("|---:|---|---:|---:|---:|---:|---|---|---:|---:|");
     let mut rows = Vec::new();
     for &per_min in &TRAFFIC {
@@ -757,7 +784,7 @@ fn main() {
                     pct(early_close),
                     r.runs,
                     r.per100(r.cut),
-                    if canary.failing() {
+                    if canary.at_limit() {
                         format!("{:.1}", r.per100(r.advanced))
                     } else {
                         "–".into()
@@ -770,11 +797,12 @@ fn main() {
                     r.per100(r.paused),
                 );
                 eprintln!(
-                    "verdicts: {} in {:.1} s ({:.1} s CPU, {:.0} ms a run)",
+                    "verdicts: {} in {:.1} s ({:.1} s CPU, {:.0} ms a run; paused at steps {:?})",
                     describe(&cell),
                     r.secs,
                     r.cpu_secs,
-                    1000.0 * r.cpu_secs / r.runs as f64
+                    1000.0 * r.cpu_secs / r.runs as f64,
+                    r.paused_at
                 );
                 csv.push_str(&csv_line(&r, "base"));
                 rows.push(r);
@@ -788,7 +816,7 @@ fn main() {
         policy.hostile_clients
     );
     println!();
-    println!("| canary clients/min | hostile networks | strategy | canary | runs | rolled back /100 | advanced past step 1 (≥3x, never boots) /100 | canary clients until cut (p50 / p95) | minutes until cut (p50 / p95) | paused /100 | attacker loads refused by the network cap (mean per run) |");
+    println!("| canary clients/min | hostile networks | strategy | canary | runs | rolled back /100 | advanced past step 1 (≥2x, never boots) /100 | canary clients until cut (p50 / p95) | minutes until cut (p50 / p95) | paused /100 | attacker loads refused by the network cap (mean per run) |");
     println!("|---:|---:|---|---|---:|---:|---:|---|---|---:|---:|");
     let mut attacks = Vec::new();
     for &per_min in &ATTACK_TRAFFIC {
@@ -814,7 +842,7 @@ fn main() {
                     canary.label(),
                     r.runs,
                     r.per100(r.cut),
-                    if canary.failing() {
+                    if canary.at_limit() {
                         format!("{:.1}", r.per100(r.advanced))
                     } else {
                         "–".into()
@@ -827,11 +855,12 @@ fn main() {
                     r.refused_network_cap,
                 );
                 eprintln!(
-                    "verdicts: {} in {:.1} s ({:.1} s CPU, {:.0} ms a run)",
+                    "verdicts: {} in {:.1} s ({:.1} s CPU, {:.0} ms a run; paused at steps {:?})",
                     describe(&cell),
                     r.secs,
                     r.cpu_secs,
-                    1000.0 * r.cpu_secs / r.runs as f64
+                    1000.0 * r.cpu_secs / r.runs as f64,
+                    r.paused_at
                 );
                 csv.push_str(&csv_line(&r, "attack"));
                 attacks.push(r);
@@ -950,6 +979,42 @@ fn targets(rows: &[Row], attacks: &[Row]) -> Vec<String> {
             format!(": advanced in {}", advanced.join(", "))
         }
     ));
+    // 3b. Passes at modest traffic: at 50 canary clients a minute, ≤ 5 of 100 healthy
+    //     rollouts pause without attackers, ≤ 20 with 10 networks stalling (cut strategy).
+    for r in rows
+        .iter()
+        .filter(|r| r.cell.per_min == 50.0 && r.cell.canary == Canary::Factor(1.0))
+    {
+        lines.push(format!(
+            "- {}: ≤ 5 of 100 healthy rollouts pause at 50 canary clients/min, early close {}: {:.1} /100 ({} runs)",
+            verdict(r.per100(r.paused) <= 5.0),
+            pct(r.cell.early_close),
+            r.per100(r.paused),
+            r.runs
+        ));
+    }
+    for r in attacks.iter().filter(|r| {
+        r.cell.per_min == 50.0
+            && r.cell.attack == Attack::Cut(10)
+            && r.cell.canary == Canary::Factor(1.0)
+    }) {
+        lines.push(format!(
+            "- {}: ≤ 20 of 100 healthy rollouts pause at 50 canary clients/min with 10 networks stalling: {:.1} /100 ({} runs)",
+            verdict(r.per100(r.paused) <= 20.0),
+            r.per100(r.paused),
+            r.runs
+        ));
+    }
+    // Wrong passes at the tolerated limit (2x): stated, not a target.
+    for r in rows.iter().filter(|r| r.cell.canary == Canary::Factor(2.0)) {
+        lines.push(format!(
+            "- (stated) a canary at the tolerated limit (2x) advanced past step 1 at {}/min, early close {}: {:.1} /100 ({} runs)",
+            r.cell.per_min,
+            pct(r.cell.early_close),
+            r.per100(r.advanced),
+            r.runs
+        ));
+    }
     // 4. With k ≤ 10 hostile networks at ≥ 50 canary clients a minute: no false rollback,
     //    every failing canary still cut.
     let bounded: Vec<&Row> = attacks

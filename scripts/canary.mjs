@@ -850,6 +850,7 @@ async function follow(api, out, bundle, version, { steps, seq }, flags) {
   let last = seq === null ? -1 : seq - 1;
   let step = 0;
   let waiting = null; // { step, reason, shown }
+  let slowStep = null; // the step whose below-traffic outlook was shown
   let failingSince = null;
   for (;;) {
     let s;
@@ -938,6 +939,14 @@ async function follow(api, out, bundle, version, { steps, seq }, flags) {
       }
     } else if (p?.canary === version && p.state !== "waiting_for_evidence" && waiting?.step === (p.step ?? 0) + 1) {
       waiting = { ...waiting, reason: null };
+    }
+    // Ahead of a pause: once per step, when the step's traffic so far will not bring the
+    // clients it needs before its hold ends.
+    if (p?.canary === version && p.outlook?.below_needed_traffic && slowStep !== (p.step ?? 0) + 1) {
+      const k = (p.step ?? 0) + 1;
+      out.emit("below_needed_traffic", `${stepText(k)} ${p.outlook.message}`,
+        { ...at(k), clients_needed: p.outlook.clients_needed, clients_per_min: p.outlook.clients_per_min, minutes_to_decide: p.outlook.minutes_to_decide, hold_until: p.hold_until });
+      slowStep = k;
     }
     const { outcome, reason } = rolloutOutcome(s, version);
     if (outcome === "done") {

@@ -17,7 +17,7 @@ mod policy;
 
 pub use freeze::FreezeWindow;
 pub use origins::PageOrigins;
-pub use policy::{HealthPolicy, Progression};
+pub use policy::{HealthPolicy, Progression, DEFAULT_PASS_CONFIDENCE};
 
 /// KV key prefix of a bundle's rollout config (`scripts/canary` uses [`kv_key`] through cli-core).
 pub const KV_PREFIX: &str = "rollout/";

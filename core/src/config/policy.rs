@@ -15,6 +15,12 @@ pub struct HealthPolicy {
     /// `1 − α`: a healthy canary is wrongly cut, or a bad one wrongly passes a step, with
     /// probability at most `α`, however often the verdict is looked at.
     pub confidence: f64,
+    /// `1 − β`: a canary worse than tolerated wrongly passes one step with probability at
+    /// most `β`. Lower than `confidence` by default: a wrong pass only moves the canary to
+    /// the next step, where the cut test (at `confidence`) keeps watching it with more
+    /// traffic, while a pass that never comes stalls every healthy release at modest
+    /// traffic (docs/verdict.md, "Passes at modest traffic").
+    pub pass_confidence: f64,
     /// How much worse than stable's error rate the canary may be, relatively (1.0: up to
     /// twice stable's).
     pub max_increase: f64,
@@ -47,6 +53,7 @@ impl Default for HealthPolicy {
     fn default() -> Self {
         Self {
             confidence: 0.99,
+            pass_confidence: DEFAULT_PASS_CONFIDENCE,
             max_increase: 1.0,
             min_error_rate: 0.02,
             min_clients: 200,
@@ -59,6 +66,9 @@ impl Default for HealthPolicy {
         }
     }
 }
+
+/// `health.pass_confidence` when the config does not set it.
+pub const DEFAULT_PASS_CONFIDENCE: f64 = 0.95;
 
 /// Fields of the previous rule, still read: `max_relative` r means `max_increase` r − 1,
 /// `max_error_rate` means `min_error_rate`, `min_requests` means `min_clients`.
@@ -107,6 +117,7 @@ impl HealthPolicy {
             };
             match key {
                 "confidence" => p.confidence = number()?,
+                "pass_confidence" => p.pass_confidence = number()?,
                 "max_increase" => p.max_increase = number()?,
                 "max_relative" => p.max_increase = number()? - 1.0,
                 "min_error_rate" | "max_error_rate" => p.min_error_rate = number()?,
@@ -130,7 +141,7 @@ impl HealthPolicy {
                     return Err(bad(
                         "health",
                         format!(
-                            "unknown field `{other}`; use confidence, max_increase, min_error_rate, min_clients, max_hold_secs, window_secs, auto_rollback, boot_grace_secs, hostile_networks or origins"
+                            "unknown field `{other}`; use confidence, pass_confidence, max_increase, min_error_rate, min_clients, max_hold_secs, window_secs, auto_rollback, boot_grace_secs, hostile_networks or origins"
                         ),
                     ))
                 }
@@ -139,6 +150,12 @@ impl HealthPolicy {
         if !(0.5..1.0).contains(&p.confidence) {
             return Err(bad(
                 "health.confidence",
+                "must be at least 0.5 and below 1".into(),
+            ));
+        }
+        if !(0.5..1.0).contains(&p.pass_confidence) {
+            return Err(bad(
+                "health.pass_confidence",
                 "must be at least 0.5 and below 1".into(),
             ));
         }
@@ -169,6 +186,7 @@ impl HealthPolicy {
 fn field_name(key: &str) -> &'static str {
     match key {
         "confidence" => "health.confidence",
+        "pass_confidence" => "health.pass_confidence",
         "max_increase" => "health.max_increase",
         "max_relative" => "health.max_relative",
         "min_error_rate" => "health.min_error_rate",
@@ -366,6 +384,8 @@ mod tests {
             (json!({"max_increase": -1}), "health.max_increase"),
             (json!({"confidence": 1}), "health.confidence"),
             (json!({"confidence": "high"}), "health.confidence"),
+            (json!({"pass_confidence": 0.4}), "health.pass_confidence"),
+            (json!({"pass_confidence": 1.0}), "health.pass_confidence"),
             (
                 json!({"max_relative": 2, "max_increase": 1}),
                 "health.max_relative",

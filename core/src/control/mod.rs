@@ -33,6 +33,7 @@ pub mod intake;
 pub mod machine;
 pub mod minutes;
 pub mod notify;
+pub mod outlook;
 pub mod progress;
 pub mod projection;
 pub mod status;

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use super::counts::ChannelCounts;
 use super::health::Cut;
 use super::machine::{iso_time, Control};
+use super::outlook::outlook;
 use super::progress::ProgressState;
 use super::timeline::{timeline, Stage};
 use super::verdict::Judgement;
@@ -204,6 +205,15 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
             "weight": p.current_weight(),
             "next_step_at": iso_time(p.due_ms()),
             "hold_until": iso_time(p.due_ms() + f64::from(policy.max_hold_secs) * 1000.0),
+            // While a step waits (or bakes): the clients it still needs and when, at its
+            // traffic so far, it will decide; `below_needed_traffic` ahead of a pause.
+            "outlook": matches!(p.state, ProgressState::Running | ProgressState::WaitingForEvidence)
+                .then(|| {
+                    let b = c.basis();
+                    let hold_until = p.due_ms() + f64::from(policy.max_hold_secs) * 1000.0;
+                    outlook(&b.evidence, b.exposure, &b.policy, p.step_started_ms, hold_until, now_ms)
+                })
+                .flatten(),
         })),
         // Rollbacks, oldest first, with the counts that caused them.
         "history": c.history.of_kind("rollback").map(|e| json!({

@@ -52,6 +52,10 @@ const BETTER_WEIGHTS: [f64; 5] = [0.1, 0.15, 0.5, 0.15, 0.1];
 pub struct TestPolicy {
     /// `1 − α`: the chance of a wrong cut (or a wrong pass of one step) is at most `α`.
     pub confidence: f64,
+    /// `1 − β`: a canary worse than tolerated passes one step with probability at most `β`.
+    /// (A basis stored before this field existed judged passes at `confidence`, 0.99.)
+    #[serde(default = "strict_pass")]
+    pub pass_confidence: f64,
     /// How much worse than stable the canary may be, relatively: 1.0 tolerates twice
     /// stable's error rate.
     pub max_increase: f64,
@@ -64,12 +68,17 @@ pub struct TestPolicy {
     pub hostile_clients: u64,
 }
 
+fn strict_pass() -> f64 {
+    0.99
+}
+
 impl TestPolicy {
     /// The tests' knobs from a rollout's `health`: the discount is the hostile networks
     /// times the clients a network counts for in a step.
     pub fn from_health(p: &crate::config::HealthPolicy) -> Self {
         Self {
             confidence: p.confidence,
+            pass_confidence: p.pass_confidence,
             max_increase: p.max_increase,
             min_error_rate: p.min_error_rate,
             min_clients: p.min_clients,
@@ -417,6 +426,67 @@ fn tests(nc: u64, xc: u64, xs: u64, exposure: Exposure, policy: &TestPolicy) -> 
     }
 }
 
+/// Share of the failures the floor allows in a step that the pass tests may leave out as a
+/// possible stall (see [`PassEvidence`]).
+pub const PASS_SLACK: f64 = 0.25;
+
+/// The counts the pass tests see: canary clients `nc` with failures `xc`, stable failures
+/// `xs`, without `d = hostile_clients` clean canary clients and `d` failing stable clients
+/// (no pass can be bought: the pass's error bound holds, as the cut's does) and without
+/// `stalled` failing canary clients (see [`PassEvidence`]).
+fn pass_counts(nc: u64, xc: u64, xs: u64, stalled: u64, policy: &TestPolicy) -> (u64, u64, u64) {
+    let d = policy.hostile_clients;
+    let stalled = stalled.min(xc);
+    let clean = d.min(nc - xc);
+    (nc - clean - stalled, xc - stalled, xs - d.min(xs))
+}
+
+/// One family's evidence for a pass.
+///
+/// *Stalls*: `d` hostile networks each reporting one canary failure per step held every
+/// healthy release at modest traffic (96 of 100 paused at 50 canary clients a minute with 10
+/// networks: each failure costs a pass test up to ln 10 of evidence). So the tests also
+/// leave out up to `d` failing canary clients, but never more than `PASS_SLACK` of the
+/// failures the floor allows on the step's clients (`⌊PASS_SLACK · min_error_rate · nc⌋`).
+/// The price, stated: leaving out `k` honest failures moves the pass's boundary by
+/// `k / nc ≤ PASS_SLACK · min_error_rate`, so the bound `β` holds for canaries at least that
+/// much above the tolerated limit. Wrong passes at the limit itself (2x) and above it (3x)
+/// are measured: BENCHMARKS.md "Verdicts". (Also requiring the counts as they are to lean
+/// towards health was tried: it kept 60 of 100 rollouts paused under 10 stalling networks
+/// and stopped no more 3x canaries.)
+struct PassEvidence {
+    tests: Tests,
+    /// The tests' combined log e-value: the mean of the two with stable, else the absolute.
+    combined: f64,
+    /// Canary clients the tests count (for `min_clients`; no failure left out).
+    clients: u64,
+}
+
+impl PassEvidence {
+    fn of(nc: u64, xc: u64, xs: u64, exposure: Exposure, policy: &TestPolicy) -> Self {
+        let combine = |t: &Tests| {
+            if exposure.stable_present() {
+                mixture(&[t.better_relative, t.better_absolute], &[0.5, 0.5])
+            } else {
+                t.better_absolute
+            }
+        };
+        let allowed = (PASS_SLACK * policy.min_error_rate * nc as f64).floor() as u64;
+        let stalled = policy.hostile_clients.min(allowed);
+        let (n, x, s) = pass_counts(nc, xc, xs, stalled, policy);
+        let robust = tests(n, x, s, exposure, policy);
+        Self {
+            combined: combine(&robust),
+            tests: robust,
+            clients: pass_counts(nc, xc, xs, 0, policy).0,
+        }
+    }
+
+    fn passes(&self, threshold: f64) -> bool {
+        self.combined >= threshold
+    }
+}
+
 impl Evidence {
     /// Starts a new step (or a new weight): each step is its own experiment, with its own
     /// exposure, so both tests start afresh. (A likelihood ratio that has gathered strong
@@ -452,21 +522,19 @@ impl Evidence {
         let stable_present = exposure.stable_present();
         let alpha = (1.0 - policy.confidence).clamp(1e-9, 0.5);
         let cut_threshold = (1.0 / alpha).ln();
-        let pass_threshold = cut_threshold;
+        let beta = (1.0 - policy.pass_confidence).clamp(1e-9, 0.5);
+        let pass_threshold = (1.0 / beta).ln();
         // Cut: without the `d` failing canary clients the attacker may have added.
         let removed = d.min(xc);
         let cut = tests(nc - removed, xc - removed, xs, exposure, policy);
-        // Pass: without `d` clean canary clients and `d` failing stable clients.
-        let clean_removed = d.min(nc - xc);
-        let pass = tests(nc - clean_removed, xc, xs - d.min(xs), exposure, policy);
+        // Pass: robust both ways (`PassEvidence`).
+        let pass = PassEvidence::of(nc, xc, xs, exposure, policy);
         let (worse_relative, worse_absolute) = (cut.worse_relative, cut.worse_absolute);
-        let (better_relative, better_absolute) = (pass.better_relative, pass.better_absolute);
-        let pass_clients = nc - clean_removed;
-        let better = if stable_present {
-            mixture(&[better_relative, better_absolute], &[0.5, 0.5])
-        } else {
-            better_absolute
-        };
+        let (better_relative, better_absolute) =
+            (pass.tests.better_relative, pass.tests.better_absolute);
+        let pass_clients = pass.clients;
+        let better = pass.combined;
+        let errors_passed = pass.passes(pass_threshold);
         // Silence (no_boot), tested apart from errors: a common share of pages closed early
         // cancels out in its relative test and never dilutes the error comparison. The cut
         // tests (errors, silence after the grace, early silence below; any may cut) share α:
@@ -478,8 +546,7 @@ impl Evidence {
             let xs = s.stable.errors.min(s.stable.clients);
             let removed = d.min(xc);
             let cut = tests(nc - removed, xc - removed, xs, exposure, policy);
-            let pass = tests(nc - d.min(nc - xc), xc, xs - d.min(xs), exposure, policy);
-            (cut, pass)
+            (cut, PassEvidence::of(nc, xc, xs, exposure, policy))
         });
         // The early silence test: a third cut test sharing α (each at α/3).
         let early = silence.as_ref().map(|_| {
@@ -496,9 +563,9 @@ impl Evidence {
             cut.worse_relative >= cut_threshold && cut.worse_absolute >= cut_threshold
         });
         let silence_worse = grace_worse || early_worse;
-        let silence_passed = silence.as_ref().is_none_or(|(_, pass)| {
-            mixture(&[pass.better_relative, pass.better_absolute], &[0.5, 0.5]) >= pass_threshold
-        });
+        let silence_passed = silence
+            .as_ref()
+            .is_none_or(|(_, pass)| pass.passes(pass_threshold));
         let quiet = wilson(
             self.silence.canary.errors,
             self.silence.canary.clients,
@@ -595,7 +662,7 @@ impl Evidence {
                     describe(&stable)
                 ),
             )
-        } else if better >= pass_threshold && !silence_passed {
+        } else if errors_passed && !silence_passed {
             (
                 Verdict::Inconclusive,
                 format!(
@@ -604,7 +671,7 @@ impl Evidence {
                     describe(&quiet_stable)
                 ),
             )
-        } else if better >= pass_threshold {
+        } else if errors_passed {
             (
                 Verdict::Pass,
                 // Named after the test with more of the evidence.

@@ -4,6 +4,7 @@ use crate::control::counts::Counts;
 fn policy() -> TestPolicy {
     TestPolicy {
         confidence: 0.99,
+        pass_confidence: 0.99,
         max_increase: 1.0,
         min_error_rate: 0.02,
         min_clients: 100,
@@ -328,4 +329,58 @@ fn early_silence_without_stable_evidence_is_none_and_hostile_clients_are_left_ou
         },
     );
     assert!(honest > 0.0 && robust <= 0.0, "{honest} {robust}");
+}
+
+#[test]
+fn pass_counts_leave_out_hostile_clients_both_ways_within_the_slack() {
+    // (canary clients, canary failures, stable failures, stalled) → what the pass tests see.
+    let p = TestPolicy {
+        hostile_clients: 10,
+        ..policy()
+    };
+    for ((nc, xc, xs, stalled), want) in [
+        // No stall left out: d clean canary clients and d failing stable clients removed.
+        ((1_000, 10, 90, 0), (990, 10, 80)),
+        // Up to d failing canary clients left out as well.
+        ((3_000, 40, 270, 10), (2_980, 30, 260)),
+        // Never more failures than there are, nor stable failures below zero.
+        ((50, 3, 4, 10), (37, 0, 0)),
+        // Everything failed: no clean client to remove.
+        ((5, 5, 0, 0), (5, 5, 0)),
+    ] {
+        assert_eq!(
+            pass_counts(nc, xc, xs, stalled, &p),
+            want,
+            "{nc} {xc} {xs} {stalled}"
+        );
+    }
+}
+
+#[test]
+fn the_stall_slack_scales_with_the_step_and_never_buys_a_clearly_worse_canary_a_pass() {
+    // 10 hostile networks each report one canary failure in a step of a healthy canary
+    // (1% like stable) at weight 100: the slack leaves out ⌊0.25 · 2% · n⌋ failures, at most
+    // 10.
+    let p = TestPolicy {
+        hostile_clients: 10,
+        pass_confidence: 0.95,
+        ..policy()
+    };
+    let full = Exposure {
+        canary_share: 1.0,
+        judge_silence: false,
+    };
+    let evidence = |n: u64, x: u64| PassEvidence::of(n, x, 0, full, &p);
+    // At 3,000 clients all 10 are left out (k = 15 allowed): the honest 30 failures pass.
+    let healthy = evidence(3_000, 40);
+    assert_eq!(healthy.clients, 2_990);
+    assert!(healthy.passes((1.0f64 / 0.05).ln()), "{}", healthy.combined);
+    // At 400 clients only 2 may be left out.
+    let small = evidence(400, 14);
+    assert!(small.combined < evidence(400, 12).combined + 1e-9);
+    // A 3x canary (3%) with the 10 hostile failures on top never passes.
+    assert!(!evidence(3_000, 100).passes((1.0f64 / 0.05).ln()));
+    // Without the slack, the same healthy step would not pass: the stall is what it fixes.
+    let strict = tests(2_990, 40, 0, full, &p);
+    assert!(strict.better_absolute < healthy.combined);
 }

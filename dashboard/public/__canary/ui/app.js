@@ -237,6 +237,11 @@ async function renderBundle(bundle) {
     ? `${p.state}${p.state === "running" ? ` · step ${p.step + 1} of ${p.steps.length} · next step at ${when(p.next_step_at)}` : ""}${p.reason ? ` · ${p.reason}` : ""}`
     : "no progressive rollout";
   $("rollout-state").className = p && TROUBLE.has(p.state) ? "trouble" : "";
+  // When the step will decide, at its traffic so far (a warning ahead of a pause).
+  const outlook = p?.outlook;
+  show("outlook", Boolean(outlook));
+  $("outlook").textContent = outlook ? `Step ${p.step + 1}: ${outlook.message}` : "";
+  $("outlook").className = outlook?.below_needed_traffic ? "trouble" : "";
   // A freeze (no automatic step until it ends), and a step that waits for a person.
   const freeze = m.freeze;
   show("freeze-badge", Boolean(freeze?.active));

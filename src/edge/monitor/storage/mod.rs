@@ -275,6 +275,8 @@ impl CutRow {
                 },
                 policy: TestPolicy {
                     confidence: self.confidence,
+                    // Not stored: a kept cut is shown by its cut tests, which do not use it.
+                    pass_confidence: canary_core::config::DEFAULT_PASS_CONFIDENCE,
                     max_increase: self.max_increase,
                     min_error_rate: self.min_error_rate,
                     min_clients: self.min_clients,
