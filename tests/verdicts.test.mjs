@@ -119,7 +119,7 @@ test("the admin status explains the verdict: clients, errors, estimates with int
   // known to boot) share α: each at α/3.
   const cutAlpha = v.tracked.silence_counts_as_failure ? 0.01 / 3 : 0.01;
   assert.equal(v.cut.threshold.toFixed(3), Math.log(1 / cutAlpha).toFixed(3), "ln(1/α) at 99%, α split between errors, silence and early silence");
-  assert.equal(v.pass.threshold.toFixed(3), Math.log(100).toFixed(3), "ln(1/α): the mean of the two e-values against 1/α");
+  assert.equal(v.pass.threshold.toFixed(3), Math.log(1 / 0.05).toFixed(3), "ln(1/β), β = 1 − pass_confidence (0.95 by default): the mean of the two e-values against 1/β");
   const mean = Math.log((Math.exp(v.pass.relative) + Math.exp(v.pass.absolute)) / 2);
   assert.ok(Math.abs(v.pass.combined - mean) < 1e-6, `combined ${v.pass.combined} is the log of the mean, ${mean}`);
   assert.match(v.reason, /canary \d/);
