@@ -146,6 +146,7 @@ impl Sim {
             weight,
             clients,
             events,
+            reports: Vec::new(),
         }));
     }
 

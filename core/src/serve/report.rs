@@ -138,6 +138,19 @@ impl Edge {
                 let mut token = TallyToken::new(&prepared, channel, client, network).0;
                 token.push('\t');
                 token.push_str(if signal == Signal::Boot { "b" } else { "f" });
+                // A failure's text rides on the token to the outbox, raw (bounded by
+                // `parse`), escaped to stay one field of one line.
+                if signal == Signal::Failure {
+                    token.push('\t');
+                    token.push_str(&report.kind);
+                    for text in [&report.message, &report.stack] {
+                        token.push('\t');
+                        if let Some(text) = text {
+                            token.push('+');
+                            escape_into(&mut token, text);
+                        }
+                    }
+                }
                 ReportStep::Admitted {
                     ip_limit_key,
                     client_limit_key: format!("client:{client:016x}"),
@@ -156,18 +169,25 @@ impl Edge {
     /// counts as the loads. Returns the batches due. A token that does not parse counts
     /// nothing.
     pub fn count_report(&mut self, token: &str, now_ms: f64) -> Vec<(BundleName, Batch)> {
-        let Some((tally, signal)) = token.rsplit_once('\t') else {
+        // The tally's fields, then the signal, then (a failure) its kind, message, stack.
+        let Some((at, _)) = token.match_indices('\t').nth(TALLY_FIELDS - 1) else {
             return Vec::new();
         };
-        let signal = match signal {
-            "b" => Signal::Boot,
-            "f" => Signal::Failure,
+        let (tally, rest) = (&token[..at], &token[at + 1..]);
+        let mut rest = rest.split('\t');
+        let signal = match rest.next() {
+            Some("b") => Signal::Boot,
+            Some("f") => Signal::Failure,
             _ => return Vec::new(),
         };
         let Some(parsed) = ParsedTally::parse(tally) else {
             return Vec::new();
         };
-        self.count(&parsed, signal, now_ms)
+        let text = rest.next().map(|kind| {
+            let mut field = || rest.next().and_then(|t| t.strip_prefix('+')).map(unescape);
+            (kind.to_owned(), field(), field())
+        });
+        self.count_text(&parsed, signal, text, now_ms)
     }
 
     /// The reporter's cohort cookie: absent, present but not verifying, or verified.
@@ -183,6 +203,51 @@ impl Edge {
         }
         Some(jar.read_client(header, (now_ms / 1000.0) as u64))
     }
+}
+
+/// Fields of a tally token (`TallyToken::new`).
+const TALLY_FIELDS: usize = 7;
+
+/// `text` as one token field: `%`, tab, newline and carriage return percent-escaped.
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '\t' => out.push_str("%09"),
+            '\n' => out.push_str("%0A"),
+            '\r' => out.push_str("%0D"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The text `escape_into` wrote (an unknown escape is kept as it is).
+fn unescape(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 3);
+        let c = match code {
+            Some("25") => Some('%'),
+            Some("09") => Some('\t'),
+            Some("0A") => Some('\n'),
+            Some("0D") => Some('\r'),
+            _ => None,
+        };
+        match c {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[at + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
