@@ -402,13 +402,16 @@ mod tests {
     #[test]
     fn messages_and_stacks_are_kept_bounded_on_a_character_boundary() {
         let body = |rest: &str| format!(r#"{{"bundle":"demo","version":"1.1.0",{rest}}}"#);
-        let r = parse(body(r#""kind":"uncaught","message":"boom <b>","stack":"at f (x.js:1:2)""#).as_bytes())
-            .unwrap();
+        let r = parse(
+            body(r#""kind":"uncaught","message":"boom <b>","stack":"at f (x.js:1:2)""#).as_bytes(),
+        )
+        .unwrap();
         assert_eq!(r.message.as_deref(), Some("boom <b>"));
         assert_eq!(r.stack.as_deref(), Some("at f (x.js:1:2)"));
         // Any other JSON value is skipped, never a malformed report.
         for v in ["5", "null", "true", "[1]", r#"{"a":1}"#] {
-            let r = parse(body(&format!(r#""kind":"x","message":{v},"stack":{v}"#)).as_bytes()).unwrap();
+            let r = parse(body(&format!(r#""kind":"x","message":{v},"stack":{v}"#)).as_bytes())
+                .unwrap();
             assert_eq!((r.message, r.stack), (None, None), "{v}");
         }
         // "é" is two bytes: 299 ASCII bytes then "é" would end at 301, so it is dropped.

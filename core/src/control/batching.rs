@@ -328,7 +328,11 @@ mod pending_tests {
             p.record_text(ev(i, Signal::Failure), i, Some(text(i, "m")));
         }
         assert_eq!(p.reports.len(), TEXTS_PER_BATCH);
-        assert_eq!(p.events.len(), 2 + 2 * TEXTS_PER_BATCH, "failures count all the same");
+        assert_eq!(
+            p.events.len(),
+            2 + 2 * TEXTS_PER_BATCH,
+            "failures count all the same"
+        );
         let batch = p.take(1.0);
         assert_eq!(batch.reports.len(), TEXTS_PER_BATCH);
         assert!(p.reports.is_empty());

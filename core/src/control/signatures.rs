@@ -111,7 +111,9 @@ fn normalise_word(word: &str, out: &mut String) {
             normalise_plain(&word[..scheme], out);
             out.push_str("<url>");
             // Closing punctuation after the URL stays: `(<url>)`.
-            let end = word.trim_end_matches([')', ']', '}', '\'', '"', ',', ';']).len();
+            let end = word
+                .trim_end_matches([')', ']', '}', '\'', '"', ',', ';'])
+                .len();
             out.push_str(&word[end.max(at)..]);
             return;
         }
@@ -165,9 +167,8 @@ fn normalise_run(run: &str, out: &mut String) {
     let digits = run.bytes().any(|b| b.is_ascii_digit());
     let letters = run.bytes().any(|b| b.is_ascii_alphabetic());
     let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if run.len() > 2 && (run.starts_with("0x") || run.starts_with("0X")) && hex(&run[2..]) {
-        out.push_str("<hex>");
-    } else if run.len() >= 8 && digits && hex(run) {
+    let prefixed = run.len() > 2 && (run.starts_with("0x") || run.starts_with("0X"));
+    if (prefixed && hex(&run[2..])) || (run.len() >= 8 && digits && hex(run)) {
         out.push_str("<hex>");
     } else if run.len() >= 16 && digits && letters {
         out.push_str("<id>");

@@ -248,7 +248,7 @@ fn with_health(extra: serde_json::Value) -> serde_json::Value {
 mod commands;
 mod evidence;
 mod gates;
-mod signatures;
 mod kv;
 mod notify;
 mod rollouts;
+mod signatures;

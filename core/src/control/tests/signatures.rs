@@ -54,9 +54,19 @@ fn new_canary_errors_are_listed_and_named_by_the_rollback_and_the_verdict_is_unc
         let mut sim = Sim::new(gated(json!({})), 10);
         sim.command("rollout", "{}");
         sim.now += 2_000.0;
-        batch(&mut sim, (300, 3, "old failure"), (30, 1, "old failure"), texts);
+        batch(
+            &mut sim,
+            (300, 3, "old failure"),
+            (30, 1, "old failure"),
+            texts,
+        );
         let before = admin_json(&sim.state, sim.now);
-        batch(&mut sim, (0, 0, ""), (170, 149, "<img src=x onerror=alert(1)> new"), texts);
+        batch(
+            &mut sim,
+            (0, 0, ""),
+            (170, 149, "<img src=x onerror=alert(1)> new"),
+            texts,
+        );
         (sim, before)
     };
     let (mut with, before) = run(true);
@@ -78,7 +88,12 @@ fn new_canary_errors_are_listed_and_named_by_the_rollback_and_the_verdict_is_unc
     let cut = with.notified[0].clone();
     assert_eq!(cut.event, "rollback");
     let new = cut.new_error.clone().expect("a new error");
-    assert!(new.new && new.sample.starts_with("<img src=x onerror=alert(1)> new (order "));
+    assert!(
+        new.new
+            && new
+                .sample
+                .starts_with("<img src=x onerror=alert(1)> new (order ")
+    );
     assert_eq!(new.clients.canary, 149);
     assert!(without.notified[0].new_error.is_none());
     let json = cut.json(None);

@@ -339,13 +339,23 @@ fn a_failures_text_rides_on_its_token_into_the_batch() {
     assert!(e.count_report(&bare, NOW).is_empty());
     let sent = e.flush(NOW + 1_000.0);
     let reports = &sent[0].1.reports;
-    assert_eq!(reports.len(), 1, "the client's first failure's text: {reports:?}");
+    assert_eq!(
+        reports.len(),
+        1,
+        "the client's first failure's text: {reports:?}"
+    );
     let r = &reports[0];
     assert_eq!(r.message.as_deref(), Some(message));
     assert_eq!(r.kind, "uncaught");
     assert_eq!(r.canary, channel == Channel::Canary);
     let stack = r.stack.as_deref().unwrap();
-    assert!(stack.starts_with("Error\n    at f (") && stack.len() == crate::report::STACK_MAX_BYTES);
+    assert!(
+        stack.starts_with("Error\n    at f (") && stack.len() == crate::report::STACK_MAX_BYTES
+    );
     assert_eq!(r.network, sent[0].1.events[0].network);
-    assert_eq!(unescape("100% %zz %2"), "100% %zz %2", "unknown escapes stay");
+    assert_eq!(
+        unescape("100% %zz %2"),
+        "100% %zz %2",
+        "unknown escapes stay"
+    );
 }
