@@ -59,64 +59,12 @@ struct Raw {
     kind: String,
     // Free text: kept (bounded) when a string, any other JSON value skipped.
     #[serde(default)]
-    message: Text,
+    message: Option<BootMs>,
     #[serde(default)]
-    stack: Text,
+    stack: Option<BootMs>,
     // Any JSON value (`null` included) when the field is present, checked in `parse`.
     #[serde(default)]
     boot_ms: Option<BootMs>,
-}
-
-/// A free-text field: a string (cut to its bound later), or nothing for any other value.
-#[derive(Default)]
-struct Text(Option<String>);
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Text;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Text, E> {
-                Ok(Text(Some(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Text, E> {
-                Ok(Text(Some(v)))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Text, E> {
-                Ok(Text(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Text, E> {
-                Ok(Text(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Text, E> {
-                Ok(Text(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Text, E> {
-                Ok(Text(None))
-            }
-            fn visit_unit<E>(self) -> Result<Text, E> {
-                Ok(Text(None))
-            }
-            fn visit_none<E>(self) -> Result<Text, E> {
-                Ok(Text(None))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Text, A::Error> {
-                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Text(None))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Text, A::Error> {
-                while a
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(Text(None))
-            }
-        }
-        d.deserialize_any(Visit)
-    }
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.
@@ -131,10 +79,12 @@ pub fn bounded(mut text: String, max: usize) -> String {
     text
 }
 
-/// What `boot_ms` held: a whole number, or something else (described for the error). Read
-/// without building a JSON value: the routing wasm parses reports, and stays small.
+/// What `boot_ms` (or a text field) held: a whole number, a string, or something else
+/// (described for the error). Read without building a JSON value: the routing wasm parses
+/// reports, and stays small (one visitor for every field).
 enum BootMs {
     Whole(u64),
+    Text(String),
     Other(String),
 }
 
@@ -160,7 +110,7 @@ impl<'de> Deserialize<'de> for BootMs {
                 Ok(BootMs::Other(v.to_string()))
             }
             fn visit_str<E>(self, v: &str) -> Result<BootMs, E> {
-                Ok(BootMs::Other(format!("{v:?}")))
+                Ok(BootMs::Text(v.to_owned()))
             }
             fn visit_unit<E>(self) -> Result<BootMs, E> {
                 Ok(BootMs::Other("null".into()))
@@ -214,6 +164,7 @@ pub fn parse(body: &[u8]) -> Result<Report, ReportError> {
         Some(v) => {
             let got = match v {
                 BootMs::Whole(ms) => ms.to_string(),
+                BootMs::Text(text) => format!("{text:?}"),
                 BootMs::Other(text) => text,
             };
             return Err(ReportError::Malformed(format!(
@@ -236,7 +187,10 @@ pub fn parse(body: &[u8]) -> Result<Report, ReportError> {
         _ => {}
     }
     // A boot signal carries no text.
-    let text = |t: Text, max| t.0.filter(|_| boot_ms.is_none()).map(|t| bounded(t, max));
+    let text = |t: Option<BootMs>, max| match t {
+        Some(BootMs::Text(t)) if boot_ms.is_none() => Some(bounded(t, max)),
+        _ => None,
+    };
     Ok(Report {
         bundle,
         version,

@@ -25,8 +25,8 @@ pub struct ReportText {
     pub canary: bool,
     /// The report's kind (`[a-z0-9_]{1,32}`, checked at the edge).
     pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub stack: Option<String>,
 }

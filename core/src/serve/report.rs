@@ -139,7 +139,9 @@ impl Edge {
                 token.push('\t');
                 token.push_str(if signal == Signal::Boot { "b" } else { "f" });
                 // A failure's text rides on the token to the outbox, raw (bounded by
-                // `parse`), escaped to stay one field of one line.
+                // `parse`) but for the token's separators: a tab or carriage return
+                // becomes a space, a newline U+2028 (the stack's frames stay apart). No
+                // escaping code in this wasm; `+` marks a text that is present.
                 if signal == Signal::Failure {
                     token.push('\t');
                     token.push_str(&report.kind);
@@ -147,7 +149,11 @@ impl Edge {
                         token.push('\t');
                         if let Some(text) = text {
                             token.push('+');
-                            escape_into(&mut token, text);
+                            token.extend(text.chars().map(|c| match c {
+                                '\t' | '\r' => ' ',
+                                '\n' => LINE_SEPARATOR,
+                                c => c,
+                            }));
                         }
                     }
                 }
@@ -170,7 +176,8 @@ impl Edge {
     /// nothing.
     pub fn count_report(&mut self, token: &str, now_ms: f64) -> Vec<(BundleName, Batch)> {
         // The tally's fields, then the signal, then (a failure) its kind, message, stack.
-        let Some((at, _)) = token.match_indices('\t').nth(TALLY_FIELDS - 1) else {
+        let mut tabs = token.bytes().enumerate().filter(|(_, b)| *b == b'\t');
+        let Some((at, _)) = tabs.nth(TALLY_FIELDS - 1) else {
             return Vec::new();
         };
         let (tally, rest) = (&token[..at], &token[at + 1..]);
@@ -184,7 +191,11 @@ impl Edge {
             return Vec::new();
         };
         let text = rest.next().map(|kind| {
-            let mut field = || rest.next().and_then(|t| t.strip_prefix('+')).map(unescape);
+            let mut field = || {
+                rest.next()
+                    .and_then(|t| t.strip_prefix('+'))
+                    .map(str::to_owned)
+            };
             (kind.to_owned(), field(), field())
         });
         self.count_text(&parsed, signal, text, now_ms)
@@ -205,50 +216,11 @@ impl Edge {
     }
 }
 
+/// What a newline of a report's text becomes on its way to the control plane.
+pub const LINE_SEPARATOR: char = '\u{2028}';
+
 /// Fields of a tally token (`TallyToken::new`).
 const TALLY_FIELDS: usize = 7;
-
-/// `text` as one token field: `%`, tab, newline and carriage return percent-escaped.
-fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '\t' => out.push_str("%09"),
-            '\n' => out.push_str("%0A"),
-            '\r' => out.push_str("%0D"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// The text `escape_into` wrote (an unknown escape is kept as it is).
-fn unescape(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let mut rest = field;
-    while let Some(at) = rest.find('%') {
-        out.push_str(&rest[..at]);
-        let code = rest.get(at + 1..at + 3);
-        let c = match code {
-            Some("25") => Some('%'),
-            Some("09") => Some('\t'),
-            Some("0A") => Some('\n'),
-            Some("0D") => Some('\r'),
-            _ => None,
-        };
-        match c {
-            Some(c) => {
-                out.push(c);
-                rest = &rest[at + 3..];
-            }
-            None => {
-                out.push('%');
-                rest = &rest[at + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
 
 #[cfg(test)]
 mod tests;
