@@ -724,7 +724,7 @@ impl ParsedTally {
 
 mod report;
 
-pub use report::{rate_limited_body, ReportRequest, ReportStep};
+pub use report::{rate_limited_body, ReportRequest, ReportStep, LINE_SEPARATOR};
 
 #[cfg(test)]
 mod tests;

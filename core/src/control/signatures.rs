@@ -189,8 +189,11 @@ fn normalise_run(run: &str, out: &mut String) {
 }
 
 /// The first frame of a stack (V8's `at …`, or Firefox's and Safari's `fn@url`), bounded.
+/// Lines end with a newline, or U+2028 (what a newline became on the edge's token,
+/// `serve::report::LINE_SEPARATOR`).
 pub fn top_frame(stack: &str) -> Option<String> {
-    let frame = stack.lines().map(str::trim).find(|l| {
+    let lines = stack.split(['\n', '\r', crate::serve::LINE_SEPARATOR]);
+    let frame = lines.map(str::trim).find(|l| {
         l.starts_with("at ") || (l.contains('@') && l.contains(':') && !l.contains(' '))
     })?;
     Some(crate::report::bounded(frame.to_owned(), FRAME_MAX_BYTES))

@@ -104,6 +104,10 @@ fn top_frames_are_found_and_bounded() {
             "pay@https://x.test/sdk.js:1:2\n@debugger eval code:1:1",
             Some("pay@https://x.test/sdk.js:1:2"),
         ),
+        (
+            "TypeError: x\u{2028}    at pay (x.js:1:2)",
+            Some("at pay (x.js:1:2)"),
+        ),
         ("no frames here", None),
     ] {
         assert_eq!(top_frame(stack).as_deref(), frame, "{stack:?}");
