@@ -968,7 +968,12 @@ async function follow(api, out, bundle, version, { steps, seq }, flags) {
       return out.end("done", weight === null ? reason : `every step passed; ${version} serves ${weight}%${weight === 100 ? " (not promoted: --no-promote)" : ""}`, { weight });
     }
     // The step it ended at (from the rollout itself if its history was missed).
-    if (outcome !== "running") return out.end(outcome, reason, at(step || (p?.canary === version ? (p.step ?? 0) + 1 : 0)));
+    if (outcome !== "running") {
+      // A cut's last line names the top error new in the canary too, as its cut line does.
+      const fresh = outcome === "rolled_back" ? s.monitor?.error_signatures?.top_new ?? null : null;
+      const why = fresh ? `${reason}; new error in the canary: ${newErrorText(fresh)}` : reason;
+      return out.end(outcome, why, { ...at(step || (p?.canary === version ? (p.step ?? 0) + 1 : 0)), ...(fresh ? { new_error: fresh } : {}) });
+    }
     if (Date.now() >= deadline) {
       return out.end("timed_out", `after ${flags.timeout} s the rollout is ${p.state.replaceAll("_", " ")} at ${stepText((p.step ?? 0) + 1)}; it goes on without this command`, at((p.step ?? 0) + 1));
     }
