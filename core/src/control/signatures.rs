@@ -189,7 +189,7 @@ fn normalise_run(run: &str, out: &mut String) {
 }
 
 /// The first frame of a stack (V8's `at …`, or Firefox's and Safari's `fn@url`), bounded.
-/// Lines end with a newline, or U+2028 (what a newline became on the edge's token,
+/// Lines end with a newline, or U+001E (what a newline became on the edge's token,
 /// `serve::report::LINE_SEPARATOR`).
 pub fn top_frame(stack: &str) -> Option<String> {
     let lines = stack.split(['\n', '\r', crate::serve::LINE_SEPARATOR]);

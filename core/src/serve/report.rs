@@ -140,8 +140,9 @@ impl Edge {
                 token.push_str(if signal == Signal::Boot { "b" } else { "f" });
                 // A failure's text rides on the token to the outbox, raw (bounded by
                 // `parse`) but for the token's separators: a tab or carriage return
-                // becomes a space, a newline U+2028 (the stack's frames stay apart). No
-                // escaping code in this wasm; `+` marks a text that is present.
+                // becomes a space, a newline LINE_SEPARATOR (the stack's frames stay
+                // apart): no escaping code in this wasm.
+                // `+` marks a text that is present.
                 if signal == Signal::Failure {
                     token.push('\t');
                     token.push_str(&report.kind);
@@ -216,8 +217,9 @@ impl Edge {
     }
 }
 
-/// What a newline of a report's text becomes on its way to the control plane.
-pub const LINE_SEPARATOR: char = '\u{2028}';
+/// What a newline of a report's text becomes on its way to the control plane (ASCII's
+/// record separator: one byte, as the newline).
+pub const LINE_SEPARATOR: char = '\u{1e}';
 
 /// Fields of a tally token (`TallyToken::new`).
 const TALLY_FIELDS: usize = 7;

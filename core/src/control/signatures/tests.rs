@@ -105,7 +105,7 @@ fn top_frames_are_found_and_bounded() {
             Some("pay@https://x.test/sdk.js:1:2"),
         ),
         (
-            "TypeError: x\u{2028}    at pay (x.js:1:2)",
+            "TypeError: x\u{1e}    at pay (x.js:1:2)",
             Some("at pay (x.js:1:2)"),
         ),
         ("no frames here", None),
