@@ -311,12 +311,44 @@ pub struct SignatureWrites {
     pub totals: Option<SignatureTotals>,
 }
 
+/// The (signature, channel) pairs one network counted: at most its
+/// [`SIGNATURES_PER_NETWORK`] signatures on both channels. Inline (no allocation): the
+/// Durable Object copies its state once per event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counted {
+    pairs: [(u64, bool); 2 * SIGNATURES_PER_NETWORK],
+    len: usize,
+}
+
+impl Counted {
+    fn pairs(&self) -> &[(u64, bool)] {
+        &self.pairs[..self.len]
+    }
+
+    fn push(&mut self, pair: (u64, bool)) {
+        if let Some(slot) = self.pairs.get_mut(self.len) {
+            *slot = pair;
+            self.len += 1;
+        }
+    }
+
+    /// Distinct signatures among the pairs.
+    fn signatures(&self) -> usize {
+        let pairs = self.pairs();
+        pairs
+            .iter()
+            .enumerate()
+            .filter(|(i, (s, _))| !pairs[..*i].iter().any(|(t, _)| t == s))
+            .count()
+    }
+}
+
 /// The step's signatures.
 #[derive(Debug, Clone, Default)]
 pub struct Signatures {
     table: HashMap<u64, Entry>,
     /// Per network, the (signature, channel) pairs it counted.
-    networks: HashMap<u64, Vec<(u64, bool)>>,
+    networks: HashMap<u64, Counted>,
     totals: SignatureTotals,
     previous: Option<Previous>,
     /// Derived from `previous` (rebuilt on restore).
@@ -357,17 +389,11 @@ impl Signatures {
                 continue;
             }
             let counted = self.networks.entry(r.network).or_default();
-            if counted.contains(&(id, r.canary)) {
+            if counted.pairs().contains(&(id, r.canary)) {
                 continue;
             }
-            let known = counted.iter().any(|(s, _)| *s == id);
-            let distinct = {
-                let mut ids: Vec<u64> = counted.iter().map(|(s, _)| *s).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                ids.len()
-            };
-            if !known && distinct >= SIGNATURES_PER_NETWORK {
+            let known = counted.pairs().iter().any(|(s, _)| *s == id);
+            if !known && counted.signatures() >= SIGNATURES_PER_NETWORK {
                 self.totals.refused.network_cap += 1;
                 self.changes.totals = true;
                 continue;
