@@ -416,7 +416,8 @@ impl Signatures {
                     Entry {
                         kind: r.kind.clone(),
                         clients,
-                        sample: message.to_owned(),
+                        // Newlines back (the edge's token carried them as LINE_SEPARATOR).
+                        sample: message.replace(crate::serve::LINE_SEPARATOR, "\n"),
                         frame: r.stack.as_deref().and_then(top_frame),
                     },
                 );
