@@ -363,6 +363,17 @@ function pct(rate) {
   return `${(rate * 100).toFixed(2)}%`;
 }
 
+/**
+ * An error signature new in the canary, in words for a terminal: its kind, its sample
+ * message (attacker text: quoted as JSON, with every control character escaped, so it can
+ * move no cursor nor colour anything) and its clients.
+ */
+export function newErrorText(sig) {
+  const quoted = JSON.stringify(String(sig.sample ?? "")).replace(/[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return `${sig.kind} ${quoted} (${sig.clients?.canary ?? 0} canary clients, none on stable; signature ${sig.id})`;
+}
+
 /** A screenful for `watch`: split, health per channel, rollout step, last rollbacks. */
 export function renderStatus(s, now = new Date()) {
   const c = s.config ?? {};
@@ -384,6 +395,8 @@ export function renderStatus(s, now = new Date()) {
       `better ${f(v.pass.relative)} relative, ${f(v.pass.absolute)} absolute, ${f(v.pass.combined)} combined, pass at ${f(v.pass.threshold)}; ${v.step_clients}/${v.min_clients} step clients`);
     lines.push(`verdict: ${v.state} (${v.reason})`);
   }
+  const fresh = m.error_signatures?.top_new;
+  if (fresh) lines.push(`new error in the canary: ${newErrorText(fresh)}`);
   // Without health.origins any page's loads and reports count: say so.
   if (m.evidence?.warning) lines.push(`warning: ${m.evidence.warning}`);
   if (m.progress) {
@@ -904,9 +917,13 @@ async function follow(api, out, bundle, version, { steps, seq }, flags) {
             out.emit("step_started", `${stepText(step)} started`, { ...t, reason: null, ...at(step) });
           }
           break;
-        case "rollback":
-          out.emit("cut", `${step ? stepText(step) : "the canary"} cut by ${e.by}: ${e.reason}`, { ...t, ...at(step) });
+        case "rollback": {
+          // The top error new in the canary (`monitor.error_signatures.top_new`), if any.
+          const fresh = s.monitor?.error_signatures?.top_new ?? null;
+          const named = fresh ? `; new error in the canary: ${newErrorText(fresh)}` : "";
+          out.emit("cut", `${step ? stepText(step) : "the canary"} cut by ${e.by}: ${e.reason}${named}`, { ...t, ...at(step), new_error: fresh });
           break;
+        }
         case "rollout_paused":
           out.emit("paused", `${step ? `${stepText(step)} ` : ""}paused by ${e.by}: ${e.reason}`, { ...t, ...at(step) });
           break;
@@ -960,7 +977,12 @@ async function follow(api, out, bundle, version, { steps, seq }, flags) {
       return out.end("done", weight === null ? reason : `every step passed; ${version} serves ${weight}%${weight === 100 ? " (not promoted: --no-promote)" : ""}`, { weight });
     }
     // The step it ended at (from the rollout itself if its history was missed).
-    if (outcome !== "running") return out.end(outcome, reason, at(step || (p?.canary === version ? (p.step ?? 0) + 1 : 0)));
+    if (outcome !== "running") {
+      // A cut's last line names the top error new in the canary too, as its cut line does.
+      const fresh = outcome === "rolled_back" ? s.monitor?.error_signatures?.top_new ?? null : null;
+      const why = fresh ? `${reason}; new error in the canary: ${newErrorText(fresh)}` : reason;
+      return out.end(outcome, why, { ...at(step || (p?.canary === version ? (p.step ?? 0) + 1 : 0)), ...(fresh ? { new_error: fresh } : {}) });
+    }
     if (Date.now() >= deadline) {
       return out.end("timed_out", `after ${flags.timeout} s the rollout is ${p.state.replaceAll("_", " ")} at ${stepText((p.step ?? 0) + 1)}; it goes on without this command`, at((p.step ?? 0) + 1));
     }

@@ -17,6 +17,13 @@ pub const BOOT_KIND: &str = "boot";
 /// Largest `boot_ms` accepted: ten minutes.
 pub const MAX_BOOT_MS: u32 = 600_000;
 
+/// An error report's `message` is kept up to this many bytes (cut on a character
+/// boundary); it travels to the control plane, which makes it a signature
+/// (`control::signatures`).
+pub const MESSAGE_MAX_BYTES: usize = 300;
+/// An error report's optional `stack`, likewise.
+pub const STACK_MAX_BYTES: usize = 2048;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub bundle: BundleName,
@@ -25,6 +32,11 @@ pub struct Report {
     /// Milliseconds from the entry script's start to the SDK initialised; present exactly
     /// when the report is a boot signal (kind `boot`).
     pub boot_ms: Option<u32>,
+    /// An error report's `message` and `stack`, when strings, cut to [`MESSAGE_MAX_BYTES`]
+    /// and [`STACK_MAX_BYTES`]. Attacker text: never normalised nor hashed here (the
+    /// routing wasm stays small), only carried.
+    pub message: Option<String>,
+    pub stack: Option<String>,
 }
 
 impl Report {
@@ -45,20 +57,34 @@ struct Raw {
     bundle: String,
     version: String,
     kind: String,
-    // Free text for humans; accepted but not stored (it is not trusted), and not kept as a
-    // value: skipped.
+    // Free text: kept (bounded) when a string, any other JSON value skipped.
     #[serde(default)]
-    #[allow(dead_code)]
-    message: Option<serde::de::IgnoredAny>,
+    message: Option<BootMs>,
+    #[serde(default)]
+    stack: Option<BootMs>,
     // Any JSON value (`null` included) when the field is present, checked in `parse`.
     #[serde(default)]
     boot_ms: Option<BootMs>,
 }
 
-/// What `boot_ms` held: a whole number, or something else (described for the error). Read
-/// without building a JSON value: the routing wasm parses reports, and stays small.
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// What `boot_ms` (or a text field) held: a whole number, a string, or something else
+/// (described for the error). Read without building a JSON value: the routing wasm parses
+/// reports, and stays small (one visitor for every field).
 enum BootMs {
     Whole(u64),
+    Text(String),
     Other(String),
 }
 
@@ -84,7 +110,7 @@ impl<'de> Deserialize<'de> for BootMs {
                 Ok(BootMs::Other(v.to_string()))
             }
             fn visit_str<E>(self, v: &str) -> Result<BootMs, E> {
-                Ok(BootMs::Other(format!("{v:?}")))
+                Ok(BootMs::Text(v.to_owned()))
             }
             fn visit_unit<E>(self) -> Result<BootMs, E> {
                 Ok(BootMs::Other("null".into()))
@@ -138,6 +164,7 @@ pub fn parse(body: &[u8]) -> Result<Report, ReportError> {
         Some(v) => {
             let got = match v {
                 BootMs::Whole(ms) => ms.to_string(),
+                BootMs::Text(text) => format!("{text:?}"),
                 BootMs::Other(text) => text,
             };
             return Err(ReportError::Malformed(format!(
@@ -159,11 +186,18 @@ pub fn parse(body: &[u8]) -> Result<Report, ReportError> {
         }
         _ => {}
     }
+    // A boot signal carries no text.
+    let text = |t: Option<BootMs>, max| match t {
+        Some(BootMs::Text(t)) if boot_ms.is_none() => Some(bounded(t, max)),
+        _ => None,
+    };
     Ok(Report {
         bundle,
         version,
         kind: raw.kind,
         boot_ms,
+        message: text(raw.message, MESSAGE_MAX_BYTES),
+        stack: text(raw.stack, STACK_MAX_BYTES),
     })
 }
 
@@ -318,6 +352,35 @@ mod tests {
         );
         assert_eq!(parse(big.as_bytes()), Err(ReportError::TooLarge));
     }
+
+    #[test]
+    fn messages_and_stacks_are_kept_bounded_on_a_character_boundary() {
+        let body = |rest: &str| format!(r#"{{"bundle":"demo","version":"1.1.0",{rest}}}"#);
+        let r = parse(
+            body(r#""kind":"uncaught","message":"boom <b>","stack":"at f (x.js:1:2)""#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.message.as_deref(), Some("boom <b>"));
+        assert_eq!(r.stack.as_deref(), Some("at f (x.js:1:2)"));
+        // Any other JSON value is skipped, never a malformed report.
+        for v in ["5", "null", "true", "[1]", r#"{"a":1}"#] {
+            let r = parse(body(&format!(r#""kind":"x","message":{v},"stack":{v}"#)).as_bytes())
+                .unwrap();
+            assert_eq!((r.message, r.stack), (None, None), "{v}");
+        }
+        // "é" is two bytes: 299 ASCII bytes then "é" would end at 301, so it is dropped.
+        let long = format!("{}é{}", "a".repeat(MESSAGE_MAX_BYTES - 1), "b".repeat(10));
+        let r = parse(body(&format!(r#""kind":"x","message":"{long}""#)).as_bytes()).unwrap();
+        assert_eq!(r.message.unwrap(), "a".repeat(MESSAGE_MAX_BYTES - 1));
+        let stack = "s".repeat(3000);
+        let r = parse(body(&format!(r#""kind":"x","stack":"{stack}""#)).as_bytes()).unwrap();
+        assert_eq!(r.stack.unwrap().len(), STACK_MAX_BYTES);
+        // A boot signal's text is not kept.
+        let r = parse(body(r#""kind":"boot","boot_ms":3,"message":"m""#).as_bytes()).unwrap();
+        assert_eq!(r.message, None);
+        assert_eq!(bounded("ab".into(), 5), "ab");
+        assert_eq!(bounded("aé".into(), 2), "a");
+    }
 }
 
 #[cfg(test)]
@@ -340,6 +403,8 @@ mod admission_tests {
             version: Version::parse(version).unwrap(),
             kind: "uncaught".into(),
             boot_ms: None,
+            message: None,
+            stack: None,
         }
     }
 

@@ -429,6 +429,17 @@ impl Edge {
         signal: Signal,
         now_ms: f64,
     ) -> Vec<(BundleName, Batch)> {
+        self.count_text(parsed, signal, None, now_ms)
+    }
+
+    /// [`count`](Self::count), with an error report's kind, message and stack.
+    fn count_text(
+        &mut self,
+        parsed: &ParsedTally,
+        signal: Signal,
+        text: Option<(String, Option<String>, Option<String>)>,
+        now_ms: f64,
+    ) -> Vec<(BundleName, Batch)> {
         let tally = Tally {
             bundle: &parsed.bundle,
             stable: &parsed.stable,
@@ -439,7 +450,9 @@ impl Edge {
             network: parsed.network,
             signal,
         };
-        let batches = self.outbox.record(tally, self.settings.flush, now_ms);
+        let batches = self
+            .outbox
+            .record_text(tally, text, self.settings.flush, now_ms);
         batches
             .into_iter()
             .map(|b| (parsed.bundle.clone(), b))
@@ -711,7 +724,7 @@ impl ParsedTally {
 
 mod report;
 
-pub use report::{rate_limited_body, ReportRequest, ReportStep};
+pub use report::{rate_limited_body, ReportRequest, ReportStep, LINE_SEPARATOR};
 
 #[cfg(test)]
 mod tests;

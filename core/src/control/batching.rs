@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::counts::{Batch, Clients};
+use super::report_text::{ReportText, TEXTS_PER_BATCH};
 use super::tracker::{ClientEvent, Signal};
 use crate::config::{BundleName, Version, Weight};
 use crate::keyed::KeyedHash;
@@ -22,6 +23,8 @@ pub struct Pending {
     pub clients: Clients,
     /// Each client's signals once: the verdict's evidence.
     pub events: Vec<ClientEvent>,
+    /// The first error text of each client in the batch, bounded ([`TEXTS_PER_BATCH`]).
+    pub reports: Vec<ReportText>,
     sent: HashSet<(u64, u8)>,
     /// Requests (loads and counted reports) since the last flush.
     pub requests: u64,
@@ -47,6 +50,7 @@ impl Pending {
             weight,
             clients: Clients::default(),
             events: Vec::new(),
+            reports: Vec::new(),
             sent: HashSet::new(),
             requests: 0,
             errors_pending: false,
@@ -62,12 +66,21 @@ impl Pending {
     /// Records one signal of `client` on a channel: `sketch_id` (its keyed id) for the
     /// distinct counts, the event itself once per batch.
     pub fn record(&mut self, event: ClientEvent, sketch_id: u64) {
+        self.record_text(event, sketch_id, None);
+    }
+
+    /// [`record`](Self::record), with a failure's text: kept with the client's first failure
+    /// in the batch (later ones of the same client are dropped), while the batch has room.
+    pub fn record_text(&mut self, event: ClientEvent, sketch_id: u64, text: Option<ReportText>) {
         let failure = event.signal == Signal::Failure;
         self.clients
             .channel_mut(event.canary)
             .insert(sketch_id, failure);
         if self.sent.insert((event.client, event.signal as u8)) {
             self.events.push(event);
+            if let Some(text) = text.filter(|_| failure && self.reports.len() < TEXTS_PER_BATCH) {
+                self.reports.push(text);
+            }
         }
         self.requests += 1;
         // Failures and boots go out within a second: a boot resolves its client.
@@ -97,6 +110,7 @@ impl Pending {
             weight: Some(self.weight),
             clients: std::mem::take(&mut self.clients),
             events: std::mem::take(&mut self.events),
+            reports: std::mem::take(&mut self.reports),
         }
     }
 }
@@ -139,6 +153,18 @@ impl Outbox {
     /// versions or weight sends the earlier batch as it is: counts stay labelled with what
     /// was served.
     pub fn record(&mut self, tally: Tally<'_>, policy: FlushPolicy, now_ms: f64) -> Vec<Batch> {
+        self.record_text(tally, None, policy, now_ms)
+    }
+
+    /// [`record`](Self::record), with an error report's text (its kind, message and stack;
+    /// the client, network and channel are the tally's).
+    pub fn record_text(
+        &mut self,
+        tally: Tally<'_>,
+        text: Option<(String, Option<String>, Option<String>)>,
+        policy: FlushPolicy,
+        now_ms: f64,
+    ) -> Vec<Batch> {
         let fresh = || {
             Pending::new(
                 tally.stable.clone(),
@@ -165,7 +191,15 @@ impl Outbox {
             canary: tally.on_canary,
             signal: tally.signal,
         };
-        entry.record(event, self.sketch_key.id(tally.client));
+        let text = text.map(|(kind, message, stack)| ReportText {
+            client: tally.client,
+            network: tally.network,
+            canary: tally.on_canary,
+            kind,
+            message,
+            stack,
+        });
+        entry.record_text(event, self.sketch_key.id(tally.client), text);
         if entry.due(policy, now_ms) {
             out.push(entry.take(now_ms));
         }
@@ -266,6 +300,42 @@ mod pending_tests {
         assert!(p.is_for(&v("1.0.0"), Some(&v("1.1.0")), w));
         assert!(!p.is_for(&v("1.0.0"), Some(&v("1.2.0")), w));
         assert!(!p.is_for(&v("1.0.0"), Some(&v("1.1.0")), Weight::FULL));
+    }
+
+    #[test]
+    fn a_clients_first_failure_carries_its_text_bounded_per_batch() {
+        let v = |s| Version::parse(s).unwrap();
+        let mut p = Pending::new(v("1.0.0"), Some(v("1.1.0")), Weight::new(30).unwrap(), 0.0);
+        let ev = |client, signal| ClientEvent {
+            client,
+            network: client,
+            canary: true,
+            signal,
+        };
+        let text = |client, message: &str| ReportText {
+            client,
+            network: client,
+            canary: true,
+            kind: "uncaught".into(),
+            message: Some(message.into()),
+            stack: None,
+        };
+        p.record_text(ev(1, Signal::Failure), 1, Some(text(1, "first")));
+        p.record_text(ev(1, Signal::Failure), 1, Some(text(1, "second")));
+        p.record_text(ev(2, Signal::Load), 2, Some(text(2, "a load has none")));
+        assert_eq!(p.reports, vec![text(1, "first")], "the first per client");
+        for i in 10..(10 + 2 * TEXTS_PER_BATCH as u64) {
+            p.record_text(ev(i, Signal::Failure), i, Some(text(i, "m")));
+        }
+        assert_eq!(p.reports.len(), TEXTS_PER_BATCH);
+        assert_eq!(
+            p.events.len(),
+            2 + 2 * TEXTS_PER_BATCH,
+            "failures count all the same"
+        );
+        let batch = p.take(1.0);
+        assert_eq!(batch.reports.len(), TEXTS_PER_BATCH);
+        assert!(p.reports.is_empty());
     }
 
     #[test]

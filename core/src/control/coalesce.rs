@@ -124,6 +124,7 @@ struct Merged {
 impl Merged {
     fn new(mut batch: Batch) -> Self {
         let events = std::mem::take(&mut batch.events);
+        let reports = std::mem::take(&mut batch.reports);
         let mut merged = Merged {
             batch,
             seen: HashSet::new(),
@@ -131,6 +132,7 @@ impl Merged {
             failed_forwards: 0,
         };
         merged.add_events(events);
+        merged.add_reports(reports);
         merged
     }
 
@@ -144,6 +146,25 @@ impl Merged {
         self.failed_forwards = self.failed_forwards.max(failed_forwards);
         self.batch.clients.merge(&batch.clients);
         self.add_events(std::mem::take(&mut batch.events));
+        self.add_reports(std::mem::take(&mut batch.reports));
+    }
+
+    /// Keeps the first text of each client (and channel), at most
+    /// [`TEXTS_PER_BATCH`](super::report_text::TEXTS_PER_BATCH) a forward.
+    fn add_reports(&mut self, reports: Vec<super::report_text::ReportText>) {
+        for r in reports {
+            if self.batch.reports.len() >= super::report_text::TEXTS_PER_BATCH {
+                return;
+            }
+            let first = !self
+                .batch
+                .reports
+                .iter()
+                .any(|k| k.client == r.client && k.canary == r.canary);
+            if first {
+                self.batch.reports.push(r);
+            }
+        }
     }
 
     fn add_events(&mut self, events: Vec<super::tracker::ClientEvent>) {

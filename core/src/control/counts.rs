@@ -130,6 +130,11 @@ pub struct Batch {
     /// The clients' signals one by one: the verdict's evidence (`tracker`).
     #[serde(default)]
     pub events: Vec<ClientEvent>,
+    /// Error reports' texts, the first of each client's failures in the batch (at most
+    /// `report_text::TEXTS_PER_BATCH`): what the signatures are made of. Absent when empty,
+    /// and a batch without it (an older edge's) parses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<super::report_text::ReportText>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -338,6 +338,8 @@ impl Control {
             let new = self.tracker.apply(&batch.events, rule, now_ms);
             self.count(new);
             self.refresh_early(rule, now_ms);
+            self.signatures
+                .apply(&batch.reports, &self.signature_key, live.as_ref());
         }
         // Evaluated at every flush: a cut at once, a waiting step as soon as it passes.
         self.evaluate(now_ms, out);

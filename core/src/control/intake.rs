@@ -51,6 +51,7 @@ mod tests {
                     weight: None,
                     clients: Default::default(),
                     events: vec![],
+                    reports: vec![],
                 };
                 batches
             ],

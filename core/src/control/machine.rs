@@ -72,6 +72,11 @@ pub struct Control {
     /// The current step's clients one by one (stored as it changes: a restart mid-step
     /// forgets no client, network or waiting signal).
     pub tracker: Tracker,
+    /// The step's error signatures (and the previous step's), stored as they change: they
+    /// explain the verdict, never change it.
+    pub signatures: super::signatures::Signatures,
+    /// The signatures' HMAC key, derived from `COHORT_SECRET` (a setting, not state).
+    pub signature_key: super::signatures::SignatureKey,
     /// The health policy the running step started with, while the config's has changed
     /// since: a policy change applies from the next step (the step's tests were sized on
     /// the policy it started with).
@@ -243,6 +248,8 @@ impl Control {
             health: Default::default(),
             evidence: Evidence::default(),
             tracker: Tracker::default(),
+            signatures: Default::default(),
+            signature_key: Default::default(),
             step_health: None,
             booting: Vec::new(),
             signed: true,
@@ -289,6 +296,7 @@ impl Control {
     pub(super) fn new_step(&mut self) {
         self.evidence.new_step();
         self.tracker.reset();
+        self.signatures.reset();
         self.step_health = None;
     }
 

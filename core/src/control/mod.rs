@@ -18,7 +18,9 @@
 //! - `history`: what happened, bounded;
 //! - `notify`: webhooks, what the machine tells a team (`Effect::Notify`) and its formats;
 //! - `status`: the admin view of the state, as JSON;
-//! - `batching`: the edge side, counts an isolate has not sent yet.
+//! - `batching`: the edge side, counts an isolate has not sent yet;
+//! - `report_text`: an error report's text on the wire; `signatures`: what the control plane
+//!   makes of it (normalised, keyed, counted per step and channel, new in the canary).
 
 mod adoption;
 pub mod batching;
@@ -36,6 +38,8 @@ pub mod notify;
 pub mod outlook;
 pub mod progress;
 pub mod projection;
+pub mod report_text;
+pub mod signatures;
 pub mod status;
 mod stepping;
 pub mod time;

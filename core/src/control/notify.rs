@@ -183,6 +183,8 @@ pub struct Notification {
     pub automatic: bool,
     pub reason: String,
     pub evidence: Option<Evidence>,
+    /// A rollback's top error signature new in the canary (`signatures`), if any.
+    pub new_error: Option<super::signatures::Signature>,
     pub at_ms: f64,
     /// Until when it holds (waiting for evidence: when the rollout pauses; frozen: the
     /// window's end).
@@ -320,6 +322,10 @@ impl Control {
             automatic: event == "rollback" && is_automatic(by),
             reason: reason.to_owned(),
             evidence,
+            // The step just cut is the previous one once the rollback's step has begun.
+            new_error: (event == "rollback")
+                .then(|| self.signatures.top_new())
+                .flatten(),
             at_ms,
             until_ms,
         }
@@ -398,6 +404,7 @@ impl Notification {
             "automatic": self.automatic,
             "reason": self.reason,
             "evidence": self.evidence,
+            "new_error": self.new_error,
             "at": iso_time(self.at_ms),
             "at_ms": self.at_ms,
             "until": self.until_ms.map(iso_time),
@@ -439,6 +446,15 @@ impl Notification {
                     e.stable.clients,
                     e.stable.failed,
                     interval(&e.stable)
+                ),
+            ));
+        }
+        if let Some(s) = &self.new_error {
+            facts.push((
+                "New error",
+                format!(
+                    "{}: {} ({} canary clients, none on stable)",
+                    s.kind, s.sample, s.clients.canary
                 ),
             ));
         }

@@ -185,6 +185,9 @@ pub fn admin_json(c: &Control, now_ms: f64) -> Value {
         // The sequential verdict with the numbers behind it: estimates with intervals
         // (since the canary went live), the log e-values against their log thresholds.
         "verdict": verdict,
+        // Which errors the step's clients report, and which are new in the canary
+        // (`signatures::SignaturesStatus`): they explain the verdict.
+        "error_signatures": c.signatures.status(),
         // The verdict as it stood when the canary was cut, kept while it stays dark.
         "cut": c.cut.as_ref().map(cut_json),
         // The steps of the current (or last) canary's release, from the history.

@@ -146,6 +146,7 @@ impl Sim {
             weight,
             clients,
             events,
+            reports: Vec::new(),
         }));
     }
 
@@ -250,3 +251,4 @@ mod gates;
 mod kv;
 mod notify;
 mod rollouts;
+mod signatures;

@@ -89,7 +89,7 @@ pub struct ClientEvent {
     pub signal: Signal,
 }
 
-mod hex_u64 {
+pub(super) mod hex_u64 {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {

@@ -367,8 +367,22 @@ mod tests {
                 canary: true,
                 signal: Signal::Failure,
             }],
+            reports: vec![crate::control::report_text::ReportText {
+                client: u64::MAX,
+                network: 3,
+                canary: true,
+                kind: "uncaught".into(),
+                message: Some("<img src=x onerror=alert(1)> \"é\"\n\t".into()),
+                stack: None,
+            }],
         };
         round_trip(&batch);
+        // No texts: the field is absent, as an older edge's batch, which still parses.
+        let mut older = batch.clone();
+        older.reports.clear();
+        let text = serde_json::to_string(&older).unwrap();
+        assert!(!text.contains("reports"), "{text}");
+        assert_eq!(serde_json::from_str::<Batch>(&text).unwrap(), older);
         let bare = IngestAnswer {
             ok: true,
             config: None,

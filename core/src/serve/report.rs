@@ -138,6 +138,26 @@ impl Edge {
                 let mut token = TallyToken::new(&prepared, channel, client, network).0;
                 token.push('\t');
                 token.push_str(if signal == Signal::Boot { "b" } else { "f" });
+                // A failure's text rides on the token to the outbox, raw (bounded by
+                // `parse`) but for the token's separators: a tab or carriage return
+                // becomes a space, a newline LINE_SEPARATOR (the stack's frames stay
+                // apart): no escaping code in this wasm.
+                // `+` marks a text that is present.
+                if signal == Signal::Failure {
+                    token.push('\t');
+                    token.push_str(&report.kind);
+                    for text in [&report.message, &report.stack] {
+                        token.push('\t');
+                        if let Some(text) = text {
+                            token.push('+');
+                            token.extend(text.chars().map(|c| match c {
+                                '\t' | '\r' => ' ',
+                                '\n' => LINE_SEPARATOR,
+                                c => c,
+                            }));
+                        }
+                    }
+                }
                 ReportStep::Admitted {
                     ip_limit_key,
                     client_limit_key: format!("client:{client:016x}"),
@@ -156,18 +176,30 @@ impl Edge {
     /// counts as the loads. Returns the batches due. A token that does not parse counts
     /// nothing.
     pub fn count_report(&mut self, token: &str, now_ms: f64) -> Vec<(BundleName, Batch)> {
-        let Some((tally, signal)) = token.rsplit_once('\t') else {
+        // The tally's fields, then the signal, then (a failure) its kind, message, stack.
+        let mut tabs = token.bytes().enumerate().filter(|(_, b)| *b == b'\t');
+        let Some((at, _)) = tabs.nth(TALLY_FIELDS - 1) else {
             return Vec::new();
         };
-        let signal = match signal {
-            "b" => Signal::Boot,
-            "f" => Signal::Failure,
+        let (tally, rest) = (&token[..at], &token[at + 1..]);
+        let mut rest = rest.split('\t');
+        let signal = match rest.next() {
+            Some("b") => Signal::Boot,
+            Some("f") => Signal::Failure,
             _ => return Vec::new(),
         };
         let Some(parsed) = ParsedTally::parse(tally) else {
             return Vec::new();
         };
-        self.count(&parsed, signal, now_ms)
+        let text = rest.next().map(|kind| {
+            let mut field = || {
+                rest.next()
+                    .and_then(|t| t.strip_prefix('+'))
+                    .map(str::to_owned)
+            };
+            (kind.to_owned(), field(), field())
+        });
+        self.count_text(&parsed, signal, text, now_ms)
     }
 
     /// The reporter's cohort cookie: absent, present but not verifying, or verified.
@@ -184,6 +216,13 @@ impl Edge {
         Some(jar.read_client(header, (now_ms / 1000.0) as u64))
     }
 }
+
+/// What a newline of a report's text becomes on its way to the control plane (ASCII's
+/// record separator: one byte, as the newline).
+pub const LINE_SEPARATOR: char = '\u{1e}';
+
+/// Fields of a tally token (`TallyToken::new`).
+const TALLY_FIELDS: usize = 7;
 
 #[cfg(test)]
 mod tests;

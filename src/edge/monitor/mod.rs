@@ -42,6 +42,7 @@ use crate::config::{kv_key, BundleName};
 use crate::control::driver::{self, Host};
 use crate::control::machine::ConfigWrite;
 use crate::control::notify::{Notification, Target};
+use crate::control::signatures::SignatureKey;
 use crate::control::wire::{
     self, CommandMessage, ConfigAnswer, ConfigPush, ErrorAnswer, HeldText, IngestAnswer,
     IngestMessage, Intake, MinutesAnswer, Route, StatusAnswer,
@@ -91,6 +92,8 @@ struct ObjectSettings {
     notify: Vec<Target>,
     notify_secret: Option<String>,
     console_host: Option<String>,
+    /// The error signatures' key, derived from `COHORT_SECRET`.
+    signature_key: SignatureKey,
 }
 
 /// Why a handler runs the machine.
@@ -125,6 +128,13 @@ impl HealthMonitor {
                     .map(|s| s.notify.clone())
                     .unwrap_or_default(),
                 notify_secret: parsed.as_ref().and_then(|s| s.notify_secret.clone()),
+                signature_key: SignatureKey::derive(
+                    parsed
+                        .as_ref()
+                        .and_then(|s| s.cookie_secret.as_deref())
+                        .unwrap_or_default()
+                        .as_bytes(),
+                ),
                 console_host: parsed.and_then(|s| s.console_host),
             }
         })
@@ -198,6 +208,7 @@ impl HealthMonitor {
             (None, None) => return Ok(None),
         };
         state.signed = self.signed();
+        state.signature_key = self.settings().signature_key.clone();
         let event = match trigger {
             Trigger::Event(e) => e,
             // A status adopts an operator's KV write first.
@@ -220,6 +231,7 @@ impl HealthMonitor {
         let store = self.store()?;
         let tracked = state.tracker.take_changes();
         store.save(self.control.borrow().as_ref(), &state, &tracked)?;
+        store.save_signatures(&state.signatures.take_changes())?;
         // With the state, in the same implicit transaction: no await in between.
         let queued = self.enqueue(&store, &notifications)?;
         *self.control.borrow_mut() = Some(state);

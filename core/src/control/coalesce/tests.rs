@@ -33,6 +33,7 @@ fn batch(weight: u64, events: &[(u64, Signal)]) -> String {
         weight: Some(Weight::new(weight).unwrap()),
         clients,
         events: events.iter().map(|&(c, s)| event(c, s)).collect(),
+        reports: Vec::new(),
     })
     .unwrap()
 }

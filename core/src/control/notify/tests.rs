@@ -12,6 +12,7 @@ fn sample(event: &'static str, by: &str) -> Notification {
         by: by.into(),
         automatic: event == "rollback" && is_automatic(by),
         reason: "canary failure rate 8.00% vs stable 1.00%".into(),
+        new_error: None,
         evidence: Some(Evidence {
             verdict: "cut".into(),
             family: Family::Errors,

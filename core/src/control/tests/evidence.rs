@@ -205,6 +205,7 @@ fn merged_batches_judge_as_the_isolates_batches_they_merge() {
                     weight,
                     clients,
                     events,
+                    reports: Vec::new(),
                 };
                 coalescer
                     .add(

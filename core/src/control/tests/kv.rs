@@ -284,6 +284,7 @@ fn a_new_bundles_first_batch_waits_for_a_read_and_is_counted() {
         weight: Weight::new(50).ok(),
         clients: Clients::default(),
         events: vec![],
+        reports: vec![],
     }));
     assert_eq!(sim.kv_reads, reads + 1, "the batch read KV first");
     assert_eq!(

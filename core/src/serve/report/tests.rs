@@ -107,7 +107,8 @@ fn reports_are_decided_like_assets() {
                 let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
                 assert_eq!(answer["counted"], true);
                 assert_eq!(answer["channel"], channel.as_str());
-                assert!(token.ends_with("\tf") || token.ends_with("\tb"));
+                // A boot ends with its signal; a failure carries its kind and texts after it.
+                assert!(token.ends_with("\tb") || token.contains("\tf\t"), "{token}");
                 "admitted".to_owned()
             }
             ReportStep::NotCounted { body, .. } => {
@@ -309,4 +310,51 @@ fn only_the_merchants_pages_move_the_counts() {
         };
         assert_eq!(got, expected, "{origin:?}");
     }
+}
+
+/// A failure's message and stack ride on its token, raw and bounded, into the batch's
+/// `reports` (whatever characters they hold); a boot carries none.
+#[test]
+fn a_failures_text_rides_on_its_token_into_the_batch() {
+    let mut e = edge_with(&[]);
+    let demo = BundleName::parse("demo").unwrap();
+    e.record_config(&demo, crate::rollouts::KvRead::Value(CONFIG.into()), NOW);
+    let (cookie, channel, version) = served_client(&e, "texts");
+    let message = "a\tb\nc\r%25 <img src=x onerror=alert(1)> é";
+    let text = serde_json::json!({
+        "bundle": "demo", "version": version.as_str(), "kind": "uncaught",
+        "message": message, "stack": format!("Error\n    at f (https://x.test/a.js:1:2){}", "s".repeat(3000)),
+    })
+    .to_string();
+    let ReportStep::Admitted { token, .. } = e.plan_report(&report(&text, Some(&cookie))) else {
+        panic!("admitted");
+    };
+    assert!(!token.contains('\n') && !token.contains('\r'), "{token}");
+    let bare = body(version.as_str(), "chunk_load").replace(r#","message":"x""#, "");
+    let ReportStep::Admitted { token: bare, .. } = e.plan_report(&report(&bare, Some(&cookie)))
+    else {
+        panic!("admitted");
+    };
+    assert!(e.count_report(&token, NOW).is_empty());
+    assert!(e.count_report(&bare, NOW).is_empty());
+    let sent = e.flush(NOW + 1_000.0);
+    let reports = &sent[0].1.reports;
+    assert_eq!(
+        reports.len(),
+        1,
+        "the client's first failure's text: {reports:?}"
+    );
+    let r = &reports[0];
+    // Tabs and carriage returns become spaces, newlines U+001E: the token's separators.
+    assert_eq!(
+        r.message.as_deref(),
+        Some("a b\u{1e}c %25 <img src=x onerror=alert(1)> é")
+    );
+    assert_eq!(r.kind, "uncaught");
+    assert_eq!(r.canary, channel == Channel::Canary);
+    let stack = r.stack.as_deref().unwrap();
+    assert!(
+        stack.starts_with("Error\u{1e}    at f (") && stack.len() == crate::report::STACK_MAX_BYTES
+    );
+    assert_eq!(r.network, sent[0].1.events[0].network);
 }

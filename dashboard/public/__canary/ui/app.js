@@ -257,6 +257,7 @@ async function renderBundle(bundle) {
   $("monitor-error").hidden = !m.error;
   $("monitor-error").textContent = m.error ?? "";
   renderVerdict(m);
+  renderSignatures(m.error_signatures);
   renderTimeline(m.timeline);
 
   const events = m.events ?? [];
@@ -338,6 +339,33 @@ function renderVerdict(m) {
       el("td", { text: `${pct(v[ch].rate, 2)} (${pct(v[ch].low, 2)}–${pct(v[ch].high, 2)})` }))));
   $("verdict-stats").textContent = v
     ? `cut when both log e-values reach ${v.cut.threshold.toFixed(2)}: relative ${v.cut.relative.toFixed(2)}, absolute ${v.cut.absolute.toFixed(2)}; pass when the combined ${v.pass.combined.toFixed(2)} reaches ${v.pass.threshold.toFixed(2)} (relative ${v.pass.relative.toFixed(2)}, absolute ${v.pass.absolute.toFixed(2)}); ${v.step_clients} of ${v.min_clients} canary clients ${kept ? "in the step it was cut in" : "this step"}, ${v.hostile_clients_discounted} counted as possibly hostile on each side`
+    : "";
+}
+
+/**
+ * The error signatures new in the canary (`monitor.error_signatures`): the running step's,
+ * or, while it has none, the previous step's (after a cut, the step that was cut). Sample
+ * messages are attacker text: set as text only (`el`'s `text`), never as HTML.
+ */
+function renderSignatures(sig) {
+  const step = sig?.current?.signatures?.length ? sig.current : sig?.previous ?? sig?.current;
+  const list = step?.signatures ?? [];
+  const fresh = list.filter((s) => s.new);
+  const which = step && step === sig?.previous ? "the previous step" : "this step";
+  $("signatures-note").textContent = !step ? "no error signatures (no health monitor)"
+    : !list.length ? "no error reports with a message in this step"
+    : fresh.length ? `${step.new_in_canary} error signature${step.new_in_canary === 1 ? "" : "s"} seen on canary clients and on no stable client (in ${which} or the one before it); the verdict counts every failure, these explain it`
+    : `no error new in the canary in ${which}: every signature reported on the canary was seen on stable too`;
+  $("signatures-note").className = fresh.length ? "trouble" : "muted";
+  $("signatures-rows").replaceChildren(...fresh.map((s) => el("tr", { "data-signature": s.id },
+    el("td", {}, el("code", { class: "sample", text: s.sample || "(no message)" }),
+      ...(s.frame ? [el("br"), el("small", { class: "muted", text: s.frame })] : [])),
+    el("td", { text: s.kind }),
+    el("td", { text: `${s.clients.canary}` }),
+    el("td", { text: `${s.clients.stable}` }))));
+  const others = list.length - fresh.length;
+  $("signatures-other").textContent = step
+    ? `${others} other signature${others === 1 ? "" : "s"} listed (seen on stable too); past the top 50: ${step.other.canary} canary and ${step.other.stable} stable clients; refused: ${step.refused.network_cap} over the per-network cap (3 signatures a network a step)`
     : "";
 }
 

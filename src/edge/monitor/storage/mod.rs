@@ -8,6 +8,7 @@
 //! and written by column name: every value is written next to the name of its column.
 
 mod schema;
+mod signatures;
 mod tracker;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -454,6 +455,7 @@ impl Store {
             c.evidence = e.evidence();
         }
         c.tracker = self.load_tracker()?;
+        c.signatures = self.load_signatures()?;
         c.booting = self
             .rows::<BootingRow>("SELECT version FROM booting_versions ORDER BY seq")?
             .into_iter()

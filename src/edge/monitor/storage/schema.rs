@@ -13,7 +13,8 @@
 //! **Tables added within version 2** ([`ADDED`]: `cut`, the verdict kept with a rollback;
 //! `step_clients`, `step_networks`, `step_waiting`, `step_tracker`, the step's tracker;
 //! `step_policy`, the health policy a step keeps when the config's changed during it;
-//! `outbox`, webhook deliveries waiting)
+//! `outbox`, webhook deliveries waiting; `step_signatures`, `step_signature_networks`,
+//! `step_signature_totals`, `signatures_previous`, the error signatures)
 //! are made, when missing, on every open, at no version change (and so are the columns
 //! added to them later, [`LATER`]: `step_waiting.network`, `step_tracker.refused_waiting_full`, `step_clients.boot_age_ms`): a version-2 worker that
 //! does not know one leaves it alone, so every version-2 worker still reads the store, and
@@ -369,6 +370,44 @@ const ADDED: &[Table] = &[
         columns: &[
             added("id", "INTEGER PRIMARY KEY CHECK (id = 1)"),
             added("health", "TEXT NOT NULL"),
+        ],
+    },
+    // The step's error signatures (`control::signatures`): a row per signature (clients per
+    // channel, a sample message and top frame: attacker text, bounded), a row per network's
+    // count of a signature on a channel (the per-network cap), the step's counters (JSON),
+    // all emptied with the step; and the previous step that saw errors (JSON: its view and
+    // its stable signatures), replaced when a step that saw errors ends.
+    Table {
+        name: "step_signatures",
+        columns: &[
+            added("signature", "BLOB PRIMARY KEY"),
+            added("kind", "TEXT NOT NULL"),
+            added("stable", "INTEGER NOT NULL"),
+            added("canary", "INTEGER NOT NULL"),
+            added("sample", "TEXT NOT NULL"),
+            added("frame", "TEXT"),
+        ],
+    },
+    Table {
+        name: "step_signature_networks",
+        columns: &[
+            added("network", "BLOB NOT NULL"),
+            added("signature", "BLOB NOT NULL"),
+            added("canary", "INTEGER NOT NULL"),
+        ],
+    },
+    Table {
+        name: "step_signature_totals",
+        columns: &[
+            added("id", "INTEGER PRIMARY KEY CHECK (id = 1)"),
+            added("value", "TEXT NOT NULL"),
+        ],
+    },
+    Table {
+        name: "signatures_previous",
+        columns: &[
+            added("id", "INTEGER PRIMARY KEY CHECK (id = 1)"),
+            added("value", "TEXT NOT NULL"),
         ],
     },
     Table {
