@@ -870,10 +870,15 @@ fn main() {
     println!();
     println!("### Verdict targets");
     println!();
-    if only.is_none() {
-        for line in targets(&rows, &attacks) {
-            println!("{line}");
-        }
+    // With `--only`, over the cells that ran.
+    if only.is_some() {
+        println!(
+            "(over the cells run: --only {:?})",
+            only.as_deref().unwrap_or("")
+        );
+    }
+    for line in targets(&rows, &attacks) {
+        println!("{line}");
     }
     println!();
     println!(

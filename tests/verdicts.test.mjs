@@ -81,7 +81,9 @@ async function walkthrough(w) {
 }
 
 test("a healthy canary with too little traffic waits for evidence, then pauses; it never advances on silence", async () => {
-  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0, health: { max_hold_secs: 3 } }, bundle);
+  // A 20 s hold (not the default hour): long enough for the step's outlook (its traffic is
+  // a rate after 15 s), short enough for the pause to come within the test.
+  await w.setRollout({ stable: "1.0.0", canary: "1.1.0", weight: 0, health: { max_hold_secs: 20 } }, bundle);
   await api("/rollout", { method: "POST", body: { steps: [10, 50, 100], bake_secs: 1 } });
   const shoppers = startShoppers(w, bundle, { perTick: 1, everyMs: 200 });
   try {
@@ -91,11 +93,22 @@ test("a healthy canary with too little traffic waits for evidence, then pauses; 
     }, "waiting_for_evidence", 8000);
     assert.match(waiting.progress.reason, /of the 200 canary clients a step needs/);
     assert.equal(waiting.verdict.state, "inconclusive");
+    // Ahead of the pause, the status says the step is below the traffic it needs: ~0.5
+    // canary clients a second against the 200-odd it needs.
+    const ahead = await until(async () => {
+      const m = (await api()).json.monitor;
+      return m.progress.outlook ? m : null;
+    }, "the step's outlook", 20000);
+    const o = ahead.progress.outlook;
+    assert.equal(ahead.progress.state, "waiting_for_evidence");
+    assert.equal(o.below_needed_traffic, true, JSON.stringify(o));
+    assert.ok(o.clients_needed > 100 && o.clients_per_min > 0, JSON.stringify(o));
+    assert.match(o.message, /^below the traffic this step needs: about \d+ more canary clients/);
     const paused = await until(async () => {
       const m = (await api()).json.monitor;
       return m.progress.state === "paused" ? m : null;
-    }, "paused after the longest hold", 10000);
-    assert.match(paused.progress.reason, /^no evidence 3 s after step 1 baked/);
+    }, "paused after the longest hold", 30000);
+    assert.match(paused.progress.reason, /^no evidence 20 s after step 1 baked/);
     assert.ok(paused.events.some((e) => e.kind === "rollout_paused" && e.by === "rollout"));
   } finally {
     await shoppers.stop();

@@ -13,6 +13,8 @@ use super::verdict::{Evidence, Exposure, TestPolicy, Verdict};
 /// Largest growth of the step's counts the projection looks at: past it, the step is
 /// "not at these rates".
 const MAX_SCALE: f64 = 256.0;
+/// Age of a step before its traffic is taken as a rate (a few isolates' flushes).
+pub const MIN_AGE_MS: f64 = 15_000.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outlook {
@@ -48,7 +50,7 @@ fn scaled(e: &Evidence, k: f64) -> Evidence {
 }
 
 /// The outlook of a step that is waiting for evidence, `None` when the verdict is not
-/// waiting (a pass or a cut) or the step is too young (under a minute) to have a rate.
+/// waiting (a pass or a cut) or the step is too young (under [`MIN_AGE_MS`]) to have a rate.
 pub fn outlook(
     evidence: &Evidence,
     exposure: Exposure,
@@ -60,11 +62,11 @@ pub fn outlook(
     if evidence.judge(exposure, policy).verdict != Verdict::Inconclusive {
         return None;
     }
-    let minutes = (now_ms - step_started_ms) / 60_000.0;
-    let n = evidence.seen.canary.clients;
-    if minutes < 1.0 {
+    if now_ms - step_started_ms < MIN_AGE_MS {
         return None;
     }
+    let minutes = (now_ms - step_started_ms) / 60_000.0;
+    let n = evidence.seen.canary.clients;
     let per_min = n as f64 / minutes;
     let passes = |k: f64| scaled(evidence, k).judge(exposure, policy).verdict == Verdict::Pass;
     // The smallest growth that passes (bisection: more clients at the same rates is more
@@ -190,7 +192,7 @@ mod tests {
         };
         assert_eq!(grown(k + 1), Verdict::Pass);
         assert_ne!(grown(k.saturating_sub(k / 10 + 2)), Verdict::Pass);
-        // No outlook for a step that is not waiting, nor in its first minute.
+        // No outlook for a step that is not waiting, nor in its first 15 s.
         assert!(outlook(
             &evidence(10_000, 10, 0, 0),
             FULL,
@@ -200,6 +202,6 @@ mod tests {
             30.0 * MIN
         )
         .is_none());
-        assert!(outlook(&e, FULL, &p, 0.0, 65.0 * MIN, 0.5 * MIN).is_none());
+        assert!(outlook(&e, FULL, &p, 0.0, 65.0 * MIN, 0.2 * MIN).is_none());
     }
 }
