@@ -272,6 +272,7 @@ fn event(client: u64, network: u64, canary: bool, signal: Signal) -> ClientEvent
         network,
         canary,
         signal,
+        boot_ms: None,
     }
 }
 

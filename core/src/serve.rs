@@ -417,7 +417,7 @@ impl Edge {
         let mut out = Vec::new();
         for &signal in signals {
             // A fallback happens only to canary-routed requests: both count on the canary.
-            out.extend(self.count(&parsed, signal, now_ms));
+            out.extend(self.count(&parsed, signal, None, now_ms));
         }
         out
     }
@@ -427,6 +427,7 @@ impl Edge {
         &mut self,
         parsed: &ParsedTally,
         signal: Signal,
+        boot_ms: Option<u32>,
         now_ms: f64,
     ) -> Vec<(BundleName, Batch)> {
         let tally = Tally {
@@ -438,6 +439,7 @@ impl Edge {
             client: parsed.client,
             network: parsed.network,
             signal,
+            boot_ms,
         };
         let batches = self.outbox.record(tally, self.settings.flush, now_ms);
         batches

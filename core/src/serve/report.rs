@@ -138,6 +138,10 @@ impl Edge {
                 let mut token = TallyToken::new(&prepared, channel, client, network).0;
                 token.push('\t');
                 token.push_str(if signal == Signal::Boot { "b" } else { "f" });
+                // A boot carries its time (`b412`): the boot-time guard's value.
+                if let Some(ms) = report.boot_ms {
+                    token.push_str(&ms.to_string());
+                }
                 ReportStep::Admitted {
                     ip_limit_key,
                     client_limit_key: format!("client:{client:016x}"),
@@ -159,15 +163,19 @@ impl Edge {
         let Some((tally, signal)) = token.rsplit_once('\t') else {
             return Vec::new();
         };
-        let signal = match signal {
-            "b" => Signal::Boot,
-            "f" => Signal::Failure,
+        let (signal, boot_ms) = match signal.split_at_checked(1) {
+            Some(("b", "")) => (Signal::Boot, None),
+            Some(("b", ms)) => match ms.parse::<u32>() {
+                Ok(ms) => (Signal::Boot, Some(ms)),
+                Err(_) => return Vec::new(),
+            },
+            Some(("f", "")) => (Signal::Failure, None),
             _ => return Vec::new(),
         };
         let Some(parsed) = ParsedTally::parse(tally) else {
             return Vec::new();
         };
-        self.count(&parsed, signal, now_ms)
+        self.count(&parsed, signal, boot_ms, now_ms)
     }
 
     /// The reporter's cohort cookie: absent, present but not verifying, or verified.

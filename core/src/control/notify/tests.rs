@@ -30,6 +30,7 @@ fn sample(event: &'static str, by: &str) -> Notification {
                 high: 0.016,
             },
             summary: "worse".into(),
+            boot_time: None,
         }),
         at_ms: 1_764_567_600_000.0,
         until_ms: None,

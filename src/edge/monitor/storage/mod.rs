@@ -221,8 +221,10 @@ impl EvidenceColumns {
                 canary: counts(self.canary_resolved, self.canary_silent),
                 stable: counts(self.stable_resolved, self.stable_silent),
             },
-            // Recomputed from the restored tracker at the next batch or sweep.
+            // Recomputed from the restored tracker at the next batch or sweep (a kept cut's
+            // boot times are not stored: its reason keeps the figures).
             early: Default::default(),
+            boot: Default::default(),
         }
     }
 }
@@ -257,6 +259,7 @@ struct CutRow {
     min_error_rate: f64,
     min_clients: u64,
     hostile_clients: u64,
+    max_boot_slowdown: f64,
 }
 
 impl CutRow {
@@ -279,6 +282,7 @@ impl CutRow {
                     min_error_rate: self.min_error_rate,
                     min_clients: self.min_clients,
                     hostile_clients: self.hostile_clients,
+                    max_boot_slowdown: self.max_boot_slowdown,
                 },
             },
         })
@@ -491,7 +495,7 @@ impl Store {
             .rows::<CutRow>(&format!(
                 "SELECT at_ms, canary, weight, \"by\", reason, {EVIDENCE_COLUMNS}, canary_share, \
                  judge_silence, confidence, max_increase, min_error_rate, min_clients, \
-                 hostile_clients FROM cut WHERE id = 1"
+                 hostile_clients, max_boot_slowdown FROM cut WHERE id = 1"
             ))?
             .pop()
             .and_then(CutRow::cut)
@@ -593,6 +597,7 @@ impl Store {
                         ("min_error_rate", V::Float(b.policy.min_error_rate)),
                         ("min_clients", int(b.policy.min_clients)),
                         ("hostile_clients", int(b.policy.hostile_clients)),
+                        ("max_boot_slowdown", V::Float(b.policy.max_boot_slowdown)),
                     ]);
                     self.upsert("cut", columns)?;
                 }

@@ -15,7 +15,7 @@
 //! `step_policy`, the health policy a step keeps when the config's changed during it;
 //! `outbox`, webhook deliveries waiting)
 //! are made, when missing, on every open, at no version change (and so are the columns
-//! added to them later, [`LATER`]: `step_waiting.network`, `step_tracker.refused_waiting_full`, `step_clients.boot_age_ms`): a version-2 worker that
+//! added to them later, [`LATER`]: `step_waiting.network`, `step_tracker.refused_waiting_full`, `step_clients.boot_age_ms`, `step_clients.boot_ms`, `step_waiting.boot_ms`, `cut.max_boot_slowdown`): a version-2 worker that
 //! does not know one leaves it alone, so every version-2 worker still reads the store, and
 //! a store without one (older, or migrated from version 1) reads as having none of its rows.
 //!
@@ -302,6 +302,9 @@ const ADDED: &[Table] = &[
             added("min_error_rate", "REAL NOT NULL"),
             added("min_clients", "INTEGER NOT NULL"),
             added("hostile_clients", "INTEGER NOT NULL"),
+            // Added later (`LATER`): the boot-time guard's tolerance at the cut (a cut
+            // stored before it: the default's).
+            added("max_boot_slowdown", "REAL NOT NULL DEFAULT 0.25"),
         ],
     },
     // The current step's tracker (`control::tracker`), so that a restart mid-step forgets no
@@ -322,6 +325,9 @@ const ADDED: &[Table] = &[
             // Added later (`LATER`): the age of the client's first boot (ms after its load),
             // negative for none (rows written before it: no boot age known).
             added("boot_age_ms", "REAL NOT NULL DEFAULT -1"),
+            // Added later (`LATER`): the `boot_ms` its first boot signal carried (the
+            // boot-time guard's value); NULL for none, and in rows written before it.
+            added("boot_ms", "INTEGER"),
         ],
     },
     Table {
@@ -342,6 +348,8 @@ const ADDED: &[Table] = &[
             // Added later (`LATER`): the network the signal came from, for the per-network
             // cap; empty in rows written before it (read as 0, unknown).
             added("network", "BLOB NOT NULL DEFAULT x''"),
+            // Added later (`LATER`): the first boot signal's `boot_ms`, or NULL.
+            added("boot_ms", "INTEGER"),
         ],
     },
     Table {
@@ -400,6 +408,9 @@ const LATER: &[(&str, &str)] = &[
     ("step_waiting", "network"),
     ("step_tracker", "refused_waiting_full"),
     ("step_clients", "boot_age_ms"),
+    ("step_clients", "boot_ms"),
+    ("step_waiting", "boot_ms"),
+    ("cut", "max_boot_slowdown"),
 ];
 
 #[derive(Deserialize)]
