@@ -148,26 +148,26 @@ fn order_stat(values: &mut [u32], k: usize) -> f64 {
 
 /// Stable's median bounded from above (`upper`) or below, valid at every look with
 /// probability `1 − alpha`, with the `d` most helpful values (to a cut: the fastest; to a
-/// pass: the slowest) left out. `None`: no finite bound yet.
-fn median_bound(stable: &[u32], d: u64, alpha: f64, upper: bool) -> Option<f64> {
-    let t = (stable.len() as u64).checked_sub(d)?;
+/// pass: the slowest) left out. `None`: no finite bound yet. `values` is reordered.
+fn median_bound(values: &mut [u32], d: u64, alpha: f64, upper: bool) -> Option<f64> {
+    let t = (values.len() as u64).checked_sub(d)?;
     let k = largest_allowed(t, alpha)?;
-    let mut values = stable.to_vec();
     if upper {
         // Fewer than k+1 of the t honest values are below the median: the (k+1)-th
         // smallest of them is at or above it; the d fastest removed shift the index by d.
         let index = (k + 1 + d) as usize;
-        (index <= values.len()).then(|| order_stat(&mut values, index))
+        (index <= values.len()).then(|| order_stat(values, index))
     } else {
         // At least t−k honest values are at or below the median: the (t−k)-th smallest is
         // at or below it (the d slowest removed change no index below t).
         let index = t - k;
-        (index >= 1).then(|| order_stat(&mut values, index as usize))
+        (index >= 1).then(|| order_stat(values, index as usize))
     }
 }
 
-/// The median of `values` with a (pointwise) interval at normal quantile `z`.
-fn median_with_interval(values: &[u32], z: f64) -> Median {
+/// The median of `values` with a (pointwise) interval at normal quantile `z` (order
+/// statistics by selection, not a sort: this runs at every batch). `values` is reordered.
+fn median_with_interval(values: &mut [u32], z: f64) -> Median {
     let n = values.len();
     if n == 0 {
         return Median {
@@ -177,9 +177,7 @@ fn median_with_interval(values: &[u32], z: f64) -> Median {
             high_ms: f64::INFINITY,
         };
     }
-    let mut v = values.to_vec();
-    v.sort_unstable();
-    let at = |i: f64| f64::from(v[(i.max(0.0) as usize).min(n - 1)]);
+    let mut at = |i: f64| order_stat(values, (i.max(0.0) as usize).min(n - 1) + 1);
     let half = z * (n as f64).sqrt() / 2.0;
     let mid = (n - 1) as f64 / 2.0;
     let median = (at(mid.floor()) + at(mid.ceil())) / 2.0;
@@ -205,7 +203,8 @@ pub fn judge(times: &BootTimes, policy: &TestPolicy, alpha_cut: f64) -> BootJudg
     let slower = |at: f64| canary.iter().filter(|&&v| f64::from(v) > at).count() as u64;
     let n = canary.len() as u64;
     // Cut: the d slowest canary values and the d fastest stable ones left out.
-    let cut_at = median_bound(&times.stable, d, alpha_cut * BOUND_SHARE, true).map(|m| s * m);
+    let mut stable = times.stable.clone();
+    let cut_at = median_bound(&mut stable, d, alpha_cut * BOUND_SHARE, true).map(|m| s * m);
     let worse = cut_at.map_or(0.0, |at| {
         let hits = slower(at);
         let removed = d.min(hits);
@@ -221,7 +220,7 @@ pub fn judge(times: &BootTimes, policy: &TestPolicy, alpha_cut: f64) -> BootJudg
     }) + (1.0 - BOUND_SHARE).ln();
     // Pass: the d fastest canary values and the d slowest stable ones left out; no finite
     // lower bound yet is no evidence (every canary value is "slower than 0").
-    let pass_at = median_bound(&times.stable, d, alpha * BOUND_SHARE, false)
+    let pass_at = median_bound(&mut stable, d, alpha * BOUND_SHARE, false)
         .map(|m| s * m)
         .unwrap_or(0.0);
     let better = {
@@ -243,8 +242,8 @@ pub fn judge(times: &BootTimes, policy: &TestPolicy, alpha_cut: f64) -> BootJudg
     } + (1.0 - BOUND_SHARE).ln();
     // For display: each median at confidence 1 − α/2, so the ratio's interval is at 1 − α.
     let z = normal_quantile(1.0 - alpha / 4.0);
-    let c = median_with_interval(canary, z);
-    let st = median_with_interval(&times.stable, z);
+    let c = median_with_interval(&mut canary.clone(), z);
+    let st = median_with_interval(&mut stable, z);
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b - 1.0 } else { f64::INFINITY };
     BootJudgement {
         canary: c,
