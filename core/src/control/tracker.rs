@@ -306,7 +306,7 @@ impl Tracker {
         for e in events {
             match e.signal {
                 Signal::Load => self.load(e, rule, now_ms, &mut new),
-                Signal::Boot | Signal::Failure => self.signal(e, now_ms, &mut new),
+                Signal::Boot | Signal::Failure => self.signal(e, rule, now_ms, &mut new),
             }
         }
         new.add(self.sweep(rule, now_ms));
@@ -502,10 +502,16 @@ impl Tracker {
         self.clients.insert(e.client, t);
     }
 
-    fn signal(&mut self, e: &ClientEvent, now_ms: f64, new: &mut Resolved) {
+    fn signal(&mut self, e: &ClientEvent, rule: BootRule, now_ms: f64, new: &mut Resolved) {
         let boot = e.signal == Signal::Boot;
         let Some(t) = self.clients.get_mut(&e.client) else {
-            self.wait(e, now_ms);
+            // A stable client outside the step's sample will be refused at its load: its
+            // signals need not wait. (At 1% weight and high traffic, stable's boots, which
+            // come up to an isolate's flush before their loads, otherwise fill the table and
+            // crowd out the canary's: measured, healthy canaries cut for silence.)
+            if e.canary || sampled(e.client, rule.stable_sample) {
+                self.wait(e, now_ms);
+            }
             return;
         };
         if t.canary != e.canary {

@@ -631,3 +631,21 @@ fn a_client_keeps_its_first_boot_time_and_a_restore_keeps_them_all() {
     let back = Tracker::restore(rows.clients, rows.networks, rows.waiting, t.totals());
     assert_eq!(back.boot_times(), t.boot_times());
 }
+
+#[test]
+fn signals_of_stable_clients_outside_the_sample_do_not_wait() {
+    let mut t = Tracker::default();
+    let r = BootRule {
+        stable_sample: 0.1,
+        ..rule(true, true)
+    };
+    // 1,000 stable boots and 10 canary boots before their loads: only the sampled stable
+    // ones (about 100) and every canary one wait.
+    let mut events: Vec<ClientEvent> = (1..=1000).map(|id| ev(id, id, false, Boot)).collect();
+    events.extend((2001..=2010).map(|id| ev(id, id, true, Boot)));
+    t.apply(&events, r, 0.0);
+    let sampled_stable = (1..=1000).filter(|&id| sampled(id, 0.1)).count();
+    assert!((50..200).contains(&sampled_stable), "{sampled_stable}");
+    assert_eq!(t.waiting.len(), sampled_stable + 10);
+    assert_eq!(t.refused.waiting_full, 0);
+}
