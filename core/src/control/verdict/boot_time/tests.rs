@@ -67,7 +67,10 @@ fn the_median_bounds_bracket_the_median() {
     let down_d = median_bound(&mut stable.clone(), 10, 0.01, false).unwrap();
     assert!(up_d >= up && down_d <= down);
     // Fewer values than the discount: no bound.
-    assert_eq!(median_bound(&mut stable[..5].to_vec(), 10, 0.01, true), None);
+    assert_eq!(
+        median_bound(&mut stable[..5].to_vec(), 10, 0.01, true),
+        None
+    );
 }
 
 #[test]
