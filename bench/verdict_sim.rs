@@ -73,6 +73,8 @@
 //! clients until the cut (p50 / p95); paused /100 and minutes to done. `--boot-times` also
 //! gives the cells of the other tables boot times (σ 0.8, no slowdown) and late loads, so
 //! that every guard is on in them (their figures then differ from the tables without it).
+//! `--no-boot-ms`: the boot table's boot signals carry no `boot_ms` (an older edge's), so the
+//! guard has no data and the rest is unchanged: its cost, before/after.
 //!
 //! The fixed-threshold rule (src/health.rs before commit 6501b78) that earlier versions of
 //! this file simulated side by side is dropped: it had no boot signals, networks or hostile
@@ -192,6 +194,9 @@ struct Cell {
 struct BootCell {
     sigma: f64,
     slowdown: f64,
+    /// The boot signals carry their `boot_ms` (`--no-boot-ms`: they do not, as from an older
+    /// edge: the guard has no data, everything else is the same, for a before/after).
+    values: bool,
 }
 
 const BOOT_MEDIAN_MS: f64 = 400.0;
@@ -351,7 +356,7 @@ fn honest(
         s.at(
             booted + rng.f64() * BOOT_FLUSH_MS,
             ClientEvent {
-                boot_ms: Some(ms as u32),
+                boot_ms: b.values.then_some(ms as u32),
                 ..event(id, 0, canary, Signal::Boot)
             },
         );
@@ -820,7 +825,9 @@ fn main() {
         .then_some(BootCell {
             sigma: 0.8,
             slowdown: 0.0,
+            values: true,
         });
+    let boot_values = !args.iter().any(|a| a == "--no-boot-ms");
     let wanted = |c: &Cell| {
         only.as_ref()
             .is_none_or(|o| describe(c).contains(o.as_str()))
@@ -961,7 +968,11 @@ fn main() {
                     canary: Canary::Factor(1.0),
                     early_close: BOOT_EARLY_CLOSE,
                     attack: Attack::None,
-                    boot: Some(BootCell { sigma, slowdown }),
+                    boot: Some(BootCell {
+                        sigma,
+                        slowdown,
+                        values: boot_values,
+                    }),
                 };
                 if !wanted(&cell) {
                     continue;
@@ -1022,6 +1033,9 @@ fn describe(c: &Cell) -> String {
     }
     if let Some(b) = c.boot {
         let _ = write!(s, ", boot σ {} +{}", b.sigma, pct(b.slowdown));
+        if !b.values {
+            s.push_str(", no boot_ms");
+        }
     }
     s
 }
