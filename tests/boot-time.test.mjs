@@ -58,7 +58,7 @@ test("boot times reach the verdict, and a canary booting 10x slower than stable 
     return (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2;
   };
   assert.ok(b.canary.clients <= times.canary.length && b.canary.clients >= 20, JSON.stringify(b));
-  assert.ok(b.stable.clients <= times.stable.length && b.stable.clients >= 40, JSON.stringify(b));
+  assert.ok(b.stable.clients <= times.stable.length && b.stable.clients >= 30, JSON.stringify(b));
   assert.ok(b.canary.median_ms >= 1000 && Math.abs(b.canary.median_ms - median(times.canary)) < 400, JSON.stringify(b));
   assert.ok(b.stable.median_ms >= 100 && Math.abs(b.stable.median_ms - median(times.stable)) < 40, JSON.stringify(b));
   assert.ok(b.canary.low_ms <= b.canary.median_ms && b.canary.median_ms <= b.canary.high_ms);

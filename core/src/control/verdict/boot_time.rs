@@ -69,6 +69,19 @@ pub struct BootTimes {
 }
 
 impl BootTimes {
+    /// One channel's values as stored with a kept cut: 4 bytes each, little-endian.
+    pub fn to_bytes(values: &[u32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    /// The values of [`BootTimes::to_bytes`] (a trailing partial value is dropped).
+    pub fn from_bytes(bytes: &[u8]) -> Vec<u32> {
+        bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
     /// Adds a client's first boot time (nothing when its signal carried none), within
     /// `tracker::BOOT_TIMES_KEPT` per channel.
     pub fn push(&mut self, canary: bool, ms: Option<u32>) {

@@ -15,7 +15,7 @@
 //! `step_policy`, the health policy a step keeps when the config's changed during it;
 //! `outbox`, webhook deliveries waiting)
 //! are made, when missing, on every open, at no version change (and so are the columns
-//! added to them later, [`LATER`]: `step_waiting.network`, `step_tracker.refused_waiting_full`, `step_clients.boot_age_ms`, `step_clients.boot_ms`, `step_waiting.boot_ms`, `cut.max_boot_slowdown`): a version-2 worker that
+//! added to them later, [`LATER`]: `step_waiting.network`, `step_tracker.refused_waiting_full`, `step_clients.boot_age_ms`, `step_clients.boot_ms`, `step_waiting.boot_ms`, `cut.max_boot_slowdown`, `cut.boot_stable`, `cut.boot_canary`): a version-2 worker that
 //! does not know one leaves it alone, so every version-2 worker still reads the store, and
 //! a store without one (older, or migrated from version 1) reads as having none of its rows.
 //!
@@ -305,6 +305,11 @@ const ADDED: &[Table] = &[
             // Added later (`LATER`): the boot-time guard's tolerance at the cut (a cut
             // stored before it: the default's).
             added("max_boot_slowdown", "REAL NOT NULL DEFAULT 0.25"),
+            // Added later (`LATER`): the step's boot times per channel at the cut
+            // (`BootTimes::to_bytes`: 4 bytes a value), so the kept verdict is the same after
+            // a restart; empty in a cut stored before them (no boot times: no boot family).
+            added("boot_stable", "BLOB NOT NULL DEFAULT x''"),
+            added("boot_canary", "BLOB NOT NULL DEFAULT x''"),
         ],
     },
     // The current step's tracker (`control::tracker`), so that a restart mid-step forgets no
@@ -411,6 +416,8 @@ const LATER: &[(&str, &str)] = &[
     ("step_clients", "boot_ms"),
     ("step_waiting", "boot_ms"),
     ("cut", "max_boot_slowdown"),
+    ("cut", "boot_stable"),
+    ("cut", "boot_canary"),
 ];
 
 #[derive(Deserialize)]

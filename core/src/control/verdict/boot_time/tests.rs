@@ -167,6 +167,20 @@ fn the_reason_names_the_slowdown_with_its_interval() {
 }
 
 #[test]
+fn boot_times_round_trip_as_bytes() {
+    let values = vec![0, 1, 412, u32::MAX];
+    let bytes = BootTimes::to_bytes(&values);
+    assert_eq!(bytes.len(), 16);
+    assert_eq!(BootTimes::from_bytes(&bytes), values);
+    assert_eq!(
+        BootTimes::from_bytes(&bytes[..7]),
+        vec![0],
+        "a partial value is dropped"
+    );
+    assert!(BootTimes::from_bytes(&[]).is_empty());
+}
+
+#[test]
 fn boot_times_keep_one_value_per_client_within_the_cap() {
     let mut b = BootTimes::default();
     b.push(true, Some(5));
