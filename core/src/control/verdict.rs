@@ -507,7 +507,7 @@ impl Evidence {
         // gates nothing.
         let boot = silence
             .as_ref()
-            .filter(|_| !self.boot.stable.is_empty())
+            .filter(|_| !self.boot.stable().is_empty())
             .map(|_| boot_time::judge(&self.boot, policy, alpha / 4.0));
         let boot_worse = boot.is_some_and(|b| b.worse >= cut_threshold);
         let boot_passed = boot.is_none_or(|b| b.better >= pass_threshold);

@@ -199,9 +199,11 @@ impl Tracker {
             .filter_map(|(id, c)| Some((c.loaded_ms, *id, c.canary, c.boot_ms?)))
             .collect();
         booted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        for (_, _, canary, ms) in booted {
-            t.boot_times.push(canary, Some(ms));
-        }
+        let (canary, stable): (Vec<_>, Vec<_>) = booted.into_iter().partition(|b| b.2);
+        t.boot_times = super::BootTimes::new(
+            stable.into_iter().map(|b| b.3).collect(),
+            canary.into_iter().map(|b| b.3).collect(),
+        );
         t.pending = due.len() as u64;
         t.due = due.into();
         t

@@ -623,8 +623,8 @@ fn a_client_keeps_its_first_boot_time_and_a_restore_keeps_them_all() {
         200.0,
     );
     t.apply(&[ev(4, 4, false, Load), boot(4, false, 400)], r, 300.0);
-    assert_eq!(t.boot_times().canary, vec![900, 700]);
-    assert_eq!(t.boot_times().stable, vec![400]);
+    assert_eq!(t.boot_times().canary(), &[700, 900]);
+    assert_eq!(t.boot_times().stable(), &[400]);
     let rows = t.take_changes();
     let times: Vec<Option<u32>> = rows.clients.iter().map(|c| c.tracked.boot_ms).collect();
     assert_eq!(times, [Some(900), Some(700), None, Some(400)]);

@@ -61,14 +61,36 @@ const BOUND_ODDS: [f64; 8] = [1.02, 1.035, 1.05, 1.1, 1.2, 1.4, 1.8, 3.0];
 /// decide how many canary clients a verdict takes, keep most.
 const BOUND_SHARE: f64 = 0.1;
 
-/// The step's first boot times (`boot_ms`), per channel, as the tracker kept them.
+/// The step's first boot times (`boot_ms`), per channel, as the tracker kept them (the first
+/// `tracker::BOOT_TIMES_KEPT` of each), each channel kept sorted: the verdict, asked at every
+/// batch, reads order statistics and counts by index and binary search instead of copying
+/// and selecting up to 20,000 values a channel each time (0.7 ms natively, measured).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BootTimes {
-    pub stable: Vec<u32>,
-    pub canary: Vec<u32>,
+    stable: Vec<u32>,
+    canary: Vec<u32>,
 }
 
 impl BootTimes {
+    /// From values in any order (a restore, a stored cut, a test): sorted once.
+    pub fn new(mut stable: Vec<u32>, mut canary: Vec<u32>) -> Self {
+        stable.truncate(crate::control::tracker::BOOT_TIMES_KEPT);
+        canary.truncate(crate::control::tracker::BOOT_TIMES_KEPT);
+        stable.sort_unstable();
+        canary.sort_unstable();
+        Self { stable, canary }
+    }
+
+    /// Stable's values, sorted.
+    pub fn stable(&self) -> &[u32] {
+        &self.stable
+    }
+
+    /// The canary's values, sorted.
+    pub fn canary(&self) -> &[u32] {
+        &self.canary
+    }
+
     /// One channel's values as stored with a kept cut: 4 bytes each, little-endian.
     pub fn to_bytes(values: &[u32]) -> Vec<u8> {
         values.iter().flat_map(|v| v.to_le_bytes()).collect()
@@ -83,7 +105,7 @@ impl BootTimes {
     }
 
     /// Adds a client's first boot time (nothing when its signal carried none), within
-    /// `tracker::BOOT_TIMES_KEPT` per channel.
+    /// `tracker::BOOT_TIMES_KEPT` per channel, in its sorted place.
     pub fn push(&mut self, canary: bool, ms: Option<u32>) {
         let side = if canary {
             &mut self.canary
@@ -92,7 +114,8 @@ impl BootTimes {
         };
         if let Some(ms) = ms {
             if side.len() < crate::control::tracker::BOOT_TIMES_KEPT {
-                side.push(ms);
+                let at = side.partition_point(|&v| v <= ms);
+                side.insert(at, ms);
             }
         }
     }
@@ -153,16 +176,15 @@ fn largest_allowed(t: u64, alpha: f64) -> Option<u64> {
     Some(lo.saturating_sub(1))
 }
 
-/// The `k`-th smallest (1-based) of `values`.
-fn order_stat(values: &mut [u32], k: usize) -> f64 {
-    let (_, v, _) = values.select_nth_unstable(k - 1);
-    f64::from(*v)
+/// The `k`-th smallest (1-based) of sorted `values`.
+fn order_stat(values: &[u32], k: usize) -> f64 {
+    f64::from(values[k - 1])
 }
 
 /// Stable's median bounded from above (`upper`) or below, valid at every look with
 /// probability `1 − alpha`, with the `d` most helpful values (to a cut: the fastest; to a
-/// pass: the slowest) left out. `None`: no finite bound yet. `values` is reordered.
-fn median_bound(values: &mut [u32], d: u64, alpha: f64, upper: bool) -> Option<f64> {
+/// pass: the slowest) left out. `None`: no finite bound yet. `values` sorted.
+fn median_bound(values: &[u32], d: u64, alpha: f64, upper: bool) -> Option<f64> {
     let t = (values.len() as u64).checked_sub(d)?;
     let k = largest_allowed(t, alpha)?;
     if upper {
@@ -178,9 +200,8 @@ fn median_bound(values: &mut [u32], d: u64, alpha: f64, upper: bool) -> Option<f
     }
 }
 
-/// The median of `values` with a (pointwise) interval at normal quantile `z` (order
-/// statistics by selection, not a sort: this runs at every batch). `values` is reordered.
-fn median_with_interval(values: &mut [u32], z: f64) -> Median {
+/// The median of sorted `values` with a (pointwise) interval at normal quantile `z`.
+fn median_with_interval(values: &[u32], z: f64) -> Median {
     let n = values.len();
     if n == 0 {
         return Median {
@@ -190,7 +211,7 @@ fn median_with_interval(values: &mut [u32], z: f64) -> Median {
             high_ms: f64::INFINITY,
         };
     }
-    let mut at = |i: f64| order_stat(values, (i.max(0.0) as usize).min(n - 1) + 1);
+    let at = |i: f64| order_stat(values, (i.max(0.0) as usize).min(n - 1) + 1);
     let half = z * (n as f64).sqrt() / 2.0;
     let mid = (n - 1) as f64 / 2.0;
     let median = (at(mid.floor()) + at(mid.ceil())) / 2.0;
@@ -212,12 +233,12 @@ pub fn judge(times: &BootTimes, policy: &TestPolicy, alpha_cut: f64) -> BootJudg
     let d = policy.hostile_clients;
     let s = 1.0 + policy.max_boot_slowdown;
     let alpha = (1.0 - policy.confidence).clamp(1e-9, 0.5);
-    let canary = &times.canary;
-    let slower = |at: f64| canary.iter().filter(|&&v| f64::from(v) > at).count() as u64;
+    let canary = times.canary();
+    let slower = |at: f64| (canary.len() - canary.partition_point(|&v| f64::from(v) <= at)) as u64;
     let n = canary.len() as u64;
     // Cut: the d slowest canary values and the d fastest stable ones left out.
-    let mut stable = times.stable.clone();
-    let cut_at = median_bound(&mut stable, d, alpha_cut * BOUND_SHARE, true).map(|m| s * m);
+    let stable = times.stable();
+    let cut_at = median_bound(stable, d, alpha_cut * BOUND_SHARE, true).map(|m| s * m);
     let worse = cut_at.map_or(0.0, |at| {
         let hits = slower(at);
         let removed = d.min(hits);
@@ -233,7 +254,7 @@ pub fn judge(times: &BootTimes, policy: &TestPolicy, alpha_cut: f64) -> BootJudg
     }) + (1.0 - BOUND_SHARE).ln();
     // Pass: the d fastest canary values and the d slowest stable ones left out; no finite
     // lower bound yet is no evidence (every canary value is "slower than 0").
-    let pass_at = median_bound(&mut stable, d, alpha * BOUND_SHARE, false)
+    let pass_at = median_bound(stable, d, alpha * BOUND_SHARE, false)
         .map(|m| s * m)
         .unwrap_or(0.0);
     let better = {
@@ -255,8 +276,8 @@ pub fn judge(times: &BootTimes, policy: &TestPolicy, alpha_cut: f64) -> BootJudg
     } + (1.0 - BOUND_SHARE).ln();
     // For display: each median at confidence 1 − α/2, so the ratio's interval is at 1 − α.
     let z = normal_quantile(1.0 - alpha / 4.0);
-    let c = median_with_interval(&mut canary.clone(), z);
-    let st = median_with_interval(&mut stable, z);
+    let c = median_with_interval(canary, z);
+    let st = median_with_interval(stable, z);
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b - 1.0 } else { f64::INFINITY };
     BootJudgement {
         canary: c,

@@ -341,10 +341,7 @@ fn boot_times(stable: (usize, f64), canary: (usize, f64)) -> boot_time::BootTime
             })
             .collect()
     };
-    boot_time::BootTimes {
-        stable: spread(stable),
-        canary: spread(canary),
-    }
+    boot_time::BootTimes::new(spread(stable), spread(canary))
 }
 
 #[test]

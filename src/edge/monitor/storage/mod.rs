@@ -274,10 +274,10 @@ impl CutRow {
             reason: self.reason,
             basis: Basis {
                 evidence: Evidence {
-                    boot: BootTimes {
-                        stable: BootTimes::from_bytes(&self.boot_stable.0),
-                        canary: BootTimes::from_bytes(&self.boot_canary.0),
-                    },
+                    boot: BootTimes::new(
+                        BootTimes::from_bytes(&self.boot_stable.0),
+                        BootTimes::from_bytes(&self.boot_canary.0),
+                    ),
                     ..self.evidence.evidence()
                 },
                 exposure: Exposure {
@@ -608,11 +608,11 @@ impl Store {
                         ("max_boot_slowdown", V::Float(b.policy.max_boot_slowdown)),
                         (
                             "boot_stable",
-                            V::Blob(BootTimes::to_bytes(&b.evidence.boot.stable)),
+                            V::Blob(BootTimes::to_bytes(b.evidence.boot.stable())),
                         ),
                         (
                             "boot_canary",
-                            V::Blob(BootTimes::to_bytes(&b.evidence.boot.canary)),
+                            V::Blob(BootTimes::to_bytes(b.evidence.boot.canary())),
                         ),
                     ]);
                     self.upsert("cut", columns)?;
