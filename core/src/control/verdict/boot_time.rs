@@ -64,7 +64,8 @@ const BOUND_SHARE: f64 = 0.1;
 /// The step's first boot times (`boot_ms`), per channel, as the tracker kept them (the first
 /// `tracker::BOOT_TIMES_KEPT` of each), each channel kept sorted: the verdict, asked at every
 /// batch, reads order statistics and counts by index and binary search instead of copying
-/// and selecting up to 20,000 values a channel each time (0.7 ms natively, measured).
+/// and selecting up to 20,000 values a channel each time (measured natively, `judge_cost`:
+/// 0.7 ms a call that way, 12 µs this way).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BootTimes {
     stable: Vec<u32>,
