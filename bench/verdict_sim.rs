@@ -62,6 +62,20 @@
 //! the cut, over the runs that were cut; minutes a rollout takes to finish (median over the runs that finished); paused per 100.
 //! Then PASS/FAIL lines for the product's targets.
 //!
+//! **Boot time** (its own table, after the others): the boot-time guard
+//! (`verdict::boot_time`). Every booted client's `boot_ms` is log-normal, median 400 ms on
+//! stable and 400·(1 + slowdown) on the canary, σ 0.8 or 1.2 (both channels), capped at the
+//! report's 600,000; its boot reaches the control plane `boot_ms` after the load plus up to
+//! the 1 s error flush, and its load up to `HEALTH_FLUSH_MS` (10 s) after the load, as an
+//! isolate holds loads until its next flush. Errors healthy (1% both), early close 5%.
+//! Slowdowns 0 (healthy: false cuts), +50%, +100%, +200%; 5, 50, 500 and 5,000 canary clients
+//! a minute. Reported: rolled back /100 and, of those, cut by the boot-time guard; canary
+//! clients until the cut (p50 / p95); paused /100 and minutes to done. `--boot-times` also
+//! gives the cells of the other tables boot times (σ 0.8, no slowdown) and late loads, so
+//! that every guard is on in them (their figures then differ from the tables without it).
+//! `--no-boot-ms`: the boot table's boot signals carry no `boot_ms` (an older edge's), so the
+//! guard has no data and the rest is unchanged: its cost, before/after.
+//!
 //! The fixed-threshold rule (src/health.rs before commit 6501b78) that earlier versions of
 //! this file simulated side by side is dropped: it had no boot signals, networks or hostile
 //! clients, so it has no answer for most of these cells, and keeping its own loop would double
@@ -79,7 +93,7 @@ use std::time::Instant;
 use canary_core::config::{HealthPolicy, Weight};
 use canary_core::control::machine::{stable_sample, tracked_canary_share};
 use canary_core::control::tracker::{BootRule, ClientEvent, Signal, Tracker};
-use canary_core::control::verdict::{Evidence, Exposure, TestPolicy, Verdict};
+use canary_core::control::verdict::{Evidence, Exposure, Family, TestPolicy, Verdict};
 use common::Rng;
 
 const STEPS: [u64; 5] = [1, 5, 25, 50, 100];
@@ -180,7 +194,32 @@ struct Cell {
     canary: Canary,
     early_close: f64,
     attack: Attack,
+    /// Boot times and late loads (the boot-time table; every cell with `--boot-times`).
+    boot: Option<BootCell>,
 }
+
+/// Log-normal boot times: stable's median `BOOT_MEDIAN_MS`, the canary's times
+/// `1 + slowdown`, both of spread `sigma` (of the log).
+#[derive(Clone, Copy, PartialEq)]
+struct BootCell {
+    sigma: f64,
+    slowdown: f64,
+    /// The boot signals carry their `boot_ms` (`--no-boot-ms`: they do not, as from an older
+    /// edge: the guard has no data, everything else is the same, for a before/after).
+    values: bool,
+}
+
+const BOOT_MEDIAN_MS: f64 = 400.0;
+const BOOT_SIGMAS: [f64; 2] = [0.8, 1.2];
+const BOOT_SLOWDOWNS: [f64; 4] = [0.0, 0.5, 1.0, 2.0];
+/// An isolate's flush period (`HEALTH_FLUSH_MS`): a load reaches the control plane up to this
+/// late.
+const HEALTH_FLUSH_MS: f64 = 10_000.0;
+/// A boot signal goes out within the error flush (`batching::ERROR_FLUSH_MS`).
+const BOOT_FLUSH_MS: f64 = 1_000.0;
+/// Largest `boot_ms` a report may carry (`report::MAX_BOOT_MS`).
+const MAX_BOOT_MS: f64 = 600_000.0;
+const BOOT_EARLY_CLOSE: f64 = 0.05;
 
 #[derive(Default, Clone)]
 struct Outcome {
@@ -199,6 +238,8 @@ struct Outcome {
     minutes: f64,
     /// Loads the tracker refused for the network cap, over all steps.
     refused_network_cap: u64,
+    /// The cut was the boot-time guard's (`Family::BootTime`).
+    cut_by_boot_time: bool,
 }
 
 /// The verdict's policy, as `Control::test_policy` builds it from the rollout's `health`.
@@ -276,16 +317,25 @@ impl Schedule {
     }
 }
 
+/// A standard normal draw (Box–Muller).
+fn normal(rng: &mut Rng) -> f64 {
+    let u1 = rng.f64().max(1e-300);
+    let u2 = rng.f64();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
 fn event(client: u64, network: u64, canary: bool, signal: Signal) -> ClientEvent {
     ClientEvent {
         client,
         network,
         canary,
         signal,
+        boot_ms: None,
     }
 }
 
 /// One honest client arriving in the tick that ends now.
+#[allow(clippy::too_many_arguments)]
 fn honest(
     s: &mut Schedule,
     rng: &mut Rng,
@@ -294,8 +344,38 @@ fn honest(
     boots: bool,
     p_fail: f64,
     early_close: f64,
+    boot: Option<BootCell>,
 ) {
     let now = s.now_ms;
+    if let Some(b) = boot {
+        // Loaded within the tick; its load reaches the control plane with its isolate's next
+        // flush (up to HEALTH_FLUSH_MS), its boot `boot_ms` after the load plus the error flush.
+        let loaded = now - rng.f64() * TICK_MS;
+        s.at(
+            loaded + rng.f64() * HEALTH_FLUSH_MS,
+            event(id, id, canary, Signal::Load),
+        );
+        if !boots || rng.chance(early_close) {
+            return;
+        }
+        let median = BOOT_MEDIAN_MS * if canary { 1.0 + b.slowdown } else { 1.0 };
+        let ms = (median * (b.sigma * normal(rng)).exp())
+            .round()
+            .min(MAX_BOOT_MS);
+        let booted = loaded + ms;
+        s.at(
+            booted + rng.f64() * BOOT_FLUSH_MS,
+            ClientEvent {
+                boot_ms: b.values.then_some(ms as u32),
+                ..event(id, 0, canary, Signal::Boot)
+            },
+        );
+        if rng.chance(p_fail) {
+            let failed = booted + rng.f64() * FAILURE_DELAY_MS;
+            s.at(failed, event(id, 0, canary, Signal::Failure));
+        }
+        return;
+    }
     s.at(now, event(id, id, canary, Signal::Load));
     if !boots || rng.chance(early_close) {
         return;
@@ -438,7 +518,16 @@ impl Run<'_> {
                     (ns, false, true, STABLE_RATE),
                 ] {
                     for _ in 0..n {
-                        honest(s, rng, self.next_id, canary, boots, rate, cell.early_close);
+                        honest(
+                            s,
+                            rng,
+                            self.next_id,
+                            canary,
+                            boots,
+                            rate,
+                            cell.early_close,
+                            cell.boot,
+                        );
                         self.next_id += 1;
                     }
                 }
@@ -449,11 +538,14 @@ impl Run<'_> {
             s.spare.push(batch);
             evidence.add(new);
             evidence.early = tracker.early_silence(now, rule.grace_ms);
+            evidence.boot.clone_from(tracker.boot_times());
             if full_at.is_none() && tracker.refused.over_capacity > 0 {
                 full_at = Some(now);
             }
-            let verdict = evidence.judge(exposure, self.policy).verdict;
+            let judgement = evidence.judge(exposure, self.policy);
+            let verdict = judgement.verdict;
             let end = if verdict == Verdict::Cut {
+                out.cut_by_boot_time = judgement.family == Family::BootTime;
                 // The canary clients the verdict had counted (resolved) when it cut.
                 out.judged_at_cut = evidence
                     .silence
@@ -548,6 +640,7 @@ struct Row {
     refused_network_cap: f64,
     /// Paused runs by the step they paused at.
     paused_at: [usize; STEPS.len()],
+    cut_by_boot_time: usize,
     secs: f64,
     cpu_secs: f64,
 }
@@ -593,12 +686,16 @@ fn run_cell(
         Attack::Cut(k) => 1 << 20 | u64::from(k),
         Attack::Hide(k) => 2 << 20 | u64::from(k),
     };
+    let boot = cell.boot.map_or(0, |b| {
+        1 << 60 | ((b.sigma * 10.0) as u64) << 52 | ((b.slowdown * 10.0) as u64) << 56
+    });
     let mut rng = Rng::new(
         0x5eed
             ^ (cell.per_min as u64) << 16
             ^ code << 32
             ^ ((cell.early_close * 100.0) as u64) << 44
-            ^ attack << 8,
+            ^ attack << 8
+            ^ boot,
     );
     let outcomes: Vec<Outcome> = (0..runs)
         .map(|_| rollout(&cell, health, policy, exact, &mut rng))
@@ -669,6 +766,7 @@ fn run_cell(
             }
             at
         },
+        cut_by_boot_time: count(&|o| o.cut && o.cut_by_boot_time),
         secs: started.elapsed().as_secs_f64(),
         cpu_secs: cpu_secs() - cpu,
     }
@@ -706,7 +804,9 @@ fn csv_line(r: &Row, block: &str) -> String {
 /// and a never-booting canary; `base`/4 for the other cells; a fifth of that at 5,000
 /// canary clients a minute, where a run moves a few million clients. At least 2.
 fn runs_for(cell: &Cell, base: usize, quick: bool) -> usize {
-    let healthy = cell.canary == Canary::Factor(1.0) && cell.attack == Attack::None;
+    let healthy = cell.canary == Canary::Factor(1.0)
+        && cell.attack == Attack::None
+        && cell.boot.is_none_or(|b| b.slowdown == 0.0);
     let runs = if cell.canary == Canary::NeverBoots || (healthy && !quick) {
         base
     } else {
@@ -737,6 +837,16 @@ fn main() {
     // Feed the tracker every tick, even once it can count nothing more (slow; to check the
     // shortcut).
     let exact = args.iter().any(|a| a == "--exact");
+    // Boot times and late loads in every cell (see the module's notes).
+    let every_boot = args
+        .iter()
+        .any(|a| a == "--boot-times")
+        .then_some(BootCell {
+            sigma: 0.8,
+            slowdown: 0.0,
+            values: true,
+        });
+    let boot_values = !args.iter().any(|a| a == "--no-boot-ms");
     let wanted = |c: &Cell| {
         only.as_ref()
             .is_none_or(|o| describe(c).contains(o.as_str()))
@@ -773,6 +883,7 @@ fn main() {
                     canary,
                     early_close,
                     attack: Attack::None,
+                    boot: every_boot,
                 };
                 if !wanted(&cell) {
                     continue;
@@ -831,6 +942,7 @@ fn main() {
                     canary,
                     early_close: ATTACK_EARLY_CLOSE,
                     attack,
+                    boot: every_boot,
                 };
                 if !wanted(&cell) {
                     continue;
@@ -868,6 +980,58 @@ fn main() {
         }
     }
     println!();
+    println!(
+        "### Boot time (log-normal boot times, median {BOOT_MEDIAN_MS} ms; loads up to {} s late; errors 1% both; early close {}; tolerated slowdown {})",
+        HEALTH_FLUSH_MS / 1000.0,
+        pct(BOOT_EARLY_CLOSE),
+        pct(health.max_boot_slowdown)
+    );
+    println!();
+    println!("| canary clients/min | σ | canary slowdown | runs | rolled back /100 | of which by the boot-time guard | canary clients until cut (p50 / p95) | minutes until cut (p50 / p95) | minutes to done (p50) | paused /100 |");
+    println!("|---:|---:|---:|---:|---:|---:|---|---|---:|---:|");
+    for &per_min in &TRAFFIC {
+        for &sigma in &BOOT_SIGMAS {
+            for &slowdown in &BOOT_SLOWDOWNS {
+                let cell = Cell {
+                    per_min,
+                    canary: Canary::Factor(1.0),
+                    early_close: BOOT_EARLY_CLOSE,
+                    attack: Attack::None,
+                    boot: Some(BootCell {
+                        sigma,
+                        slowdown,
+                        values: boot_values,
+                    }),
+                };
+                if !wanted(&cell) {
+                    continue;
+                }
+                let r = run_cell(cell, runs_for(&cell, runs, quick), &health, &policy, exact);
+                println!(
+                    "| {per_min} | {sigma} | +{} | {} | {:.1} | {} | {} / {} | {} / {} | {} | {:.1} |",
+                    pct(slowdown),
+                    r.runs,
+                    r.per100(r.cut),
+                    r.cut_by_boot_time,
+                    fmt(r.clients.0),
+                    fmt(r.clients.1),
+                    fmt(r.minutes.0),
+                    fmt(r.minutes.1),
+                    fmt(r.done_minutes),
+                    r.per100(r.paused),
+                );
+                eprintln!(
+                    "verdicts: {} in {:.1} s ({:.1} s CPU, {:.0} ms a run)",
+                    describe(&cell),
+                    r.secs,
+                    r.cpu_secs,
+                    1000.0 * r.cpu_secs / r.runs as f64
+                );
+                csv.push_str(&csv_line(&r, "boot_time"));
+            }
+        }
+    }
+    println!();
     println!("### Verdict targets");
     println!();
     // With `--only`, over the cells that ran.
@@ -900,6 +1064,12 @@ fn describe(c: &Cell) -> String {
     );
     if c.attack != Attack::None {
         let _ = write!(s, ", {} x{}", c.attack.name(), c.attack.networks());
+    }
+    if let Some(b) = c.boot {
+        let _ = write!(s, ", boot σ {} +{}", b.sigma, pct(b.slowdown));
+        if !b.values {
+            s.push_str(", no boot_ms");
+        }
     }
     s
 }

@@ -254,3 +254,49 @@ test("the boot snippet sends one boot signal per bundle and version, and never t
   vm.runInContext(snippet, hostile);
   assert.doesNotThrow(() => hostile.canaryBoot("https://sdk.example", "demo", "1.1.0", 0));
 });
+
+test("the boot starts at the entry script's download where Resource Timing gives it, else at its start", async () => {
+  const { readFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const vm = await import("node:vm");
+  const { ROOT } = await import("./support/harness.mjs");
+  const snippet = readFileSync(join(ROOT, "sdk/report-boot.js"), "utf8");
+  const src = "https://sdk.example/demo/sdk.js";
+  const start = (entries, { script = { src }, now = 900 } = {}) => {
+    const page = {
+      document: { currentScript: script },
+      performance: {
+        now: () => now,
+        getEntriesByName: (name, type) => (name === src && type === "resource" ? entries : []),
+      },
+    };
+    page.window = page;
+    vm.createContext(page);
+    vm.runInContext(snippet, page);
+    return page.canaryBootStart();
+  };
+  // (entries, options, start): the script's own entry's startTime (the last, for a second
+  // tag), else now: no entry (a full buffer), no currentScript, a time after now.
+  for (const [entries, options, expected] of [
+    [[{ startTime: 120.5 }], {}, 120.5],
+    [[{ startTime: 120.5 }, { startTime: 700 }], {}, 700],
+    [[], {}, 900],
+    [[{ startTime: 120.5 }], { script: null }, 900],
+    [[{ startTime: 950 }], {}, 900],
+    [[{ startTime: 0 }], {}, 900],
+  ]) {
+    assert.equal(start(entries, options), expected, JSON.stringify({ entries, options }));
+  }
+  // Without performance: Date.now(), the clock canaryBoot then uses too.
+  const bare = { document: {} };
+  bare.window = bare;
+  vm.createContext(bare);
+  vm.runInContext(snippet, bare);
+  assert.ok(Math.abs(bare.canaryBootStart() - Date.now()) < 1000);
+  // A getEntriesByName that throws: the script's start, never an exception.
+  const page = { document: { currentScript: { src } }, performance: { now: () => 5, getEntriesByName: () => { throw new Error("no"); } } };
+  page.window = page;
+  vm.createContext(page);
+  vm.runInContext(snippet, page);
+  assert.equal(page.canaryBootStart(), 5);
+});

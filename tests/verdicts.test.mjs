@@ -128,10 +128,10 @@ test("the admin status explains the verdict: clients, errors, estimates with int
     assert.ok(v[ch].low <= v[ch].rate && v[ch].rate <= v[ch].high, JSON.stringify(v[ch]));
   }
   assert.ok(Number.isFinite(v.cut.relative) && Number.isFinite(v.cut.absolute));
-  // Three cut tests (errors; silence after the grace and early silence, once stable's SDK is
-  // known to boot) share α: each at α/3.
-  const cutAlpha = v.tracked.silence_counts_as_failure ? 0.01 / 3 : 0.01;
-  assert.equal(v.cut.threshold.toFixed(3), Math.log(1 / cutAlpha).toFixed(3), "ln(1/α) at 99%, α split between errors, silence and early silence");
+  // Four cut tests (errors; silence after the grace, early silence and boot time, once
+  // stable's SDK is known to boot) share α: each at α/4.
+  const cutAlpha = v.tracked.silence_counts_as_failure ? 0.01 / 4 : 0.01;
+  assert.equal(v.cut.threshold.toFixed(3), Math.log(1 / cutAlpha).toFixed(3), "ln(1/α) at 99%, α split between errors, silence, early silence and boot time");
   assert.equal(v.pass.threshold.toFixed(3), Math.log(1 / 0.05).toFixed(3), "ln(1/β), β = 1 − pass_confidence (0.95 by default): the mean of the two e-values against 1/β");
   const mean = Math.log((Math.exp(v.pass.relative) + Math.exp(v.pass.absolute)) / 2);
   assert.ok(Math.abs(v.pass.combined - mean) < 1e-6, `combined ${v.pass.combined} is the log of the mean, ${mean}`);

@@ -417,7 +417,7 @@ impl Edge {
         let mut out = Vec::new();
         for &signal in signals {
             // A fallback happens only to canary-routed requests: both count on the canary.
-            out.extend(self.count(&parsed, signal, now_ms));
+            out.extend(self.count(&parsed, signal, None, now_ms));
         }
         out
     }
@@ -427,9 +427,10 @@ impl Edge {
         &mut self,
         parsed: &ParsedTally,
         signal: Signal,
+        boot_ms: Option<u32>,
         now_ms: f64,
     ) -> Vec<(BundleName, Batch)> {
-        self.count_text(parsed, signal, None, now_ms)
+        self.count_text(parsed, signal, boot_ms, None, now_ms)
     }
 
     /// [`count`](Self::count), with an error report's kind, message and stack.
@@ -437,6 +438,7 @@ impl Edge {
         &mut self,
         parsed: &ParsedTally,
         signal: Signal,
+        boot_ms: Option<u32>,
         text: Option<(String, Option<String>, Option<String>)>,
         now_ms: f64,
     ) -> Vec<(BundleName, Batch)> {
@@ -449,6 +451,7 @@ impl Edge {
             client: parsed.client,
             network: parsed.network,
             signal,
+            boot_ms,
         };
         let batches = self
             .outbox

@@ -508,9 +508,10 @@ export function sendBoot(worker, bundle, client) {
   return sendReport(worker, bundle, client.version, client, "boot");
 }
 
-/** An SDK error report as the demo SDK's beacon sends it, from `client` ({ cookie, ip }). */
+/** An SDK error report as the demo SDK's beacon sends it, from `client` ({ cookie, ip }; a
+ * boot carries `client.bootMs`, else 120). */
 export async function sendReport(worker, bundle, version, client = {}, kind = "uncaught") {
-  const body = kind === "boot" ? { bundle, version, kind, boot_ms: 120 } : { bundle, version, kind, message: "x" };
+  const body = kind === "boot" ? { bundle, version, kind, boot_ms: client.bootMs ?? 120 } : { bundle, version, kind, message: "x" };
   const r = await worker.get("/__canary/report", {
     method: "POST",
     body: JSON.stringify(body),

@@ -216,10 +216,18 @@ mod tests {
         let current = config(json!({"health": {"min_clients": 200, "confidence": 0.99}}));
         /// The fields that moved (name, before, after), or the field refused.
         type Expected<'a> = Result<&'a [(&'a str, Value, Value)], &'a str>;
-        let table: [(Value, Expected); 6] = [
+        let table: [(Value, Expected); 8] = [
             (
                 json!({"health": {"min_clients": 300}}),
                 Ok(&[("health.min_clients", json!(200), json!(300))]),
+            ),
+            (
+                json!({"health": {"max_boot_slowdown": 0.5}}),
+                Ok(&[("health.max_boot_slowdown", json!(0.25), json!(0.5))]),
+            ),
+            (
+                json!({"health": {"max_boot_slowdown": -1}}),
+                Err("health.max_boot_slowdown"),
             ),
             (
                 // null: back to the default (which here equals the value: no change).

@@ -43,6 +43,10 @@ pub struct HealthPolicy {
     /// stable's failing clients removed (each network counts at most
     /// `tracker::CLIENTS_PER_NETWORK` client per step).
     pub hostile_networks: u32,
+    /// How much slower than stable's the canary's median boot time may be (0.25: 25%
+    /// slower); a canary proven slower than that is cut, and a step passes only once it is
+    /// proven within it (`control::verdict::boot_time`).
+    pub max_boot_slowdown: f64,
     /// The merchant's page origins: when set, only loads whose `Referer` and reports whose
     /// `Origin` is one of them count as evidence (`origins.rs`); absent, any page's do.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,6 +66,7 @@ impl Default for HealthPolicy {
             auto_rollback: true,
             boot_grace_secs: 30,
             hostile_networks: 10,
+            max_boot_slowdown: 0.25,
             origins: None,
         }
     }
@@ -126,6 +131,7 @@ impl HealthPolicy {
                 "window_secs" => p.window_secs = whole(10, 86_400)? as u32,
                 "boot_grace_secs" => p.boot_grace_secs = whole(1, 3_600)? as u32,
                 "hostile_networks" => p.hostile_networks = whole(0, 10_000)? as u32,
+                "max_boot_slowdown" => p.max_boot_slowdown = number()?,
                 "origins" => {
                     p.origins = match value {
                         serde_json::Value::Null => None,
@@ -141,7 +147,7 @@ impl HealthPolicy {
                     return Err(bad(
                         "health",
                         format!(
-                            "unknown field `{other}`; use confidence, pass_confidence, max_increase, min_error_rate, min_clients, max_hold_secs, window_secs, auto_rollback, boot_grace_secs, hostile_networks or origins"
+                            "unknown field `{other}`; use confidence, pass_confidence, max_increase, min_error_rate, min_clients, max_hold_secs, window_secs, auto_rollback, boot_grace_secs, hostile_networks, max_boot_slowdown or origins"
                         ),
                     ))
                 }
@@ -170,6 +176,12 @@ impl HealthPolicy {
                 "must be from 0 to 100 (max_relative: from 1 to 101)".into(),
             ));
         }
+        if !(p.max_boot_slowdown > 0.0 && p.max_boot_slowdown <= 10.0) {
+            return Err(bad(
+                "health.max_boot_slowdown",
+                "must be above 0 and at most 10 (0.25: 25% slower than stable)".into(),
+            ));
+        }
         if !(p.min_error_rate > 0.0 && p.min_error_rate < 1.0) {
             let field = if map.contains_key("max_error_rate") {
                 "health.max_error_rate"
@@ -195,6 +207,7 @@ fn field_name(key: &str) -> &'static str {
         "min_requests" => "health.min_requests",
         "max_hold_secs" => "health.max_hold_secs",
         "window_secs" => "health.window_secs",
+        "max_boot_slowdown" => "health.max_boot_slowdown",
         _ => "health",
     }
 }
@@ -391,6 +404,15 @@ mod tests {
                 "health.max_relative",
             ),
             (json!({"surprise": 1}), "health"),
+            (json!({"max_boot_slowdown": 0}), "health.max_boot_slowdown"),
+            (
+                json!({"max_boot_slowdown": 10.5}),
+                "health.max_boot_slowdown",
+            ),
+            (
+                json!({"max_boot_slowdown": "fast"}),
+                "health.max_boot_slowdown",
+            ),
             (json!({"min_requests": "many"}), "health.min_requests"),
             (json!({"auto_rollback": "yes"}), "health.auto_rollback"),
             (

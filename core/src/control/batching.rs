@@ -129,6 +129,8 @@ pub struct Tally<'a> {
     /// the address a report came from.
     pub network: u64,
     pub signal: Signal,
+    /// A boot signal's `boot_ms`.
+    pub boot_ms: Option<u32>,
 }
 
 /// Every bundle's pending counts in one isolate.
@@ -190,6 +192,7 @@ impl Outbox {
             network: tally.network,
             canary: tally.on_canary,
             signal: tally.signal,
+            boot_ms: tally.boot_ms.filter(|_| tally.signal == Signal::Boot),
         };
         let text = text.map(|(kind, message, stack)| ReportText {
             client: tally.client,
@@ -260,6 +263,7 @@ mod pending_tests {
             network: client,
             canary,
             signal,
+            boot_ms: None,
         };
         let mut p = Pending::new(v("1.0.0"), Some(v("1.1.0")), w, 0.0);
         assert!(!p.due(policy, 1e9), "nothing to send");
@@ -311,6 +315,7 @@ mod pending_tests {
             network: client,
             canary: true,
             signal,
+            boot_ms: None,
         };
         let text = |client, message: &str| ReportText {
             client,
@@ -356,6 +361,7 @@ mod pending_tests {
             client,
             network: client,
             signal: if error { Signal::Failure } else { Signal::Load },
+            boot_ms: None,
         };
         let mut outbox = Outbox::new(KeyedHash::derive(b"k", "sketch"));
         assert!(outbox.record(tally(30, 1, false), policy, 0.0).is_empty());
@@ -395,6 +401,7 @@ mod timer_tests {
             client,
             network: client,
             signal,
+            boot_ms: None,
         };
         let mut outbox = Outbox::new(KeyedHash::derive(b"k", "sketch"));
         assert_eq!(outbox.next_due_ms(policy), None, "nothing pending");

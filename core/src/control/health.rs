@@ -174,13 +174,20 @@ impl Control {
         }
     }
 
-    /// The early silence test's data as the tracker sees it now (only while silence is judged).
+    /// The early silence test's data as the tracker sees it now, and the boot-time guard's
+    /// (only while silence is judged).
     fn refresh_early(&mut self, rule: BootRule, now_ms: f64) {
-        self.evidence.early = if rule.expected && rule.stable_present {
+        let judged = rule.expected && rule.stable_present;
+        self.evidence.early = if judged {
             self.tracker.early_silence(now_ms, rule.grace_ms)
         } else {
             Default::default()
         };
+        if judged {
+            self.evidence.boot.clone_from(self.tracker.boot_times());
+        } else {
+            self.evidence.boot = Default::default();
+        }
     }
 
     /// The running step's health policy: the one it started with (a change applies from

@@ -145,6 +145,9 @@ pub struct Evidence {
     pub canary: Side,
     pub stable: Side,
     pub summary: String,
+    /// The boot-time guard's figures (medians with intervals, the slowdown), when it judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_time: Option<super::verdict::boot_time::BootJudgement>,
 }
 
 impl From<&Judgement> for Evidence {
@@ -158,6 +161,7 @@ impl From<&Judgement> for Evidence {
             canary: Side::from(j.deciding().0),
             stable: Side::from(j.deciding().1),
             summary: j.reason.clone(),
+            boot_time: j.boot_time,
         }
     }
 }
@@ -432,7 +436,7 @@ impl Notification {
         facts.push(("Reason", self.reason.clone()));
         if let Some(e) = &self.evidence {
             let failed = match e.family {
-                Family::Errors => "with failures",
+                Family::Errors | Family::BootTime => "with failures",
                 Family::Silence => "never booted",
             };
             facts.push((
@@ -455,6 +459,22 @@ impl Notification {
                 format!(
                     "{}: {} ({} canary clients, none on stable)",
                     s.kind, s.sample, s.clients.canary
+                ),
+            ));
+        }
+        if let Some(b) = self.evidence.as_ref().and_then(|e| e.boot_time) {
+            facts.push((
+                "Boot time",
+                format!(
+                    "canary median {:.0} ms ({} clients), stable {:.0} ms ({}): {:+.0}% (interval {:+.0}% to {:+.0}%, tolerated +{:.0}%)",
+                    b.canary.median_ms,
+                    b.canary.clients,
+                    b.stable.median_ms,
+                    b.stable.clients,
+                    b.slowdown * 100.0,
+                    b.slowdown_low * 100.0,
+                    b.slowdown_high * 100.0,
+                    b.max_slowdown * 100.0
                 ),
             ));
         }

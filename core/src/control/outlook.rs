@@ -8,6 +8,8 @@
 use serde::Serialize;
 
 use super::counts::{ChannelCounts, Counts};
+use super::tracker::BOOT_TIMES_KEPT;
+use super::verdict::boot_time::BootTimes;
 use super::verdict::{Evidence, Exposure, TestPolicy, Verdict};
 
 /// Largest growth of the step's counts the projection looks at: past it, the step is
@@ -31,8 +33,8 @@ pub struct Outlook {
     pub message: String,
 }
 
-/// The evidence with every count multiplied by `k` (the early silence data left as they
-/// are: it only ever cuts).
+/// The evidence with every count multiplied by `k`, and each boot time repeated as often
+/// (the early silence data left as they are: it only ever cuts).
 fn scaled(e: &Evidence, k: f64) -> Evidence {
     let c = |x: Counts| Counts {
         clients: (x.clients as f64 * k).round() as u64,
@@ -46,7 +48,14 @@ fn scaled(e: &Evidence, k: f64) -> Evidence {
         seen: ch(e.seen),
         silence: ch(e.silence),
         early: e.early.clone(),
+        boot: BootTimes::new(stretch(e.boot.stable(), k), stretch(e.boot.canary(), k)),
     }
+}
+
+/// Sorted values `k` times as many (each repeated in order; `BootTimes` keeps its bound).
+fn stretch(values: &[u32], k: f64) -> Vec<u32> {
+    let m = ((values.len() as f64 * k).round() as usize).min(BOOT_TIMES_KEPT);
+    (0..m).map(|i| values[i * values.len() / m]).collect()
 }
 
 /// The outlook of a step that is waiting for evidence, `None` when the verdict is not

@@ -27,6 +27,12 @@ fn verdict_json(j: &Judgement, silence: &ChannelCounts, min_clients: u64) -> Val
         "silence": silence,
         "cut": { "relative": j.worse_relative, "absolute": j.worse_absolute, "threshold": j.cut_threshold },
         "pass": { "relative": j.better_relative, "absolute": j.better_absolute, "combined": j.better, "threshold": j.pass_threshold },
+        // The family the reason is about (errors, silence, boot_time).
+        "family": j.family,
+        // The boot-time guard (null until stable's boot times arrive): each channel's median
+        // boot time with its interval, the slowdown with its interval, the log e-values
+        // (compared with the cut and pass thresholds above) and the thresholds tested (ms).
+        "boot_time": j.boot_time,
     })
 }
 

@@ -131,6 +131,7 @@ impl Sim {
                         network: client,
                         canary: is_canary,
                         signal,
+                        boot_ms: None,
                     });
                 }
             }

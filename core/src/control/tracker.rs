@@ -87,6 +87,10 @@ pub struct ClientEvent {
     pub network: u64,
     pub canary: bool,
     pub signal: Signal,
+    /// A boot signal's `boot_ms` (the SDK's measured boot time), for the boot-time guard;
+    /// absent on loads and failures, and in an older edge's batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_ms: Option<u32>,
 }
 
 pub(super) mod hex_u64 {
@@ -131,7 +135,15 @@ pub struct Tracked {
     /// when the boot came first), negative while it has none: stable's give the
     /// time-to-boot distribution the early silence test compares with.
     pub boot_age_ms: f64,
+    /// The `boot_ms` its first boot signal carried (the boot-time guard's value), if any.
+    pub boot_ms: Option<u32>,
 }
+
+/// Boot times kept per channel and step for the boot-time guard: far more than it needs to
+/// decide (stable's median is bounded to a few percent by 2,000; see `verdict::boot_time`).
+pub const BOOT_TIMES_KEPT: usize = 20_000;
+
+pub use super::verdict::boot_time::BootTimes;
 
 /// Width of the early silence test's age bins.
 pub const AGE_BIN_MS: f64 = 500.0;
@@ -160,6 +172,8 @@ pub struct Waiting {
     pub booted: bool,
     pub failed: bool,
     pub at_ms: f64,
+    /// The first boot signal's `boot_ms`, if it carried one.
+    pub boot_ms: Option<u32>,
 }
 
 /// What a batch or a sweep newly counts, in two families tested apart (so that pages closed
@@ -224,6 +238,9 @@ pub struct Tracker {
     due: VecDeque<(f64, u64)>,
     /// The step's first `SURVIVAL_SAMPLE` stable clients (derived: rebuilt on restore).
     stable_sample: Vec<u64>,
+    /// The tracked clients' first boot times, per channel, in the order they came, at most
+    /// `BOOT_TIMES_KEPT` each (derived: rebuilt on restore).
+    boot_times: BootTimes,
     /// Clients in `Resolution::Pending`.
     pending: u64,
     /// Boot signals of tracked clients, per channel (stable, canary).
@@ -289,7 +306,7 @@ impl Tracker {
         for e in events {
             match e.signal {
                 Signal::Load => self.load(e, rule, now_ms, &mut new),
-                Signal::Boot | Signal::Failure => self.signal(e, now_ms, &mut new),
+                Signal::Boot | Signal::Failure => self.signal(e, rule, now_ms, &mut new),
             }
         }
         new.add(self.sweep(rule, now_ms));
@@ -399,6 +416,11 @@ impl Tracker {
         out
     }
 
+    /// The step's first boot times per channel (the boot-time guard's data).
+    pub fn boot_times(&self) -> &BootTimes {
+        &self.boot_times
+    }
+
     /// Clients loaded and not yet resolved.
     pub fn pending(&self) -> u64 {
         self.pending
@@ -450,6 +472,7 @@ impl Tracker {
             failed: false,
             state: Resolution::Pending,
             boot_age_ms: -1.0,
+            boot_ms: None,
         };
         if !e.canary && self.stable_sample.len() < SURVIVAL_SAMPLE {
             self.stable_sample.push(e.client);
@@ -461,6 +484,8 @@ impl Tracker {
                 if w.booted {
                     self.boots[usize::from(e.canary)] += 1;
                     t.boot_age_ms = 0.0;
+                    t.boot_ms = w.boot_ms;
+                    self.boot_times.push(e.canary, w.boot_ms);
                 }
             } else {
                 self.refused.other_channel += 1;
@@ -477,10 +502,16 @@ impl Tracker {
         self.clients.insert(e.client, t);
     }
 
-    fn signal(&mut self, e: &ClientEvent, now_ms: f64, new: &mut Resolved) {
+    fn signal(&mut self, e: &ClientEvent, rule: BootRule, now_ms: f64, new: &mut Resolved) {
         let boot = e.signal == Signal::Boot;
         let Some(t) = self.clients.get_mut(&e.client) else {
-            self.wait(e, now_ms);
+            // A stable client outside the step's sample will be refused at its load: its
+            // signals need not wait. (At 1% weight and high traffic, stable's boots, which
+            // come up to an isolate's flush before their loads, otherwise fill the table and
+            // crowd out the canary's: measured, healthy canaries cut for silence.)
+            if e.canary || sampled(e.client, rule.stable_sample) {
+                self.wait(e, now_ms);
+            }
             return;
         };
         if t.canary != e.canary {
@@ -492,6 +523,9 @@ impl Tracker {
             if !t.booted {
                 self.boots[usize::from(t.canary)] += 1;
                 t.boot_age_ms = (now_ms - t.loaded_ms).max(0.0);
+                // The first boot's time is the client's one value (later boots: reloads).
+                t.boot_ms = e.boot_ms;
+                self.boot_times.push(t.canary, e.boot_ms);
             }
             t.booted = true;
         } else {
@@ -532,8 +566,12 @@ impl Tracker {
             booted: false,
             failed: false,
             at_ms: now_ms,
+            boot_ms: None,
         });
         if w.canary == e.canary {
+            if boot && !w.booted {
+                w.boot_ms = e.boot_ms;
+            }
             w.booted |= boot;
             w.failed |= !boot;
         }

@@ -38,6 +38,8 @@ use serde::{Deserialize, Serialize};
 
 use super::counts::ChannelCounts;
 
+pub mod boot_time;
+
 /// Odds ratios of the alternatives against the boundary, for "worse" (equal weights) and for
 /// "better". Half of the "better" weight is on 1/2: a canary exactly as good as stable, under
 /// the default tolerance of twice stable's rate, is that alternative (and so is a canary at
@@ -66,6 +68,8 @@ pub struct TestPolicy {
     /// Clients the verdict assumes hostile: hostile networks times the clients a network
     /// counts for in a step (`tracker::CLIENTS_PER_NETWORK`).
     pub hostile_clients: u64,
+    /// How much slower than stable's the canary's median boot time may be (0.25: 25%).
+    pub max_boot_slowdown: f64,
 }
 
 fn strict_pass() -> f64 {
@@ -84,6 +88,7 @@ impl TestPolicy {
             min_clients: p.min_clients,
             hostile_clients: u64::from(p.hostile_networks)
                 * u64::from(super::tracker::CLIENTS_PER_NETWORK),
+            max_boot_slowdown: p.max_boot_slowdown,
         }
     }
 }
@@ -103,6 +108,10 @@ pub struct Evidence {
     /// and sweep; never stored, so empty after a restart until the next: no evidence).
     #[serde(skip)]
     pub early: crate::control::tracker::EarlySilence,
+    /// The boot-time guard's data: the step's first boot times per channel, as the tracker
+    /// last saw them (never stored either: rebuilt from the tracker's rows).
+    #[serde(skip)]
+    pub boot: boot_time::BootTimes,
 }
 
 /// Mixture of "a share `π` of the canary's clients never boot" alternatives (equal weights).
@@ -248,6 +257,8 @@ pub struct Judgement {
     pub step_clients: u64,
     /// Clients removed from each side of the tests as possibly hostile.
     pub discount: u64,
+    /// The boot-time family (while silence is judged: stable's SDK sends boot signals).
+    pub boot_time: Option<boot_time::BootJudgement>,
     pub reason: String,
 }
 
@@ -259,13 +270,15 @@ pub enum Family {
     Errors,
     /// Every resolved client, and those that never booted (`no_boot`).
     Silence,
+    /// The booted clients' first boot times (`boot_time`).
+    BootTime,
 }
 
 impl Judgement {
     /// The estimates (canary, stable) of the family the verdict is about.
     pub fn deciding(&self) -> (&Estimate, &Estimate) {
         match self.family {
-            Family::Errors => (&self.canary, &self.stable),
+            Family::Errors | Family::BootTime => (&self.canary, &self.stable),
             Family::Silence => (&self.silent_canary, &self.silent_stable),
         }
     }
@@ -537,9 +550,9 @@ impl Evidence {
         let errors_passed = pass.passes(pass_threshold);
         // Silence (no_boot), tested apart from errors: a common share of pages closed early
         // cancels out in its relative test and never dilutes the error comparison. The cut
-        // tests (errors, silence after the grace, early silence below; any may cut) share α:
-        // each at α/3. A pass must pass both (each at α: the null "worse on errors or on
-        // silence" is rejected only when both are).
+        // tests (errors, silence after the grace, early silence and boot time below; any may
+        // cut) share α: each at α/4. A pass must pass all three families (each at α: the null
+        // "worse on errors, on silence or on boot time" is rejected only when all are).
         let silence = (exposure.judge_silence && stable_present).then(|| {
             let s = &self.silence;
             let (nc, xc) = (s.canary.clients, s.canary.errors.min(s.canary.clients));
@@ -548,14 +561,23 @@ impl Evidence {
             let cut = tests(nc - removed, xc - removed, xs, exposure, policy);
             (cut, PassEvidence::of(nc, xc, xs, exposure, policy))
         });
-        // The early silence test: a third cut test sharing α (each at α/3).
+        // The early silence test: a third cut test sharing α (each at α/4).
         let early = silence.as_ref().map(|_| {
             let s = &self.silence;
             let ran = s.canary.clients - s.canary.errors.min(s.canary.clients);
             early_silence(&self.early, ran, policy)
         });
-        let split = if silence.is_some() { 3.0f64.ln() } else { 0.0 };
+        let split = if silence.is_some() { 4.0f64.ln() } else { 0.0 };
         let cut_threshold = cut_threshold + split;
+        // The boot-time guard: the fourth cut test (at α/4), and a pass gate (at α). Without
+        // any stable boot time (an SDK or edge that sends no `boot_ms`) it has no data, and
+        // gates nothing.
+        let boot = silence
+            .as_ref()
+            .filter(|_| !self.boot.stable().is_empty())
+            .map(|_| boot_time::judge(&self.boot, policy, alpha / 4.0));
+        let boot_worse = boot.is_some_and(|b| b.worse >= cut_threshold);
+        let boot_passed = boot.is_none_or(|b| b.better >= pass_threshold);
         let early_worse = early.is_some_and(|e| e >= cut_threshold);
         let relative_worse = worse_relative >= cut_threshold;
         let absolute_worse = worse_absolute >= cut_threshold;
@@ -646,6 +668,17 @@ impl Evidence {
                     policy.confidence * 100.0
                 ),
             )
+        } else if let Some(b) = boot.filter(|_| boot_worse) {
+            (
+                Verdict::Cut,
+                format!(
+                    "{}, slower than the tolerated {:.0}% with {:.0}% confidence (e-value {:.0}){robust}",
+                    b.describe(policy.confidence),
+                    policy.max_boot_slowdown * 100.0,
+                    policy.confidence * 100.0,
+                    b.worse.exp()
+                ),
+            )
         } else if pass_clients < policy.min_clients {
             (
                 Verdict::Inconclusive,
@@ -669,6 +702,15 @@ impl Evidence {
                     "errors pass, but not yet the boot signals: canary clients that never booted {} vs stable {}",
                     describe(&quiet),
                     describe(&quiet_stable)
+                ),
+            )
+        } else if let Some(b) = boot.filter(|_| errors_passed && !boot_passed) {
+            (
+                Verdict::Inconclusive,
+                format!(
+                    "errors pass, but not yet the boot time (within {:.0}% of stable's on the median): {}",
+                    policy.max_boot_slowdown * 100.0,
+                    b.describe(policy.confidence)
                 ),
             )
         } else if errors_passed {
@@ -700,8 +742,11 @@ impl Evidence {
                 ),
             )
         };
+        let errors_worse = absolute_worse && (relative_worse || !stable_present);
         let family = if silence_worse {
             Family::Silence
+        } else if boot_worse && !errors_worse {
+            Family::BootTime
         } else {
             Family::Errors
         };
@@ -721,6 +766,7 @@ impl Evidence {
             pass_threshold,
             step_clients: nc,
             discount: d,
+            boot_time: boot,
             reason,
         }
     }

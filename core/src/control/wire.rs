@@ -366,6 +366,7 @@ mod tests {
                 network: 3,
                 canary: true,
                 signal: Signal::Failure,
+                boot_ms: None,
             }],
             reports: vec![crate::control::report_text::ReportText {
                 client: u64::MAX,

@@ -138,6 +138,10 @@ impl Edge {
                 let mut token = TallyToken::new(&prepared, channel, client, network).0;
                 token.push('\t');
                 token.push_str(if signal == Signal::Boot { "b" } else { "f" });
+                // A boot carries its time (`b412`): the boot-time guard's value.
+                if let Some(ms) = report.boot_ms {
+                    token.push_str(&ms.to_string());
+                }
                 // A failure's text rides on the token to the outbox, raw (bounded by
                 // `parse`) but for the token's separators: a tab or carriage return
                 // becomes a space, a newline LINE_SEPARATOR (the stack's frames stay
@@ -183,9 +187,13 @@ impl Edge {
         };
         let (tally, rest) = (&token[..at], &token[at + 1..]);
         let mut rest = rest.split('\t');
-        let signal = match rest.next() {
-            Some("b") => Signal::Boot,
-            Some("f") => Signal::Failure,
+        let (signal, boot_ms) = match rest.next().and_then(|s| s.split_at_checked(1)) {
+            Some(("b", "")) => (Signal::Boot, None),
+            Some(("b", ms)) => match ms.parse::<u32>() {
+                Ok(ms) => (Signal::Boot, Some(ms)),
+                Err(_) => return Vec::new(),
+            },
+            Some(("f", "")) => (Signal::Failure, None),
             _ => return Vec::new(),
         };
         let Some(parsed) = ParsedTally::parse(tally) else {
@@ -199,7 +207,7 @@ impl Edge {
             };
             (kind.to_owned(), field(), field())
         });
-        self.count_text(&parsed, signal, text, now_ms)
+        self.count_text(&parsed, signal, boot_ms, text, now_ms)
     }
 
     /// The reporter's cohort cookie: absent, present but not verifying, or verified.

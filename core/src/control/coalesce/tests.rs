@@ -16,6 +16,7 @@ fn event(client: u64, signal: Signal) -> ClientEvent {
         network: client,
         canary: true,
         signal,
+        boot_ms: None,
     }
 }
 

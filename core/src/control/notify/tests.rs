@@ -31,6 +31,7 @@ fn sample(event: &'static str, by: &str) -> Notification {
                 high: 0.016,
             },
             summary: "worse".into(),
+            boot_time: None,
         }),
         at_ms: 1_764_567_600_000.0,
         until_ms: None,
@@ -214,4 +215,43 @@ fn slack_has_text_and_a_section_per_fact() {
     // The body is the JSON text of the shape.
     assert_eq!(n.body(Format::Slack, None), n.slack(None).to_string());
     assert_eq!(n.body(Format::Json, None), n.json(None).to_string());
+}
+
+#[test]
+fn a_boot_time_cut_names_the_boot_times_in_json_and_slack() {
+    use crate::control::verdict::boot_time::{BootJudgement, Median};
+    let mut n = sample("rollback", "auto");
+    let median = |clients, median_ms, low_ms, high_ms| Median {
+        clients,
+        median_ms,
+        low_ms,
+        high_ms,
+    };
+    let e = n.evidence.as_mut().unwrap();
+    e.family = Family::BootTime;
+    e.boot_time = Some(BootJudgement {
+        canary: median(300, 592.0, 540.0, 650.0),
+        stable: median(2000, 400.0, 390.0, 410.0),
+        slowdown: 0.48,
+        slowdown_low: 0.31,
+        slowdown_high: 0.66,
+        max_slowdown: 0.25,
+        worse: 9.0,
+        better: -20.0,
+        cut_at_ms: 540.0,
+        pass_at_ms: 460.0,
+    });
+    let json = n.json(None);
+    assert_eq!(json["evidence"]["family"], "boot_time");
+    assert_eq!(json["evidence"]["boot_time"]["canary"]["median_ms"], 592.0);
+    assert_eq!(json["evidence"]["boot_time"]["slowdown_low"], 0.31);
+    let slack = n.slack(None).to_string();
+    assert!(
+        slack.contains("*Boot time:* canary median 592 ms (300 clients), stable 400 ms (2000): +48% (interval +31% to +66%, tolerated +25%)"),
+        "{slack}"
+    );
+    // Without boot times, no such field or line.
+    let plain = sample("rollback", "auto");
+    assert!(plain.json(None)["evidence"].get("boot_time").is_none());
+    assert!(!plain.slack(None).to_string().contains("Boot time"));
 }

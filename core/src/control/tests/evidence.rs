@@ -58,6 +58,7 @@ fn a_client_counts_once_per_step_however_many_batches_it_is_in() {
         network: client,
         canary: true,
         signal,
+        boot_ms: None,
     };
     for _ in 0..5 {
         let mut events: Vec<_> = (1..=10).map(|id| ev(id, Signal::Load)).collect();
@@ -86,6 +87,7 @@ fn silent_canary_batch(sim: &mut Sim, stable: u64, canary: u64) {
                     network: client,
                     canary: is_canary,
                     signal,
+                    boot_ms: None,
                 });
             }
         }
@@ -191,6 +193,7 @@ fn merged_batches_judge_as_the_isolates_batches_they_merge() {
                                 network: client,
                                 canary,
                                 signal,
+                                boot_ms: None,
                             });
                         }
                     }

@@ -146,6 +146,7 @@ fn a_bundle_without_boot_signals_is_judged_on_errors_and_silence_at_weight_100_i
             network: client,
             canary: client % 2 == 0,
             signal: Signal::Load,
+            boot_ms: None,
         });
     }
     sim.batch_events(Some("1.1.0"), Clients::default(), events.clone());

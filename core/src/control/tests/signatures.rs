@@ -23,6 +23,7 @@ fn batch(sim: &mut Sim, stable: (u64, u64, &str), canary: (u64, u64, &str), text
                     network: client,
                     canary: is_canary,
                     signal,
+                    boot_ms: None,
                 });
             }
             if i < e && texts {

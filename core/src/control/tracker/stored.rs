@@ -191,6 +191,19 @@ impl Tracker {
             .take(super::SURVIVAL_SAMPLE)
             .map(|(_, id)| id)
             .collect();
+        // The boot times, in load order (the order they came is not stored; either is a
+        // sample of the step's clients).
+        let mut booted: Vec<(f64, u64, bool, u32)> = t
+            .clients
+            .iter()
+            .filter_map(|(id, c)| Some((c.loaded_ms, *id, c.canary, c.boot_ms?)))
+            .collect();
+        booted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let (canary, stable): (Vec<_>, Vec<_>) = booted.into_iter().partition(|b| b.2);
+        t.boot_times = super::BootTimes::new(
+            stable.into_iter().map(|b| b.3).collect(),
+            canary.into_iter().map(|b| b.3).collect(),
+        );
         t.pending = due.len() as u64;
         t.due = due.into();
         t

@@ -22,6 +22,7 @@ fn ev(client: u64, network: u64, canary: bool, signal: Signal) -> ClientEvent {
         network,
         canary,
         signal,
+        boot_ms: None,
     }
 }
 
@@ -597,4 +598,54 @@ fn early_silence_bins_stable_boot_ages_and_a_late_boot_withdraws_a_canary_silenc
     let rows = t.take_changes();
     let back = Tracker::restore(rows.clients, rows.networks, rows.waiting, t.totals());
     assert_eq!(back.early_silence(9_000.0, GRACE), e);
+}
+
+#[test]
+fn a_client_keeps_its_first_boot_time_and_a_restore_keeps_them_all() {
+    let mut t = Tracker::default();
+    let r = rule(true, true);
+    let boot = |client, canary, ms| ClientEvent {
+        boot_ms: Some(ms),
+        ..ev(client, client, canary, Signal::Boot)
+    };
+    // Client 1 loads then boots twice (a reload): its first time counts. Client 2's boot
+    // comes before its load (it waits, with its time). Client 3 boots without a time (an
+    // older edge): no value. Client 4 is a stable client.
+    t.apply(&[ev(1, 1, true, Load), boot(1, true, 900)], r, 0.0);
+    t.apply(&[boot(1, true, 50), boot(2, true, 700)], r, 100.0);
+    t.apply(
+        &[
+            ev(2, 2, true, Load),
+            ev(3, 3, true, Load),
+            ev(3, 3, true, Boot),
+        ],
+        r,
+        200.0,
+    );
+    t.apply(&[ev(4, 4, false, Load), boot(4, false, 400)], r, 300.0);
+    assert_eq!(t.boot_times().canary(), &[700, 900]);
+    assert_eq!(t.boot_times().stable(), &[400]);
+    let rows = t.take_changes();
+    let times: Vec<Option<u32>> = rows.clients.iter().map(|c| c.tracked.boot_ms).collect();
+    assert_eq!(times, [Some(900), Some(700), None, Some(400)]);
+    let back = Tracker::restore(rows.clients, rows.networks, rows.waiting, t.totals());
+    assert_eq!(back.boot_times(), t.boot_times());
+}
+
+#[test]
+fn signals_of_stable_clients_outside_the_sample_do_not_wait() {
+    let mut t = Tracker::default();
+    let r = BootRule {
+        stable_sample: 0.1,
+        ..rule(true, true)
+    };
+    // 1,000 stable boots and 10 canary boots before their loads: only the sampled stable
+    // ones (about 100) and every canary one wait.
+    let mut events: Vec<ClientEvent> = (1..=1000).map(|id| ev(id, id, false, Boot)).collect();
+    events.extend((2001..=2010).map(|id| ev(id, id, true, Boot)));
+    t.apply(&events, r, 0.0);
+    let sampled_stable = (1..=1000).filter(|&id| sampled(id, 0.1)).count();
+    assert!((50..200).contains(&sampled_stable), "{sampled_stable}");
+    assert_eq!(t.waiting.len(), sampled_stable + 10);
+    assert_eq!(t.refused.waiting_full, 0);
 }

@@ -9,6 +9,7 @@ fn policy() -> TestPolicy {
         min_error_rate: 0.02,
         min_clients: 100,
         hostile_clients: 0,
+        max_boot_slowdown: 0.25,
     }
 }
 
@@ -298,7 +299,7 @@ fn early(canary_silent: Vec<u64>) -> crate::control::tracker::EarlySilence {
 #[test]
 fn early_silence_cuts_canary_clients_silent_when_stable_has_booted() {
     let p = policy();
-    let cut = (1.0 / (1.0 - p.confidence)).ln() + 3.0f64.ln();
+    let cut = (1.0 / (1.0 - p.confidence)).ln() + 4.0f64.ln();
     // 30 canary clients silent at 2–4 s, none ran: far beyond stable's 5%.
     let e = early_silence(&early(vec![0, 0, 0, 0, 10, 10, 10, 0, 0]), 0, &p);
     assert!(e >= cut, "{e}");
@@ -383,4 +384,71 @@ fn the_stall_slack_scales_with_the_step_and_never_buys_a_clearly_worse_canary_a_
     // Without the slack, the same healthy step would not pass: the stall is what it fixes.
     let strict = tests(2_990, 40, 0, full, &p);
     assert!(strict.better_absolute < healthy.combined);
+}
+
+/// The boot-time family in the verdict: `n` values per channel around `median` ms.
+fn boot_times(stable: (usize, f64), canary: (usize, f64)) -> boot_time::BootTimes {
+    let spread = |(n, median): (usize, f64)| -> Vec<u32> {
+        (0..n)
+            .map(|i| {
+                let q = (i as f64 + 0.5) / n as f64;
+                (median * (0.8 * normal_quantile(q)).exp()).round() as u32
+            })
+            .collect()
+    };
+    boot_time::BootTimes::new(spread(stable), spread(canary))
+}
+
+#[test]
+fn the_boot_time_guard_cuts_a_slow_canary_and_gates_a_pass() {
+    let p = policy();
+    let silence = Exposure {
+        canary_share: 0.5,
+        judge_silence: true,
+    };
+    // Healthy on errors and silence (enough to pass both), 1,000 clients each side.
+    let mut e = Evidence::default();
+    e.add(errors(counts2(1000, 0, 1000, 0)));
+    e.silence = counts2(1000, 0, 1000, 0);
+    // (boot times, verdict, family): twice as slow is cut by the guard and named so; as
+    // fast but too few values to prove it holds the pass; no stable values gates nothing.
+    for (boot, verdict, family, words) in [
+        (
+            boot_times((2000, 400.0), (300, 800.0)),
+            Verdict::Cut,
+            Family::BootTime,
+            "canary boots 100% slower than stable on the median",
+        ),
+        (
+            boot_times((2000, 400.0), (50, 400.0)),
+            Verdict::Inconclusive,
+            Family::Errors,
+            "errors pass, but not yet the boot time",
+        ),
+        (
+            boot_times((0, 400.0), (300, 800.0)),
+            Verdict::Pass,
+            Family::Errors,
+            "canary error rate",
+        ),
+    ] {
+        e.boot = boot;
+        let j = e.judge(silence, &p);
+        assert_eq!((j.verdict, j.family), (verdict, family), "{}", j.reason);
+        assert!(j.reason.contains(words), "{}", j.reason);
+        assert!(
+            (j.cut_threshold - (4.0 / (1.0 - p.confidence)).ln()).abs() < 1e-9,
+            "four cut tests share α"
+        );
+    }
+    // Without silence judged (stable's SDK not known to boot), no boot-time family.
+    e.boot = boot_times((2000, 400.0), (300, 800.0));
+    assert_eq!(e.judge(share(0.5), &p).boot_time, None);
+}
+
+fn counts2(sc: u64, se: u64, cc: u64, ce: u64) -> ChannelCounts {
+    ChannelCounts {
+        stable: counts(sc, se),
+        canary: counts(cc, ce),
+    }
 }

@@ -107,8 +107,12 @@ fn reports_are_decided_like_assets() {
                 let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
                 assert_eq!(answer["counted"], true);
                 assert_eq!(answer["channel"], channel.as_str());
-                // A boot ends with its signal; a failure carries its kind and texts after it.
-                assert!(token.ends_with("\tb") || token.contains("\tf\t"), "{token}");
+                // A boot carries its boot_ms (120 in these bodies) for the boot-time guard; a
+                // failure carries its kind and texts after its signal.
+                assert!(
+                    token.ends_with("\tb120") || token.contains("\tf\t"),
+                    "{token}"
+                );
                 "admitted".to_owned()
             }
             ReportStep::NotCounted { body, .. } => {
@@ -193,6 +197,12 @@ fn reports_join_the_loads_pending_counts() {
     assert_eq!(batch.weight, Some(Weight::new(50).unwrap()));
     let signals: Vec<Signal> = batch.events.iter().map(|ev| ev.signal).collect();
     assert_eq!(signals, [Signal::Load, Signal::Boot, Signal::Failure]);
+    let times: Vec<Option<u32>> = batch.events.iter().map(|ev| ev.boot_ms).collect();
+    assert_eq!(
+        times,
+        [None, Some(120), None],
+        "the boot carries its boot_ms"
+    );
     assert!(
         batch.events[1..]
             .iter()
@@ -207,7 +217,10 @@ fn reports_join_the_loads_pending_counts() {
         "",
         "x",
         "demo\t1.0.0\t\t50\t0\t1\t0\tq",
-        &boot[..boot.len() - 2],
+        &boot[..boot.len() - 5],
+        &format!("{}\tb12x", boot.rsplit_once('\t').unwrap().0),
+        &format!("{}\tf5", boot.rsplit_once('\t').unwrap().0),
+        &format!("{}\tb-1", boot.rsplit_once('\t').unwrap().0),
     ] {
         assert!(e.count_report(bad, NOW).is_empty(), "{bad:?}");
     }

@@ -340,6 +340,23 @@ function renderVerdict(m) {
   $("verdict-stats").textContent = v
     ? `cut when both log e-values reach ${v.cut.threshold.toFixed(2)}: relative ${v.cut.relative.toFixed(2)}, absolute ${v.cut.absolute.toFixed(2)}; pass when the combined ${v.pass.combined.toFixed(2)} reaches ${v.pass.threshold.toFixed(2)} (relative ${v.pass.relative.toFixed(2)}, absolute ${v.pass.absolute.toFixed(2)}); ${v.step_clients} of ${v.min_clients} canary clients ${kept ? "in the step it was cut in" : "this step"}, ${v.hostile_clients_discounted} counted as possibly hostile on each side`
     : "";
+  renderBootTime(v);
+}
+
+/** Milliseconds for the boot-time rows (an unbounded interval end is "–"). */
+const ms = (x) => (Number.isFinite(x) ? `${Math.round(x)} ms` : "–");
+const signedPct = (x) => (Number.isFinite(x) ? `${x >= 0 ? "+" : ""}${(x * 100).toFixed(0)}%` : "–");
+
+/** The boot-time guard: each channel's median boot time with its interval, the slowdown. */
+function renderBootTime(v) {
+  const b = v?.boot_time ?? null;
+  $("boot-table").hidden = !b;
+  $("boot-rows").replaceChildren(...(b ? ["canary", "stable"] : []).map((ch) =>
+    el("tr", { "data-channel": ch }, el("td", { text: ch }), el("td", { text: `${b[ch].clients}` }),
+      el("td", { text: `${ms(b[ch].median_ms)} (${ms(b[ch].low_ms)}–${ms(b[ch].high_ms)})` }))));
+  $("boot-stats").textContent = b
+    ? `boot time: canary ${signedPct(b.slowdown)} vs stable on the median (interval ${signedPct(b.slowdown_low)} to ${signedPct(b.slowdown_high)}), tolerated +${(b.max_slowdown * 100).toFixed(0)}%; cut when the log e-value ${b.worse.toFixed(2)} reaches ${v.cut.threshold.toFixed(2)}, pass when ${b.better.toFixed(2)} reaches ${v.pass.threshold.toFixed(2)}`
+    : "";
 }
 
 /**

@@ -26,7 +26,7 @@ use canary_core::control::minutes::{Minute, Minutes};
 use canary_core::control::notify::{Format, OUTBOX_CAP};
 use canary_core::control::progress::{Progress, ProgressState};
 use canary_core::control::projection::{OwnWrite, Projection};
-use canary_core::control::tracker::StoredChanges;
+use canary_core::control::tracker::{BootTimes, StoredChanges};
 use canary_core::control::verdict::{Evidence, Exposure, TestPolicy};
 use canary_core::control::Control;
 
@@ -222,8 +222,10 @@ impl EvidenceColumns {
                 canary: counts(self.canary_resolved, self.canary_silent),
                 stable: counts(self.stable_resolved, self.stable_silent),
             },
-            // Recomputed from the restored tracker at the next batch or sweep.
+            // Recomputed from the restored tracker at the next batch or sweep (a kept cut's
+            // boot times are stored with it: `CutRow::cut`).
             early: Default::default(),
+            boot: Default::default(),
         }
     }
 }
@@ -258,6 +260,9 @@ struct CutRow {
     min_error_rate: f64,
     min_clients: u64,
     hostile_clients: u64,
+    max_boot_slowdown: f64,
+    boot_stable: Blob,
+    boot_canary: Blob,
 }
 
 impl CutRow {
@@ -269,7 +274,13 @@ impl CutRow {
             by: self.by,
             reason: self.reason,
             basis: Basis {
-                evidence: self.evidence.evidence(),
+                evidence: Evidence {
+                    boot: BootTimes::new(
+                        BootTimes::from_bytes(&self.boot_stable.0),
+                        BootTimes::from_bytes(&self.boot_canary.0),
+                    ),
+                    ..self.evidence.evidence()
+                },
                 exposure: Exposure {
                     canary_share: self.canary_share,
                     judge_silence: self.judge_silence != 0,
@@ -282,6 +293,7 @@ impl CutRow {
                     min_error_rate: self.min_error_rate,
                     min_clients: self.min_clients,
                     hostile_clients: self.hostile_clients,
+                    max_boot_slowdown: self.max_boot_slowdown,
                 },
             },
         })
@@ -495,7 +507,7 @@ impl Store {
             .rows::<CutRow>(&format!(
                 "SELECT at_ms, canary, weight, \"by\", reason, {EVIDENCE_COLUMNS}, canary_share, \
                  judge_silence, confidence, max_increase, min_error_rate, min_clients, \
-                 hostile_clients FROM cut WHERE id = 1"
+                 hostile_clients, max_boot_slowdown, boot_stable, boot_canary FROM cut WHERE id = 1"
             ))?
             .pop()
             .and_then(CutRow::cut)
@@ -597,6 +609,15 @@ impl Store {
                         ("min_error_rate", V::Float(b.policy.min_error_rate)),
                         ("min_clients", int(b.policy.min_clients)),
                         ("hostile_clients", int(b.policy.hostile_clients)),
+                        ("max_boot_slowdown", V::Float(b.policy.max_boot_slowdown)),
+                        (
+                            "boot_stable",
+                            V::Blob(BootTimes::to_bytes(b.evidence.boot.stable())),
+                        ),
+                        (
+                            "boot_canary",
+                            V::Blob(BootTimes::to_bytes(b.evidence.boot.canary())),
+                        ),
                     ]);
                     self.upsert("cut", columns)?;
                 }

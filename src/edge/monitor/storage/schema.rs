@@ -16,7 +16,7 @@
 //! `outbox`, webhook deliveries waiting; `step_signatures`, `step_signature_networks`,
 //! `step_signature_totals`, `signatures_previous`, the error signatures)
 //! are made, when missing, on every open, at no version change (and so are the columns
-//! added to them later, [`LATER`]: `step_waiting.network`, `step_tracker.refused_waiting_full`, `step_clients.boot_age_ms`): a version-2 worker that
+//! added to them later, [`LATER`]: `step_waiting.network`, `step_tracker.refused_waiting_full`, `step_clients.boot_age_ms`, `step_clients.boot_ms`, `step_waiting.boot_ms`, `cut.max_boot_slowdown`, `cut.boot_stable`, `cut.boot_canary`): a version-2 worker that
 //! does not know one leaves it alone, so every version-2 worker still reads the store, and
 //! a store without one (older, or migrated from version 1) reads as having none of its rows.
 //!
@@ -303,6 +303,14 @@ const ADDED: &[Table] = &[
             added("min_error_rate", "REAL NOT NULL"),
             added("min_clients", "INTEGER NOT NULL"),
             added("hostile_clients", "INTEGER NOT NULL"),
+            // Added later (`LATER`): the boot-time guard's tolerance at the cut (a cut
+            // stored before it: the default's).
+            added("max_boot_slowdown", "REAL NOT NULL DEFAULT 0.25"),
+            // Added later (`LATER`): the step's boot times per channel at the cut
+            // (`BootTimes::to_bytes`: 4 bytes a value), so the kept verdict is the same after
+            // a restart; empty in a cut stored before them (no boot times: no boot family).
+            added("boot_stable", "BLOB NOT NULL DEFAULT x''"),
+            added("boot_canary", "BLOB NOT NULL DEFAULT x''"),
         ],
     },
     // The current step's tracker (`control::tracker`), so that a restart mid-step forgets no
@@ -323,6 +331,9 @@ const ADDED: &[Table] = &[
             // Added later (`LATER`): the age of the client's first boot (ms after its load),
             // negative for none (rows written before it: no boot age known).
             added("boot_age_ms", "REAL NOT NULL DEFAULT -1"),
+            // Added later (`LATER`): the `boot_ms` its first boot signal carried (the
+            // boot-time guard's value); NULL for none, and in rows written before it.
+            added("boot_ms", "INTEGER"),
         ],
     },
     Table {
@@ -343,6 +354,8 @@ const ADDED: &[Table] = &[
             // Added later (`LATER`): the network the signal came from, for the per-network
             // cap; empty in rows written before it (read as 0, unknown).
             added("network", "BLOB NOT NULL DEFAULT x''"),
+            // Added later (`LATER`): the first boot signal's `boot_ms`, or NULL.
+            added("boot_ms", "INTEGER"),
         ],
     },
     Table {
@@ -439,6 +452,11 @@ const LATER: &[(&str, &str)] = &[
     ("step_waiting", "network"),
     ("step_tracker", "refused_waiting_full"),
     ("step_clients", "boot_age_ms"),
+    ("step_clients", "boot_ms"),
+    ("step_waiting", "boot_ms"),
+    ("cut", "max_boot_slowdown"),
+    ("cut", "boot_stable"),
+    ("cut", "boot_canary"),
 ];
 
 #[derive(Deserialize)]

@@ -32,6 +32,8 @@ struct ClientColumns {
     state: u8,
     /// Added later (`LATER`): negative in rows written before it (no boot age known).
     boot_age_ms: f64,
+    /// Added later (`LATER`): the first boot's `boot_ms`; NULL for none (and in older rows).
+    boot_ms: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +51,8 @@ struct WaitingColumns {
     booted: u8,
     failed: u8,
     at_ms: f64,
+    /// Added later (`LATER`): NULL for none (and in older rows).
+    boot_ms: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -100,15 +104,16 @@ impl Store {
                         t.booted as u8,
                         t.failed as u8,
                         t.state.code(),
-                        t.boot_age_ms
+                        t.boot_age_ms,
+                        t.boot_ms
                     ])
                 })
                 .collect();
             self.run(
                 &format!(
-                    "INSERT OR REPLACE INTO step_clients (client, canary, loaded_ms, booted, failed, state, boot_age_ms) \
+                    "INSERT OR REPLACE INTO step_clients (client, canary, loaded_ms, booted, failed, state, boot_age_ms, boot_ms) \
                      SELECT unhex(json_extract(value, '$[0]')), {} FROM json_each(?)",
-                    from_json(1..7)
+                    from_json(1..8)
                 ),
                 vec![V::String(serde_json::Value::from(rows).to_string())],
             )?;
@@ -137,15 +142,16 @@ impl Store {
                         w.booted as u8,
                         w.failed as u8,
                         w.at_ms,
-                        hex(w.network)
+                        hex(w.network),
+                        w.boot_ms
                     ])
                 })
                 .collect();
             self.run(
                 &format!(
-                    "INSERT OR REPLACE INTO step_waiting (client, canary, booted, failed, at_ms, network) \
-                     SELECT unhex(json_extract(value, '$[0]')), {}, unhex(json_extract(value, '$[5]')) \
-                     FROM json_each(?)",
+                    "INSERT OR REPLACE INTO step_waiting (client, canary, booted, failed, at_ms, network, boot_ms) \
+                     SELECT unhex(json_extract(value, '$[0]')), {}, unhex(json_extract(value, '$[5]')), \
+                     json_extract(value, '$[6]') FROM json_each(?)",
                     from_json(1..5)
                 ),
                 vec![V::String(serde_json::Value::from(rows).to_string())],
@@ -185,7 +191,7 @@ impl Store {
     pub(super) fn load_tracker(&self) -> worker::Result<Tracker> {
         let clients = self
             .rows::<ClientColumns>(
-                "SELECT hex(client) AS client, canary, loaded_ms, booted, failed, state, boot_age_ms FROM step_clients",
+                "SELECT hex(client) AS client, canary, loaded_ms, booted, failed, state, boot_age_ms, boot_ms FROM step_clients",
             )?
             .into_iter()
             .filter_map(|r| {
@@ -198,6 +204,7 @@ impl Store {
                         failed: r.failed != 0,
                         state: Resolution::from_code(r.state)?,
                         boot_age_ms: r.boot_age_ms,
+                        boot_ms: r.boot_ms,
                     },
                 })
             });
@@ -207,7 +214,7 @@ impl Store {
             .filter_map(|r| Some((id(&r.network)?, r.clients)));
         let waiting = self
             .rows::<WaitingColumns>(
-                "SELECT hex(client) AS client, hex(network) AS network, canary, booted, failed, at_ms \
+                "SELECT hex(client) AS client, hex(network) AS network, canary, booted, failed, at_ms, boot_ms \
                  FROM step_waiting",
             )?
             .into_iter()
@@ -223,6 +230,7 @@ impl Store {
                         booted: r.booted != 0,
                         failed: r.failed != 0,
                         at_ms: r.at_ms,
+                        boot_ms: r.boot_ms,
                     },
                 })
             });
