@@ -284,7 +284,9 @@ before(async () => {
   old = answers;
   // Health fields added since the fixture was made read as their defaults (the config in KV
   // is the old one; the status shows the policy it parses to).
-  old.status.config.health = { ...old.status.config.health, max_boot_slowdown: 0.25 };
+  old.status.config.health = { ...old.status.config.health, max_boot_slowdown: 0.25, pass_confidence: 0.95 };
+  // The status's fields added since: a paused rollout has no outlook.
+  if (old.status.progress) old.status.progress = { ...old.status.progress, outlook: null };
   cpSync(FIXTURE_STATE, V1_STATE, { recursive: true });
   oldDb = dump(objectFile(V1_STATE));
 });
