@@ -95,7 +95,8 @@ const BAKE_SECS = 12;
 // with, and the one field the test's time forces.
 const DEFAULTS = {
   confidence: 0.99, max_increase: 1, min_error_rate: 0.02, min_clients: 200, max_hold_secs: 3600,
-  window_secs: 60, auto_rollback: true, boot_grace_secs: 30, hostile_networks: 10,
+  window_secs: 60, auto_rollback: true, boot_grace_secs: 30, hostile_networks: 10, max_boot_slowdown: 0.25,
+  pass_confidence: 0.95,
 };
 const HEALTH = { boot_grace_secs: 10 };
 // Parallel shopper loops per cell (each a first visit, then its boot or error).
