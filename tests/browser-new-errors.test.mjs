@@ -130,6 +130,11 @@ test("a canary that throws a new error shows it as new in the console, as text",
       // Text, not markup: no element was made of the message, and nothing ran.
       assert.equal(await page.locator("#signatures-card img").count(), 0);
       assert.equal(await page.evaluate(() => window.__pwned), undefined);
+      // The same shoppers' boot times, per channel, in the verdict card (the boot-time guard).
+      await page.locator("#boot-table:not([hidden])").waitFor({ timeout: 10_000 });
+      const boots = await page.locator("#boot-rows tr").evaluateAll((rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+      assert.deepEqual(boots.map((r) => r[0]).sort(), ["canary", "stable"], JSON.stringify(boots));
+      for (const r of boots) assert.match(r[2], /^\d+ ms \(/, `a median boot time with its interval: ${JSON.stringify(r)}`);
       await page.locator("#signatures-card").scrollIntoViewIfNeeded();
       const shot = join(ROOT, "build/console-new-errors.png");
       await page.screenshot({ path: shot, fullPage: true });
