@@ -8,12 +8,11 @@
 // slowdown in the reason. The health policy is the deployment's default throughout.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { isBoot, launchChromium } from "./support/chromium.mjs";
 import { ROOT, putManifests, sleep, startWorker, until } from "./support/harness.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const TOKEN = "browser-boot-time-admin-token-0123456789";
 /** Browser contexts open at once (2 cores run workerd and Chromium too). */
 const CONCURRENCY = 4;
@@ -28,19 +27,11 @@ const DELAY_MS = 1500;
 
 let browser;
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: scripts/test installs Debian's chromium`);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
 });
-
-const isBoot = (request) => request.method() === "POST" && request.url().endsWith("/__canary/report") &&
-  (request.postData() ?? "").includes('"kind":"boot"');
 
 async function adminStatus(w) {
   const r = await w.get("/__canary/api/demo", { headers: { authorization: `Bearer ${TOKEN}` } });

@@ -15,12 +15,11 @@
 // `rollout` and its status (GET /__canary/api/<bundle>).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { isBoot, launchChromium } from "./support/chromium.mjs";
 import { ROOT, putManifests, sleep, startWorker, until } from "./support/harness.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const TOKEN = "browser-canary-admin-token-0123456789";
 const STEPS = [50, 100];
 /** Browser contexts open at once (2 cores run workerd and Chromium too). */
@@ -59,21 +58,11 @@ const BAKE_SECS = 2;
 
 let browser;
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: scripts/test installs Debian's chromium`);
-  mkdirSync(join(ROOT, "build"), { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
 });
-
-/** Whether `request` is the SDK's boot signal (its beacon to the edge's report endpoint). */
-const isBoot = (request) => request.method() === "POST" && request.url().endsWith("/__canary/report") &&
-  (request.postData() ?? "").includes('"kind":"boot"');
 
 /** The admin view of `demo`: config, effective weight and the monitor. */
 async function adminStatus(w) {

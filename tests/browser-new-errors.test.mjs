@@ -11,12 +11,11 @@
 // canary serves 50% (set in the config: no rollout needed to show signatures).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./support/chromium.mjs";
 import { ROOT, putManifests, sleep, startWorker, until } from "./support/harness.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const TOKEN = "browser-new-errors-admin-token-0123456789";
 const SHOPPERS = 16;
 const CONCURRENCY = 4;
@@ -25,13 +24,7 @@ const BUG = 'DemoPay: total is NaN for <img src=x onerror="window.__pwned=1"> ca
 
 let browser;
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: scripts/test installs Debian's chromium`);
-  mkdirSync(join(ROOT, "build"), { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
