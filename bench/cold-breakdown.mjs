@@ -54,7 +54,7 @@ function stage(name) {
   const dir = join(WORK, name);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  cpSync(join(BUILD, "router"), join(dir, "router"), { recursive: true });
+  cpSync(join(BUILD, "edge", "router"), join(dir, "router"), { recursive: true });
   writeFileSync(join(dir, "index.js"), ENTRIES[name]);
   return { modules: workerModules(dir), modulesRoot: dir };
 }

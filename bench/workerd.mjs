@@ -15,29 +15,56 @@ export const VARS = { COHORTS: "10", COHORT_SALT: "bench-salt", COHORT_SECRET: "
 /** Every request carries a client address: canary-edge hashes the network with the fingerprint. */
 export const CLIENT = { "cf-connecting-ip": "203.0.113.77", "user-agent": "bench" };
 
+/** The control Worker's name, as wrangler.control.toml deploys it and the edge binds it. */
+export const CONTROL_NAME = "canary-edge-control";
+
 /**
  * canary-edge's Durable Object bindings as wrangler.toml deploys them (and
  * tests/support/harness.mjs binds them): the bundle's HealthMonitor, and the aggregators
- * its isolates send their health batches to (which merge them and forward to the monitor).
+ * its isolates send their health batches to (which merge them and forward to the monitor),
+ * both classes of the control Worker.
  */
 export const HEALTH_BINDINGS = {
-  HEALTH: { className: "HealthMonitor", useSQLite: true },
-  HEALTH_AGGREGATORS: { className: "HealthAggregator", useSQLite: true },
+  HEALTH: { className: "HealthMonitor", scriptName: CONTROL_NAME, useSQLite: true },
+  HEALTH_AGGREGATORS: { className: "HealthAggregator", scriptName: CONTROL_NAME, useSQLite: true },
 };
 /** The path before the aggregators: HEALTH only, so isolates send straight to the monitor. */
 export const HEALTH_ONLY = { HEALTH: HEALTH_BINDINGS.HEALTH };
 
+/**
+ * The control Worker of `buildDir` (Miniflare options; `start` runs it beside the edge when
+ * the edge's def has it as `control`): its classes and its fetch (the edge's CONTROL).
+ */
+export function controlWorker(buildDir = join(ROOT, "build")) {
+  const dir = join(buildDir, "control");
+  return {
+    name: CONTROL_NAME,
+    modules: workerModules(dir),
+    modulesRoot: dir,
+    compatibilityDate: "2026-11-01",
+    kvNamespaces: { ROLLOUTS: "rollouts" },
+    r2Buckets: { BUNDLES: "bundles" },
+    durableObjects: {
+      HEALTH: { className: "HealthMonitor", useSQLite: true },
+      HEALTH_AGGREGATORS: { className: "HealthAggregator", useSQLite: true },
+    },
+  };
+}
+
 /** The workers compared, by name. `buildDir`: canary-edge's build (default build/). */
 export function workers(buildDir = join(ROOT, "build")) {
-  const edge = { modules: workerModules(buildDir), modulesRoot: buildDir };
+  const dir = join(buildDir, "edge");
+  const edge = { modules: workerModules(dir), modulesRoot: dir };
+  const control = controlWorker(buildDir);
   const health = HEALTH_BINDINGS;
   return {
-    "canary-edge": { ...edge, durableObjects: health },
+    "canary-edge": { ...edge, durableObjects: health, control },
     "canary-edge (no HEALTH binding)": { ...edge, only: ["hot"] },
     // Attribution of the health counting cost (run with --explore only).
     "canary-edge (HEALTH, flush every 100k requests / 10 min)": {
       ...edge,
       durableObjects: health,
+      control,
       vars: { HEALTH_FLUSH_REQUESTS: "100000", HEALTH_FLUSH_MS: "600000" },
       only: ["hot"],
       explore: true,
@@ -96,6 +123,8 @@ export function cpuMs(pid) {
  * bundle and `rollout`. Returns { mf, url (the floating SDK URL), readyMs, pid }.
  * `def.sidecars`: more workers (Miniflare options) in the same workerd process, after the
  * one served, e.g. one whose Durable Object class `def.durableObjects` names by `scriptName`.
+ * `def.control`: canary-edge's control Worker (`controlWorker`), run beside it and bound as
+ * production binds it (its classes, and the service binding CONTROL), with the same vars.
  */
 export async function start(def, { cache = true, port = 8791, inspectorPort, rollout = ROLLOUT, persist, seed = true } = {}) {
   const worker = {
@@ -108,8 +137,13 @@ export async function start(def, { cache = true, port = 8791, inspectorPort, rol
     bindings: { ...VARS, ...(def.vars ?? {}) },
     cache,
   };
+  const sidecars = [...(def.sidecars ?? [])];
+  if (def.control) {
+    worker.serviceBindings = { CONTROL: def.control.name };
+    sidecars.push({ ...def.control, bindings: worker.bindings });
+  }
   const options = convertV4MiniflareOptions(
-    def.sidecars ? { workers: [{ name: "main", ...worker }, ...def.sidecars] } : worker,
+    sidecars.length ? { workers: [{ name: "main", ...worker }, ...sidecars] } : worker,
   );
   options.logRequests = false;
   options.host = "127.0.0.1";

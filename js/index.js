@@ -1,5 +1,6 @@
-// canary-edge's entry module: the I/O of an asset request, around one synchronous call
-// into the routing module (Rust, `router/`) that decides it.
+// canary-edge's edge Worker entry (wrangler.toml): the I/O of an asset request, around one
+// synchronous call into the routing module (Rust, `router/`) that decides it. This module
+// and the routing wasm are all an isolate that serves SDK files loads.
 //
 // - Asset requests (`/<bundle>/<path>`, `/<bundle>@<version>/<path>`): `plan()` decides
 //   the route, cohort, version, headers and cookie from the request's facts; this module
@@ -10,14 +11,12 @@
 //   asset's load: the router decides them (`report`), this module reads the body, the
 //   config and the rate limits, and the admitted ones join the same outbox (`counted`).
 // - The outbox sends what falls due on a timer (`flush`, under `ctx.waitUntil`), never only
-//   on a next request: an isolate's last report is not left waiting for one.
-// - Everything else (`/__canary/...`: health, status, the admin API) and the
-//   `HealthMonitor` Durable Object run in the operations module (Rust, the `worker` crate,
-//   `src/`), imported on first use: an isolate that serves SDK files and takes their
-//   reports never loads it.
-// - `HealthAggregator`: a bundle's aggregator objects, which merge the isolates' health
-//   batches before the bundle's `HealthMonitor` (control::coalesce), with the merge of
-//   `aggregator/` (loaded by `aggregator.js` on first use): never the operations module.
+//   on a next request: an isolate's last report is not left waiting for one. Batches go to
+//   the bundle's HealthAggregators and HealthMonitor, Durable Objects of the control Worker
+//   (wrangler.control.toml), through this Worker's bindings to them.
+// - Everything else under `/__canary/` (health, status, the admin API, the console) is the
+//   control Worker's: forwarded through the service binding CONTROL, unread, so that none
+//   of its code loads here.
 //
 // Values cross into wasm as `\n`-separated text (router/src/lib.rs, "The text protocol"):
 // one crossing per step instead of one per header. Fields are read and written by name,
@@ -39,6 +38,7 @@ import {
   pushed_config,
   __wbg_reset_state as resetRouter,
 } from "./router/router.js";
+import { brief, log, text } from "./log.js";
 
 initSync({ module: routerWasm });
 
@@ -178,19 +178,6 @@ let MONITOR_CONFIG_URL = "";
 let REPORT_MAX_BYTES = 0;
 let REPORT_RATE_LIMITED_BODY = "";
 let STATIC_HEADERS = Object.create(null);
-let operations = null;
-/** The operations module, loaded once per isolate, on the first request that needs it. */
-function loadOperations() {
-  operations ??= import("./control/index.js");
-  return operations;
-}
-let merging = null;
-/** The aggregators' merge (js/aggregator.js), loaded once per isolate by its first aggregator. */
-function loadMerge() {
-  merging ??= import("./aggregator.js");
-  return merging;
-}
-
 export default {
   fetch(request, env, ctx) {
     return handle(request, env, ctx).catch((e) => {
@@ -205,31 +192,6 @@ export default {
     });
   },
 };
-
-/** The Durable Object class lives in the operations module; this shell loads it lazily. */
-export class HealthMonitor {
-  constructor(state, env) {
-    this.state = state;
-    this.env = env;
-    this.inner = null;
-  }
-
-  async monitor() {
-    if (this.inner === null) {
-      const ops = await loadOperations();
-      this.inner ??= new ops.HealthMonitor(this.state, this.env);
-    }
-    return this.inner;
-  }
-
-  async fetch(request) {
-    return (await this.monitor()).fetch(request);
-  }
-
-  async alarm(info) {
-    return (await this.monitor()).alarm(info);
-  }
-}
 
 async function handle(request, env, ctx) {
   const started = Date.now();
@@ -259,10 +221,8 @@ async function handle(request, env, ctx) {
     switch (answer[ANSWER.kind]) {
       case "A":
         return serveAsset(answer, request, env, ctx, started);
-      case "O": {
-        const ops = await loadOperations();
-        return new ops.default(ctx, env).fetch(request);
-      }
+      case "O":
+        return forwardToControl(request, env);
       case "R":
         return receiveReport(request, env, ctx);
       case "C":
@@ -277,6 +237,17 @@ async function handle(request, env, ctx) {
     }
   }
   throw new Error("the routing plan did not settle");
+}
+
+/**
+ * An operations request (`/__canary/...` but reports), for the control Worker: passed as it
+ * came (method, headers, body, `cf`) through the service binding, its answer returned as it
+ * is. Without the binding, the operations routes are not deployed: 404.
+ */
+function forwardToControl(request, env) {
+  const control = env.CONTROL;
+  if (!control) return text(404, "the control Worker is not bound to this Worker (service binding CONTROL): no operations routes here");
+  return control.fetch(request);
 }
 
 function configureRouter(env) {
@@ -805,130 +776,6 @@ function post(bundle, body) {
   return { method: "POST", headers: { [MONITOR_BUNDLE_HEADER]: bundle, "content-type": "application/json" }, body };
 }
 
-/**
- * One of a bundle's aggregator objects (control::coalesce): merges the batches isolates
- * send it and forwards them to the bundle's monitor at most once per interval, so that
- * the monitor takes a bounded number of calls whatever the traffic. A sender's request
- * waits for the forward its batch rides on and gets its outcome: 200 delivered, 202 kept
- * for the next forward (the monitor failed), 503 given up after its attempts; its body is
- * the bundle's config as this aggregator last learned it from the monitor's answers
- * (`revision\ntext`, empty when none). An isolate's revision check (GET, the config URL)
- * is answered from that memory, after asking the monitor (its read-only `/config`) when
- * what is known is over a second old, at most once a second: 200 with the config, 204
- * none. The merge, the config kept and their timing are decided in Rust (aggregator/,
- * whose memory holds them); this class does the waits and the calls.
- */
-export class HealthAggregator {
-  constructor(state, env) {
-    this.env = env;
-    this.key = state.id.toString();
-    /** The next forward, which batches merged now ride on. */
-    this.next = null;
-    /** The merge's functions (js/aggregator.js). */
-    this.merge = null;
-    /** The monitor's answer to a config check under way, which other checks wait for. */
-    this.asking = null;
-  }
-
-  async fetch(request) {
-    if (!configured) configureRouter(this.env);
-    this.merge ??= await loadMerge();
-    const bundle = request.headers.get(MONITOR_BUNDLE_HEADER) ?? "";
-    if (request.method === "GET") {
-      return request.url === MONITOR_CONFIG_URL ? this.config(bundle) : text(404, "not found");
-    }
-    let wait;
-    try {
-      wait = this.merge.aggregate(this.key, bundle, await request.text(), Date.now());
-    } catch (refusal) {
-      return text(400, String(refusal));
-    }
-    const status = await this.schedule(bundle, wait);
-    return new Response(this.merge.config_known(this.key), { status, headers: CONFIG_HEADERS });
-  }
-
-  /** An isolate's revision check: the config known, asked of the monitor first when stale. */
-  async config(bundle) {
-    let ask;
-    try {
-      ask = this.merge.config_ask(this.key, bundle, Date.now());
-    } catch (refusal) {
-      return text(400, String(refusal));
-    }
-    if (ask) {
-      const asking = this.askMonitor(bundle);
-      this.asking = asking;
-      asking.finally(() => {
-        if (this.asking === asking) this.asking = null;
-      });
-    }
-    // Checks that come while the monitor is asked wait for its answer.
-    if (this.asking !== null) await this.asking;
-    const known = this.merge.config_known(this.key);
-    return known ? new Response(known, { status: 200, headers: CONFIG_HEADERS }) : new Response(null, { status: 204 });
-  }
-
-  /** Asks the monitor for the committed config (read-only: no KV read, no lock); never throws. */
-  async askMonitor(bundle) {
-    try {
-      const health = this.env.HEALTH;
-      const resp = await health.get(objectId(health, "HEALTH", bundle)).fetch(MONITOR_CONFIG_URL, { headers: { [MONITOR_BUNDLE_HEADER]: bundle } });
-      const answer = await resp.text();
-      if (resp.ok) this.merge.config_learn(this.key, bundle, answer, Date.now());
-      else log("config_ask_failed", { bundle, detail: `the monitor answered ${resp.status}` });
-    } catch (e) {
-      log("config_ask_failed", { bundle, detail: brief(e) });
-    }
-  }
-
-  /** The next forward (started in `wait` ms if none is): resolves to its status. */
-  schedule(bundle, wait) {
-    if (this.next === null) {
-      // Always after a timer, even of 0 ms: `this.next` is set before the forward starts.
-      const next = new Promise((resolve) => setTimeout(resolve, wait)).then(() => {
-        // From here on, new batches wait for the following forward.
-        if (this.next === next) this.next = null;
-        return this.forwardNow(bundle);
-      });
-      this.next = next;
-    }
-    return this.next;
-  }
-
-  /** Forwards everything merged so far; resolves to the status its senders get. */
-  async forwardNow(bundle) {
-    const { forward, settle, retry_in } = this.merge;
-    const out = forward(this.key, Date.now());
-    if (out === "") return 200;
-    const newline = out.indexOf("\n");
-    const seq = out.slice(0, newline);
-    let detail = "";
-    try {
-      const health = this.env.HEALTH;
-      const resp = await health.get(objectId(health, "HEALTH", bundle)).fetch(MONITOR_INGEST_URL, post(bundle, out.slice(newline + 1)));
-      const answer = await resp.text();
-      if (resp.ok) {
-        settle(this.key, seq, true);
-        // The committed config rides on the answer: kept for every isolate answered next.
-        this.merge.config_learn(this.key, bundle, answer, Date.now());
-        return 200;
-      }
-      detail = `the monitor answered ${resp.status}`;
-    } catch (e) {
-      detail = brief(e);
-    }
-    const givenUp = settle(this.key, seq, false);
-    log("health_forward_failed", { bundle, detail, given_up: givenUp });
-    // What failed rides on the next forward, even if no batch comes to start one.
-    const retry = retry_in(this.key, Date.now());
-    if (retry >= 0) this.schedule(bundle, retry);
-    return givenUp > 0 ? 503 : 202;
-  }
-}
-
-/** The headers of an aggregator's answers that carry a config (`revision\ntext`). */
-const CONFIG_HEADERS = { "content-type": "text/plain; charset=utf-8" };
-
 /** An `E` answer of the router (its lines) as a response (and its log line, for 5xx). */
 function failure(answer) {
   const line = answer[FAILURE.log_line];
@@ -939,20 +786,4 @@ function failure(answer) {
   const name = answer[FAILURE.header_name];
   if (name) resp.headers.set(name, answer[FAILURE.header_value]);
   return resp;
-}
-
-function text(status, message) {
-  return new Response(`${status} ${message}\n`, {
-    status,
-    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", "x-content-type-options": "nosniff" },
-  });
-}
-
-function log(event, fields) {
-  console.log(JSON.stringify({ event, service: "canary-edge", ...fields }));
-}
-
-/** The first line of an error, bounded: runtime errors carry whole stacks. */
-function brief(e) {
-  return String(e?.message ?? e).split("\n")[0].slice(0, 240);
 }

@@ -73,38 +73,47 @@ shrink_wasm() {
   wasm-opt "$1" -o "$1" -Oz "${names[@]}" --strip-producers "${WASM_FEATURES[@]}" >&2
 }
 
-# Builds the worker into build/, as wrangler uploads it (no bundling, see wrangler.toml):
-#   build/index.js                  the entry module (js/index.js): asset I/O
-#   build/router/router{.js,_bg.wasm}  the routing module every SDK request runs (router/)
-#   build/control/index{.js,_bg.wasm}  the operations module and the Durable Object (src/),
-#                                   imported on first use
-#   build/aggregator.js, build/aggregator/  the HealthAggregators' merge (aggregator/),
-#                                   imported by an aggregator's first request
+# Builds the two Workers into build/, each folder as wrangler uploads it (no bundling, one
+# module per file):
+#   build/edge/      the edge Worker (wrangler.toml): every SDK request and report
+#     index.js, log.js                 the entry (js/index.js): asset and report I/O, the outbox
+#     router/router{.js,_bg.wasm}      the routing module (router/)
+#   build/control/   the control Worker (wrangler.control.toml), reached by the edge's
+#                    service and Durable Object bindings
+#     index.js                         its entry (js/control.js)
+#     ops/index{.js,_bg.wasm}          the operations module and the HealthMonitor (src/)
+#     health-aggregator.js, log.js, aggregator/  the HealthAggregators (js/, aggregator/)
 # With the local tools (worker-build would otherwise download wasm-bindgen and wasm-opt).
 build_worker() {
   say "building the worker (release wasm)"
   (
     cd "$ROOT"
-    rm -rf build/control build/router build/aggregator build/aggregator.js build/index.js build/index_bg.wasm build/worker build/package.json \
+    # (The older single-worker layout's folders and files go too.)
+    rm -rf build/edge build/control build/router build/aggregator build/aggregator.js build/index.js build/index_bg.wasm build/worker build/package.json \
       build/cli  # where the CLI's core was built before it moved to target/canary-cli
+    # The control Worker (wrangler.control.toml): the operations module (src/, worker-build),
+    # the aggregators' merge, and its entry.
     WASM_BINDGEN_BIN="$(command -v wasm-bindgen)" \
     WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt" \
     ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild" \
-      worker-build --release --out-dir build/control >&2
-    rm -rf build/control/worker build/control/package.json build/control/.gitignore
-    shrink_wasm build/control/index_bg.wasm
-    cargo build -p canary-router --target wasm32-unknown-unknown --release >&2
-    wasm-bindgen --target web --no-typescript --experimental-reset-state-function \
-      --out-dir build/router --out-name router \
-      target/wasm32-unknown-unknown/release/canary_router.wasm >&2
-    shrink_wasm build/router/router_bg.wasm
+      worker-build --release --out-dir build/control/ops >&2
+    rm -rf build/control/ops/worker build/control/ops/package.json build/control/ops/.gitignore
+    shrink_wasm build/control/ops/index_bg.wasm
     cargo build -p canary-aggregator --target wasm32-unknown-unknown --release >&2
     wasm-bindgen --target web --no-typescript \
-      --out-dir build/aggregator --out-name aggregator \
+      --out-dir build/control/aggregator --out-name aggregator \
       target/wasm32-unknown-unknown/release/canary_aggregator.wasm >&2
-    shrink_wasm build/aggregator/aggregator_bg.wasm
-    cp js/index.js build/index.js
-    cp js/aggregator.js build/aggregator.js
+    shrink_wasm build/control/aggregator/aggregator_bg.wasm
+    cp js/control.js build/control/index.js
+    cp js/health-aggregator.js js/log.js build/control/
+    # The edge Worker (wrangler.toml): its entry and the routing wasm, nothing else.
+    cargo build -p canary-router --target wasm32-unknown-unknown --release >&2
+    wasm-bindgen --target web --no-typescript --experimental-reset-state-function \
+      --out-dir build/edge/router --out-name router \
+      target/wasm32-unknown-unknown/release/canary_router.wasm >&2
+    shrink_wasm build/edge/router/router_bg.wasm
+    cp js/index.js build/edge/index.js
+    cp js/log.js build/edge/
     build_cli
     # The console's chart library, from the pinned npm package (served from this origin).
     mkdir -p dashboard/public/__canary/ui/vendor
@@ -112,6 +121,20 @@ build_worker() {
       dashboard/public/__canary/ui/vendor/
     printf '*\n' > build/.gitignore
   )
+}
+
+# Writes wrangler.control.toml to $1 (next to it: its paths are relative) with its migration
+# "v3" making the Durable Object classes instead of moving them from the edge Worker: for a
+# new account (scripts/deploy --new), and for wrangler dev (scripts/dev), which knows nothing
+# of transfers locally (it would not give the classes SQLite).
+control_config_new() {
+  node -e '
+    const fs = require("node:fs");
+    const text = fs.readFileSync(process.argv[1], "utf8");
+    const transfer = /transferred_classes = \[\n(?:  \{[^\n]*\},\n)+\]\n/;
+    if (!transfer.test(text)) { console.error("wrangler.control.toml: the transfer migration was not found"); process.exit(1); }
+    fs.writeFileSync(process.argv[2], text.replace(transfer, "new_sqlite_classes = [\"HealthMonitor\", \"HealthAggregator\"]\n"));
+  ' "$ROOT/wrangler.control.toml" "$1"
 }
 
 # target/canary-cli/: cli-core/ (canary-core's names, paths, config and transitions) for

@@ -11,7 +11,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT, sleep, startWorker } from "./support/harness.mjs";
+import { CONTROL_NAME, ROOT, controlObjects, sleep, startWorker } from "./support/harness.mjs";
 
 const ISOLATES = Number(process.env.CANARY_STORM_ISOLATES ?? 1500);
 const TICKS = 8;
@@ -41,8 +41,8 @@ before(async () => {
         modulesRoot: ROOT,
         compatibilityDate: "2026-11-01",
         durableObjects: {
-          AGGREGATORS: { className: "HealthAggregator", scriptName: "canary-edge", useSQLite: true },
-          HEALTH: { className: "HealthMonitor", scriptName: "canary-edge", useSQLite: true },
+          AGGREGATORS: controlObjects({ scriptName: CONTROL_NAME }).HEALTH_AGGREGATORS,
+          HEALTH: controlObjects({ scriptName: CONTROL_NAME }).HEALTH,
         },
       },
     ],

@@ -21,7 +21,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ROOT, copyDemoFiles, startWorker } from "./support/harness.mjs";
+import { CONTROL_NAME, ROOT, copyDemoFiles, startWorker } from "./support/harness.mjs";
 
 const run = promisify(execFile);
 const TOKEN = "scopes-admin-token-0123456789abcdef";
@@ -76,7 +76,7 @@ async function login(w, token) {
 
 /** DO state on disk: the HealthMonitor objects' databases (one per bundle that ever ran). */
 function monitorDatabases(state) {
-  const dir = join(state, "v3", "do", "-HealthMonitor");
+  const dir = join(state, "v3", "do", `${CONTROL_NAME}-HealthMonitor`);
   if (!existsSync(dir)) return [];
   return readdirSync(dir).filter((f) => f.endsWith(".sqlite") && f !== "metadata.sqlite").sort();
 }

@@ -11,7 +11,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { BUILT_DIR as BUILD, DEFAULT_VARS } from "./support/harness.mjs";
+import { BUILT_DIR, DEFAULT_VARS } from "./support/harness.mjs";
+
+/** The edge Worker's build (build/edge/, or CANARY_TEST_BUILD's). */
+const BUILD = join(BUILT_DIR, "edge");
 
 const ROUTER_JS = pathToFileURL(join(BUILD, "router/router.js")).href;
 const ROUTER_WASM = new WebAssembly.Module(readFileSync(join(BUILD, "router/router_bg.wasm")));
@@ -27,12 +30,14 @@ router.initSync({ module: ROUTER_WASM });
 async function entryProtocol() {
   const wasmImport = 'import routerWasm from "./router/router_bg.wasm";';
   const glueImport = 'from "./router/router.js";';
+  const logImport = 'from "./log.js";';
   let source = readFileSync(join(BUILD, "index.js"), "utf8");
-  assert.ok(source.includes(wasmImport) && source.includes(glueImport), "build/index.js imports the router as expected");
+  assert.ok(source.includes(wasmImport) && source.includes(glueImport) && source.includes(logImport), "build/edge/index.js imports the router and log.js as expected");
   globalThis.__routerProtocolTestWasm = ROUTER_WASM;
   source = source
     .replace(wasmImport, "const routerWasm = globalThis.__routerProtocolTestWasm;")
-    .replace(glueImport, `from ${JSON.stringify(ROUTER_JS)};`);
+    .replace(glueImport, `from ${JSON.stringify(ROUTER_JS)};`)
+    .replace(logImport, `from ${JSON.stringify(pathToFileURL(join(BUILD, "log.js")).href)};`);
   source += "\nexport { PROTOCOL as __PROTOCOL };\n";
   const entry = await import(`data:text/javascript;base64,${Buffer.from(source).toString("base64")}`);
   return entry.__PROTOCOL;

@@ -43,6 +43,12 @@ const TABLES = ["meta", "own_writes", "progress", "client_totals", "client_windo
 const SETS = ["stable_loaded", "stable_errored", "canary_loaded", "canary_errored"];
 const COUNTS = ["stable_clients", "stable_errors", "canary_clients", "canary_errors"];
 
+/**
+ * The script the fixture's classes belonged to: the old build ran as the harness's one
+ * unnamed Worker; today's classes are the control Worker's, moved there as a
+ * `transferred_classes` migration moves them (objects and storage under the old namespace).
+ */
+const V1_CLASSES_FROM = "";
 /** The committed fixture: the old build's persisted state, and what it answered. */
 const FIXTURE = join(ROOT, "tests/fixtures/state-v1");
 const FIXTURE_STATE = join(FIXTURE, "state");
@@ -309,7 +315,7 @@ test("the old build left the version-1 layout, with data in every kind of table"
 
 test("today's build opens it: status, history, minutes and config kept, every row kept, version 2", async () => {
   const state = copyState("migrated");
-  let w = await startWorker({ persist: state, seed: false, vars: VARS });
+  let w = await startWorker({ persist: state, seed: false, vars: VARS, classesFrom: V1_CLASSES_FROM });
   try {
     const now = await view(w);
     assert.deepEqual(now, old);
@@ -319,7 +325,7 @@ test("today's build opens it: status, history, minutes and config kept, every ro
   assertMigrated(objectFile(state));
 
   // It goes on from there, and a reload of the new layout keeps what it adds.
-  w = await startWorker({ persist: state, seed: false, vars: VARS });
+  w = await startWorker({ persist: state, seed: false, vars: VARS, classesFrom: V1_CLASSES_FROM });
   let before;
   try {
     assert.deepEqual(await view(w), old, "reopened at version 2");
@@ -331,7 +337,7 @@ test("today's build opens it: status, history, minutes and config kept, every ro
   } finally {
     await w.dispose();
   }
-  w = await startWorker({ persist: state, seed: false, vars: VARS });
+  w = await startWorker({ persist: state, seed: false, vars: VARS, classesFrom: V1_CLASSES_FROM });
   try {
     assert.deepEqual(await view(w), before);
   } finally {
@@ -352,7 +358,7 @@ test("a migration interrupted half-way is finished on the next open", async () =
   } finally {
     db.close();
   }
-  const w = await startWorker({ persist: state, seed: false, vars: VARS });
+  const w = await startWorker({ persist: state, seed: false, vars: VARS, classesFrom: V1_CLASSES_FROM });
   try {
     assert.deepEqual(await view(w), old);
   } finally {
@@ -363,7 +369,7 @@ test("a migration interrupted half-way is finished on the next open", async () =
 
 test("a version-2 store made before the tracker's later columns gets them, its rows kept", async () => {
   const state = copyState("later-columns");
-  let w = await startWorker({ persist: state, seed: false, vars: VARS });
+  let w = await startWorker({ persist: state, seed: false, vars: VARS, classesFrom: V1_CLASSES_FROM });
   try {
     assert.deepEqual(await view(w), old);
   } finally {
@@ -380,7 +386,7 @@ test("a version-2 store made before the tracker's later columns gets them, its r
   } finally {
     db.close();
   }
-  w = await startWorker({ persist: state, seed: false, vars: VARS });
+  w = await startWorker({ persist: state, seed: false, vars: VARS, classesFrom: V1_CLASSES_FROM });
   try {
     assert.deepEqual(await view(w), old, "opened as before");
     const s = await api(w, "");

@@ -1,9 +1,8 @@
 //! The wasm module of the bundles' `HealthAggregator` objects: the merge of many isolates'
 //! health batches (`canary_core::control::coalesce`) behind four functions, and what the
 //! aggregator knows of the bundle's config (`coalesce::ConfigRelay`) behind three, for the
-//! class in `js/index.js`, which does the waits and the calls (through `js/aggregator.js`,
-//! which loads this module on an aggregator's first request: the routing module stays
-//! small). One coalescer per aggregator object, kept in this module's memory between its
+//! class in `js/health-aggregator.js` (the control Worker's), which does the waits and the
+//! calls. One coalescer per aggregator object, kept in this module's memory between its
 //! requests and dropped once nothing is pending or in flight; one relay per aggregator
 //! object, kept while the object lives (at most [`MAX_RELAYS`] per isolate).
 
@@ -23,6 +22,20 @@ thread_local! {
     /// The relays by object id, with the order they were made in (to drop the oldest).
     static RELAYS: RefCell<(HashMap<String, ConfigRelay>, Vec<String>)> =
         RefCell::new((HashMap::new(), Vec::new()));
+}
+
+/// The HealthMonitor's contract as the aggregator's JS needs it (`control::wire`), one per
+/// line: the forward's URL, the header naming the bundle, the config ask's URL.
+#[wasm_bindgen]
+pub fn contract() -> String {
+    use canary_core::control::wire;
+    format!(
+        "{origin}{ingest}\n{header}\n{origin}{config}",
+        origin = wire::ORIGIN,
+        ingest = wire::INGEST,
+        header = wire::BUNDLE_HEADER,
+        config = wire::CONFIG,
+    )
 }
 
 /// Merges an isolate's batch (`body`, JSON) for `bundle` into the pending forward of the

@@ -8,13 +8,13 @@ use serde_json::json;
 use worker::{Env, Request};
 
 use super::{access_jwt, log_event, now_ms, revocations, Failure, Isolate};
-use crate::authz::{self, Action, Credential};
-use crate::credential::{self, Bound};
-use crate::error::EdgeError;
-use crate::operators::{Operators, Principal};
-use crate::revocation::Standing;
-use crate::route;
-use crate::session::{from_console_page, RequestSource, Session, CSRF_HEADER};
+use canary_core::authz::{self, Action, Credential};
+use canary_core::credential::{self, Bound};
+use canary_core::error::EdgeError;
+use canary_core::operators::{Operators, Principal};
+use canary_core::revocation::Standing;
+use canary_core::route;
+use canary_core::session::{from_console_page, RequestSource, Session, CSRF_HEADER};
 
 /// Rate limiting binding for console logins and failed bearer tokens, by client network.
 const LOGIN_LIMIT: &str = "LOGIN_LIMIT_PER_IP";

@@ -10,8 +10,8 @@ use worker::web_sys::ReadableStreamDefaultReader;
 use worker::Request;
 
 use super::Failure;
-use crate::body::{CappedBody, TooLarge};
-use crate::error::EdgeError;
+use canary_core::body::{CappedBody, TooLarge};
+use canary_core::error::EdgeError;
 
 /// The body as text, at most `max` bytes; `what` names the request in the 413.
 pub(super) async fn read(req: &Request, max: usize, what: &str) -> Result<String, Failure> {

@@ -6,10 +6,10 @@ use serde_json::json;
 use worker::{Bucket, Conditional, Env, HttpMetadata, Request};
 
 use super::{body, json_response, log_event, now_ms, Failure, Outcome, R2_BINDING};
-use crate::body::MAX_ADMIN_BODY;
-use crate::config::{BundleName, Version};
-use crate::control::time::iso_time;
-use crate::error::EdgeError;
+use canary_core::body::MAX_ADMIN_BODY;
+use canary_core::config::{BundleName, Version};
+use canary_core::control::time::iso_time;
+use canary_core::error::EdgeError;
 use canary_core::publish::{claim_key, manifest_key, version_prefix, Claim, ClaimRequest, Refusal};
 
 /// How many keys of an already uploaded version a refusal lists.

@@ -1,7 +1,8 @@
-//! The operations module's runtime adapter: the only code that touches the `worker` crate.
-//! The worker's entry module (`js/index.js`) serves asset requests with the small routing
-//! module (`router/`) and hands everything else here, loading this module on first use:
-//! the operations routes and the `HealthMonitor` Durable Object.
+//! The operations module's runtime adapter (the control Worker's): the only code that
+//! touches the `worker` crate. The edge Worker's entry (`js/index.js`) serves asset requests
+//! and reports with the small routing module (`router/`) and forwards every other
+//! `/__canary/` request to the control Worker through its service binding; the edge's
+//! isolates send their health batches to this Worker's Durable Objects.
 //!
 //! - `mod.rs`: per-isolate state (a `canary_core::serve::Edge`, as the routing module
 //!   holds, and the operators' keys), the fetch entry, config reads, responses, logging;
@@ -32,18 +33,18 @@ use worker::{console_log, Context, Date, Delay, Env, Headers, Request, Response}
 
 pub use monitor::HealthMonitor;
 
-use crate::access::{AccessPolicy, Jwks};
-use crate::config::{kv_key, BundleName};
-use crate::decide::PreparedRollout;
-use crate::error::EdgeError;
-use crate::log::LogLine;
-use crate::operators::Operators;
-use crate::revocation::Revocations;
-use crate::rollouts::KvRead;
-use crate::route::{self, Route, RouteError};
-use crate::serve::Edge;
-use crate::session::SessionKey;
-use crate::settings::{Settings, SettingsError};
+use canary_core::access::{AccessPolicy, Jwks};
+use canary_core::config::{kv_key, BundleName};
+use canary_core::decide::PreparedRollout;
+use canary_core::error::EdgeError;
+use canary_core::log::LogLine;
+use canary_core::operators::Operators;
+use canary_core::revocation::Revocations;
+use canary_core::rollouts::KvRead;
+use canary_core::route::{self, Route, RouteError};
+use canary_core::serve::Edge;
+use canary_core::session::SessionKey;
+use canary_core::settings::{Settings, SettingsError};
 
 /// Binding names; must match `wrangler.toml`.
 const KV_BINDING: &str = "ROLLOUTS";

@@ -10,15 +10,15 @@ use super::{
     auth, body, brief, claim, json_response, log_event, monitor, now_ms, rollout, Failure, Isolate,
     Outcome, R2_BINDING,
 };
-use crate::admin::{parse_request, Command};
-use crate::authz::{self, Action, BundleNeed};
-use crate::body::MAX_ADMIN_BODY;
-use crate::config::{BundleName, Version};
-use crate::control::wire::{CommandAnswer, StatusAnswer};
-use crate::decide::{Channel, PreparedRollout};
-use crate::error::EdgeError;
-use crate::override_token::MAX_TTL_SECS;
-use crate::serve::Edge;
+use canary_core::admin::{parse_request, Command};
+use canary_core::authz::{self, Action, BundleNeed};
+use canary_core::body::MAX_ADMIN_BODY;
+use canary_core::config::{BundleName, Version};
+use canary_core::control::wire::{CommandAnswer, StatusAnswer};
+use canary_core::decide::{Channel, PreparedRollout};
+use canary_core::error::EdgeError;
+use canary_core::override_token::MAX_TTL_SECS;
+use canary_core::serve::Edge;
 
 pub(super) async fn serve(
     mut req: Request,
@@ -155,7 +155,7 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
         (["minutes"], "GET") => {
             // `?since=<Unix minute>`; by default the whole 24 hours kept.
             let url = req.inner().url();
-            let since = crate::route::query_param(&url, "since")
+            let since = canary_core::route::query_param(&url, "since")
                 .map(|v| {
                     v.parse::<u64>().map_err(|_| {
                         EdgeError::BadRequest(format!(
@@ -220,7 +220,7 @@ async fn bundles(req: &Request, env: &Env, iso: &Isolate) -> Outcome {
     let kv = env.kv(super::KV_BINDING)?;
     let listed = kv
         .list()
-        .prefix(crate::config::KV_PREFIX.to_owned())
+        .prefix(canary_core::config::KV_PREFIX.to_owned())
         .limit(MAX_LISTED_BUNDLES)
         .execute()
         .await
@@ -229,7 +229,7 @@ async fn bundles(req: &Request, env: &Env, iso: &Isolate) -> Outcome {
             detail: super::brief(e),
         })?;
     let names = listed.keys.iter().filter_map(|key| {
-        let name = key.name.strip_prefix(crate::config::KV_PREFIX)?;
+        let name = key.name.strip_prefix(canary_core::config::KV_PREFIX)?;
         BundleName::parse(name).ok()
     });
     let out = join_all(names.map(|bundle| overview_entry(env, iso, bundle))).await;
@@ -375,8 +375,8 @@ async fn issue_override(req: &mut Request, iso: &Isolate, bundle: &BundleName) -
         200,
         &json!({
             "token": key.issue(bundle, channel, issued, expires),
-            "header": crate::override_token::OVERRIDE_HEADER,
-            "cookie": crate::override_token::OVERRIDE_COOKIE,
+            "header": canary_core::override_token::OVERRIDE_HEADER,
+            "cookie": canary_core::override_token::OVERRIDE_COOKIE,
             "expires_unix": expires,
         }),
     )

@@ -10,9 +10,9 @@ use worker::kv::{Key, KvStore};
 use worker::{Delay, Env};
 
 use super::{brief, log_event, now_ms, Failure, Isolate, KV_BINDING};
-use crate::error::EdgeError;
-use crate::revocation::{self, Listed, Revocations, Write};
-use crate::session::Session;
+use canary_core::error::EdgeError;
+use canary_core::revocation::{self, Listed, Revocations, Write};
+use canary_core::session::Session;
 
 /// Pages (of up to 1,000 keys) read of each prefix per listing. Generations are a few keys;
 /// logged-out sessions at most `MAX_SESSION_KEYS_PER_OPERATOR` per operator. Past these, the

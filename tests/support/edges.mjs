@@ -3,11 +3,11 @@
 //
 // Each copy is a worker of its own in the harness's Miniflare (`extraWorkers`), so its own
 // isolate: its own routing wasm, config copies, outbox, aggregator shard and revision-check
-// clock. Each is the built worker wrapped by the fault injector (tests/support/faults.mjs),
-// as the main one is, so `worker.setFaults({ kvLagMs })` gives every copy a KV that lags per
-// isolate. A copy with `push` is bound to the main worker's HealthMonitor and
-// HealthAggregator classes (scriptName "canary-edge", as production binds the control
-// Worker's): it sends batches and checks revisions, and takes the config on their answers.
+// clock. Each is the built edge Worker wrapped by the fault injector
+// (tests/support/edge-entry.mjs), as the main one is, so `worker.setFaults({ kvLagMs })`
+// gives every copy a KV that lags per isolate. A copy with `push` is bound to the control
+// Worker's HealthMonitor and HealthAggregator classes, as production's edge is: it sends
+// batches and checks revisions, and takes the config on their answers.
 // A copy without is the KV path only: no control plane bindings, so nothing but KV (and its
 // lag) tells it of a change.
 //
@@ -17,26 +17,24 @@
 // stable answer came, and whether it ever served the canary again after that.
 
 import { join } from "node:path";
-import { DEFAULT_VARS, ROOT, sleep } from "./harness.mjs";
-import { workerModules } from "./modules.mjs";
+import { CONTROL_NAME, DEFAULT_VARS, ROOT, builtModules, controlObjects, sleep } from "./harness.mjs";
 
 /** The harness's `extraWorkers` entries for the copies named `names` (see the header). */
 export function edgeCopies(names, { push = true, vars = {} } = {}) {
   return names.map((name) => ({
     name,
-    // The fault injector as the entry (it imports ../../build/index.js: the built worker).
-    modules: [{ type: "ESModule", path: join(ROOT, "tests/support/faults.mjs") }, ...workerModules(join(ROOT, "build"))],
+    // The fault injector's wrapper as the entry (it imports ../../build/edge/index.js).
+    modules: [
+      { type: "ESModule", path: join(ROOT, "tests/support/edge-entry.mjs") },
+      { type: "ESModule", path: join(ROOT, "tests/support/faults.mjs") },
+      ...builtModules("edge"),
+    ],
     modulesRoot: ROOT,
     compatibilityDate: "2026-11-01",
     // The main worker's namespaces and bucket, by the same ids (tests/support/harness.mjs).
     kvNamespaces: { ROLLOUTS: "00000000000000000000000000000000", FAULTS: "faults" },
     r2Buckets: { BUNDLES: "canary-edge-bundles" },
-    durableObjects: push
-      ? {
-          HEALTH: { className: "HealthMonitor", scriptName: "canary-edge", useSQLite: true },
-          HEALTH_AGGREGATORS: { className: "HealthAggregator", scriptName: "canary-edge", useSQLite: true },
-        }
-      : {},
+    durableObjects: push ? controlObjects({ scriptName: CONTROL_NAME }) : {},
     bindings: { ...DEFAULT_VARS, ...vars },
   }));
 }

@@ -1,6 +1,8 @@
-// Test-only entry module: wraps the built worker (build/index.js) and, when a test asks for
-// it through the FAULTS KV namespace, makes its KV or R2 bindings or the edge cache fail the
-// way production ones can. With no fault set it passes everything through untouched.
+// Test-only: wraps the built Workers' handlers (tests/support/edge-entry.mjs wraps the edge
+// Worker's fetch, tests/support/restarter.mjs the control Worker's fetch and HealthMonitor)
+// and, when a test asks for it through the FAULTS KV namespace, makes their KV or R2
+// bindings or the edge cache fail the way production ones can. With no fault set it passes
+// everything through untouched.
 //
 // The fault spec (`worker.setFaults({...})`, JSON under FAULTS `spec`) is read once per
 // request by the edge and on every KV call by the Durable Object, never cached: a fault set
@@ -17,7 +19,8 @@
 //   Durable Object runs in the same isolate in workerd but elsewhere in production), a get
 //   of a key answers with the value that reader last fetched while that fetch is younger
 //   than n ms; only then does it read the namespace again. So another's write is seen only
-//   after up to n ms (plus the edge's CONFIG_TTL_MS). A reader's own write counts as its
+//   after up to n ms (plus the edge's CONFIG_TTL_MS). (The two Workers are two isolates,
+//   and each has caches of its own: the control Worker's fetches read as "edge" too.) A reader's own write counts as its
 //   fetch (Workers KV: a write is usually visible at once where it was made); with
 //   `kvLagOwnWrites: false` it does not, and the writer too sees it only after the lag.
 //   Applied after the faults above (a stale, failing or invalid read wins); text and json
@@ -26,16 +29,17 @@
 // - `r2`: "throw" or "missing" for R2 keys containing `match` (every key without it);
 // - `cache`: "throw", "throw-match", "throw-put" or "miss" (the edge cache);
 // - `noKvBinding`: the edge has no ROLLOUTS binding.
-import Inner, { HealthMonitor as InnerMonitor } from "../../build/index.js";
-
-export { HealthAggregator } from "../../build/index.js";
-
-// The Durable Object class must be exported by the main module. It gets the same faulty
-// bindings as the edge, so its KV writes can fail and are logged.
-export class HealthMonitor extends InnerMonitor {
-  constructor(state, env) {
-    super(state, wrapEnv(env, null, "monitor"));
-  }
+/**
+ * The HealthMonitor class `Inner` with the same faulty bindings as the edge, so that its KV
+ * writes can fail and are logged (the spec read on every call: an object outlives the
+ * request that set it).
+ */
+export function faultyMonitor(Inner) {
+  return class HealthMonitor extends Inner {
+    constructor(state, env) {
+      super(state, wrapEnv(env, null, "monitor"));
+    }
+  };
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -204,11 +208,12 @@ function wrapEnv(env, spec, role = "edge") {
   return wrapped;
 }
 
-export default {
-  async fetch(request, env, ctx) {
+/** A fetch handler around `inner`'s, with this request's faults (read once, at its start). */
+export function faultyFetch(inner) {
+  return async (request, env, ctx) => {
     const spec = await readSpec(env);
     cacheSpec = spec;
     patchCache();
-    return Inner.fetch(request, wrapEnv(env, spec), ctx);
-  },
-};
+    return inner.fetch(request, wrapEnv(env, spec), ctx);
+  };
+}

@@ -39,13 +39,38 @@ const BUILT = process.env.CANARY_TEST_BUILD ? resolve(ROOT, process.env.CANARY_T
 /** Where the tests' built worker is read from: build/, or CANARY_TEST_BUILD. */
 export const BUILT_DIR = BUILT;
 
-/** The built worker's modules (build/ or CANARY_TEST_BUILD), read now, named as in build/. */
-function builtModules() {
-  return workerModules(BUILT).map(({ type, path }) => ({
+/** The Workers' names: the edge's bindings name the control Worker's script. */
+export const EDGE_NAME = "canary-edge";
+export const CONTROL_NAME = "canary-edge-control";
+
+/**
+ * One built Worker's modules (`which`: "edge" or "control", under build/ or
+ * CANARY_TEST_BUILD), read now, named as in build/.
+ */
+export function builtModules(which) {
+  return workerModules(join(BUILT, which)).map(({ type, path }) => ({
     type,
     path: join(BUILD, relative(BUILT, path)),
     contents: type === "CompiledWasm" ? new Uint8Array(readFileSync(path)) : readFileSync(path, "utf8"),
   }));
+}
+
+/**
+ * The control Worker's Durable Object classes, as a binding names them (`scriptName`: from
+ * another Worker). `classesFrom`: the script whose classes a `transferred_classes` migration
+ * moved here, with every object and its storage: in workerd the objects of a class live
+ * under its namespace's unique key (`<script>-<class>`), so state persisted before the move
+ * is found under that script's name ("" for the single Worker this harness ran before the
+ * split, which had no name).
+ */
+export function controlObjects({ scriptName, classesFrom } = {}) {
+  const one = (className) => ({
+    className,
+    useSQLite: true,
+    ...(scriptName ? { scriptName } : {}),
+    ...(classesFrom === undefined ? {} : { unsafeUniqueKey: `${classesFrom}-${className}` }),
+  });
+  return { HEALTH: one("HealthMonitor"), HEALTH_AGGREGATORS: one("HealthAggregator") };
 }
 
 export const CHROME_JA4 = "t13d1516h2_8daaf6152771_02713d6af862";
@@ -129,8 +154,14 @@ export async function putManifests(r2, keys) {
  * shares state with `wrangler ... --persist-to <persist>` (without it, a temp dir that
  * dispose() removes); `rollout` seeds `rollout/demo` (null: no config); `captureLogs` keeps
  * the worker's log lines for `worker.logLines()` instead of printing them.
- * `extraWorkers`: test-only workers (Miniflare v4 options each) beside the edge, which is then
- * named "canary-edge" so that they can bind its Durable Object classes.
+ * `extraWorkers`: test-only workers (Miniflare v4 options each) beside the two, e.g. bound to
+ * the control Worker's classes (`controlObjects({ scriptName: CONTROL_NAME })`).
+ * `classesFrom`: see `controlObjects` (a state persisted before the split into two Workers).
+ *
+ * Two Workers run, as wrangler.toml and wrangler.control.toml deploy them: the edge
+ * (`canary-edge`, the first: `url` and `get()` reach it) and the control Worker
+ * (`canary-edge-control`), reached through the edge's service binding and Durable Object
+ * bindings. Both get the same vars.
  */
 export async function startWorker({
   vars = {},
@@ -140,12 +171,15 @@ export async function startWorker({
   listen = false,
   captureLogs = false,
   extraWorkers = [],
+  classesFrom,
 } = {}) {
-  if (!existsSync(join(BUILT, "index.js"))) {
-    throw new Error(`${relative(ROOT, BUILT)}/index.js missing: run scripts/build (scripts/test does) first`);
+  for (const entry of ["edge/index.js", "control/index.js"]) {
+    if (!existsSync(join(BUILT, entry))) {
+      throw new Error(`${relative(ROOT, BUILT)}/${entry} missing: run scripts/build (scripts/test does) first`);
+    }
   }
   const scratch = persist ? null : mkdtempSync(join(tmpdir(), "canary-edge-test-"));
-  const options = workerOptions({ vars, persist: persist ?? scratch, listen, extraWorkers });
+  const options = workerOptions({ vars, persist: persist ?? scratch, listen, extraWorkers, classesFrom });
   const logs = [];
   if (captureLogs) {
     options.handleStructuredLogs = ({ level, message }) => {
@@ -175,47 +209,63 @@ export async function startWorker({
   return worker;
 }
 
-/** Miniflare's options for the edge (and `extraWorkers`), as wrangler.toml declares it. */
-function workerOptions({ vars, persist, listen, extraWorkers }) {
-  const options = convertV4MiniflareOptions({
-    // Named only when other workers bind its classes (a name changes where state persists).
-    ...(extraWorkers.length ? { name: "canary-edge" } : {}),
-    // The entry is the test-only restarter (restartObjects), which wraps the fault
-    // injector (tests/support/faults.mjs), which wraps the built worker.
-    modules: [
-      { type: "ESModule", path: join(ROOT, "tests/support/restarter.mjs") },
-      { type: "ESModule", path: join(ROOT, "tests/support/faults.mjs") },
-      ...builtModules(),
-    ],
+/** Miniflare's options for the two Workers (and `extraWorkers`), as their wrangler configs declare them. */
+function workerOptions({ vars, persist, listen, extraWorkers, classesFrom }) {
+  const shared = {
     modulesRoot: ROOT,
     compatibilityDate: "2026-11-01",
-    // workerd:unsafe (evict()), for the restarter only: the built worker never imports it.
-    compatibilityFlags: ["unsafe_module"],
     kvNamespaces: { ROLLOUTS: "00000000000000000000000000000000", FAULTS: "faults" },
     r2Buckets: { BUNDLES: "canary-edge-bundles" },
-    durableObjects: {
-      HEALTH: { className: "HealthMonitor", useSQLite: true },
-      HEALTH_AGGREGATORS: { className: "HealthAggregator", useSQLite: true },
-    },
-    // As in wrangler.toml.
-    ratelimits: {
-      REPORT_LIMIT_PER_CLIENT: { namespace_id: "1001", simple: { limit: 10, period: 60 } },
-      REPORT_LIMIT_PER_IP: { namespace_id: "1002", simple: { limit: 100, period: 60 } },
-      LOGIN_LIMIT_PER_IP: { namespace_id: "1003", simple: { limit: 10, period: 60 } },
-    },
     bindings: { ...DEFAULT_VARS, ...vars },
-    // As in wrangler.toml: the operator console's static files.
-    assets: {
-      directory: join(ROOT, "dashboard/public"),
-      binding: "ASSETS",
-      run_worker_first: ["/__canary/*"],
-      routerConfig: { has_user_worker: true },
-    },
+  };
+  const options = convertV4MiniflareOptions({
+    workers: [
+      {
+        ...shared,
+        name: EDGE_NAME,
+        // The entry is the fault injector's wrapper of the built edge (tests/support/edge-entry.mjs).
+        modules: [
+          { type: "ESModule", path: join(ROOT, "tests/support/edge-entry.mjs") },
+          { type: "ESModule", path: join(ROOT, "tests/support/faults.mjs") },
+          ...builtModules("edge"),
+        ],
+        // As in wrangler.toml.
+        serviceBindings: { CONTROL: CONTROL_NAME },
+        durableObjects: controlObjects({ scriptName: CONTROL_NAME, classesFrom }),
+        ratelimits: {
+          REPORT_LIMIT_PER_CLIENT: { namespace_id: "1001", simple: { limit: 10, period: 60 } },
+          REPORT_LIMIT_PER_IP: { namespace_id: "1002", simple: { limit: 100, period: 60 } },
+        },
+      },
+      {
+        ...shared,
+        name: CONTROL_NAME,
+        // The entry is the test-only restarter (restartObjects), which wraps the built
+        // control Worker behind the fault injector.
+        modules: [
+          { type: "ESModule", path: join(ROOT, "tests/support/restarter.mjs") },
+          { type: "ESModule", path: join(ROOT, "tests/support/faults.mjs") },
+          ...builtModules("control"),
+        ],
+        // workerd:unsafe (evict()), for the restarter only: the built Worker never imports it.
+        compatibilityFlags: ["unsafe_module"],
+        // As in wrangler.control.toml.
+        durableObjects: controlObjects({ classesFrom }),
+        ratelimits: { LOGIN_LIMIT_PER_IP: { namespace_id: "1003", simple: { limit: 10, period: 60 } } },
+        // The operator console's static files.
+        assets: {
+          directory: join(ROOT, "dashboard/public"),
+          binding: "ASSETS",
+          run_worker_first: ["/__canary/*"],
+          routerConfig: { has_user_worker: true },
+        },
+      },
+    ],
   });
-  // Test-only workers beside the edge (`extraWorkers`: Miniflare v4 options each), e.g. a
-  // load generator bound to the edge's Durable Object classes (scriptName "canary-edge").
+  // Test-only workers beside the two (`extraWorkers`: Miniflare v4 options each), e.g. a
+  // load generator bound to the control Worker's Durable Object classes.
   for (const extra of extraWorkers) options.workers.push(...convertV4MiniflareOptions(extra).workers);
-  // The harness rewrites module names so the wrapper can import "./build/index.js".
+  // (builtModules names the modules as in build/, so the test entries import ../../build/<worker>/.)
   options.logRequests = false;
   options.resourcePersistencePath = join(persist, "v3");
   // Keep the CF-Connecting-IP the tests send: it is part of the client's identity.
@@ -284,7 +334,8 @@ export class Worker {
    * alarms are kept. Returns how many objects were running and evicted.
    */
   async restartObjects({ bundle } = {}) {
-    const r = await this.mf.dispatchFetch("http://restarter.test/__test/restart-objects", {
+    const control = await this.mf.getWorker(CONTROL_NAME);
+    const r = await control.fetch("http://restarter.test/__test/restart-objects", {
       method: "POST",
       body: JSON.stringify(bundle === undefined ? {} : { bundle }),
     });

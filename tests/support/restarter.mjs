@@ -1,7 +1,8 @@
-// Test-only entry module (tests/support/harness.mjs, `worker.restartObjects()`): wraps the
-// fault injector (tests/support/faults.mjs, which wraps the built worker) and adds one route
-// that restarts the control plane's Durable Objects while the edge keeps running, as
-// production does when it evicts an idle object or moves one:
+// Test-only entry of the control Worker (tests/support/harness.mjs, `worker.restartObjects()`):
+// the built control Worker (build/control/index.js) behind the fault injector
+// (tests/support/faults.mjs), plus one route that restarts the control plane's Durable
+// Objects while the edge keeps running, as production does when it evicts an idle object
+// or moves one:
 //
 //   POST http://restarter.test/__test/restart-objects   {"bundle": "demo"} or {}
 //
@@ -16,11 +17,15 @@
 // `workerd:unsafe` needs the "unsafe_module" compatibility flag (set by the harness for
 // tests only; the built worker never imports it). Only this module's service can evict its
 // own objects, hence a wrapper of the entry rather than a worker beside it. Nothing else
-// changes: every other request goes to the fault injector as before.
+// changes: every other request goes to the control Worker through the fault injector.
 import unsafe from "workerd:unsafe";
-import faults from "./faults.mjs";
+import Control, { HealthMonitor as BuiltMonitor } from "../../build/control/index.js";
+import { faultyFetch, faultyMonitor } from "./faults.mjs";
 
-export { HealthMonitor, HealthAggregator } from "./faults.mjs";
+export { HealthAggregator } from "../../build/control/index.js";
+export const HealthMonitor = faultyMonitor(BuiltMonitor);
+// The operations module's default export is a WorkerEntrypoint class (worker-build's).
+const control = faultyFetch({ fetch: (request, env, ctx) => new Control(ctx, env).fetch(request) });
 
 const HOST = "restarter.test";
 const PATH = "/__test/restart-objects";
@@ -62,6 +67,6 @@ export default {
         return new Response(`restart failed: ${e?.stack ?? e}`, { status: 500 });
       }
     }
-    return faults.fetch(request, env, ctx);
+    return control(request, env, ctx);
   },
 };

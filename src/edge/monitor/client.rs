@@ -5,11 +5,11 @@ use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
-use crate::config::BundleName;
-use crate::control::wire::{
+use crate::edge::HEALTH_BINDING;
+use canary_core::config::BundleName;
+use canary_core::control::wire::{
     self, CommandAnswer, CommandMessage, MinutesAnswer, Route, StatusAnswer,
 };
-use crate::edge::HEALTH_BINDING;
 
 /// A request to the object on `route`; `path` is the route's path, with its query if any.
 fn stub_request(

@@ -37,20 +37,20 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State};
 pub(super) use client::{command, minutes, status, summary};
 
 use super::{brief, log_event, now_ms, read_kv, KV_BINDING};
-use crate::admin::parse_request;
-use crate::config::{kv_key, BundleName};
-use crate::control::driver::{self, Host};
-use crate::control::machine::ConfigWrite;
-use crate::control::notify::{Notification, Target};
-use crate::control::signatures::SignatureKey;
-use crate::control::wire::{
+use canary_core::admin::parse_request;
+use canary_core::config::{kv_key, BundleName};
+use canary_core::control::driver::{self, Host};
+use canary_core::control::machine::ConfigWrite;
+use canary_core::control::notify::{Notification, Target};
+use canary_core::control::signatures::SignatureKey;
+use canary_core::control::wire::{
     self, CommandMessage, ConfigAnswer, ConfigPush, ErrorAnswer, HeldText, IngestAnswer,
     IngestMessage, Intake, MinutesAnswer, Route, StatusAnswer,
 };
-use crate::control::{CommandRequest, Control, Event, Reply, WriteOutcome};
-use crate::log::LogLine;
-use crate::rollouts::KvRead;
-use crate::settings::Settings;
+use canary_core::control::{CommandRequest, Control, Event, Reply, WriteOutcome};
+use canary_core::log::LogLine;
+use canary_core::rollouts::KvRead;
+use canary_core::settings::Settings;
 use storage::Store;
 
 /// Longest wait for a KV read made by the control plane.
