@@ -6,8 +6,8 @@ use canary_core::serve::{ReportRequest, ReportStep};
 use wasm_bindgen::prelude::wasm_bindgen;
 
 use super::{
-    batches_answer, failure, optional, with_edge, write_lines, Batches, Encode, Format, ReadConfig,
-    Tail, YES,
+    batches_answer, epoch_ms, failure, optional, with_edge, write_lines, Batches, Encode, Format,
+    ReadConfig, Tail, YES,
 };
 
 message! {
@@ -51,7 +51,7 @@ pub fn report(request: &str, body: &str) -> String {
         override_token: optional(r.override_token),
         client_ip: optional(r.client_ip),
         origin: optional(r.origin),
-        now_ms: r.now_ms.parse().unwrap_or(0.0),
+        now_ms: epoch_ms(r.now_ms),
         config_read: r.config_read == YES,
     };
     with_edge(
