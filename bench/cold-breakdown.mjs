@@ -63,7 +63,7 @@ const refs = workers(BUILD);
 const defs = {
   instantiate: stage("instantiate"),
   "+ configure": stage("configure"),
-  "full (no HEALTH binding)": refs["canary-edge (no HEALTH binding)"],
+  "full (no HEALTH binding)": refs["canary-edge (edge Worker alone)"],
   "JS same logic": refs["JS same logic"],
   "JS floor": refs["JS floor"],
 };

@@ -83,7 +83,8 @@ const ROUNDS = Number(opt("--rounds", quick ? 1 : 3));
 const report = { duration_s: DURATION, threads: THREADS, connections: CONNECTIONS, rounds: ROUNDS, workers: {}, start: {} };
 const names = Object.keys(WORKERS).filter(
   (name) =>
-    !(quick && name.includes("no HEALTH")) &&
+    !(quick && name.includes("alone")) &&
+    !WORKERS[name].startOnly &&
     !(WORKERS[name].explore && !explore) &&
     !(explore && !WORKERS[name].explore && !name.startsWith("canary-edge")),
 );
@@ -103,9 +104,10 @@ for (const name of names) {
 }
 // Fresh starts, interleaved like the rounds; the median of each figure (one in quick mode).
 const STARTS = quick ? 1 : 5;
-// Without the HEALTH binding too: the same module with the reference workers' bindings, to
-// tell what Miniflare's Durable Object setup adds to `ready` from what the module costs.
-const startNames = explore ? [] : ["canary-edge", "canary-edge (no HEALTH binding)", "JS same logic", "JS floor"];
+// The edge Worker alone (the reference workers' bindings: in production its isolates start
+// apart from the control Worker's), the two Workers in one process as the tests run them,
+// and the control Worker alone (its first request a status read: its module, its object).
+const startNames = explore ? [] : ["canary-edge (edge Worker alone)", "canary-edge", "control Worker (alone)", "JS same logic", "JS floor"];
 const starts = Object.fromEntries(startNames.map((n) => [n, []]));
 for (let i = 0; i < STARTS; i++) {
   for (const name of startNames) starts[name].push(await startTimes(name));

@@ -59,7 +59,7 @@ export function workers(buildDir = join(ROOT, "build")) {
   const health = HEALTH_BINDINGS;
   return {
     "canary-edge": { ...edge, durableObjects: health, control },
-    "canary-edge (no HEALTH binding)": { ...edge, only: ["hot"] },
+    "canary-edge (edge Worker alone)": { ...edge, only: ["hot"] },
     // Attribution of the health counting cost (run with --explore only).
     "canary-edge (HEALTH, flush every 100k requests / 10 min)": {
       ...edge,
@@ -69,6 +69,8 @@ export function workers(buildDir = join(ROOT, "build")) {
       only: ["hot"],
       explore: true,
     },
+    // Cold start only (bench/throughput.mjs): its first request reads the bundle's status.
+    "control Worker (alone)": { ...control, path: "/__canary/status/demo", startOnly: true },
     "JS same logic": { modules: [{ type: "ESModule", path: join(ROOT, "bench/workers/js-same-logic.mjs") }], modulesRoot: ROOT },
     "JS floor": { modules: [{ type: "ESModule", path: join(ROOT, "bench/workers/floor.mjs") }], modulesRoot: ROOT },
   };
@@ -167,7 +169,7 @@ export async function start(def, { cache = true, port = 8791, inspectorPort, rol
     }
     await kv.put("rollout/demo", JSON.stringify(rollout));
   }
-  return { mf, url: new URL("/demo/sdk.js", url).href, readyMs, pid, t0 };
+  return { mf, url: new URL(def.path ?? "/demo/sdk.js", url).href, readyMs, pid, t0 };
 }
 
 export async function timedFetch(url, headers = {}) {
