@@ -70,7 +70,7 @@ export function workers(buildDir = join(ROOT, "build")) {
       explore: true,
     },
     // Cold start only (bench/throughput.mjs): its first request reads the bundle's status.
-    "control Worker (alone)": { ...control, path: "/__canary/status/demo", startOnly: true },
+    "control Worker (alone)": { ...control, urlPath: "/__canary/status/demo", startOnly: true },
     "JS same logic": { modules: [{ type: "ESModule", path: join(ROOT, "bench/workers/js-same-logic.mjs") }], modulesRoot: ROOT },
     "JS floor": { modules: [{ type: "ESModule", path: join(ROOT, "bench/workers/floor.mjs") }], modulesRoot: ROOT },
   };
@@ -169,7 +169,7 @@ export async function start(def, { cache = true, port = 8791, inspectorPort, rol
     }
     await kv.put("rollout/demo", JSON.stringify(rollout));
   }
-  return { mf, url: new URL(def.path ?? "/demo/sdk.js", url).href, readyMs, pid, t0 };
+  return { mf, url: new URL(def.urlPath ?? "/demo/sdk.js", url).href, readyMs, pid, t0 };
 }
 
 export async function timedFetch(url, headers = {}) {
