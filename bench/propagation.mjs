@@ -6,8 +6,8 @@
 //   node bench/propagation.mjs [--quick] [--copies 12] [--kv-copies 6] [--rounds 3]
 //                              [--rate 1] [--lag 60000] [--out file.json]
 //
-// Real routing isolates: `--copies` copies of the built edge Worker bound to the main
-// worker's HealthMonitor and HealthAggregator classes, and `--kv-copies` copies with no
+// Real routing isolates: `--copies` copies of the built edge Worker bound to the control
+// Worker's HealthMonitor and HealthAggregator classes, and `--kv-copies` copies with no
 // control plane bindings (the KV path only), each its own isolate behind the test fault
 // injector's lagging KV (tests/support/edges.mjs). Each copy serves `--rate` requests a
 // second from canary-cohort cookies, with production's timeline (CONFIG_TTL_MS 5 s,
