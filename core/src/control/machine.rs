@@ -66,7 +66,7 @@ pub struct Control {
     /// The authoritative config, without its `revision` (kept in `kv`).
     pub config: Option<Rollout>,
     pub kv: Projection,
-    pub health: crate::health::counts::HealthWindows,
+    pub health: super::windows::HealthWindows,
     /// The sequential tests' evidence about the live canary (reset with `health`).
     pub evidence: Evidence,
     /// The current step's clients one by one (stored as it changes: a restart mid-step

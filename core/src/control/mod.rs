@@ -8,6 +8,8 @@
 //!   `stepping` (the alarm, steps), `commands` (admin writes), `writes` (one shape for a
 //!   change, and its write);
 //! - `driver`: runs the machine against a host's I/O (the Durable Object, the tests);
+//! - `windows`: distinct clients per channel in windows (of the batches the edge sends,
+//!   [`health`](crate::health));
 //! - `tracker`: the step's clients one by one (loads, boots, failures, per-network cap);
 //! - `verdict`: the sequential tests behind cut, pass and hold;
 //! - `health`: also the verdict kept with a cut (`Cut`), while the cut canary stays dark;
@@ -40,6 +42,7 @@ mod stepping;
 pub mod timeline;
 pub mod tracker;
 pub mod verdict;
+pub mod windows;
 pub mod wire;
 pub mod writes;
 

@@ -24,11 +24,10 @@ use canary_core::control::progress::{Progress, ProgressState};
 use canary_core::control::projection::{OwnWrite, Projection};
 use canary_core::control::tracker::{BootTimes, StoredChanges};
 use canary_core::control::verdict::{Evidence, Exposure, TestPolicy};
+use canary_core::control::windows::{HealthWindows, Window};
 use canary_core::control::Control;
 use canary_core::health::clients::ClientSet;
-use canary_core::health::counts::{
-    ChannelClients, ChannelCounts, Clients, Counts, HealthWindows, Window,
-};
+use canary_core::health::counts::{ChannelClients, ChannelCounts, Clients, Counts};
 use canary_core::settings::Format;
 
 pub(super) struct Store {
