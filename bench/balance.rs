@@ -18,7 +18,7 @@
 mod common;
 
 use canary_core::config::{BundleName, Rollout, Weight};
-use canary_core::decide::{Channel, ClientFacts, Router};
+use canary_core::edge::decide::{Channel, ClientFacts, Router};
 use canary_core::settings::Settings;
 use common::{pick_ja4, shared_pool, Net, Rng};
 

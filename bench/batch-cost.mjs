@@ -13,7 +13,7 @@
 //      HEALTH_FLUSH_MS=600000): no batch is sent during the run;
 //   2. the same with HEALTH_FLUSH_REQUESTS=1: one batch per request, sent to this isolate's
 //      HealthAggregator (same workerd process), which merges the batches and forwards them
-//      to the bundle's HealthMonitor at most 4 times a second (control::coalesce);
+//      to the bundle's HealthMonitor at most 4 times a second (health::coalesce);
 //   3. and 4. the same two with HEALTH only (the path before the aggregators): each batch
 //      straight to the HealthMonitor and ingested there;
 //   5. bench/workers/floor-do.mjs: the floor (cached asset, no logic) with a Durable Object

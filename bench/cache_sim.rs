@@ -25,8 +25,8 @@ mod common;
 use std::collections::HashMap;
 
 use canary_core::config::{BundleName, Rollout};
-use canary_core::decide::{ClientFacts, PreparedRollout, Router};
-use canary_core::route::{self, AssetRoute, Route};
+use canary_core::edge::decide::{ClientFacts, PreparedRollout, Router};
+use canary_core::edge::route::{self, AssetRoute, Route};
 use canary_core::settings::Settings;
 use common::Rng;
 

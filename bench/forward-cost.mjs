@@ -8,7 +8,7 @@
 //   node bench/forward-cost.mjs [--quick] [--forwards 20] [--events 100] [--out file.json]
 //
 // Forwards are posted from Node straight to the monitor's `/ingest` (the route and body an
-// aggregator uses: control::coalesce::IngestMessage), one at a time, each waited for; CPU is
+// aggregator uses: health::coalesce::IngestMessage), one at a time, each waited for; CPU is
 // the workerd process's user+system time over the forward, read once the process is quiet
 // (bench/workerd.mjs `settle`), so work after the answer (none expected) is counted too.
 

@@ -92,8 +92,9 @@ use std::time::Instant;
 
 use canary_core::config::{HealthPolicy, Weight};
 use canary_core::control::machine::{stable_sample, tracked_canary_share};
-use canary_core::control::tracker::{BootRule, ClientEvent, Signal, Tracker};
+use canary_core::control::tracker::{BootRule, Tracker};
 use canary_core::control::verdict::{Evidence, Exposure, Family, TestPolicy, Verdict};
+use canary_core::health::counts::{ClientEvent, Signal};
 use common::Rng;
 
 const STEPS: [u64; 5] = [1, 5, 25, 50, 100];

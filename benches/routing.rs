@@ -10,10 +10,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use canary_core::config::{BundleName, Rollout};
-use canary_core::decide::{ClientFacts, PreparedRollout, Router};
-use canary_core::rollouts::KvRead;
-use canary_core::route::{self, Route};
-use canary_core::serve::{AssetRequest, Edge, Served, Step};
+use canary_core::edge::decide::{ClientFacts, PreparedRollout, Router};
+use canary_core::edge::route::{self, Route};
+use canary_core::edge::serve::{AssetRequest, Edge, Served, Step};
+use canary_core::kv::KvRead;
 use canary_core::settings::Settings;
 use criterion::{criterion_group, criterion_main, Criterion};
 

@@ -1,5 +1,5 @@
 // The bundles' HealthAggregator objects, in the control Worker: each merges the health
-// batches of the edge isolates that picked it (control::coalesce; the merge is Rust,
+// batches of the edge isolates that picked it (health::coalesce; the merge is Rust,
 // aggregator/, loaded with this module) and forwards them to the bundle's HealthMonitor at
 // most 4 times a second, so that the monitor takes a bounded number of calls whatever the
 // traffic; and it answers the edge isolates' revision checks from what it knows of the
@@ -28,7 +28,7 @@ function monitor(env, bundle) {
 }
 
 /**
- * One of a bundle's aggregator objects (control::coalesce): merges the batches isolates
+ * One of a bundle's aggregator objects (health::coalesce): merges the batches isolates
  * send it and forwards them to the bundle's monitor at most once per interval, so that
  * the monitor takes a bounded number of calls whatever the traffic. A sender's request
  * waits for the forward its batch rides on and gets its outcome: 200 delivered, 202 kept

@@ -729,7 +729,7 @@ function takePushed(bundle, message) {
 // (10 s), so this is how a rollback reaches a serving isolate within seconds, whatever KV's
 // lag. 1.5 s rather than 2: a check rides on a request, so at one request a second a 2 s
 // threshold makes checks 2 to 3 s apart, 1.5 s makes them 2 s apart. The aggregator
-// answers from memory, asking the monitor at most once a second (control::coalesce,
+// answers from memory, asking the monitor at most once a second (health::coalesce,
 // ConfigRelay). Without aggregators there is no check (every isolate would ask the one
 // monitor); batches' answers still carry the config.
 const CONFIG_CHECK_MS = 1_500;

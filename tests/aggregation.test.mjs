@@ -17,7 +17,7 @@ const ISOLATES = Number(process.env.CANARY_STORM_ISOLATES ?? 1500);
 const TICKS = 8;
 const FAILING_FROM = 4;
 const AGGREGATORS = 64;
-const FORWARDS_PER_SECOND = 4; // control::coalesce::FORWARD_EVERY_MS = 250
+const FORWARDS_PER_SECOND = 4; // health::coalesce::FORWARD_EVERY_MS = 250
 /** How long a tick's 1,500 batches take to be answered on an idle 2-core machine. */
 const IDLE_TICK_MS = 2500 * (ISOLATES / 1500);
 const BUNDLE = "demo";

@@ -1,7 +1,7 @@
 // Rollback in seconds (issue 25, item 3): with KV reads lagging 60 s in every isolate, a cut
 // reaches every isolate that serves at least one request a second within 5 s (p99), on the
 // config the control plane pushes: on the answers to health batches, and on the revision
-// check an isolate makes while it serves a canary (core/src/rollouts.rs has the order;
+// check an isolate makes while it serves a canary (core/src/edge/rollouts.rs has the order;
 // docs/operating.md, "Propagation", the figures).
 //
 // Real routing isolates: several copies of the edge Worker in one workerd, each its own

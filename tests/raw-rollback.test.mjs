@@ -2,7 +2,7 @@
 // case that took "rollback in seconds" back out once). The isolates read the seed's raw text
 // (no revision), the control plane then pushed a higher revision (weight 50), and the
 // operator writes the seed's exact bytes back with `wrangler kv key put`. An isolate cannot
-// tell that read from a lagging read of the seed, so the order (core/src/rollouts.rs) takes
+// tell that read from a lagging read of the seed, so the order (core/src/edge/rollouts.rs) takes
 // the lower exposure: a known raw text serving fewer canary cohorts is taken at once. And
 // the control plane adopts the write within seconds (an aggregator's /config makes the
 // monitor read KV, at most every 3 s), pushing it with a revision above every earlier one.

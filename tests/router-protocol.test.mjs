@@ -65,7 +65,7 @@ const VARS = {
   // (cli.test.mjs, soak.test.mjs).
   CONFIG_TTL_MS: "0",
   // HEALTH_FLUSH_REQUESTS 1: counts are due after every request, so that `served` has
-  // batches to return (the flush policy itself: core/src/control/batching.rs).
+  // batches to return (the flush policy itself: core/src/health/batching.rs).
   HEALTH_FLUSH_REQUESTS: "1",
 };
 const ROLLOUT = JSON.stringify({ stable: "1.0.0", canary: "1.1.0", weight: 100 });

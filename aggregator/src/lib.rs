@@ -1,5 +1,5 @@
 //! The wasm module of the bundles' `HealthAggregator` objects: the merge of many isolates'
-//! health batches (`canary_core::control::coalesce`) behind four functions, and what the
+//! health batches (`canary_core::health::coalesce`) behind four functions, and what the
 //! aggregator knows of the bundle's config (`coalesce::ConfigRelay`) behind three, for the
 //! class in `js/health-aggregator.js` (the control Worker's), which does the waits and the
 //! calls. One coalescer per aggregator object, kept in this module's memory between its
@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use canary_core::config::BundleName;
-use canary_core::control::coalesce::{Coalescer, ConfigRelay};
+use canary_core::health::coalesce::{Coalescer, ConfigRelay};
 use wasm_bindgen::prelude::wasm_bindgen;
 
 /// Relays kept per isolate (one per aggregator object it runs): past it, the oldest

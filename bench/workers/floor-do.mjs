@@ -2,7 +2,7 @@
 // cached asset, no logic) and, with SEND_BATCH=1, also sends one small JSON batch per
 // request to a minimal SQLite-backed Durable Object, which parses it and inserts one row.
 // The batch has the shape and size of canary-edge's batch for one new client (the JSON of
-// core/src/control/counts.rs `Batch`: versions, weight, the clients' sets in hex, one
+// core/src/health/counts.rs `Batch`: versions, weight, the clients' sets in hex, one
 // event), and is sent the way js/index.js sends one: `ctx.waitUntil(stub.fetch(...))`.
 // Without SEND_BATCH=1 the worker has the same bindings and sends nothing.
 const KEY = "demo/1.0.0/sdk.js";

@@ -8,17 +8,17 @@
 //! command gives one config with or without the admin API. Configs cross as JSON text (the
 //! config the core writes: `Rollout::to_json`), errors as `Error`s with the core's message.
 
-use canary_core::admin::{parse_command, Command};
 use canary_core::config::patch::describe;
 use canary_core::config::{kv_key, BundleName, Rollout, Version, Weight};
-use canary_core::control::time::iso_time;
-use canary_core::http::content_type_for;
-use canary_core::operators::{
+use canary_core::edge::http::content_type_for;
+use canary_core::edge::route::{self, AssetRoute, Route, RouteError};
+use canary_core::ops::admin::{parse_command, Command};
+use canary_core::ops::operators::{
     token_hash, valid_name, Operators, ADMIN_NAME, MAX_NAME_CHARS, READ_ONLY_NAME,
 };
-use canary_core::publish;
-use canary_core::route::{self, AssetRoute, Route, RouteError};
+use canary_core::ops::publish;
 use canary_core::settings::{Settings, VAR_COHORTS};
+use canary_core::time::iso_time;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 

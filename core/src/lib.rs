@@ -3,50 +3,39 @@
 //! worker runs. The worker crate (`canary-edge`, the repository root) is the only code that
 //! touches the `worker` crate; it gathers facts, does I/O and applies these decisions.
 //!
-//! - [`route`] parses request paths into assets and R2 keys;
+//! Four folders, and the ground they stand on:
+//!
+//! - [`edge`]: the edge's decisions, what every SDK request runs: routes, cohorts, the
+//!   cookie, the routing decision, the per-isolate configs, an asset request and an SDK
+//!   report as a plan;
+//! - [`health`]: the count path between the edge and the control plane: the batches the
+//!   edge fills and sends, the aggregators' merge, the monitor's intake;
+//! - [`control`]: the control plane of a bundle as one state machine (health, rollback,
+//!   progressive rollout, KV projection) and the object's contract;
+//! - [`ops`]: operators and auth: the admin API's requests, operators and their tokens,
+//!   the console's sessions, what every operations request needs, publishing.
+//!
+//! The edge and the machine meet only through [`health`]'s types: nothing in [`edge`]
+//! names [`control`], and nothing in [`control`] names [`edge`]. [`health`] names neither.
+//!
+//! The shared ground, which every folder uses and which uses none of them:
+//!
 //! - [`config`] parses and validates the KV rollout config (and its `health` and
 //!   `progression` settings);
-//! - [`cohort`] buckets identities into cohorts and picks the canary cohorts;
-//! - [`cookie`] signs and verifies the sticky cohort cookie;
-//! - [`decide`] makes the routing decision;
-//! - [`rollouts`] keeps the per-isolate copy of configs (TTL, last good config);
-//! - [`control`] is the control plane of a bundle as one state machine (health, rollback,
-//!   progressive rollout, KV projection);
-//! - [`admin`], [`override_token`], [`report`] parse what operators and browsers send;
-//! - [`http`] holds content types, cache policies and conditional requests;
+//! - [`settings`] reads the deployment vars; [`error`] maps failures to statuses;
 //! - [`log`] is the structured log line both runtime adapters write;
-//! - [`serve`] is an asset request as a plan (the routing module runs it);
-//! - [`session`] signs the operator console's session cookie; [`credential`] binds it to
-//!   what it was started with; [`revocation`] ends it on the server;
-//! - [`authz`] says what every operations request needs (scope, console-page check, CSRF
-//!   token, an existing bundle); [`body`] reads request bodies with a cap;
-//! - [`publish`] names what a publish writes besides its files (manifest, claim) and why
-//!   one is refused;
-//! - [`settings`] reads the deployment vars; [`error`] maps failures to statuses.
+//! - [`keyed`] is the keyed hash of client ids and networks;
+//! - [`kv`] is what a KV read returned, as both the edge and the machine read it;
+//! - [`time`] writes milliseconds as ISO 8601.
 
-#[cfg(feature = "access")]
-pub mod access;
-pub mod admin;
-pub mod authz;
-pub mod body;
-pub mod cohort;
 pub mod config;
 pub mod control;
-pub mod cookie;
-pub mod credential;
-pub mod decide;
+pub mod edge;
 pub mod error;
-pub mod http;
+pub mod health;
 pub mod keyed;
+pub mod kv;
 pub mod log;
-pub mod operators;
-pub mod override_token;
-pub mod publish;
-pub mod report;
-pub mod revocation;
-pub mod rollouts;
-pub mod route;
-pub mod serve;
-pub mod session;
+pub mod ops;
 pub mod settings;
-pub mod user_key;
+pub mod time;

@@ -3,7 +3,7 @@
 
 use crate::config::BundleName;
 use crate::error::EdgeError;
-use crate::rollouts::Staleness;
+use crate::kv::Staleness;
 
 /// An event and its fields; written as `{"event", "service": "canary-edge", ...fields}`.
 #[derive(Debug, Clone, PartialEq)]

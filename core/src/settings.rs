@@ -3,9 +3,6 @@
 
 use std::fmt;
 
-use crate::control::batching::FlushPolicy;
-use crate::control::notify::{parse_targets, Format, Target};
-
 pub const VAR_COHORTS: &str = "COHORTS";
 pub const VAR_COOKIE: &str = "COHORT_COOKIE";
 pub const VAR_COHORT_HEADER: &str = "COHORT_HEADER";
@@ -35,7 +32,10 @@ pub const SECRET_OVERRIDE: &str = "OVERRIDE_SECRET";
 /// Signs user keys in the merchant's backend (see `user_key`).
 pub const SECRET_USER_KEY: &str = "USER_KEY_SECRET";
 /// Secrets; webhooks (`control::notify`): the receivers, and the JSON format's HMAC key.
-pub use crate::control::notify::{SECRET_NOTIFY_SECRET, SECRET_NOTIFY_URLS};
+/// The setting naming the receivers (a secret: Slack URLs are credentials).
+pub const SECRET_NOTIFY_URLS: &str = "NOTIFY_URLS";
+/// The HMAC key of the JSON format's signature.
+pub const SECRET_NOTIFY_SECRET: &str = "NOTIFY_SECRET";
 pub const VAR_HEALTH_FLUSH_MS: &str = "HEALTH_FLUSH_MS";
 pub const VAR_HEALTH_FLUSH_REQUESTS: &str = "HEALTH_FLUSH_REQUESTS";
 
@@ -368,6 +368,85 @@ fn notify(
     (targets, secret, problem)
 }
 
+/// When an isolate flushes its counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlushPolicy {
+    pub every_ms: u64,
+    pub every_requests: u64,
+}
+
+/// A receiver's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Slack,
+    Json,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Slack => "slack",
+            Format::Json => "json",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "slack" => Some(Format::Slack),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+/// One receiver of `NOTIFY_URLS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub format: Format,
+    pub url: String,
+}
+
+/// Parses `NOTIFY_URLS`: comma-separated URLs, each optionally prefixed `slack:` or `json:`
+/// (default: `slack` for `hooks.slack.com`, else `json`). Empty entries are skipped.
+pub fn parse_targets(raw: &str) -> Result<Vec<Target>, String> {
+    let mut targets = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (format, url) = if let Some(url) = entry.strip_prefix("slack:") {
+            (Some(Format::Slack), url)
+        } else if let Some(url) = entry.strip_prefix("json:") {
+            (Some(Format::Json), url)
+        } else {
+            (None, entry)
+        };
+        let Some(rest) = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+        else {
+            // Never echo the entry: it may hold a credential.
+            return Err(format!(
+                "entry {} is not an http(s) URL (optionally prefixed slack: or json:)",
+                targets.len() + 1
+            ));
+        };
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = host.rsplit('@').next().unwrap_or_default();
+        let name = host.split(':').next().unwrap_or_default();
+        if name.is_empty() || url.contains(char::is_whitespace) {
+            return Err(format!("entry {} has no host", targets.len() + 1));
+        }
+        let format = format.unwrap_or(if name.eq_ignore_ascii_case("hooks.slack.com") {
+            Format::Slack
+        } else {
+            Format::Json
+        });
+        targets.push(Target {
+            format,
+            url: url.to_owned(),
+        });
+    }
+    Ok(targets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,5 +567,53 @@ mod tests {
         );
         let half = from(&[(VAR_ACCESS_AUD, "aud")]).unwrap_err();
         assert_eq!(half.var, VAR_ACCESS_TEAM_DOMAIN, "names the missing one");
+    }
+
+    #[test]
+    fn targets_parse_with_prefixes_and_defaults() {
+        type Parsed = Result<Vec<(Format, &'static str)>, ()>;
+        let cases: &[(&str, Parsed)] = &[
+            ("", Ok(vec![])),
+            (" , ", Ok(vec![])),
+            (
+                "https://hooks.slack.com/services/T/B/x",
+                Ok(vec![(
+                    Format::Slack,
+                    "https://hooks.slack.com/services/T/B/x",
+                )]),
+            ),
+            (
+                "https://example.com/hook",
+                Ok(vec![(Format::Json, "https://example.com/hook")]),
+            ),
+            (
+                "slack:http://127.0.0.1:9/a, json:https://hooks.slack.com/x",
+                Ok(vec![
+                    (Format::Slack, "http://127.0.0.1:9/a"),
+                    (Format::Json, "https://hooks.slack.com/x"),
+                ]),
+            ),
+            ("ftp://example.com", Err(())),
+            ("slack:", Err(())),
+            ("https:///nohost", Err(())),
+        ];
+        for (raw, want) in cases {
+            let got = parse_targets(raw)
+                .map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.format, t.url))
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|_| ());
+            let want = want.clone().map(|v| {
+                v.into_iter()
+                    .map(|(f, u)| (f, u.to_owned()))
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(got, want, "{raw:?}");
+        }
+        // A refusal never echoes the entry (it may hold a credential).
+        let e = parse_targets("https://ok.example, hooks.slack.com/secret").unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
     }
 }

@@ -14,13 +14,13 @@
 //! - `If-None-Match: *` always matches, a header over 4096 bytes never does.
 #![no_main]
 
-use canary_core::admin::{parse_request, Command, ACTIONS};
+use canary_core::ops::admin::{parse_request, Command, ACTIONS};
 use canary_core::config::patch::SectionPatch;
-use canary_core::operators::{token_hash, Operators, Scope};
-use canary_core::publish::ClaimRequest;
+use canary_core::ops::operators::{token_hash, Operators, Scope};
+use canary_core::ops::publish::ClaimRequest;
 use canary_core::config::Weight;
-use canary_core::http::{content_type_for, etag_matches};
-use canary_core::report::{self, ReportError, MAX_BOOT_MS, MAX_REPORT_BYTES};
+use canary_core::edge::http::{content_type_for, etag_matches};
+use canary_core::edge::report::{self, ReportError, MAX_BOOT_MS, MAX_REPORT_BYTES};
 use canary_edge_fuzz::{bundle_ok, version_ok, Fields};
 use libfuzzer_sys::fuzz_target;
 

@@ -21,9 +21,9 @@
 
 use std::cell::Cell;
 
-use canary_core::cohort::{network_of, CohortSource, MAX_IDENTITY_LEN};
+use canary_core::edge::cohort::{network_of, CohortSource, MAX_IDENTITY_LEN};
 use canary_core::config::{Rollout, Version, Weight};
-use canary_core::decide::{Channel, ClientFacts, Router};
+use canary_core::edge::decide::{Channel, ClientFacts, Router};
 use canary_core::settings::{Settings, SECRET_COOKIE_KEY, VAR_COHORTS, VAR_SALT};
 use canary_edge_fuzz::{bundle, Fields};
 use libfuzzer_sys::fuzz_target;

@@ -23,7 +23,7 @@
 //!   of what it verified as (one spelling per client), in range.
 #![no_main]
 
-use canary_core::cookie::{CohortCookie, Verified, CLOCK_SKEW_SECS};
+use canary_core::edge::cookie::{CohortCookie, Verified, CLOCK_SKEW_SECS};
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
 use sha2::Sha256;

@@ -24,7 +24,7 @@
 
 use std::sync::OnceLock;
 
-use canary_core::cookie::{CohortCookie, CLOCK_SKEW_SECS, MAX_COOKIE_SCAN};
+use canary_core::edge::cookie::{CohortCookie, CLOCK_SKEW_SECS, MAX_COOKIE_SCAN};
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
 use sha2::Sha256;

@@ -15,8 +15,8 @@
 //!   over 256 bytes are refused.
 #![no_main]
 
-use canary_core::decide::Channel;
-use canary_core::override_token::OverrideKey;
+use canary_core::edge::decide::Channel;
+use canary_core::edge::override_token::OverrideKey;
 use canary_edge_fuzz::{bundle, Fields};
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;

@@ -12,7 +12,7 @@
 #![no_main]
 
 use canary_core::config::{kv_key, Rollout, Weight};
-use canary_core::decide::{Channel, ClientFacts, Router};
+use canary_core::edge::decide::{Channel, ClientFacts, Router};
 use canary_core::settings::Settings;
 use canary_edge_fuzz::{bundle, version_ok};
 use libfuzzer_sys::fuzz_target;

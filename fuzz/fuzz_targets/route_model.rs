@@ -13,7 +13,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use canary_core::route::{Route, RouteError, MAX_RAW_PATH, MAX_SEGMENTS};
+use canary_core::edge::route::{Route, RouteError, MAX_RAW_PATH, MAX_SEGMENTS};
 use canary_edge_fuzz::{bundle_ok, check_path, segment_ok, version_ok};
 use libfuzzer_sys::fuzz_target;
 

@@ -3,7 +3,7 @@
 //! when the code and the contract disagree, not only when something panics.
 
 use canary_core::config::{BundleName, Version};
-use canary_core::route::{
+use canary_core::edge::route::{
     self, AssetRoute, Route, RouteError, MAX_RAW_PATH, MAX_SEGMENTS, MAX_SEGMENT_LEN,
 };
 

@@ -1,4 +1,4 @@
-//! The wasm module every SDK request runs, and nothing else: `canary_core::serve` behind a
+//! The wasm module every SDK request runs, and nothing else: `canary_core::edge::serve` behind a
 //! few functions of strings. The worker's entry module (`js/index.js`) does the I/O; this
 //! module decides. Values cross the boundary as `\n`-separated text, one call each way per
 //! step, because every crossing copies strings (see `bench/README.md`, "Where the time
@@ -31,7 +31,7 @@
 //!
 //! Lines are separated by `\n`, except in a message that ends with name/value pairs
 //! ([`Tail::Pairs`]), where every line ends with `\n` (the layout of
-//! [`HeaderLines`](canary_core::http::HeaderLines), so response headers are copied as
+//! [`HeaderLines`](canary_core::edge::http::HeaderLines), so response headers are copied as
 //! they are). A reader splits on `\n`, takes the fields at their positions, then pairs
 //! while two lines remain. An optional request value is `+value`, or `-` for none; a flag
 //! is `1` or `0`.
@@ -40,11 +40,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use canary_core::config::BundleName;
-use canary_core::decide::ClientFacts;
+use canary_core::edge::decide::ClientFacts;
+use canary_core::edge::serve::{AssetPlan, AssetRequest, Edge, Miss, Served, Step};
 use canary_core::error::EdgeError;
+use canary_core::kv::KvRead;
 use canary_core::log::LogLine;
-use canary_core::rollouts::KvRead;
-use canary_core::serve::{AssetPlan, AssetRequest, Edge, Miss, Served, Step};
 use canary_core::settings::{Settings, SettingsError};
 use wasm_bindgen::prelude::wasm_bindgen;
 
@@ -294,7 +294,7 @@ message! {
 
 message! {
     /// [`pushed_config`]'s message: a config the control plane pushed, as the bundle's
-    /// aggregator answers a batch or a revision check (`control::wire::ConfigPush::message`):
+    /// aggregator answers a batch or a revision check (`health::coalesce::ConfigPush::message`):
     /// its `revision`, then the `config` exactly as KV holds it (the rest: it may hold
     /// newlines).
     in PushedConfig { revision, config } rest
@@ -313,7 +313,7 @@ message! {
     /// one that carries a user key's signature, the user-key header, the `Cache-Control` of
     /// the edge cache's copy, the health monitor's ingest URL and bundle header (its
     /// contract, `control::wire`), the aggregators' URL and this isolate's shard suffix (a
-    /// bundle's aggregator is named the bundle's name followed by it: `control::coalesce`),
+    /// bundle's aggregator is named the bundle's name followed by it: `health::coalesce`),
     /// the largest report body read and the answer past a report rate limit, the URL of a
     /// revision check (`GET`, at the bundle's aggregator), then the headers every asset
     /// response carries.
@@ -461,23 +461,24 @@ pub fn constants() -> String {
         },
         |_| (String::new(), String::new()),
     );
-    use canary_core::control::{coalesce, wire};
+    use canary_core::control::wire;
+    use canary_core::health::coalesce;
     let ingest = format!("{}{}", wire::ORIGIN, wire::INGEST);
     let aggregate = format!("{}{}", wire::ORIGIN, wire::AGGREGATE);
     let config = format!("{}{}", wire::ORIGIN, wire::CONFIG);
     // This isolate's aggregator of every bundle: drawn once, as the entry module asks once.
     let shard = coalesce::shard_suffix((random_u64() % u64::from(coalesce::AGGREGATORS)) as u32);
     Constants {
-        override_header: canary_core::override_token::OVERRIDE_HEADER,
-        user_key_signature_header: canary_core::user_key::SIGNATURE_HEADER,
+        override_header: canary_core::edge::override_token::OVERRIDE_HEADER,
+        user_key_signature_header: canary_core::edge::user_key::SIGNATURE_HEADER,
         user_key_header: &user_key,
         stored_cache_control: &stored,
         monitor_ingest_url: &ingest,
         monitor_bundle_header: wire::BUNDLE_HEADER,
         monitor_aggregate_url: &aggregate,
         monitor_shard_suffix: &shard,
-        report_max_bytes: &canary_core::report::MAX_REPORT_BYTES.to_string(),
-        report_rate_limited_body: &canary_core::serve::rate_limited_body(),
+        report_max_bytes: &canary_core::edge::report::MAX_REPORT_BYTES.to_string(),
+        report_rate_limited_body: &canary_core::edge::serve::rate_limited_body(),
         monitor_config_url: &config,
     }
     .encode_with(Edge::static_headers().as_str())
@@ -555,7 +556,7 @@ pub fn record_config(bundle: &str, kind: &str, text: &str, issued_ms: f64) -> St
 /// Records a config the control plane pushed for `bundle` (a [`PushedConfig`]: the answer
 /// of the bundle's aggregator to a batch or a revision check), at `now_ms`: served from now
 /// on when its revision is above every one this isolate has seen for the bundle (the order:
-/// `canary_core::rollouts`). Returns whether it was taken (the entry has nothing to do
+/// `canary_core::edge::rollouts`). Returns whether it was taken (the entry has nothing to do
 /// either way). Not on a request's path: the entry calls it when an answer arrives.
 #[wasm_bindgen]
 pub fn pushed_config(bundle: &str, message: &str, now_ms: f64) -> bool {
@@ -591,7 +592,10 @@ pub fn served(token: &str, outcome: u8, now_ms: f64) -> String {
 }
 
 /// [`Batches`]: the outbox's next due time, then `batches`.
-fn batches_answer(edge: &Edge, batches: Vec<(BundleName, canary_core::control::Batch)>) -> String {
+fn batches_answer(
+    edge: &Edge,
+    batches: Vec<(BundleName, canary_core::health::counts::Batch)>,
+) -> String {
     let mut pairs = String::new();
     for (bundle, batch) in batches {
         if let Ok(body) = serde_json::to_string(&batch) {
@@ -624,7 +628,7 @@ pub fn miss(object_key: &str, detail: &str) -> String {
 /// Whether an `If-None-Match` header matches `etag`.
 #[wasm_bindgen]
 pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
-    canary_core::http::etag_matches(if_none_match, etag)
+    canary_core::edge::http::etag_matches(if_none_match, etag)
 }
 
 /// `+value` is a value, anything else (`-`) none.
@@ -881,9 +885,9 @@ mod tests {
 
     #[test]
     fn a_pushed_config_is_read_as_an_aggregator_answers_it() {
-        // What `control::wire::ConfigPush::message` writes: the revision, then the text,
+        // What `health::coalesce::ConfigPush::message` writes: the revision, then the text,
         // which may hold newlines.
-        let push = canary_core::control::wire::ConfigPush {
+        let push = canary_core::health::coalesce::ConfigPush {
             revision: 12,
             text: "{\"stable\": \"1.0.0\",\n \"weight\": 0}\n".into(),
         };

@@ -1,8 +1,8 @@
 //! Reports and boot signals on the count path: `POST /__canary/report` decided by
-//! `canary_core::serve::report` (after the entry module read its body), counted in the
+//! `canary_core::edge::serve::report` (after the entry module read its body), counted in the
 //! isolate's one outbox, and the outbox's timer. Same text protocol as the asset path.
 
-use canary_core::serve::{ReportRequest, ReportStep};
+use canary_core::edge::serve::{ReportRequest, ReportStep};
 use wasm_bindgen::prelude::wasm_bindgen;
 
 use super::{

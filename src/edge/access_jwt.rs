@@ -9,10 +9,10 @@ use serde_json::json;
 use worker::{Fetch, Method, Request};
 
 use super::{brief, log_event, now_ms, Failure, Isolate};
-use canary_core::access::{self, Jwks};
-use canary_core::authz::{self, Credential};
 use canary_core::error::EdgeError;
-use canary_core::operators::{Principal, Scope};
+use canary_core::ops::access::{self, Jwks};
+use canary_core::ops::authz::{self, Credential};
+use canary_core::ops::operators::{Principal, Scope};
 
 /// The header Cloudflare Access adds to requests it let through.
 const ACCESS_JWT_HEADER: &str = "cf-access-jwt-assertion";
@@ -40,7 +40,7 @@ pub(super) async fn identity(
     let cookies = header(req, "cookie");
     let from_cookie = cookies
         .as_deref()
-        .and_then(|c| canary_core::http::cookie_values(c, ACCESS_COOKIE).next())
+        .and_then(|c| canary_core::edge::http::cookie_values(c, ACCESS_COOKIE).next())
         .map(str::to_owned);
     let Some(token) = header(req, ACCESS_JWT_HEADER).or_else(|| from_cookie.clone()) else {
         return Ok(None);

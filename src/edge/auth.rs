@@ -1,20 +1,20 @@
 //! Who is asking, for the admin API and the console, and whether they may: a bearer token
 //! (any host), or, on the console host only, a console session or a Cloudflare Access
-//! identity. What each credential and action needs is `canary_core::authz`'s one table;
+//! identity. What each credential and action needs is `canary_core::ops::authz`'s one table;
 //! this applies it. A session also stands only while it is not revoked (`revocations`) and
-//! its credential still verifies (`canary_core::credential`).
+//! its credential still verifies (`canary_core::ops::credential`).
 
 use serde_json::json;
 use worker::{Env, Request};
 
 use super::{access_jwt, log_event, now_ms, revocations, Failure, Isolate};
-use canary_core::authz::{self, Action, Credential};
-use canary_core::credential::{self, Bound};
+use canary_core::edge::route;
 use canary_core::error::EdgeError;
-use canary_core::operators::{Operators, Principal};
-use canary_core::revocation::Standing;
-use canary_core::route;
-use canary_core::session::{from_console_page, RequestSource, Session, CSRF_HEADER};
+use canary_core::ops::authz::{self, Action, Credential};
+use canary_core::ops::credential::{self, Bound};
+use canary_core::ops::operators::{Operators, Principal};
+use canary_core::ops::revocation::Standing;
+use canary_core::ops::session::{from_console_page, RequestSource, Session, CSRF_HEADER};
 
 /// Rate limiting binding for console logins and failed bearer tokens, by client network.
 const LOGIN_LIMIT: &str = "LOGIN_LIMIT_PER_IP";

@@ -1,5 +1,5 @@
 //! Request bodies of the operations routes, read chunk by chunk with a cap
-//! (`canary_core::body`): past it the answer is 413 and nothing more is read, whatever
+//! (`canary_core::ops::body`): past it the answer is 413 and nothing more is read, whatever
 //! `Content-Length` says and whether or not the body is chunked (`Request::text()` would
 //! read all of it first).
 
@@ -10,8 +10,8 @@ use worker::web_sys::ReadableStreamDefaultReader;
 use worker::Request;
 
 use super::Failure;
-use canary_core::body::{CappedBody, TooLarge};
 use canary_core::error::EdgeError;
+use canary_core::ops::body::{CappedBody, TooLarge};
 
 /// The body as text, at most `max` bytes; `what` names the request in the 413.
 pub(super) async fn read(req: &Request, max: usize, what: &str) -> Result<String, Failure> {

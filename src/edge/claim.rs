@@ -6,11 +6,13 @@ use serde_json::json;
 use worker::{Bucket, Conditional, Env, HttpMetadata, Request};
 
 use super::{body, json_response, log_event, now_ms, Failure, Outcome, R2_BINDING};
-use canary_core::body::MAX_ADMIN_BODY;
 use canary_core::config::{BundleName, Version};
-use canary_core::control::time::iso_time;
 use canary_core::error::EdgeError;
-use canary_core::publish::{claim_key, manifest_key, version_prefix, Claim, ClaimRequest, Refusal};
+use canary_core::ops::body::MAX_ADMIN_BODY;
+use canary_core::ops::publish::{
+    claim_key, manifest_key, version_prefix, Claim, ClaimRequest, Refusal,
+};
+use canary_core::time::iso_time;
 
 /// How many keys of an already uploaded version a refusal lists.
 const LISTED_KEYS: u32 = 4;

@@ -2,7 +2,7 @@
 //! files are Workers Static Assets (`[assets]` in wrangler.toml, binding `ASSETS`), served
 //! through here so that the console exists exactly when the admin API does, with a strict
 //! Content-Security-Policy. The session routes exchange a token (or an Access identity)
-//! for a signed cookie (`canary_core::session`) and end it on the server.
+//! for a signed cookie (`canary_core::ops::session`) and end it on the server.
 
 use serde_json::json;
 use worker::{Env, Headers, Request, Response};
@@ -10,11 +10,11 @@ use worker::{Env, Headers, Request, Response};
 use super::auth::{self, check_console_page, on_console_host};
 use super::{access_jwt, body, json_response, log_event, now_ms, revocations};
 use super::{Failure, Isolate, Outcome};
-use canary_core::authz::{self, Credential};
-use canary_core::credential::Bound;
 use canary_core::error::EdgeError;
-use canary_core::operators::{token_digest, Principal};
-use canary_core::session::{self, Session};
+use canary_core::ops::authz::{self, Credential};
+use canary_core::ops::credential::Bound;
+use canary_core::ops::operators::{token_digest, Principal};
+use canary_core::ops::session::{self, Session};
 
 /// Binding of the console's static files; must match `wrangler.toml`.
 const ASSETS_BINDING: &str = "ASSETS";
@@ -105,7 +105,7 @@ fn elsewhere(req: &Request, iso: &Isolate, method: &str) -> Outcome {
         .map_or("https", |(s, _)| s)
         .to_owned();
     let url = req.inner().url();
-    let path = canary_core::route::path_of(&url);
+    let path = canary_core::edge::route::path_of(&url);
     let target = format!("{scheme}://{console}{port}{path}");
     if method == "GET" || method == "HEAD" {
         let headers = Headers::new();

@@ -4,11 +4,11 @@
 //! `/__canary/` request to the control Worker through its service binding; the edge's
 //! isolates send their health batches to this Worker's Durable Objects.
 //!
-//! - `mod.rs`: per-isolate state (a `canary_core::serve::Edge`, as the routing module
+//! - `mod.rs`: per-isolate state (a `canary_core::edge::serve::Edge`, as the routing module
 //!   holds, and the operators' keys), the fetch entry, config reads, responses, logging;
 //! - `ops.rs`: `/__canary/...`: health, status, error reports, the admin API;
 //! - `console.rs`: `/__canary/ui/`: the operator console's files and session;
-//! - `auth.rs`: who is asking and whether they may (`canary_core::authz`); with
+//! - `auth.rs`: who is asking and whether they may (`canary_core::ops::authz`); with
 //!   `revocations.rs` (logged-out sessions in KV) and `access_jwt.rs` (Cloudflare Access);
 //! - `body.rs`: request bodies read with a cap;
 //! - `monitor/`: the `HealthMonitor` Durable Object (runs the control plane, owns the
@@ -33,17 +33,17 @@ use worker::{console_log, Context, Date, Delay, Env, Headers, Request, Response}
 
 pub use monitor::HealthMonitor;
 
-use canary_core::access::{AccessPolicy, Jwks};
 use canary_core::config::{kv_key, BundleName};
-use canary_core::decide::PreparedRollout;
+use canary_core::edge::decide::PreparedRollout;
+use canary_core::edge::route::{self, Route, RouteError};
+use canary_core::edge::serve::Edge;
 use canary_core::error::EdgeError;
+use canary_core::kv::KvRead;
 use canary_core::log::LogLine;
-use canary_core::operators::Operators;
-use canary_core::revocation::Revocations;
-use canary_core::rollouts::KvRead;
-use canary_core::route::{self, Route, RouteError};
-use canary_core::serve::Edge;
-use canary_core::session::SessionKey;
+use canary_core::ops::access::{AccessPolicy, Jwks};
+use canary_core::ops::operators::Operators;
+use canary_core::ops::revocation::Revocations;
+use canary_core::ops::session::SessionKey;
 use canary_core::settings::{Settings, SettingsError};
 
 /// Binding names; must match `wrangler.toml`.

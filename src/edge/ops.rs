@@ -10,15 +10,15 @@ use super::{
     auth, body, brief, claim, json_response, log_event, monitor, now_ms, rollout, Failure, Isolate,
     Outcome, R2_BINDING,
 };
-use canary_core::admin::{parse_request, Command};
-use canary_core::authz::{self, Action, BundleNeed};
-use canary_core::body::MAX_ADMIN_BODY;
 use canary_core::config::{BundleName, Version};
 use canary_core::control::wire::{CommandAnswer, StatusAnswer};
-use canary_core::decide::{Channel, PreparedRollout};
+use canary_core::edge::decide::{Channel, PreparedRollout};
+use canary_core::edge::override_token::MAX_TTL_SECS;
+use canary_core::edge::serve::Edge;
 use canary_core::error::EdgeError;
-use canary_core::override_token::MAX_TTL_SECS;
-use canary_core::serve::Edge;
+use canary_core::ops::admin::{parse_request, Command};
+use canary_core::ops::authz::{self, Action, BundleNeed};
+use canary_core::ops::body::MAX_ADMIN_BODY;
 
 pub(super) async fn serve(
     mut req: Request,
@@ -155,7 +155,7 @@ async fn admin(req: &mut Request, env: &Env, iso: &Isolate, path: &[&str]) -> Ou
         (["minutes"], "GET") => {
             // `?since=<Unix minute>`; by default the whole 24 hours kept.
             let url = req.inner().url();
-            let since = canary_core::route::query_param(&url, "since")
+            let since = canary_core::edge::route::query_param(&url, "since")
                 .map(|v| {
                     v.parse::<u64>().map_err(|_| {
                         EdgeError::BadRequest(format!(
@@ -375,8 +375,8 @@ async fn issue_override(req: &mut Request, iso: &Isolate, bundle: &BundleName) -
         200,
         &json!({
             "token": key.issue(bundle, channel, issued, expires),
-            "header": canary_core::override_token::OVERRIDE_HEADER,
-            "cookie": canary_core::override_token::OVERRIDE_COOKIE,
+            "header": canary_core::edge::override_token::OVERRIDE_HEADER,
+            "cookie": canary_core::edge::override_token::OVERRIDE_COOKIE,
             "expires_unix": expires,
         }),
     )

@@ -1,4 +1,4 @@
-//! The console sessions' revocations in KV (`canary_core::revocation`): listed at most
+//! The console sessions' revocations in KV (`canary_core::ops::revocation`): listed at most
 //! once per `CONFIG_TTL_MS` per isolate (generations first, each prefix its own listing),
 //! and written by logouts.
 
@@ -11,8 +11,8 @@ use worker::{Delay, Env};
 
 use super::{brief, log_event, now_ms, Failure, Isolate, KV_BINDING};
 use canary_core::error::EdgeError;
-use canary_core::revocation::{self, Listed, Revocations, Write};
-use canary_core::session::Session;
+use canary_core::ops::revocation::{self, Listed, Revocations, Write};
+use canary_core::ops::session::Session;
 
 /// Pages (of up to 1,000 keys) read of each prefix per listing. Generations are a few keys;
 /// logged-out sessions at most `MAX_SESSION_KEYS_PER_OPERATOR` per operator. Past these, the

@@ -7,7 +7,7 @@
 //   POST http://restarter.test/__test/restart-objects   {"bundle": "demo"} or {}
 //
 // With a bundle: its HealthMonitor (named by the bundle) and its 64 HealthAggregators
-// (`<bundle>#<shard>`, control::coalesce::shard_suffix) are evicted with workerd's
+// (`<bundle>#<shard>`, health::coalesce::shard_suffix) are evicted with workerd's
 // `evict(stub)`; without one, every Durable Object of this worker
 // (`evictAllDurableObjects()`). Eviction is graceful: it waits for the requests the object
 // is serving, then drops the instance; its SQLite storage and alarm stay, and the next
@@ -29,7 +29,7 @@ const control = faultyFetch({ fetch: (request, env, ctx) => new Control(ctx, env
 
 const HOST = "restarter.test";
 const PATH = "/__test/restart-objects";
-/** control::coalesce::AGGREGATORS: a bundle's aggregator objects. */
+/** health::coalesce::AGGREGATORS: a bundle's aggregator objects. */
 const AGGREGATORS = 64;
 
 async function restartObjects(request, env) {

@@ -5,7 +5,7 @@
 // does (same URL, header and body shape); `GET /summary` reads the bundle's monitor.
 //
 // Batches are built here, not by the router: a client set is its exact form ("01" and each
-// id as 16 hex digits, sorted: core/src/control/clients.rs), events as `ClientEvent`s.
+// id as 16 hex digits, sorted: core/src/health/clients.rs), events as `ClientEvent`s.
 
 const ORIGIN = "https://monitor.canary-edge";
 const BUNDLE_HEADER = "x-canary-bundle";

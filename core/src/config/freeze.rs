@@ -303,7 +303,7 @@ pub fn parse_utc(s: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::time::iso_time;
+    use crate::time::iso_time;
 
     fn windows(v: Value) -> Vec<FreezeWindow> {
         parse_windows(&v).unwrap()

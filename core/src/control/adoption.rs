@@ -6,7 +6,7 @@
 //! writes, but one we adopted before, such as the seed) that serves fewer canary cohorts of
 //! the same canary than what we hold. An operator writing the seed's exact bytes back (a
 //! rollback) and a location still caching the seed look alike; the lower exposure wins the
-//! ambiguity, as at the edge (`crate::rollouts`). The price: a lagging read of the seed
+//! ambiguity, as at the edge (an isolate's `rollouts`). The price: a lagging read of the seed
 //! during a ramp pauses the rollout at the seed's weight (Workers KV shows a write at once
 //! where it was made, so the object's own reads rarely lag behind its writes).
 
@@ -17,7 +17,7 @@ use super::progress::ProgressState;
 use super::projection::Provenance;
 use super::writes::Record;
 use crate::config::Rollout;
-use crate::rollouts::{exposure, KvRead};
+use crate::kv::{exposure, KvRead};
 
 impl Control {
     pub(super) fn observe_kv(&mut self, read: KvRead, now_ms: f64, out: &mut Out) {
@@ -71,7 +71,7 @@ impl Control {
                     // A raw text (no revision: never one of our own writes) we adopted
                     // before: a lagging read of it and an operator writing those bytes again
                     // (a rollback to the seed's text) look alike. The lower exposure wins,
-                    // as at the edge (`crate::rollouts`): adopted.
+                    // as at the edge (an isolate's `rollouts`): adopted.
                     provenance = Provenance::Foreign;
                 }
                 match provenance {

@@ -6,9 +6,9 @@ use serde_json::json;
 use super::machine::{iso_time, CommandRequest, Control, Effect, Out, Reply, UNSIGNED};
 use super::progress::{Progress, ProgressState};
 use super::writes::{Change, Origin, Record};
-use crate::admin::Command;
 use crate::config::patch::{self, PolicyPatch};
 use crate::config::{Refusal, Rollout, Version, Weight};
+use crate::ops::admin::Command;
 
 impl Control {
     pub(super) fn on_command(&mut self, request: CommandRequest, now_ms: f64, out: &mut Out) {

@@ -8,8 +8,8 @@ use std::future::Future;
 
 use super::machine::{step, ConfigWrite, Control, Effect, Event, Reply, WriteOutcome};
 use super::notify::Notification;
+use crate::kv::KvRead;
 use crate::log::LogLine;
-use crate::rollouts::KvRead;
 
 /// The I/O the machine's effects need.
 pub trait Host {

@@ -6,7 +6,6 @@
 
 use serde_json::json;
 
-use super::counts::Batch;
 use super::history::Entry;
 use super::machine::{
     Control, Event, Out, Pending, BOOTING_VERSIONS_KEPT, BOOTS_TO_KNOW, MISMATCH_READ_GAP_MS,
@@ -16,6 +15,7 @@ use super::tracker::{BootRule, Resolved};
 use super::verdict::{Evidence, Exposure, Judgement, TestPolicy, Verdict};
 use super::writes::Origin;
 use crate::config::{Rollout, Version, Weight};
+use crate::health::counts::Batch;
 
 /// What a verdict is computed from: the step's evidence, the canary's exposure and the
 /// tests' knobs. The verdict is a pure function of it, so keeping these numbers keeps the

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::ChannelCounts;
 use crate::config::{Version, Weight};
+use crate::health::counts::ChannelCounts;
 
 /// Most entries kept.
 pub const MAX_HISTORY: usize = 200;

@@ -20,7 +20,6 @@
 //! `health` (batches, evidence, the cut), `stepping` (the alarm, steps, holds), `commands`
 //! (the admin API's writes), `writes` (one shape for a change, and its write).
 
-use super::counts::Batch;
 use super::health::{Cut, Decided};
 use super::history::History;
 use super::progress::{Progress, ProgressState};
@@ -28,13 +27,14 @@ use super::projection::Projection;
 use super::tracker::Tracker;
 use super::verdict::Evidence;
 use super::writes::Inflight;
-use crate::admin::Command;
 use crate::config::{BundleName, Rollout, Version};
+use crate::health::counts::Batch;
+use crate::kv::KvRead;
 use crate::log::LogLine;
-use crate::rollouts::KvRead;
+use crate::ops::admin::Command;
 
 pub use super::health::{stable_sample, tracked_canary_share};
-pub use super::time::iso_time;
+pub use crate::time::iso_time;
 
 /// Writes retried in place (1 s apart) before a write counts as failed.
 pub const WRITE_ATTEMPTS: u32 = 2;
@@ -66,7 +66,7 @@ pub struct Control {
     /// The authoritative config, without its `revision` (kept in `kv`).
     pub config: Option<Rollout>,
     pub kv: Projection,
-    pub health: super::counts::HealthWindows,
+    pub health: super::windows::HealthWindows,
     /// The sequential tests' evidence about the live canary (reset with `health`).
     pub evidence: Evidence,
     /// The current step's clients one by one (stored as it changes: a restart mid-step

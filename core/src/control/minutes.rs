@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::{ChannelCounts, Clients, Counts};
 use crate::config::Version;
+use crate::health::counts::{ChannelCounts, Clients, Counts};
 
 /// 24 hours of minutes.
 pub const MINUTES_KEPT: u64 = 24 * 60;

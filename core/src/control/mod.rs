@@ -8,8 +8,8 @@
 //!   `stepping` (the alarm, steps), `commands` (admin writes), `writes` (one shape for a
 //!   change, and its write);
 //! - `driver`: runs the machine against a host's I/O (the Durable Object, the tests);
-//! - `clients`: distinct clients, exact up to a cap then a HyperLogLog sketch;
-//! - `counts`: distinct clients per channel in windows, the batches the edge sends;
+//! - `windows`: distinct clients per channel in windows (of the batches the edge sends,
+//!   [`health`](crate::health));
 //! - `tracker`: the step's clients one by one (loads, boots, failures, per-network cap);
 //! - `verdict`: the sequential tests behind cut, pass and hold;
 //! - `health`: also the verdict kept with a cut (`Cut`), while the cut canary stays dark;
@@ -18,38 +18,34 @@
 //! - `history`: what happened, bounded;
 //! - `notify`: webhooks, what the machine tells a team (`Effect::Notify`) and its formats;
 //! - `status`: the admin view of the state, as JSON;
-//! - `batching`: the edge side, counts an isolate has not sent yet;
-//! - `report_text`: an error report's text on the wire; `signatures`: what the control plane
-//!   makes of it (normalised, keyed, counted per step and channel, new in the canary).
+//! - `signatures`: what the control plane makes of an error report's text (normalised,
+//!   keyed, counted per step and channel, new in the canary);
+//! - `minutes`: the last 24 hours minute by minute; `outlook`: when a waiting step will
+//!   decide;
+//! - `wire`: the object's contract, its routes and messages (the batches' types are
+//!   [`health`](crate::health)'s).
 
 mod adoption;
-pub mod batching;
-pub mod clients;
-pub mod coalesce;
 mod commands;
-pub mod counts;
 pub mod driver;
 pub mod health;
 pub mod history;
-pub mod intake;
 pub mod machine;
 pub mod minutes;
 pub mod notify;
 pub mod outlook;
 pub mod progress;
 pub mod projection;
-pub mod report_text;
 pub mod signatures;
 pub mod status;
 mod stepping;
-pub mod time;
 pub mod timeline;
 pub mod tracker;
 pub mod verdict;
+pub mod windows;
 pub mod wire;
 pub mod writes;
 
-pub use counts::{Batch, ChannelClients, ChannelCounts, Clients, Counts};
 pub use machine::{step, CommandRequest, Control, Effect, Event, Reply, WriteOutcome};
 
 #[cfg(test)]

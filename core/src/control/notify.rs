@@ -15,14 +15,11 @@ use sha2::Sha256;
 use super::history::Entry;
 use super::machine::{Control, Effect, Out};
 use super::progress::ProgressState;
-use super::time::iso_time;
 use super::verdict::{Estimate, Family, Judgement};
 use crate::config::Version;
+use crate::settings::Format;
+use crate::time::iso_time;
 
-/// The setting naming the receivers (a secret: Slack URLs are credentials).
-pub const SECRET_NOTIFY_URLS: &str = "NOTIFY_URLS";
-/// The HMAC key of the JSON format's signature.
-pub const SECRET_NOTIFY_SECRET: &str = "NOTIFY_SECRET";
 /// The JSON format's signature header: `sha256=<hex HMAC-SHA256 of the body>`.
 pub const SIGNATURE_HEADER: &str = "X-Canary-Signature";
 /// The idempotency key of a delivery (also the body's `id`): retries send the same one.
@@ -38,78 +35,6 @@ pub const DELIVERY_TIMEOUT_MS: u64 = 5_000;
 pub fn retry_delay_ms(failed: u32) -> Option<f64> {
     let i = usize::try_from(failed.checked_sub(1)?).ok()?;
     RETRY_DELAYS_MS.get(i).copied()
-}
-
-/// A receiver's format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Slack,
-    Json,
-}
-
-impl Format {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Slack => "slack",
-            Format::Json => "json",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "slack" => Some(Format::Slack),
-            "json" => Some(Format::Json),
-            _ => None,
-        }
-    }
-}
-
-/// One receiver of `NOTIFY_URLS`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub format: Format,
-    pub url: String,
-}
-
-/// Parses `NOTIFY_URLS`: comma-separated URLs, each optionally prefixed `slack:` or `json:`
-/// (default: `slack` for `hooks.slack.com`, else `json`). Empty entries are skipped.
-pub fn parse_targets(raw: &str) -> Result<Vec<Target>, String> {
-    let mut targets = Vec::new();
-    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (format, url) = if let Some(url) = entry.strip_prefix("slack:") {
-            (Some(Format::Slack), url)
-        } else if let Some(url) = entry.strip_prefix("json:") {
-            (Some(Format::Json), url)
-        } else {
-            (None, entry)
-        };
-        let Some(rest) = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"))
-        else {
-            // Never echo the entry: it may hold a credential.
-            return Err(format!(
-                "entry {} is not an http(s) URL (optionally prefixed slack: or json:)",
-                targets.len() + 1
-            ));
-        };
-        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let host = host.rsplit('@').next().unwrap_or_default();
-        let name = host.split(':').next().unwrap_or_default();
-        if name.is_empty() || url.contains(char::is_whitespace) {
-            return Err(format!("entry {} has no host", targets.len() + 1));
-        }
-        let format = format.unwrap_or(if name.eq_ignore_ascii_case("hooks.slack.com") {
-            Format::Slack
-        } else {
-            Format::Json
-        });
-        targets.push(Target {
-            format,
-            url: url.to_owned(),
-        });
-    }
-    Ok(targets)
 }
 
 /// One side of the evidence: distinct clients, those with failures, and the failure rate's

@@ -7,10 +7,10 @@
 
 use serde::Serialize;
 
-use super::counts::{ChannelCounts, Counts};
 use super::tracker::BOOT_TIMES_KEPT;
 use super::verdict::boot_time::BootTimes;
 use super::verdict::{Evidence, Exposure, TestPolicy, Verdict};
+use crate::health::counts::{ChannelCounts, Counts};
 
 /// Largest growth of the step's counts the projection looks at: past it, the step is
 /// "not at these rates".

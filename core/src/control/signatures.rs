@@ -32,8 +32,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::report_text::ReportText;
 use crate::config::Version;
+use crate::health::report_text::ReportText;
 
 /// Distinct signatures one network adds in a step (its further ones are refused).
 pub const SIGNATURES_PER_NETWORK: usize = 3;
@@ -192,11 +192,14 @@ fn normalise_run(run: &str, out: &mut String) {
 /// Lines end with a newline, or U+001E (what a newline became on the edge's token,
 /// `serve::report::LINE_SEPARATOR`).
 pub fn top_frame(stack: &str) -> Option<String> {
-    let lines = stack.split(['\n', '\r', crate::serve::LINE_SEPARATOR]);
+    let lines = stack.split(['\n', '\r', crate::health::report_text::LINE_SEPARATOR]);
     let frame = lines.map(str::trim).find(|l| {
         l.starts_with("at ") || (l.contains('@') && l.contains(':') && !l.contains(' '))
     })?;
-    Some(crate::report::bounded(frame.to_owned(), FRAME_MAX_BYTES))
+    Some(crate::health::report_text::bounded(
+        frame.to_owned(),
+        FRAME_MAX_BYTES,
+    ))
 }
 
 /// One signature of the step, as kept: its kind, clients per channel (stable, canary), the
@@ -417,7 +420,7 @@ impl Signatures {
                         kind: r.kind.clone(),
                         clients,
                         // Newlines back (the edge's token carried them as LINE_SEPARATOR).
-                        sample: message.replace(crate::serve::LINE_SEPARATOR, "\n"),
+                        sample: message.replace(crate::health::report_text::LINE_SEPARATOR, "\n"),
                         frame: r.stack.as_deref().and_then(top_frame),
                     },
                 );

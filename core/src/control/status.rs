@@ -4,13 +4,13 @@
 
 use serde_json::{json, Value};
 
-use super::counts::ChannelCounts;
 use super::health::Cut;
 use super::machine::{iso_time, Control};
 use super::outlook::outlook;
 use super::progress::ProgressState;
 use super::timeline::{timeline, Stage};
 use super::verdict::Judgement;
+use crate::health::counts::ChannelCounts;
 
 /// A verdict with the numbers behind it: estimates with intervals, the log e-values against
 /// their log thresholds, and the silence family's counts.

@@ -6,9 +6,9 @@
 
 use serde_json::json;
 
-use super::time::iso_time;
 use crate::config::freeze::frozen_until;
 use crate::config::Weight;
+use crate::time::iso_time;
 
 use super::machine::{Control, Out};
 use super::progress::{Progress, ProgressState};

@@ -4,17 +4,17 @@
 
 use serde_json::json;
 
-use super::counts::{Batch, ChannelCounts, Clients};
 use super::driver::{self, Host};
 use super::machine::{CommandRequest, ConfigWrite, Control, Event, Reply, WriteOutcome};
 use super::notify::Notification;
 use super::progress::ProgressState;
 use super::projection::STALE_HORIZON_MS;
-use super::tracker::{ClientEvent, Signal};
-use crate::admin::{parse_request, Command};
 use crate::config::{BundleName, Rollout, Version, Weight};
+use crate::health::counts::{Batch, ChannelCounts, Clients};
+use crate::health::counts::{ClientEvent, Signal};
+use crate::kv::KvRead;
 use crate::log::LogLine;
-use crate::rollouts::KvRead;
+use crate::ops::admin::{parse_request, Command};
 
 fn v(s: &str) -> Version {
     Version::parse(s).unwrap()

@@ -34,7 +34,7 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::{ChannelCounts, Counts};
+use crate::health::counts::{ChannelCounts, ClientEvent, Counts, Signal, MAX_TRACKED};
 
 mod stored;
 
@@ -42,8 +42,6 @@ pub use stored::{Changes, ClientRow, StoredChanges, Totals, WaitingRow};
 
 /// Clients a network counts for in one step, on either channel.
 pub const CLIENTS_PER_NETWORK: u32 = 1;
-/// Clients tracked per step (a few MB at most); past it, new clients are not counted.
-pub const MAX_TRACKED: usize = 100_000;
 /// Signals kept for clients whose load has not been seen yet (boots often arrive first:
 /// they are not batched behind other loads).
 pub const MAX_WAITING: usize = 20_000;
@@ -62,53 +60,6 @@ pub const WAITING_PER_NETWORK: u32 = 16;
 /// short grace, a boot that aged out before its load arrived made a client that booted
 /// count as silent.
 pub const WAITING_KEEP_MS: f64 = 60_000.0;
-
-/// What one client did, as the edge saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Signal {
-    /// A counted load of the floating URL (a GET served as routed).
-    Load,
-    /// The SDK's boot signal.
-    Boot,
-    /// An error report, or a published canary file the origin could not serve.
-    Failure,
-}
-
-/// One client's signal, sent from the edge in a batch. Ids and networks are hex text in
-/// JSON: exact, whatever JavaScript does with large numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientEvent {
-    #[serde(with = "hex_u64")]
-    pub client: u64,
-    /// Keyed hash of the client's network: its load's (an address, or a user key the
-    /// merchant signed), or the address a report came from; 0 when unknown (an older edge).
-    #[serde(with = "hex_u64", default)]
-    pub network: u64,
-    pub canary: bool,
-    pub signal: Signal,
-    /// A boot signal's `boot_ms` (the SDK's measured boot time), for the boot-time guard;
-    /// absent on loads and failures, and in an older edge's batches.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub boot_ms: Option<u32>,
-}
-
-pub(super) mod hex_u64 {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{v:x}"))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        // Owned: the batch may come through a `serde_json::Value`, which lends no `&str`.
-        let text = String::deserialize(d)?;
-        if text.is_empty() || text.len() > 16 {
-            return Err(serde::de::Error::custom("not a 64-bit hex id"));
-        }
-        u64::from_str_radix(&text, 16).map_err(serde::de::Error::custom)
-    }
-}
 
 /// Where a tracked client stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -632,7 +583,7 @@ fn sampled(client: u64, rate: f64) -> bool {
         return true;
     }
     // Ids are random already; the mixer only spreads them.
-    let z = super::clients::mix(client);
+    let z = crate::health::clients::mix(client);
     ((z >> 11) as f64 / (1u64 << 53) as f64) < rate
 }
 

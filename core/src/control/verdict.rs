@@ -36,7 +36,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::ChannelCounts;
+use crate::health::counts::ChannelCounts;
 
 pub mod boot_time;
 

@@ -4,13 +4,13 @@
 //! (`src/edge/monitor/client.rs`), the object's router (`src/edge/monitor/mod.rs`) and the
 //! admin API (`src/edge/ops.rs`) all use these; the entry module (`js/index.js`) posts
 //! batches to [`AGGREGATE`] with [`BUNDLE_HEADER`], and its aggregator object forwards
-//! them to [`INGEST`] (see [`coalesce`](super::coalesce)).
+//! them to [`INGEST`] (see [`coalesce`](crate::health::coalesce)).
 //!
 //! | route | method | message | answer |
 //! |---|---|---|---|
-//! | [`AGGREGATE`] (an aggregator) | POST | [`Batch`] | the forward's status (200 delivered, 202 kept for the next forward, 503 given up); body: the last config the aggregator learned, [`ConfigPush::message`] (empty: none) |
-//! | [`CONFIG`] (an aggregator) | GET | — | 200 with the last config it learned ([`ConfigPush::message`]; asked of the monitor first when older than [`CONFIG_FRESH_MS`](super::coalesce::CONFIG_FRESH_MS), at most once per [`CONFIG_ASK_EVERY_MS`](super::coalesce::CONFIG_ASK_EVERY_MS)), 204 when none |
-//! | [`INGEST`] | POST | [`IngestMessage`] | [`IngestAnswer`] (with the committed config) |
+//! | [`AGGREGATE`] (an aggregator) | POST | [`Batch`](crate::health::counts::Batch) | the forward's status (200 delivered, 202 kept for the next forward, 503 given up); body: the last config the aggregator learned, [`ConfigPush::message`] (empty: none) |
+//! | [`CONFIG`] (an aggregator) | GET | — | 200 with the last config it learned ([`ConfigPush::message`]; asked of the monitor first when older than [`CONFIG_FRESH_MS`](crate::health::coalesce::CONFIG_FRESH_MS), at most once per [`CONFIG_ASK_EVERY_MS`](crate::health::coalesce::CONFIG_ASK_EVERY_MS)), 204 when none |
+//! | [`INGEST`] | POST | [`IngestMessage`](crate::health::coalesce::IngestMessage) | [`IngestAnswer`] (with the committed config) |
 //! | [`CONFIG`] | GET | — | [`ConfigAnswer`] (the committed config: no KV read, no lock) |
 //! | [`COMMAND`] | POST | [`CommandMessage`] | [`StatusAnswer`], or [`ErrorAnswer`] with a 4xx ([`CommandAnswer`]) |
 //! | [`STATUS`] | GET | — | [`StatusAnswer`] (adopts an operator's KV write first) |
@@ -34,10 +34,9 @@ use serde_json::Value;
 use super::minutes::Minute;
 use super::{status, Control};
 use crate::config::{BundleName, Rollout};
+use crate::health::coalesce::ConfigPush;
 
-pub use super::coalesce::IngestMessage;
-pub use super::counts::Batch;
-pub use super::intake::Intake;
+use crate::health::intake::Intake;
 
 /// The request header naming the bundle (the object's id is derived from the same name).
 pub const BUNDLE_HEADER: &str = "x-canary-bundle";
@@ -130,16 +129,6 @@ pub struct ConfigAnswer {
     pub config: Option<ConfigPush>,
 }
 
-/// A bundle's config as the control plane pushes it to the edge: `text` exactly as KV
-/// holds it (or will, once KV has propagated it), and the control plane's `revision` of it
-/// (the `revision` inside an operator's raw text, if any, is not it: an adopted write gets
-/// one above everything before, `control::adoption`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigPush {
-    pub revision: u64,
-    pub text: String,
-}
-
 impl ConfigPush {
     /// `state`'s committed config as KV holds it: `held` (the text the object last wrote or
     /// read) when it is that config at that revision (an adopted operator write keeps its
@@ -162,12 +151,6 @@ impl ConfigPush {
             }
         };
         Some(Self { revision, text })
-    }
-
-    /// The push as an aggregator answers it and the edge's router takes it
-    /// (`pushed_config`): the revision, a newline, the text (which may hold newlines).
-    pub fn message(&self) -> String {
-        format!("{}\n{}", self.revision, self.text)
     }
 }
 
@@ -303,8 +286,8 @@ mod bundle_name {
 mod tests {
     use super::*;
     use crate::config::{Version, Weight};
-    use crate::control::counts::{ChannelCounts, Clients, Counts};
-    use crate::control::tracker::{ClientEvent, Signal};
+    use crate::health::counts::{Batch, ChannelCounts, Clients, Counts};
+    use crate::health::counts::{ClientEvent, Signal};
     use serde::de::DeserializeOwned;
     use serde_json::json;
 
@@ -368,7 +351,7 @@ mod tests {
                 signal: Signal::Failure,
                 boot_ms: None,
             }],
-            reports: vec![crate::control::report_text::ReportText {
+            reports: vec![crate::health::report_text::ReportText {
                 client: u64::MAX,
                 network: 3,
                 canary: true,

@@ -6,13 +6,13 @@
 
 use serde_json::json;
 
-use super::counts::ChannelCounts;
 use super::history::NewEntry;
 use super::machine::{
     ConfigWrite, Control, Effect, Out, Pending, Reply, WriteOutcome, WRITE_ATTEMPTS,
 };
 use super::progress::Progress;
 use crate::config::{Rollout, Version, Weight};
+use crate::health::counts::ChannelCounts;
 use crate::log::LogLine;
 
 /// Who decided a change: an operator waits for the answer; the machine retries later.

@@ -11,7 +11,8 @@ use worker::{Delay, Fetch, Headers, Method, Request, RequestInit};
 
 use super::storage::{Delivery, OutboxRow, Store};
 use super::{brief, log_event, now_ms, HealthMonitor};
-use canary_core::control::notify::{self, Format, Notification, DELIVERY_TIMEOUT_MS};
+use canary_core::control::notify::{self, Notification, DELIVERY_TIMEOUT_MS};
+use canary_core::settings::Format;
 
 /// Deliveries attempted per alarm (the rest are due at once: the next alarm takes them).
 const PER_ALARM: u64 = 20;

@@ -37,20 +37,22 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State};
 pub(super) use client::{command, minutes, status, summary};
 
 use super::{brief, log_event, now_ms, read_kv, KV_BINDING};
-use canary_core::admin::parse_request;
 use canary_core::config::{kv_key, BundleName};
 use canary_core::control::driver::{self, Host};
 use canary_core::control::machine::ConfigWrite;
-use canary_core::control::notify::{Notification, Target};
+use canary_core::control::notify::Notification;
 use canary_core::control::signatures::SignatureKey;
 use canary_core::control::wire::{
-    self, CommandMessage, ConfigAnswer, ConfigPush, ErrorAnswer, HeldText, IngestAnswer,
-    IngestMessage, Intake, MinutesAnswer, Route, StatusAnswer,
+    self, CommandMessage, ConfigAnswer, ErrorAnswer, HeldText, IngestAnswer, MinutesAnswer, Route,
+    StatusAnswer,
 };
 use canary_core::control::{CommandRequest, Control, Event, Reply, WriteOutcome};
+use canary_core::health::coalesce::{ConfigPush, IngestMessage};
+use canary_core::health::intake::Intake;
+use canary_core::kv::KvRead;
 use canary_core::log::LogLine;
-use canary_core::rollouts::KvRead;
-use canary_core::settings::Settings;
+use canary_core::ops::admin::parse_request;
+use canary_core::settings::{Settings, Target};
 use storage::Store;
 
 /// Longest wait for a KV read made by the control plane.
@@ -414,7 +416,7 @@ impl DurableObject for HealthMonitor {
             }
             Route::Minutes => {
                 let url = req.inner().url();
-                let since = canary_core::route::query_param(&url, wire::SINCE)
+                let since = canary_core::edge::route::query_param(&url, wire::SINCE)
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or(0);
                 // The committed minutes, read-only like `/summary`: batches write them, so a

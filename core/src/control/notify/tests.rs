@@ -39,54 +39,6 @@ fn sample(event: &'static str, by: &str) -> Notification {
 }
 
 #[test]
-fn targets_parse_with_prefixes_and_defaults() {
-    type Parsed = Result<Vec<(Format, &'static str)>, ()>;
-    let cases: &[(&str, Parsed)] = &[
-        ("", Ok(vec![])),
-        (" , ", Ok(vec![])),
-        (
-            "https://hooks.slack.com/services/T/B/x",
-            Ok(vec![(
-                Format::Slack,
-                "https://hooks.slack.com/services/T/B/x",
-            )]),
-        ),
-        (
-            "https://example.com/hook",
-            Ok(vec![(Format::Json, "https://example.com/hook")]),
-        ),
-        (
-            "slack:http://127.0.0.1:9/a, json:https://hooks.slack.com/x",
-            Ok(vec![
-                (Format::Slack, "http://127.0.0.1:9/a"),
-                (Format::Json, "https://hooks.slack.com/x"),
-            ]),
-        ),
-        ("ftp://example.com", Err(())),
-        ("slack:", Err(())),
-        ("https:///nohost", Err(())),
-    ];
-    for (raw, want) in cases {
-        let got = parse_targets(raw)
-            .map(|ts| {
-                ts.into_iter()
-                    .map(|t| (t.format, t.url))
-                    .collect::<Vec<_>>()
-            })
-            .map_err(|_| ());
-        let want = want.clone().map(|v| {
-            v.into_iter()
-                .map(|(f, u)| (f, u.to_owned()))
-                .collect::<Vec<_>>()
-        });
-        assert_eq!(got, want, "{raw:?}");
-    }
-    // A refusal never echoes the entry (it may hold a credential).
-    let e = parse_targets("https://ok.example, hooks.slack.com/secret").unwrap_err();
-    assert!(!e.contains("secret"), "{e}");
-}
-
-#[test]
 fn retries_back_off_then_give_up() {
     let delays: Vec<Option<f64>> = (0..=7).map(retry_delay_ms).collect();
     assert_eq!(

@@ -161,7 +161,7 @@ fn state_clone_cost() {
 /// point.
 #[test]
 fn merged_batches_judge_as_the_isolates_batches_they_merge() {
-    use crate::control::coalesce::{Coalescer, IngestMessage};
+    use crate::health::coalesce::{Coalescer, IngestMessage};
     for (canary_errors, cut) in [(0u64, false), (8, true)] {
         let mut direct = Sim::new(dark(), 10);
         let mut merged = Sim::new(dark(), 10);

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::control::status::admin_json;
-use crate::control::time::iso_time;
+use crate::time::iso_time;
 
 /// A healthy batch for `canary`, then the clock to `at` (the alarm fires if due).
 fn healthy_until(sim: &mut Sim, canary: &str, at: f64) {

@@ -115,7 +115,8 @@ fn pauses_holds_publishes_and_supersedes_are_notified_once() {
 fn a_freeze_is_notified_with_its_end_then_the_step_when_it_ends() {
     let due = 1_010_000.0;
     let until = due + 60_000.0;
-    let windows = json!([{"from": crate::control::time::iso_time(due - 5_000.0), "to": crate::control::time::iso_time(until)}]);
+    let windows =
+        json!([{"from": crate::time::iso_time(due - 5_000.0), "to": crate::time::iso_time(until)}]);
     let mut sim = Sim::new(gated(json!({"freeze": windows})), 10);
     sim.command("rollout", "{}");
     sim.batch(Some("1.1.0"), (300, 3), (300, 3));

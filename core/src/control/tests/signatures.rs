@@ -3,8 +3,8 @@
 //! is the same with or without texts.
 
 use super::*;
-use crate::control::report_text::ReportText;
 use crate::control::status::admin_json;
+use crate::health::report_text::ReportText;
 
 /// A batch of `n` clients per channel (networks of their own), the first `e` failing with
 /// `message`, the others booted; with texts when `texts`.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::control::counts::Counts;
+use crate::health::counts::Counts;
 
 fn policy() -> TestPolicy {
     TestPolicy {

@@ -16,19 +16,19 @@ use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue as V};
 
 use canary_core::config::{BundleName, HealthPolicy, Progression, Rollout, Version, Weight};
-use canary_core::control::clients::ClientSet;
-use canary_core::control::counts::{
-    ChannelClients, ChannelCounts, Clients, Counts, HealthWindows, Window,
-};
 use canary_core::control::health::{Basis, Cut};
 use canary_core::control::history::{Entry, History};
 use canary_core::control::minutes::{Minute, Minutes};
-use canary_core::control::notify::{Format, OUTBOX_CAP};
+use canary_core::control::notify::OUTBOX_CAP;
 use canary_core::control::progress::{Progress, ProgressState};
 use canary_core::control::projection::{OwnWrite, Projection};
 use canary_core::control::tracker::{BootTimes, StoredChanges};
 use canary_core::control::verdict::{Evidence, Exposure, TestPolicy};
+use canary_core::control::windows::{HealthWindows, Window};
 use canary_core::control::Control;
+use canary_core::health::clients::ClientSet;
+use canary_core::health::counts::{ChannelClients, ChannelCounts, Clients, Counts};
+use canary_core::settings::Format;
 
 pub(super) struct Store {
     sql: SqlStorage,

@@ -31,9 +31,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::counts::Batch;
-use super::tracker::{Signal, MAX_TRACKED};
-use super::wire::ConfigPush;
+use super::counts::{Batch, Signal, MAX_TRACKED};
 use crate::config::Version;
 use crate::config::{BundleName, Weight};
 
@@ -167,7 +165,7 @@ impl Merged {
         }
     }
 
-    fn add_events(&mut self, events: Vec<super::tracker::ClientEvent>) {
+    fn add_events(&mut self, events: Vec<super::counts::ClientEvent>) {
         for event in events {
             if event.signal == Signal::Load && self.loads >= LOADS_PER_FORWARD {
                 continue;
@@ -394,6 +392,24 @@ impl ConfigRelay {
             .as_ref()
             .map(ConfigPush::message)
             .unwrap_or_default()
+    }
+}
+
+/// A bundle's config as the control plane pushes it to the edge: `text` exactly as KV
+/// holds it (or will, once KV has propagated it), and the control plane's `revision` of it
+/// (the `revision` inside an operator's raw text, if any, is not it: an adopted write gets
+/// one above everything before, the control plane's `adoption`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigPush {
+    pub revision: u64,
+    pub text: String,
+}
+
+impl ConfigPush {
+    /// The push as an aggregator answers it and the edge's router takes it
+    /// (`pushed_config`): the revision, a newline, the text (which may hold newlines).
+    pub fn message(&self) -> String {
+        format!("{}\n{}", self.revision, self.text)
     }
 }
 

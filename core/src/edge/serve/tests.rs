@@ -2,7 +2,7 @@
 //! overrides, and the counts a served request leaves behind.
 
 use super::*;
-use crate::override_token::OverrideKey;
+use crate::edge::override_token::OverrideKey;
 
 pub(super) const NOW: f64 = 1_800_000_000_000.0;
 pub(super) const CONFIG: &str = r#"{"stable":"1.0.0","canary":"1.1.0","weight":50}"#;
@@ -416,8 +416,8 @@ fn the_console_host_serves_no_bundle() {
 
 #[test]
 fn a_counted_load_names_its_keyed_network_and_a_signed_user_key_is_its_own() {
-    use crate::control::tracker::Signal;
-    use crate::user_key::UserKeySigner;
+    use crate::edge::user_key::UserKeySigner;
+    use crate::health::counts::Signal;
     let mut e = {
         let mut e = edge_with(&[("HEALTH_FLUSH_REQUESTS", "1"), ("USER_KEY_SECRET", "m")]);
         e.record_config(

@@ -15,8 +15,8 @@
 
 use subtle::ConstantTimeEq;
 
-use crate::operators::{Operators, Principal};
-use crate::session::SessionKey;
+use crate::ops::operators::{Operators, Principal};
+use crate::ops::session::SessionKey;
 
 /// Hex digits of a token session's credential (64 bits: enough to tell tokens apart; the
 /// session's own MAC is what makes it unforgeable).
@@ -115,7 +115,7 @@ pub fn still_holds(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operators::{token_digest, token_hash, Scope, ADMIN_NAME, READ_ONLY_NAME};
+    use crate::ops::operators::{token_digest, token_hash, Scope, ADMIN_NAME, READ_ONLY_NAME};
 
     const ADMIN: &str = "admin-token-0123456789abcdef012345";
     const ADMIN2: &str = "admin-token-rotated-0123456789abcd";

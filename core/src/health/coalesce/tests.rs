@@ -1,6 +1,6 @@
 use super::*;
-use crate::control::counts::Clients;
-use crate::control::tracker::ClientEvent;
+use crate::health::counts::ClientEvent;
+use crate::health::counts::Clients;
 
 fn v(s: &str) -> Version {
     Version::parse(s).unwrap()

@@ -11,7 +11,7 @@
 //!   cookie and no Fetch Metadata: a service token for CI, or `cloudflared`) cannot be
 //!   borrowed by a page: API only, no page check.
 
-use crate::operators::Scope;
+use crate::ops::operators::Scope;
 
 /// How the caller proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

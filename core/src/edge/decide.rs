@@ -4,9 +4,9 @@
 //! of the request facts, the rollout and a source of randomness, so it is tested natively
 //! and benchmarked without a runtime.
 
-use crate::cohort::{Bucketer, CohortSource, MAX_IDENTITY_LEN};
 use crate::config::{BundleName, Rollout, Version};
-use crate::cookie::CohortCookie;
+use crate::edge::cohort::{Bucketer, CohortSource, MAX_IDENTITY_LEN};
+use crate::edge::cookie::CohortCookie;
 use crate::settings::Settings;
 
 /// What the decision needs to know about a request; all of it untrusted.
@@ -460,7 +460,7 @@ mod tests {
                 let pair = set.split(';').next().unwrap();
                 assert_eq!(
                     r.cookie().read_client(pair, now),
-                    Some(crate::cookie::Verified {
+                    Some(crate::edge::cookie::Verified {
                         cohort: d.cohort,
                         client: Some(0xbeef),
                         issued: Some(now),

@@ -1,7 +1,7 @@
 //! Cohorts: which of `COHORTS` buckets a client is in, and which buckets get the canary.
 //!
 //! A client's cohort comes from the first stable identity it presents (see
-//! [`crate::decide`]); this module turns an identity into a bucket with a salted SHA-256.
+//! [`crate::edge::decide`]); this module turns an identity into a bucket with a salted SHA-256.
 //!
 //! **Balance.** A TLS fingerprint names a client *library*, not a person: a handful of JA4
 //! strings cover every Chromium browser. Hashing the fingerprint alone therefore puts most of

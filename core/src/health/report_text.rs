@@ -1,13 +1,12 @@
 //! An error report's text on its way to the control plane: the report's kind, `message`
-//! and optional `stack`, as the edge admitted them (bounded there:
-//! [`MESSAGE_MAX_BYTES`](crate::report::MESSAGE_MAX_BYTES),
-//! [`STACK_MAX_BYTES`](crate::report::STACK_MAX_BYTES)), sent in the batch beside its
+//! and optional `stack`, as the edge admitted them (bounded there: the edge's `report`,
+//! `MESSAGE_MAX_BYTES`, `STACK_MAX_BYTES`), sent in the batch beside its
 //! failure event. Raw: the edge neither normalises nor hashes it (the routing wasm stays
 //! small); the control plane makes it a signature (`signatures`).
 
 use serde::{Deserialize, Serialize};
 
-use super::tracker::hex_u64;
+use super::counts::hex_u64;
 
 /// Texts a batch carries at most (an isolate's, and an aggregator's merged forward): past
 /// it, failures still count, without their text.
@@ -29,4 +28,20 @@ pub struct ReportText {
     pub message: Option<String>,
     #[serde(default)]
     pub stack: Option<String>,
+}
+
+/// What a newline of a report's text becomes on its way to the control plane (ASCII's
+/// record separator: one byte, as the newline).
+pub const LINE_SEPARATOR: char = '\u{1e}';
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }

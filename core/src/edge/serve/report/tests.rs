@@ -1,8 +1,8 @@
 use super::*;
 use crate::config::{Version, Weight};
-use crate::decide::Channel;
-use crate::serve::tests::{edge, edge_with, first_visit, CONFIG, NOW};
-use crate::serve::Served;
+use crate::edge::decide::Channel;
+use crate::edge::serve::tests::{edge, edge_with, first_visit, CONFIG, NOW};
+use crate::edge::serve::Served;
 
 fn report<'a>(body: &'a str, cookie: Option<&'a str>) -> ReportRequest<'a> {
     ReportRequest {
@@ -142,7 +142,7 @@ fn a_report_of_a_bundle_not_read_yet_reads_its_config_first() {
         other => panic!("{other:?}"),
     }
     let demo = BundleName::parse("demo").unwrap();
-    e.record_config(&demo, crate::rollouts::KvRead::Value(CONFIG.into()), NOW);
+    e.record_config(&demo, crate::kv::KvRead::Value(CONFIG.into()), NOW);
     let read = ReportRequest {
         config_read: true,
         ..report(&text, None)
@@ -175,7 +175,7 @@ fn networks_share_a_limit_key_by_ipv4_address_and_ipv6_slash_48() {
 
 #[test]
 fn reports_join_the_loads_pending_counts() {
-    use crate::control::tracker::Signal;
+    use crate::health::counts::Signal;
     let mut e = edge();
     let (cookie, channel, version) = served_client(&e, "client-0");
     let plan = first_visit(&e, "https://x.test/demo/sdk.js", "client-0");
@@ -230,7 +230,7 @@ fn reports_join_the_loads_pending_counts() {
 fn a_lone_report_is_sent_by_the_timer() {
     let mut e = edge_with(&[]);
     let demo = BundleName::parse("demo").unwrap();
-    e.record_config(&demo, crate::rollouts::KvRead::Value(CONFIG.into()), NOW);
+    e.record_config(&demo, crate::kv::KvRead::Value(CONFIG.into()), NOW);
     let (cookie, _, version) = served_client(&e, "lonely");
     let text = body(version.as_str(), "uncaught");
     let ReportStep::Admitted { token, .. } = e.plan_report(&report(&text, Some(&cookie))) else {
@@ -254,9 +254,9 @@ fn only_the_merchants_pages_move_the_counts() {
     let demo = BundleName::parse("demo").unwrap();
     let config = r#"{"stable":"1.0.0","canary":"1.1.0","weight":50,
         "health":{"origins":["https://shop.example","http://127.0.0.1:8787"]}}"#;
-    e.record_config(&demo, crate::rollouts::KvRead::Value(config.into()), NOW);
+    e.record_config(&demo, crate::kv::KvRead::Value(config.into()), NOW);
     let url = "https://sdk.example/demo/sdk.js";
-    let id = crate::decide::ClientFacts {
+    let id = crate::edge::decide::ClientFacts {
         user_key: Some("shopper"),
         ..Default::default()
     };
@@ -270,11 +270,11 @@ fn only_the_merchants_pages_move_the_counts() {
         (Some("http://localhost:8787/"), false),
         (None, false),
     ] {
-        let req = crate::serve::AssetRequest {
+        let req = crate::edge::serve::AssetRequest {
             referer,
-            ..crate::serve::tests::get(url)
+            ..crate::edge::serve::tests::get(url)
         };
-        let plan = crate::serve::tests::serve(e.plan(&req, Some(&id), || 7));
+        let plan = crate::edge::serve::tests::serve(e.plan(&req, Some(&id), || 7));
         assert_eq!(plan.tally.is_some(), counted, "{referer:?}");
         let set = plan.headers.get("set-cookie");
         assert_eq!(
@@ -292,12 +292,12 @@ fn only_the_merchants_pages_move_the_counts() {
     }
     let cookie = cookie.unwrap();
     let served = {
-        let req = crate::serve::AssetRequest {
+        let req = crate::edge::serve::AssetRequest {
             cookie: Some(&cookie),
             referer: Some("https://shop.example/"),
-            ..crate::serve::tests::get(url)
+            ..crate::edge::serve::tests::get(url)
         };
-        crate::serve::tests::serve(e.plan(&req, None, || 7)).version
+        crate::edge::serve::tests::serve(e.plan(&req, None, || 7)).version
     };
     let text = body(served.as_str(), "uncaught");
     // (Origin, reason): `null` and a missing Origin never match.
@@ -331,7 +331,7 @@ fn only_the_merchants_pages_move_the_counts() {
 fn a_failures_text_rides_on_its_token_into_the_batch() {
     let mut e = edge_with(&[]);
     let demo = BundleName::parse("demo").unwrap();
-    e.record_config(&demo, crate::rollouts::KvRead::Value(CONFIG.into()), NOW);
+    e.record_config(&demo, crate::kv::KvRead::Value(CONFIG.into()), NOW);
     let (cookie, channel, version) = served_client(&e, "texts");
     let message = "a\tb\nc\r%25 <img src=x onerror=alert(1)> é";
     let text = serde_json::json!({
@@ -367,7 +367,8 @@ fn a_failures_text_rides_on_its_token_into_the_batch() {
     assert_eq!(r.canary, channel == Channel::Canary);
     let stack = r.stack.as_deref().unwrap();
     assert!(
-        stack.starts_with("Error\u{1e}    at f (") && stack.len() == crate::report::STACK_MAX_BYTES
+        stack.starts_with("Error\u{1e}    at f (")
+            && stack.len() == crate::edge::report::STACK_MAX_BYTES
     );
     assert_eq!(r.network, sent[0].1.events[0].network);
 }

@@ -6,7 +6,7 @@
 //!
 //! Per bundle the isolate keeps its config and a **floor**: the highest control-plane
 //! `revision` it has seen, in a KV value or in a push (the config and its revision riding on
-//! the answer to a health batch or to a revision check: `control::wire::ConfigPush`).
+//! the answer to a health batch or to a revision check: `health::coalesce::ConfigPush`).
 //!
 //! | what arrives | taken when | then |
 //! |---|---|---|
@@ -21,7 +21,7 @@
 //! So an isolate never goes back to an older revision read from a lagging KV, and an
 //! operator's raw write still takes effect at once where it is read, and everywhere once the
 //! control plane has adopted it (adoption gives it a revision above every one written
-//! before: `control::adoption`).
+//! before: the control plane's `adoption`).
 //!
 //! One way out of the floor: KV answering below it for longer than [`REVISION_HORIZON_MS`]
 //! since the floor last rose. KV serves a read at most ~60 s stale, so past twice that the
@@ -34,8 +34,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::config::{BundleName, ConfigError, Rollout};
-use crate::decide::{PreparedRollout, Router};
+use crate::edge::decide::{PreparedRollout, Router};
 use crate::error::EdgeError;
+use crate::kv::{exposure, KvRead, Staleness};
 
 /// Most bundles remembered per isolate; unknown names probed by clients must not grow the
 /// map without bound.
@@ -46,23 +47,6 @@ pub const MAX_BUNDLES: usize = 256;
 pub const REVISION_HORIZON_MS: f64 = 120_000.0;
 /// Values without a revision remembered per bundle (to know a lagging read of one).
 pub const RAW_KNOWN: usize = 4;
-
-/// What a KV read returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KvRead {
-    Value(String),
-    Missing,
-    Failed(String),
-}
-
-/// Why a served config is not the one just read (for the log).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Staleness {
-    /// KV held an invalid value; this is the last good one.
-    InvalidInKv(String),
-    /// KV failed; this is the last good one.
-    KvFailed(String),
-}
 
 #[derive(Debug, Clone)]
 enum Known {
@@ -394,17 +378,6 @@ fn prepared(
     match last_good {
         Some(prev) if prev.rollout == rollout => prev.clone(),
         _ => Rc::new(router.prepare(bundle.clone(), rollout)),
-    }
-}
-
-/// How many of the canary cohorts (in percent) a config sends to its canary: its weight,
-/// 0 without a canary. The order's tie-break for an ambiguous raw value (the module's
-/// table): the lower exposure is taken.
-pub fn exposure(rollout: &Rollout) -> u8 {
-    if rollout.canary.is_some() {
-        rollout.weight.percent()
-    } else {
-        0
     }
 }
 

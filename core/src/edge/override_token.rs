@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::BundleName;
-use crate::decide::Channel;
+use crate::edge::decide::Channel;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -67,7 +67,7 @@ impl OverrideKey {
 
     /// The override token in a `Cookie` header (`canary_override=<token>`), if any.
     pub fn from_cookie_header(header: &str) -> Option<&str> {
-        crate::http::cookie_values(header, OVERRIDE_COOKIE).next()
+        crate::edge::http::cookie_values(header, OVERRIDE_COOKIE).next()
     }
 
     /// The client id a holder of `token` counts as in health counts: one token, one client.

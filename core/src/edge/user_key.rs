@@ -13,7 +13,7 @@ type HmacSha256 = Hmac<Sha256>;
 pub const SIGNATURE_HEADER: &str = "X-User-Key-Signature";
 
 /// Longest user key that is signed or checked (the cohort hash reads at most this much too).
-const MAX_KEY_LEN: usize = crate::cohort::MAX_IDENTITY_LEN;
+const MAX_KEY_LEN: usize = crate::edge::cohort::MAX_IDENTITY_LEN;
 
 #[derive(Clone)]
 pub struct UserKeySigner {

@@ -5,8 +5,9 @@
 use serde::Deserialize;
 
 use crate::config::{BundleName, Version};
-use crate::cookie::Verified;
-use crate::decide::{Channel, PreparedRollout, Router};
+use crate::edge::cookie::Verified;
+use crate::edge::decide::{Channel, PreparedRollout, Router};
+use crate::health::report_text::bounded;
 
 /// Largest report body accepted.
 pub const MAX_REPORT_BYTES: usize = 4096;
@@ -19,7 +20,7 @@ pub const MAX_BOOT_MS: u32 = 600_000;
 
 /// An error report's `message` is kept up to this many bytes (cut on a character
 /// boundary); it travels to the control plane, which makes it a signature
-/// (`control::signatures`).
+/// (the control plane's `signatures`).
 pub const MESSAGE_MAX_BYTES: usize = 300;
 /// An error report's optional `stack`, likewise.
 pub const STACK_MAX_BYTES: usize = 2048;
@@ -65,18 +66,6 @@ struct Raw {
     // Any JSON value (`null` included) when the field is present, checked in `parse`.
     #[serde(default)]
     boot_ms: Option<BootMs>,
-}
-
-/// `text` cut to at most `max` bytes, on a character boundary.
-pub fn bounded(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }
 
 /// What `boot_ms` (or a text field) held: a whole number, a string, or something else

@@ -45,7 +45,7 @@ mod tests {
     fn counts_forwards_and_the_busiest_second() {
         let message = |batches: usize, merged| IngestMessage {
             batches: vec![
-                crate::control::counts::Batch {
+                crate::health::counts::Batch {
                     stable: crate::config::Version::parse("1.0.0").unwrap(),
                     canary: None,
                     weight: None,

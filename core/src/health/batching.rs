@@ -3,11 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::counts::{Batch, Clients};
+use super::counts::{Batch, ClientEvent, Clients, Signal};
 use super::report_text::{ReportText, TEXTS_PER_BATCH};
-use super::tracker::{ClientEvent, Signal};
 use crate::config::{BundleName, Version, Weight};
 use crate::keyed::KeyedHash;
+use crate::settings::FlushPolicy;
 
 /// Clients an edge isolate has not yet sent to the control plane, for one bundle. Sending
 /// on every request would put a Durable Object call on the hot path; instead they are
@@ -34,13 +34,6 @@ pub struct Pending {
 
 /// Longest an error waits in an isolate before it is sent to the monitor.
 pub const ERROR_FLUSH_MS: u64 = 1_000;
-
-/// When an isolate flushes its counts.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FlushPolicy {
-    pub every_ms: u64,
-    pub every_requests: u64,
-}
 
 impl Pending {
     pub fn new(stable: Version, canary: Option<Version>, weight: Weight, now_ms: f64) -> Self {

@@ -12,11 +12,12 @@
 use super::{limit_key, Edge, ParsedTally, TallyToken};
 use crate::config::origins::report_counts;
 use crate::config::{kv_key, BundleName};
-use crate::control::tracker::Signal;
-use crate::control::Batch;
-use crate::cookie::Verified;
+use crate::edge::cookie::Verified;
+use crate::edge::report::{self, admit, NotCounted, ReportError, Reporter, MAX_REPORT_BYTES};
 use crate::error::EdgeError;
-use crate::report::{self, admit, NotCounted, ReportError, Reporter, MAX_REPORT_BYTES};
+use crate::health::counts::Batch;
+use crate::health::counts::Signal;
+use crate::health::report_text::LINE_SEPARATOR;
 
 /// What the plan needs of a report request.
 #[derive(Debug, Clone, Copy)]
@@ -224,10 +225,6 @@ impl Edge {
         Some(jar.read_client(header, (now_ms / 1000.0) as u64))
     }
 }
-
-/// What a newline of a report's text becomes on its way to the control plane (ASCII's
-/// record separator: one byte, as the newline).
-pub const LINE_SEPARATOR: char = '\u{1e}';
 
 /// Fields of a tally token (`TallyToken::new`).
 const TALLY_FIELDS: usize = 7;

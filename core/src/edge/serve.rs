@@ -13,19 +13,22 @@ use std::rc::Rc;
 
 use crate::config::origins::load_counts;
 use crate::config::{kv_key, BundleName, Version, Weight};
-use crate::control::batching::{Outbox, Tally};
-use crate::control::tracker::Signal;
-use crate::control::Batch;
-use crate::decide::{Channel, ClientFacts, Decision, PreparedRollout, Router};
+use crate::edge::decide::{Channel, ClientFacts, Decision, PreparedRollout, Router};
+use crate::edge::http::{
+    content_type_for, floating_cache_control, pinned_cache_control, HeaderLines,
+};
+use crate::edge::override_token::{OverrideKey, OVERRIDE_HEADER};
+use crate::edge::rollouts::RolloutCache;
+use crate::edge::route::{self, AssetRoute, Route, RouteError};
+use crate::edge::user_key::UserKeySigner;
 use crate::error::EdgeError;
-use crate::http::{content_type_for, floating_cache_control, pinned_cache_control, HeaderLines};
+use crate::health::batching::{Outbox, Tally};
+use crate::health::counts::Batch;
+use crate::health::counts::Signal;
 use crate::keyed::KeyedHash;
+use crate::kv::KvRead;
 use crate::log::LogLine;
-use crate::override_token::{OverrideKey, OVERRIDE_HEADER};
-use crate::rollouts::{KvRead, RolloutCache};
-use crate::route::{self, AssetRoute, Route, RouteError};
 use crate::settings::Settings;
-use crate::user_key::UserKeySigner;
 
 /// The operations route of error reports and boot signals (`/__canary/report`).
 pub const REPORT_ROUTE: &str = "report";
@@ -356,7 +359,7 @@ impl Edge {
     /// revision check): `text` exactly as KV holds it, at `revision`. Taken only above the
     /// highest revision this isolate has seen for the bundle, so that a push never undoes a
     /// newer config nor an operator's raw write read since (the order:
-    /// [`rollouts`](crate::rollouts)); then served as if just read from KV. Returns whether
+    /// [`rollouts`](crate::edge::rollouts)); then served as if just read from KV. Returns whether
     /// it was taken (a text that does not parse is not: the control plane pushes only the
     /// configs it validated, so nothing is logged).
     pub fn pushed_config(
@@ -727,7 +730,7 @@ impl ParsedTally {
 
 mod report;
 
-pub use report::{rate_limited_body, ReportRequest, ReportStep, LINE_SEPARATOR};
+pub use report::{rate_limited_body, ReportRequest, ReportStep};
 
 #[cfg(test)]
 mod tests;

@@ -4,9 +4,9 @@
 //!
 //! - The cookie value is `v3.<issued ms>.<expires>.<scope>.<name hex>.<credential>.<id>.<tag>`:
 //!   `tag` is HMAC-SHA256 over the rest, keyed from the admin token (a new token ends every
-//!   session); `id` is 128 random bits, what a logout revokes (`crate::revocation`);
+//!   session); `id` is 128 random bits, what a logout revokes (`crate::ops::revocation`);
 //!   `name` is who acts, recorded as `by`; `credential` names what the session was started
-//!   with (`crate::credential`), checked against the current secrets on every request. A
+//!   with (`crate::ops::credential`), checked against the current secrets on every request. A
 //!   `v2` cookie (before sessions named their credential) is refused: its holder logs in
 //!   again.
 //! - Writes made with the cookie also need the session's CSRF token in a request header:
@@ -21,8 +21,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::credential::Bound;
-use crate::operators::{valid_name, Principal, Scope};
+use crate::ops::credential::Bound;
+use crate::ops::operators::{valid_name, Principal, Scope};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -113,8 +113,8 @@ impl SessionKey {
     }
 
     /// The session a cookie value carries, if it is ours and current. Whether it was
-    /// revoked (`crate::revocation`) and whether its credential still holds
-    /// (`crate::credential`) are the caller's next checks.
+    /// revoked (`crate::ops::revocation`) and whether its credential still holds
+    /// (`crate::ops::credential`) are the caller's next checks.
     pub fn verify(&self, value: &str, now_ms: u64) -> Option<Session> {
         if value.len() > MAX_COOKIE_CHARS {
             return None;
@@ -149,7 +149,7 @@ impl SessionKey {
 
     /// The session of a `Cookie` header, if one verifies.
     pub fn from_cookie_header(&self, header: Option<&str>, now_ms: u64) -> Option<Session> {
-        crate::http::cookie_values(header?, SESSION_COOKIE)
+        crate::edge::http::cookie_values(header?, SESSION_COOKIE)
             .find_map(|value| self.verify(value, now_ms))
     }
 }

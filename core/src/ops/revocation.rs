@@ -24,11 +24,11 @@
 //!
 //! Before sessions named their operator, the keys were `auth/revoked-session/<id>` and
 //! `auth/sessions-not-before/<ms>`; they revoke only `v2` sessions, which no longer verify
-//! (`crate::session`), so they are not read, and expire within 8 hours.
+//! (`crate::ops::session`), so they are not read, and expire within 8 hours.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::session::SESSION_SECS;
+use crate::ops::session::SESSION_SECS;
 
 /// Generations: listed first, on their own.
 pub const NOT_BEFORE_PREFIX: &str = "auth/not-before/";
