@@ -22,7 +22,17 @@ p.add_argument("--out", required=True)
 p.add_argument("--command", required=True)
 p.add_argument("--build", required=True, help="the built worker (build/)")
 p.add_argument("--quick", action="store_true")
+p.add_argument("--keep-verdicts", metavar="BENCHMARKS_MD",
+               help="no verdict run: copy this report's Verdicts section (and its plot) as they are")
 a = p.parse_args()
+# The Verdicts section of an earlier report (read before it is overwritten).
+kept_verdicts = None
+if a.keep_verdicts and os.path.exists(a.keep_verdicts):
+    old_md = open(a.keep_verdicts).read()
+    start = old_md.find("\n## Verdicts")
+    if start >= 0:
+        end = old_md.find("\n## ", start + 1)
+        kept_verdicts = old_md[start + 1: end if end >= 0 else len(old_md)].rstrip("\n")
 R = a.results
 
 
@@ -348,6 +358,8 @@ if verdict_rows:
         if copying:
             w(line.rstrip("\n"))
     w("![verdicts](BENCHMARKS-verdicts.png)\n")
+elif kept_verdicts:
+    w(kept_verdicts + "\n")
 
 open(os.path.join(a.out, "BENCHMARKS.md"), "w").write("\n".join(md) + "\n")
 
