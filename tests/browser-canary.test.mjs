@@ -9,8 +9,8 @@
 //      report. Its shoppers' silence past `boot_grace_secs` counts as failures (no_boot), and
 //      the rollout must cut it at its first step without ever advancing.
 //   2. A healthy canary (the fixture 1.1.0): the rollout's first step (50%) passes on the
-//      shoppers' boots and the rollout advances to 100% (~50 real shoppers). With
-//      BROWSER_FULL=1 it goes on at 100% until the rollout finishes (`done`; some 30 more
+//      shoppers' boots and the rollout advances to 100% (~65 real shoppers). With
+//      BROWSER_FULL=1 it goes on at 100% until the rollout finishes (`done`; some 20 more
 //      shoppers, all on the canary: the step at 100% is judged on errors alone, with no stable
 //      to compare with, and tests/autocanary.test.mjs runs a rollout on to `done` with
 //      simulated shoppers).
