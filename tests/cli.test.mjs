@@ -6,15 +6,16 @@
 // Every `scripts/canary` call here without the admin API runs wrangler against the local
 // state (a workerd of its own each time: seconds apiece), so a fact is checked through the CLI
 // once and otherwise read from KV and R2 directly. The canary 1.1.0 is the fixture with a file
-// in a subdirectory added (lib/extra.js), so that its publish also shows nested paths.
+// in a subdirectory added (lib/extra.js), so that its publish also shows nested paths; the
+// stable 1.0.0 is written directly, as a publish writes it.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { cpSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ROOT, bodyVersion, cookiesForEveryCohort, failureOutput, startWorker, sleep, until } from "./support/harness.mjs";
+import { ROOT, bodyVersion, cookiesForEveryCohort, failureOutput, putManifests, startWorker, sleep, until } from "./support/harness.mjs";
 
 const run = promisify(execFile);
 
@@ -25,15 +26,25 @@ let published;
 let canaryDir;
 before(async () => {
   state = mkdtempSync(join(tmpdir(), "canary-edge-cli-"));
-  await canary("publish", "demo", "1.0.0", join(ROOT, "fixtures/demo/1.0.0"));
-  // The fixture 1.1.0 with a file in a subdirectory.
+  // wrangler.toml's CONFIG_TTL_MS (5 s): what an operator waits for after a KV write.
+  w = await startWorker({ persist: state, seed: false });
+  // The stable 1.0.0 as a publish of a new bundle leaves it (files, manifest, config; that
+  // publish through the CLI is tests/immutable.test.mjs's first test: its 8 wrangler runs
+  // are not repeated here).
+  const stable = ["chunk.js", "sdk.js"];
+  for (const f of stable) {
+    await w.r2.put(`demo/1.0.0/${f}`, readFileSync(join(ROOT, "fixtures/demo/1.0.0", f)), {
+      httpMetadata: { contentType: "text/javascript; charset=utf-8" },
+    });
+  }
+  await putManifests(w.r2, stable.map((f) => `demo/1.0.0/${f}`));
+  await w.kv.put("rollout/demo", JSON.stringify({ stable: "1.0.0", canary: null, weight: 0 }));
+  // The canary through the CLI: the fixture 1.1.0 with a file in a subdirectory.
   canaryDir = mkdtempSync(join(tmpdir(), "canary-edge-cli-1.1.0-"));
   cpSync(join(ROOT, "fixtures/demo/1.1.0"), canaryDir, { recursive: true });
   mkdirSync(join(canaryDir, "lib"));
   writeFileSync(join(canaryDir, "lib", "extra.js"), "/* DemoPay SDK 1.1.0 extra */");
   published = await canary("publish", "demo", "1.1.0", canaryDir);
-  // wrangler.toml's CONFIG_TTL_MS (5 s): what an operator waits for after a KV write.
-  w = await startWorker({ persist: state, seed: false });
 });
 after(async () => {
   await w?.dispose();
@@ -60,7 +71,7 @@ async function versions(cookies) {
 }
 
 describe("scripts/canary against a running worker", () => {
-  test("publish made 1.0.0 stable and 1.1.0 a dark canary", async () => {
+  test("publish made 1.1.0 a dark canary beside the stable 1.0.0", async () => {
     const status = JSON.parse(await canary("status", "demo", "--json"));
     assert.deepEqual(status.config, { stable: "1.0.0", canary: "1.1.0", weight: 0 });
     const r = await w.get("/demo/sdk.js", { userKey: "first" });
