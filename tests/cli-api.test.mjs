@@ -3,7 +3,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -124,6 +124,10 @@ test("one command, one config: publish, set-weight, rollback and promote give th
   const rollout = { stable: "1.0.0", canary: "1.1.0", weight: 0, cohort_offset: 3, rollback: { at: "2026-11-30T00:00:00.000Z", reason: "old", by: "operator" } };
   const viaApi = mkdtempSync(join(tmpdir(), "canary-edge-same-api-"));
   const viaKv = mkdtempSync(join(tmpdir(), "canary-edge-same-kv-"));
+  // The published version's files: one is enough to compare configs, and each file costs a
+  // wrangler get and put without --url (seconds each).
+  const files = mkdtempSync(join(tmpdir(), "canary-edge-same-files-"));
+  writeFileSync(join(files, "sdk.js"), "/* DemoPay SDK 1.2.0 */");
   const api = await startWorker({ persist: viaApi, listen: true, rollout, vars: { ADMIN_TOKEN: TOKEN } });
   const kv = await startWorker({ persist: viaKv, listen: true, rollout });
   try {
@@ -137,7 +141,7 @@ test("one command, one config: publish, set-weight, rollback and promote give th
       return c;
     };
     for (const command of [
-      ["publish", "demo", "1.2.0", join(ROOT, "fixtures/demo/1.1.0")],
+      ["publish", "demo", "1.2.0", files],
       ["set-weight", "demo", "30"],
       ["rollback", "demo", "--reason", "same either way"],
       ["promote", "demo"],
@@ -152,5 +156,6 @@ test("one command, one config: publish, set-weight, rollback and promote give th
     await kv.dispose();
     rmSync(viaApi, { recursive: true, force: true });
     rmSync(viaKv, { recursive: true, force: true });
+    rmSync(files, { recursive: true, force: true });
   }
 });
