@@ -67,10 +67,25 @@ WASM_FEATURES=(--enable-mutable-globals --enable-sign-ext --enable-nontrapping-f
 
 # Size pass: -Oz, no name or producers sections. KEEP_WASM_NAMES=1 keeps the function names
 # (bigger, same code), so that CPU profiles name wasm frames (bench/profile.mjs).
+# wasm-opt is deterministic and takes ~30 s on the operations module: its output is kept in
+# target/wasm-opt/, keyed by the input's and the flags' hash, and reused when a rebuild
+# hands it the same input (a build with no Rust change).
 shrink_wasm() {
   local names=(--strip-debug)
   [ "${KEEP_WASM_NAMES:-0}" = 1 ] && names=(-g)
-  wasm-opt "$1" -o "$1" -Oz "${names[@]}" --strip-producers "${WASM_FEATURES[@]}" >&2
+  local flags=(-Oz "${names[@]}" --strip-producers "${WASM_FEATURES[@]}")
+  local cache="$ROOT/target/wasm-opt"
+  local key
+  key=$( { sha256sum <"$1"; echo "${flags[*]}"; wasm-opt --version; } | sha256sum | cut -c1-64)
+  if [ -f "$cache/$key.wasm" ]; then
+    cp "$cache/$key.wasm" "$1"
+    return
+  fi
+  wasm-opt "$1" -o "$1" "${flags[@]}" >&2
+  mkdir -p "$cache"
+  # Bounded: the newest 32 outputs.
+  cp "$1" "$cache/$key.wasm.tmp" && mv "$cache/$key.wasm.tmp" "$cache/$key.wasm"
+  ls -t "$cache"/*.wasm 2>/dev/null | tail -n +33 | xargs -r rm -f
 }
 
 # Builds the two Workers into build/, each folder as wrangler uploads it (no bundling, one
