@@ -20,12 +20,13 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { ROOT, sleep, startShoppers, startWorker, until } from "./support/harness.mjs";
+import { ROOT, startShoppers, startWorker, until } from "./support/harness.mjs";
+import { bundleObjectFiles, cutState, storageFiles } from "./support/state-fixture.mjs";
 
 /** The last commit with one Worker (the classes in canary-edge). */
 const PRESPLIT_COMMIT = "5bd7126c27df471b57ac67786443ee32b9e9b3f6";
@@ -86,28 +87,8 @@ async function view(w) {
   };
 }
 
-/** The SQLite files of the HealthMonitor objects under a persisted state. */
-function objectFiles(state) {
-  const found = [];
-  const walk = (d) => {
-    if (!existsSync(d)) return;
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) walk(join(d, e.name));
-      else if (e.name.endsWith(".sqlite") && e.name !== "metadata.sqlite") found.push(join(d, e.name));
-    }
-  };
-  walk(join(state, "v3", "do"));
-  return found.filter((f) => {
-    const db = new DatabaseSync(f, { readOnly: true });
-    try {
-      return db.prepare("SELECT bundle FROM meta").get()?.bundle === BUNDLE;
-    } catch {
-      return false;
-    } finally {
-      db.close();
-    }
-  });
-}
+/** The SQLite files of the bundle's HealthMonitor under a persisted state. */
+const objectFiles = (state) => bundleObjectFiles(state, BUNDLE);
 
 /** The outbox's rows (key, event, url, body, attempts) of the bundle's object. */
 function outbox(file) {
@@ -156,28 +137,15 @@ async function regenerate() {
   }
   const [file] = objectFiles(state);
   answers.outbox = outbox(file);
-  const v3 = join(state, "v3");
-  const sqlite = (d) => readdirSync(join(v3, d)).filter((f) => f.endsWith(".sqlite") && f !== "metadata.sqlite").map((f) => join(v3, d, f));
-  const files = [file, ...sqlite("kv/miniflare-KVNamespaceObject"), ...sqlite("r2/miniflare-R2BucketObject")];
-  // (metadata.sqlite too: the alarm is in its WAL until checkpointed.)
-  for (const f of [...files, join(dirname(file), "metadata.sqlite")]) {
-    const db = new DatabaseSync(f);
-    try { db.exec("PRAGMA wal_checkpoint(TRUNCATE)"); } finally { db.close(); }
-  }
-  // The object's namespace metadata (its pending alarm: the outbox's next attempt) is kept:
+  // The object's namespace metadata is kept (its pending alarm: the outbox's next attempt):
   // a transfer keeps the alarm, and the delivery must go out from it.
-  const keep = [
-    ...files.map((f) => relative(state, f)),
-    relative(state, join(dirname(file), "metadata.sqlite")),
-    "v3/kv/00000000000000000000000000000000/blobs",
-    "v3/r2/canary-edge-bundles/blobs",
-  ];
   rmSync(FIXTURE, { recursive: true, force: true });
-  for (const k of keep) {
-    assert.ok(existsSync(join(state, k)), k);
-    mkdirSync(dirname(join(FIXTURE_STATE, k)), { recursive: true });
-    cpSync(join(state, k), join(FIXTURE_STATE, k), { recursive: true });
-  }
+  cutState(state, FIXTURE_STATE, [
+    file,
+    join(dirname(file), "metadata.sqlite"),
+    ...storageFiles(state, "kv/miniflare-KVNamespaceObject"),
+    ...storageFiles(state, "r2/miniflare-R2BucketObject"),
+  ]);
   writeFileSync(FIXTURE_ANSWERS, `${JSON.stringify({ commit: PRESPLIT_COMMIT, ...answers }, null, 2)}\n`);
   console.error(`# wrote ${relative(ROOT, FIXTURE)} from ${PRESPLIT_COMMIT.slice(0, 10)}`);
 }
@@ -249,5 +217,4 @@ test("after the move the control Worker has the step, its evidence and the histo
     await w.dispose();
     await new Promise((resolve) => receiver.close(resolve));
   }
-  await sleep(0);
 });

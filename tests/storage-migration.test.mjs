@@ -20,11 +20,12 @@
 // It rewrites tests/fixtures/state-v1/ and then runs the same tests on it.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, relative } from "node:path";
+import { join, relative } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { ROOT, startWorker } from "./support/harness.mjs";
+import { bundleObjectFiles, cutState, storageFiles } from "./support/state-fixture.mjs";
 
 /** The last commit whose storage has the version-1 layout. */
 const V1_COMMIT = "c5fff93e0ca7e92796e304b2f0d2ac48dd49d298";
@@ -99,25 +100,8 @@ async function view(w) {
 
 /** The SQLite file of the bundle's object under a persisted state. */
 function objectFile(state) {
-  const files = [];
-  const walk = (d) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) walk(join(d, e.name));
-      else if (e.name.endsWith(".sqlite")) files.push(join(d, e.name));
-    }
-  };
-  walk(join(state, "v3", "do"));
-  const mine = files.filter((f) => {
-    const db = new DatabaseSync(f, { readOnly: true });
-    try {
-      return db.prepare("SELECT bundle FROM meta").get()?.bundle === BUNDLE;
-    } catch {
-      return false;
-    } finally {
-      db.close();
-    }
-  });
-  assert.equal(mine.length, 1, `one object stores ${BUNDLE}: ${files.join(", ")}`);
+  const mine = bundleObjectFiles(state, BUNDLE);
+  assert.equal(mine.length, 1, `one object stores ${BUNDLE}: ${mine.join(", ")}`);
   return mine[0];
 }
 
@@ -246,35 +230,19 @@ async function regenerate() {
   // bucket (Miniflare keeps each as a SQLite file, named by a hash of its name, and a blobs
   // folder), not the FAULTS namespace, the cache, the rate limiters. Each SQLite file is
   // checkpointed first: its WAL is folded in and removed, so the one file holds everything.
-  const v3 = join(state, "v3");
-  const sqlite = (d) => readdirSync(join(v3, d)).filter((f) => f.endsWith(".sqlite") && f !== "metadata.sqlite").map((f) => join(v3, d, f));
   const holds = (file, sql, ...args) => {
     const db = new DatabaseSync(file, { readOnly: true });
     try { return db.prepare(sql).get(...args) !== undefined; } finally { db.close(); }
   };
-  const rollouts = sqlite("kv/miniflare-KVNamespaceObject").filter((f) => holds(f, "SELECT 1 FROM _mf_entries WHERE key = ?", `rollout/${BUNDLE}`));
-  const bundles = sqlite("r2/miniflare-R2BucketObject");
+  const rollouts = storageFiles(state, "kv/miniflare-KVNamespaceObject").filter((f) => holds(f, "SELECT 1 FROM _mf_entries WHERE key = ?", `rollout/${BUNDLE}`));
+  const bundles = storageFiles(state, "r2/miniflare-R2BucketObject");
   assert.equal(rollouts.length, 1, "one KV namespace holds the bundle's config");
   assert.equal(bundles.length, 1, "one R2 bucket");
-  const files = [objectFile(state), ...rollouts, ...bundles];
-  for (const f of files) {
-    const db = new DatabaseSync(f);
-    try { db.exec("PRAGMA wal_checkpoint(TRUNCATE)"); } finally { db.close(); }
-  }
-  const keep = [
-    ...files.map((f) => relative(state, f)),
-    "v3/kv/00000000000000000000000000000000/blobs",
-    "v3/r2/canary-edge-bundles/blobs",
-  ];
-  // Not kept either: the namespace's metadata.sqlite, where the object's pending alarm is
-  // (the boot-grace sweep, due seconds later, of clients tracked in memory only), which would
+  // Not kept: the namespace's metadata.sqlite, where the object's pending alarm is (the
+  // boot-grace sweep, due seconds later, of clients tracked in memory only), which would
   // fire at once on a fixture that is days old.
   rmSync(FIXTURE, { recursive: true, force: true });
-  for (const k of keep) {
-    assert.ok(existsSync(join(state, k)), k);
-    mkdirSync(dirname(join(FIXTURE_STATE, k)), { recursive: true });
-    cpSync(join(state, k), join(FIXTURE_STATE, k), { recursive: true });
-  }
+  cutState(state, FIXTURE_STATE, [objectFile(state), ...rollouts, ...bundles]);
   writeFileSync(FIXTURE_ANSWERS, `${JSON.stringify({ commit: V1_COMMIT, ...answers }, null, 2)}\n`);
   console.error(`# wrote ${relative(ROOT, FIXTURE)} from ${V1_COMMIT.slice(0, 10)}`);
 }
