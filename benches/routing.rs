@@ -234,6 +234,7 @@ fn plan_benches(c: &mut Criterion) {
         referer: None,
         now_ms: now,
         config_read: false,
+        manifest: None,
     };
     let returning = request(Some(cookie.as_str()));
     let first = request(None);

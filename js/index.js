@@ -4,9 +4,11 @@
 //
 // - Asset requests (`/<bundle>/<path>`, `/<bundle>@<version>/<path>`): `plan()` decides
 //   the route, cohort, version, headers and cookie from the request's facts; this module
-//   does the awaits the plan names (the KV config when this isolate's copy is stale, the
-//   edge cache, R2, the stable fallback, the canary's manifest on a fallback) and tells
-//   the router what was served, which returns the health batches due for the control plane.
+//   does the awaits the plan names (the KV config when this isolate's copy is stale, a
+//   version's manifest, the edge cache, R2, the stable fallback) and tells the router what
+//   was served, which returns the health batches due for the control plane. On a canary
+//   fallback the router also says whether the miss counts against the canary
+//   (`canary_miss`, after reading the canary's manifest if it asks).
 // - Error reports and boot signals (`POST /__canary/report`): the count path, like an
 //   asset's load: the router decides them (`report`), this module reads the body, the
 //   config and the rate limits, and the admitted ones join the same outbox (`counted`).
@@ -28,6 +30,8 @@ import {
   configure,
   plan,
   record_config,
+  record_manifest,
+  canary_miss,
   served,
   miss,
   etag_matches,
@@ -67,12 +71,14 @@ const PROTOCOL = {
       "ja4",
       "ja3_hash",
       "identity_client_ip",
+      "manifest",
     ],
   },
   answers: {
     O: { fields: ["kind"] },
     C: { fields: ["kind", "bundle", "kv_key", "timeout_ms"] },
     I: { fields: ["kind", "user_key_header"] },
+    M: { fields: ["kind", "bundle", "version", "manifest_key"] },
     E: FAILURE_FORMAT,
     A: {
       fields: [
@@ -88,7 +94,6 @@ const PROTOCOL = {
         "fallback_cache_key",
         "fallback_object_key",
         "tally_token",
-        "must_be_published",
         "serving_canary",
       ],
       pairs: ["name", "value"],
@@ -124,6 +129,14 @@ const PROTOCOL = {
   // A config the control plane pushed, as the bundle's aggregator answers (the router
   // answers whether it took it, a bool).
   pushed_config: { fields: ["revision", "config"], rest: true },
+  // What the isolate knows of a manifest it was given (`record_manifest`), for the entry to
+  // hand back (`+state`) to `plan` or `canary_miss`.
+  record_manifest: { fields: ["state"] },
+  // Whether a canary file's miss counts against the canary (`canary_miss`; it may also
+  // answer `M`, as `plan` does).
+  canary_miss: {
+    V: { fields: ["kind", "counted", "reason", "detail"], rest: true },
+  },
 };
 
 /** `{ name: line }` of a message's fields (or of a list's names), from PROTOCOL. */
@@ -139,6 +152,9 @@ const PLAN = positions(PROTOCOL.plan.fields);
 const ANSWER = positions(PROTOCOL.answers.O.fields);
 const READ_CONFIG = positions(PROTOCOL.answers.C.fields);
 const NEED_IDENTITY = positions(PROTOCOL.answers.I.fields);
+const NEED_MANIFEST = positions(PROTOCOL.answers.M.fields);
+const MANIFEST_READ = positions(PROTOCOL.record_manifest.fields);
+const MISS_JUDGED = positions(PROTOCOL.canary_miss.V.fields);
 const FAILURE = positions(FAILURE_FORMAT.fields);
 const ASSET = positions(PROTOCOL.answers.A.fields);
 /** Where an `A` answer's header pairs start. */
@@ -214,7 +230,7 @@ async function handle(request, env, ctx) {
     req[PLAN.signed_user_key] = opt(headers.get(USER_KEY_HEADER));
   }
   req[PLAN.identity] = NO;
-  // At most: a config read, then the identities, then the plan.
+  // At most: a config read, then the identities or a manifest read, then the plan.
   for (let step = 0; step < 4; step++) {
     req[PLAN.now_ms] = Date.now();
     const answer = plan(req.join("\n")).split("\n");
@@ -231,6 +247,9 @@ async function handle(request, env, ctx) {
         break;
       case "I":
         readIdentity(request, answer[NEED_IDENTITY.user_key_header], req);
+        break;
+      case "M":
+        req[PLAN.manifest] = "+" + (await readManifest(env, answer));
         break;
       default:
         return failure(answer);
@@ -347,18 +366,6 @@ async function serveAsset(p, request, env, ctx, started) {
   const isHead = p[ASSET.head] === YES;
   if (p[ASSET.serving_canary] === YES) checkConfig(bundle, env, ctx);
 
-  // A pinned version the config does not name is public only once published (its
-  // manifest exists): checked before the edge cache, which may hold a copy an override
-  // fetched. A manifest found is kept per isolate, so this costs one R2 read per version.
-  if (p[ASSET.must_be_published] === YES) {
-    const files = await manifestFiles(env, bundle, version);
-    if (files.error !== undefined) {
-      log("publication_unknown", { bundle, version, detail: files.error });
-      return text(503, `could not check that ${bundle}@${version} was published; try again`);
-    }
-    if (files.set === null) return text(404, `${bundle}@${version} is not a published version`);
-  }
-
   // The edge cache first (inline: the hot path), then R2.
   let found = await cached(cacheKey, defaultType);
   if (found === null) found = await fromR2(env, ctx, cacheKey, key, defaultType, isHead);
@@ -372,9 +379,15 @@ async function serveAsset(p, request, env, ctx, started) {
     let stable = await cached(fallbackCacheKey, defaultType);
     if (stable === null) stable = await fromR2(env, ctx, fallbackCacheKey, fallbackKey, defaultType, isHead);
     if (stable.miss !== undefined) return failure(miss(fallbackKey, stable.miss).split("\n"));
-    // Classified and logged only when stable has the file: a path missing from both
-    // versions is a plain 404 (scanners), not a broken canary.
-    const { counted, reason, detail } = await classifyCanaryMiss(env, bundle, version, key, found.miss);
+    // Judged and logged only when stable has the file: a path missing from both versions
+    // is a plain 404 (scanners), not a broken canary.
+    let judged = canary_miss(bundle, version, key, found.miss, "-").split("\n");
+    if (judged[ANSWER.kind] === "M") {
+      judged = canary_miss(bundle, version, key, found.miss, "+" + (await readManifest(env, judged))).split("\n");
+    }
+    const counted = judged[MISS_JUDGED.counted] === YES;
+    const reason = judged[MISS_JUDGED.reason];
+    const detail = judged.slice(MISS_JUDGED.detail).join("\n");
     const fallbackVersion = p[ASSET.fallback_version];
     log("canary_fallback", { bundle, canary: version, stable: fallbackVersion, key, counted, reason, ...(detail ? { detail } : {}) });
     found = stable;
@@ -410,65 +423,27 @@ const SERVED_COUNTED_FALLBACK = SERVED_OUTCOME.counted_fallback;
 /** Stable's copy of a file the canary never had: says nothing about the canary, not counted. */
 const SERVED_PLAIN_FALLBACK = SERVED_OUTCOME.plain_fallback;
 
-// Parsed version manifests (`<bundle>/<version>` -> the Set of its file paths), per isolate.
-// A manifest never changes (versions are immutable), so a parsed one is kept; only
-// successful parses, at most MANIFEST_CACHE_SIZE, the oldest dropped first. A missing or
-// unreadable manifest is not kept: it is read again on the next canary miss.
-const MANIFEST_CACHE_SIZE = 64;
-const manifests = new Map();
-
-/** R2 key of a version's manifest (scripts/canary.mjs writes it); no route reaches it. */
-function manifestKey(bundle, version) {
-  return `${bundle}/.manifests/${version}.json`;
-}
-
 /**
- * Whether a canary miss counts against the canary. An origin failure (`r2Detail` not
- * empty) does; an absent file does only when the canary's manifest lists it (it was
- * published and is gone). A file the canary never published (anyone can ask a canary
- * client's URL for a file only stable has), or a canary without a manifest, is a plain
- * fallback: logged, not counted. Never throws.
+ * Reads the manifest an `M` answer names (its lines) from R2 and gives the outcome to the
+ * router, which keeps a manifest of that version; returns the router's answer (the state
+ * line to hand back). Never throws.
  */
-async function classifyCanaryMiss(env, bundle, version, key, r2Detail) {
-  if (r2Detail) return { counted: true, reason: "r2_error", detail: r2Detail };
-  const prefix = `${bundle}/${version}/`;
-  const path = key.startsWith(prefix) ? key.slice(prefix.length) : key;
-  const files = await manifestFiles(env, bundle, version);
-  if (files.error !== undefined) return { counted: false, reason: "manifest_read_failed", detail: files.error };
-  if (files.set === null) return { counted: false, reason: "no_manifest" };
-  return files.set.has(path)
-    ? { counted: true, reason: "missing_published_file" }
-    : { counted: false, reason: "not_in_canary" };
-}
-
-/** `{ set }` (null when there is no manifest) or `{ error }`; successful parses are cached. */
-async function manifestFiles(env, bundle, version) {
-  const id = `${bundle}/${version}`;
-  const known = manifests.get(id);
-  if (known !== undefined) return { set: known };
-  let text;
+async function readManifest(env, m) {
+  let kind = "failed";
+  let text = "";
   try {
     const bucket = env.BUNDLES;
     if (!bucket) throw new Error("binding BUNDLES: no such R2 bucket binding");
-    const object = await bucket.get(manifestKey(bundle, version));
-    if (object === null) return { set: null };
-    text = await object.text();
-  } catch (e) {
-    return { error: brief(e) || "R2 request failed" };
-  }
-  let set;
-  try {
-    const m = JSON.parse(text);
-    if (m === null || typeof m !== "object" || m.bundle !== bundle || m.version !== version || !Array.isArray(m.files) || !m.files.every((f) => typeof f === "string")) {
-      throw new Error("not a manifest of this version");
+    const object = await bucket.get(m[NEED_MANIFEST.manifest_key]);
+    if (object === null) kind = "missing";
+    else {
+      text = await object.text();
+      kind = "value";
     }
-    set = new Set(m.files);
   } catch (e) {
-    return { error: `${manifestKey(bundle, version)}: ${brief(e)}` };
+    text = brief(e) || "R2 request failed";
   }
-  if (manifests.size >= MANIFEST_CACHE_SIZE) manifests.delete(manifests.keys().next().value);
-  manifests.set(id, set);
-  return { set };
+  return record_manifest(m[NEED_MANIFEST.bundle], m[NEED_MANIFEST.version], kind, text).split("\n")[MANIFEST_READ.state];
 }
 
 /** The file from the edge cache, or `null`. A failed cache read is logged and skipped. */

@@ -530,9 +530,12 @@ export function manifestKey(bundle, version) {
   return checked(null, (c) => c.manifestKey(bundle, version));
 }
 
-/** The manifest of `version`: its file paths, relative to the version, sorted. */
-export function manifestOf(bundle, version, paths) {
-  return { bundle, version, files: [...paths].sort() };
+/**
+ * The manifest of `version` as the JSON written to its key: its file paths, relative to the
+ * version, sorted (the core's format, `manifest::Manifest`, which the worker reads).
+ */
+export function manifestText(bundle, version, paths) {
+  return checked(null, (c) => c.manifestText(bundle, version, [...paths]));
 }
 
 /** `fn` over `items`, at most `limit` at a time; after a failure, waits for those running and throws it. */
@@ -671,11 +674,11 @@ async function publish(flags, args, log, guard = null) {
     paths.push(path);
     log(`uploaded ${key}`);
   }
-  const manifest = manifestOf(bundle, version, paths);
+  const manifest = manifestText(bundle, version, paths);
   const tmp = mkdtempSync(join(tmpdir(), "canary-manifest-"));
   try {
     const file = join(tmp, `${version}.json`);
-    writeFileSync(file, JSON.stringify(manifest));
+    writeFileSync(file, manifest);
     await wr.putObject(manifestKey(bundle, version), file);
   } finally {
     rmSync(tmp, { recursive: true, force: true });

@@ -52,7 +52,7 @@ function positions(names) {
 }
 
 const PLAN = positions(JS.plan.fields);
-const ANSWER_KINDS = ["O", "C", "I", "E", "A", "R"];
+const ANSWER_KINDS = ["O", "C", "I", "M", "E", "A", "R"];
 /** `report`'s answers: `C` and `E` as `plan`'s, and its own. */
 const REPORT_KINDS = ["N", "K"];
 
@@ -120,11 +120,24 @@ function request(values) {
 }
 
 /**
- * Asks `plan` as the entry does until it settles: a `C` answer reads `configs[bundle]`
- * (absent: a failed read) into `record_config`, an `I` answer adds `identity`. Returns the
- * settled answer's fields and the kinds seen on the way, each checked.
+ * What `record_manifest` answers for a read of `manifests[bundle@version]` (a string: its
+ * text; `null`: none in R2; absent: a failed read): the state line, checked.
  */
-function settle(url, { values = {}, identity = {}, configs = { demo: ROLLOUT } } = {}) {
+function recordManifest(m, manifests) {
+  const text = manifests[`${m.bundle}@${m.version}`];
+  const kind = text === undefined ? "failed" : text === null ? "missing" : "value";
+  const { state } = read(JS.record_manifest, router.record_manifest(m.bundle, m.version, kind, text ?? "R2 is down"));
+  assert.match(state, /^(known|missing|failed .*)$/);
+  return state;
+}
+
+/**
+ * Asks `plan` as the entry does until it settles: a `C` answer reads `configs[bundle]`
+ * (absent: a failed read) into `record_config`, an `I` answer adds `identity`, an `M`
+ * answer reads `manifests` into `record_manifest`. Returns the settled answer's fields and
+ * the kinds seen on the way, each checked.
+ */
+function settle(url, { values = {}, identity = {}, configs = { demo: ROLLOUT }, manifests = {} } = {}) {
   const seen = [];
   const req = { url: ORIGIN + url, ...values };
   for (let step = 0; step < 4; step++) {
@@ -139,6 +152,8 @@ function settle(url, { values = {}, identity = {}, configs = { demo: ROLLOUT } }
       req.config_read = "1";
     } else if (a.kind === "I") {
       Object.assign(req, { identity: "1", user_key: "-", ja4: "-", ja3_hash: "-", identity_client_ip: "-", ...identity });
+    } else if (a.kind === "M") {
+      req.manifest = `+${recordManifest(a, manifests)}`;
     } else {
       return { answer: a, seen };
     }
@@ -158,6 +173,8 @@ test("the entry's table and the router's are the same table", () => {
     assert.equal(new Set(format.fields).size, format.fields.length, format.fields.join(","));
   }
   assert.deepEqual(RUST.served_outcomes, ["as_routed", "counted_fallback", "plain_fallback"]);
+  assert.deepEqual(Object.keys(RUST.canary_miss), ["V"]);
+  assert.equal(RUST.canary_miss.V.fields[0], "kind");
 });
 
 test("O: an operations route", () => {
@@ -188,7 +205,6 @@ test("C, then record_config, then I, then A: a first visit to a floating URL of 
   assert.equal(a.fallback_object_key, "demo/1.0.0/sdk.js");
   assert.notEqual(a.tally_token, "", "a floating request is counted");
   assert.ok(!a.tally_token.includes("\n"));
-  assert.equal(a.must_be_published, "0");
   assert.equal(a.serving_canary, "1", "weight 100: the client's cohort is on the canary");
   // Header pairs: a new client gets its cohort cookie, and the response its cache policy.
   const names = a.pairs.map(([name]) => name);
@@ -227,9 +243,10 @@ test("A: a returning client's floating URL: the cookie decides, no identity aske
   assert.ok(!a.pairs.some(([name]) => name === "set-cookie"), "a returning client keeps its cookie");
 });
 
-test("A: a HEAD of a pinned URL of a version the config does not name", () => {
-  const { answer: a, seen } = settle("/demo@0.9.0/chunk.js", { values: { method: "HEAD" } });
-  assert.deepEqual(seen, ["C", "A"]);
+test("M, then A: a HEAD of a pinned URL of a version the config does not name, once its manifest is read", () => {
+  const manifests = { "demo@0.9.0": JSON.stringify({ bundle: "demo", version: "0.9.0", files: ["chunk.js"] }) };
+  const { answer: a, seen } = settle("/demo@0.9.0/chunk.js", { values: { method: "HEAD" }, manifests });
+  assert.deepEqual(seen, ["C", "M", "A"]);
   assert.equal(a.head, "1");
   assert.equal(a.version, "0.9.0");
   assert.equal(a.channel, "", "no channel for a version the config does not name");
@@ -239,8 +256,38 @@ test("A: a HEAD of a pinned URL of a version the config does not name", () => {
   assert.equal(a.fallback_cache_key, "");
   assert.equal(a.fallback_object_key, "");
   assert.equal(a.tally_token, "", "a pinned URL is not counted");
-  assert.equal(a.must_be_published, "1");
   assert.ok(a.pairs.length > 0);
+  // Kept: the next request of that version reads no manifest.
+  assert.deepEqual(settle("/demo@0.9.0/sdk.js").seen, ["C", "A"]);
+});
+
+test("M, then E: a pinned version without a manifest (404), or whose manifest cannot be read (503, logged)", () => {
+  const m = answer(router.plan(request({ url: `${ORIGIN}/demo@0.8.0/sdk.js`, config_read: "1" })));
+  assert.deepEqual([m.kind, m.bundle, m.version, m.manifest_key], ["M", "demo", "0.8.0", "demo/.manifests/0.8.0.json"]);
+  const missing = settle("/demo@0.8.0/sdk.js", { manifests: { "demo@0.8.0": null } });
+  assert.deepEqual(missing.seen, ["C", "M", "E"]);
+  assert.equal(missing.answer.status, "404");
+  assert.match(missing.answer.message, /demo@0\.8\.0 is not a published version/);
+  const unknown = settle("/demo@0.8.0/sdk.js");
+  assert.deepEqual(unknown.seen, ["C", "M", "E"]);
+  assert.equal(unknown.answer.status, "503");
+  assert.match(JSON.parse(unknown.answer.log_line).detail, /R2 is down/);
+  assert.match(unknown.answer.message, /could not check that demo@0\.8\.0 was published/);
+});
+
+test("canary_miss: V at once for an origin failure; M, then V, for an absent file", () => {
+  const judged = (text) => read(JS.canary_miss.V, text);
+  const failed = judged(router.canary_miss("demo", "1.3.0", "demo/1.3.0/sdk.js", "R2 is down\nat line 2", "-"));
+  assert.deepEqual(failed, { kind: "V", counted: "1", reason: "r2_error", detail: "R2 is down\nat line 2" });
+  const m = answer(router.canary_miss("demo", "1.3.0", "demo/1.3.0/gone.js", "", "-"));
+  assert.deepEqual([m.kind, m.manifest_key], ["M", "demo/.manifests/1.3.0.json"]);
+  const missing = recordManifest(m, { "demo@1.3.0": null });
+  assert.deepEqual(judged(router.canary_miss("demo", "1.3.0", "demo/1.3.0/gone.js", "", `+${missing}`)), { kind: "V", counted: "0", reason: "no_manifest", detail: "" });
+  const listed = recordManifest(m, { "demo@1.3.0": JSON.stringify({ bundle: "demo", version: "1.3.0", files: ["gone.js"] }) });
+  assert.equal(listed, "known");
+  assert.deepEqual(judged(router.canary_miss("demo", "1.3.0", "demo/1.3.0/gone.js", "", `+${listed}`)).reason, "missing_published_file");
+  // Kept: no read for the next miss; a file the canary never had is not counted.
+  assert.deepEqual(judged(router.canary_miss("demo", "1.3.0", "demo/1.3.0/stable-only.js", "", "-")), { kind: "V", counted: "0", reason: "not_in_canary", detail: "" });
 });
 
 test("E: a method the asset path refuses, with its header", () => {

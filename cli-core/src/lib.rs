@@ -120,13 +120,25 @@ pub fn asset_key(bundle: &str, version: &str, path: &str) -> Out<String> {
     }
 }
 
-/// The R2 key of `version`'s manifest (`publish::manifest_key`).
+/// The R2 key of `version`'s manifest (`manifest::manifest_key`).
 #[wasm_bindgen(js_name = manifestKey)]
 pub fn manifest_key_of(bundle: &str, version: &str) -> Out<String> {
-    Ok(publish::manifest_key(
+    Ok(canary_core::manifest::manifest_key(
         &BundleName::parse(bundle)?,
         &Version::parse(version)?,
     ))
+}
+
+/// The manifest of `version` with these files (their paths relative to the version), as
+/// the JSON written to its key: the format the worker reads (`manifest::Manifest`).
+#[wasm_bindgen(js_name = manifestText)]
+pub fn manifest_text(bundle: &str, version: &str, files: Vec<String>) -> Out<String> {
+    Ok(canary_core::manifest::Manifest::of(
+        &BundleName::parse(bundle)?,
+        &Version::parse(version)?,
+        files,
+    )
+    .to_json())
 }
 
 /// Why `version` cannot be published when R2 already has `keys` of it: the worker's words

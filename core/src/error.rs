@@ -22,6 +22,9 @@ pub enum EdgeError {
     ObjectMissing(String),
     /// R2 failed for the stable version.
     Origin { key: String, detail: String },
+    /// A pinned version the config does not name is served only once published, and R2
+    /// could not say (its manifest could not be read): `version` is `<bundle>@<version>`.
+    PublicationUnknown { version: String, detail: String },
     /// Bad deployment settings.
     Misconfigured(SettingsError),
     /// Missing or wrong admin token. Says nothing more.
@@ -51,6 +54,7 @@ impl EdgeError {
             EdgeError::Origin { .. } => 502,
             EdgeError::ConfigInvalid { .. }
             | EdgeError::ConfigUnavailable { .. }
+            | EdgeError::PublicationUnknown { .. }
             | EdgeError::Misconfigured(_) => 503,
         }
     }
@@ -71,6 +75,9 @@ impl EdgeError {
             EdgeError::ObjectMissing(key) => format!("no such file: {key}"),
             EdgeError::Origin { key, .. } => {
                 format!("origin storage failed for {key}; try again shortly")
+            }
+            EdgeError::PublicationUnknown { version, .. } => {
+                format!("could not check that {version} was published; try again")
             }
             // Which secret is wrong, and how, is for the operator's log: an anonymous caller
             // learns neither token lengths nor operator names.
@@ -100,7 +107,9 @@ impl EdgeError {
     /// Detail for the log line (may include internals).
     pub fn log_detail(&self) -> String {
         match self {
-            EdgeError::ConfigUnavailable { detail, .. } | EdgeError::Origin { detail, .. } => {
+            EdgeError::ConfigUnavailable { detail, .. }
+            | EdgeError::Origin { detail, .. }
+            | EdgeError::PublicationUnknown { detail, .. } => {
                 format!("{}: {detail}", self.public_message())
             }
             EdgeError::Misconfigured(e) => e.to_string(),

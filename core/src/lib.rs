@@ -26,6 +26,7 @@
 //! - [`log`] is the structured log line both runtime adapters write;
 //! - [`keyed`] is the keyed hash of client ids and networks;
 //! - [`kv`] is what a KV read returned, as both the edge and the machine read it;
+//! - [`manifest`] is a version's manifest (its files) and where R2 keeps it;
 //! - [`time`] writes milliseconds as ISO 8601.
 
 pub mod config;
@@ -36,6 +37,7 @@ pub mod health;
 pub mod keyed;
 pub mod kv;
 pub mod log;
+pub mod manifest;
 pub mod ops;
 pub mod settings;
 pub mod time;

@@ -16,8 +16,13 @@
 //! - [`plan`]'s request: [`PlanRequest`];
 //! - [`plan`]'s answer, by its `kind` (its first line): `O` [`Ops`] (an operations route,
 //!   `/__canary/...`), `C` [`ReadConfig`] (read the config, call [`record_config`], ask
-//!   again), `I` [`NeedIdentity`] (ask again with the request's identities), `E`
-//!   [`Failure`] (answer with an error; also [`miss`]'s answer), `A` [`Asset`] (serve);
+//!   again), `I` [`NeedIdentity`] (ask again with the request's identities), `M`
+//!   [`NeedManifest`] (read a version's manifest, call [`record_manifest`], ask again with
+//!   its answer), `E` [`Failure`] (answer with an error; also [`miss`]'s answer), `A`
+//!   [`Asset`] (serve);
+//! - [`canary_miss`]'s answers: `M` [`NeedManifest`] (as [`plan`]'s: then ask again) and `V`
+//!   [`MissJudged`] (whether a canary file's miss counts against the canary);
+//!   [`record_manifest`]'s: [`ManifestRead`];
 //! - [`record_config`]'s answer: [`ConfigLog`]; [`served`]'s: [`Batches`]; [`constants`]':
 //!   [`Constants`]; [`served`]'s `outcome` argument: a position in [`SERVED_OUTCOMES`];
 //!   [`record_config`]'s `kind`: one of [`CONFIG_READS`];
@@ -40,8 +45,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use canary_core::config::BundleName;
+use canary_core::config::Version;
 use canary_core::edge::decide::ClientFacts;
-use canary_core::edge::serve::{AssetPlan, AssetRequest, Edge, Miss, Served, Step};
+use canary_core::edge::miss::ManifestState;
+use canary_core::edge::serve::{AssetPlan, AssetRequest, Edge, Miss, MissStep, Served, Step};
 use canary_core::error::EdgeError;
 use canary_core::kv::KvRead;
 use canary_core::log::LogLine;
@@ -213,6 +220,7 @@ message! {
     /// user-key header, sent only with a `user_key_signature`. `referer`: the `Referer`
     /// header (`health.origins`: which page loaded the script). `identity`: `1` after an `I`
     /// answer, when the identities that follow were read, else `0` (and they are `-`).
+    /// `manifest`: after an `M` answer, what [`record_manifest`] answered (`+` and its line).
     in PlanRequest {
         method,
         url,
@@ -229,6 +237,7 @@ message! {
         ja4,
         ja3_hash,
         identity_client_ip,
+        manifest,
     }
 }
 
@@ -255,6 +264,27 @@ message! {
 }
 
 message! {
+    /// `M`: a version's manifest is needed (a pinned version the config does not name is
+    /// served only once published; a canary file's miss counts only if the canary published
+    /// it): read `manifest_key` from R2, give the outcome to [`record_manifest`], then ask
+    /// again with its answer.
+    out NeedManifest = "M" { bundle, version, manifest_key }
+}
+
+message! {
+    /// [`record_manifest`]'s answer: what the isolate knows of the manifest now, one line
+    /// (`known`, `missing`, or `failed` and a detail), for the entry to give back.
+    out ManifestRead { state }
+}
+
+message! {
+    /// `V`: [`canary_miss`]'s verdict: `counted` (`1`: the miss is an error of the
+    /// canary's), the `reason` and a `detail` (may be empty; the rest: it may hold
+    /// newlines), for the `canary_fallback` log.
+    out MissJudged = "V" { counted, reason, detail } rest
+}
+
+message! {
     /// `E`: answer with an error: `status`, an extra header (`header_name` empty: none),
     /// a log line to write (5xx only, else empty) and the public message (the rest: it may
     /// hold newlines).
@@ -265,8 +295,7 @@ message! {
     /// `A`: serve. `head`: `1` for HEAD. `channel`: the routed version's channel (empty for
     /// a pinned old version). The `fallback_*` fields: stable's copy for a floating canary
     /// request (empty otherwise). `tally_token`: what to give [`served`] (empty: nothing to
-    /// count). `must_be_published`: `1` when the version is served only once its manifest
-    /// exists. `serving_canary`: `1` while the bundle's config serves a canary: the entry
+    /// count). `serving_canary`: `1` while the bundle's config serves a canary: the entry
     /// checks the config's revision with the bundle's aggregator now and then (its
     /// `monitor_config_url`), handing the answer to [`pushed_config`]. Then the response's
     /// headers, as name/value pairs.
@@ -282,7 +311,6 @@ message! {
         fallback_cache_key,
         fallback_object_key,
         tally_token,
-        must_be_published,
         serving_canary,
     } pairs(name, value)
 }
@@ -384,8 +412,9 @@ pub mod report;
 /// The protocol's tables as JSON, for the entry module's tests (the entry keeps its own
 /// copy and never calls this on a request): `plan` (the request), `answers` (by kind),
 /// `record_config`, `served`, `miss`, `constants`, `report` (each a [`Format::json`]),
-/// `report_answers` (by kind), `served_outcomes`, `config_reads` and `pushed_config` (the
-/// message; its answer is a bool).
+/// `report_answers` (by kind), `served_outcomes`, `config_reads` (also
+/// [`record_manifest`]'s kinds), `pushed_config` (the message; its answer is a bool),
+/// `record_manifest` and `canary_miss` (its own answers by kind; it may also answer `M`).
 #[wasm_bindgen]
 pub fn protocol() -> String {
     [
@@ -397,6 +426,8 @@ pub fn protocol() -> String {
         ReadConfig::FORMAT.entry,
         ",",
         NeedIdentity::FORMAT.entry,
+        ",",
+        NeedManifest::FORMAT.entry,
         ",",
         Failure::FORMAT.entry,
         ",",
@@ -424,6 +455,11 @@ pub fn protocol() -> String {
         CONFIG_READS.json,
         ",\"pushed_config\":",
         PushedConfig::FORMAT.json,
+        ",\"record_manifest\":",
+        ManifestRead::FORMAT.json,
+        ",\"canary_miss\":{",
+        MissJudged::FORMAT.entry,
+        "}",
         "}",
     ]
     .concat()
@@ -503,6 +539,7 @@ fn with_edge<T>(
 #[wasm_bindgen]
 pub fn plan(request: &str) -> String {
     let r = PlanRequest::decode(request);
+    let manifest = optional(r.manifest).and_then(ManifestState::from_line);
     let identity = (r.identity == YES).then(|| ClientFacts {
         cookie_header: None,
         user_key: optional(r.user_key),
@@ -520,6 +557,7 @@ pub fn plan(request: &str) -> String {
         client_ip: optional(r.client_ip),
         signed_user_key: optional(r.signed_user_key).zip(optional(r.user_key_signature)),
         referer: optional(r.referer),
+        manifest: manifest.as_ref(),
     };
     with_edge(
         |edge| {
@@ -551,6 +589,74 @@ pub fn record_config(bundle: &str, kind: &str, text: &str, issued_ms: f64) -> St
         |_| String::new(),
     );
     ConfigLog { log_line: &log }.encode()
+}
+
+/// Records a read of `bundle`'s `version`'s manifest: `kind` is one of [`CONFIG_READS`]
+/// (with the object's text, or the failure's detail, in `text`). Returns [`ManifestRead`],
+/// for the entry to give back to [`plan`] or [`canary_miss`].
+#[wasm_bindgen]
+pub fn record_manifest(bundle: &str, version: &str, kind: &str, text: &str) -> String {
+    let (Ok(bundle), Ok(version)) = (BundleName::parse(bundle), Version::parse(version)) else {
+        // Anything the entry module should never send: nothing known.
+        return ManifestRead {
+            state: &ManifestState::Failed("not a bundle and version".into()).line(),
+        }
+        .encode();
+    };
+    let read = match CONFIG_READS.by_name(kind) {
+        Some(read) => read(text),
+        None => KvRead::Failed(text.to_owned()),
+    };
+    let state = with_edge(
+        |edge| edge.record_manifest(&bundle, &version, read),
+        |_| ManifestState::Failed("the worker is misconfigured".into()),
+    );
+    ManifestRead {
+        state: &state.line(),
+    }
+    .encode()
+}
+
+/// A floating canary request's file (`object_key`) could not be loaded (`r2_detail`: R2's
+/// failure, empty when the file is absent) and stable's copy was: whether the miss counts
+/// against the canary. `manifest`: `-`, or after an `M` answer `+` and what
+/// [`record_manifest`] answered. Answers `M` [`NeedManifest`] or `V` [`MissJudged`].
+#[wasm_bindgen]
+pub fn canary_miss(
+    bundle: &str,
+    version: &str,
+    object_key: &str,
+    r2_detail: &str,
+    manifest: &str,
+) -> String {
+    let (Ok(bundle), Ok(version)) = (BundleName::parse(bundle), Version::parse(version)) else {
+        // Anything the entry module should never send: not counted.
+        return MissJudged {
+            counted: NO,
+            reason: "not_in_canary",
+            detail: "",
+        }
+        .encode();
+    };
+    let state = optional(manifest).and_then(ManifestState::from_line);
+    let step = with_edge(
+        |edge| edge.canary_miss(&bundle, &version, object_key, r2_detail, state.as_ref()),
+        |_| MissStep::ReadManifest { key: String::new() },
+    );
+    match step {
+        MissStep::ReadManifest { key } => NeedManifest {
+            bundle: bundle.as_str(),
+            version: version.as_str(),
+            manifest_key: &key,
+        }
+        .encode(),
+        MissStep::Judged(rule) => MissJudged {
+            counted: flag(rule.counted),
+            reason: rule.reason,
+            detail: rule.detail.as_deref().unwrap_or(""),
+        }
+        .encode(),
+    }
 }
 
 /// Records a config the control plane pushed for `bundle` (a [`PushedConfig`]: the answer
@@ -678,6 +784,16 @@ fn encode(edge: &Edge, step: Step) -> String {
             user_key_header: &edge.settings.user_key_header,
         }
         .encode(),
+        Step::ReadManifest {
+            bundle,
+            version,
+            key,
+        } => NeedManifest {
+            bundle: bundle.as_str(),
+            version: version.as_str(),
+            manifest_key: &key,
+        }
+        .encode(),
         Step::Fail(e) => failure(&e),
         Step::Serve(plan) => encode_plan(&plan),
     }
@@ -704,7 +820,6 @@ fn encode_plan(p: &AssetPlan) -> String {
         fallback_cache_key,
         fallback_object_key,
         tally_token: p.tally.as_ref().map_or("", |t| t.0.as_str()),
-        must_be_published: flag(p.must_be_published),
         serving_canary: flag(p.serving_canary),
     }
     .encode_with(p.headers.as_str())
@@ -778,21 +893,22 @@ mod tests {
             fallback_cache_key: "",
             fallback_object_key: "",
             tally_token: "",
-            must_be_published: NO,
             serving_canary: YES,
         };
         for headers in ["", "cache-control\nno-store\n", "a\n1\nb\n2\n"] {
             let text = a.encode_with(headers);
             assert!(fits(&Asset::FORMAT, &text), "{text:?}");
-            assert!(text.ends_with(&format!("\n{NO}\n{YES}\n{headers}")));
+            assert!(text.ends_with(&format!("\n\n{YES}\n{headers}")));
         }
         let answers = [
             Ops::FORMAT,
             ReportRoute::FORMAT,
             ReadConfig::FORMAT,
             NeedIdentity::FORMAT,
+            NeedManifest::FORMAT,
             Failure::FORMAT,
             Asset::FORMAT,
+            MissJudged::FORMAT,
         ];
         for format in answers {
             assert_eq!(format.fields[0], "kind");
@@ -821,6 +937,7 @@ mod tests {
             r.ja4,
             r.ja3_hash,
             r.identity_client_ip,
+            r.manifest,
         ];
         assert_eq!(read, fields);
         // A short request reads the missing lines as empty.
@@ -842,6 +959,8 @@ mod tests {
             "report",
             "report_answers",
             "pushed_config",
+            "record_manifest",
+            "canary_miss",
         ] {
             assert!(table.get(key).is_some(), "{key}");
         }

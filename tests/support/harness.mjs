@@ -28,7 +28,7 @@ import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { workerModules } from "./modules.mjs";
-import { manifestKey, manifestOf } from "../../scripts/canary.mjs";
+import { manifestKey, manifestText } from "../../scripts/canary.mjs";
 
 export const ROOT = resolve(fileURLToPath(import.meta.url), "../../..");
 const BUILD = join(ROOT, "build");
@@ -143,7 +143,7 @@ export async function putManifests(r2, keys) {
     versions.get(id).paths.push(rest.join("/"));
   }
   for (const { bundle, version, paths } of versions.values()) {
-    await r2.put(manifestKey(bundle, version), JSON.stringify(manifestOf(bundle, version, paths)), {
+    await r2.put(manifestKey(bundle, version), manifestText(bundle, version, paths), {
       httpMetadata: { contentType: "application/json; charset=utf-8" },
     });
   }

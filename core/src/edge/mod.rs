@@ -18,6 +18,7 @@ pub mod cohort;
 pub mod cookie;
 pub mod decide;
 pub mod http;
+pub mod miss;
 pub mod override_token;
 pub mod report;
 pub mod rollouts;

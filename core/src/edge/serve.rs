@@ -17,6 +17,7 @@ use crate::edge::decide::{Channel, ClientFacts, Decision, PreparedRollout, Route
 use crate::edge::http::{
     content_type_for, floating_cache_control, pinned_cache_control, HeaderLines,
 };
+use crate::edge::miss::{judge_miss, Listing, ManifestState, Manifests, MissRule};
 use crate::edge::override_token::{OverrideKey, OVERRIDE_HEADER};
 use crate::edge::rollouts::RolloutCache;
 use crate::edge::route::{self, AssetRoute, Route, RouteError};
@@ -28,6 +29,7 @@ use crate::health::counts::Signal;
 use crate::keyed::KeyedHash;
 use crate::kv::KvRead;
 use crate::log::LogLine;
+use crate::manifest::manifest_key;
 use crate::settings::Settings;
 
 /// The operations route of error reports and boot signals (`/__canary/report`).
@@ -56,6 +58,9 @@ pub struct AssetRequest<'a> {
     /// This request has just read the config ([`Step::ReadConfig`]): use what it read,
     /// however short the TTL.
     pub config_read: bool,
+    /// This request has just read a version's manifest ([`Step::ReadManifest`]): what
+    /// [`Edge::record_manifest`] made of it.
+    pub manifest: Option<&'a ManifestState>,
 }
 
 /// One file of one version: where the edge cache keeps it and where R2 has it.
@@ -91,9 +96,6 @@ pub struct AssetPlan {
     /// What to count once the response is sure (see [`Edge::served`]); `None` for what
     /// does not feed health (HEAD, pinned URLs, overrides).
     pub tally: Option<TallyToken>,
-    /// A pinned version the config does not name: served only once its manifest shows it
-    /// was published (see [`Edge::plan`]), checked before the edge cache.
-    pub must_be_published: bool,
     /// The bundle's config serves a canary (a cohort is on it): while it does, the entry
     /// module asks the control plane for the config's revision now and then (under
     /// `ctx.waitUntil`), so that a rollback reaches this isolate without waiting for KV
@@ -126,6 +128,16 @@ pub enum Step {
     /// The cookie did not decide: ask again with the request's other identities (user key,
     /// fingerprints, address), read only now since most requests carry a valid cookie.
     NeedIdentity,
+    /// A pinned version the config does not name is served only once published, and this
+    /// isolate has not read its manifest: read `key` from R2, give the outcome to
+    /// [`Edge::record_manifest`], then ask again with what it answered
+    /// ([`AssetRequest::manifest`]). Checked before the edge cache, which may hold a copy an
+    /// override fetched.
+    ReadManifest {
+        bundle: BundleName,
+        version: Version,
+        key: String,
+    },
     /// Answer with this error.
     Fail(EdgeError),
     /// Load and serve.
@@ -152,6 +164,17 @@ pub enum Miss {
     Failed(String),
 }
 
+/// The next thing the entry module does about a floating canary request whose file could
+/// not be loaded, once stable's copy was found ([`Edge::canary_miss`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MissStep {
+    /// The rule needs the canary's manifest: read `key` from R2, give the outcome to
+    /// [`Edge::record_manifest`], then ask again with what it answered.
+    ReadManifest { key: String },
+    /// Whether the miss counts against the canary ([`crate::edge::miss`]).
+    Judged(MissRule),
+}
+
 /// Per-isolate state of the asset path.
 #[derive(Debug)]
 pub struct Edge {
@@ -163,6 +186,8 @@ pub struct Edge {
     network_key: KeyedHash,
     user_keys: Option<UserKeySigner>,
     override_key: Option<OverrideKey>,
+    /// Version manifests read in this isolate.
+    manifests: Manifests,
     floating_cache_control: String,
     pinned_cache_control: String,
     stored_cache_control: String,
@@ -186,6 +211,7 @@ impl Edge {
                 .override_secret
                 .as_deref()
                 .map(|s| OverrideKey::new(s.as_bytes())),
+            manifests: Manifests::default(),
             floating_cache_control: floating_cache_control(settings.floating_max_age),
             pinned_cache_control: pinned_cache_control(settings.pinned_max_age),
             stored_cache_control: pinned_cache_control(STORED_MAX_AGE),
@@ -249,8 +275,8 @@ impl Edge {
         let routed = match &asset.pin {
             Some(pinned) => {
                 // A version the config names is public; any other is public once
-                // published (its manifest, checked by the entry module), or to a holder of
-                // a signed override for the bundle (QA of an upload before it is published).
+                // published (its manifest), or to a holder of a signed override for the
+                // bundle (QA of an upload before it is published).
                 let named = prepared.rollout.stable == *pinned
                     || prepared.rollout.canary.as_ref() == Some(pinned);
                 let overridden = if named {
@@ -295,6 +321,11 @@ impl Edge {
                 self.route_floating(req, &prepared, decision)
             }
         };
+        if routed.must_be_published {
+            if let Err(step) = self.published(req, &asset.bundle, &routed.version) {
+                return step;
+            }
+        }
         let origin = route::origin_of(req.url);
         Step::Serve(Box::new(
             self.asset_plan(req, origin, &asset, &prepared, routed, head),
@@ -487,6 +518,79 @@ impl Edge {
         }
     }
 
+    /// Whether `version` was published (its manifest), as far as this isolate knows: `Ok`
+    /// to serve, else the step that reads the manifest or the refusal.
+    fn published(
+        &self,
+        req: &AssetRequest<'_>,
+        bundle: &BundleName,
+        version: &Version,
+    ) -> Result<(), Step> {
+        if self.manifests.files(bundle, version).is_some() {
+            return Ok(());
+        }
+        match req.manifest {
+            None => Err(Step::ReadManifest {
+                key: manifest_key(bundle, version),
+                bundle: bundle.clone(),
+                version: version.clone(),
+            }),
+            Some(ManifestState::Missing) => Err(Step::Fail(EdgeError::NotFound(format!(
+                "{bundle}@{version} is not a published version"
+            )))),
+            Some(ManifestState::Failed(detail)) => Err(Step::Fail(EdgeError::PublicationUnknown {
+                version: format!("{bundle}@{version}"),
+                detail: detail.clone(),
+            })),
+            // Just read and kept (the isolate is single-threaded: nothing dropped it since).
+            Some(ManifestState::Known) => Ok(()),
+        }
+    }
+
+    /// Records a read of `version`'s manifest (R2's answer, as a KV read's); the answer is
+    /// what the entry module gives back to [`Edge::plan`] or [`Edge::canary_miss`].
+    pub fn record_manifest(
+        &mut self,
+        bundle: &BundleName,
+        version: &Version,
+        read: KvRead,
+    ) -> ManifestState {
+        self.manifests.record(bundle, version, read)
+    }
+
+    /// A floating canary request's file could not be loaded (`object_key`; `r2_detail`:
+    /// R2's failure, empty when the file is absent) and stable's copy was: whether that
+    /// counts against the canary ([`crate::edge::miss`]), once the canary's manifest is
+    /// read if the rule needs it (`manifest`: what [`Edge::record_manifest`] answered for
+    /// this miss, `None` before).
+    pub fn canary_miss(
+        &self,
+        bundle: &BundleName,
+        version: &Version,
+        object_key: &str,
+        r2_detail: &str,
+        manifest: Option<&ManifestState>,
+    ) -> MissStep {
+        let prefix = format!("{bundle}/{version}/");
+        let path = object_key.strip_prefix(&prefix).unwrap_or(object_key);
+        let listing = match (self.manifests.files(bundle, version), manifest) {
+            (Some(files), _) => Some(Listing::Files(files)),
+            (None, None) => None,
+            (None, Some(ManifestState::Missing)) => Some(Listing::NoManifest),
+            (None, Some(ManifestState::Failed(detail))) => Some(Listing::Unreadable(detail)),
+            // Known but not kept cannot happen (see `published`); never read again in a loop.
+            (None, Some(ManifestState::Known)) => {
+                Some(Listing::Unreadable("the manifest read was not kept"))
+            }
+        };
+        match judge_miss(r2_detail, path, listing) {
+            Some(rule) => MissStep::Judged(rule),
+            None => MissStep::ReadManifest {
+                key: manifest_key(bundle, version),
+            },
+        }
+    }
+
     fn route_floating(
         &self,
         req: &AssetRequest<'_>,
@@ -631,7 +735,6 @@ impl Edge {
             headers,
             channel: routed.channel,
             tally,
-            must_be_published: routed.must_be_published,
             serving_canary: prepared
                 .rollout
                 .serving_canary(self.settings.cohorts)

@@ -16,9 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{BundleName, Version};
 
 /// R2 key of a version's manifest: the files its publish uploaded (written after them).
-pub fn manifest_key(bundle: &BundleName, version: &Version) -> String {
-    format!("{bundle}/.manifests/{version}.json")
-}
+pub use crate::manifest::manifest_key;
 
 /// R2 key of a version's claim: written, only if absent, before any of its files.
 pub fn claim_key(bundle: &BundleName, version: &Version) -> String {

@@ -38,6 +38,7 @@ pub(super) fn get(url: &str) -> AssetRequest<'_> {
         referer: None,
         now_ms: NOW,
         config_read: false,
+        manifest: None,
     }
 }
 
@@ -271,7 +272,14 @@ fn a_returning_client_is_decided_by_its_cookie_alone() {
 
 #[test]
 fn pinned_urls_and_head_requests_are_not_counted() {
-    let e = edge();
+    let mut e = edge();
+    // 0.9.0, which the config does not name, was published.
+    let (demo, old) = (
+        BundleName::parse("demo").unwrap(),
+        Version::parse("0.9.0").unwrap(),
+    );
+    let manifest = crate::manifest::Manifest::of(&demo, &old, vec!["sdk.js".into()]);
+    e.record_manifest(&demo, &old, KvRead::Value(manifest.to_json()));
     let cases = [
         (
             "GET",
@@ -324,21 +332,14 @@ fn pinned_urls_and_head_requests_are_not_counted() {
 
 #[test]
 fn a_pinned_version_the_config_does_not_name_must_have_been_published() {
-    let e = {
-        let mut e = edge_with(&[("OVERRIDE_SECRET", "qa-secret")]);
-        e.record_config(
-            &BundleName::parse("demo").unwrap(),
-            KvRead::Value(CONFIG.into()),
-            NOW,
-        );
-        e
-    };
+    let mut e = edge_with(&[("OVERRIDE_SECRET", "qa-secret")]);
     let demo = BundleName::parse("demo").unwrap();
+    e.record_config(&demo, KvRead::Value(CONFIG.into()), NOW);
     let expires = (NOW / 1000.0) as u64 + 600;
     let token =
         OverrideKey::new(b"qa-secret").issue(&demo, Channel::Canary, expires - 600, expires);
     let forged = OverrideKey::new(b"other").issue(&demo, Channel::Canary, expires - 600, expires);
-    // (url, override, must be published, cache-control)
+    // (url, override, its manifest is read first, cache-control)
     let immutable = "public, max-age=31536000, immutable";
     for (url, token, check, cache_control) in [
         ("https://x.test/demo@1.0.0/sdk.js", None, false, immutable),
@@ -374,8 +375,15 @@ fn a_pinned_version_the_config_does_not_name_must_have_been_published() {
             override_token: token,
             ..get(url)
         };
-        let plan = serve(e.plan(&req, Some(&ClientFacts::default()), counter()));
-        assert_eq!(plan.must_be_published, check, "{url} {token:?}");
+        let step = e.plan(&req, Some(&ClientFacts::default()), counter());
+        if check {
+            let Step::ReadManifest { key, .. } = &step else {
+                panic!("{url} {token:?}: {step:?}");
+            };
+            assert!(key.starts_with("demo/.manifests/"), "{key}");
+            continue;
+        }
+        let plan = serve(step);
         assert_eq!(
             plan.headers.get("cache-control"),
             Some(cache_control),
@@ -383,6 +391,99 @@ fn a_pinned_version_the_config_does_not_name_must_have_been_published() {
         );
         assert_eq!(plan.headers.get("x-canary-override"), None, "{url}");
     }
+
+    // What the read found decides: missing is a 404, a failed read a 503 (try again), a
+    // manifest of this version serves it, and is kept (no read for the next request).
+    let v090 = Version::parse("0.9.0").unwrap();
+    let pinned = get("https://x.test/demo@0.9.0/sdk.js");
+    let Step::ReadManifest {
+        bundle,
+        version,
+        key,
+    } = e.plan(&pinned, None, counter())
+    else {
+        panic!("the manifest is read first");
+    };
+    assert_eq!(
+        (bundle.as_str(), version.as_str(), key.as_str()),
+        ("demo", "0.9.0", "demo/.manifests/0.9.0.json")
+    );
+    let after = |state: &ManifestState| {
+        let req = AssetRequest {
+            manifest: Some(state),
+            ..pinned
+        };
+        e.plan(&req, None, counter())
+    };
+    let Step::Fail(missing) = after(&ManifestState::Missing) else {
+        panic!("a version without a manifest is not published");
+    };
+    assert_eq!(missing.status(), 404);
+    assert!(missing
+        .public_message()
+        .contains("demo@0.9.0 is not a published version"));
+    let Step::Fail(unknown) = after(&ManifestState::Failed("R2 timed out".into())) else {
+        panic!("an unreadable manifest says nothing");
+    };
+    assert_eq!(unknown.status(), 503);
+    assert!(unknown.log_detail().contains("R2 timed out"));
+    let manifest = crate::manifest::Manifest::of(&demo, &v090, vec!["sdk.js".into()]);
+    let known = e.record_manifest(&demo, &v090, KvRead::Value(manifest.to_json()));
+    assert_eq!(known, ManifestState::Known);
+    assert_eq!(
+        serve(e.plan(&pinned, None, counter())).version,
+        v090,
+        "kept: no second read"
+    );
+}
+
+#[test]
+fn a_canary_miss_counts_by_the_canarys_manifest() {
+    let mut e = edge();
+    let demo = BundleName::parse("demo").unwrap();
+    let canary = Version::parse("1.1.0").unwrap();
+    let key = "demo/1.1.0/chunks/a.js";
+    // An origin failure counts without a manifest read.
+    assert_eq!(
+        e.canary_miss(&demo, &canary, key, "R2 500", None),
+        MissStep::Judged(MissRule {
+            counted: true,
+            reason: "r2_error",
+            detail: Some("R2 500".into())
+        })
+    );
+    // An absent file: the manifest first, then what it said.
+    assert_eq!(
+        e.canary_miss(&demo, &canary, key, "", None),
+        MissStep::ReadManifest {
+            key: "demo/.manifests/1.1.0.json".into()
+        }
+    );
+    let judged = |e: &Edge, state: Option<&ManifestState>| match e
+        .canary_miss(&demo, &canary, key, "", state)
+    {
+        MissStep::Judged(rule) => (rule.counted, rule.reason),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        judged(&e, Some(&ManifestState::Missing)),
+        (false, "no_manifest")
+    );
+    assert_eq!(
+        judged(&e, Some(&ManifestState::Failed("R2 down".into()))),
+        (false, "manifest_read_failed")
+    );
+    let listed = crate::manifest::Manifest::of(&demo, &canary, vec!["chunks/a.js".into()]);
+    let state = e.record_manifest(&demo, &canary, KvRead::Value(listed.to_json()));
+    assert_eq!(judged(&e, Some(&state)), (true, "missing_published_file"));
+    // Kept: the next miss needs no read; a file the canary never had is not counted.
+    assert_eq!(judged(&e, None), (true, "missing_published_file"));
+    let MissStep::Judged(other) =
+        e.canary_miss(&demo, &canary, "demo/1.1.0/stable-only.js", "", None)
+    else {
+        panic!("kept manifest");
+    };
+    assert_eq!((other.counted, other.reason), (false, "not_in_canary"));
 }
 
 #[test]
