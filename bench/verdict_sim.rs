@@ -66,8 +66,9 @@
 //! (`verdict::boot_time`). Every booted client's `boot_ms` is log-normal, median 400 ms on
 //! stable and 400·(1 + slowdown) on the canary, σ 0.8 or 1.2 (both channels), capped at the
 //! report's 600,000; its boot reaches the control plane `boot_ms` after the load plus up to
-//! the 1 s error flush, and its load up to `HEALTH_FLUSH_MS` (10 s) after the load, as an
-//! isolate holds loads until its next flush. Errors healthy (1% both), early close 5%.
+//! the 1 s urgent flush (`batching::URGENT_FLUSH_MS`), and its load up to that flush after
+//! the load, as an isolate holds a load until its next flush and sends loads within it
+//! while a canary is live (without a live canary, loads wait up to `HEALTH_FLUSH_MS`). Errors healthy (1% both), early close 5%.
 //! Slowdowns 0 (healthy: false cuts), +50%, +100%, +200%; 5, 50, 500 and 5,000 canary clients
 //! a minute. Reported: rolled back /100 and, of those, cut by the boot-time guard; canary
 //! clients until the cut (p50 / p95); paused /100 and minutes to done. `--boot-times` also
@@ -94,6 +95,7 @@ use canary_core::config::{HealthPolicy, Weight};
 use canary_core::control::machine::{stable_sample, tracked_canary_share};
 use canary_core::control::tracker::{BootRule, Tracker};
 use canary_core::control::verdict::{Evidence, Exposure, Family, TestPolicy, Verdict};
+use canary_core::health::batching;
 use canary_core::health::counts::{ClientEvent, Signal};
 use common::Rng;
 
@@ -213,11 +215,8 @@ struct BootCell {
 const BOOT_MEDIAN_MS: f64 = 400.0;
 const BOOT_SIGMAS: [f64; 2] = [0.8, 1.2];
 const BOOT_SLOWDOWNS: [f64; 4] = [0.0, 0.5, 1.0, 2.0];
-/// An isolate's flush period (`HEALTH_FLUSH_MS`): a load reaches the control plane up to this
-/// late.
-const HEALTH_FLUSH_MS: f64 = 10_000.0;
-/// A boot signal goes out within the error flush (`batching::ERROR_FLUSH_MS`).
-const BOOT_FLUSH_MS: f64 = 1_000.0;
+/// A boot signal, a failure and a canary's load go out within the urgent flush.
+const URGENT_FLUSH_MS: f64 = batching::URGENT_FLUSH_MS as f64;
 /// Largest `boot_ms` a report may carry (`report::MAX_BOOT_MS`).
 const MAX_BOOT_MS: f64 = 600_000.0;
 const BOOT_EARLY_CLOSE: f64 = 0.05;
@@ -350,10 +349,11 @@ fn honest(
     let now = s.now_ms;
     if let Some(b) = boot {
         // Loaded within the tick; its load reaches the control plane with its isolate's next
-        // flush (up to HEALTH_FLUSH_MS), its boot `boot_ms` after the load plus the error flush.
+        // flush (within the urgent flush while a canary is live, as in every step), its boot
+        // `boot_ms` after the load plus the urgent flush.
         let loaded = now - rng.f64() * TICK_MS;
         s.at(
-            loaded + rng.f64() * HEALTH_FLUSH_MS,
+            loaded + rng.f64() * URGENT_FLUSH_MS,
             event(id, id, canary, Signal::Load),
         );
         if !boots || rng.chance(early_close) {
@@ -365,7 +365,7 @@ fn honest(
             .min(MAX_BOOT_MS);
         let booted = loaded + ms;
         s.at(
-            booted + rng.f64() * BOOT_FLUSH_MS,
+            booted + rng.f64() * URGENT_FLUSH_MS,
             ClientEvent {
                 boot_ms: b.values.then_some(ms as u32),
                 ..event(id, 0, canary, Signal::Boot)
@@ -982,8 +982,8 @@ fn main() {
     }
     println!();
     println!(
-        "### Boot time (log-normal boot times, median {BOOT_MEDIAN_MS} ms; loads up to {} s late; errors 1% both; early close {}; tolerated slowdown {})",
-        HEALTH_FLUSH_MS / 1000.0,
+        "### Boot time (log-normal boot times, median {BOOT_MEDIAN_MS} ms; loads and boots up to {} s late; errors 1% both; early close {}; tolerated slowdown {})",
+        URGENT_FLUSH_MS / 1000.0,
         pct(BOOT_EARLY_CLOSE),
         pct(health.max_boot_slowdown)
     );

@@ -59,7 +59,7 @@ test("error messages become signatures per channel; new ones are flagged; a netw
     }
     for (let i = 0; i < 10; i++) await report(w, attackers[i], `junk message number ${"x".repeat(i + 1)}`);
 
-    // Errors reach the control plane within a second of their flush (ERROR_FLUSH_MS).
+    // Errors reach the control plane within a second of their flush (URGENT_FLUSH_MS).
     const expected = 2 + PER_NETWORK;
     const s = await until(async () => {
       const got = await status(w);

@@ -11,9 +11,13 @@ use crate::settings::FlushPolicy;
 
 /// Clients an edge isolate has not yet sent to the control plane, for one bundle. Sending
 /// on every request would put a Durable Object call on the hot path; instead they are
-/// batched (as distinct-client sets, bounded at any traffic) and flushed when an error is
-/// pending (errors matter at once), when enough requests piled up, or when enough time
-/// passed.
+/// batched (as distinct-client sets, bounded at any traffic) and flushed within a second
+/// when an urgent signal is pending, when enough requests piled up, or when enough time
+/// passed. Urgent: a boot or a failure (they resolve a client), and while a canary is live
+/// every load: the early silence test ages a client from its load (a canary that never boots
+/// sends nothing else, so its loads must not wait for `HEALTH_FLUSH_MS`), and compares the
+/// canary's clients with stable's of the same age, so both channels' loads travel alike (a
+/// stable load held back would look booted at once when it arrives after its boot).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
     pub stable: Version,
@@ -28,12 +32,15 @@ pub struct Pending {
     sent: HashSet<(u64, u8)>,
     /// Requests (loads and counted reports) since the last flush.
     pub requests: u64,
-    pub errors_pending: bool,
+    /// A boot, a failure, or a load while a canary is live waits: the batch goes within
+    /// [`URGENT_FLUSH_MS`].
+    pub urgent_pending: bool,
     pub last_flush_ms: f64,
 }
 
-/// Longest an error waits in an isolate before it is sent to the monitor.
-pub const ERROR_FLUSH_MS: u64 = 1_000;
+/// Longest an urgent signal (a boot, a failure, a load while a canary is live) waits in an
+/// isolate before it is sent to the monitor.
+pub const URGENT_FLUSH_MS: u64 = 1_000;
 
 impl Pending {
     pub fn new(stable: Version, canary: Option<Version>, weight: Weight, now_ms: f64) -> Self {
@@ -46,7 +53,7 @@ impl Pending {
             reports: Vec::new(),
             sent: HashSet::new(),
             requests: 0,
-            errors_pending: false,
+            urgent_pending: false,
             last_flush_ms: now_ms,
         }
     }
@@ -76,17 +83,19 @@ impl Pending {
             }
         }
         self.requests += 1;
-        // Failures and boots go out within a second: a boot resolves its client.
-        self.errors_pending |= event.signal != Signal::Load;
+        // Failures and boots go out within a second (a boot resolves its client), and so
+        // do loads while a canary is live (the early silence test ages clients from them).
+        self.urgent_pending |= event.signal != Signal::Load || self.canary.is_some();
     }
 
-    /// Errors go out within a second (or `every_ms`, if shorter), so that a failing canary
-    /// is judged at once without turning every error into a Durable Object call.
+    /// Urgent signals go out within a second (or `every_ms`, if shorter), so that a failing
+    /// or silent canary is judged at once without turning every signal into a Durable
+    /// Object call.
     pub fn due(&self, policy: FlushPolicy, now_ms: f64) -> bool {
         let since = now_ms - self.last_flush_ms;
-        let error_wait = policy.every_ms.min(ERROR_FLUSH_MS) as f64;
+        let urgent_wait = policy.every_ms.min(URGENT_FLUSH_MS) as f64;
         self.requests > 0
-            && ((self.errors_pending && since >= error_wait)
+            && ((self.urgent_pending && since >= urgent_wait)
                 || self.requests >= policy.every_requests
                 || since >= policy.every_ms as f64)
     }
@@ -95,7 +104,7 @@ impl Pending {
     pub fn take(&mut self, now_ms: f64) -> Batch {
         self.last_flush_ms = now_ms;
         self.requests = 0;
-        self.errors_pending = false;
+        self.urgent_pending = false;
         self.sent.clear();
         Batch {
             stable: self.stable.clone(),
@@ -230,8 +239,8 @@ impl Pending {
         if self.requests == 0 {
             return None;
         }
-        let wait = if self.errors_pending {
-            policy.every_ms.min(ERROR_FLUSH_MS)
+        let wait = if self.urgent_pending {
+            policy.every_ms.min(URGENT_FLUSH_MS)
         } else {
             policy.every_ms
         };
@@ -244,7 +253,7 @@ mod pending_tests {
     use super::*;
 
     #[test]
-    fn flushes_on_errors_volume_or_time() {
+    fn flushes_on_urgent_signals_volume_or_time() {
         let policy = FlushPolicy {
             every_ms: 10_000,
             every_requests: 100,
@@ -258,7 +267,8 @@ mod pending_tests {
             signal,
             boot_ms: None,
         };
-        let mut p = Pending::new(v("1.0.0"), Some(v("1.1.0")), w, 0.0);
+        // Without a live canary, loads wait for HEALTH_FLUSH_MS.
+        let mut p = Pending::new(v("1.0.0"), None, Weight::new(0).unwrap(), 0.0);
         assert!(!p.due(policy, 1e9), "nothing to send");
         for _ in 0..5 {
             p.record(ev(1, false, Signal::Load), 1);
@@ -266,8 +276,13 @@ mod pending_tests {
         assert_eq!(p.events.len(), 1, "a client's load goes once per batch");
         assert!(!p.due(policy, 5_000.0));
         assert!(p.due(policy, 10_000.0), "time");
+        let mut p = Pending::new(v("1.0.0"), Some(v("1.1.0")), w, 0.0);
+        p.record(ev(1, false, Signal::Load), 1);
         p.record(ev(2, true, Signal::Failure), 2);
-        assert!(!p.due(policy, 500.0), "errors wait at most a second...");
+        assert!(
+            !p.due(policy, 500.0),
+            "urgent signals wait at most a second..."
+        );
         assert!(p.due(policy, 1_000.0), "...then go");
         let at_once = FlushPolicy {
             every_ms: 0,
@@ -285,11 +300,18 @@ mod pending_tests {
             "distinct"
         );
         assert_eq!(batch.events.len(), 2);
-        assert!(p.clients.is_empty() && p.requests == 0 && !p.errors_pending);
+        assert!(p.clients.is_empty() && p.requests == 0 && !p.urgent_pending);
         assert!(p.events.is_empty());
         p.record(ev(3, true, Signal::Boot), 3);
         assert!(p.due(policy, 2.0 + 1_000.0), "boots go within a second too");
         p.take(3.0);
+        // While a canary is live, loads of either channel go within a second: silence is
+        // evidence from a load on, against stable's clients of the same age.
+        for (client, canary) in [(4, true), (5, false)] {
+            p.record(ev(client, canary, Signal::Load), client);
+            assert_eq!(p.due_at(policy), Some(3.0 + 1_000.0), "canary {canary}");
+            p.take(3.0);
+        }
         for i in 0..100 {
             p.record(ev(i, true, Signal::Load), i);
         }

@@ -1,7 +1,7 @@
 //! Many isolates' batches, merged before they reach the bundle's control plane.
 //!
 //! Every isolate that served a bundle flushes its counts at least once a second while an
-//! error is pending ([`ERROR_FLUSH_MS`](super::batching::ERROR_FLUSH_MS)). At internet
+//! boot, a failure or a canary load is pending ([`URGENT_FLUSH_MS`](super::batching::URGENT_FLUSH_MS)). At internet
 //! scale (30,000 isolates in an incident) that is 30,000 batches a second, far past what
 //! one Durable Object takes. So an isolate sends its batches to one of [`AGGREGATORS`]
 //! aggregator objects of the bundle (chosen at random once per isolate), and each
