@@ -10,7 +10,7 @@
 //! in the target lines, contains TEXT; `--exact`: no shortcut, see below).
 //!
 //! **Traffic.** N new canary clients a minute at every step (N = 5, 50, 500, 5,000), stable
-//! N·(100 − w)/w a minute at weight w, Poisson per 2 s tick. Steps 1, 5, 25, 50, 100 % with a
+//! N·(100 − w)/w a minute at weight w, Poisson per 1 s tick. Steps 1, 5, 25, 50, 100 % with a
 //! 5 min bake. Every honest client is on a network of its own (network = client id). The
 //! exposure is the effective weight `canary_cohorts(w) / COHORTS` with `COHORTS` = 100, so
 //! exactly w/100; the boot rule is `expected` (stable's SDK boots), `stable_present` = w < 100,
@@ -102,8 +102,11 @@ use common::Rng;
 const STEPS: [u64; 5] = [1, 5, 25, 50, 100];
 /// The edge's cohorts: the effective weight is `canary_cohorts(w) / COHORTS`.
 const COHORTS: u16 = 100;
-/// Between two batches reaching the control plane (it judges at every one).
-const TICK_MS: f64 = 2_000.0;
+/// Between two batches reaching the control plane (it judges at every one): the urgent
+/// flush's period (while a canary is live an isolate sends loads, boots and failures within
+/// a second), and conservative (the aggregators forward every 250 ms). 2 s until loads
+/// became urgent, when they waited up to `HEALTH_FLUSH_MS` (10 s) in their isolate.
+const TICK_MS: f64 = 1_000.0;
 const BAKE_MS: f64 = 300_000.0;
 const STABLE_RATE: f64 = 0.01;
 const TRAFFIC: [f64; 4] = [5.0, 50.0, 500.0, 5_000.0];

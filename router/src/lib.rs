@@ -641,7 +641,14 @@ pub fn canary_miss(
     let state = optional(manifest).and_then(ManifestState::from_line);
     let step = with_edge(
         |edge| edge.canary_miss(&bundle, &version, object_key, r2_detail, state.as_ref()),
-        |_| MissStep::ReadManifest { key: String::new() },
+        // Unreachable in practice (a misconfigured router plans no asset): not counted.
+        |_| {
+            MissStep::Judged(canary_core::edge::miss::MissRule {
+                counted: false,
+                reason: "manifest_read_failed",
+                detail: Some("the worker is misconfigured".into()),
+            })
+        },
     );
     match step {
         MissStep::ReadManifest { key } => NeedManifest {
