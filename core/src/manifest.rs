@@ -6,6 +6,7 @@
 //! It lives beside the bundle's versions under a dot-prefixed folder, which no version can
 //! be named (`Version::parse`), so no pinned URL reaches it.
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{BundleName, Version};
@@ -15,9 +16,9 @@ pub fn manifest_key(bundle: &BundleName, version: &Version) -> String {
     format!("{bundle}/.manifests/{version}.json")
 }
 
-/// A manifest's contents: `{"bundle", "version", "files"}`, the files relative to the
-/// version, sorted.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A manifest's contents: `{"bundle", "version", "files"}` (in that order), the files
+/// relative to the version, sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Manifest {
     pub bundle: String,
     pub version: String,
@@ -38,12 +39,8 @@ impl Manifest {
 
     /// The JSON written to [`manifest_key`].
     pub fn to_json(&self) -> String {
-        serde_json::json!({
-            "bundle": self.bundle,
-            "version": self.version,
-            "files": self.files,
-        })
-        .to_string()
+        // Strings and a list of strings: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// Reads a manifest, which must be `bundle`'s `version`'s (a manifest copied from
@@ -102,7 +99,7 @@ mod tests {
         assert_eq!(m.files, ["a/b.js", "sdk.js"]);
         assert_eq!(
             m.to_json(),
-            r#"{"bundle":"demo","files":["a/b.js","sdk.js"],"version":"1.1.0"}"#
+            r#"{"bundle":"demo","version":"1.1.0","files":["a/b.js","sdk.js"]}"#
         );
         assert_eq!(Manifest::parse(&m.to_json(), &b, &v), Ok(m));
     }
