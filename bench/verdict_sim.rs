@@ -130,6 +130,9 @@ const ATTACK_EARLY_CLOSE: f64 = 0.05;
 const ATTACKER_NETWORK: u64 = 1 << 63;
 /// Target: a never-booting canary is cut within this many canary clients (95th percentile).
 const NEVER_BOOTS_TARGET: f64 = 30.0;
+/// Issue 27 item 3: canary clients loaded until a never-booting canary is cut (p50), by
+/// canary clients a minute.
+const EARLY_SILENCE_TARGETS: [(f64, f64); 2] = [(500.0, 60.0), (5_000.0, 300.0)];
 
 #[derive(Clone, Copy, PartialEq)]
 enum Canary {
@@ -1094,26 +1097,28 @@ fn targets(rows: &[Row], attacks: &[Row]) -> Vec<String> {
         .iter()
         .filter(|r| r.cell.canary == Canary::Factor(1.0))
         .collect();
-    let worst = healthy
+    // (`--only` may leave out every healthy cell: then there is nothing to say.)
+    if let Some(worst) = healthy
         .iter()
         .max_by(|a, b| a.per100(a.cut).total_cmp(&b.per100(b.cut)))
-        .expect("healthy cells");
-    let over: Vec<String> = healthy
-        .iter()
-        .filter(|r| r.per100(r.cut) > 1.0)
-        .map(|r| format!("{} ({:.1})", describe(&r.cell), r.per100(r.cut)))
-        .collect();
-    lines.push(format!(
-        "- {}: ≤ 1 false rollback per 100 healthy rollouts in every k=0 cell: worst {:.1} /100 ({}){}",
-        verdict(over.is_empty()),
-        worst.per100(worst.cut),
-        describe(&worst.cell),
-        if over.is_empty() {
-            String::new()
-        } else {
-            format!("; over: {}", over.join(", "))
-        }
-    ));
+    {
+        let over: Vec<String> = healthy
+            .iter()
+            .filter(|r| r.per100(r.cut) > 1.0)
+            .map(|r| format!("{} ({:.1})", describe(&r.cell), r.per100(r.cut)))
+            .collect();
+        lines.push(format!(
+            "- {}: ≤ 1 false rollback per 100 healthy rollouts in every k=0 cell: worst {:.1} /100 ({}){}",
+            verdict(over.is_empty()),
+            worst.per100(worst.cut),
+            describe(&worst.cell),
+            if over.is_empty() {
+                String::new()
+            } else {
+                format!("; over: {}", over.join(", "))
+            }
+        ));
+    }
     // 2. A never-booting canary cut within 30 canary clients (95th percentile, an uncut run
     //    counting as never cut), per traffic and early close: the clients the verdict needed
     //    (counted at the cut), and beside it those that loaded meanwhile, which the boot grace
@@ -1138,6 +1143,29 @@ fn targets(rows: &[Row], attacks: &[Row]) -> Vec<String> {
             shown(r.clients_p95_all),
             grace_min * 60.0,
             r.cell.per_min * grace_min
+        ));
+    }
+    // 2b. Silence judged early (issue 27 item 3): a never-booting canary cut with at most
+    //    60 canary clients loaded at 500/min and 300 at 5,000/min (median over the runs).
+    for r in rows
+        .iter()
+        .filter(|r| r.cell.canary == Canary::NeverBoots && r.cell.attack == Attack::None)
+    {
+        let Some(limit) = EARLY_SILENCE_TARGETS
+            .iter()
+            .find(|(per_min, _)| *per_min == r.cell.per_min)
+            .map(|(_, limit)| *limit)
+        else {
+            continue;
+        };
+        let p50 = r.clients.0.unwrap_or(f64::INFINITY);
+        lines.push(format!(
+            "- {}: never-booting canary cut with ≤ {limit:.0} canary clients loaded (p50) at {}/min, early close {}: {} (p95 {})",
+            verdict(p50 <= limit),
+            r.cell.per_min,
+            pct(r.cell.early_close),
+            if p50.is_finite() { format!("{p50:.0}") } else { "never cut".into() },
+            r.clients.1.map_or("–".into(), |x| format!("{x:.0}")),
         ));
     }
     // 3. A ≥ 3x (or never-booting) canary never advances.
