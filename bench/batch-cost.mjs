@@ -248,11 +248,8 @@ async function check() {
     const def = CONFIGS[name];
     const w = await start(def, { port: PORT, rollout: BATCH_ROLLOUT });
     try {
-      const began = Date.now();
       await firstVisits(w.url, CHECK_REQUESTS);
       settle(w.pid, { quietMs: QUIET_MS });
-      // Batching as large as it goes: at most the urgent flush's one batch a second.
-      const allowed = expected === URGENT ? Math.ceil((Date.now() - began) / 1000) + 1 : expected;
       const intake = await monitorIntake(w);
       out.taken_in[name] = { requests: CHECK_REQUESTS, ...intake };
       process.stderr.write(

@@ -218,7 +218,8 @@ if bc:
       "process's user+system time (worker and Durable Objects run in it) from the start of wrk until "
       "the process is quiet again, over the requests served (wrk's, plus the one in flight on each "
       "connection when it stopped). A batch's cost is taken within a round: "
-      "(a batch per request) − (batching as large as it goes: no batch sent), for each canary-edge path "
+      "(a batch per request) − (batching as large as it goes: for canary-edge the urgent flush's batch a "
+      "second at most, loads being urgent while a canary is live; none for the floor), for each canary-edge path "
       "and for the floor (bench/workers/floor-do.mjs: the floor worker, plus per request a JSON batch of "
       "the same shape through `ctx.waitUntil(stub.fetch(...))` to a JS Durable Object that parses it and "
       "inserts one row with `ctx.storage.sql.exec`).\n")
