@@ -89,21 +89,25 @@ async function view(w) {
 
 /**
  * The old build's status as it reads at this hour. The fixture was made at a fixed time, and
- * its step's bake (1 h) ends at `next_step_at`: past it the step is due, and short of the
- * evidence it needs (min_clients 900) it waits for it, with a reason and an event saying so,
- * as the old build would show too. Before it, nothing differs.
+ * its step's bake (1 h) ended at `next_step_at`, its hold (1 h more) at `hold_until`: past the
+ * first the step is due and, short of the evidence it needs (min_clients 900), waits for it;
+ * past the second the rollout is paused. Each with a reason and an event saying so, as the
+ * old build would show too at this hour. Before both, nothing differs.
  */
+const TIME_EVENTS = ["waiting_for_evidence", "rollout_paused"];
 function movedView(now) {
-  const due = Date.parse(old.view.progress.next_step_at) <= Date.now();
-  if (!due) return old.view;
-  assert.equal(now.progress.state, "waiting_for_evidence", JSON.stringify(now.progress));
+  const t = Date.now();
+  const { next_step_at: due, hold_until: held } = old.view.progress;
+  if (Date.parse(due) > t) return old.view;
+  const state = Date.parse(held) <= t ? "paused" : "waiting_for_evidence";
+  assert.equal(now.progress.state, state, JSON.stringify(now.progress));
   assert.match(now.progress.reason ?? "", /canary clients a step needs/);
-  const waiting = now.events.filter((e) => e.kind === "waiting_for_evidence");
-  assert.ok(waiting.length <= 1, JSON.stringify(now.events));
+  const timed = now.events.filter((e) => TIME_EVENTS.includes(e.kind));
+  assert.ok(timed.length <= TIME_EVENTS.length, JSON.stringify(now.events));
   return {
     ...old.view,
-    progress: { ...old.view.progress, state: now.progress.state, reason: now.progress.reason, ...("hold_until" in now.progress ? { hold_until: now.progress.hold_until } : {}) },
-    events: [...waiting, ...old.view.events],
+    progress: { ...old.view.progress, state: now.progress.state, reason: now.progress.reason },
+    events: [...timed, ...old.view.events],
   };
 }
 
@@ -231,7 +235,7 @@ test("after the move the control Worker has the step, its evidence and the histo
     assert.ok(after.step.totals.stable.clients >= old.view.step.totals.stable.clients, JSON.stringify(after.step));
     assert.ok(after.step.tracked.boots.stable >= old.view.step.tracked.boots.stable, JSON.stringify(after.step));
     assert.deepEqual(after.progress.step, old.view.progress.step, "the same step");
-    assert.deepEqual(after.events.filter((e) => e.kind !== "waiting_for_evidence"), old.view.events, "the history kept");
+    assert.deepEqual(after.events.filter((e) => !TIME_EVENTS.includes(e.kind)), old.view.events, "the history kept");
     assert.deepEqual(after.history, old.view.history);
   } finally {
     await w.dispose();
