@@ -22,6 +22,9 @@ pub enum EdgeError {
     ObjectMissing(String),
     /// R2 failed for the stable version.
     Origin { key: String, detail: String },
+    /// A pinned version the config does not name and no manifest shows published:
+    /// `<bundle>@<version>`.
+    NotPublished(String),
     /// A pinned version the config does not name is served only once published, and R2
     /// could not say (its manifest could not be read): `version` is `<bundle>@<version>`.
     PublicationUnknown { version: String, detail: String },
@@ -43,7 +46,10 @@ pub enum EdgeError {
 impl EdgeError {
     pub fn status(&self) -> u16 {
         match self {
-            EdgeError::NotFound(_) | EdgeError::NoRollout(_) | EdgeError::ObjectMissing(_) => 404,
+            EdgeError::NotFound(_)
+            | EdgeError::NoRollout(_)
+            | EdgeError::ObjectMissing(_)
+            | EdgeError::NotPublished(_) => 404,
             EdgeError::BadRequest(_) => 400,
             EdgeError::Unauthorized => 401,
             EdgeError::Forbidden(_) => 403,
@@ -76,6 +82,7 @@ impl EdgeError {
             EdgeError::Origin { key, .. } => {
                 format!("origin storage failed for {key}; try again shortly")
             }
+            EdgeError::NotPublished(version) => format!("{version} is not a published version"),
             EdgeError::PublicationUnknown { version, .. } => {
                 format!("could not check that {version} was published; try again")
             }

@@ -16,6 +16,11 @@ pub fn manifest_key(bundle: &BundleName, version: &Version) -> String {
     format!("{bundle}/.manifests/{version}.json")
 }
 
+/// The prefix of a version's files in R2 (a manifest lists paths relative to it).
+pub fn version_prefix(bundle: &BundleName, version: &Version) -> String {
+    format!("{bundle}/{version}/")
+}
+
 /// A manifest's contents: `{"bundle", "version", "files"}` (in that order), the files
 /// relative to the version, sorted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -575,11 +575,7 @@ pub fn record_config(bundle: &str, kind: &str, text: &str, issued_ms: f64) -> St
     let Ok(bundle) = BundleName::parse(bundle) else {
         return String::new();
     };
-    let read = match CONFIG_READS.by_name(kind) {
-        Some(read) => read(text),
-        // Anything the entry module should never send: a failed read.
-        None => KvRead::Failed(text.to_owned()),
-    };
+    let read = store_read(kind, text);
     let log = with_edge(
         |edge| {
             edge.record_config(&bundle, read, issued_ms)
@@ -589,6 +585,16 @@ pub fn record_config(bundle: &str, kind: &str, text: &str, issued_ms: f64) -> St
         |_| String::new(),
     );
     ConfigLog { log_line: &log }.encode()
+}
+
+/// A read of KV or R2 as the entry module reports it: `kind` one of [`CONFIG_READS`], with
+/// the value, or the failure's detail, in `text`.
+fn store_read(kind: &str, text: &str) -> KvRead {
+    match CONFIG_READS.by_name(kind) {
+        Some(read) => read(text),
+        // Anything the entry module should never send: a failed read.
+        None => KvRead::Failed(text.to_owned()),
+    }
 }
 
 /// Records a read of `bundle`'s `version`'s manifest: `kind` is one of [`CONFIG_READS`]
@@ -603,10 +609,7 @@ pub fn record_manifest(bundle: &str, version: &str, kind: &str, text: &str) -> S
         }
         .encode();
     };
-    let read = match CONFIG_READS.by_name(kind) {
-        Some(read) => read(text),
-        None => KvRead::Failed(text.to_owned()),
-    };
+    let read = store_read(kind, text);
     let state = with_edge(
         |edge| edge.record_manifest(&bundle, &version, read),
         |_| ManifestState::Failed("the worker is misconfigured".into()),
@@ -629,31 +632,29 @@ pub fn canary_miss(
     r2_detail: &str,
     manifest: &str,
 ) -> String {
-    let (Ok(bundle), Ok(version)) = (BundleName::parse(bundle), Version::parse(version)) else {
-        // Anything the entry module should never send: not counted.
-        return MissJudged {
-            counted: NO,
-            reason: "not_in_canary",
-            detail: "",
-        }
-        .encode();
+    // What the entry module should never meet (a name it did not get from the router, a
+    // misconfigured router, which plans no asset): not counted.
+    let unjudged = |why: &str| {
+        MissStep::Judged(canary_core::edge::miss::MissRule {
+            counted: false,
+            reason: "manifest_read_failed",
+            detail: Some(why.into()),
+        })
     };
-    let state = optional(manifest).and_then(ManifestState::from_line);
-    let step = with_edge(
-        |edge| edge.canary_miss(&bundle, &version, object_key, r2_detail, state.as_ref()),
-        // Unreachable in practice (a misconfigured router plans no asset): not counted.
-        |_| {
-            MissStep::Judged(canary_core::edge::miss::MissRule {
-                counted: false,
-                reason: "manifest_read_failed",
-                detail: Some("the worker is misconfigured".into()),
-            })
-        },
-    );
+    let step = match (BundleName::parse(bundle), Version::parse(version)) {
+        (Ok(bundle), Ok(version)) => {
+            let state = optional(manifest).and_then(ManifestState::from_line);
+            with_edge(
+                |edge| edge.canary_miss(&bundle, &version, object_key, r2_detail, state.as_ref()),
+                |_| unjudged("the worker is misconfigured"),
+            )
+        }
+        _ => unjudged("not a bundle and version"),
+    };
     match step {
         MissStep::ReadManifest { key } => NeedManifest {
-            bundle: bundle.as_str(),
-            version: version.as_str(),
+            bundle,
+            version,
             manifest_key: &key,
         }
         .encode(),

@@ -75,10 +75,6 @@ pub struct Manifests {
 pub struct Files(Vec<String>);
 
 impl Files {
-    fn new(paths: Vec<String>) -> Self {
-        Self(paths)
-    }
-
     /// Whether the manifest lists `path`.
     pub fn contains(&self, path: &str) -> bool {
         self.0.iter().any(|p| p == path)
@@ -120,7 +116,7 @@ impl Manifests {
         if self.kept.len() >= MANIFESTS_KEPT {
             self.kept.remove(0);
         }
-        self.kept.push((id, Files::new(manifest.files)));
+        self.kept.push((id, Files(manifest.files)));
         ManifestState::Known
     }
 }
@@ -183,7 +179,7 @@ mod tests {
 
     #[test]
     fn the_miss_rule_counts_only_what_the_canary_published_or_an_origin_failure() {
-        let files = Files::new(vec!["sdk.js".to_string()]);
+        let files = Files(vec!["sdk.js".to_string()]);
         // (R2's failure, the file, what the manifest says, the rule: counted, reason, detail)
         type Want<'a> = Option<(bool, &'a str, Option<&'a str>)>;
         let cases: [(&str, &str, Option<Listing>, Want); 7] = [

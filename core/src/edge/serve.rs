@@ -29,7 +29,7 @@ use crate::health::counts::Signal;
 use crate::keyed::KeyedHash;
 use crate::kv::KvRead;
 use crate::log::LogLine;
-use crate::manifest::manifest_key;
+use crate::manifest::{manifest_key, version_prefix};
 use crate::settings::Settings;
 
 /// The operations route of error reports and boot signals (`/__canary/report`).
@@ -535,8 +535,8 @@ impl Edge {
                 bundle: bundle.clone(),
                 version: version.clone(),
             }),
-            Some(ManifestState::Missing) => Err(Step::Fail(EdgeError::NotFound(format!(
-                "{bundle}@{version} is not a published version"
+            Some(ManifestState::Missing) => Err(Step::Fail(EdgeError::NotPublished(format!(
+                "{bundle}@{version}"
             )))),
             Some(ManifestState::Failed(detail)) => Err(Step::Fail(EdgeError::PublicationUnknown {
                 version: format!("{bundle}@{version}"),
@@ -571,7 +571,7 @@ impl Edge {
         r2_detail: &str,
         manifest: Option<&ManifestState>,
     ) -> MissStep {
-        let prefix = format!("{bundle}/{version}/");
+        let prefix = version_prefix(bundle, version);
         let path = object_key.strip_prefix(&prefix).unwrap_or(object_key);
         let listing = match (self.manifests.files(bundle, version), manifest) {
             (Some(files), _) => Some(Listing::Files(files)),

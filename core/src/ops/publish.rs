@@ -15,17 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{BundleName, Version};
 
-/// R2 key of a version's manifest: the files its publish uploaded (written after them).
-pub use crate::manifest::manifest_key;
+/// R2 key of a version's manifest (the files its publish uploaded, written after them), and
+/// the prefix of its files.
+pub use crate::manifest::{manifest_key, version_prefix};
 
 /// R2 key of a version's claim: written, only if absent, before any of its files.
 pub fn claim_key(bundle: &BundleName, version: &Version) -> String {
     format!("{bundle}/.claims/{version}.json")
-}
-
-/// The prefix of a version's files in R2.
-pub fn version_prefix(bundle: &BundleName, version: &Version) -> String {
-    format!("{bundle}/{version}/")
 }
 
 /// `POST /__canary/api/<bundle>/claim`: the version a publish is about to upload.
