@@ -72,6 +72,8 @@ const edge = workers(BUILD)["canary-edge"];
 const LARGE = { HEALTH_FLUSH_REQUESTS: "100000", HEALTH_FLUSH_MS: "600000" };
 /** The check's expectation for LARGE: no batch but the urgent flush's, one a second. */
 const URGENT = "urgent";
+/** The most batches the urgent flush sends from an isolate since `began` (one a second). */
+const urgentBatchesSince = (began) => Math.ceil((Date.now() - began) / 1000) + 1;
 const PER_REQUEST = { HEALTH_FLUSH_REQUESTS: "1", HEALTH_FLUSH_MS: "600000" };
 const floorDo = { modules: [{ type: "ESModule", path: join(ROOT, "bench/workers/floor-do.mjs") }], modulesRoot: ROOT };
 const BATCHES = { BATCHES: { className: "Batches", useSQLite: true } };
@@ -166,7 +168,7 @@ async function run(name) {
     const batches = def.path ? took.isolate_batches : took.rows;
     // Batching as large as it goes: nothing from the floor; from canary-edge, the urgent
     // flush's batch a second at most (loads are urgent while a canary is live).
-    const urgentBound = Math.ceil((Date.now() - began) / 1000) + 1;
+    const urgentBound = urgentBatchesSince(began);
     if (!def.batches && (def.path ? batches > urgentBound : batches !== 0 || took.messages)) {
       throw new Error(`${name}: the Durable Object took in ${JSON.stringify(took)}, expected ${def.path ? `at most ${urgentBound} batches` : "nothing"}`);
     }
@@ -217,8 +219,7 @@ async function check() {
       const began = Date.now();
       await firstVisits(w.url, CHECK_REQUESTS);
       settle(w.pid, { quietMs: QUIET_MS });
-      // Batching as large as it goes: at most the urgent flush's one batch a second.
-      const allowed = expected === URGENT ? Math.ceil((Date.now() - began) / 1000) + 1 : expected;
+      const allowed = expected === URGENT ? urgentBatchesSince(began) : expected;
       const ns = await w.mf.getDurableObjectNamespace("COUNTER", "counter");
       const got = await (await ns.get(ns.idFromName("demo")).fetch("http://counter/")).json();
       const sample = got.samples[0] ?? null;
