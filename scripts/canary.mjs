@@ -225,6 +225,18 @@ export function propagation(settings, local, version) {
       `(config cache ${cache} s + KV propagation up to ${KV_PROPAGATION_SECS} s)`;
 }
 
+/** Tries of one wrangler command (waits 0.5 s, then 1 s between them). */
+const WRANGLER_ATTEMPTS = 3;
+
+/**
+ * Failures worth another try: the connection to Cloudflare's API (or, with --local, to the
+ * local simulator wrangler starts for the command) dropped, or a local database busy
+ * beside a running `wrangler dev`. Refusals (auth, a missing key, a bad config) are not.
+ */
+export function isTransient(stderr = "") {
+  return /Network connection lost|SQLITE_BUSY|database is locked|ECONNRESET|ETIMEDOUT|socket hang up|fetch failed|\b(502|503|504)\b/.test(stderr);
+}
+
 class Wrangler {
   constructor(flags) {
     this.config = resolve(flags.config ?? join(ROOT, "wrangler.toml"));
@@ -234,7 +246,23 @@ class Wrangler {
     this.settings = workerSettings(this.config);
   }
 
+  /**
+   * One wrangler command, tried up to WRANGLER_ATTEMPTS times while it fails transiently.
+   * Safe because every command the CLI runs is idempotent (KV get and put of one value, R2
+   * get, R2 put of the same bytes): a put that failed after it landed lands again unchanged.
+   */
   async exec(args) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.execOnce(args);
+      } catch (e) {
+        if (attempt >= WRANGLER_ATTEMPTS || !isTransient(e.stderr)) throw e;
+        await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1)));
+      }
+    }
+  }
+
+  async execOnce(args) {
     const bin = join(ROOT, "node_modules", ".bin", "wrangler");
     try {
       const { stdout } = await run(bin, [...args, "--config", this.config, ...this.location], {

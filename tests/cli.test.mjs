@@ -144,6 +144,23 @@ describe("scripts/canary against a running worker", () => {
 });
 
 describe("scripts/canary input checks", () => {
+  test("wrangler's transient failures are tried again, its refusals are not", async () => {
+    const { isTransient } = await import("../scripts/canary.mjs");
+    // As wrangler printed them (the first seen in CI: a local R2 put beside a running worker).
+    for (const stderr of [
+      "✘ [ERROR] Network connection lost.",
+      "✘ [ERROR] internal error; reference = x: SQLITE_BUSY: database is locked",
+      "✘ [ERROR] A request to the Cloudflare API (/accounts/x/r2/buckets/b/objects/k) failed. 503 Service Unavailable",
+      "✘ [ERROR] fetch failed",
+    ]) assert.ok(isTransient(stderr), stderr);
+    for (const stderr of [
+      "✘ [ERROR] The specified key does not exist.",
+      "✘ [ERROR] Authentication error [code: 10000]",
+      "✘ [ERROR] Could not find a KV namespace with binding \"CONFIG\"",
+      "",
+    ]) assert.ok(!isTransient(stderr), stderr);
+  });
+
   test("bad bundle names, versions and weights get clear errors", async () => {
     assert.match(await canaryFails("set-weight", "Demo!", "10"), /bad bundle name/);
     assert.match(await canaryFails("set-weight", "demo", "101"), /bad weight/);
