@@ -177,6 +177,23 @@ fn token(var: &'static str, raw: Option<String>, default: &str) -> Result<String
     }
 }
 
+/// A response or request header's name: a [`token`], but not `__proto__`, which the
+/// entry module's plain header objects would take for their prototype.
+fn header_name(
+    var: &'static str,
+    raw: Option<String>,
+    default: &str,
+) -> Result<String, SettingsError> {
+    let name = token(var, raw, default)?;
+    if name.eq_ignore_ascii_case("__proto__") {
+        return Err(SettingsError {
+            var,
+            message: "must not be __proto__".to_owned(),
+        });
+    }
+    Ok(name)
+}
+
 /// A host name (no scheme, no port), lowercased; empty is unset.
 fn host(raw: Option<String>) -> Result<Option<String>, SettingsError> {
     let Some(raw) = raw
@@ -273,8 +290,12 @@ impl Settings {
         Ok(Self {
             cohorts: number(VAR_COHORTS, get(VAR_COHORTS), d.cohorts, 1, MAX_COHORTS)?,
             cookie_name: token(VAR_COOKIE, get(VAR_COOKIE), &d.cookie_name)?,
-            cohort_header: token(VAR_COHORT_HEADER, get(VAR_COHORT_HEADER), &d.cohort_header)?,
-            user_key_header: token(
+            cohort_header: header_name(
+                VAR_COHORT_HEADER,
+                get(VAR_COHORT_HEADER),
+                &d.cohort_header,
+            )?,
+            user_key_header: header_name(
                 VAR_USER_KEY_HEADER,
                 get(VAR_USER_KEY_HEADER),
                 &d.user_key_header,
@@ -508,6 +529,8 @@ mod tests {
             (VAR_COOKIE, "bad name"),
             (VAR_COOKIE, ""),
             (VAR_COHORT_HEADER, "X-Cohort:"),
+            (VAR_COHORT_HEADER, "__proto__"),
+            (VAR_USER_KEY_HEADER, "__PROTO__"),
             (VAR_CONFIG_TTL_MS, "-5"),
             (VAR_KV_TIMEOUT_MS, "10"),
             (VAR_SALT, ""),
