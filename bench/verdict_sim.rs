@@ -1028,11 +1028,12 @@ fn main() {
                     r.per100(r.paused),
                 );
                 eprintln!(
-                    "verdicts: {} in {:.1} s ({:.1} s CPU, {:.0} ms a run)",
+                    "verdicts: {} in {:.1} s ({:.1} s CPU, {:.0} ms a run; paused at steps {:?})",
                     describe(&cell),
                     r.secs,
                     r.cpu_secs,
-                    1000.0 * r.cpu_secs / r.runs as f64
+                    1000.0 * r.cpu_secs / r.runs as f64,
+                    r.paused_at
                 );
                 csv.push_str(&csv_line(&r, "boot_time"));
             }
