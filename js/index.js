@@ -230,6 +230,12 @@ async function handle(request, env, ctx) {
     req[PLAN.signed_user_key] = opt(headers.get(USER_KEY_HEADER));
   }
   req[PLAN.identity] = NO;
+  // A GET without any cookie, of a URL that names no version (`@`): the cookie cannot decide
+  // it, so its identities are read now rather than after an `I` answer (a first visit makes
+  // one routing call fewer). Only a hint: the router asks (`I`) whenever it needs them.
+  if (req[PLAN.cookie] === "-" && request.method === "GET" && !request.url.includes("@")) {
+    readIdentity(request, USER_KEY_HEADER, req);
+  }
   // At most: a config read, then the identities or a manifest read, then the plan.
   for (let step = 0; step < 4; step++) {
     req[PLAN.now_ms] = Date.now();
