@@ -219,10 +219,11 @@ impl Edge {
         }
     }
 
-    /// Decides a request as far as the facts at hand allow. `identity` is `None` on the
-    /// first call, then the identities besides the cookie (its `cookie_header` is not
-    /// read: the cookie is `req.cookie`); `random` supplies 64 random bits (a new client's
-    /// id, a random cohort).
+    /// Decides a request as far as the facts at hand allow. `identity`: the identities
+    /// besides the cookie (its `cookie_header` is not read: the cookie is `req.cookie`),
+    /// once the cookie has failed ([`Step::NeedIdentity`]), or from the start when the
+    /// entry read them first (a request without a cookie; a cookie given with them is then
+    /// not read); `random` supplies 64 random bits (a new client's id, a random cohort).
     pub fn plan(
         &self,
         req: &AssetRequest<'_>,
