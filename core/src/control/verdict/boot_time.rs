@@ -21,7 +21,8 @@
 //!   cut threshold.
 //! - **Pass.** Null: the canary's median is above `(1+s)·m`. The same with `m⁻` and
 //!   [`BETTER`] odds ratios (trials "slower than `(1+s)·m⁻`", fewer than half under the
-//!   alternative), at `α/10 + 9α/10`: a step passes only when this rejects too.
+//!   alternative), at the pass's level `β` (`pass_confidence`), split the same way:
+//!   `β/10 + 9β/10`. A step passes only when this rejects too.
 //!
 //! Hostile clients (`d`): a cut holds with the `d` slowest canary values and the `d` fastest
 //! stable values removed; a pass with the `d` fastest canary values and the `d` slowest
@@ -229,11 +230,13 @@ fn median_with_interval(values: &[u32], z: f64) -> Median {
 }
 
 /// The boot-time family at the policy's confidence; `alpha_cut` is the family's share of the
-/// cut α (the pass uses the full α, halved between bound and trials).
+/// cut α. The pass is judged at the pass's level `β` (`pass_confidence`), split as the cut's
+/// is: a tenth to stable's bound, the rest to the trials.
 pub fn judge(times: &BootTimes, policy: &TestPolicy, alpha_cut: f64) -> BootJudgement {
     let d = policy.hostile_clients;
     let s = 1.0 + policy.max_boot_slowdown;
     let alpha = (1.0 - policy.confidence).clamp(1e-9, 0.5);
+    let beta = (1.0 - policy.pass_confidence).clamp(1e-9, 0.5);
     let canary = times.canary();
     let slower = |at: f64| (canary.len() - canary.partition_point(|&v| f64::from(v) <= at)) as u64;
     let n = canary.len() as u64;
@@ -255,7 +258,7 @@ pub fn judge(times: &BootTimes, policy: &TestPolicy, alpha_cut: f64) -> BootJudg
     }) + (1.0 - BOUND_SHARE).ln();
     // Pass: the d fastest canary values and the d slowest stable ones left out; no finite
     // lower bound yet is no evidence (every canary value is "slower than 0").
-    let pass_at = median_bound(stable, d, alpha * BOUND_SHARE, false)
+    let pass_at = median_bound(stable, d, beta * BOUND_SHARE, false)
         .map(|m| s * m)
         .unwrap_or(0.0);
     let better = {

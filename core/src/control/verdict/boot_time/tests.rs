@@ -110,6 +110,27 @@ fn cuts_a_slower_canary_passes_an_equal_one_and_waits_in_between() {
 }
 
 #[test]
+fn the_pass_is_judged_at_the_pass_level_and_the_cut_at_the_cut_level() {
+    // Same values, pass_confidence 0.99 then 0.95: stable's lower bound is taken at β/10, so
+    // the looser pass level gives a higher threshold (fewer canary values "slower") and
+    // more evidence for the pass; the cut's side does not move.
+    let t = times(lognormal(3000, 400.0, 1.2), lognormal(1500, 400.0, 1.2));
+    let strict = judge(&t, &policy(0), ALPHA_CUT);
+    let usual = judge(
+        &t,
+        &TestPolicy {
+            pass_confidence: 0.95,
+            ..policy(0)
+        },
+        ALPHA_CUT,
+    );
+    assert!(usual.pass_at_ms > strict.pass_at_ms, "{usual:?} {strict:?}");
+    assert!(usual.better > strict.better, "{usual:?} {strict:?}");
+    assert_eq!(usual.cut_at_ms, strict.cut_at_ms);
+    assert_eq!(usual.worse, strict.worse);
+}
+
+#[test]
 fn hostile_values_cannot_make_a_cut_or_a_pass() {
     let d = 10;
     let stable = lognormal(2000, 400.0, 0.8);
