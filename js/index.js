@@ -6,7 +6,8 @@
 //   the route, cohort, version, headers and cookie from the request's facts; this module
 //   does the awaits the plan names (the KV config when this isolate's copy is stale, a
 //   version's manifest, the edge cache, R2, the stable fallback) and tells the router what
-//   was served, which returns the health batches due for the control plane. On a canary
+//   was served (`served`: the handle of the plan's tally, numbers both ways), which counts
+//   it and answers when the outbox's next batch falls due. On a canary
 //   fallback the router also says whether the miss counts against the canary
 //   (`canary_miss`, after reading the canary's manifest if it asks).
 // - Error reports and boot signals (`POST /__canary/report`): the count path, like an
@@ -93,7 +94,7 @@ const PROTOCOL = {
         "fallback_version",
         "fallback_cache_key",
         "fallback_object_key",
-        "tally_token",
+        "tally",
         "serving_canary",
       ],
       pairs: ["name", "value"],
@@ -101,7 +102,8 @@ const PROTOCOL = {
     R: { fields: ["kind"] },
   },
   record_config: { fields: ["log_line"] },
-  served: { fields: ["next_flush_ms"], pairs: ["bundle", "body"] },
+  // `flush`'s answer: the outbox's next due time, then the batches due.
+  batches: { fields: ["next_flush_ms"], pairs: ["bundle", "body"] },
   miss: FAILURE_FORMAT,
   constants: {
     fields: [
@@ -124,7 +126,7 @@ const PROTOCOL = {
     N: { fields: ["kind", "ip_limit_key", "body"], rest: true },
     K: { fields: ["kind", "ip_limit_key", "client_limit_key", "token", "body"], rest: true },
   },
-  served_outcomes: ["as_routed", "counted_fallback", "plain_fallback"],
+  served_outcomes: ["as_routed", "counted_fallback", "plain_fallback", "not_served"],
   config_reads: ["value", "missing", "failed"],
   // A config the control plane pushed, as the bundle's aggregator answers (the router
   // answers whether it took it, a bool).
@@ -160,8 +162,8 @@ const ASSET = positions(PROTOCOL.answers.A.fields);
 /** Where an `A` answer's header pairs start. */
 const ASSET_PAIRS = PROTOCOL.answers.A.fields.length;
 const CONFIG_LOG = positions(PROTOCOL.record_config.fields);
-const BATCHES = positions(PROTOCOL.served.fields);
-const BATCHES_PAIRS = PROTOCOL.served.fields.length;
+const BATCHES = positions(PROTOCOL.batches.fields);
+const BATCHES_PAIRS = PROTOCOL.batches.fields.length;
 const REPORT = positions(PROTOCOL.report.fields);
 const REPORT_BLANK = PROTOCOL.report.fields.map(() => "-");
 const NOT_COUNTED = positions(PROTOCOL.report_answers.N.fields);
@@ -368,7 +370,8 @@ async function serveAsset(p, request, env, ctx, started) {
   const cacheKey = p[ASSET.cache_key];
   const key = p[ASSET.object_key];
   const fallbackKey = p[ASSET.fallback_object_key];
-  const tally = p[ASSET.tally_token];
+  // The handle of this request's tally (empty: not counted), given back whatever is served.
+  const tally = p[ASSET.tally];
   const isHead = p[ASSET.head] === YES;
   if (p[ASSET.serving_canary] === YES) checkConfig(bundle, env, ctx);
 
@@ -380,11 +383,17 @@ async function serveAsset(p, request, env, ctx, started) {
   let outcome = SERVED_AS_ROUTED;
   if (found.miss !== undefined) {
     // Floating canary requests fall back to stable rather than break a page.
-    if (!fallbackKey) return failure(miss(key, found.miss).split("\n"));
+    if (!fallbackKey) {
+      countServed(tally, SERVED_NOTHING, env, ctx);
+      return failure(miss(key, found.miss).split("\n"));
+    }
     const fallbackCacheKey = p[ASSET.fallback_cache_key];
     let stable = await cached(fallbackCacheKey, defaultType);
     if (stable === null) stable = await fromR2(env, ctx, fallbackCacheKey, fallbackKey, defaultType, isHead);
-    if (stable.miss !== undefined) return failure(miss(fallbackKey, stable.miss).split("\n"));
+    if (stable.miss !== undefined) {
+      countServed(tally, SERVED_NOTHING, env, ctx);
+      return failure(miss(fallbackKey, stable.miss).split("\n"));
+    }
     // Judged and logged only when stable has the file: a path missing from both versions
     // is a plain 404 (scanners), not a broken canary.
     let judged = canary_miss(bundle, version, key, found.miss, "-").split("\n");
@@ -401,7 +410,7 @@ async function serveAsset(p, request, env, ctx, started) {
     servedChannel = "stable";
     outcome = counted ? SERVED_COUNTED_FALLBACK : SERVED_PLAIN_FALLBACK;
   }
-  if (tally) sendBatches(served(tally, outcome, Date.now()), env, ctx);
+  countServed(tally, outcome, env, ctx);
 
   // A plain object, copied from one of the same shape: the Response constructor converts
   // it in one go, which measured cheaper than a Headers object filled by set() calls, an
@@ -438,6 +447,17 @@ const SERVED_AS_ROUTED = SERVED_OUTCOME.as_routed;
 const SERVED_COUNTED_FALLBACK = SERVED_OUTCOME.counted_fallback;
 /** Stable's copy of a file the canary never had: says nothing about the canary, not counted. */
 const SERVED_PLAIN_FALLBACK = SERVED_OUTCOME.plain_fallback;
+/** Nothing (no version has the file, or R2 failed it): not counted. */
+const SERVED_NOTHING = SERVED_OUTCOME.not_served;
+
+/**
+ * Gives a plan's tally handle back to the router with what was served (numbers both ways:
+ * this runs on every counted request), and arms the outbox's timer for the batch it makes
+ * due.
+ */
+function countServed(tally, outcome, env, ctx) {
+  if (tally) armFlush(served(Number(tally), outcome, Date.now()), env, ctx);
+}
 
 /**
  * Reads the manifest an `M` answer names (its lines) from R2 and gives the outcome to the
@@ -538,7 +558,7 @@ async function receiveReport(request, env, ctx) {
             !(await withinLimit(env, "REPORT_LIMIT_PER_CLIENT", answer[ADMITTED.client_limit_key]))) {
           return reportAnswer(429, REPORT_RATE_LIMITED_BODY);
         }
-        sendBatches(counted(answer[ADMITTED.token], Date.now()), env, ctx);
+        armFlush(counted(answer[ADMITTED.token], Date.now()), env, ctx);
         return reportAnswer(202, answer.slice(ADMITTED.body).join("\n"));
       default:
         return failure(answer);
@@ -605,21 +625,6 @@ function reportAnswer(status, body) {
       "access-control-allow-origin": "*",
     },
   });
-}
-
-/**
- * Sends the router's due batches (a `Batches` answer: the outbox's next due time, then
- * `bundle\nbody\n` pairs), each to this isolate's aggregator of the bundle
- * (HEALTH_AGGREGATORS), which merges and forwards them to the bundle's monitor; without
- * that binding, straight to the monitor. The answer carries the bundle's config as the
- * control plane has it, which the router takes if it is newer than what the isolate has
- * (`pushed_config`). Then arms the outbox's timer for what is left.
- */
-function sendBatches(batches, env, ctx) {
-  const parts = batches.split("\n");
-  const sends = postBatches(parts, env);
-  if (sends.length) ctx.waitUntil(Promise.all(sends));
-  armFlush(Number(parts[BATCHES.next_flush_ms]) || 0, env, ctx);
 }
 
 /** Posts the batches of a `Batches` answer's lines; the sends under way. */

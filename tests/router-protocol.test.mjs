@@ -64,7 +64,7 @@ const VARS = {
   // each test sees the whole exchange whatever ran before it; the TTL is tested end to end
   // (cli.test.mjs, soak.test.mjs).
   CONFIG_TTL_MS: "0",
-  // HEALTH_FLUSH_REQUESTS 1: counts are due after every request, so that `served` has
+  // HEALTH_FLUSH_REQUESTS 1: counts are due after every request, so that `flush` has
   // batches to return (the flush policy itself: core/src/health/batching.rs).
   HEALTH_FLUSH_REQUESTS: "1",
 };
@@ -169,10 +169,10 @@ test("the entry's table and the router's are the same table", () => {
   // Every name is a name once per message (a position per name).
   assert.deepEqual(Object.keys(RUST.report_answers).sort(), [...REPORT_KINDS].sort());
   for (const kind of REPORT_KINDS) assert.equal(RUST.report_answers[kind].fields[0], "kind", kind);
-  for (const format of [RUST.plan, ...Object.values(RUST.answers), ...Object.values(RUST.report_answers), RUST.record_config, RUST.served, RUST.constants, RUST.report, RUST.pushed_config]) {
+  for (const format of [RUST.plan, ...Object.values(RUST.answers), ...Object.values(RUST.report_answers), RUST.record_config, RUST.batches, RUST.constants, RUST.report, RUST.pushed_config]) {
     assert.equal(new Set(format.fields).size, format.fields.length, format.fields.join(","));
   }
-  assert.deepEqual(RUST.served_outcomes, ["as_routed", "counted_fallback", "plain_fallback"]);
+  assert.deepEqual(RUST.served_outcomes, ["as_routed", "counted_fallback", "plain_fallback", "not_served"]);
   assert.deepEqual(Object.keys(RUST.canary_miss), ["V"]);
   assert.equal(RUST.canary_miss.V.fields[0], "kind");
 });
@@ -203,8 +203,7 @@ test("C, then record_config, then I, then A: a first visit to a floating URL of 
   assert.equal(a.fallback_version, "1.0.0");
   assert.equal(a.fallback_cache_key, `${ORIGIN}/demo@1.0.0/sdk.js`);
   assert.equal(a.fallback_object_key, "demo/1.0.0/sdk.js");
-  assert.notEqual(a.tally_token, "", "a floating request is counted");
-  assert.ok(!a.tally_token.includes("\n"));
+  assert.match(a.tally, /^[0-9]+$/, "a floating request is counted: its tally's handle");
   assert.equal(a.serving_canary, "1", "weight 100: the client's cohort is on the canary");
   // Header pairs: a new client gets its cohort cookie, and the response its cache policy.
   const names = a.pairs.map(([name]) => name);
@@ -217,19 +216,25 @@ test("C, then record_config, then I, then A: a first visit to a floating URL of 
   assert.ok(names.includes("cache-control"), names.join(","));
   assert.match(Object.fromEntries(a.pairs)["set-cookie"], /^cohort=/);
 
-  // served: the tally token back, with what was served; batches are due after every
-  // request here (HEALTH_FLUSH_REQUESTS=1).
+  // served: the tally's handle back, with what was served (numbers both ways); the batch it
+  // makes due (HEALTH_FLUSH_REQUESTS=1 here: at once) leaves by `flush`, in `batches`' format.
   const outcome = positions(JS.served_outcomes);
-  const batches = read(JS.served, router.served(a.tally_token, outcome.counted_fallback, Date.now()));
+  const now = Date.now();
+  const due = router.served(Number(a.tally), outcome.counted_fallback, now);
+  assert.equal(typeof due, "number");
+  assert.ok(due > 0 && due <= now + 1, `a batch is due now (${due})`);
+  const batches = read(JS.batches, router.flush(now));
   assert.ok(batches.pairs.length > 0, "a batch is due");
   for (const [bundle, body] of batches.pairs) {
     assert.equal(bundle, "demo");
     assert.equal(typeof JSON.parse(body), "object");
   }
   assert.equal(batches.next_flush_ms, "", "nothing left pending");
-  // Nothing new to count: no pairs, no next flush.
-  const none = read(JS.served, router.served("not a token", outcome.as_routed, Date.now()));
-  assert.deepEqual(none, { next_flush_ms: "", pairs: [] });
+  // A handle counts once; one never issued counts nothing: nothing new is due.
+  assert.equal(router.served(Number(a.tally), outcome.as_routed, now), 0);
+  assert.equal(router.served(Number(a.tally) + 1000, outcome.as_routed, now), 0);
+  assert.equal(router.served(0.5, outcome.as_routed, now), 0);
+  assert.deepEqual(read(JS.batches, router.flush(now)), { next_flush_ms: "", pairs: [] });
 });
 
 test("A: a returning client's floating URL: the cookie decides, no identity asked", () => {
@@ -239,7 +244,7 @@ test("A: a returning client's floating URL: the cookie decides, no identity aske
   assert.deepEqual(seen, ["C", "A"]);
   assert.equal(a.version, "1.1.0");
   assert.equal(a.fallback_object_key, "demo/1.0.0/chunk.js");
-  assert.notEqual(a.tally_token, "");
+  assert.match(a.tally, /^[0-9]+$/);
   assert.ok(!a.pairs.some(([name]) => name === "set-cookie"), "a returning client keeps its cookie");
 });
 
@@ -255,7 +260,7 @@ test("M, then A: a HEAD of a pinned URL of a version the config does not name, o
   assert.equal(a.fallback_version, "");
   assert.equal(a.fallback_cache_key, "");
   assert.equal(a.fallback_object_key, "");
-  assert.equal(a.tally_token, "", "a pinned URL is not counted");
+  assert.equal(a.tally, "", "a pinned URL is not counted");
   assert.ok(a.pairs.length > 0);
   // Kept: the next request of that version reads no manifest.
   assert.deepEqual(settle("/demo@0.9.0/sdk.js").seen, ["C", "A"]);
@@ -410,12 +415,16 @@ test("R, then report: N (not counted), K (admitted, then counted), E (malformed,
   assert.equal(k.ip_limit_key, n.ip_limit_key, "one network, one key");
   assert.match(k.client_limit_key, /^client:[0-9a-f]{16}$/);
   assert.deepEqual(JSON.parse(k.body), { counted: true, channel: "canary", kind: "uncaught" });
-  // Counted: a batch is due at once here (HEALTH_FLUSH_REQUESTS=1).
-  const batches = read(JS.served, router.counted(k.token, Date.now()));
+  // Counted: a batch is due at once here (HEALTH_FLUSH_REQUESTS=1), and the timer's flush
+  // takes it.
+  const now = Date.now();
+  const due = router.counted(k.token, now);
+  assert.ok(due > 0 && due <= now + 1, `due now (${due})`);
+  const batches = read(JS.batches, router.flush(now));
   assert.equal(batches.pairs.length, 1);
   assert.equal(JSON.parse(batches.pairs[0][1]).events[0].signal, "failure");
-  // The timer's flush: nothing left.
-  assert.deepEqual(read(JS.served, router.flush(Date.now())), { next_flush_ms: "", pairs: [] });
+  // Nothing left.
+  assert.deepEqual(read(JS.batches, router.flush(now)), { next_flush_ms: "", pairs: [] });
 
   const bad = reportAnswer({}, "not json");
   assert.equal(bad.status, "400");

@@ -23,16 +23,17 @@
 //! - [`canary_miss`]'s answers: `M` [`NeedManifest`] (as [`plan`]'s: then ask again) and `V`
 //!   [`MissJudged`] (whether a canary file's miss counts against the canary);
 //!   [`record_manifest`]'s: [`ManifestRead`];
-//! - [`record_config`]'s answer: [`ConfigLog`]; [`served`]'s: [`Batches`]; [`constants`]':
-//!   [`Constants`]; [`served`]'s `outcome` argument: a position in [`SERVED_OUTCOMES`];
+//! - [`record_config`]'s answer: [`ConfigLog`]; [`constants`]': [`Constants`]; [`served`]'s
+//!   `outcome` argument: a position in [`SERVED_OUTCOMES`]; [`served`] answers a number (when
+//!   the outbox's next batch falls due), the batches leave by [`report::flush`];
 //!   [`record_config`]'s `kind`: one of [`CONFIG_READS`];
 //! - [`pushed_config`]'s message: [`PushedConfig`] (a config the control plane pushed, as an
 //!   aggregator answers it); it answers a bool, whether the config was taken;
 //! - `R` [`ReportRoute`]: a report (`POST /__canary/report`): the entry reads its body and
 //!   asks [`report::report`] (its request [`report::ReportIn`], its answers `C`, `E`, `N`
-//!   [`report::NotCounted`] and `K` [`report::Admitted`]), counts an admitted one with
-//!   [`report::counted`], and sends what falls due meanwhile with [`report::flush`] (both
-//!   answer [`Batches`]).
+//!   [`report::NotCounted`] and `K` [`report::Admitted`]) and counts an admitted one with
+//!   [`report::counted`] (a number, as [`served`]); the entry's timer sends what falls due
+//!   with [`report::flush`] ([`Batches`]).
 //!
 //! Lines are separated by `\n`, except in a message that ends with name/value pairs
 //! ([`Tail::Pairs`]), where every line ends with `\n` (the layout of
@@ -294,8 +295,8 @@ message! {
 message! {
     /// `A`: serve. `head`: `1` for HEAD. `channel`: the routed version's channel (empty for
     /// a pinned old version). The `fallback_*` fields: stable's copy for a floating canary
-    /// request (empty otherwise). `tally_token`: what to give [`served`] (empty: nothing to
-    /// count). `serving_canary`: `1` while the bundle's config serves a canary: the entry
+    /// request (empty otherwise). `tally`: the handle of the request's tally, to give back
+    /// to [`served`] whatever is served (empty: nothing to count). `serving_canary`: `1` while the bundle's config serves a canary: the entry
     /// checks the config's revision with the bundle's aggregator now and then (its
     /// `monitor_config_url`), handing the answer to [`pushed_config`]. Then the response's
     /// headers, as name/value pairs.
@@ -310,7 +311,7 @@ message! {
         fallback_version,
         fallback_cache_key,
         fallback_object_key,
-        tally_token,
+        tally,
         serving_canary,
     } pairs(name, value)
 }
@@ -389,10 +390,11 @@ macro_rules! named {
 }
 
 /// [`served`]'s `outcome`: a position in this list.
-const SERVED_OUTCOMES: Named<Served, 3> = named!(
+const SERVED_OUTCOMES: Named<Served, 4> = named!(
     "as_routed" => Served::AsRouted,
     "counted_fallback" => Served::CountedFallback,
     "plain_fallback" => Served::PlainFallback,
+    "not_served" => Served::NotServed,
 );
 
 /// [`record_config`]'s `kind`: a value (`text`), none, or a failed read (its detail in
@@ -436,7 +438,7 @@ pub fn protocol() -> String {
         ReportRoute::FORMAT.entry,
         "},\"record_config\":",
         ConfigLog::FORMAT.json,
-        ",\"served\":",
+        ",\"batches\":",
         Batches::FORMAT.json,
         ",\"miss\":",
         Failure::FORMAT.json,
@@ -562,7 +564,7 @@ pub fn plan(request: &str) -> String {
     with_edge(
         |edge| {
             let step = edge.plan(&req, identity.as_ref(), random_u64);
-            encode(edge, step)
+            encode(edge, step, req.now_ms)
         },
         |e| failure(&EdgeError::Misconfigured(e.clone())),
     )
@@ -685,24 +687,35 @@ pub fn pushed_config(bundle: &str, message: &str, now_ms: f64) -> bool {
     )
 }
 
-/// Counts a served floating request (its plan's tally token); `outcome` is what was served,
-/// an index into [`SERVED_OUTCOMES`]: the routed version's file, stable's after a fallback
-/// that counts against the canary (R2 failed, or a file the canary published is missing),
-/// or stable's after a plain fallback (a file the canary never had: nothing is counted).
-/// Returns [`Batches`].
+/// Counts a served floating request (the handle of its plan's tally, `A`'s `tally`, given
+/// back whatever was served); `outcome` is what was served, an index into
+/// [`SERVED_OUTCOMES`]: the routed version's file, stable's after a fallback that counts
+/// against the canary (R2 failed, or a file the canary published is missing), stable's after
+/// a plain fallback (a file the canary never had), or nothing (the last two count nothing).
+/// Returns when the outbox's next batch falls due (ms since the epoch; 0: nothing
+/// pending): the entry's timer takes it with [`report::flush`]. Numbers only, each way: this
+/// runs on every counted request.
 #[wasm_bindgen]
-pub fn served(token: &str, outcome: u8, now_ms: f64) -> String {
+pub fn served(tally: f64, outcome: u8, now_ms: f64) -> f64 {
     let outcome = SERVED_OUTCOMES
         .at(usize::from(outcome))
         // Anything the entry module should never send: count nothing.
-        .unwrap_or(Served::PlainFallback);
-    with_edge(
-        |edge| {
-            let batches = edge.served(token, outcome, now_ms);
-            batches_answer(edge, batches)
-        },
-        |_| Batches { next_flush_ms: "" }.encode(),
-    )
+        .unwrap_or(Served::NotServed);
+    // A handle is a whole number below 2^53 (exact in an f64); anything else is none of ours.
+    let handle = if tally.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(&tally) {
+        tally as u64
+    } else {
+        u64::MAX
+    };
+    with_edge(|edge| due_ms(edge.served(handle, outcome, now_ms)), |_| 0.0)
+}
+
+/// JavaScript's largest exact integer (`Number.MAX_SAFE_INTEGER`).
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// A due time for the entry: whole ms, 0 for none.
+fn due_ms(due: Option<f64>) -> f64 {
+    due.map_or(0.0, |ms| ms.max(1.0).ceil())
 }
 
 /// [`Batches`]: the outbox's next due time, then `batches`.
@@ -774,7 +787,8 @@ fn random_u64() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-fn encode(edge: &Edge, step: Step) -> String {
+/// `now_ms`: when the plan was made (a tally is held from then).
+fn encode(edge: &mut Edge, step: Step, now_ms: f64) -> String {
     match step {
         Step::Ops => Ops.encode(),
         Step::Report => ReportRoute.encode(),
@@ -803,11 +817,15 @@ fn encode(edge: &Edge, step: Step) -> String {
         }
         .encode(),
         Step::Fail(e) => failure(&e),
-        Step::Serve(plan) => encode_plan(&plan),
+        Step::Serve(mut plan) => {
+            let tally = plan.tally.take().map(|t| edge.hold(t, now_ms));
+            encode_plan(&plan, tally)
+        }
     }
 }
 
-fn encode_plan(p: &AssetPlan) -> String {
+/// `tally`: the handle its tally is held as.
+fn encode_plan(p: &AssetPlan, tally: Option<u64>) -> String {
     let (fallback_version, fallback_cache_key, fallback_object_key) = match &p.fallback {
         Some((v, load)) => (
             v.as_str(),
@@ -827,7 +845,7 @@ fn encode_plan(p: &AssetPlan) -> String {
         fallback_version,
         fallback_cache_key,
         fallback_object_key,
-        tally_token: p.tally.as_ref().map_or("", |t| t.0.as_str()),
+        tally: &tally.map(|h| h.to_string()).unwrap_or_default(),
         serving_canary: flag(p.serving_canary),
     }
     .encode_with(p.headers.as_str())
@@ -900,7 +918,7 @@ mod tests {
             fallback_version: "",
             fallback_cache_key: "",
             fallback_object_key: "",
-            tally_token: "",
+            tally: "",
             serving_canary: YES,
         };
         for headers in ["", "cache-control\nno-store\n", "a\n1\nb\n2\n"] {
@@ -959,7 +977,7 @@ mod tests {
             "plan",
             "answers",
             "record_config",
-            "served",
+            "batches",
             "miss",
             "constants",
             "served_outcomes",
@@ -976,7 +994,7 @@ mod tests {
         assert_eq!(table["answers"]["A"]["pairs"][0], "name");
         assert_eq!(table["answers"]["E"]["rest"], true);
         assert_eq!(table["miss"], table["answers"]["E"]);
-        assert_eq!(table["served"]["fields"][0], "next_flush_ms");
+        assert_eq!(table["batches"]["fields"][0], "next_flush_ms");
         assert_eq!(table["report_answers"]["K"]["fields"][0], "kind");
         assert_eq!(table["served_outcomes"][1], "counted_fallback");
         assert_eq!(table["pushed_config"]["fields"][1], "config");
@@ -996,7 +1014,8 @@ mod tests {
     #[test]
     fn served_and_record_config_fit_their_formats_unconfigured() {
         // Without configure(): nothing to count, nothing to log.
-        assert!(fits(&Batches::FORMAT, &served("x", 0, 0.0)));
+        assert_eq!(served(0.0, 0, 0.0), 0.0);
+        assert!(fits(&Batches::FORMAT, &report::flush(0.0)));
         assert!(fits(
             &ConfigLog::FORMAT,
             &record_config("demo", "value", "{}", 0.0)

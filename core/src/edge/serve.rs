@@ -2,11 +2,12 @@
 //! no I/O. The worker's entry module (JS) does the awaits the plan names (KV, the edge
 //! cache, R2, the batches to the control plane) and calls back into [`Edge`] only with
 //! what it found. One synchronous call decides a request; a second records what was
-//! served. Everything else about the request is decided here.
+//! served (by the handle of the tally the plan held, `serve/held.rs`: numbers only).
+//! Everything else about the request is decided here.
 //!
 //! [`Edge`] is the per-isolate state: settings, the routing keys, the rollout configs
 //! and the pending health counts (one outbox: loads, and the reports and boot signals of
-//! `report.rs`, sent when due or by the entry module's timer, [`Edge::flush`]). The
+//! `report.rs`, sent by the entry module's timer, [`Edge::flush`]). The
 //! operations module (`src/edge`) builds its isolate around one too, for its status.
 
 use std::rc::Rc;
@@ -93,22 +94,16 @@ pub struct AssetPlan {
     pub headers: HeaderLines,
     /// The channel header of the routed version (absent for a pinned old version).
     pub channel: Option<Channel>,
-    /// What to count once the response is sure (see [`Edge::served`]); `None` for what
-    /// does not feed health (HEAD, pinned URLs, overrides).
-    pub tally: Option<TallyToken>,
+    /// What to count once the response is sure: [`Edge::hold`] keeps it across the entry's
+    /// awaits, [`Edge::served`] counts it; `None` for what does not feed health (HEAD,
+    /// pinned URLs, overrides).
+    pub tally: Option<TallyFacts>,
     /// The bundle's config serves a canary (a cohort is on it): while it does, the entry
     /// module asks the control plane for the config's revision now and then (under
     /// `ctx.waitUntil`), so that a rollback reaches this isolate without waiting for KV
     /// (see [`Edge::pushed_config`]).
     pub serving_canary: bool,
 }
-
-/// The counting facts of one floating request, carried through the entry module's awaits
-/// and given back to [`Edge::served`] as text (the entry holds it as a string, so it is
-/// taken back as `&str` without a copy): bundle, stable, canary, weight, channel, client,
-/// keyed network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TallyToken(pub String);
 
 /// The next thing the entry module does for a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +150,10 @@ pub enum Served {
     /// Stable's file, because the canary never had it (not in its manifest, or no
     /// manifest): says nothing about the canary, so nothing is counted.
     PlainFallback,
+    /// Nothing: the file is missing from both versions, or R2 failed for the only one
+    /// there is. Counts nothing: a request for a path no version has is a scanner's, not
+    /// a client's.
+    NotServed,
 }
 
 /// Why the load of an object failed.
@@ -188,6 +187,10 @@ pub struct Edge {
     override_key: Option<OverrideKey>,
     /// Version manifests read in this isolate.
     manifests: Manifests,
+    /// Floating requests' tallies between their plan and their response.
+    held: Held<TallyFacts>,
+    /// Batches that fell due while counting, for the next [`Edge::flush`].
+    ready: Vec<(BundleName, Batch)>,
     floating_cache_control: String,
     pinned_cache_control: String,
     stored_cache_control: String,
@@ -212,6 +215,8 @@ impl Edge {
                 .as_deref()
                 .map(|s| OverrideKey::new(s.as_bytes())),
             manifests: Manifests::default(),
+            held: Held::default(),
+            ready: Vec::new(),
             floating_cache_control: floating_cache_control(settings.floating_max_age),
             pinned_cache_control: pinned_cache_control(settings.pinned_max_age),
             stored_cache_control: pinned_cache_control(STORED_MAX_AGE),
@@ -430,37 +435,49 @@ impl Edge {
             .map(|(channel, token)| (channel, OverrideKey::holder_id(token)))
     }
 
-    /// Counts a served floating request as `outcome` says: a load of the channel it was
-    /// routed to, and after a [`Served::CountedFallback`] an error of the canary's too (the
-    /// origin failed it). A [`Served::PlainFallback`] counts nothing. Returns the batches
-    /// due for the bundle's control plane. A token that does not parse counts nothing.
-    pub fn served(
-        &mut self,
-        token: &str,
-        outcome: Served,
-        now_ms: f64,
-    ) -> Vec<(BundleName, Batch)> {
+    /// Keeps a plan's tally across the entry's awaits; the handle to give [`Edge::served`].
+    pub fn hold(&mut self, tally: TallyFacts, now_ms: f64) -> u64 {
+        self.held.hold(tally, now_ms)
+    }
+
+    /// Counts the floating request held as `handle` ([`Edge::hold`]) as `outcome` says: a
+    /// load of the channel it was routed to, and after a [`Served::CountedFallback`] an
+    /// error of the canary's too (the origin failed it). [`Served::PlainFallback`] and
+    /// [`Served::NotServed`] count nothing, and give the handle back all the same. Returns
+    /// when the outbox's next batch falls due ([`Edge::next_flush_ms`]; `now_ms` when one
+    /// already has): batches leave through [`Edge::flush`] only. A handle not held counts
+    /// nothing.
+    pub fn served(&mut self, handle: u64, outcome: Served, now_ms: f64) -> Option<f64> {
+        let tally = self.held.take(handle);
         // A load, and after a counted fallback a failure too.
         let signals: &[Signal] = match outcome {
             Served::AsRouted => &[Signal::Load],
             Served::CountedFallback => &[Signal::Load, Signal::Failure],
-            Served::PlainFallback => return Vec::new(),
+            Served::PlainFallback | Served::NotServed => &[],
         };
-        let Some(parsed) = ParsedTally::parse(token) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for &signal in signals {
-            // A fallback happens only to canary-routed requests: both count on the canary.
-            out.extend(self.count(&parsed, signal, None, now_ms));
+        if let Some(tally) = tally {
+            for &signal in signals {
+                // A fallback happens only to canary-routed requests: both count on the canary.
+                let due = self.count(&tally, signal, None, now_ms);
+                self.ready.extend(due);
+            }
         }
-        out
+        self.next_due(now_ms)
+    }
+
+    /// When the next batch falls due: now if one is ready, else the outbox's next.
+    fn next_due(&self, now_ms: f64) -> Option<f64> {
+        if self.ready.is_empty() {
+            self.next_flush_ms()
+        } else {
+            Some(now_ms)
+        }
     }
 
     /// One signal of a tallied client into the outbox; the batches due.
     fn count(
         &mut self,
-        parsed: &ParsedTally,
+        parsed: &TallyFacts,
         signal: Signal,
         boot_ms: Option<u32>,
         now_ms: f64,
@@ -471,7 +488,7 @@ impl Edge {
     /// [`count`](Self::count), with an error report's kind, message and stack.
     fn count_text(
         &mut self,
-        parsed: &ParsedTally,
+        parsed: &TallyFacts,
         signal: Signal,
         boot_ms: Option<u32>,
         text: Option<(String, Option<String>, Option<String>)>,
@@ -500,7 +517,9 @@ impl Edge {
     /// The batches due at `now_ms` (the entry module's timer: counts never wait for a next
     /// request that may not come).
     pub fn flush(&mut self, now_ms: f64) -> Vec<(BundleName, Batch)> {
-        self.outbox.take_due(self.settings.flush, now_ms)
+        let mut batches = std::mem::take(&mut self.ready);
+        batches.extend(self.outbox.take_due(self.settings.flush, now_ms));
+        batches
     }
 
     /// When the outbox's next batch falls due, if it holds any counts.
@@ -710,7 +729,7 @@ impl Edge {
         // `health.origins` do not.
         let from_listed_page = || load_counts(prepared.rollout.page_origins(), req.referer);
         let tally = match (&routed.decision, routed.overridden, head) {
-            (Some(d), None, false) if from_listed_page() => Some(TallyToken::new(
+            (Some(d), None, false) if from_listed_page() => Some(TallyFacts::new(
                 prepared,
                 d.channel,
                 d.client,
@@ -777,26 +796,10 @@ fn owned(d: Decision<'_>) -> OwnedDecision {
     }
 }
 
-impl TallyToken {
-    fn new(prepared: &PreparedRollout, channel: Channel, client: u64, network: u64) -> Self {
-        use std::fmt::Write;
-        let r = &prepared.rollout;
-        let canary = r.live_canary().map(Version::as_str).unwrap_or("");
-        let mut token = String::with_capacity(64);
-        // Writing to a String cannot fail.
-        let _ = write!(
-            token,
-            "{}\t{}\t{canary}\t{}\t{}\t{client:x}\t{network:x}",
-            prepared.bundle,
-            r.stable,
-            r.weight.percent(),
-            u8::from(channel == Channel::Canary),
-        );
-        Self(token)
-    }
-}
-
-struct ParsedTally {
+/// The counting facts of one floating request or admitted report: bundle, stable, canary,
+/// weight, channel, client, keyed network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TallyFacts {
     bundle: BundleName,
     stable: Version,
     canary: Option<Version>,
@@ -806,7 +809,39 @@ struct ParsedTally {
     network: u64,
 }
 
-impl ParsedTally {
+impl TallyFacts {
+    fn new(prepared: &PreparedRollout, channel: Channel, client: u64, network: u64) -> Self {
+        let r = &prepared.rollout;
+        Self {
+            bundle: prepared.bundle.clone(),
+            stable: r.stable.clone(),
+            canary: r.live_canary().cloned(),
+            weight: r.weight,
+            on_canary: channel == Channel::Canary,
+            client,
+            network,
+        }
+    }
+
+    /// As text, for a report's token: the fields [`TallyFacts::parse`] reads back.
+    fn token(&self) -> String {
+        use std::fmt::Write;
+        let mut token = String::with_capacity(64);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            token,
+            "{}\t{}\t{}\t{}\t{}\t{:x}\t{:x}",
+            self.bundle,
+            self.stable,
+            self.canary.as_ref().map_or("", Version::as_str),
+            self.weight.percent(),
+            u8::from(self.on_canary),
+            self.client,
+            self.network,
+        );
+        token
+    }
+
     fn parse(text: &str) -> Option<Self> {
         let mut parts = text.split('\t');
         let mut next = || parts.next();
@@ -832,7 +867,10 @@ impl ParsedTally {
     }
 }
 
+mod held;
 mod report;
+
+use held::Held;
 
 pub use report::{rate_limited_body, ReportRequest, ReportStep};
 

@@ -9,7 +9,7 @@
 //! then as one client with an error (its id), however many it sends. Anything else is
 //! answered 2xx `{"counted": false, "reason"}` (a beacon must not retry), 429 when limited.
 
-use super::{limit_key, Edge, ParsedTally, TallyToken};
+use super::{limit_key, Edge, TallyFacts};
 use crate::config::origins::report_counts;
 use crate::config::{kv_key, BundleName};
 use crate::edge::cookie::Verified;
@@ -136,7 +136,7 @@ impl Edge {
                 };
                 // The network too: the control plane caps the signals waiting for their
                 // loads per network (`tracker::WAITING_PER_NETWORK`).
-                let mut token = TallyToken::new(&prepared, channel, client, network).0;
+                let mut token = TallyFacts::new(&prepared, channel, client, network).token();
                 token.push('\t');
                 token.push_str(if signal == Signal::Boot { "b" } else { "f" });
                 // A boot carries its time (`b412`): the boot-time guard's value.
@@ -178,9 +178,15 @@ impl Edge {
     }
 
     /// Counts an admitted report ([`ReportStep::Admitted`]'s token) in the same pending
-    /// counts as the loads. Returns the batches due. A token that does not parse counts
-    /// nothing.
-    pub fn count_report(&mut self, token: &str, now_ms: f64) -> Vec<(BundleName, Batch)> {
+    /// counts as the loads. Returns when the next batch falls due, as [`Edge::served`]
+    /// does. A token that does not parse counts nothing.
+    pub fn count_report(&mut self, token: &str, now_ms: f64) -> Option<f64> {
+        let due = self.count_report_token(token, now_ms);
+        self.ready.extend(due);
+        self.next_due(now_ms)
+    }
+
+    fn count_report_token(&mut self, token: &str, now_ms: f64) -> Vec<(BundleName, Batch)> {
         // The tally's fields, then the signal, then (a failure) its kind, message, stack.
         let mut tabs = token.bytes().enumerate().filter(|(_, b)| *b == b'\t');
         let Some((at, _)) = tabs.nth(TALLY_FIELDS - 1) else {
@@ -197,7 +203,7 @@ impl Edge {
             Some(("f", "")) => (Signal::Failure, None),
             _ => return Vec::new(),
         };
-        let Some(parsed) = ParsedTally::parse(tally) else {
+        let Some(parsed) = TallyFacts::parse(tally) else {
             return Vec::new();
         };
         let text = rest.next().map(|kind| {
