@@ -266,6 +266,25 @@ fn plan_benches(c: &mut Criterion) {
             edge.served(handle, Served::AsRouted, now)
         })
     });
+    // A first visit counted as the edge counts it: a new client's load each time, and the
+    // timer's flush of the batch once a second's worth (~6,000 here) has gathered.
+    g.bench_function("first_visit_counted", |b| {
+        let mut x = 0u64;
+        let mut n = 0u32;
+        b.iter(|| {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let Step::Serve(plan) = edge.plan(black_box(&first), Some(black_box(&identity)), || x)
+            else {
+                unreachable!("a first visit is served")
+            };
+            let handle = edge.hold(plan.tally.expect("counted"), now);
+            edge.served(handle, Served::AsRouted, now);
+            n += 1;
+            if n % 6_000 == 0 {
+                black_box(edge.flush(now + 60_000.0 * f64::from(n / 6_000)));
+            }
+        })
+    });
     g.finish();
 }
 
