@@ -280,7 +280,7 @@ fn plan_benches(c: &mut Criterion) {
             let handle = edge.hold(plan.tally.expect("counted"), now);
             edge.served(handle, Served::AsRouted, now);
             n += 1;
-            if n % 6_000 == 0 {
+            if n.is_multiple_of(6_000) {
                 black_box(edge.flush(now + 60_000.0 * f64::from(n / 6_000)));
             }
         })
