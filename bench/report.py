@@ -181,7 +181,8 @@ w("")
 # ---------------------------------------------------------------- throughput
 w("## Throughput in workerd\n")
 w(f"Miniflare 5 (workerd) on 127.0.0.1, one worker at a time, `wrk -t{tp['threads']} -c{tp['connections']} "
-  f"-d{tp['duration_s']}s`, {tp.get('rounds', 1)} interleaved rounds, each figure from the round with the "
+  f"-d{tp['duration_s']}s`" + (f" after {tp['warmup_s']} s of the same load, not counted (a fresh workerd's JIT and wasm tier-up)" if tp.get('warmup_s') else "") +
+  f", {tp.get('rounds', 1)} interleaved rounds, each figure from the round with the "
   "median req/s (all rounds' req/s in the last column); wrk and workerd share the machine's CPUs. Local KV, R2 and Cache API are "
   "Miniflare's simulators, so absolute numbers are far below Cloudflare's; the ratios are the point.\n")
 w("*CPU µs/req* is the workerd process's user+system time over the run divided by the requests "
