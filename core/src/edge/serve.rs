@@ -458,8 +458,7 @@ impl Edge {
         if let Some(tally) = tally {
             for &signal in signals {
                 // A fallback happens only to canary-routed requests: both count on the canary.
-                let due = self.count(&tally, signal, None, now_ms);
-                self.ready.extend(due);
+                self.count(&tally, signal, None, None, now_ms);
             }
         }
         self.next_due(now_ms)
@@ -474,26 +473,16 @@ impl Edge {
         }
     }
 
-    /// One signal of a tallied client into the outbox; the batches due.
+    /// One signal of a tallied client (with an error report's kind, message and stack)
+    /// into the outbox; the batches it makes due wait in `ready` for [`Edge::flush`].
     fn count(
-        &mut self,
-        parsed: &TallyFacts,
-        signal: Signal,
-        boot_ms: Option<u32>,
-        now_ms: f64,
-    ) -> Vec<(BundleName, Batch)> {
-        self.count_text(parsed, signal, boot_ms, None, now_ms)
-    }
-
-    /// [`count`](Self::count), with an error report's kind, message and stack.
-    fn count_text(
         &mut self,
         parsed: &TallyFacts,
         signal: Signal,
         boot_ms: Option<u32>,
         text: Option<(String, Option<String>, Option<String>)>,
         now_ms: f64,
-    ) -> Vec<(BundleName, Batch)> {
+    ) {
         let tally = Tally {
             bundle: &parsed.bundle,
             stable: &parsed.stable,
@@ -505,13 +494,11 @@ impl Edge {
             signal,
             boot_ms,
         };
-        let batches = self
+        let due = self
             .outbox
             .record_text(tally, text, self.settings.flush, now_ms);
-        batches
-            .into_iter()
-            .map(|b| (parsed.bundle.clone(), b))
-            .collect()
+        self.ready
+            .extend(due.into_iter().map(|b| (parsed.bundle.clone(), b)));
     }
 
     /// The batches due at `now_ms` (the entry module's timer: counts never wait for a next

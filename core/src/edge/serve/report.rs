@@ -15,7 +15,6 @@ use crate::config::{kv_key, BundleName};
 use crate::edge::cookie::Verified;
 use crate::edge::report::{self, admit, NotCounted, ReportError, Reporter, MAX_REPORT_BYTES};
 use crate::error::EdgeError;
-use crate::health::counts::Batch;
 use crate::health::counts::Signal;
 use crate::health::report_text::LINE_SEPARATOR;
 
@@ -181,16 +180,15 @@ impl Edge {
     /// counts as the loads. Returns when the next batch falls due, as [`Edge::served`]
     /// does. A token that does not parse counts nothing.
     pub fn count_report(&mut self, token: &str, now_ms: f64) -> Option<f64> {
-        let due = self.count_report_token(token, now_ms);
-        self.ready.extend(due);
+        self.count_report_token(token, now_ms);
         self.next_due(now_ms)
     }
 
-    fn count_report_token(&mut self, token: &str, now_ms: f64) -> Vec<(BundleName, Batch)> {
+    fn count_report_token(&mut self, token: &str, now_ms: f64) {
         // The tally's fields, then the signal, then (a failure) its kind, message, stack.
         let mut tabs = token.bytes().enumerate().filter(|(_, b)| *b == b'\t');
         let Some((at, _)) = tabs.nth(TALLY_FIELDS - 1) else {
-            return Vec::new();
+            return;
         };
         let (tally, rest) = (&token[..at], &token[at + 1..]);
         let mut rest = rest.split('\t');
@@ -198,13 +196,13 @@ impl Edge {
             Some(("b", "")) => (Signal::Boot, None),
             Some(("b", ms)) => match ms.parse::<u32>() {
                 Ok(ms) => (Signal::Boot, Some(ms)),
-                Err(_) => return Vec::new(),
+                Err(_) => return,
             },
             Some(("f", "")) => (Signal::Failure, None),
-            _ => return Vec::new(),
+            _ => return,
         };
         let Some(parsed) = TallyFacts::parse(tally) else {
-            return Vec::new();
+            return;
         };
         let text = rest.next().map(|kind| {
             let mut field = || {
@@ -214,7 +212,7 @@ impl Edge {
             };
             (kind.to_owned(), field(), field())
         });
-        self.count_text(&parsed, signal, boot_ms, text, now_ms)
+        self.count(&parsed, signal, boot_ms, text, now_ms);
     }
 
     /// The reporter's cohort cookie: absent, present but not verifying, or verified.

@@ -3,6 +3,7 @@ use crate::config::{Version, Weight};
 use crate::edge::decide::Channel;
 use crate::edge::serve::tests::{count_served, edge, edge_with, first_visit, CONFIG, NOW};
 use crate::edge::serve::Served;
+use crate::health::counts::Batch;
 
 fn report<'a>(body: &'a str, cookie: Option<&'a str>) -> ReportRequest<'a> {
     ReportRequest {
