@@ -237,6 +237,26 @@ test("C, then record_config, then I, then A: a first visit to a floating URL of 
   assert.deepEqual(read(JS.batches, router.flush(now)), { next_flush_ms: "", pairs: [] });
 });
 
+test("served: a handle held before a reset (the entry's answer to a trap) counts nothing in the fresh router", () => {
+  const outcome = positions(JS.served_outcomes);
+  const now = Date.now();
+  const fresh = () => {
+    router.__wbg_reset_state();
+    router.configure(JSON.stringify(VARS));
+    return settle("/demo/sdk.js").answer;
+  };
+  // In flight across the reset: the first tally of a router, then the first of the next.
+  const before = fresh();
+  const after = fresh();
+  assert.notEqual(after.tally, before.tally, "each router's handles start elsewhere (a random start), not both at 0");
+  // The old handle names none of the fresh router's tallies: nothing falls due, nothing is sent.
+  assert.equal(router.served(Number(before.tally), outcome.as_routed, now), 0);
+  assert.deepEqual(read(JS.batches, router.flush(now)), { next_flush_ms: "", pairs: [] });
+  // The fresh one's own handle counts (HEALTH_FLUSH_REQUESTS=1: due at once).
+  assert.ok(router.served(Number(after.tally), outcome.as_routed, now) > 0);
+  assert.equal(read(JS.batches, router.flush(now)).pairs.length, 1);
+});
+
 test("A: a returning client's floating URL: the cookie decides, no identity asked", () => {
   const first = settle("/demo/sdk.js").answer;
   const cookie = Object.fromEntries(first.pairs)["set-cookie"].split(";")[0];

@@ -435,6 +435,13 @@ impl Edge {
             .map(|(channel, token)| (channel, OverrideKey::holder_id(token)))
     }
 
+    /// This edge with its tallies' handles starting at `start` (e.g. a random value, so
+    /// that a handle of an edge before a restart names nothing here: `serve/held.rs`).
+    pub fn with_handles_from(mut self, start: u64) -> Self {
+        self.held = Held::starting_at(start);
+        self
+    }
+
     /// Keeps a plan's tally across the entry's awaits; the handle to give [`Edge::served`].
     pub fn hold(&mut self, tally: TallyFacts, now_ms: f64) -> u64 {
         self.held.hold(tally, now_ms)

@@ -11,6 +11,12 @@
 //! handle back, whatever was served); one never given back (a request that threw) expires
 //! after [`HELD_FOR_MS`]. At most [`MAX_HELD`] wait: past that the oldest is given up (its
 //! load goes uncounted) rather than let an isolate's memory grow without bound.
+//!
+//! Each table starts its handles where it is told ([`Held::starting_at`]; the router draws
+//! a random start): after a wasm trap the entry starts a fresh router, and a request still
+//! in flight from before gives back a handle of the old one. From a fresh table counting
+//! from 0 that handle would name another request's tally (one load counted with the other's
+//! outcome, the other's never); from a random start in 2^52 it names nothing.
 
 use std::collections::VecDeque;
 
@@ -19,6 +25,10 @@ pub const HELD_FOR_MS: f64 = 60_000.0;
 
 /// The most tallies that wait at once (an isolate serves far fewer requests at a time).
 pub const MAX_HELD: usize = 8_192;
+
+/// Handles start below this (2^52), so that they stay exact as JavaScript numbers (2^53)
+/// for as many requests again as the start leaves.
+pub const FIRST_HANDLE_BELOW: u64 = 1 << 52;
 
 /// Values by handle, oldest first.
 #[derive(Debug)]
@@ -39,6 +49,14 @@ impl<T> Default for Held<T> {
 }
 
 impl<T> Held<T> {
+    /// A table whose first handle is `start` (reduced below [`FIRST_HANDLE_BELOW`]).
+    pub fn starting_at(start: u64) -> Self {
+        Self {
+            first: start % FIRST_HANDLE_BELOW,
+            slots: VecDeque::new(),
+        }
+    }
+
     /// Holds `value`; its handle.
     pub fn hold(&mut self, value: T, now_ms: f64) -> u64 {
         self.expire(now_ms);
@@ -136,6 +154,23 @@ mod tests {
         for (handle, value) in [(later, "slow"), (next, "next"), (last, "last")] {
             assert_eq!(held.take(handle), Some(value));
         }
+    }
+
+    #[test]
+    fn a_handle_of_another_table_names_nothing_in_this_one() {
+        // The router before a trap, and the fresh one after it.
+        let mut before = Held::starting_at(1_000);
+        let in_flight = before.hold("before", 0.0);
+        let mut after = Held::starting_at(5_000_000);
+        let fresh = after.hold("after", 1.0);
+        assert_eq!(in_flight, 1_000);
+        assert_eq!(after.take(in_flight), None, "not the fresh table's");
+        assert_eq!(after.take(fresh), Some("after"));
+        // Any start gives handles exact as JavaScript numbers.
+        let mut high = Held::starting_at(u64::MAX);
+        let h = high.hold((), 0.0);
+        assert!(h < FIRST_HANDLE_BELOW && (h as f64) as u64 == h);
+        assert_eq!(high.take(h), Some(()));
     }
 
     #[test]
