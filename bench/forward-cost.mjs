@@ -5,7 +5,7 @@
 // a small step (1,000 tracked), in the same run, and the cost of a restart: the first
 // forward after the runtime restarts on the same state loads the step's rows.
 //
-//   node bench/forward-cost.mjs [--quick] [--forwards 20] [--events 100] [--out file.json]
+//   node bench/forward-cost.mjs [--quick] [--forwards 20] [--events 100] [--build dir] [--out file.json]
 //
 // Forwards are posted from Node straight to the monitor's `/ingest` (the route and body an
 // aggregator uses: health::coalesce::IngestMessage), one at a time, each waited for; CPU is
@@ -14,7 +14,7 @@
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { ROOT, cpuMs, settle, start, workers } from "./workerd.mjs";
 
 const args = process.argv.slice(2);
@@ -29,6 +29,8 @@ const FULL = quick ? 10_000 : 100_000;
 const SMALL = 1_000;
 const FILL_PER_FORWARD = 2_000;
 const PORT = Number(opt("--port", 8795));
+/** Another build of canary-edge to measure (default build/). */
+const BUILD = opt("--build") ? resolve(opt("--build")) : undefined;
 // Automatic rollback off: one signal in ten is a failure, and a cut would end the step (and
 // the tracking this bench measures).
 const ROLLOUT = { stable: "1.0.0", canary: "1.1.0", weight: 50, health: { auto_rollback: false } };
@@ -118,7 +120,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const summary = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
 
 async function run(label, n, persist) {
-  const def = { ...workers()["canary-edge"], vars: { HEALTH_FLUSH_MS: "600000" } };
+  const def = { ...workers(BUILD)["canary-edge"], vars: { HEALTH_FLUSH_MS: "600000" } };
   let w = await start(def, { port: PORT, rollout: ROLLOUT, persist });
   try {
     await post(w.mf, forward([], [])); // the object started, the config read

@@ -60,3 +60,40 @@ test("a lone load is sent by the timer within a second while a canary is live, w
   }, "the load in the tracker", 5_000);
   assert.ok(seen <= 3_000, `within its urgent flush: ${seen} ms`);
 });
+
+test("the monitor's /ingest takes a forward's JSON as text: a well-formed one is counted, a malformed one refused (400) and nothing lost after it", async () => {
+  await bundle("forwarded");
+  const ns = await w.mf.getDurableObjectNamespace("HEALTH");
+  const post = async (body) => {
+    const res = await ns.get(ns.idFromName("forwarded")).fetch("https://monitor.canary-edge/ingest", {
+      method: "POST",
+      headers: { "x-canary-bundle": "forwarded", "content-type": "application/json" },
+      body,
+    });
+    return { status: res.status, text: await res.text() };
+  };
+  for (const bad of ["", "not json", "{\"batches\":7}", "{\"batches\":[{\"stable\":\"1.0.0\"}]}"]) {
+    const r = await post(bad);
+    assert.equal(r.status, 400, `${JSON.stringify(bad)}: ${r.text}`);
+    assert.match(r.text, /bad batches/);
+  }
+  // A forward as an aggregator sends it (one exact client set, control/clients.rs): one new
+  // canary client's load, counted.
+  const id = "00000000000a11ce";
+  const exact = (ids) => "01" + ids.join("");
+  const batch = {
+    stable: "1.0.0",
+    canary: "1.1.0",
+    weight: 50,
+    clients: { stable: { loaded: exact([]), errored: exact([]) }, canary: { loaded: exact([id]), errored: exact([]) } },
+    events: [{ client: id, network: "7", canary: true, signal: "load" }],
+  };
+  const ok = await post(JSON.stringify({ batches: [batch], merged: 1 }));
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal(JSON.parse(ok.text).ok, true);
+  const m = await until(async () => {
+    const s = await monitor("forwarded");
+    return s?.verdict?.tracked?.pending >= 1 ? s : null;
+  }, "the forwarded load in the tracker", 5_000);
+  assert.ok(m.verdict.tracked.pending >= 1);
+});

@@ -374,7 +374,13 @@ impl DurableObject for HealthMonitor {
         };
         match route {
             Route::Ingest => {
-                let Ok(message) = req.json::<IngestMessage>().await else {
+                // Read as text and parsed here, in one crossing: a forward carries up to
+                // thousands of events, and `Request::json` walks JSON.parse's objects field by
+                // field across the JS↔wasm boundary (serde_wasm_bindgen).
+                let body = req.text().await.ok();
+                let Some(message) =
+                    body.and_then(|text| serde_json::from_str::<IngestMessage>(&text).ok())
+                else {
                     return Response::error("bad batches", 400);
                 };
                 self.intake.borrow_mut().record(&message, now_ms());
