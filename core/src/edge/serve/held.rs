@@ -41,10 +41,7 @@ pub struct Held<T> {
 
 impl<T> Default for Held<T> {
     fn default() -> Self {
-        Self {
-            first: 0,
-            slots: VecDeque::new(),
-        }
+        Self::starting_at(0)
     }
 }
 
