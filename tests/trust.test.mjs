@@ -181,6 +181,27 @@ describe("the admin API's door", () => {
   });
 });
 
+describe("a half-set Cloudflare Access pair", () => {
+  test("refuses the admin API and the console, naming the var in the log only; bundles still serve", async () => {
+    // ACCESS_AUD without ACCESS_TEAM_DOMAIN: the control plane's setting, read by the control
+    // Worker only (the edge's router reads all but Access and the webhooks).
+    const w = await startWorker({ vars: { ADMIN_TOKEN: TOKEN, CONSOLE_HOST: "console.test", ACCESS_AUD: "aud" }, captureLogs: true });
+    try {
+      for (const url of [`${EDGE}/__canary/api/demo`, `${CONSOLE}/__canary/ui/`]) {
+        const r = await call(w, url, { headers: { authorization: `Bearer ${TOKEN}` } });
+        assert.equal(r.status, 503, url);
+        assert.match(r.text, /misconfigured; see the worker's log/);
+        assert.doesNotMatch(r.text, /ACCESS/, "no detail for anonymous callers");
+      }
+      assert.ok(w.logLines().some((l) => l.event === "error" && /ACCESS_TEAM_DOMAIN/.test(l.detail)), "the detail is in the log");
+      const sdk = await call(w, `${EDGE}/demo/sdk.js`);
+      assert.equal(sdk.status, 200, sdk.text);
+    } finally {
+      await w.dispose();
+    }
+  });
+});
+
 describe("a short ADMIN_TOKEN", () => {
   test("refuses to start the admin API and the console, naming the secret in the log only; bundles still serve", async () => {
     const w = await startWorker({ vars: { ADMIN_TOKEN: "dev-admin-token", CONSOLE_HOST: "console.test" }, captureLogs: true });

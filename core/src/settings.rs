@@ -269,14 +269,33 @@ impl Settings {
             .is_some_and(|console| console.eq_ignore_ascii_case(name))
     }
 
-    /// Builds settings from a lookup of vars and secrets (`None` = unset).
     /// The key the edge signs and hashes with: `COHORT_SECRET`, else the public salt (which
     /// anyone can read: auto canary refuses to act then, see `control::machine::UNSIGNED`).
     pub fn edge_secret(&self) -> &str {
         self.cookie_secret.as_deref().unwrap_or(&self.salt)
     }
 
+    /// Builds every setting from a lookup of vars and secrets (`None` = unset): the control
+    /// Worker's, and the CLI's.
     pub fn from_lookup(mut get: impl FnMut(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut settings = Self::edge_from_lookup(&mut get)?;
+        settings.access = access(get(VAR_ACCESS_TEAM_DOMAIN), get(VAR_ACCESS_AUD))?;
+        (
+            settings.notify,
+            settings.notify_secret,
+            settings.notify_problem,
+        ) = notify(get(SECRET_NOTIFY_URLS), get(SECRET_NOTIFY_SECRET));
+        Ok(settings)
+    }
+
+    /// The settings the routing module reads: all but the control plane's own, Cloudflare
+    /// Access (`access`) and the webhooks (`notify*`), which keep their defaults. So a
+    /// mistake in those (a half-set Access pair) cannot stop the edge serving bundles, and
+    /// their parsers (URLs) are not in the routing wasm, whose first request compiles what
+    /// it calls (bench/README.md, "What the first request compiles").
+    pub fn edge_from_lookup(
+        mut get: impl FnMut(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
         let d = Settings::default();
         let salt = get(VAR_SALT).unwrap_or(d.salt);
         if salt.is_empty() {
@@ -285,8 +304,6 @@ impl Settings {
                 message: "must not be empty".into(),
             });
         }
-        let (notify, notify_secret, notify_problem) =
-            notify(get(SECRET_NOTIFY_URLS), get(SECRET_NOTIFY_SECRET));
         Ok(Self {
             cohorts: number(VAR_COHORTS, get(VAR_COHORTS), d.cohorts, 1, MAX_COHORTS)?,
             cookie_name: token(VAR_COOKIE, get(VAR_COOKIE), &d.cookie_name)?,
@@ -342,7 +359,7 @@ impl Settings {
             read_token: get(SECRET_READ_TOKEN).filter(|s| !s.is_empty()),
             operator_tokens: get(SECRET_OPERATOR_TOKENS).filter(|s| !s.trim().is_empty()),
             console_host: host(get(VAR_CONSOLE_HOST))?,
-            access: access(get(VAR_ACCESS_TEAM_DOMAIN), get(VAR_ACCESS_AUD))?,
+            access: None,
             override_secret: get(SECRET_OVERRIDE).filter(|s| !s.is_empty()),
             flush: FlushPolicy {
                 every_ms: number(
@@ -360,9 +377,9 @@ impl Settings {
                     1_000_000,
                 )?,
             },
-            notify,
-            notify_secret,
-            notify_problem,
+            notify: Vec::new(),
+            notify_secret: None,
+            notify_problem: None,
         })
     }
 }
@@ -508,6 +525,62 @@ mod tests {
             .notify_problem
             .unwrap()
             .starts_with("NOTIFY_URLS: entry 2"));
+    }
+
+    #[test]
+    fn the_edge_reads_all_but_the_control_planes_own_settings() {
+        let edge = |pairs: &[(&str, &str)]| {
+            let map: HashMap<&str, &str> = pairs.iter().copied().collect();
+            Settings::edge_from_lookup(|k| map.get(k).map(|v| v.to_string()))
+        };
+        let base = [
+            (VAR_COHORTS, "100"),
+            (SECRET_COOKIE_KEY, "s"),
+            (VAR_CONSOLE_HOST, "ops.example.com"),
+            (VAR_HEALTH_FLUSH_MS, "2000"),
+        ];
+        // (extra vars, what the control plane's full read says of them: the var it refuses)
+        type Case<'a> = (&'a [(&'a str, &'a str)], Result<(), &'a str>);
+        let cases: [Case; 4] = [
+            (&[], Ok(())),
+            (
+                &[
+                    (VAR_ACCESS_TEAM_DOMAIN, "https://t.cloudflareaccess.com"),
+                    (VAR_ACCESS_AUD, "aud"),
+                    (SECRET_NOTIFY_URLS, "json:https://example.com/h"),
+                    (SECRET_NOTIFY_SECRET, "k"),
+                ],
+                Ok(()),
+            ),
+            // A half-set Access pair stops the control Worker, never the edge.
+            (&[(VAR_ACCESS_AUD, "aud")], Err(VAR_ACCESS_TEAM_DOMAIN)),
+            (&[(SECRET_NOTIFY_URLS, "not-a-url")], Ok(())),
+        ];
+        for (extra, full_read) in cases {
+            let pairs: Vec<(&str, &str)> = base.iter().chain(extra).copied().collect();
+            let edge = edge(&pairs).unwrap();
+            assert_eq!(
+                (edge.access.as_ref(), edge.notify.len(), &edge.notify_secret),
+                (None, 0, &None),
+                "{extra:?}"
+            );
+            assert_eq!(edge.notify_problem, None, "{extra:?}");
+            match (from(&pairs), full_read) {
+                (Ok(full), Ok(())) => assert_eq!(
+                    Settings {
+                        access: None,
+                        notify: Vec::new(),
+                        notify_secret: None,
+                        notify_problem: None,
+                        ..full
+                    },
+                    edge,
+                    "{extra:?}"
+                ),
+                (Err(e), Err(var)) => assert_eq!(e.var, var),
+                (got, want) => panic!("{extra:?}: {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -478,7 +478,7 @@ pub fn configure(vars_json: &str) {
     let vars: HashMap<String, String> = serde_json::from_str(vars_json).unwrap_or_default();
     // Handles from a random start: after a trap the entry configures a fresh router, and a
     // request in flight from before gives back a handle of the old one (serve/held.rs).
-    let edge = Settings::from_lookup(|name| vars.get(name).cloned())
+    let edge = Settings::edge_from_lookup(|name| vars.get(name).cloned())
         .map(|settings| Edge::new(settings).with_handles_from(random_u64()));
     EDGE.with(|cell| *cell.borrow_mut() = Some(edge));
 }
