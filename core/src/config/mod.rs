@@ -104,7 +104,12 @@ impl Version {
         let ok_rest = s
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'_'));
-        if s.is_empty() || s.len() > MAX_NAME_LEN || !ok_first || !ok_rest || s.contains("..") {
+        if s.is_empty()
+            || s.len() > MAX_NAME_LEN
+            || !ok_first
+            || !ok_rest
+            || s.as_bytes().windows(2).any(|w| w == b"..")
+        {
             return Err(format!(
                 "version must be 1-{MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '.', '-', '+' or '_', starting with a letter or digit, without '..', got {s:?}"
             ));
