@@ -5,6 +5,7 @@
 //   node bench/cold-breakdown.mjs [--starts 7] [--build dir]
 //
 // Stages (entries written to target/cold-breakdown/, next to a copy of the routing module):
+//   no wasm       answer "ok" from JS (the baseline of the two below)
 //   instantiate   import the routing wasm and instantiate it; answer "ok"
 //   + configure   and, on the first request, configure() from the vars and constants()
 //   full          the built worker (build/index.js): config read, R2, cache, counting
@@ -26,6 +27,8 @@ const BUILD = resolve(opt("--build", join(ROOT, "build")));
 const WORK = join(ROOT, "target/cold-breakdown");
 
 const ENTRIES = {
+  "no wasm": `export default { fetch: () => new Response("ok") };
+`,
   instantiate: `import wasm from "./router/router_bg.wasm";
 import { initSync } from "./router/router.js";
 initSync({ module: wasm });
@@ -61,6 +64,7 @@ function stage(name) {
 
 const refs = workers(BUILD);
 const defs = {
+  "no wasm": stage("no wasm"),
   instantiate: stage("instantiate"),
   "+ configure": stage("configure"),
   "full (no HEALTH binding)": refs["canary-edge (edge Worker alone)"],
