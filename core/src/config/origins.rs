@@ -81,12 +81,21 @@ pub fn report_counts(origins: Option<&PageOrigins>, origin: Option<&str>) -> boo
     }
 }
 
+/// Where what follows a URL's `scheme://` starts. Bytes compared in place, not a `str`
+/// pattern (`find("://")`), which would bring core's Two-Way searcher onto every request's
+/// path and into the code the first one compiles (bench/first-compile.mjs).
+pub fn scheme_end(url: &str) -> Option<usize> {
+    url.as_bytes()
+        .windows(3)
+        .position(|w| w == b"://")
+        .map(|i| i + 3)
+}
+
 /// The origin part of a `Referer` URL: up to the path, query or fragment.
 fn referer_origin(referer: &str) -> Option<&str> {
-    // Bytes, not a `str` pattern: the routing wasm stays small (ASCII delimiters, so the
-    // cut is at a character boundary).
+    // ASCII delimiters, so the cut is at a character boundary.
     let bytes = referer.as_bytes();
-    let host_at = bytes.windows(3).position(|w| w == b"://")? + 3;
+    let host_at = scheme_end(referer)?;
     let end = bytes[host_at..]
         .iter()
         .position(|b| matches!(b, b'/' | b'?' | b'#'))

@@ -6,6 +6,7 @@
 
 use percent_encoding::percent_decode_str;
 
+use crate::config::origins::scheme_end;
 use crate::config::{BundleName, Version};
 
 /// Longest raw URL path accepted.
@@ -105,16 +106,6 @@ pub fn origin_of(url: &str) -> &str {
 pub fn host_of(url: &str) -> &str {
     let origin = origin_of(url);
     scheme_end(origin).map_or(origin, |i| &origin[i..])
-}
-
-/// Where what follows a URL's `scheme://` starts. Three bytes compared in place: a `&str`
-/// pattern (`find("://")`) brings the Two-Way searcher, on every request's path and into
-/// the code the first one compiles (bench/first-compile.mjs).
-fn scheme_end(url: &str) -> Option<usize> {
-    url.as_bytes()
-        .windows(3)
-        .position(|w| w == b"://")
-        .map(|i| i + 3)
 }
 
 /// The path of an already-serialized WHATWG URL (`request.url`): what follows the origin,
