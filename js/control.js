@@ -8,5 +8,57 @@
 //   runs a bundle's rollout.
 // - `HealthAggregator`: the objects that merge the edge isolates' health batches before
 //   the bundle's HealthMonitor (js/health-aggregator.js, around `aggregator/`).
-export { default, HealthMonitor } from "./ops/index.js";
-export { HealthAggregator } from "./health-aggregator.js";
+//
+// Each module loads on its first use, not when the isolate starts: an isolate that only
+// runs aggregators (every edge isolate's batches and revision checks) never instantiates
+// the 1 MB operations module, one that only serves the API never loads the aggregators,
+// and where both Workers share one workerd (wrangler dev, Miniflare) the edge's start does
+// not wait for either (bench/README.md, "Cold start").
+
+let operations;
+const loadOperations = () => (operations ??= import("./ops/index.js"));
+let aggregators;
+const loadAggregators = () => (aggregators ??= import("./health-aggregator.js"));
+
+export default {
+  async fetch(request, env, ctx) {
+    const { default: Operations } = await loadOperations();
+    return new Operations(ctx, env).fetch(request);
+  },
+};
+
+/**
+ * A Durable Object class whose implementation (`name` in the module `load` imports) is
+ * made at the object's first event, once: concurrent first events share it.
+ */
+function loadedOnFirstUse(load, name) {
+  return class {
+    constructor(state, env) {
+      this.state = state;
+      this.env = env;
+      this.made = null;
+    }
+
+    object() {
+      this.made ??= load()
+        .then((module) => new module[name](this.state, this.env))
+        .catch((e) => {
+          // Not kept: the next event tries again (as a restarted object would).
+          this.made = null;
+          throw e;
+        });
+      return this.made;
+    }
+
+    async fetch(request) {
+      return (await this.object()).fetch(request);
+    }
+
+    async alarm(info) {
+      return (await this.object()).alarm(info);
+    }
+  };
+}
+
+export const HealthMonitor = loadedOnFirstUse(loadOperations, "HealthMonitor");
+export const HealthAggregator = loadedOnFirstUse(loadAggregators, "HealthAggregator");

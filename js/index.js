@@ -729,17 +729,28 @@ function takePushed(bundle, message) {
 // answers from memory, asking the monitor at most once a second (health::coalesce,
 // ConfigRelay). Without aggregators there is no check (every isolate would ask the one
 // monitor); batches' answers still carry the config.
+//
+// An isolate's first canary request of a bundle starts the clock rather than checking: its
+// config was read moments before, an isolate that gets one request and goes quiet would
+// never use the answer, and where both Workers share one workerd (wrangler dev, Miniflare)
+// that check started the control Worker's objects inside the isolate's first response
+// (+36 ms to a cold start, bench/README.md). A new isolate still checks within
+// CONFIG_CHECK_MS plus one request's gap.
 const CONFIG_CHECK_MS = 1_500;
-/** When this isolate last checked each bundle (bounded: the bundles it serves). */
+/** When this isolate last checked each bundle, or first served its canary (bounded). */
 const configChecks = new Map();
 
 function checkConfig(bundle, env, ctx) {
   const now = Date.now();
   const last = configChecks.get(bundle);
-  if (last !== undefined && now - last < CONFIG_CHECK_MS && now >= last) return;
+  if (configChecks.size >= 1024 && last === undefined) configChecks.clear();
+  if (last === undefined) {
+    configChecks.set(bundle, now);
+    return;
+  }
+  if (now - last < CONFIG_CHECK_MS && now >= last) return;
   const aggregators = env.HEALTH_AGGREGATORS;
   if (!aggregators || !env.HEALTH) return;
-  if (configChecks.size >= 1024) configChecks.clear();
   configChecks.set(bundle, now);
   ctx.waitUntil(
     (async () => {

@@ -9,7 +9,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { copyDemoFiles, newClients, sendBoot, startWorker, until } from "./support/harness.mjs";
+import { copyDemoFiles, newClients, sendBoot, sleep, startWorker, until } from "./support/harness.mjs";
 
 const TOKEN = "restarts-admin-token-0123456789abcdef";
 // HEALTH_FLUSH_REQUESTS 1: each load goes to the monitor as it is served, so that the
@@ -75,6 +75,11 @@ describe("worker.restartObjects()", () => {
     // The edge's config copy of `rc` (read now, so younger than CONFIG_TTL_MS, 5 s) must
     // outlive the restart: a KV write made now is not served until the copy expires.
     const client = (await newClients(w, "rc", 1, "restart-edge")).all[0];
+    // That request may have started a revision check (under waitUntil; its first to the
+    // aggregator, whose object may be starting): let it settle first, or its answer could
+    // carry the write below (the control plane adopts raw writes and pushes them), which is
+    // the push path, not what this test is about.
+    await sleep(1000);
     await w.kv.put("rollout/rc", JSON.stringify({ stable: "1.0.0", canary: "1.1.0", weight: client.channel === "canary" ? 0 : 100 }));
     const r = await w.restartObjects();
     assert.equal(r.evicted, -1);

@@ -24,8 +24,8 @@ import { faultyFetch, faultyMonitor } from "./faults.mjs";
 
 export { HealthAggregator } from "../../build/control/index.js";
 export const HealthMonitor = faultyMonitor(BuiltMonitor);
-// The operations module's default export is a WorkerEntrypoint class (worker-build's).
-const control = faultyFetch({ fetch: (request, env, ctx) => new Control(ctx, env).fetch(request) });
+// The control Worker's default export: a fetch handler (js/control.js).
+const control = faultyFetch(Control);
 
 const HOST = "restarter.test";
 const PATH = "/__test/restart-objects";
