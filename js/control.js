@@ -13,7 +13,7 @@
 // runs aggregators (every edge isolate's batches and revision checks) never instantiates
 // the 1 MB operations module, one that only serves the API never loads the aggregators,
 // and where both Workers share one workerd (wrangler dev, Miniflare) the edge's start does
-// not wait for either (bench/README.md, "Cold start").
+// not wait for either (bench/README.md, "Two Workers in one workerd").
 
 let operations;
 const loadOperations = () => (operations ??= import("./ops/index.js"));

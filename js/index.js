@@ -743,8 +743,9 @@ const configChecks = new Map();
 function checkConfig(bundle, env, ctx) {
   const now = Date.now();
   const last = configChecks.get(bundle);
-  if (configChecks.size >= 1024 && last === undefined) configChecks.clear();
   if (last === undefined) {
+    // Bounded: the bundles this isolate serves.
+    if (configChecks.size >= 1024) configChecks.clear();
     configChecks.set(bundle, now);
     return;
   }
