@@ -50,6 +50,7 @@ use canary_core::config::Version;
 use canary_core::edge::decide::ClientFacts;
 use canary_core::edge::miss::ManifestState;
 use canary_core::edge::serve::{AssetPlan, AssetRequest, Edge, Miss, MissStep, Served, Step};
+use canary_core::edge::text;
 use canary_core::error::EdgeError;
 use canary_core::kv::KvRead;
 use canary_core::log::LogLine;
@@ -735,7 +736,7 @@ fn batches_answer(
     // Whole ms, formatted as an integer (float formatting would add its code here).
     let next = edge
         .next_flush_ms()
-        .map(|ms| (ms.max(0.0).ceil() as u64).to_string())
+        .map(|ms| text::decimal(ms.max(0.0).ceil() as u64))
         .unwrap_or_default();
     Batches {
         next_flush_ms: &next,
@@ -871,7 +872,7 @@ fn encode_plan(p: &AssetPlan, tally: Option<u64>) -> String {
         fallback_version,
         fallback_cache_key,
         fallback_object_key,
-        tally: &tally.map(|h| h.to_string()).unwrap_or_default(),
+        tally: &tally.map(text::decimal).unwrap_or_default(),
         serving_canary: flag(p.serving_canary),
     }
     .encode_with(p.headers.as_str())

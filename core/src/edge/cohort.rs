@@ -15,6 +15,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::config::{Version, Weight};
+use crate::edge::text;
 
 /// The identity a cohort was derived from; also the `reason` reported in logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -127,11 +128,27 @@ impl Bucketer {
 pub fn network_of(ip: &str) -> String {
     let ip = ip.trim();
     match ip.parse::<std::net::IpAddr>() {
+        // Written as `format!("{:x}:{:x}:{:x}:{:x}::/64", ..)` and `v4.to_string()` would
+        // (the hash input, so every client keeps its cohort), without `core::fmt`.
         Ok(std::net::IpAddr::V6(v6)) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            let mut out = String::with_capacity(4 * 5 + 4);
+            for segment in &v6.segments()[..4] {
+                text::push_hex(&mut out, u64::from(*segment));
+                out.push(':');
+            }
+            out.push_str(":/64");
+            out
         }
-        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Ok(std::net::IpAddr::V4(v4)) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                text::push_decimal(&mut out, octet);
+            }
+            out
+        }
         Err(_) => ip.to_owned(),
     }
 }
@@ -211,6 +228,35 @@ mod tests {
         assert_eq!(network_of("2001:db8:1:2::1"), "2001:db8:1:2::/64");
         assert_eq!(network_of(" 192.0.2.7 "), "192.0.2.7");
         assert_eq!(network_of("not an ip"), "not an ip");
+    }
+
+    /// The network text is hash input: it must stay what `format!` wrote before, byte for
+    /// byte, or clients without a cookie would change cohort.
+    #[test]
+    fn network_text_is_the_format_spelling() {
+        use std::net::IpAddr;
+        for ip in [
+            "0.0.0.0",
+            "192.0.2.7",
+            "10.200.30.255",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "2001:db8::",
+            "2001:db8:0:ffff:1::1",
+            "fe80:0:a:bc::7",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:192.0.2.7",
+        ] {
+            let expected = match ip.parse::<IpAddr>().unwrap() {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            };
+            assert_eq!(network_of(ip), expected, "{ip}");
+        }
     }
 
     #[test]

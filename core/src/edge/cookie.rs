@@ -22,6 +22,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::text;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Hex characters of the tag kept in the cookie: 64 bits, plenty against guessing a cohort.
@@ -36,6 +38,9 @@ const V3: &[u8] = b"cohort-v3";
 const V2: &[u8] = b"cohort-v2";
 /// How far an issue time may lie ahead of the verifier's clock (edges' clocks differ).
 pub const CLOCK_SKEW_SECS: u64 = 300;
+/// The longest current-format value: a 5-digit cohort, the id, the issue time, the tag and
+/// three dots.
+const VALUE_MAX_LEN: usize = 5 + ID_HEX_LEN + ISSUED_HEX_MAX + TAG_HEX_LEN + 3;
 /// Slots of the per-isolate cache of verified (cohort, id, issued) tags.
 const VERIFIED_SLOTS: usize = 2048;
 
@@ -147,7 +152,10 @@ impl CohortCookie {
     }
 
     fn compute_tag(&self, cohort: u16) -> String {
-        hex::encode(self.mac_tag(&[&self.cohorts.to_be_bytes(), &cohort.to_be_bytes()]))
+        let mut out = String::with_capacity(TAG_HEX_LEN);
+        let tag = self.mac_tag(&[&self.cohorts.to_be_bytes(), &cohort.to_be_bytes()]);
+        text::push_hex_bytes(&mut out, &tag);
+        out
     }
 
     /// The oldest format's tag of an in-range cohort (cached).
@@ -161,35 +169,52 @@ impl CohortCookie {
     /// The cookie value for `cohort` and the client id `client`, issued at `issued_secs`
     /// (seconds since the Unix epoch; below 2^40, which any real clock is).
     pub fn value(&self, cohort: u16, client: u64, issued_secs: u64) -> String {
-        format!(
-            "{cohort}.{client:016x}.{issued_secs:x}.{}",
-            hex::encode(self.client_tag(cohort, client, issued_secs))
-        )
+        let mut out = String::with_capacity(VALUE_MAX_LEN);
+        self.push_value(&mut out, cohort, client, issued_secs);
+        out
+    }
+
+    /// Appends [`Self::value`]: `{cohort}.{client:016x}.{issued_secs:x}.{tag}`.
+    fn push_value(&self, out: &mut String, cohort: u16, client: u64, issued_secs: u64) {
+        text::push_decimal(out, cohort);
+        out.push('.');
+        text::push_hex16(out, client);
+        out.push('.');
+        text::push_hex(out, issued_secs);
+        out.push('.');
+        text::push_hex_bytes(out, &self.client_tag(cohort, client, issued_secs));
     }
 
     /// The previous format's value for `cohort` and `client` (no issue time): still
     /// accepted for its cohort, and upgraded on the next response.
     pub fn v2_value(&self, cohort: u16, client: u64) -> String {
-        format!(
-            "{cohort}.{client:016x}.{}",
-            hex::encode(self.v2_tag(cohort, client))
-        )
+        let mut out = String::with_capacity(VALUE_MAX_LEN);
+        text::push_decimal(&mut out, cohort);
+        out.push('.');
+        text::push_hex16(&mut out, client);
+        out.push('.');
+        text::push_hex_bytes(&mut out, &self.v2_tag(cohort, client));
+        out
     }
 
     /// The oldest format's value for `cohort` (no client id): still accepted, and
     /// upgraded on the next response.
     pub fn legacy_value(&self, cohort: u16) -> String {
-        format!("{cohort}.{}", self.tag(cohort))
+        let mut out = text::decimal(cohort);
+        out.push('.');
+        out.push_str(self.tag(cohort));
+        out
     }
 
     /// A `Set-Cookie` header value pinning `cohort` and `client`, issued at `issued_secs`.
     pub fn set_cookie(&self, cohort: u16, client: u64, issued_secs: u64) -> String {
-        format!(
-            "{}={}{}",
-            self.name,
-            self.value(cohort, client, issued_secs),
-            self.attributes
-        )
+        let mut out =
+            String::with_capacity(self.name.len() + 1 + VALUE_MAX_LEN + self.attributes.len());
+        out.push_str(&self.name);
+        out.push('=');
+        self.push_value(&mut out, cohort, client, issued_secs);
+        out.push_str(&self.attributes);
+        out
     }
 
     /// Checks one cookie value at `now_secs`; the cohort for a well-formed, in-range,

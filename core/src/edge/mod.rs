@@ -11,6 +11,7 @@
 //!   user key);
 //! - [`report`] parses and admits what browsers report;
 //! - [`http`] holds content types, cache policies and conditional requests;
+//! - [`text`] writes numbers into strings without `core::fmt` (the request path);
 //! - [`serve`] is an asset request (and a report, `serve/report.rs`) as a plan (the
 //!   routing module runs it).
 
@@ -24,4 +25,5 @@ pub mod report;
 pub mod rollouts;
 pub mod route;
 pub mod serve;
+pub mod text;
 pub mod user_key;

@@ -38,7 +38,8 @@ pub struct AssetRoute {
 impl AssetRoute {
     /// The R2 object key of this asset in `version`.
     pub fn object_key(&self, version: &Version) -> String {
-        format!("{}/{}/{}", self.bundle, version, self.path)
+        // `join`, not `format!`: the request path stays clear of `core::fmt` (edge/text.rs).
+        [self.bundle.as_str(), version.as_str(), &self.path].join("/")
     }
 
     /// The pinned URL path of this asset in `version`: also the edge cache key's path, since

@@ -22,6 +22,7 @@ use crate::edge::miss::{judge_miss, Listing, ManifestState, Manifests, MissRule}
 use crate::edge::override_token::{OverrideKey, OVERRIDE_HEADER};
 use crate::edge::rollouts::RolloutCache;
 use crate::edge::route::{self, AssetRoute, Route, RouteError};
+use crate::edge::text;
 use crate::edge::user_key::UserKeySigner;
 use crate::error::EdgeError;
 use crate::health::batching::{Outbox, Tally};
@@ -732,7 +733,7 @@ impl Edge {
             _ => None,
         };
         if let Some(d) = &routed.decision {
-            headers.set(&self.settings.cohort_header, &d.cohort.to_string());
+            headers.set(&self.settings.cohort_header, &text::decimal(d.cohort));
             // A client id is issued only with a counted load: a HEAD, an override or a page
             // outside `health.origins` never mints one (ids cannot be stockpiled unseen).
             if let (Some(cookie), Some(_)) = (&d.set_cookie, &tally) {
