@@ -803,7 +803,7 @@ fn random_u64() -> u64 {
         if pool.at + 8 > pool.bytes.len() {
             // getrandom on Workers is crypto.getRandomValues, which does not fail; if it
             // ever did, the values would still yield valid cohorts.
-            let _ = getrandom::getrandom(&mut pool.bytes);
+            let _ = getrandom::fill(&mut pool.bytes);
             pool.at = 0;
         }
         let at = pool.at;

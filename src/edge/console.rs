@@ -131,7 +131,7 @@ fn start_session(
     via: &str,
 ) -> Outcome {
     let mut id = [0u8; 16];
-    getrandom::getrandom(&mut id)
+    getrandom::fill(&mut id)
         .map_err(|e| EdgeError::Forbidden(format!("no randomness for a session: {e}")))?;
     let Some((value, session)) = key.issue(principal, bound, id, now_ms() as u64) else {
         return Err(EdgeError::Forbidden(format!(
