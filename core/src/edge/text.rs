@@ -1,5 +1,6 @@
 //! Numbers written into strings on the request path without `core::fmt`: decimals through
-//! `itoa`, hex through `hex`. Why: in wasm, `format!` reaches `core::fmt`'s generic writer,
+//! `itoa`, hex by a table look-up per digit (the `hex` crate's `encode` allocates a string per
+//! call, and it has no way to append or to drop leading zeros). Why: in wasm, `format!` reaches `core::fmt`'s generic writer,
 //! padding and per-type `Display` code, code an isolate runs from cold caches on every
 //! request (a served request evicts them), and each such miss costs more than the
 //! arithmetic (bench/README.md, "Where the time goes"). Every function here writes exactly
